@@ -1,0 +1,76 @@
+"""Wiring: the one place that builds the store, broker, services and edge.
+
+Each class's constructor shows what it needs; nothing is global. Start
+order: store (migrate), broker, writer; stop order is the reverse, with
+sockets closed (1001) before the writer's last batch is committed.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from argon2 import PasswordHasher
+
+from tidings.broker.local import LocalBroker
+from tidings.config import Settings
+from tidings.gateway import http
+from tidings.gateway.context import Edge
+from tidings.gateway.hub import Hub
+from tidings.gateway.websocket import websocket
+from tidings.service.accounts import Accounts
+from tidings.service.conversations import Conversations
+from tidings.service.events import Event, SessionRevoked
+from tidings.service.groups import Groups
+from tidings.store.engines import describe
+from tidings.store.sql import SqlStore
+
+log = logging.getLogger("tidings")
+
+
+def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> web.Application:
+    store = SqlStore.from_url(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    broker = LocalBroker()
+    accounts = Accounts(store, broker, hasher or PasswordHasher())
+    conversations = Conversations(store, broker, settings)
+    groups = Groups(store, broker, settings)
+    hub = Hub()
+    edge = Edge(settings, accounts, conversations, groups, hub)
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, SessionRevoked):
+            accounts.forget_token(event.token_hash)
+        hub(event)
+
+    broker.subscribe(on_event)
+
+    app = web.Application(
+        client_max_size=settings.max_http_body_bytes,
+        middlewares=[http.errors_middleware],
+    )
+    app[Edge.KEY] = edge
+    http.add_routes(app)
+    app.router.add_get("/ws", websocket)
+
+    async def start(_app: web.Application) -> None:
+        await store.open()
+        await broker.start()
+        conversations.writer.start()
+
+    async def shutdown(_app: web.Application) -> None:
+        await hub.close_all(1001, "server shutting down")
+
+    async def stop(_app: web.Application) -> None:
+        await conversations.writer.close()
+        await broker.close()
+        await store.close()
+
+    app.on_startup.append(start)
+    app.on_shutdown.append(shutdown)
+    app.on_cleanup.append(stop)
+    return app
+
+
+def backends(settings: Settings) -> str:
+    """One phrase naming the backends in use, for the start-up log line."""
+    return f"database {describe(settings.database_url)}, chat list in SQL, broker in-process"

@@ -1,0 +1,107 @@
+"""The ``tidings`` command: ``serve`` and ``migrate``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from tidings import __version__
+from tidings.app import backends, build_app
+from tidings.config import Settings, SettingsError
+from tidings.store.engines import create_engines
+from tidings.store.migrate import upgrade
+
+log = logging.getLogger("tidings")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tidings", description="A self-hosted IM server.")
+    parser.add_argument("--version", action="version", version=f"tidings {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the server")
+    serve.add_argument("--host", help="address to listen on (TIDINGS_HOST, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (TIDINGS_PORT, 8080)")
+    serve.add_argument(
+        "--database", dest="database_url", help="SQLAlchemy URL (TIDINGS_DATABASE_URL)"
+    )
+    serve.add_argument("--redis", dest="redis_url", help="Redis URL (TIDINGS_REDIS_URL)")
+
+    migrate = commands.add_parser("migrate", help="bring the database schema up to date")
+    migrate.add_argument("--database", dest="database_url", help="SQLAlchemy URL")
+
+    args = parser.parse_args(argv)
+    flags = {k: v for k, v in vars(args).items() if k != "command"}
+    try:
+        settings = Settings.from_env(**flags)
+    except SettingsError as exc:
+        parser.error(str(exc))
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.command == "migrate":
+        asyncio.run(_migrate(settings))
+        return 0
+    if settings.redis_url:
+        log.warning("--redis is not used yet by this version: chat list and broker stay in-process")
+    _run(serve_forever(settings))
+    return 0
+
+
+def _run(main_coroutine: object) -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
+        asyncio.run(main_coroutine)  # type: ignore[arg-type]
+    else:
+        uvloop.run(main_coroutine)  # type: ignore[arg-type]
+
+
+async def _migrate(settings: Settings) -> None:
+    engines = create_engines(settings.database_url)
+    try:
+        await upgrade(engines.writer)
+    finally:
+        await engines.dispose()
+    log.info("schema of %s is up to date", settings.database_url)
+
+
+async def serve_forever(settings: Settings) -> None:
+    """Serve until SIGTERM or SIGINT, then drain: close sockets with 1001, commit, exit."""
+    app = build_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=10)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    address = _address(site, settings)
+    log.info("tidings %s listening on %s (%s)", __version__, address, backends(settings))
+    print(f"tidings listening on {address}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        await runner.cleanup()
+
+
+def _address(site: web.TCPSite, settings: Settings) -> str:
+    server = site._server
+    sockets = getattr(server, "sockets", None) or []
+    port = sockets[0].getsockname()[1] if sockets else settings.port
+    host = settings.host if ":" not in settings.host else f"[{settings.host}]"
+    return f"http://{host}:{port}"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

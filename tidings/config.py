@@ -1,0 +1,103 @@
+"""Settings: every one has a ``TIDINGS_*`` environment variable, the main ones a flag.
+
+A flag given to ``tidings serve`` wins over the environment, which wins
+over the default. Values are checked here, once, so a typo in a deploy
+fails at start with a clear message instead of misbehaving later.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/tidings.db"
+
+
+class SettingsError(ValueError):
+    """A setting has a value the server cannot use."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None
+    service_token: str | None = None
+    # Messages: the contract's limits.
+    max_body_chars: int = 4000
+    time_separator_seconds: float = 300.0
+    max_group_members: int = 5000
+    # WebSocket: the contract's timeouts and bounds.
+    auth_timeout_seconds: float = 10.0
+    idle_timeout_seconds: float = 60.0
+    max_frame_bytes: int = 64 * 1024
+    send_queue_frames: int = 1024
+    # HTTP.
+    max_http_body_bytes: int = 256 * 1024
+    # Rate limits in messages per second, 0 turns one off. Generous enough for
+    # bots and load tests, low enough that one client cannot flood the writer.
+    rate_limit_connection: float = 1000.0
+    rate_limit_user: float = 2000.0
+    # Storage: SQLite's synchronous pragma; FULL makes an ack survive power loss,
+    # NORMAL survives a crash of the process but not of the machine.
+    sqlite_synchronous: str = "FULL"
+    write_batch_max: int = 1000
+    log_level: str = "INFO"
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``TIDINGS_*`` variables, then ``overrides`` (flags) that are not None."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for item in fields(cls):
+            if item.name == "extra":
+                continue
+            raw = env.get(f"TIDINGS_{item.name.upper()}")
+            if raw is not None and raw != "":
+                values[item.name] = _coerce(
+                    item.name, raw, cls.__dataclass_fields__[item.name].type
+                )
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def with_(self, **changes: Any) -> Settings:
+        settings = replace(self, **changes)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        positive = (
+            "port",
+            "max_body_chars",
+            "max_group_members",
+            "max_frame_bytes",
+            "send_queue_frames",
+            "max_http_body_bytes",
+            "write_batch_max",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"TIDINGS_{name.upper()} must be positive")
+        for name in ("rate_limit_connection", "rate_limit_user", "time_separator_seconds"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"TIDINGS_{name.upper()} must not be negative")
+        if self.sqlite_synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise SettingsError("TIDINGS_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
+
+
+def _coerce(name: str, raw: str, kind: object) -> Any:
+    text = str(kind)
+    try:
+        if text.startswith("int"):
+            return int(raw)
+        if text.startswith("float"):
+            return float(raw)
+    except ValueError:
+        raise SettingsError(f"TIDINGS_{name.upper()}={raw!r} is not a number") from None
+    return raw

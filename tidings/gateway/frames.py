@@ -1,0 +1,104 @@
+"""WebSocket frames: decoding what clients send, encoding what the server sends.
+
+Pure functions over bytes and values, no socket in sight. Every server
+frame is encoded once, so a fan-out writes the same bytes to every socket.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from tidings.errors import ErrorCode, TidingsError
+from tidings.models import Conversation, Message, User
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder()
+
+encode = _encoder.encode
+
+
+class _NoRef:
+    """The frame carried no ``ref``, so its answer carries none either."""
+
+    def __repr__(self) -> str:
+        return "NO_REF"
+
+
+NO_REF: Any = _NoRef()
+
+
+class ClientFrame:
+    """A decoded client frame: a JSON object with a string ``type``."""
+
+    __slots__ = ("fields", "type", "ref")
+
+    def __init__(self, fields: dict[str, Any], type_: str, ref: Any) -> None:
+        self.fields = fields
+        self.type = type_
+        self.ref = ref
+
+
+class FrameError(TidingsError):
+    """A frame that cannot be handled, answered with ``ref`` when it had one."""
+
+    def __init__(self, code: ErrorCode, message: str, ref: Any = NO_REF) -> None:
+        super().__init__(code, message)
+        self.ref = ref
+
+
+def decode(data: str | bytes) -> ClientFrame:
+    try:
+        value = _decoder.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        raise FrameError(ErrorCode.BAD_REQUEST, "a frame is one JSON object") from None
+    if not isinstance(value, dict):
+        raise FrameError(ErrorCode.BAD_REQUEST, "a frame is one JSON object")
+    ref = value.get("ref", NO_REF)
+    kind = value.get("type")
+    if not isinstance(kind, str):
+        raise FrameError(ErrorCode.BAD_REQUEST, "a frame needs a string 'type'", ref)
+    return ClientFrame(value, kind, ref)
+
+
+def _with_ref(frame: dict[str, Any], ref: Any) -> dict[str, Any]:
+    if ref is not NO_REF:
+        frame["ref"] = ref
+    return frame
+
+
+def error(code: ErrorCode | str, message: str, ref: Any = NO_REF) -> bytes:
+    return encode(_with_ref({"type": "error", "code": str(code), "message": message}, ref))
+
+
+def ack_message(ref: Any, message: Message) -> bytes:
+    return encode(_with_ref({"type": "ack", "message": message}, ref))
+
+
+def ack_conversation(ref: Any, conversation: Conversation) -> bytes:
+    return encode(_with_ref({"type": "ack", "conversation": conversation}, ref))
+
+
+def pong(ref: Any) -> bytes:
+    return encode(_with_ref({"type": "pong"}, ref))
+
+
+def auth_ok(user: User) -> bytes:
+    return encode({"type": "auth_ok", "user": user})
+
+
+def message_event(message: Message) -> bytes:
+    return encode({"type": "message", "message": message})
+
+
+def read_event(conversation: str, user: int, seq: int) -> bytes:
+    return encode({"type": "read", "conversation": conversation, "user": user, "seq": seq})
+
+
+def conversation_event(conversation: Conversation) -> bytes:
+    return encode({"type": "conversation", "conversation": conversation})
+
+
+def conversation_removed_event(conversation: str) -> bytes:
+    return encode({"type": "conversation_removed", "conversation": conversation})

@@ -1,0 +1,276 @@
+"""The HTTP API of the contract: thin handlers that parse, call one service
+function, and serialize. Errors of every kind leave as the contract's
+``{"error": {"code", "message"}}`` body, never as a bare 500 page.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from tidings.errors import ErrorCode, TidingsError, bad_request, not_found
+from tidings.gateway.context import Edge
+from tidings.gateway.openapi import openapi_document
+from tidings.ids import GroupId, UserId, parse_conversation
+from tidings.service.groups import user_ids_field
+
+log = logging.getLogger(__name__)
+
+_encode = msgspec.json.Encoder().encode
+_decoder = msgspec.json.Decoder()
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_response(value: Any, status: int = 200) -> web.Response:
+    return web.Response(body=_encode(value), status=status, content_type="application/json")
+
+
+def error_response(code: ErrorCode | str, message: str, status: int) -> web.Response:
+    return json_response({"error": {"code": str(code), "message": message}}, status)
+
+
+_STATUS_CODES: dict[int, ErrorCode] = {
+    400: ErrorCode.BAD_REQUEST,
+    401: ErrorCode.UNAUTHORIZED,
+    403: ErrorCode.FORBIDDEN,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    413: ErrorCode.TOO_LARGE,
+    429: ErrorCode.RATE_LIMITED,
+    503: ErrorCode.UNAVAILABLE,
+}
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except TidingsError as exc:
+        return error_response(exc.code, exc.message, exc.status)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _STATUS_CODES.get(exc.status, ErrorCode.BAD_REQUEST)
+        return error_response(code, exc.reason, exc.status)
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return error_response(ErrorCode.INTERNAL, "internal error", 500)
+
+
+# -- request parsing --------------------------------------------------------
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    try:
+        value = _decoder.decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        raise TidingsError(ErrorCode.BAD_REQUEST, "the body is not JSON", status=400) from None
+    if not isinstance(value, dict):
+        raise bad_request("the body must be a JSON object")
+    return value
+
+
+def _string(body: dict[str, Any], name: str, *, required: bool = True) -> Any:
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise bad_request(f"{name}: a string is required")
+    return value
+
+
+def _path_id(request: web.Request, name: str) -> int:
+    text = request.match_info[name]
+    if not text.isdigit() or int(text) < 1 or len(text) > 18:
+        raise not_found(f"no such {name.replace('_', ' ')}: {text!r}")
+    return int(text)
+
+
+def _query_int(request: web.Request, name: str) -> int | None:
+    text = request.query.get(name)
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise bad_request(f"{name}: an integer") from None
+
+
+async def _user(request: web.Request, edge: Edge) -> UserId:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise TidingsError(ErrorCode.UNAUTHORIZED, "send Authorization: Bearer <token>")
+    return await edge.accounts.authenticate(token.strip())
+
+
+def _token(request: web.Request) -> str:
+    return request.headers.get("Authorization", "").partition(" ")[2].strip()
+
+
+# -- handlers ---------------------------------------------------------------
+
+
+async def sign_up(request: web.Request) -> web.Response:
+    edge = request.app[Edge.KEY]
+    body = await _body(request)
+    user = await edge.accounts.sign_up(
+        _string(body, "username"),
+        _string(body, "password"),
+        _string(body, "display_name", required=False),
+    )
+    return json_response(user, 201)
+
+
+async def log_in(request: web.Request) -> web.Response:
+    edge = request.app[Edge.KEY]
+    body = await _body(request)
+    session = await edge.accounts.log_in(_string(body, "username"), _string(body, "password"))
+    return json_response(session)
+
+
+async def log_out(request: web.Request) -> web.Response:
+    edge = request.app[Edge.KEY]
+    await _user(request, edge)
+    await edge.accounts.log_out(_token(request))
+    return web.Response(status=204)
+
+
+async def me(request: web.Request) -> web.Response:
+    edge = request.app[Edge.KEY]
+    return json_response(await edge.accounts.user(await _user(request, edge)))
+
+
+async def get_user(request: web.Request) -> web.Response:
+    edge = request.app[Edge.KEY]
+    await _user(request, edge)
+    return json_response(await edge.accounts.user(UserId(_path_id(request, "user_id"))))
+
+
+async def create_group(request: web.Request) -> web.Response:
+    edge = request.app[Edge.KEY]
+    user = await _user(request, edge)
+    body = await _body(request)
+    group = await edge.groups.create(user, body.get("name"), body.get("member_ids", []))
+    return json_response(group, 201)
+
+
+async def get_group(request: web.Request) -> web.Response:
+    edge = request.app[Edge.KEY]
+    user = await _user(request, edge)
+    return json_response(await edge.groups.get(user, GroupId(_path_id(request, "group_id"))))
+
+
+async def add_members(request: web.Request) -> web.Response:
+    edge = request.app[Edge.KEY]
+    user = await _user(request, edge)
+    gid = GroupId(_path_id(request, "group_id"))
+    body = await _body(request)
+    if "user_ids" in body:
+        ids = user_ids_field(body["user_ids"], "user_ids")
+    else:
+        ids = user_ids_field([body.get("user_id")], "user_id")
+    return json_response(await edge.groups.add(user, gid, ids))
+
+
+async def remove_member(request: web.Request) -> web.Response:
+    edge = request.app[Edge.KEY]
+    user = await _user(request, edge)
+    gid = GroupId(_path_id(request, "group_id"))
+    await edge.groups.remove(user, gid, UserId(_path_id(request, "user_id")))
+    return web.Response(status=204)
+
+
+async def chat_list(request: web.Request) -> web.Response:
+    edge = request.app[Edge.KEY]
+    user = await _user(request, edge)
+    entries = await edge.conversations.chat_list(user, _query_int(request, "limit"))
+    return json_response({"conversations": entries})
+
+
+async def get_conversation(request: web.Request) -> web.Response:
+    edge = request.app[Edge.KEY]
+    user = await _user(request, edge)
+    ref = parse_conversation(request.match_info["conversation"])
+    if ref is None:
+        raise not_found(f"no conversation {request.match_info['conversation']!r}")
+    return json_response(await edge.conversations.entry(user, ref))
+
+
+async def history(request: web.Request) -> web.Response:
+    edge = request.app[Edge.KEY]
+    user = await _user(request, edge)
+    found = await edge.conversations.history(
+        user,
+        request.match_info["conversation"],
+        before=_query_int(request, "before"),
+        after=_query_int(request, "after"),
+        limit=_query_int(request, "limit"),
+    )
+    return json_response({"messages": found})
+
+
+async def send(request: web.Request) -> web.Response:
+    edge = request.app[Edge.KEY]
+    user = await _user(request, edge)
+    body = await _body(request)
+    stored = await edge.conversations.send(
+        user, request.match_info["conversation"], body.get("body"), body.get("client_msg_id")
+    )
+    return json_response(stored.message, 201 if stored.fresh else 200)
+
+
+async def mark_read(request: web.Request) -> web.Response:
+    edge = request.app[Edge.KEY]
+    user = await _user(request, edge)
+    body = await _body(request)
+    entry = await edge.conversations.mark_read(
+        user, request.match_info["conversation"], body.get("seq")
+    )
+    return json_response(entry)
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return json_response(openapi_document())
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def index(request: web.Request) -> web.Response:
+    return web.Response(
+        text="tidings is running. The API is under /api/v1, the WebSocket at /ws, "
+        "the schema at /openapi.json.\n",
+        content_type="text/plain",
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_routes(
+        [
+            web.post("/api/v1/users", sign_up),
+            web.post("/api/v1/sessions", log_in),
+            web.delete("/api/v1/sessions/current", log_out),
+            web.get("/api/v1/me", me),
+            web.get("/api/v1/users/{user_id}", get_user),
+            web.post("/api/v1/groups", create_group),
+            web.get("/api/v1/groups/{group_id}", get_group),
+            web.post("/api/v1/groups/{group_id}/members", add_members),
+            web.delete("/api/v1/groups/{group_id}/members/{user_id}", remove_member),
+            web.get("/api/v1/conversations", chat_list),
+            web.get("/api/v1/conversations/{conversation}", get_conversation),
+            web.get("/api/v1/conversations/{conversation}/messages", history),
+            web.post("/api/v1/conversations/{conversation}/messages", send),
+            web.post("/api/v1/conversations/{conversation}/read", mark_read),
+            web.get("/openapi.json", openapi),
+            web.get("/healthz", healthz),
+            web.get("/", index),
+        ]
+    )

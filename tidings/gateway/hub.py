@@ -1,0 +1,91 @@
+"""This node's connections by user, and the hand-off of events to them.
+
+The hub subscribes to the broker. Each event is encoded once and the same
+bytes are queued on every recipient connection, skipping the connection
+the event came from (it gets an ack instead).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import secrets
+
+from tidings.gateway import frames
+from tidings.gateway.connection import Connection
+from tidings.ids import UserId
+from tidings.service.events import (
+    ConversationAdded,
+    ConversationRemoved,
+    Event,
+    MessageCreated,
+    ReadMoved,
+    SessionRevoked,
+)
+
+
+class Hub:
+    def __init__(self) -> None:
+        self._by_user: dict[UserId, list[Connection]] = {}
+        # Connection ids are unique across nodes: a random node prefix and a counter.
+        self._ids = itertools.count((secrets.randbits(30) << 32) + 1)
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    def add(self, connection: Connection) -> None:
+        self._by_user.setdefault(connection.user, []).append(connection)
+
+    def remove(self, connection: Connection) -> None:
+        connections = self._by_user.get(connection.user)
+        if connections is None:
+            return
+        try:
+            connections.remove(connection)
+        except ValueError:
+            return
+        if not connections:
+            del self._by_user[connection.user]
+
+    def connections_of(self, user: UserId) -> list[Connection]:
+        return self._by_user.get(user, [])
+
+    def is_online(self, user: UserId) -> bool:
+        return user in self._by_user
+
+    @property
+    def connection_count(self) -> int:
+        return sum(len(c) for c in self._by_user.values())
+
+    def __call__(self, event: Event) -> None:
+        """The broker's subscriber: deliver one event to this node's connections."""
+        if isinstance(event, MessageCreated):
+            self._fan_out(event.recipients, frames.message_event(event.message), event.origin)
+        elif isinstance(event, ReadMoved):
+            frame = frames.read_event(event.conversation, event.user, event.seq)
+            self._fan_out(event.recipients, frame, event.origin)
+        elif isinstance(event, ConversationAdded):
+            self._fan_out((event.user,), frames.conversation_event(event.conversation), None)
+        elif isinstance(event, ConversationRemoved):
+            frame = frames.conversation_removed_event(event.conversation)
+            self._fan_out((event.user,), frame, None)
+        elif isinstance(event, SessionRevoked):
+            for connections in list(self._by_user.values()):
+                for connection in list(connections):
+                    if connection.token_hash == event.token_hash:
+                        connection.close_soon(4003, "token revoked")
+
+    def _fan_out(self, users: tuple[UserId, ...], frame: bytes, origin: int | None) -> None:
+        by_user = self._by_user
+        for user in users:
+            connections = by_user.get(user)
+            if connections is None:
+                continue
+            for connection in connections:
+                if connection.id != origin:
+                    connection.push(frame)
+
+    async def close_all(self, code: int, reason: str) -> None:
+        """Close every connection (shutdown: 1001), after what is queued is written."""
+        connections = [c for cs in self._by_user.values() for c in cs]
+        await asyncio.gather(*(c.close(code, reason) for c in connections))

@@ -1,0 +1,186 @@
+"""``GET /ws``: authenticate, then read frames until the client leaves or idles.
+
+Sends are not awaited in the read loop: each is validated and queued for
+the group-commit writer, which queues the ack on this connection right
+after the commit. A client can therefore pipeline sends, and one slow
+commit never stalls its reads of other frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from tidings.errors import ErrorCode, TidingsError
+from tidings.gateway import frames
+from tidings.gateway.connection import Connection
+from tidings.gateway.context import Edge
+from tidings.service.accounts import hash_token
+from tidings.store import StoredMessage, WriteOutcome
+
+log = logging.getLogger(__name__)
+
+CLOSE_AUTH = 4001
+CLOSE_IDLE = 4002
+
+_DATA = (WSMsgType.TEXT, WSMsgType.BINARY)
+_END = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    edge: Edge = request.app[Edge.KEY]
+    settings = edge.settings
+    ws = web.WebSocketResponse(
+        autoping=False,  # a client's protocol ping must count as activity
+        max_msg_size=settings.max_frame_bytes,
+        compress=False,  # a zlib context per socket costs more memory than it saves
+    )
+    await ws.prepare(request)
+    connection = await _authenticate(edge, ws, request)
+    if connection is None:
+        return ws
+    edge.hub.add(connection)
+    try:
+        await _serve(edge, ws, connection)
+    finally:
+        edge.hub.remove(connection)
+        if not ws.closed and connection.state is not connection.state.CLOSED:
+            await connection.close(1000, "")
+    return ws
+
+
+async def _authenticate(
+    edge: Edge, ws: web.WebSocketResponse, request: web.Request
+) -> Connection | None:
+    settings = edge.settings
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.auth_timeout_seconds
+    while True:
+        try:
+            message = await ws.receive(timeout=max(0.0, deadline - loop.time()))
+        except TimeoutError:
+            await ws.close(code=CLOSE_AUTH, message=b"no auth frame in time")
+            return None
+        if message.type is WSMsgType.PING:
+            # A protocol-level keepalive is not a frame of the contract: answer it.
+            await ws.pong(message.data)
+            continue
+        if message.type not in _DATA:
+            return None
+        break
+    try:
+        frame = frames.decode(message.data)
+        token = frame.fields.get("token")
+        if frame.type != "auth" or not isinstance(token, str):
+            raise TidingsError(ErrorCode.UNAUTHORIZED, "the first frame must be an auth frame")
+        user_id = await edge.accounts.authenticate(token)
+        user = await edge.accounts.user(user_id)
+    except TidingsError as exc:
+        if exc.code is ErrorCode.UNAVAILABLE:
+            await ws.send_bytes(frames.error(exc.code, exc.message))
+            await ws.close(code=1013, message=b"storage unavailable")
+            return None
+        await _refuse(ws, exc.message if exc.code is ErrorCode.UNAUTHORIZED else "bad auth frame")
+        return None
+    connection = Connection(
+        edge.hub.next_id(),
+        user_id,
+        hash_token(token),
+        ws,
+        request.transport,
+        queue_limit=settings.send_queue_frames,
+        rate_limit=settings.rate_limit_connection,
+    )
+    connection.push(frames.auth_ok(user))
+    return connection
+
+
+async def _refuse(ws: web.WebSocketResponse, reason: str) -> None:
+    await ws.send_frame(frames.error(ErrorCode.UNAUTHORIZED, reason), WSMsgType.TEXT)
+    await ws.close(code=CLOSE_AUTH, message=b"authentication failed")
+
+
+async def _serve(edge: Edge, ws: web.WebSocketResponse, connection: Connection) -> None:
+    idle = edge.settings.idle_timeout_seconds
+    while connection.state is connection.state.OPEN:
+        try:
+            message = await ws.receive(timeout=idle)
+        except TimeoutError:
+            await connection.close(CLOSE_IDLE, "idle")
+            return
+        kind = message.type
+        if kind in _DATA:
+            await _handle(edge, connection, message.data)
+        elif kind is WSMsgType.PING:
+            await ws.pong(message.data)
+        elif kind in _END:
+            return
+
+
+async def _handle(edge: Edge, connection: Connection, data: str | bytes) -> None:
+    ref: Any = frames.NO_REF
+    try:
+        frame = frames.decode(data)
+        ref = frame.ref
+        if frame.type == "send":
+            _send(edge, connection, frame)
+        elif frame.type == "read":
+            conversation = _string(frame.fields, "conversation")
+            entry = await edge.conversations.mark_read(
+                connection.user, conversation, frame.fields.get("seq"), origin=connection.id
+            )
+            connection.push(frames.ack_conversation(ref, entry))
+        elif frame.type == "ping":
+            connection.push(frames.pong(ref))
+        elif frame.type == "auth":
+            raise TidingsError(ErrorCode.BAD_REQUEST, "this connection is already authenticated")
+        else:
+            raise TidingsError(ErrorCode.UNKNOWN_TYPE, f"unknown frame type {frame.type!r}")
+    except frames.FrameError as exc:
+        connection.push(frames.error(exc.code, exc.message, exc.ref))
+    except TidingsError as exc:
+        connection.push(frames.error(exc.code, exc.message, ref))
+    except Exception:
+        log.exception("a frame of user %s failed", connection.user)
+        connection.push(frames.error(ErrorCode.INTERNAL, "internal error", ref))
+
+
+def _send(edge: Edge, connection: Connection, frame: frames.ClientFrame) -> None:
+    ref = frame.ref
+    if not connection.bucket.take():
+        raise TidingsError(ErrorCode.RATE_LIMITED, "this connection sends too fast")
+    fields = frame.fields
+
+    def acked(stored: StoredMessage) -> None:
+        connection.push(frames.ack_message(ref, stored.message))
+
+    def settled(future: asyncio.Future[WriteOutcome]) -> None:
+        if future.cancelled():
+            return
+        error = future.exception()
+        if error is None:
+            return
+        if isinstance(error, TidingsError):
+            connection.push(frames.error(error.code, error.message, ref))
+        else:
+            connection.push(frames.error(ErrorCode.INTERNAL, "internal error", ref))
+
+    future = edge.conversations.submit_send(
+        connection.user,
+        _string(fields, "conversation"),
+        fields.get("body"),
+        fields.get("client_msg_id"),
+        on_committed=acked,
+        origin=connection.id,
+    )
+    future.add_done_callback(settled)
+
+
+def _string(fields: dict[str, Any], name: str) -> str:
+    value = fields.get(name)
+    if not isinstance(value, str):
+        raise TidingsError(ErrorCode.BAD_REQUEST, f"{name}: a string")
+    return value

@@ -1,0 +1,75 @@
+"""The values of the wire contract, as frozen msgspec Structs.
+
+These are what the server encodes and what ``tidings.client`` decodes, so
+a field added here reaches both sides at once. Times travel as ISO 8601
+strings with milliseconds and a ``Z``; inside the server they are integer
+milliseconds since the epoch.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import msgspec
+
+
+class User(msgspec.Struct, frozen=True):
+    id: int
+    username: str
+    display_name: str
+
+
+class Group(msgspec.Struct, frozen=True):
+    id: int
+    name: str
+    owner_id: int
+    member_ids: list[int]
+
+
+class Message(msgspec.Struct, frozen=True):
+    id: str
+    conversation: str
+    seq: int
+    sender: int
+    body: str
+    client_msg_id: str | None
+    sent_at: str
+    time_separator: bool
+
+
+class Conversation(msgspec.Struct, frozen=True):
+    """One entry of a user's chat list."""
+
+    id: str
+    type: str
+    title: str
+    peer_id: int | None
+    group_id: int | None
+    unread: int
+    last_seq: int
+    read_seq: int
+    last_message: Message | None
+    updated_at: str
+
+
+class Session(msgspec.Struct, frozen=True):
+    token: str
+    user: User
+
+
+def iso_ms(millis: int) -> str:
+    """``1764168103123`` -> ``"2025-11-26T14:41:43.123Z"``."""
+    seconds, ms = divmod(millis, 1000)
+    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{ms:03d}Z"
+
+
+def message_id(conversation: str, seq: int) -> str:
+    """The opaque id of a message: unique because (conversation, seq) is."""
+    return f"{conversation}#{seq}"
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds since the epoch, the unit of every stored time."""
+    return time.time_ns() // 1_000_000

@@ -1,0 +1,129 @@
+"""Accounts and sessions: sign up, log in, log out, and who a token belongs to.
+
+Passwords are hashed with argon2 in a worker thread (it takes tens of
+milliseconds of CPU by design and must not stall the event loop). Tokens
+are 32 random bytes; only their SHA-256 is stored, and a node keeps a
+bounded cache of token -> user so a request costs no query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import secrets
+from collections import OrderedDict
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from tidings.broker import Broker
+from tidings.errors import ErrorCode, TidingsError, bad_request, not_found
+from tidings.ids import UserId
+from tidings.models import Session, User
+from tidings.service.events import SessionRevoked
+from tidings.store import Store
+
+USERNAME = re.compile(r"[A-Za-z0-9_.\-]{3,32}")
+MAX_DISPLAY_NAME = 64
+_TOKEN_CACHE_SIZE = 100_000
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Accounts:
+    def __init__(self, store: Store, broker: Broker, hasher: PasswordHasher) -> None:
+        self._store = store
+        self._broker = broker
+        self._hasher = hasher
+        self._tokens: OrderedDict[str, UserId] = OrderedDict()
+        # Verified against when a username is unknown, so a wrong username
+        # costs as long as a wrong password and names cannot be probed.
+        self._decoy_hash = hasher.hash(secrets.token_hex(16))
+
+    async def sign_up(self, username: str, password: str, display_name: str | None) -> User:
+        check_username(username)
+        check_password(password)
+        name = check_display_name(display_name) if display_name is not None else username
+        password_hash = await asyncio.to_thread(self._hasher.hash, password)
+        return await self._store.create_user(username, name, password_hash)
+
+    async def create_user(self, username: str, display_name: str | None) -> User:
+        """A user without a password, for a business backend that logs users in itself."""
+        check_username(username)
+        name = check_display_name(display_name) if display_name is not None else username
+        return await self._store.create_user(username, name, None)
+
+    async def log_in(self, username: str, password: str) -> Session:
+        found = await self._store.credentials(username) if USERNAME.fullmatch(username) else None
+        stored_hash = found[1] if found is not None else None
+        ok = await asyncio.to_thread(self._verify, stored_hash or self._decoy_hash, password)
+        if found is None or stored_hash is None or not ok:
+            raise TidingsError(ErrorCode.UNAUTHORIZED, "wrong username or password")
+        return Session(token=await self.issue_token(UserId(found[0].id)), user=found[0])
+
+    async def issue_token(self, user: UserId) -> str:
+        token = secrets.token_urlsafe(32)
+        token_hash = hash_token(token)
+        await self._store.create_session(token_hash, user)
+        self._remember(token_hash, user)
+        return token
+
+    async def log_out(self, token: str) -> None:
+        token_hash = hash_token(token)
+        await self._store.delete_session(token_hash)
+        self._tokens.pop(token_hash, None)
+        self._broker.publish(SessionRevoked(token_hash))
+
+    async def authenticate(self, token: str) -> UserId:
+        """The user a token belongs to, or ``unauthorized``."""
+        token_hash = hash_token(token)
+        user = self._tokens.get(token_hash)
+        if user is not None:
+            self._tokens.move_to_end(token_hash)
+            return user
+        user = await self._store.session_user(token_hash)
+        if user is None:
+            raise TidingsError(ErrorCode.UNAUTHORIZED, "the token is missing, wrong or revoked")
+        self._remember(token_hash, user)
+        return user
+
+    def forget_token(self, token_hash: str) -> None:
+        """Drop a revoked token from this node's cache (a logout on any node)."""
+        self._tokens.pop(token_hash, None)
+
+    async def user(self, user_id: UserId) -> User:
+        found = await self._store.user(user_id)
+        if found is None:
+            raise not_found(f"no user {user_id}")
+        return found
+
+    def _remember(self, token_hash: str, user: UserId) -> None:
+        self._tokens[token_hash] = user
+        if len(self._tokens) > _TOKEN_CACHE_SIZE:
+            self._tokens.popitem(last=False)
+
+    def _verify(self, password_hash: str, password: str) -> bool:
+        try:
+            return self._hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+
+def check_username(username: str) -> None:
+    if not USERNAME.fullmatch(username):
+        raise bad_request("username: 3 to 32 characters of A-Z a-z 0-9 _ . -")
+
+
+def check_password(password: str) -> None:
+    if not 8 <= len(password) <= 256:
+        raise bad_request("password: 8 to 256 characters")
+
+
+def check_display_name(name: str) -> str:
+    name = name.strip()
+    if not 1 <= len(name) <= MAX_DISPLAY_NAME:
+        raise bad_request(f"display_name: 1 to {MAX_DISPLAY_NAME} characters")
+    return name

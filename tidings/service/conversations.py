@@ -1,0 +1,211 @@
+"""Messages, history, read state and the chat list: the rules of a conversation.
+
+Who may do what: a private conversation ``p:a-b`` belongs to a and b (it
+starts with its first message); a group conversation to the group's
+current members, each seeing what was sent after it joined. Sends and
+reads go through the group-commit writer; everything else reads the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from tidings.broker import Broker
+from tidings.config import Settings
+from tidings.errors import ErrorCode, TidingsError, bad_request, not_found, not_member
+from tidings.ids import ConversationRef, GroupRef, PrivateRef, UserId, parse_conversation
+from tidings.models import Conversation, Message, iso_ms, now_ms
+from tidings.ratelimit import TokenBucket
+from tidings.service.events import message_created, read_moved
+from tidings.service.writer import GroupCommitWriter, OnCommitted, PendingWrite
+from tidings.store import ReadRequest, ReadResult, SendRequest, Store, StoredMessage, WriteOutcome
+
+MAX_CLIENT_MSG_ID = 64
+DEFAULT_PAGE = 50
+MAX_PAGE = 200
+DEFAULT_CHAT_LIST = 100
+MAX_CHAT_LIST = 1000
+
+
+class Conversations:
+    def __init__(self, store: Store, broker: Broker, settings: Settings) -> None:
+        self._store = store
+        self._broker = broker
+        self._settings = settings
+        self._user_buckets: dict[UserId, TokenBucket] = {}
+        self.writer = GroupCommitWriter(
+            store,
+            self._publish,
+            separator_gap_ms=int(settings.time_separator_seconds * 1000),
+            max_batch=settings.write_batch_max,
+        )
+
+    # -- sending ------------------------------------------------------------
+
+    def submit_send(
+        self,
+        sender: UserId,
+        conversation: str,
+        body: object,
+        client_msg_id: object = None,
+        *,
+        on_committed: OnCommitted | None = None,
+        origin: int | None = None,
+    ) -> asyncio.Future[WriteOutcome]:
+        """Check a send and queue it; the future resolves after its commit.
+
+        Raises ``TidingsError`` at once for what can be refused without the
+        store (bad fields, a private conversation of others, the rate limit).
+        ``on_committed`` runs right after the commit, in commit order: the
+        WebSocket edge queues its ack there so it keeps its place among events.
+        """
+        ref = self._conversation(conversation)
+        text = self._body(body)
+        key = _client_msg_id(client_msg_id)
+        if isinstance(ref, PrivateRef) and not ref.has(sender):
+            raise not_member(ref.id)
+        self._rate_limit(sender)
+        return self.writer.submit(
+            SendRequest(sender, ref, text, key), on_committed=on_committed, origin=origin
+        )
+
+    async def send(
+        self, sender: UserId, conversation: str, body: object, client_msg_id: object = None
+    ) -> StoredMessage:
+        outcome = await self.submit_send(sender, conversation, body, client_msg_id)
+        assert isinstance(outcome, StoredMessage)
+        return outcome
+
+    # -- reading ------------------------------------------------------------
+
+    async def mark_read(
+        self, user: UserId, conversation: str, seq: object, *, origin: int | None = None
+    ) -> Conversation:
+        """Move the user's read_seq forward to ``seq`` (clamped to last_seq)."""
+        ref = self._conversation(conversation)
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+            raise bad_request("seq: a non-negative integer")
+        if isinstance(ref, PrivateRef) and not ref.has(user):
+            raise not_member(ref.id)
+        outcome = await self.writer.submit(ReadRequest(user, ref, seq), origin=origin)
+        assert isinstance(outcome, ReadResult)
+        return await self.entry(user, ref)
+
+    async def entry(self, user: UserId, ref: ConversationRef) -> Conversation:
+        """The user's chat-list entry for one conversation."""
+        found = await self._store.chat_entry(user, ref.id)
+        if found is not None:
+            return found
+        if isinstance(ref, PrivateRef) and ref.has(user):
+            return await self._unstarted(user, ref)
+        raise await self._refusal(ref)
+
+    async def history(
+        self,
+        user: UserId,
+        conversation: str,
+        *,
+        before: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
+    ) -> list[Message]:
+        ref = self._conversation(conversation)
+        if before is not None and after is not None:
+            raise bad_request("give before or after, not both")
+        for name, value in (("before", before), ("after", after)):
+            if value is not None and value < 0:
+                raise bad_request(f"{name}: a non-negative integer")
+        if limit is not None and limit < 1:
+            raise bad_request("limit: a positive integer")
+        size = min(limit or DEFAULT_PAGE, MAX_PAGE)
+        visible_after = await self._visible_after(user, ref)
+        return await self._store.history(
+            ref.id, visible_after, before=before, after=after, limit=size
+        )
+
+    async def chat_list(self, user: UserId, limit: int | None = None) -> list[Conversation]:
+        if limit is not None and limit < 1:
+            raise bad_request("limit: a positive integer")
+        return await self._store.chat_list(user, min(limit or DEFAULT_CHAT_LIST, MAX_CHAT_LIST))
+
+    # -- rules --------------------------------------------------------------
+
+    def _conversation(self, conversation: str) -> ConversationRef:
+        ref = parse_conversation(conversation) if isinstance(conversation, str) else None
+        if ref is None:
+            raise not_found(
+                f"no conversation {conversation!r}: use p:{{a}}-{{b}} with a < b, or g:{{group}}"
+            )
+        return ref
+
+    def _body(self, body: object) -> str:
+        if not isinstance(body, str) or not body:
+            raise bad_request("body: a non-empty string")
+        if len(body) > self._settings.max_body_chars:
+            raise TidingsError(
+                ErrorCode.TOO_LARGE, f"body: at most {self._settings.max_body_chars} characters"
+            )
+        return body
+
+    def _rate_limit(self, user: UserId) -> None:
+        rate = self._settings.rate_limit_user
+        if rate <= 0:
+            return
+        bucket = self._user_buckets.get(user)
+        if bucket is None:
+            if len(self._user_buckets) > 10_000:
+                self._user_buckets = {u: b for u, b in self._user_buckets.items() if not b.idle()}
+            bucket = self._user_buckets[user] = TokenBucket(rate)
+        if not bucket.take():
+            raise TidingsError(ErrorCode.RATE_LIMITED, f"at most {rate:g} messages per second")
+
+    async def _visible_after(self, user: UserId, ref: ConversationRef) -> int:
+        if isinstance(ref, PrivateRef):
+            if not ref.has(user):
+                raise not_member(ref.id)
+            return 0
+        membership = await self._store.membership(ref.id, user)
+        if membership is None:
+            raise await self._refusal(ref)
+        return membership.joined_seq
+
+    async def _refusal(self, ref: ConversationRef) -> TidingsError:
+        if isinstance(ref, GroupRef) and await self._store.group(ref.group) is None:
+            return not_found(f"no group {ref.group}")
+        return not_member(ref.id)
+
+    async def _unstarted(self, user: UserId, ref: PrivateRef) -> Conversation:
+        """A private conversation before its first message: empty, not listed."""
+        peer = await self._store.user(ref.peer_of(user))
+        if peer is None:
+            raise not_found(f"no user {ref.peer_of(user)}")
+        return Conversation(
+            id=ref.id,
+            type="private",
+            title=peer.display_name,
+            peer_id=peer.id,
+            group_id=None,
+            unread=0,
+            last_seq=0,
+            read_seq=0,
+            last_message=None,
+            updated_at=iso_ms(now_ms()),
+        )
+
+    def _publish(self, pending: PendingWrite, outcome: WriteOutcome) -> None:
+        """Runs right after each commit, in commit order (see the writer)."""
+        if isinstance(outcome, StoredMessage):
+            if outcome.fresh:
+                self._broker.publish(message_created(outcome, pending.origin))
+        elif isinstance(outcome, ReadResult) and outcome.moved:
+            ref = pending.request.conversation
+            peer = ref.peer_of(outcome.user) if isinstance(ref, PrivateRef) else None
+            self._broker.publish(read_moved(outcome, peer, pending.origin))
+
+
+def _client_msg_id(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_CLIENT_MSG_ID:
+        raise bad_request(f"client_msg_id: a string of 1 to {MAX_CLIENT_MSG_ID} characters")
+    return value

@@ -1,0 +1,68 @@
+"""What happened, and to whom it must be told: the events the service publishes.
+
+The service chooses every event's recipients here and nowhere else; the
+broker carries events to the nodes, and each node's hub hands them to its
+own connections. ``origin`` names the connection that caused an event,
+which gets an ack instead of the event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tidings.ids import ConversationId, UserId
+from tidings.models import Conversation, Message
+from tidings.store import ReadResult, StoredMessage
+
+
+@dataclass(frozen=True, slots=True)
+class MessageCreated:
+    message: Message
+    recipients: tuple[UserId, ...]
+    origin: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadMoved:
+    conversation: ConversationId
+    user: UserId
+    seq: int
+    recipients: tuple[UserId, ...]
+    origin: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationAdded:
+    """A chat list gained a conversation without a message (e.g. a group join)."""
+
+    user: UserId
+    conversation: Conversation
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationRemoved:
+    """A chat list lost a conversation: its user left or was removed."""
+
+    user: UserId
+    conversation: ConversationId
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRevoked:
+    """A token was logged out: the sockets opened with it close (4003)."""
+
+    token_hash: str
+
+
+Event = MessageCreated | ReadMoved | ConversationAdded | ConversationRemoved | SessionRevoked
+
+
+def message_created(stored: StoredMessage, origin: int | None) -> MessageCreated:
+    """Every member at commit time; the sending connection is skipped by ``origin``."""
+    return MessageCreated(stored.message, stored.recipients, origin)
+
+
+def read_moved(result: ReadResult, peer: UserId | None, origin: int | None) -> ReadMoved:
+    """The reader's other devices, and in a private chat the peer (a read receipt)."""
+    recipients = (result.user,) if peer is None else (result.user, peer)
+    return ReadMoved(result.conversation, result.user, result.read_seq, recipients, origin)

@@ -1,0 +1,95 @@
+"""Groups: create, look up, add and remove members.
+
+A member added (at creation or later) gets a ``conversation`` event with
+its new chat-list entry; a member removed gets ``conversation_removed``.
+The store applies each change under the conversation's lock, so a send
+racing with it either reaches the member or does not, never in between.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tidings.broker import Broker
+from tidings.config import Settings
+from tidings.errors import bad_request, not_found, not_member
+from tidings.ids import GroupId, UserId, group_id
+from tidings.models import Conversation, Group, iso_ms
+from tidings.service.events import ConversationAdded, ConversationRemoved
+from tidings.store import GroupChange, Store
+
+MAX_GROUP_NAME = 100
+
+
+class Groups:
+    def __init__(self, store: Store, broker: Broker, settings: Settings) -> None:
+        self._store = store
+        self._broker = broker
+        self._settings = settings
+
+    async def create(self, owner: UserId, name: object, member_ids: object) -> Group:
+        title = _group_name(name)
+        ids = user_ids_field(member_ids, "member_ids")
+        limit = self._settings.max_group_members
+        if len(set(ids) | {owner}) > limit:
+            raise bad_request(f"a group has at most {limit} members")
+        change = await self._store.create_group(owner, title, ids)
+        self._announce(change)
+        assert change.group is not None
+        return change.group
+
+    async def get(self, user: UserId, gid: GroupId) -> Group:
+        group = await self._store.group(gid)
+        if group is None:
+            raise not_found(f"no group {gid}")
+        if user not in group.member_ids:
+            raise not_member(group_id(gid))
+        return group
+
+    async def add(self, actor: UserId, gid: GroupId, user_ids: Sequence[UserId]) -> Group:
+        change = await self._store.add_members(
+            gid, actor, user_ids, self._settings.max_group_members
+        )
+        self._announce(change)
+        assert change.group is not None
+        return change.group
+
+    async def remove(self, actor: UserId, gid: GroupId, user: UserId) -> None:
+        change = await self._store.remove_member(gid, actor, user)
+        for left in change.left:
+            self._broker.publish(ConversationRemoved(left, group_id(gid)))
+
+    def _announce(self, change: GroupChange) -> None:
+        """A ``conversation`` event for each joiner: an entry with nothing unread yet."""
+        group = change.group
+        if group is None or not change.joined:
+            return
+        entry = Conversation(
+            id=group_id(GroupId(group.id)),
+            type="group",
+            title=group.name,
+            peer_id=None,
+            group_id=group.id,
+            unread=0,
+            last_seq=change.joined_seq,
+            read_seq=change.joined_seq,
+            last_message=None,
+            updated_at=iso_ms(change.joined_at),
+        )
+        for user in change.joined:
+            self._broker.publish(ConversationAdded(user, entry))
+
+
+def _group_name(name: object) -> str:
+    if not isinstance(name, str) or not 1 <= len(name.strip()) <= MAX_GROUP_NAME:
+        raise bad_request(f"name: 1 to {MAX_GROUP_NAME} characters")
+    return name.strip()
+
+
+def user_ids_field(value: object, field: str) -> list[UserId]:
+    """A list of user ids from a request field, or ``bad_request`` naming the field."""
+    if not isinstance(value, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value
+    ):
+        raise bad_request(f"{field}: positive integer user ids")
+    return [UserId(v) for v in value]

@@ -1,0 +1,151 @@
+"""Group commit: the sends and reads that arrive together share one transaction.
+
+One task drains the queue: it takes everything waiting (up to a cap), has
+the store commit it in one transaction, and only then, in commit order and
+without awaiting anything in between, acks each send to its connection and
+publishes its events. So durability costs one fsync per batch instead of
+one per message, an ack always follows its commit, and every connection on
+this node sees a conversation's messages in seq order. The batch size
+adapts to load by itself: while one commit is in flight, the next batch
+gathers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tidings.errors import TidingsError, unavailable
+from tidings.store import (
+    ReadRequest,
+    ReadResult,
+    Store,
+    StoredMessage,
+    WriteOutcome,
+    WriteRequest,
+)
+
+log = logging.getLogger(__name__)
+
+# Called synchronously right after the commit, in commit order.
+OnCommitted = Callable[[StoredMessage], None]
+Committed = Callable[["PendingWrite", WriteOutcome], None]
+
+
+@dataclass(slots=True)
+class PendingWrite:
+    request: WriteRequest
+    future: asyncio.Future[WriteOutcome]
+    on_committed: OnCommitted | None = None
+    origin: int | None = None
+
+
+class GroupCommitWriter:
+    """The one writer of chat state on this node. Start it, then ``submit``."""
+
+    def __init__(
+        self,
+        store: Store,
+        committed: Committed,
+        *,
+        separator_gap_ms: int,
+        max_batch: int = 1000,
+        max_pending: int = 100_000,
+    ) -> None:
+        self._store = store
+        self._committed = committed
+        self._gap_ms = separator_gap_ms
+        self._max_batch = max_batch
+        self._max_pending = max_pending
+        self._queue: deque[PendingWrite] = deque()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.batches = 0
+        self.committed_writes = 0
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="group-commit")
+
+    async def close(self) -> None:
+        """Commit what is queued, then stop; later submits answer ``unavailable``."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    def submit(
+        self,
+        request: WriteRequest,
+        *,
+        on_committed: OnCommitted | None = None,
+        origin: int | None = None,
+    ) -> asyncio.Future[WriteOutcome]:
+        """Queue a write; the future resolves with its outcome after the commit."""
+        if self._closing:
+            raise unavailable("the server is shutting down; retry on another connection")
+        if len(self._queue) >= self._max_pending:
+            raise unavailable("the server is overloaded; retry with the same client_msg_id")
+        future: asyncio.Future[WriteOutcome] = asyncio.get_running_loop().create_future()
+        self._queue.append(PendingWrite(request, future, on_committed, origin))
+        self._wakeup.set()
+        return future
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[PendingWrite]) -> None:
+        try:
+            outcomes = await self._store.commit_batch([p.request for p in batch], self._gap_ms)
+        except TidingsError as error:
+            for pending in batch:
+                _settle_error(pending.future, error)
+            return
+        except Exception:
+            log.exception("a write batch failed; its %d writes answer unavailable", len(batch))
+            for pending in batch:
+                _settle_error(pending.future, unavailable())
+            return
+        self.batches += 1
+        self.committed_writes += len(batch)
+        # Committed: from here on, nothing awaits until every ack and event of
+        # this batch is queued, so they leave in commit order.
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, TidingsError):
+                _settle_error(pending.future, outcome)
+                continue
+            try:
+                if pending.on_committed is not None and isinstance(outcome, StoredMessage):
+                    pending.on_committed(outcome)
+                self._committed(pending, outcome)
+            except Exception:
+                log.exception("publishing a committed write failed")
+            if not pending.future.done():
+                pending.future.set_result(outcome)
+
+
+def _settle_error(future: asyncio.Future[WriteOutcome], error: TidingsError) -> None:
+    if not future.done():
+        future.set_exception(error)
+        # Nobody may be waiting any more (the client left): retrieve it so
+        # asyncio does not log "exception was never retrieved".
+        future.exception()
+
+
+__all__ = ["GroupCommitWriter", "PendingWrite", "ReadRequest", "ReadResult"]

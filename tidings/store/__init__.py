@@ -1,0 +1,151 @@
+"""The store port: users, sessions, groups, conversations and messages, durably.
+
+Guarantees every adapter gives:
+
+- ``commit_batch`` stores a batch of sends and reads in ONE transaction
+  (group commit): when it returns, every outcome it reports is durable, and
+  when it raises, none is.
+- Seqs are assigned inside that transaction from ``conversations.last_seq``:
+  1, 2, 3, ... per conversation with no gap and no repeat, on any number of
+  nodes sharing the database.
+- A (sender, client_msg_id) is stored at most once; a repeat comes back as
+  the original message with ``fresh=False``.
+- The sender's read_seq moves to its message's seq in the same commit, and
+  no read_seq ever moves backwards.
+- Reads after a commit see it (read-your-writes across the store's pool).
+
+The one adapter, ``store.sql.SqlStore``, speaks SQLite, PostgreSQL and
+MySQL/MariaDB through SQLAlchemy Core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from tidings.errors import TidingsError
+from tidings.ids import ConversationId, ConversationRef, GroupId, UserId
+from tidings.models import Conversation, Group, Message, User
+
+
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    sender: UserId
+    conversation: ConversationRef
+    body: str
+    client_msg_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A send's result. ``fresh`` is False for a repeat of (sender, client_msg_id)."""
+
+    message: Message
+    fresh: bool
+    # Members at commit time, who get the message event; empty for a repeat.
+    recipients: tuple[UserId, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadRequest:
+    user: UserId
+    conversation: ConversationRef
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    user: UserId
+    conversation: ConversationId
+    read_seq: int
+    moved: bool
+
+
+SendOutcome = StoredMessage | TidingsError
+ReadOutcome = ReadResult | TidingsError
+WriteRequest = SendRequest | ReadRequest
+WriteOutcome = StoredMessage | ReadResult | TidingsError
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    joined_seq: int
+    read_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class GroupChange:
+    """A group after a membership change, and who joined or left in it."""
+
+    group: Group | None  # None: the last member left and the group is gone
+    joined: tuple[UserId, ...] = ()
+    left: tuple[UserId, ...] = ()
+    # For joiners: when they joined and the group's last seq then, which is
+    # where their read_seq and visible history start.
+    joined_at: int = 0
+    joined_seq: int = 0
+
+
+class Store(Protocol):
+    async def open(self) -> None:
+        """Connect and bring the schema to the latest migration."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise ``TidingsError(unavailable)`` unless the database answers."""
+
+    async def commit_batch(
+        self, requests: Sequence[WriteRequest], separator_gap_ms: int
+    ) -> list[WriteOutcome]:
+        """Apply sends and reads in order, in one transaction; one outcome per request."""
+
+    async def create_user(
+        self, username: str, display_name: str, password_hash: str | None
+    ) -> User: ...
+
+    async def user(self, user_id: UserId) -> User | None: ...
+
+    async def users(self, user_ids: Sequence[UserId]) -> dict[UserId, User]: ...
+
+    async def credentials(self, username: str) -> tuple[User, str | None] | None:
+        """The user with this username (any case) and its password hash."""
+
+    async def create_session(self, token_hash: str, user_id: UserId) -> None: ...
+
+    async def delete_session(self, token_hash: str) -> None: ...
+
+    async def session_user(self, token_hash: str) -> UserId | None: ...
+
+    async def create_group(
+        self, owner: UserId, name: str, member_ids: Sequence[UserId]
+    ) -> GroupChange: ...
+
+    async def group(self, group_id: GroupId) -> Group | None: ...
+
+    async def add_members(
+        self, group_id: GroupId, actor: UserId, user_ids: Sequence[UserId], max_members: int
+    ) -> GroupChange:
+        """Add users (the owner only); members already in are left as they are."""
+
+    async def remove_member(self, group_id: GroupId, actor: UserId, user_id: UserId) -> GroupChange:
+        """A member removes itself, the owner anyone; the owner's seat passes on."""
+
+    async def membership(self, conversation: ConversationId, user: UserId) -> Membership | None: ...
+
+    async def history(
+        self,
+        conversation: ConversationId,
+        visible_after: int,
+        *,
+        before: int | None,
+        after: int | None,
+        limit: int,
+    ) -> list[Message]: ...
+
+    async def chat_list(self, user: UserId, limit: int) -> list[Conversation]: ...
+
+    async def chat_entry(
+        self, user: UserId, conversation: ConversationId
+    ) -> Conversation | None: ...

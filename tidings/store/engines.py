@@ -1,0 +1,80 @@
+"""Database engines: one SQLAlchemy async engine per role, tuned per dialect.
+
+SQLite allows one writer at a time, so it gets a writer engine with a
+single connection (every write transaction takes its turn there, no
+"database is locked" retries) that opens transactions with BEGIN IMMEDIATE,
+and a reader engine whose WAL snapshots never block the writer.
+PostgreSQL and MySQL/MariaDB use one pooled engine for both roles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from tidings.config import SettingsError
+
+
+@dataclass(frozen=True, slots=True)
+class Engines:
+    writer: AsyncEngine
+    reader: AsyncEngine
+    dialect: str  # "sqlite" | "postgresql" | "mysql"
+
+    async def dispose(self) -> None:
+        await self.writer.dispose()
+        if self.reader is not self.writer:
+            await self.reader.dispose()
+
+
+def describe(url_text: str) -> str:
+    """The URL without its password, for logs."""
+    return make_url(url_text).render_as_string(hide_password=True)
+
+
+def create_engines(url_text: str, *, sqlite_synchronous: str = "FULL") -> Engines:
+    url = make_url(url_text)
+    dialect = url.get_backend_name()
+    if dialect == "sqlite":
+        return _sqlite_engines(url, sqlite_synchronous)
+    if dialect in ("postgresql", "mysql", "mariadb"):
+        engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        return Engines(engine, engine, "postgresql" if dialect == "postgresql" else "mysql")
+    raise SettingsError(f"unsupported database {dialect!r}: use sqlite, postgresql or mysql")
+
+
+def _sqlite_engines(url: URL, synchronous: str) -> Engines:
+    database = url.database
+    if not database or database == ":memory:":
+        raise SettingsError(
+            "an in-memory SQLite database cannot be shared by the writer and the readers; "
+            "give a file path, e.g. sqlite+aiosqlite:///./data/tidings.db"
+        )
+    Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    writer = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=120)
+    reader = create_async_engine(url, pool_size=4, max_overflow=4)
+    _configure_sqlite(writer, synchronous, begin="BEGIN IMMEDIATE")
+    _configure_sqlite(reader, synchronous, begin="BEGIN")
+    return Engines(writer, reader, "sqlite")
+
+
+def _configure_sqlite(engine: AsyncEngine, synchronous: str, *, begin: str) -> None:
+    # The driver's own implicit BEGIN is switched off and ours emitted instead:
+    # it would otherwise start transactions late (after a SELECT) and deferred.
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql(begin)

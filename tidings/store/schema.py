@@ -1,0 +1,123 @@
+"""The SQL schema: the truth of tidings. Every other piece of state is derived.
+
+Times are BIGINT milliseconds since the epoch. Every query on ``messages``
+is keyed by ``conversation_id`` (the leading column of its primary key), so
+the table can be partitioned or sharded by conversation without a rewrite;
+that is also why idempotency keys live in their own small table rather than
+in a global unique index on ``messages``.
+
+Unread counts are not stored: unread = ``conversations.last_seq`` minus
+``members.read_seq``, so a group message costs O(1) writes whatever the
+group's size, and counts cannot drift.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+# One naming convention so Alembic names constraints alike on every database.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# Integer primary keys that autoincrement on SQLite, PostgreSQL and MySQL alike.
+_IdType = BigInteger().with_variant(Integer(), "sqlite")
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", _IdType, primary_key=True, autoincrement=True),
+    Column("username", String(32), nullable=False),
+    # Lower-cased username: uniqueness ignores case, the display keeps it.
+    Column("username_key", String(32), nullable=False, unique=True),
+    Column("display_name", String(64), nullable=False),
+    # None for users created by a business backend, which logs them in itself.
+    Column("password_hash", String(255), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    sqlite_autoincrement=True,  # never reuse an id, even the highest deleted one
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    # SHA-256 of the token: a leaked database does not leak usable tokens.
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", BigInteger, nullable=False, index=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+groups = Table(
+    "chat_groups",
+    metadata,
+    Column("id", _IdType, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False),
+    Column("owner_id", BigInteger, nullable=False),
+    # Hands out members.join_rank, which orders members by seniority.
+    Column("join_counter", BigInteger, nullable=False, default=0),
+    Column("created_at", BigInteger, nullable=False),
+    sqlite_autoincrement=True,  # a deleted group's id never names a new one
+)
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("id", String(48), primary_key=True),
+    Column("kind", String(8), nullable=False),  # "private" | "group"
+    Column("group_id", BigInteger, nullable=True),
+    # The seq authority: assigned inside the commit that stores the message.
+    Column("last_seq", BigInteger, nullable=False, default=0),
+    # The original design's last_time_at: when the latest message was sent.
+    Column("last_sent_at", BigInteger, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+members = Table(
+    "members",
+    metadata,
+    Column("conversation_id", String(48), primary_key=True),
+    Column("user_id", BigInteger, primary_key=True),
+    # The other user of a private conversation (its title), None in groups.
+    Column("peer_id", BigInteger, nullable=True),
+    # The member sees messages with seq > joined_seq: a late joiner no history.
+    Column("joined_seq", BigInteger, nullable=False),
+    Column("read_seq", BigInteger, nullable=False),
+    Column("joined_at", BigInteger, nullable=False),
+    Column("join_rank", BigInteger, nullable=False, default=0),
+    Index("ix_members_user_id", "user_id"),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("conversation_id", String(48), primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("sender_id", BigInteger, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("client_msg_id", String(64), nullable=True),
+    Column("sent_at", BigInteger, nullable=False),
+    Column("time_separator", Boolean, nullable=False),
+)
+
+client_msg_ids = Table(
+    "client_msg_ids",
+    metadata,
+    # (sender, client_msg_id) is stored at most once: the contract's idempotency.
+    Column("sender_id", BigInteger, primary_key=True),
+    Column("client_msg_id", String(64), primary_key=True),
+    Column("conversation_id", String(48), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+)
