@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/tidings.db"
@@ -46,7 +46,6 @@ class Settings:
     sqlite_synchronous: str = "FULL"
     write_batch_max: int = 1000
     log_level: str = "INFO"
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -54,8 +53,6 @@ class Settings:
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for item in fields(cls):
-            if item.name == "extra":
-                continue
             raw = env.get(f"TIDINGS_{item.name.upper()}")
             if raw is not None and raw != "":
                 values[item.name] = _coerce(
@@ -72,8 +69,9 @@ class Settings:
         return settings
 
     def check(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise SettingsError("TIDINGS_PORT must be 0 to 65535 (0: any free port)")
         positive = (
-            "port",
             "max_body_chars",
             "max_group_members",
             "max_frame_bytes",

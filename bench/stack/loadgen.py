@@ -21,7 +21,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import psutil
@@ -72,8 +72,8 @@ class WSClient(asyncio.Protocol):
         self.on_frames: Callable[[int], None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        transport = self.transport
         transport.write(self.request)
 
     def connection_lost(self, exc: Exception | None) -> None:

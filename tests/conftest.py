@@ -1,0 +1,205 @@
+"""Factories for the suite: a real server on loopback and signed-in clients.
+
+``server`` runs the whole app in-process on 127.0.0.1 (a real socket, real
+SQLite file in a temp folder); ``spawn_server`` runs ``tidings serve`` as a
+subprocess, for tests that kill it. Clients are ``tidings.client``: the
+same code SDK users get, speaking the contract over real sockets.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from argon2 import PasswordHasher
+
+from tidings.app import build_app
+from tidings.client import Client
+from tidings.config import Settings
+from tidings.models import User
+
+# Cheap hashing for tests: the cost of argon2 is a setting, its use is not.
+FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+PASSWORD = "correct horse"
+
+
+@dataclass
+class RunningServer:
+    url: str
+    settings: Settings
+    app: web.Application
+    _names: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    def username(self, prefix: str = "user") -> str:
+        return f"{prefix}{next(self._names)}"
+
+
+@dataclass
+class Account:
+    """A signed-up user with an HTTP client holding its token."""
+
+    user: User
+    client: Client
+    username: str
+
+    @property
+    def id(self) -> int:
+        return self.user.id
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def test_settings(tmp_path: Path, **changes: Any) -> Settings:
+    return Settings(
+        host="127.0.0.1",
+        port=0,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'tidings.db'}",
+        sqlite_synchronous="NORMAL",
+    ).with_(**changes)
+
+
+async def start_server(settings: Settings) -> tuple[RunningServer, web.AppRunner]:
+    app = build_app(settings, hasher=FAST_HASHER)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return RunningServer(f"http://127.0.0.1:{port}", settings, app), runner
+
+
+ServerFactory = Callable[..., Awaitable[RunningServer]]
+
+
+@pytest.fixture
+async def make_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
+    """Start servers with changed settings; all are stopped after the test."""
+    runners: list[web.AppRunner] = []
+
+    async def make(**changes: Any) -> RunningServer:
+        running, runner = await start_server(test_settings(tmp_path, **changes))
+        runners.append(runner)
+        return running
+
+    yield make
+    for runner in reversed(runners):
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def server(make_server: ServerFactory) -> RunningServer:
+    return await make_server()
+
+
+AccountFactory = Callable[..., Awaitable[Account]]
+
+
+@pytest.fixture
+async def make_account(server: RunningServer) -> AsyncIterator[AccountFactory]:
+    clients: list[Client] = []
+
+    async def make(name: str | None = None, display_name: str | None = None) -> Account:
+        username = name or server.username()
+        client = Client(server.url)
+        clients.append(client)
+        user = await client.signup(username, PASSWORD, display_name)
+        await client.login(username, PASSWORD)
+        return Account(user, client, username)
+
+    yield make
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture
+async def alice(make_account: AccountFactory) -> Account:
+    return await make_account("alice", "Alice")
+
+
+@pytest.fixture
+async def bob(make_account: AccountFactory) -> Account:
+    return await make_account("bob", "Bob")
+
+
+@pytest.fixture
+async def carol(make_account: AccountFactory) -> Account:
+    return await make_account("carol", "Carol")
+
+
+def private(a: Account, b: Account) -> str:
+    low, high = sorted((a.id, b.id))
+    return f"p:{low}-{high}"
+
+
+async def no_event(socket_: Any, within: float = 0.3) -> None:
+    """Assert that nothing arrives on a socket for a short while."""
+    try:
+        event = await socket_.next_event(timeout=within)
+    except TimeoutError:
+        return
+    raise AssertionError(f"expected no event, got {event}")
+
+
+@dataclass
+class ServerProcess:
+    url: str
+    process: subprocess.Popen[bytes]
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def terminate(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(20)
+
+
+@pytest.fixture
+def spawn_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Run ``python -m tidings serve`` in a subprocess on a temp database."""
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def spawn(**env_changes: str) -> ServerProcess:
+        port = free_port()
+        env = dict(os.environ)
+        env.update(
+            TIDINGS_HOST="127.0.0.1",
+            TIDINGS_PORT=str(port),
+            TIDINGS_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'spawned.db'}",
+            TIDINGS_LOG_LEVEL="WARNING",
+        )
+        env.update(env_changes)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tidings", "serve"],
+            env=env,
+            stdout=subprocess.PIPE,
+            cwd=tmp_path,
+        )
+        processes.append(process)
+        assert process.stdout is not None
+        line = process.stdout.readline().decode()
+        assert "listening on" in line, f"server did not start: {line!r}"
+        return ServerProcess(f"http://127.0.0.1:{port}", process)
+
+    yield spawn
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+        if process.stdout is not None:
+            process.stdout.close()
