@@ -34,7 +34,10 @@ class Settings:
     auth_timeout_seconds: float = 10.0
     idle_timeout_seconds: float = 60.0
     max_frame_bytes: int = 64 * 1024
-    send_queue_frames: int = 1024
+    # Frames queued for one connection beyond what its socket accepts. One
+    # commit can queue up to write_batch_max frames on a connection in one go,
+    # so this must be larger; a reader that falls further behind is cut (1013).
+    send_queue_frames: int = 4096
     # HTTP.
     max_http_body_bytes: int = 256 * 1024
     # Rate limits in messages per second, 0 turns one off. Generous enough for
@@ -82,6 +85,11 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"TIDINGS_{name.upper()} must be positive")
+        if self.send_queue_frames <= self.write_batch_max:
+            raise SettingsError(
+                "TIDINGS_SEND_QUEUE_FRAMES must be larger than TIDINGS_WRITE_BATCH_MAX: "
+                "one commit may queue that many frames on a connection at once"
+            )
         for name in ("rate_limit_connection", "rate_limit_user", "time_separator_seconds"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"TIDINGS_{name.upper()} must not be negative")
