@@ -1,0 +1,160 @@
+"""The store port's contract, run on SQLite, PostgreSQL and MariaDB alike."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.backends import BACKENDS, database_url
+from tidings.errors import ErrorCode, TidingsError
+from tidings.ids import GroupId, UserId, parse_conversation
+from tidings.store import ReadRequest, ReadResult, SendRequest, StoredMessage
+from tidings.store.sql import SqlStore
+
+GAP = 300_000
+
+
+@pytest.fixture(params=BACKENDS)
+async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    async with database_url(request.param, tmp_path) as found:
+        yield found
+
+
+@pytest.fixture
+async def store(url: str) -> AsyncIterator[SqlStore]:
+    opened = SqlStore.from_url(url, sqlite_synchronous="NORMAL")
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+async def _users(store: SqlStore, n: int) -> list[UserId]:
+    return [UserId((await store.create_user(f"user{i}", f"User {i}", None)).id) for i in range(n)]
+
+
+def _send(sender: UserId, conversation: str, body: str, key: str | None = None) -> SendRequest:
+    ref = parse_conversation(conversation)
+    assert ref is not None
+    return SendRequest(sender, ref, body, key)
+
+
+def _read(user: UserId, conversation: str, seq: int) -> ReadRequest:
+    ref = parse_conversation(conversation)
+    assert ref is not None
+    return ReadRequest(user, ref, seq)
+
+
+def _stored(outcome: object) -> StoredMessage:
+    assert isinstance(outcome, StoredMessage), outcome
+    return outcome
+
+
+async def test_a_batch_numbers_each_conversation_from_one_without_gaps(store: SqlStore) -> None:
+    a, b, c = await _users(store, 3)
+    ab, ac = f"p:{a}-{b}", f"p:{a}-{c}"
+    batch = [_send(a, ab, "1"), _send(a, ac, "1"), _send(b, ab, "2"), _send(a, ab, "3")]
+    outcomes = await store.commit_batch(batch, GAP)
+    assert [(_stored(o).message.conversation, _stored(o).message.seq) for o in outcomes] == [
+        (ab, 1),
+        (ac, 1),
+        (ab, 2),
+        (ab, 3),
+    ]
+    more = await store.commit_batch([_send(b, ab, "4")], GAP)
+    assert _stored(more[0]).message.seq == 4
+    assert [m.seq for m in await store.history(ab, 0, before=None, after=None, limit=50)] == [
+        1,
+        2,
+        3,
+        4,
+    ]
+
+
+async def test_a_client_msg_id_is_stored_once_within_and_across_batches(store: SqlStore) -> None:
+    a, b = await _users(store, 2)
+    ab = f"p:{a}-{b}"
+    first, again = await store.commit_batch([_send(a, ab, "x", "k"), _send(a, ab, "x", "k")], GAP)
+    assert _stored(first).fresh and not _stored(again).fresh
+    assert _stored(again).message == _stored(first).message
+    (later,) = await store.commit_batch([_send(a, ab, "other body", "k")], GAP)
+    assert not _stored(later).fresh and _stored(later).message == _stored(first).message
+    (other_sender,) = await store.commit_batch([_send(b, ab, "x", "k")], GAP)
+    assert _stored(other_sender).fresh  # the key is scoped to its sender
+
+
+async def test_read_seq_moves_forward_only_and_is_clamped(store: SqlStore) -> None:
+    a, b = await _users(store, 2)
+    ab = f"p:{a}-{b}"
+    await store.commit_batch([_send(a, ab, str(i)) for i in range(5)], GAP)
+    (moved,) = await store.commit_batch([_read(b, ab, 99)], GAP)
+    assert moved == ReadResult(b, ab, 5, moved=True)  # type: ignore[arg-type]
+    (back,) = await store.commit_batch([_read(b, ab, 2)], GAP)
+    assert isinstance(back, ReadResult) and (back.read_seq, back.moved) == (5, False)
+    entry = await store.chat_entry(a, ab)  # type: ignore[arg-type]
+    assert entry is not None and (entry.read_seq, entry.unread) == (5, 0)
+
+
+async def test_a_read_in_a_batch_is_clamped_to_the_last_seq_when_it_arrived(
+    store: SqlStore,
+) -> None:
+    a, b = await _users(store, 2)
+    ab = f"p:{a}-{b}"
+    await store.commit_batch([_send(a, ab, "1")], GAP)
+    read, _ = await store.commit_batch([_read(b, ab, 10), _send(a, ab, "2")], GAP)
+    assert isinstance(read, ReadResult) and read.read_seq == 1
+    entry = await store.chat_entry(b, ab)  # type: ignore[arg-type]
+    assert entry is not None and entry.unread == 1
+
+
+async def test_group_sends_reach_members_and_refuse_others(store: SqlStore) -> None:
+    owner, member, outsider = await _users(store, 3)
+    change = await store.create_group(owner, "g", [member])
+    assert change.group is not None
+    conversation = f"g:{change.group.id}"
+    ok, refused = await store.commit_batch(
+        [_send(member, conversation, "hi"), _send(outsider, conversation, "hi")], GAP
+    )
+    assert set(_stored(ok).recipients) == {owner, member}
+    assert isinstance(refused, TidingsError) and refused.code is ErrorCode.NOT_MEMBER
+
+
+async def test_a_late_joiner_starts_at_the_groups_last_seq(store: SqlStore) -> None:
+    owner, late = await _users(store, 2)
+    change = await store.create_group(owner, "g", [])
+    assert change.group is not None
+    gid = GroupId(change.group.id)
+    conversation = f"g:{gid}"
+    await store.commit_batch([_send(owner, conversation, str(i)) for i in range(3)], GAP)
+    joined = await store.add_members(gid, owner, [late], 10)
+    assert (joined.joined, joined.joined_seq) == ((late,), 3)
+    membership = await store.membership(conversation, late)  # type: ignore[arg-type]
+    assert membership is not None and (membership.joined_seq, membership.read_seq) == (3, 3)
+    entry = await store.chat_entry(late, conversation)  # type: ignore[arg-type]
+    assert entry is not None and entry.last_message is None and entry.unread == 0
+
+
+async def test_two_nodes_sharing_a_database_never_repeat_or_skip_a_seq(url: str) -> None:
+    nodes = [SqlStore.from_url(url, sqlite_synchronous="NORMAL") for _ in range(2)]
+    for node in nodes:
+        await node.open()
+    try:
+        owner, member = await _users(nodes[0], 2)
+        change = await nodes[0].create_group(owner, "shared", [member])
+        assert change.group is not None
+        conversation = f"g:{change.group.id}"
+
+        async def flood(node: SqlStore, sender: UserId) -> list[int]:
+            seqs = []
+            for round_ in range(20):
+                batch = [_send(sender, conversation, f"{round_}.{i}") for i in range(5)]
+                seqs += [_stored(o).message.seq for o in await node.commit_batch(batch, GAP)]
+            return seqs
+
+        first, second = await asyncio.gather(flood(nodes[0], owner), flood(nodes[1], member))
+        assert sorted(first + second) == list(range(1, 201))
+    finally:
+        for node in nodes:
+            await node.close()
