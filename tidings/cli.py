@@ -47,6 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Alembic narrates every migration step at INFO; the one start-up line is ours.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, log.getEffectiveLevel()))
     if args.command == "migrate":
         asyncio.run(_migrate(settings))
         return 0
