@@ -1,0 +1,39 @@
+"""Settings from the environment and flags, checked at start."""
+
+from __future__ import annotations
+
+import pytest
+
+from tidings.config import DEFAULT_DATABASE_URL, Settings, SettingsError
+
+
+def test_defaults_serve_sqlite_on_loopback_8080() -> None:
+    settings = Settings.from_env({})
+    assert (settings.host, settings.port, settings.database_url) == (
+        "127.0.0.1",
+        8080,
+        DEFAULT_DATABASE_URL,
+    )
+    assert settings.max_body_chars == 4000 and settings.idle_timeout_seconds == 60
+
+
+def test_environment_variables_set_settings_and_flags_win() -> None:
+    env = {"TIDINGS_PORT": "9000", "TIDINGS_HOST": "0.0.0.0", "TIDINGS_RATE_LIMIT_USER": "0"}
+    settings = Settings.from_env(env, port=9100, host=None)
+    assert (settings.port, settings.host, settings.rate_limit_user) == (9100, "0.0.0.0", 0)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"TIDINGS_PORT": "eighty"},
+        {"TIDINGS_PORT": "70000"},
+        {"TIDINGS_MAX_BODY_CHARS": "0"},
+        {"TIDINGS_RATE_LIMIT_CONNECTION": "-1"},
+        {"TIDINGS_SQLITE_SYNCHRONOUS": "sometimes"},
+        {"TIDINGS_SEND_QUEUE_FRAMES": "10", "TIDINGS_WRITE_BATCH_MAX": "100"},
+    ],
+)
+def test_a_bad_value_is_refused_at_start_with_its_name(env: dict[str, str]) -> None:
+    with pytest.raises(SettingsError, match="TIDINGS_"):
+        Settings.from_env(env)
