@@ -80,8 +80,9 @@ async def _authenticate(
         user = await edge.accounts.user(user_id)
     except TidingsError as exc:
         if exc.code is ErrorCode.UNAVAILABLE:
-            await ws.send_bytes(frames.error(exc.code, exc.message))
-            await ws.close(code=1013, message=b"storage unavailable")
+            # Nothing but `unauthorized` may precede auth_ok, and the token may
+            # well be good: close with 1013 ("try again later") and no frame.
+            await ws.close(code=1013, message=b"storage unavailable, try again")
             return None
         await _refuse(ws, exc.message if exc.code is ErrorCode.UNAUTHORIZED else "bad auth frame")
         return None

@@ -160,11 +160,14 @@ class Conversations:
             raise TidingsError(ErrorCode.RATE_LIMITED, f"at most {rate:g} messages per second")
 
     async def _visible_after(self, user: UserId, ref: ConversationRef) -> int:
-        if isinstance(ref, PrivateRef):
-            if not ref.has(user):
-                raise not_member(ref.id)
-            return 0
+        if isinstance(ref, PrivateRef) and not ref.has(user):
+            raise not_member(ref.id)
         membership = await self._store.membership(ref.id, user)
+        if isinstance(ref, PrivateRef):
+            # Not started yet: empty, but only between two users who exist.
+            if membership is None and await self._store.user(ref.peer_of(user)) is None:
+                raise not_found(f"no user {ref.peer_of(user)}")
+            return 0
         if membership is None:
             raise await self._refusal(ref)
         return membership.joined_seq
