@@ -80,6 +80,7 @@ class WSClient(asyncio.Protocol):
         for fut in (self.opened, self.first_frame):
             if not fut.done():
                 fut.set_exception(ConnectionError(f"connection lost: {exc!r}"))
+                fut.exception()  # mark retrieved: nobody may be awaiting it any more
 
     def write(self, data: bytes) -> None:
         assert self.transport is not None
@@ -248,11 +249,10 @@ async def scenario_private_aiohttp(a: argparse.Namespace, probe: CpuProbe) -> di
     async with aiohttp.ClientSession() as session:
 
         async def connect(u: int) -> aiohttp.ClientWebSocketResponse:
-            ws = await session.ws_connect(url, autoping=True, max_msg_size=0)
-            await ws.send_bytes(j({"type": "auth", "user": u}), aiohttp.WSMsgType.TEXT)
-            await ws.send_bytes(
-                j({"type": "send", "to": u, "body": "ping"}), aiohttp.WSMsgType.TEXT
-            )
+            ws = await session.ws_connect(url, compress=0)
+            await ws.send_frame(j({"type": "auth", "user": u}), aiohttp.WSMsgType.TEXT)
+            ping = j({"type": "send", "to": u, "body": "ping"})
+            await ws.send_frame(ping, aiohttp.WSMsgType.TEXT)
             await ws.receive(timeout=CONNECT_TIMEOUT)
             return ws
 
