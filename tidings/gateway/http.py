@@ -153,6 +153,16 @@ async def get_user(request: web.Request) -> web.Response:
     return json_response(await edge.accounts.user(UserId(_path_id(request, "user_id"))))
 
 
+async def find_user(request: web.Request) -> web.Response:
+    """``GET /api/v1/users?username=NAME``: look a user up by name (any case)."""
+    edge = request.app[Edge.KEY]
+    await _user(request, edge)
+    username = request.query.get("username")
+    if not username:
+        raise bad_request("username: give ?username=NAME")
+    return json_response(await edge.accounts.find(username))
+
+
 async def create_group(request: web.Request) -> web.Response:
     edge = request.app[Edge.KEY]
     user = await _user(request, edge)
@@ -259,6 +269,7 @@ def add_routes(app: web.Application) -> None:
             web.post("/api/v1/sessions", log_in),
             web.delete("/api/v1/sessions/current", log_out),
             web.get("/api/v1/me", me),
+            web.get("/api/v1/users", find_user),
             web.get("/api/v1/users/{user_id}", get_user),
             web.post("/api/v1/groups", create_group),
             web.get("/api/v1/groups/{group_id}", get_group),

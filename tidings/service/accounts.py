@@ -100,6 +100,13 @@ class Accounts:
             raise not_found(f"no user {user_id}")
         return found
 
+    async def find(self, username: str) -> User:
+        """The user with this username, ignoring case."""
+        found = await self._store.credentials(username) if USERNAME.fullmatch(username) else None
+        if found is None:
+            raise not_found(f"no user named {username!r}")
+        return found[0]
+
     def _remember(self, token_hash: str, user: UserId) -> None:
         self._tokens[token_hash] = user
         if len(self._tokens) > _TOKEN_CACHE_SIZE:
