@@ -20,6 +20,7 @@ POSTGRES_ADMIN = os.environ.get(
     "TIDINGS_TEST_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 MYSQL_ADMIN = os.environ.get("TIDINGS_TEST_MYSQL", "mysql+asyncmy://root@127.0.0.1:3306/test")
+REDIS = os.environ.get("TIDINGS_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 BACKENDS = ["sqlite", "postgresql", "mysql"]
 
@@ -63,3 +64,18 @@ async def database_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
             else:
                 await conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
         await engine.dispose()
+
+
+@asynccontextmanager
+async def redis_url() -> AsyncIterator[str]:
+    """The URL of a reachable Redis (tests isolate themselves by key prefix)."""
+    from redis import asyncio as aioredis
+
+    client = aioredis.Redis.from_url(REDIS, socket_connect_timeout=2)
+    try:
+        await client.ping()
+    except Exception as exc:
+        await client.aclose()
+        unavailable("redis", exc)
+    await client.aclose()
+    yield REDIS

@@ -8,8 +8,10 @@ same code SDK users get, speaking the contract over real sockets.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -23,6 +25,7 @@ import pytest
 from aiohttp import web
 from argon2 import PasswordHasher
 
+from tests.backends import database_url, redis_url
 from tidings.app import build_app
 from tidings.client import Client
 from tidings.config import Settings
@@ -85,20 +88,38 @@ async def start_server(settings: Settings) -> tuple[RunningServer, web.AppRunner
 
 ServerFactory = Callable[..., Awaitable[RunningServer]]
 
+# Every server test runs on each stack: the embedded default, the production
+# pair PostgreSQL + Redis, and MariaDB. TIDINGS_TEST_STACKS narrows it locally.
+STACKS = os.environ.get("TIDINGS_TEST_STACKS", "sqlite,postgresql+redis,mysql").split(",")
+
+
+@pytest.fixture(params=STACKS)
+def stack(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
 
 @pytest.fixture
-async def make_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
-    """Start servers with changed settings; all are stopped after the test."""
+async def make_server(tmp_path: Path, stack: str) -> AsyncIterator[ServerFactory]:
+    """Start servers on this stack with changed settings; all are stopped after the test."""
     runners: list[web.AppRunner] = []
+    async with contextlib.AsyncExitStack() as resources:
+        database, _, broker = stack.partition("+")
+        url = await resources.enter_async_context(database_url(database, tmp_path))
+        base: dict[str, Any] = {"database_url": url}
+        if broker == "redis":
+            base["redis_url"] = await resources.enter_async_context(redis_url())
+            base["redis_prefix"] = f"tidings_t_{secrets.token_hex(6)}:"
 
-    async def make(**changes: Any) -> RunningServer:
-        running, runner = await start_server(test_settings(tmp_path, **changes))
-        runners.append(runner)
-        return running
+        async def make(**changes: Any) -> RunningServer:
+            running, runner = await start_server(test_settings(tmp_path, **(base | changes)))
+            runners.append(runner)
+            return running
 
-    yield make
-    for runner in reversed(runners):
-        await runner.cleanup()
+        try:
+            yield make
+        finally:
+            for runner in reversed(runners):
+                await runner.cleanup()
 
 
 @pytest.fixture

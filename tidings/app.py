@@ -8,16 +8,22 @@ sockets closed (1001) before the writer's last batch is committed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from aiohttp import web
 from argon2 import PasswordHasher
 
+from tidings.broker import Broker
 from tidings.broker.local import LocalBroker
+from tidings.broker.redis import RedisBroker
 from tidings.config import Settings
-from tidings.gateway import http
+from tidings.gateway import http, webclient
 from tidings.gateway.context import Edge
 from tidings.gateway.hub import Hub
+from tidings.gateway.ordering import Deliver, SeqOrderer
 from tidings.gateway.websocket import websocket
+from tidings.ids import ConversationId
+from tidings.models import Message
 from tidings.service.accounts import Accounts
 from tidings.service.conversations import Conversations
 from tidings.service.events import Event, SessionRevoked
@@ -30,11 +36,26 @@ log = logging.getLogger("tidings")
 
 def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> web.Application:
     store = SqlStore.from_url(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
-    broker = LocalBroker()
+    broker: Broker
+    orderer: Callable[[Deliver], SeqOrderer] | None = None
+    if settings.redis_url:
+        broker = RedisBroker(settings.redis_url, prefix=settings.redis_prefix)
+
+        async def fetch(conversation: str, after: int, before: int) -> list[Message]:
+            limit = max(1, min(before - after - 1, 200))
+            found = await store.history(
+                ConversationId(conversation), 0, before=None, after=after, limit=limit
+            )
+            return [m for m in found if m.seq < before]
+
+        def orderer(deliver: Deliver) -> SeqOrderer:
+            return SeqOrderer(deliver, fetch)
+    else:
+        broker = LocalBroker()
     accounts = Accounts(store, broker, hasher or PasswordHasher())
     conversations = Conversations(store, broker, settings)
     groups = Groups(store, broker, settings)
-    hub = Hub()
+    hub = Hub(orderer)
     edge = Edge(settings, accounts, conversations, groups, hub)
 
     def on_event(event: Event) -> None:
@@ -43,6 +64,7 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
         hub(event)
 
     broker.subscribe(on_event)
+    broker.watch(hub.broker_state)
 
     app = web.Application(
         client_max_size=settings.max_http_body_bytes,
@@ -51,6 +73,7 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
     app[Edge.KEY] = edge
     http.add_routes(app)
     app.router.add_get("/ws", websocket)
+    webclient.add_routes(app)
 
     async def start(_app: web.Application) -> None:
         await store.open()
@@ -73,4 +96,12 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
 
 def backends(settings: Settings) -> str:
     """One phrase naming the backends in use, for the start-up log line."""
-    return f"database {describe(settings.database_url)}, chat list in SQL, broker in-process"
+    database = f"database {describe(settings.database_url)}, chat list in SQL"
+    if settings.redis_url:
+        return f"{database}, broker Redis pub/sub at {describe_redis(settings.redis_url)}"
+    return f"{database}, broker in-process"
+
+
+def describe_redis(url: str) -> str:
+    head, _, tail = url.rpartition("@")
+    return f"redis://…@{tail}" if head else url

@@ -1,4 +1,4 @@
-"""The ``tidings`` command: ``serve`` and ``migrate``."""
+"""The ``tidings`` command: ``serve``, ``migrate`` and ``bench``."""
 
 from __future__ import annotations
 
@@ -21,6 +21,12 @@ log = logging.getLogger("tidings")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given[:1] == ["bench"]:
+        # The load generator has options of its own; it parses them itself.
+        from tidings.bench import main as bench
+
+        return bench(given[1:])
     parser = argparse.ArgumentParser(prog="tidings", description="A self-hosted IM server.")
     parser.add_argument("--version", action="version", version=f"tidings {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -36,7 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     migrate = commands.add_parser("migrate", help="bring the database schema up to date")
     migrate.add_argument("--database", dest="database_url", help="SQLAlchemy URL")
 
-    args = parser.parse_args(argv)
+    commands.add_parser("bench", help="run the benchmarks (tidings bench --help)", add_help=False)
+
+    args = parser.parse_args(given)
     flags = {k: v for k, v in vars(args).items() if k != "command"}
     try:
         settings = Settings.from_env(**flags)
@@ -52,8 +60,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "migrate":
         asyncio.run(_migrate(settings))
         return 0
-    if settings.redis_url:
-        log.warning("--redis is not used yet by this version: chat list and broker stay in-process")
     _run(serve_forever(settings))
     return 0
 

@@ -25,6 +25,8 @@ class Settings:
     port: int = 8080
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str | None = None
+    # Every Redis key and channel starts with it: several deployments can share a Redis.
+    redis_prefix: str = "tidings:"
     service_token: str | None = None
     # Messages: the contract's limits.
     max_body_chars: int = 4000

@@ -19,12 +19,17 @@ from typing import Protocol
 from tidings.service.events import Event
 
 Subscriber = Callable[[Event], None]
+Watcher = Callable[[bool], None]
 
 
 class Broker(Protocol):
     def subscribe(self, subscriber: Subscriber) -> None: ...
 
     def publish(self, event: Event) -> None: ...
+
+    def watch(self, watcher: Watcher) -> None:
+        """``watcher(False)`` when events from other nodes stop arriving, ``True`` when
+        they arrive again. A single-node broker never calls it."""
 
     async def start(self) -> None: ...
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tidings.broker import Subscriber
+from tidings.broker import Subscriber, Watcher
 from tidings.service.events import Event
 
 
@@ -16,6 +16,9 @@ class LocalBroker:
     def publish(self, event: Event) -> None:
         for subscriber in self._subscribers:
             subscriber(event)
+
+    def watch(self, watcher: Watcher) -> None:
+        return None  # there are no other nodes to lose
 
     async def start(self) -> None:
         return None

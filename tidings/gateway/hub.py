@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
+from collections.abc import Callable
 
 from tidings.gateway import frames
 from tidings.gateway.connection import Connection
+from tidings.gateway.ordering import Deliver, SeqOrderer
 from tidings.ids import UserId
 from tidings.service.events import (
     ConversationAdded,
@@ -25,10 +27,27 @@ from tidings.service.events import (
 
 
 class Hub:
-    def __init__(self) -> None:
+    def __init__(self, orderer: Callable[[Deliver], SeqOrderer] | None = None) -> None:
+        """``orderer`` builds the seq orderer when events come from several nodes."""
         self._by_user: dict[UserId, list[Connection]] = {}
         # Connection ids are unique across nodes: a random node prefix and a counter.
         self._ids = itertools.count((secrets.randbits(30) << 32) + 1)
+        self._orderer = orderer(self._deliver_message) if orderer is not None else None
+        # False while this node cannot hear the other nodes: no new sockets.
+        self.accepting = True
+
+    def broker_state(self, up: bool) -> None:
+        """The broker's watcher: on losing the other nodes, send every client to reconnect.
+
+        A socket kept open while events from other nodes cannot arrive would
+        miss them silently; closed (1012, "service restart"), its client
+        reconnects once the broker is back and catches up with ``after``.
+        """
+        self.accepting = up
+        if not up:
+            for connections in list(self._by_user.values()):
+                for connection in list(connections):
+                    connection.close_soon(1012, "reconnect: this node lost its broker")
 
     def next_id(self) -> int:
         return next(self._ids)
@@ -60,7 +79,10 @@ class Hub:
     def __call__(self, event: Event) -> None:
         """The broker's subscriber: deliver one event to this node's connections."""
         if isinstance(event, MessageCreated):
-            self._fan_out(event.recipients, frames.message_event(event.message), event.origin)
+            if self._orderer is not None:
+                self._orderer.offer(event)
+            else:
+                self._deliver_message(event)
         elif isinstance(event, ReadMoved):
             frame = frames.read_event(event.conversation, event.user, event.seq)
             self._fan_out(event.recipients, frame, event.origin)
@@ -74,6 +96,9 @@ class Hub:
                 for connection in list(connections):
                     if connection.token_hash == event.token_hash:
                         connection.close_soon(4003, "token revoked")
+
+    def _deliver_message(self, event: MessageCreated) -> None:
+        self._fan_out(event.recipients, frames.message_event(event.message), event.origin)
 
     def _fan_out(self, users: tuple[UserId, ...], frame: bytes, origin: int | None) -> None:
         by_user = self._by_user

@@ -39,6 +39,10 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         compress=False,  # a zlib context per socket costs more memory than it saves
     )
     await ws.prepare(request)
+    if not edge.hub.accepting:
+        # This node cannot hear the other nodes right now: try another, or later.
+        await ws.close(code=1013, message=b"node not ready, try again")
+        return ws
     connection = await _authenticate(edge, ws, request)
     if connection is None:
         return ws

@@ -3,27 +3,26 @@
 The service chooses every event's recipients here and nowhere else; the
 broker carries events to the nodes, and each node's hub hands them to its
 own connections. ``origin`` names the connection that caused an event,
-which gets an ack instead of the event.
+which gets an ack instead of the event. Events are tagged msgspec Structs
+so a broker between nodes can encode and decode them exactly.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 from tidings.ids import ConversationId, UserId
 from tidings.models import Conversation, Message
 from tidings.store import ReadResult, StoredMessage
 
 
-@dataclass(frozen=True, slots=True)
-class MessageCreated:
+class MessageCreated(msgspec.Struct, frozen=True, tag="message"):
     message: Message
     recipients: tuple[UserId, ...]
     origin: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class ReadMoved:
+class ReadMoved(msgspec.Struct, frozen=True, tag="read"):
     conversation: ConversationId
     user: UserId
     seq: int
@@ -31,24 +30,21 @@ class ReadMoved:
     origin: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class ConversationAdded:
+class ConversationAdded(msgspec.Struct, frozen=True, tag="conversation"):
     """A chat list gained a conversation without a message (e.g. a group join)."""
 
     user: UserId
     conversation: Conversation
 
 
-@dataclass(frozen=True, slots=True)
-class ConversationRemoved:
+class ConversationRemoved(msgspec.Struct, frozen=True, tag="conversation_removed"):
     """A chat list lost a conversation: its user left or was removed."""
 
     user: UserId
     conversation: ConversationId
 
 
-@dataclass(frozen=True, slots=True)
-class SessionRevoked:
+class SessionRevoked(msgspec.Struct, frozen=True, tag="session_revoked"):
     """A token was logged out: the sockets opened with it close (4003)."""
 
     token_hash: str

@@ -1,0 +1,194 @@
+"""The Redis broker: every node publishes to, and listens on, one pub/sub channel.
+
+``publish`` hands an event to this node's subscribers at once, then queues
+it for the other nodes; one task sends the queue in order, pipelined, and
+keeps what it could not send for the next try, so a short Redis hiccup
+delays events instead of losing them. Another task listens, and tells its
+watchers when it stops hearing the other nodes (the hub then closes its
+sockets so that clients reconnect and catch up, rather than silently miss
+events) and when it hears them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections import deque
+
+import msgspec
+from redis import asyncio as aioredis
+from redis.exceptions import RedisError
+
+from tidings.broker import Subscriber, Watcher
+from tidings.service.events import Event
+
+log = logging.getLogger(__name__)
+
+_PUBLISH_BATCH = 512
+_MAX_BACKOFF = 5.0
+
+
+class _Envelope(msgspec.Struct, array_like=True):
+    node: int
+    event: Event
+
+
+class RedisBroker:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "tidings:",
+        max_backlog: int = 100_000,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self._url = url
+        self._channel = f"{prefix}events"
+        self._node = secrets.randbits(62)
+        self._redis = aioredis.Redis.from_url(
+            url, socket_connect_timeout=connect_timeout, health_check_interval=10
+        )
+        self._subscribers: list[Subscriber] = []
+        self._watchers: list[Watcher] = []
+        self._outbox: deque[bytes] = deque()
+        self._outbox_ready = asyncio.Event()
+        self._outbox_empty = asyncio.Event()
+        self._max_backlog = max_backlog
+        self._encoder = msgspec.msgpack.Encoder()
+        self._decoder = msgspec.msgpack.Decoder(_Envelope)
+        self._listening = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._connect_timeout = connect_timeout
+        self._closed = False
+        self.up = False
+        self.dropped = 0
+
+    @property
+    def node_id(self) -> int:
+        return self._node
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        self._subscribers.append(subscriber)
+
+    def watch(self, watcher: Watcher) -> None:
+        """``watcher(False)`` when the other nodes fall silent, ``True`` when heard again."""
+        self._watchers.append(watcher)
+
+    def publish(self, event: Event) -> None:
+        for subscriber in self._subscribers:
+            subscriber(event)
+        if len(self._outbox) >= self._max_backlog:
+            self._outbox.popleft()
+            self.dropped += 1
+        self._outbox.append(self._encoder.encode(_Envelope(self._node, event)))
+        self._outbox_ready.set()
+
+    async def start(self) -> None:
+        """Start listening; fails if Redis cannot be reached within the connect timeout."""
+        self._tasks = [
+            asyncio.create_task(self._listen(), name="redis-broker-listen"),
+            asyncio.create_task(self._send(), name="redis-broker-send"),
+        ]
+        try:
+            await asyncio.wait_for(self._listening.wait(), self._connect_timeout * 2)
+        except TimeoutError:
+            await self.close()
+            raise ConnectionError(f"cannot subscribe to Redis at {self._safe_url()}") from None
+
+    async def close(self) -> None:
+        # Hand the other nodes what this one published last (a shutdown must
+        # not swallow the events of the final commits), for a bounded time.
+        if self._outbox and self._tasks:
+            try:
+                await asyncio.wait_for(self._outbox_empty.wait(), 2.0)
+            except TimeoutError:
+                log.warning("%d events for other nodes were not sent", len(self._outbox))
+        # redis-py may turn a cancellation into a connection error, which the
+        # loops would retry; the flag makes them stop whatever they were doing.
+        self._closed = True
+        self._outbox_ready.set()
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
+        self._tasks = []
+        await self._redis.aclose()
+
+    async def _listen(self) -> None:
+        backoff = 0.1
+        while not self._closed:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self._channel)
+                self._set_up(True)
+                backoff = 0.1
+                while not self._closed:
+                    message = await pubsub.get_message(timeout=5.0)
+                    if message is not None and message["type"] == "message":
+                        self._deliver(message["data"])
+            except (RedisError, OSError) as exc:
+                if self.up:
+                    log.warning("lost the Redis subscription (%s); retrying", exc)
+                self._set_up(False)
+            finally:
+                try:
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                except (RedisError, OSError):
+                    pass
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, _MAX_BACKOFF)
+
+    def _deliver(self, data: bytes) -> None:
+        try:
+            envelope = self._decoder.decode(data)
+        except msgspec.DecodeError:
+            log.warning("ignored an event that does not decode (%d bytes)", len(data))
+            return
+        if envelope.node == self._node:
+            return
+        for subscriber in self._subscribers:
+            try:
+                subscriber(envelope.event)
+            except Exception:
+                log.exception("a subscriber failed on an event from another node")
+
+    async def _send(self) -> None:
+        backoff = 0.1
+        while not self._closed:
+            if not self._outbox:
+                self._outbox_empty.set()
+                self._outbox_ready.clear()
+                await self._outbox_ready.wait()
+                continue
+            self._outbox_empty.clear()
+            count = min(_PUBLISH_BATCH, len(self._outbox))
+            batch = [self._outbox.popleft() for _ in range(count)]
+            try:
+                pipe = self._redis.pipeline(transaction=False)
+                for data in batch:
+                    pipe.publish(self._channel, data)
+                await pipe.execute()
+                backoff = 0.1
+            except (RedisError, OSError) as exc:
+                # Keep them, in order, for the next try.
+                self._outbox.extendleft(reversed(batch))
+                log.warning("publishing to Redis failed (%s); %d events wait", exc, len(batch))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+
+    def _set_up(self, up: bool) -> None:
+        if up == self.up:
+            if up:
+                self._listening.set()
+            return
+        self.up = up
+        if up:
+            self._listening.set()
+            log.info("listening to the other nodes through Redis")
+        for watcher in self._watchers:
+            watcher(up)
+
+    def _safe_url(self) -> str:
+        head, _, tail = self._url.rpartition("@")
+        return f"redis://…@{tail}" if head else self._url

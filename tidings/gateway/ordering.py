@@ -1,0 +1,152 @@
+"""Per-conversation seq order for message events that come from several nodes.
+
+Two nodes may commit seq 5 and 6 of one group a moment apart, and Redis
+may hand this node 6 first. The orderer holds a later seq until the gap
+fills; if it does not fill within ``gap_wait`` (an event lost between
+nodes), it fetches the missing messages from the store and delivers them
+first. So every connection on this node gets a conversation's messages in
+seq order, with none missing, whichever node committed them.
+
+The first event of a conversation this node has not seen lately is held
+for ``first_hold`` to let an earlier seq that is still in flight overtake
+it. A seq below the first one this node delivered (it was in flight longer
+than the hold) is still delivered, late, rather than lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from tidings.models import Message
+from tidings.service.events import MessageCreated
+
+log = logging.getLogger(__name__)
+
+Deliver = Callable[[MessageCreated], None]
+Fetch = Callable[[str, int, int], Awaitable[list[Message]]]  # conversation, after, before
+
+
+class _Track:
+    __slots__ = ("base", "next", "pending", "timer", "touched")
+
+    def __init__(self) -> None:
+        self.base: int | None = None  # the first seq delivered here
+        self.next: int | None = None  # the seq expected next
+        self.pending: dict[int, MessageCreated] = {}
+        self.timer: asyncio.TimerHandle | None = None
+        self.touched = time.monotonic()
+
+
+class SeqOrderer:
+    def __init__(
+        self,
+        deliver: Deliver,
+        fetch: Fetch,
+        *,
+        first_hold: float = 0.03,
+        gap_wait: float = 0.25,
+        idle_forget: float = 300.0,
+    ) -> None:
+        self._deliver = deliver
+        self._fetch = fetch
+        self._first_hold = first_hold
+        self._gap_wait = gap_wait
+        self._idle_forget = idle_forget
+        self._tracks: dict[str, _Track] = {}
+        self._last_sweep = time.monotonic()
+        self.fetched = 0
+
+    def offer(self, event: MessageCreated) -> None:
+        conversation, seq = event.message.conversation, event.message.seq
+        track = self._tracks.get(conversation)
+        now = time.monotonic()
+        if track is None:
+            track = self._tracks[conversation] = _Track()
+            track.pending[seq] = event
+            self._arm(conversation, track, self._first_hold)
+            self._sweep(now)
+            return
+        track.touched = now
+        if track.next is None:  # still in the first hold
+            track.pending[seq] = event
+            return
+        if seq < track.next:
+            if track.base is not None and seq < track.base:
+                self._deliver(event)  # never delivered here: late beats lost
+            return  # a repeat
+        track.pending[seq] = event
+        self._flush(conversation, track)
+
+    def _flush(self, conversation: str, track: _Track) -> None:
+        """Deliver the run of consecutive seqs from ``next``; wait for the rest."""
+        assert track.next is not None
+        while track.next in track.pending:
+            self._deliver(track.pending.pop(track.next))
+            track.next += 1
+        if track.pending and track.timer is None:
+            self._arm(conversation, track, self._gap_wait)
+        elif not track.pending and track.timer is not None:
+            track.timer.cancel()
+            track.timer = None
+
+    def _arm(self, conversation: str, track: _Track, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        track.timer = loop.call_later(delay, self._expire, conversation)
+
+    def _expire(self, conversation: str) -> None:
+        track = self._tracks.get(conversation)
+        if track is None:
+            return
+        track.timer = None
+        if track.next is None:
+            # End of the first hold: start from the lowest seq seen.
+            track.next = track.base = min(track.pending)
+            self._flush(conversation, track)
+            return
+        if track.pending:
+            asyncio.get_running_loop().create_task(self._fill_gap(conversation, track))
+
+    async def _fill_gap(self, conversation: str, track: _Track) -> None:
+        assert track.next is not None
+        first_waiting = min(track.pending)
+        template = track.pending[first_waiting]
+        try:
+            missing = await self._fetch(conversation, track.next - 1, first_waiting)
+        except Exception:
+            log.exception(
+                "could not fetch seqs %s..%s of %s", track.next, first_waiting, conversation
+            )
+            missing = []
+        for message in missing:
+            if (
+                track.next is not None
+                and message.seq >= track.next
+                and message.seq not in track.pending
+            ):
+                track.pending[message.seq] = MessageCreated(message, template.recipients, None)
+        self.fetched += len(missing)
+        if track.next is not None and track.next not in track.pending and track.pending:
+            # Still a hole the store cannot fill (it should not happen): skip it.
+            log.warning(
+                "skipping missing seqs %s..%s of %s",
+                track.next,
+                min(track.pending) - 1,
+                conversation,
+            )
+            track.next = min(track.pending)
+        self._flush(conversation, track)
+
+    def _sweep(self, now: float) -> None:
+        if now - self._last_sweep < self._idle_forget / 10:
+            return
+        self._last_sweep = now
+        stale = [
+            c
+            for c, t in self._tracks.items()
+            if not t.pending and t.timer is None and now - t.touched > self._idle_forget
+        ]
+        for conversation in stale:
+            del self._tracks[conversation]
