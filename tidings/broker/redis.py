@@ -82,6 +82,7 @@ class RedisBroker:
             self._outbox.popleft()
             self.dropped += 1
         self._outbox.append(self._encoder.encode(_Envelope(self._node, event)))
+        self._outbox_empty.clear()
         self._outbox_ready.set()
 
     async def start(self) -> None:
