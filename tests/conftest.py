@@ -203,8 +203,12 @@ def spawn_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
             TIDINGS_PORT=str(port),
             TIDINGS_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'spawned.db'}",
             TIDINGS_LOG_LEVEL="WARNING",
+            # Cheap password hashing, as in-process servers get (FAST_HASHER).
+            TIDINGS_ARGON2_TIME_COST="1",
+            TIDINGS_ARGON2_MEMORY_KIB="1024",
         )
         env.update(env_changes)
+        port = int(env["TIDINGS_PORT"])
         process = subprocess.Popen(
             [sys.executable, "-m", "tidings", "serve"],
             env=env,

@@ -52,7 +52,10 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
             return SeqOrderer(deliver, fetch)
     else:
         broker = LocalBroker()
-    accounts = Accounts(store, broker, hasher or PasswordHasher())
+    hasher = hasher or PasswordHasher(
+        time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib
+    )
+    accounts = Accounts(store, broker, hasher)
     conversations = Conversations(store, broker, settings)
     groups = Groups(store, broker, settings)
     hub = Hub(orderer)

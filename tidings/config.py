@@ -51,6 +51,9 @@ class Settings:
     sqlite_synchronous: str = "FULL"
     write_batch_max: int = 1000
     log_level: str = "INFO"
+    # Password hashing cost (argon2id); the defaults are argon2-cffi's (RFC 9106 low-memory).
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -83,6 +86,8 @@ class Settings:
             "send_queue_frames",
             "max_http_body_bytes",
             "write_batch_max",
+            "argon2_time_cost",
+            "argon2_memory_kib",
         )
         for name in positive:
             if getattr(self, name) <= 0:

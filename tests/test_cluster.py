@@ -1,0 +1,272 @@
+"""Several ``tidings serve`` processes sharing PostgreSQL and Redis form one service."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.backends import database_url, redis_url, unavailable
+from tests.conftest import PASSWORD, ServerProcess, free_port, no_event
+from tidings.client import Client, Socket
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Cluster:
+    nodes: list[ServerProcess]
+    env: dict[str, str]
+
+    async def account(self, name: str, node: int = 0) -> tuple[Client, int]:
+        client = Client(self.nodes[node].url)
+        user = await client.signup(name, PASSWORD)
+        await client.login(name, PASSWORD)
+        return client, user.id
+
+    def client_on(self, node: int, token: str | None) -> Client:
+        return Client(self.nodes[node].url, token=token)
+
+
+@pytest.fixture
+async def cluster_env(tmp_path: Path) -> AsyncIterator[dict[str, str]]:
+    async with database_url("postgresql", tmp_path) as url, redis_url() as redis:
+        yield {
+            "TIDINGS_DATABASE_URL": url,
+            "TIDINGS_REDIS_URL": redis,
+            "TIDINGS_REDIS_PREFIX": f"tidings_t_{secrets.token_hex(6)}:",
+        }
+
+
+@pytest.fixture
+async def cluster(
+    cluster_env: dict[str, str], spawn_server: Callable[..., ServerProcess]
+) -> Cluster:
+    return Cluster([spawn_server(**cluster_env) for _ in range(3)], cluster_env)
+
+
+def conversation_of(a: int, b: int) -> str:
+    return f"p:{min(a, b)}-{max(a, b)}"
+
+
+async def test_users_on_different_nodes_chat_privately_and_in_groups(cluster: Cluster) -> None:
+    alice, alice_id = await cluster.account("alice", node=0)
+    bob, bob_id = await cluster.account("bob", node=1)
+    carol, carol_id = await cluster.account("carol", node=2)
+    async with await alice.connect() as a, await bob.connect() as b, await carol.connect() as c:
+        sent = await a.send(conversation_of(alice_id, bob_id), "across nodes")
+        event = await b.next_event()
+        assert event["message"]["id"] == sent.id  # type: ignore[index]
+        group = await carol.create_group("three nodes", [alice_id, bob_id])
+        for ws in (a, b, c):  # the creator's devices learn of the group too
+            assert (await ws.next_event())["type"] == "conversation"
+        await c.send(f"g:{group.id}", "hello all")
+        for ws in (a, b):
+            assert (await ws.next_event())["message"]["body"] == "hello all"  # type: ignore[index]
+        await no_event(c)
+    for client in (alice, bob, carol):
+        await client.close()
+
+
+async def test_a_users_two_devices_on_two_nodes_both_get_events(cluster: Cluster) -> None:
+    alice, alice_id = await cluster.account("alice", node=0)
+    bob, bob_id = await cluster.account("bob", node=1)
+    conversation = conversation_of(alice_id, bob_id)
+    laptop_client = cluster.client_on(2, bob.token)
+    async with (
+        await alice.connect() as a,
+        await bob.connect() as phone,
+        await laptop_client.connect() as laptop,
+    ):
+        await a.send(conversation, "to both devices")
+        for device in (phone, laptop):
+            assert (await device.next_event())["message"]["seq"] == 1  # type: ignore[index]
+        await phone.mark_read(conversation, 1)
+        assert (await laptop.next_event())["type"] == "read"  # the other device clears its badge
+        assert (await a.next_event())["type"] == "read"  # the read receipt crosses nodes too
+    for client in (alice, bob, laptop_client):
+        await client.close()
+
+
+async def test_sends_to_one_group_from_every_node_are_gapless_and_in_order(
+    cluster: Cluster,
+) -> None:
+    senders = [await cluster.account(f"sender{n}", node=n) for n in range(3)]
+    watchers = [await cluster.account(f"watcher{n}", node=n) for n in range(3)]
+    owner = senders[0][0]
+    group = await owner.create_group("busy", [uid for _, uid in senders[1:] + watchers])
+    conversation = f"g:{group.id}"
+    watch_sockets = [await client.connect() for client, _ in watchers]
+    send_sockets = [await client.connect() for client, _ in senders]
+
+    async def stream(ws: Socket, tag: str) -> None:
+        await asyncio.gather(*(ws.send(conversation, f"{tag}{i}") for i in range(40)))
+
+    await asyncio.gather(*(stream(ws, f"n{n}-") for n, ws in enumerate(send_sockets)))
+    for ws in watch_sockets:
+        seqs = [(await ws.next_event(timeout=10))["message"]["seq"] for _ in range(120)]  # type: ignore[index]
+        assert seqs == list(range(1, 121)), "a node delivered out of seq order or lost one"
+        await no_event(ws)
+    for client, _ in watchers:
+        entry = (await client.conversations())[0]
+        assert (entry.last_seq, entry.unread) == (120, 120)
+    history = await watchers[0][0].messages(conversation, after=0, limit=200)
+    assert [m.seq for m in history] == list(range(1, 121))
+    for ws in watch_sockets + send_sockets:
+        await ws.close()
+    for client, _ in senders + watchers:
+        await client.close()
+
+
+async def test_a_killed_node_leaves_the_others_serving_and_its_clients_catch_up(
+    cluster: Cluster,
+) -> None:
+    alice, alice_id = await cluster.account("alice", node=0)
+    bob, bob_id = await cluster.account("bob", node=1)
+    conversation = conversation_of(alice_id, bob_id)
+    bob_ws = await bob.connect()
+    async with await alice.connect() as a:
+        await a.send(conversation, "before")
+        assert (await bob_ws.next_event())["message"]["seq"] == 1  # type: ignore[index]
+        cluster.nodes[1].kill()
+        with contextlib.suppress(ConnectionError, TimeoutError):
+            await bob_ws.next_event(timeout=5)
+        for n in range(3):
+            await a.send(conversation, f"while bob's node is down {n}")
+    # Bob reconnects to another node and catches up after the last seq he saw.
+    moved = cluster.client_on(2, bob.token)
+    missed = await moved.messages(conversation, after=1)
+    assert [m.seq for m in missed] == [2, 3, 4]
+    assert (await moved.conversations())[0].unread == 4  # he never marked anything read
+    for client in (alice, bob, moved):
+        await client.close()
+
+
+# -- Redis faults, on a Redis of the test's own -------------------------------
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+    """Start (and restart) a private redis-server on a fixed free port."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        unavailable("redis-server", FileNotFoundError("redis-server is not on PATH"))
+    assert binary is not None
+    port = free_port()
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(tmp_path),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        started.append(process)
+        for _ in range(50):
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return process
+            time.sleep(0.1)
+        raise RuntimeError("redis-server did not start")
+
+    start.port = port  # type: ignore[attr-defined]
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
+
+
+async def test_a_redis_restart_loses_no_message_and_nodes_recover(
+    cluster_env: dict[str, str],
+    spawn_server: Callable[..., ServerProcess],
+    own_redis: Callable[[], subprocess.Popen[bytes]],
+) -> None:
+    redis = own_redis()
+    env = cluster_env | {"TIDINGS_REDIS_URL": f"redis://127.0.0.1:{own_redis.port}/0"}  # type: ignore[attr-defined]
+    nodes = Cluster([spawn_server(**env) for _ in range(2)], env)
+    alice, alice_id = await nodes.account("alice", node=0)
+    bob, bob_id = await nodes.account("bob", node=1)
+    conversation = conversation_of(alice_id, bob_id)
+    acked: list[int] = []
+    for n in range(5):
+        acked.append((await alice.send(conversation, f"before {n}", f"b{n}")).seq)
+
+    bob_ws = await bob.connect()
+    redis.kill()
+    redis.wait(5)
+    # Bob's node can no longer hear the others: it sends him away to catch up.
+    assert await bob_ws.wait_closed(timeout=15) in (1012, 1006)
+    for n in range(5):  # sends still commit and ack over HTTP while Redis is down
+        acked.append((await alice.send(conversation, f"during {n}", f"d{n}")).seq)
+
+    own_redis()
+    for _ in range(100):  # the node resubscribes by itself
+        try:
+            bob_ws = await bob.connect()
+            break
+        except Exception:
+            await asyncio.sleep(0.2)
+    else:
+        raise AssertionError("bob's node never accepted sockets again")
+    history = await bob.messages(conversation, after=0)
+    assert [m.seq for m in history] == list(range(1, 11)) == acked
+    async with await alice.connect() as a:
+        await a.send(conversation, "after")
+        # Events held back while Redis was away may still arrive, late but in
+        # order; a client drops the seqs it has already fetched.
+        seen = []
+        while not seen or seen[-1] < 11:
+            seen.append((await bob_ws.next_event(timeout=10))["message"]["seq"])  # type: ignore[index]
+        assert seen == sorted(seen) and seen[-1] == 11
+    await bob_ws.close()
+    for client in (alice, bob):
+        await client.close()
+
+
+async def test_flushall_mid_traffic_changes_nothing(
+    cluster_env: dict[str, str],
+    spawn_server: Callable[..., ServerProcess],
+    own_redis: Callable[[], subprocess.Popen[bytes]],
+) -> None:
+    from redis import asyncio as aioredis
+
+    own_redis()
+    redis_url_ = f"redis://127.0.0.1:{own_redis.port}/0"  # type: ignore[attr-defined]
+    env = cluster_env | {"TIDINGS_REDIS_URL": redis_url_}
+    nodes = Cluster([spawn_server(**env) for _ in range(2)], env)
+    alice, alice_id = await nodes.account("alice", node=0)
+    bob, bob_id = await nodes.account("bob", node=1)
+    conversation = conversation_of(alice_id, bob_id)
+    async with await alice.connect() as a, await bob.connect() as b:
+        sends = asyncio.gather(*(a.send(conversation, f"m{i}") for i in range(50)))
+        flusher = aioredis.Redis.from_url(redis_url_)
+        await flusher.flushall()
+        await flusher.aclose()
+        await sends
+        seqs = [(await b.next_event(timeout=10))["message"]["seq"] for _ in range(50)]  # type: ignore[index]
+        assert seqs == list(range(1, 51))
+    entry = (await bob.conversations())[0]
+    assert (entry.last_seq, entry.unread) == (50, 50)
+    for client in (alice, bob):
+        await client.close()
