@@ -158,3 +158,36 @@ async def test_two_nodes_sharing_a_database_never_repeat_or_skip_a_seq(url: str)
     finally:
         for node in nodes:
             await node.close()
+
+
+async def test_postgresql_spreads_messages_over_hash_partitions(url: str) -> None:
+    if not url.startswith("postgresql"):
+        pytest.skip("partitioning is PostgreSQL's")
+    from sqlalchemy import text
+
+    store = SqlStore.from_url(url, pg_partitions=4)
+    await store.open()
+    try:
+        a, b, c = await _users(store, 3)
+        await store.commit_batch(
+            [_send(a, f"p:{a}-{b}", "x"), _send(a, f"p:{a}-{c}", "y"), _send(b, f"p:{b}-{c}", "z")],
+            GAP,
+        )
+        async with store._engines.reader.connect() as conn:
+            parts = (
+                (
+                    await conn.execute(
+                        text(
+                            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                            "WHERE i.inhparent = 'messages'::regclass ORDER BY 1"
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            counted = (await conn.execute(text("SELECT count(*) FROM messages"))).scalar_one()
+        assert parts == ["messages_p0", "messages_p1", "messages_p2", "messages_p3"]
+        assert counted == 3
+    finally:
+        await store.close()

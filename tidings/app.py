@@ -35,7 +35,11 @@ log = logging.getLogger("tidings")
 
 
 def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> web.Application:
-    store = SqlStore.from_url(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    store = SqlStore.from_url(
+        settings.database_url,
+        sqlite_synchronous=settings.sqlite_synchronous,
+        pg_partitions=settings.pg_partitions,
+    )
     broker: Broker
     orderer: Callable[[Deliver], SeqOrderer] | None = None
     if settings.redis_url:

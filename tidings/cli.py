@@ -76,7 +76,7 @@ def _run(main_coroutine: object) -> None:
 async def _migrate(settings: Settings) -> None:
     engines = create_engines(settings.database_url)
     try:
-        await upgrade(engines.writer)
+        await upgrade(engines.writer, pg_partitions=settings.pg_partitions)
     finally:
         await engines.dispose()
     log.info("schema of %s is up to date", settings.database_url)

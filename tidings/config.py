@@ -50,6 +50,8 @@ class Settings:
     # NORMAL survives a crash of the process but not of the machine.
     sqlite_synchronous: str = "FULL"
     write_batch_max: int = 1000
+    # PostgreSQL: hash partitions of the messages table, set when it is created.
+    pg_partitions: int = 16
     log_level: str = "INFO"
     # Password hashing cost (argon2id); the defaults are argon2-cffi's (RFC 9106 low-memory).
     argon2_time_cost: int = 3
@@ -86,6 +88,7 @@ class Settings:
             "send_queue_frames",
             "max_http_body_bytes",
             "write_batch_max",
+            "pg_partitions",
             "argon2_time_cost",
             "argon2_memory_kib",
         )

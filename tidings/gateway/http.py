@@ -254,14 +254,6 @@ async def healthz(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
 
-async def index(request: web.Request) -> web.Response:
-    return web.Response(
-        text="tidings is running. The API is under /api/v1, the WebSocket at /ws, "
-        "the schema at /openapi.json.\n",
-        content_type="text/plain",
-    )
-
-
 def add_routes(app: web.Application) -> None:
     app.router.add_routes(
         [
@@ -282,6 +274,5 @@ def add_routes(app: web.Application) -> None:
             web.post("/api/v1/conversations/{conversation}/read", mark_read),
             web.get("/openapi.json", openapi),
             web.get("/healthz", healthz),
-            web.get("/", index),
         ]
     )

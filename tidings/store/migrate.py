@@ -16,16 +16,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def alembic_config(connection: Connection | None = None) -> Config:
+def alembic_config(connection: Connection | None = None, *, pg_partitions: int = 16) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
+    # How many hash partitions the messages table gets on PostgreSQL (fixed
+    # when the table is created; see docs/operations.md to change it later).
+    config.attributes["pg_partitions"] = pg_partitions
     return config
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+async def upgrade(engine: AsyncEngine, revision: str = "head", *, pg_partitions: int = 16) -> None:
     def run(connection: Connection) -> None:
-        command.upgrade(alembic_config(connection), revision)
+        command.upgrade(alembic_config(connection, pg_partitions=pg_partitions), revision)
 
     async with engine.begin() as connection:
         await connection.run_sync(run)

@@ -112,8 +112,9 @@ class _Position:
 class SqlStore:
     """The store on a SQL database. Build it with ``SqlStore.from_url``."""
 
-    def __init__(self, engines: Engines) -> None:
+    def __init__(self, engines: Engines, *, pg_partitions: int = 16) -> None:
         self._engines = engines
+        self._pg_partitions = pg_partitions
         self._writer = engines.writer
         self._reader = engines.reader
         self._dialect = engines.dialect
@@ -121,8 +122,11 @@ class SqlStore:
         self._known_private: set[str] = set()
 
     @classmethod
-    def from_url(cls, url: str, *, sqlite_synchronous: str = "FULL") -> SqlStore:
-        return cls(create_engines(url, sqlite_synchronous=sqlite_synchronous))
+    def from_url(
+        cls, url: str, *, sqlite_synchronous: str = "FULL", pg_partitions: int = 16
+    ) -> SqlStore:
+        engines = create_engines(url, sqlite_synchronous=sqlite_synchronous)
+        return cls(engines, pg_partitions=pg_partitions)
 
     @property
     def dialect(self) -> str:
@@ -130,7 +134,7 @@ class SqlStore:
 
     async def open(self) -> None:
         try:
-            await upgrade(self._writer)
+            await upgrade(self._writer, pg_partitions=self._pg_partitions)
         except DBAPIError as exc:
             raise unavailable(f"cannot open the database: {exc.orig}") from exc
 

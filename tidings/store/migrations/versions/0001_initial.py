@@ -8,7 +8,7 @@ Create Date: 2026-11-26
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 
 revision = "0001"
 down_revision = None
@@ -66,6 +66,8 @@ def upgrade() -> None:
         sa.Column("join_rank", sa.BigInteger, nullable=False),
     )
     op.create_index("ix_members_user_id", "members", ["user_id"])
+    postgres = op.get_bind().dialect.name == "postgresql"
+    partitions = int(context.config.attributes.get("pg_partitions") or 16)
     op.create_table(
         "messages",
         sa.Column("conversation_id", sa.String(48), primary_key=True),
@@ -75,7 +77,16 @@ def upgrade() -> None:
         sa.Column("client_msg_id", sa.String(64), nullable=True),
         sa.Column("sent_at", sa.BigInteger, nullable=False),
         sa.Column("time_separator", sa.Boolean, nullable=False),
+        # On PostgreSQL the history is spread over hash partitions of the
+        # conversation id, so no single table grows without end.
+        postgresql_partition_by="HASH (conversation_id)",
     )
+    if postgres:
+        for remainder in range(partitions):
+            op.execute(
+                f"CREATE TABLE messages_p{remainder} PARTITION OF messages "
+                f"FOR VALUES WITH (MODULUS {partitions}, REMAINDER {remainder})"
+            )
     op.create_table(
         "client_msg_ids",
         sa.Column("sender_id", sa.BigInteger, primary_key=True),

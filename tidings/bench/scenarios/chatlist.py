@@ -1,0 +1,80 @@
+"""``chatlist``: GET /api/v1/conversations for a user in ``--conversations`` conversations.
+
+The user's conversations are made once per invocation through the API:
+groups it owns (a group of one costs no extra user, unlike a private chat,
+whose peer needs an argon2 sign-up), each with one message so the list is
+ordered by real activity, plus private chats with pool users already
+made. Requests then run back to back (``--http-concurrency`` at a time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiohttp
+
+from tidings.bench.accounts import make_user
+from tidings.bench.context import Context
+from tidings.bench.stats import latency_summary
+from tidings.client import Client, private_conversation
+
+SETUP_CONCURRENCY = 8
+
+
+async def _seed(ctx: Context, session: aiohttp.ClientSession) -> str:
+    count = ctx.options.conversations
+    user = await make_user(ctx.url, f"{ctx.pool.prefix}list", session)
+    client = Client(ctx.url, user.token, session=session)
+    peers = [u for u in ctx.pool.users[: count // 10] if u.id != user.id]
+    gate = asyncio.Semaphore(SETUP_CONCURRENCY)
+
+    async def group(index: int) -> None:
+        async with gate:
+            made = await client.create_group(f"list {index}", [])
+            await client.send(f"g:{made.id}", f"hello {index}")
+
+    async def private(peer_id: int) -> None:
+        async with gate:
+            await client.send(private_conversation(user.id, peer_id), "hello")
+
+    await asyncio.gather(
+        *(group(i) for i in range(count - len(peers))), *(private(p.id) for p in peers)
+    )
+    return user.token
+
+
+async def run(ctx: Context) -> dict[str, Any]:
+    o = ctx.options
+    connector = aiohttp.TCPConnector(limit=max(SETUP_CONCURRENCY, o.http_concurrency))
+    async with aiohttp.ClientSession(connector=connector) as session:
+        if "chatlist_token" not in ctx.cache:
+            ctx.cache["chatlist_token"] = await _seed(ctx, session)
+        client = Client(ctx.url, ctx.cache["chatlist_token"], session=session)
+        params = None if o.chatlist_limit is None else o.chatlist_limit
+        samples: list[int] = []
+        sizes: set[int] = set()
+        warm_until = time.monotonic() + o.warmup
+        stop_at = warm_until + o.duration
+
+        async def loop() -> None:
+            while (now := time.monotonic()) < stop_at:
+                found = await client.conversations(params)
+                if now >= warm_until:
+                    samples.append(int((time.monotonic() - now) * 1e6))
+                    sizes.add(len(found))
+
+        if ctx.probe is not None:
+            ctx.probe.start()
+        await asyncio.gather(*(loop() for _ in range(o.http_concurrency)))
+        probed = ctx.probe.stop() if ctx.probe is not None else {}
+    figures: dict[str, Any] = {
+        "conversations": o.conversations,
+        "entries_per_page": sorted(sizes),
+        "requests_per_s": round(len(samples) / o.duration, 1),
+        "concurrency": o.http_concurrency,
+    }
+    figures.update(latency_summary(samples))
+    figures.update(probed)
+    return figures
