@@ -67,7 +67,7 @@ def free_port() -> int:
         return port
 
 
-def test_settings(tmp_path: Path, **changes: Any) -> Settings:
+def settings_for(tmp_path: Path, **changes: Any) -> Settings:
     return Settings(
         host="127.0.0.1",
         port=0,
@@ -111,7 +111,7 @@ async def make_server(tmp_path: Path, stack: str) -> AsyncIterator[ServerFactory
             base["redis_prefix"] = f"tidings_t_{secrets.token_hex(6)}:"
 
         async def make(**changes: Any) -> RunningServer:
-            running, runner = await start_server(test_settings(tmp_path, **(base | changes)))
+            running, runner = await start_server(settings_for(tmp_path, **(base | changes)))
             runners.append(runner)
             return running
 

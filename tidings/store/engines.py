@@ -43,7 +43,20 @@ def create_engines(url_text: str, *, sqlite_synchronous: str = "FULL") -> Engine
     if dialect == "sqlite":
         return _sqlite_engines(url, sqlite_synchronous)
     if dialect in ("postgresql", "mysql", "mariadb"):
-        engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        # Bounded waits: a database that is down must give `unavailable` soon,
+        # not hold a request (or the writer) for minutes.
+        if dialect == "postgresql":
+            connect_args: dict[str, Any] = {"timeout": 5, "command_timeout": 30}
+        else:
+            connect_args = {"connect_timeout": 5}
+        engine = create_async_engine(
+            url,
+            pool_size=10,
+            max_overflow=10,
+            pool_pre_ping=True,
+            pool_timeout=10,
+            connect_args=connect_args,
+        )
         return Engines(engine, engine, "postgresql" if dialect == "postgresql" else "mysql")
     raise SettingsError(f"unsupported database {dialect!r}: use sqlite, postgresql or mysql")
 
