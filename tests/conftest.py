@@ -228,3 +228,14 @@ def spawn_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
             process.wait(10)
         if process.stdout is not None:
             process.stdout.close()
+
+
+@pytest.fixture
+async def cluster_env(tmp_path: Path) -> AsyncIterator[dict[str, str]]:
+    """Environment for ``tidings serve`` nodes sharing a fresh PostgreSQL database and Redis."""
+    async with database_url("postgresql", tmp_path) as url, redis_url() as redis:
+        yield {
+            "TIDINGS_DATABASE_URL": url,
+            "TIDINGS_REDIS_URL": redis,
+            "TIDINGS_REDIS_PREFIX": f"tidings_t_{secrets.token_hex(6)}:",
+        }

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.backends import database_url, redis_url, unavailable
+from tests.backends import unavailable
 from tests.conftest import PASSWORD, ServerProcess, free_port, no_event
 from tidings.client import Client, Socket
 
@@ -35,16 +34,6 @@ class Cluster:
 
     def client_on(self, node: int, token: str | None) -> Client:
         return Client(self.nodes[node].url, token=token)
-
-
-@pytest.fixture
-async def cluster_env(tmp_path: Path) -> AsyncIterator[dict[str, str]]:
-    async with database_url("postgresql", tmp_path) as url, redis_url() as redis:
-        yield {
-            "TIDINGS_DATABASE_URL": url,
-            "TIDINGS_REDIS_URL": redis,
-            "TIDINGS_REDIS_PREFIX": f"tidings_t_{secrets.token_hex(6)}:",
-        }
 
 
 @pytest.fixture
