@@ -8,6 +8,7 @@ sockets closed (1001) before the writer's last batch is committed.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable
 
 from aiohttp import web
@@ -17,6 +18,7 @@ from tidings.broker import Broker
 from tidings.broker.local import LocalBroker
 from tidings.broker.redis import RedisBroker
 from tidings.config import Settings
+from tidings.gateway import admin as admin_routes
 from tidings.gateway import http, webclient
 from tidings.gateway.context import Edge
 from tidings.gateway.hub import Hub
@@ -24,10 +26,15 @@ from tidings.gateway.ordering import Deliver, SeqOrderer
 from tidings.gateway.websocket import websocket
 from tidings.ids import ConversationId
 from tidings.models import Message
+from tidings.presence import NodeStats, Presence
+from tidings.presence.local import LocalPresence
+from tidings.presence.redis import RedisPresence
 from tidings.service.accounts import Accounts
+from tidings.service.admin import Admin
 from tidings.service.conversations import Conversations
 from tidings.service.events import Event, SessionRevoked
 from tidings.service.groups import Groups
+from tidings.service.webhooks import WebhookSender
 from tidings.store.engines import describe
 from tidings.store.sql import SqlStore
 
@@ -40,6 +47,7 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
         sqlite_synchronous=settings.sqlite_synchronous,
         pg_partitions=settings.pg_partitions,
     )
+    node = secrets.token_hex(4)
     broker: Broker
     orderer: Callable[[Deliver], SeqOrderer] | None = None
     if settings.redis_url:
@@ -56,14 +64,38 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
             return SeqOrderer(deliver, fetch)
     else:
         broker = LocalBroker()
+    webhooks = (
+        WebhookSender(settings.webhook_url, settings.service_token or "")
+        if settings.webhook_url
+        else None
+    )
+    publisher = Outbound(broker, webhooks)
     hasher = hasher or PasswordHasher(
         time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib
     )
-    accounts = Accounts(store, broker, hasher)
-    conversations = Conversations(store, broker, settings)
-    groups = Groups(store, broker, settings)
+    accounts = Accounts(store, publisher, hasher)
+    conversations = Conversations(store, publisher, settings)
+    groups = Groups(store, publisher, settings)
     hub = Hub(orderer)
-    edge = Edge(settings, accounts, conversations, groups, hub)
+
+    def node_stats() -> NodeStats:
+        return NodeStats(
+            node=node,
+            connections=hub.connection_count,
+            users_online=hub.user_count,
+            messages_per_second=conversations.writer.messages_per_second(),
+            pending_writes=conversations.writer.pending,
+        )
+
+    presence: Presence
+    if settings.redis_url:
+        presence = RedisPresence(
+            settings.redis_url, hub, node_stats, node=node, prefix=settings.redis_prefix
+        )
+    else:
+        presence = LocalPresence(hub, node_stats)
+    admin = Admin(store, accounts, conversations, groups, presence, publisher, settings)
+    edge = Edge(settings, accounts, conversations, groups, hub, admin)
 
     def on_event(event: Event) -> None:
         if isinstance(event, SessionRevoked):
@@ -79,12 +111,16 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
     )
     app[Edge.KEY] = edge
     http.add_routes(app)
+    admin_routes.add_routes(app)
     app.router.add_get("/ws", websocket)
     webclient.add_routes(app)
 
     async def start(_app: web.Application) -> None:
         await store.open()
         await broker.start()
+        await presence.start()
+        if webhooks is not None:
+            await webhooks.start()
         conversations.writer.start()
 
     async def shutdown(_app: web.Application) -> None:
@@ -92,6 +128,9 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
 
     async def stop(_app: web.Application) -> None:
         await conversations.writer.close()
+        if webhooks is not None:
+            await webhooks.close()
+        await presence.close()
         await broker.close()
         await store.close()
 
@@ -99,6 +138,20 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
     app.on_shutdown.append(shutdown)
     app.on_cleanup.append(stop)
     return app
+
+
+class Outbound:
+    """Where the service's events go: every node (the broker), and the webhook
+    for what this node committed (so each event is POSTed once, not once per node)."""
+
+    def __init__(self, broker: Broker, webhooks: WebhookSender | None) -> None:
+        self._broker = broker
+        self._webhooks = webhooks
+
+    def publish(self, event: Event) -> None:
+        self._broker.publish(event)
+        if self._webhooks is not None:
+            self._webhooks.offer(event)
 
 
 def backends(settings: Settings) -> str:

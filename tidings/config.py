@@ -28,6 +28,8 @@ class Settings:
     # Every Redis key and channel starts with it: several deployments can share a Redis.
     redis_prefix: str = "tidings:"
     service_token: str | None = None
+    # Each stored message and membership change is POSTed here, signed with the service token.
+    webhook_url: str | None = None
     # Messages: the contract's limits.
     max_body_chars: int = 4000
     time_separator_seconds: float = 300.0
@@ -95,6 +97,10 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"TIDINGS_{name.upper()} must be positive")
+        if self.webhook_url and not self.service_token:
+            raise SettingsError(
+                "TIDINGS_WEBHOOK_URL needs TIDINGS_SERVICE_TOKEN: webhooks are signed with it"
+            )
         if self.send_queue_frames <= self.write_batch_max:
             raise SettingsError(
                 "TIDINGS_SEND_QUEUE_FRAMES must be larger than TIDINGS_WRITE_BATCH_MAX: "

@@ -10,6 +10,7 @@ from aiohttp import web
 from tidings.config import Settings
 from tidings.gateway.hub import Hub
 from tidings.service.accounts import Accounts
+from tidings.service.admin import Admin
 from tidings.service.conversations import Conversations
 from tidings.service.groups import Groups
 
@@ -23,6 +24,7 @@ class Edge:
     conversations: Conversations
     groups: Groups
     hub: Hub
+    admin: Admin
 
 
 Edge.KEY = web.AppKey("tidings.edge", Edge)

@@ -102,3 +102,8 @@ def conversation_event(conversation: Conversation) -> bytes:
 
 def conversation_removed_event(conversation: str) -> bytes:
     return encode({"type": "conversation_removed", "conversation": conversation})
+
+
+def push_event(payload: bytes) -> bytes:
+    """``{"type": "push", "event": …}`` around an event already encoded as JSON."""
+    return b'{"type":"push","event":' + payload + b"}"

@@ -65,7 +65,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 # -- request parsing --------------------------------------------------------
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
+async def read_json(request: web.Request) -> dict[str, Any]:
     raw = await request.read()
     try:
         value = _decoder.decode(raw)
@@ -76,7 +76,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return value
 
 
-def _string(body: dict[str, Any], name: str, *, required: bool = True) -> Any:
+def string_field(body: dict[str, Any], name: str, *, required: bool = True) -> Any:
     value = body.get(name)
     if value is None and not required:
         return None
@@ -85,14 +85,14 @@ def _string(body: dict[str, Any], name: str, *, required: bool = True) -> Any:
     return value
 
 
-def _path_id(request: web.Request, name: str) -> int:
+def path_id(request: web.Request, name: str) -> int:
     text = request.match_info[name]
     if not text.isdigit() or int(text) < 1 or len(text) > 18:
         raise not_found(f"no such {name.replace('_', ' ')}: {text!r}")
     return int(text)
 
 
-def _query_int(request: web.Request, name: str) -> int | None:
+def query_int(request: web.Request, name: str) -> int | None:
     text = request.query.get(name)
     if text is None:
         return None
@@ -119,19 +119,21 @@ def _token(request: web.Request) -> str:
 
 async def sign_up(request: web.Request) -> web.Response:
     edge = request.app[Edge.KEY]
-    body = await _body(request)
+    body = await read_json(request)
     user = await edge.accounts.sign_up(
-        _string(body, "username"),
-        _string(body, "password"),
-        _string(body, "display_name", required=False),
+        string_field(body, "username"),
+        string_field(body, "password"),
+        string_field(body, "display_name", required=False),
     )
     return json_response(user, 201)
 
 
 async def log_in(request: web.Request) -> web.Response:
     edge = request.app[Edge.KEY]
-    body = await _body(request)
-    session = await edge.accounts.log_in(_string(body, "username"), _string(body, "password"))
+    body = await read_json(request)
+    session = await edge.accounts.log_in(
+        string_field(body, "username"), string_field(body, "password")
+    )
     return json_response(session)
 
 
@@ -150,7 +152,7 @@ async def me(request: web.Request) -> web.Response:
 async def get_user(request: web.Request) -> web.Response:
     edge = request.app[Edge.KEY]
     await _user(request, edge)
-    return json_response(await edge.accounts.user(UserId(_path_id(request, "user_id"))))
+    return json_response(await edge.accounts.user(UserId(path_id(request, "user_id"))))
 
 
 async def find_user(request: web.Request) -> web.Response:
@@ -166,7 +168,7 @@ async def find_user(request: web.Request) -> web.Response:
 async def create_group(request: web.Request) -> web.Response:
     edge = request.app[Edge.KEY]
     user = await _user(request, edge)
-    body = await _body(request)
+    body = await read_json(request)
     group = await edge.groups.create(user, body.get("name"), body.get("member_ids", []))
     return json_response(group, 201)
 
@@ -174,14 +176,14 @@ async def create_group(request: web.Request) -> web.Response:
 async def get_group(request: web.Request) -> web.Response:
     edge = request.app[Edge.KEY]
     user = await _user(request, edge)
-    return json_response(await edge.groups.get(user, GroupId(_path_id(request, "group_id"))))
+    return json_response(await edge.groups.get(user, GroupId(path_id(request, "group_id"))))
 
 
 async def add_members(request: web.Request) -> web.Response:
     edge = request.app[Edge.KEY]
     user = await _user(request, edge)
-    gid = GroupId(_path_id(request, "group_id"))
-    body = await _body(request)
+    gid = GroupId(path_id(request, "group_id"))
+    body = await read_json(request)
     if "user_ids" in body:
         ids = user_ids_field(body["user_ids"], "user_ids")
     else:
@@ -192,15 +194,15 @@ async def add_members(request: web.Request) -> web.Response:
 async def remove_member(request: web.Request) -> web.Response:
     edge = request.app[Edge.KEY]
     user = await _user(request, edge)
-    gid = GroupId(_path_id(request, "group_id"))
-    await edge.groups.remove(user, gid, UserId(_path_id(request, "user_id")))
+    gid = GroupId(path_id(request, "group_id"))
+    await edge.groups.remove(user, gid, UserId(path_id(request, "user_id")))
     return web.Response(status=204)
 
 
 async def chat_list(request: web.Request) -> web.Response:
     edge = request.app[Edge.KEY]
     user = await _user(request, edge)
-    entries = await edge.conversations.chat_list(user, _query_int(request, "limit"))
+    entries = await edge.conversations.chat_list(user, query_int(request, "limit"))
     return json_response({"conversations": entries})
 
 
@@ -219,9 +221,9 @@ async def history(request: web.Request) -> web.Response:
     found = await edge.conversations.history(
         user,
         request.match_info["conversation"],
-        before=_query_int(request, "before"),
-        after=_query_int(request, "after"),
-        limit=_query_int(request, "limit"),
+        before=query_int(request, "before"),
+        after=query_int(request, "after"),
+        limit=query_int(request, "limit"),
     )
     return json_response({"messages": found})
 
@@ -229,7 +231,7 @@ async def history(request: web.Request) -> web.Response:
 async def send(request: web.Request) -> web.Response:
     edge = request.app[Edge.KEY]
     user = await _user(request, edge)
-    body = await _body(request)
+    body = await read_json(request)
     stored = await edge.conversations.send(
         user, request.match_info["conversation"], body.get("body"), body.get("client_msg_id")
     )
@@ -239,7 +241,7 @@ async def send(request: web.Request) -> web.Response:
 async def mark_read(request: web.Request) -> web.Response:
     edge = request.app[Edge.KEY]
     user = await _user(request, edge)
-    body = await _body(request)
+    body = await read_json(request)
     entry = await edge.conversations.mark_read(
         user, request.match_info["conversation"], body.get("seq")
     )

@@ -21,6 +21,7 @@ from tidings.service.events import (
     ConversationRemoved,
     Event,
     MessageCreated,
+    Pushed,
     ReadMoved,
     SessionRevoked,
 )
@@ -35,6 +36,7 @@ class Hub:
         self._orderer = orderer(self._deliver_message) if orderer is not None else None
         # False while this node cannot hear the other nodes: no new sockets.
         self.accepting = True
+        self._listeners: list[Callable[[UserId], None]] = []
 
     def broker_state(self, up: bool) -> None:
         """The broker's watcher: on losing the other nodes, send every client to reconnect.
@@ -54,6 +56,8 @@ class Hub:
 
     def add(self, connection: Connection) -> None:
         self._by_user.setdefault(connection.user, []).append(connection)
+        for listener in self._listeners:
+            listener(connection.user)
 
     def remove(self, connection: Connection) -> None:
         connections = self._by_user.get(connection.user)
@@ -65,6 +69,8 @@ class Hub:
             return
         if not connections:
             del self._by_user[connection.user]
+        for listener in self._listeners:
+            listener(connection.user)
 
     def connections_of(self, user: UserId) -> list[Connection]:
         return self._by_user.get(user, [])
@@ -75,6 +81,18 @@ class Hub:
     @property
     def connection_count(self) -> int:
         return sum(len(c) for c in self._by_user.values())
+
+    @property
+    def user_count(self) -> int:
+        return len(self._by_user)
+
+    def counts(self) -> dict[UserId, int]:
+        """Open connections per connected user on this node."""
+        return {user: len(connections) for user, connections in self._by_user.items()}
+
+    def on_change(self, listener: Callable[[UserId], None]) -> None:
+        """``listener(user)`` after a user's connections on this node change."""
+        self._listeners.append(listener)
 
     def __call__(self, event: Event) -> None:
         """The broker's subscriber: deliver one event to this node's connections."""
@@ -91,6 +109,14 @@ class Hub:
         elif isinstance(event, ConversationRemoved):
             frame = frames.conversation_removed_event(event.conversation)
             self._fan_out((event.user,), frame, None)
+        elif isinstance(event, Pushed):
+            frame = frames.push_event(event.payload)
+            if event.users is None:
+                for connections in self._by_user.values():
+                    for connection in connections:
+                        connection.push(frame)
+            else:
+                self._fan_out(event.users, frame, None)
         elif isinstance(event, SessionRevoked):
             for connections in list(self._by_user.values()):
                 for connection in list(connections):

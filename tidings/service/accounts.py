@@ -17,11 +17,10 @@ from collections import OrderedDict
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from tidings.broker import Broker
 from tidings.errors import ErrorCode, TidingsError, bad_request, not_found
 from tidings.ids import UserId
 from tidings.models import Session, User
-from tidings.service.events import SessionRevoked
+from tidings.service.events import Publisher, SessionRevoked
 from tidings.store import Store
 
 USERNAME = re.compile(r"[A-Za-z0-9_.\-]{3,32}")
@@ -34,7 +33,7 @@ def hash_token(token: str) -> str:
 
 
 class Accounts:
-    def __init__(self, store: Store, broker: Broker, hasher: PasswordHasher) -> None:
+    def __init__(self, store: Store, broker: Publisher, hasher: PasswordHasher) -> None:
         self._store = store
         self._broker = broker
         self._hasher = hasher

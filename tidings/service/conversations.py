@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 
-from tidings.broker import Broker
 from tidings.config import Settings
 from tidings.errors import ErrorCode, TidingsError, bad_request, not_found, not_member
 from tidings.ids import ConversationRef, GroupRef, PrivateRef, UserId, parse_conversation
 from tidings.models import Conversation, Message, iso_ms, now_ms
 from tidings.ratelimit import TokenBucket
-from tidings.service.events import message_created, read_moved
+from tidings.service.events import Publisher, message_created, read_moved
 from tidings.service.writer import GroupCommitWriter, OnCommitted, PendingWrite
 from tidings.store import ReadRequest, ReadResult, SendRequest, Store, StoredMessage, WriteOutcome
 
@@ -28,7 +27,7 @@ MAX_CHAT_LIST = 1000
 
 
 class Conversations:
-    def __init__(self, store: Store, broker: Broker, settings: Settings) -> None:
+    def __init__(self, store: Store, broker: Publisher, settings: Settings) -> None:
         self._store = store
         self._broker = broker
         self._settings = settings

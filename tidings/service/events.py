@@ -9,6 +9,8 @@ so a broker between nodes can encode and decode them exactly.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import msgspec
 
 from tidings.ids import ConversationId, UserId
@@ -50,7 +52,20 @@ class SessionRevoked(msgspec.Struct, frozen=True, tag="session_revoked"):
     token_hash: str
 
 
-Event = MessageCreated | ReadMoved | ConversationAdded | ConversationRemoved | SessionRevoked
+class Pushed(msgspec.Struct, frozen=True, tag="push"):
+    """A business backend's event for users' open connections (``Gateway::sendToUid``).
+
+    ``payload`` is the event already encoded as JSON, so every node sends
+    the same bytes; ``users`` None means every connected user.
+    """
+
+    users: tuple[UserId, ...] | None
+    payload: bytes
+
+
+Event = (
+    MessageCreated | ReadMoved | ConversationAdded | ConversationRemoved | SessionRevoked | Pushed
+)
 
 
 def message_created(stored: StoredMessage, origin: int | None) -> MessageCreated:
@@ -62,3 +77,9 @@ def read_moved(result: ReadResult, peer: UserId | None, origin: int | None) -> R
     """The reader's other devices, and in a private chat the peer (a read receipt)."""
     recipients = (result.user,) if peer is None else (result.user, peer)
     return ReadMoved(result.conversation, result.user, result.read_seq, recipients, origin)
+
+
+class Publisher(Protocol):
+    """Where the service sends its events (the broker, and webhooks on the committing node)."""
+
+    def publish(self, event: Event) -> None: ...

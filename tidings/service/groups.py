@@ -10,19 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tidings.broker import Broker
 from tidings.config import Settings
 from tidings.errors import bad_request, not_found, not_member
 from tidings.ids import GroupId, UserId, group_id
 from tidings.models import Conversation, Group, iso_ms
-from tidings.service.events import ConversationAdded, ConversationRemoved
+from tidings.service.events import ConversationAdded, ConversationRemoved, Publisher
 from tidings.store import GroupChange, Store
 
 MAX_GROUP_NAME = 100
 
 
 class Groups:
-    def __init__(self, store: Store, broker: Broker, settings: Settings) -> None:
+    def __init__(self, store: Store, broker: Publisher, settings: Settings) -> None:
         self._store = store
         self._broker = broker
         self._settings = settings
@@ -46,7 +45,7 @@ class Groups:
             raise not_member(group_id(gid))
         return group
 
-    async def add(self, actor: UserId, gid: GroupId, user_ids: Sequence[UserId]) -> Group:
+    async def add(self, actor: UserId | None, gid: GroupId, user_ids: Sequence[UserId]) -> Group:
         change = await self._store.add_members(
             gid, actor, user_ids, self._settings.max_group_members
         )
@@ -54,7 +53,7 @@ class Groups:
         assert change.group is not None
         return change.group
 
-    async def remove(self, actor: UserId, gid: GroupId, user: UserId) -> None:
+    async def remove(self, actor: UserId | None, gid: GroupId, user: UserId) -> None:
         change = await self._store.remove_member(gid, actor, user)
         for left in change.left:
             self._broker.publish(ConversationRemoved(left, group_id(gid)))

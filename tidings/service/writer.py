@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from tidings.errors import TidingsError, unavailable
 from tidings.store import (
     ReadRequest,
     ReadResult,
+    SendRequest,
     Store,
     StoredMessage,
     WriteOutcome,
@@ -66,6 +68,7 @@ class GroupCommitWriter:
         self._closing = False
         self.batches = 0
         self.committed_writes = 0
+        self._per_second: deque[list[int]] = deque(maxlen=16)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="group-commit")
@@ -99,6 +102,20 @@ class GroupCommitWriter:
     def pending(self) -> int:
         return len(self._queue)
 
+    def _count_sends(self, batch: list[PendingWrite]) -> None:
+        second = int(time.monotonic())
+        sends = sum(1 for p in batch if isinstance(p.request, SendRequest))
+        if self._per_second and self._per_second[-1][0] == second:
+            self._per_second[-1][1] += sends
+        else:
+            self._per_second.append([second, sends])
+
+    def messages_per_second(self, window: int = 5) -> float:
+        """Messages committed per second over the last ``window`` whole seconds."""
+        now = int(time.monotonic())
+        total = sum(n for second, n in self._per_second if now - window <= second < now)
+        return total / window
+
     async def _run(self) -> None:
         while True:
             if not self._queue:
@@ -124,6 +141,7 @@ class GroupCommitWriter:
             return
         self.batches += 1
         self.committed_writes += len(batch)
+        self._count_sends(batch)
         # Committed: from here on, nothing awaits until every ack and event of
         # this batch is queued, so they leave in commit order.
         for pending, outcome in zip(batch, outcomes, strict=True):

@@ -125,12 +125,27 @@ class Store(Protocol):
     async def group(self, group_id: GroupId) -> Group | None: ...
 
     async def add_members(
-        self, group_id: GroupId, actor: UserId, user_ids: Sequence[UserId], max_members: int
+        self,
+        group_id: GroupId,
+        actor: UserId | None,
+        user_ids: Sequence[UserId],
+        max_members: int,
     ) -> GroupChange:
-        """Add users (the owner only); members already in are left as they are."""
+        """Add users (the owner only; ``actor`` None: the service API); members
+        already in are left as they are."""
 
-    async def remove_member(self, group_id: GroupId, actor: UserId, user_id: UserId) -> GroupChange:
-        """A member removes itself, the owner anyone; the owner's seat passes on."""
+    async def remove_member(
+        self, group_id: GroupId, actor: UserId | None, user_id: UserId
+    ) -> GroupChange:
+        """A member removes itself, the owner anyone (``actor`` None: the service
+        API); the owner's seat passes to the longest-standing member."""
+
+    async def list_users(self, after_id: int, limit: int) -> list[User]: ...
+
+    async def set_display_name(self, user_id: UserId, display_name: str) -> User | None: ...
+
+    async def delete_sessions_of(self, user_id: UserId) -> list[str]:
+        """Revoke every token of a user; returns the hashes of those revoked."""
 
     async def membership(self, conversation: ConversationId, user: UserId) -> Membership | None: ...
 

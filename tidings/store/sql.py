@@ -230,6 +230,32 @@ class SqlStore:
         )
         return UserId(rows[0].user_id) if rows else None
 
+    async def list_users(self, after_id: int, limit: int) -> list[User]:
+        query = (
+            select(users.c.id, users.c.username, users.c.display_name)
+            .where(users.c.id > after_id)
+            .order_by(users.c.id)
+            .limit(limit)
+        )
+        return [_user(row) for row in await self._read(query)]
+
+    async def set_display_name(self, user_id: UserId, display_name: str) -> User | None:
+        async with self._write_transaction() as conn:
+            await conn.execute(
+                update(users).where(users.c.id == user_id).values(display_name=display_name)
+            )
+        return await self.user(user_id)
+
+    async def delete_sessions_of(self, user_id: UserId) -> list[str]:
+        """Revoke every token of a user; the hashes of those revoked."""
+        async with self._write_transaction() as conn:
+            rows = await conn.execute(
+                select(sessions.c.token_hash).where(sessions.c.user_id == user_id)
+            )
+            hashes = [row[0] for row in rows]
+            await conn.execute(delete(sessions).where(sessions.c.user_id == user_id))
+        return hashes
+
     # -- groups -------------------------------------------------------------
 
     async def create_group(
@@ -279,15 +305,19 @@ class SqlStore:
             return await _load_group(conn, group_id_)
 
     async def add_members(
-        self, group_id_: GroupId, actor: UserId, user_ids: Sequence[UserId], max_members: int
+        self,
+        group_id_: GroupId,
+        actor: UserId | None,
+        user_ids: Sequence[UserId],
+        max_members: int,
     ) -> GroupChange:
         cid = group_id(group_id_)
         async with self._write_transaction() as conn:
             head = await _lock_group(conn, group_id_)
             current = await _member_ranks(conn, cid)
-            if actor not in current:
+            if actor is not None and actor not in current:
                 raise not_member(cid)
-            if actor != head.owner_id:
+            if actor is not None and actor != head.owner_id:
                 raise TidingsError(ErrorCode.FORBIDDEN, "only the group's owner adds members")
             wanted = [u for u in dict.fromkeys(user_ids) if u not in current]
             await _require_users(conn, wanted)
@@ -320,17 +350,17 @@ class SqlStore:
         return GroupChange(group, joined=tuple(wanted), joined_at=now, joined_seq=last_seq)
 
     async def remove_member(
-        self, group_id_: GroupId, actor: UserId, user_id: UserId
+        self, group_id_: GroupId, actor: UserId | None, user_id: UserId
     ) -> GroupChange:
         cid = group_id(group_id_)
         async with self._write_transaction() as conn:
             head = await _lock_group(conn, group_id_)
             current = await _member_ranks(conn, cid)
-            if actor not in current:
+            if actor is not None and actor not in current:
                 raise not_member(cid)
             if user_id not in current:
                 raise not_found(f"user {user_id} is not a member of {cid}")
-            if actor != user_id and actor != head.owner_id:
+            if actor is not None and actor != user_id and actor != head.owner_id:
                 raise TidingsError(
                     ErrorCode.FORBIDDEN, "only the group's owner removes other members"
                 )

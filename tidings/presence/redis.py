@@ -1,0 +1,168 @@
+"""Presence across nodes: each node keeps its own counts in Redis, with a lease.
+
+Each node writes ``{prefix}presence:{node}`` (a hash user -> open sockets)
+as its sockets come and go, and refreshes ``{prefix}nodes`` (node -> its
+figures and a timestamp) every few seconds. A node that stops refreshing
+is left out after ``node_ttl`` and its hash expires. A query sums the live
+nodes' hashes, counting this node's own sockets from its hub, exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+import msgspec
+from redis import asyncio as aioredis
+from redis.exceptions import RedisError
+
+from tidings.gateway.hub import Hub
+from tidings.ids import UserId
+from tidings.presence import NodeStats
+
+log = logging.getLogger(__name__)
+
+
+class _Report(msgspec.Struct):
+    at: float
+    stats: NodeStats
+
+
+class RedisPresence:
+    def __init__(
+        self,
+        url: str,
+        hub: Hub,
+        stats: Callable[[], NodeStats],
+        *,
+        node: str,
+        prefix: str = "tidings:",
+        node_ttl: float = 15.0,
+    ) -> None:
+        self._redis = aioredis.Redis.from_url(url, socket_connect_timeout=5)
+        self._hub = hub
+        self._stats = stats
+        self._node = node
+        self._prefix = prefix
+        self._key = f"{prefix}presence:{node}"
+        self._nodes_key = f"{prefix}nodes"
+        self._ttl = node_ttl
+        self._dirty: set[UserId] = set()
+        self._wake = asyncio.Event()
+        self._resync = True  # write the whole map on start and after an outage
+        self._task: asyncio.Task[None] | None = None
+        hub.on_change(self._changed)
+
+    def _changed(self, user: UserId) -> None:
+        self._dirty.add(user)
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._report(), name="redis-presence")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait([self._task], timeout=5)
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.delete(self._key)
+            pipe.hdel(self._nodes_key, self._node)
+            await asyncio.wait_for(pipe.execute(), 2)
+        except (RedisError, OSError, TimeoutError):
+            pass
+        await self._redis.aclose()
+
+    async def connections(self, users: Sequence[UserId]) -> dict[UserId, int]:
+        counts = {user: len(self._hub.connections_of(user)) for user in users}
+        if not users:
+            return counts
+        others = [n for n in await self._live_nodes() if n.node != self._node]
+        if others:
+            pipe = self._redis.pipeline(transaction=False)
+            for node in others:
+                pipe.hmget(f"{self._prefix}presence:{node.node}", [str(u) for u in users])
+            for values in await pipe.execute():
+                for user, value in zip(users, values, strict=True):
+                    if value is not None:
+                        counts[user] += int(value)
+        return counts
+
+    async def nodes(self) -> list[NodeStats]:
+        mine = self._stats()
+        return [mine, *(n for n in await self._live_nodes() if n.node != self._node)]
+
+    async def _live_nodes(self) -> list[NodeStats]:
+        raw = await self._redis.hgetall(self._nodes_key)
+        now = time.time()
+        live = []
+        for value in raw.values():
+            try:
+                data = value if isinstance(value, bytes) else value.encode()
+                report = msgspec.msgpack.decode(data, type=_Report)
+            except msgspec.DecodeError:
+                continue
+            if now - report.at <= self._ttl:
+                live.append(report.stats)
+        return live
+
+    async def _report(self) -> None:
+        backoff = 0.2
+        next_beat = 0.0
+        while True:
+            try:
+                now = time.monotonic()
+                if self._resync:
+                    await self._write_all()
+                    self._resync = False
+                elif self._dirty:
+                    await self._write_dirty()
+                if now >= next_beat:
+                    await self._beat()
+                    next_beat = now + self._ttl / 3
+                backoff = 0.2
+                self._wake.clear()
+                if not self._dirty:
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), max(0.05, next_beat - now))
+                    except TimeoutError:
+                        pass
+            except (RedisError, OSError) as exc:
+                log.warning("presence could not reach Redis (%s); retrying", exc)
+                self._resync = True
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _write_all(self) -> None:
+        self._dirty.clear()
+        counts = self._hub.counts()
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(self._key)
+        if counts:
+            pipe.hset(self._key, mapping={str(u): n for u, n in counts.items()})
+        pipe.expire(self._key, int(self._ttl * 3))
+        await pipe.execute()
+
+    async def _write_dirty(self) -> None:
+        users, self._dirty = self._dirty, set()
+        pipe = self._redis.pipeline(transaction=False)
+        for user in users:
+            count = len(self._hub.connections_of(user))
+            if count:
+                pipe.hset(self._key, str(user), count)
+            else:
+                pipe.hdel(self._key, str(user))
+        try:
+            await pipe.execute()
+        except BaseException:
+            self._dirty |= users
+            raise
+
+    async def _beat(self) -> None:
+        report = msgspec.msgpack.encode(_Report(time.time(), self._stats()))
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hset(self._nodes_key, self._node, report)
+        pipe.expire(self._key, int(self._ttl * 3))
+        await pipe.execute()

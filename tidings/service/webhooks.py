@@ -1,0 +1,150 @@
+"""Webhooks: each stored message and membership change, POSTed to the backend.
+
+Signed like GitHub's: ``X-Tidings-Signature: sha256=<hex HMAC-SHA256 of the
+body, keyed with the service token>``. Nothing here is on the message path:
+``offer`` only appends to a bounded queue (dropping, and counting, the
+oldest when full), and a few workers deliver with a timeout per attempt
+and exponential backoff for a bounded time. A backend that hangs or fails
+costs webhook deliveries, never chat latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import random
+from collections import deque
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from tidings.service.events import ConversationAdded, ConversationRemoved, Event, MessageCreated
+
+log = logging.getLogger(__name__)
+
+_encode = msgspec.json.Encoder().encode
+
+
+def signature(secret: str, body: bytes) -> str:
+    """The value of ``X-Tidings-Signature`` for ``body``; receivers compare it in constant time."""
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def payload_of(event: Event) -> dict[str, Any] | None:
+    """The webhook body for an event, or None for events a backend is not told about."""
+    if isinstance(event, MessageCreated):
+        return {"event": "message.created", "message": event.message}
+    if isinstance(event, ConversationAdded) and event.conversation.group_id is not None:
+        return {
+            "event": "group.member_added",
+            "group_id": event.conversation.group_id,
+            "user_id": event.user,
+        }
+    if isinstance(event, ConversationRemoved) and event.conversation.startswith("g:"):
+        return {
+            "event": "group.member_removed",
+            "group_id": int(event.conversation[2:]),
+            "user_id": event.user,
+        }
+    return None
+
+
+class WebhookSender:
+    def __init__(
+        self,
+        url: str,
+        secret: str,
+        *,
+        max_queue: int = 10_000,
+        attempt_timeout: float = 5.0,
+        retry_for: float = 300.0,
+        workers: int = 4,
+    ) -> None:
+        self._url = url
+        self._secret = secret
+        self._queue: deque[bytes] = deque()
+        self._max_queue = max_queue
+        self._ready = asyncio.Event()
+        self._attempt_timeout = attempt_timeout
+        self._retry_for = retry_for
+        self._workers = workers
+        self._tasks: list[asyncio.Task[None]] = []
+        self._session: aiohttp.ClientSession | None = None
+        self.delivered = 0
+        self.dropped = 0
+        self.failed = 0
+
+    def offer(self, event: Event) -> None:
+        payload = payload_of(event)
+        if payload is None:
+            return
+        if len(self._queue) >= self._max_queue:
+            self._queue.popleft()
+            self.dropped += 1
+        self._queue.append(_encode(payload))
+        self._ready.set()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._queue)
+
+    async def start(self) -> None:
+        # A fresh connection per attempt would be slow; a bounded pool is enough.
+        connector = aiohttp.TCPConnector(limit=self._workers)
+        timeout = aiohttp.ClientTimeout(total=self._attempt_timeout)
+        self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
+        self._tasks = [
+            asyncio.create_task(self._work(), name=f"webhook-{n}") for n in range(self._workers)
+        ]
+
+    async def close(self, *, drain_for: float = 2.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_for
+        while self._queue and loop.time() < deadline:
+            self._ready.set()
+            await asyncio.sleep(0.05)
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
+        if self._session is not None:
+            await self._session.close()
+
+    async def _work(self) -> None:
+        while True:
+            if not self._queue:
+                self._ready.clear()
+                await self._ready.wait()
+                continue
+            body = self._queue.popleft()
+            await self._deliver(body)
+
+    async def _deliver(self, body: bytes) -> None:
+        assert self._session is not None
+        headers = {
+            "Content-Type": "application/json",
+            "X-Tidings-Signature": signature(self._secret, body),
+            "User-Agent": "tidings-webhook",
+        }
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self._retry_for
+        delay = 0.5
+        while True:
+            try:
+                async with self._session.post(self._url, data=body, headers=headers) as answer:
+                    if 200 <= answer.status < 300:
+                        self.delivered += 1
+                        return
+                    reason = f"HTTP {answer.status}"
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                reason = type(exc).__name__
+            if loop.time() + delay > give_up:
+                self.failed += 1
+                log.warning("webhook gave up after retries (%s)", reason)
+                return
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 30.0)
