@@ -1,0 +1,131 @@
+"""Webhooks to a real HTTP receiver on loopback: signed, retried, never in the way."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import msgspec
+import pytest
+from aiohttp import web
+
+from tests.conftest import AccountFactory, ServerFactory
+from tidings.client import Client
+
+SECRET = "hook-s3cret"
+
+
+@dataclass
+class Receiver:
+    url: str = ""
+    bodies: list[dict[str, object]] = field(default_factory=list)
+    failures_left: int = 0
+    hang: bool = False
+    attempts: int = 0
+    got: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.attempts += 1
+        raw = await request.read()
+        expected = "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(request.headers["X-Tidings-Signature"], expected)
+        if self.hang:
+            await asyncio.sleep(3600)
+        if self.failures_left:
+            self.failures_left -= 1
+            return web.Response(status=500)
+        self.bodies.append(msgspec.json.decode(raw))
+        self.got.set()
+        return web.Response(status=204)
+
+    async def wait_for(self, count: int, within: float = 10) -> None:
+        deadline = time.monotonic() + within
+        while len(self.bodies) < count:
+            self.got.clear()
+            await asyncio.wait_for(self.got.wait(), max(0.01, deadline - time.monotonic()))
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    found = Receiver()
+    app = web.Application()
+    app.router.add_post("/hook", found.handle)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    found.url = f"http://127.0.0.1:{port}/hook"
+    yield found
+    await runner.cleanup()
+
+
+async def test_each_stored_message_is_posted_once_signed(
+    make_server: ServerFactory, receiver: Receiver, make_account: AccountFactory
+) -> None:
+    server = await make_server(service_token=SECRET, webhook_url=receiver.url)
+    async with Client(server.url) as alice, Client(server.url) as bob:
+        a = await alice.signup("hooked_a", "password1")
+        b = await bob.signup("hooked_b", "password1")
+        await alice.login("hooked_a", "password1")
+        sent = [await alice.send(f"p:{a.id}-{b.id}", f"m{i}", f"k{i}") for i in range(3)]
+        await alice.send(f"p:{a.id}-{b.id}", "m0", "k0")  # a repeat: not posted again
+        group = await alice.create_group("hooks", [b.id])
+        await receiver.wait_for(5)
+        await asyncio.sleep(0.2)
+    messages = [body for body in receiver.bodies if body["event"] == "message.created"]
+    assert [m["message"]["id"] for m in messages] == [s.id for s in sent]  # type: ignore[index]
+    joins = sorted(
+        (body["group_id"], body["user_id"])
+        for body in receiver.bodies
+        if body["event"] == "group.member_added"
+    )
+    assert joins == [(group.id, a.id), (group.id, b.id)]
+
+
+async def test_a_failing_receiver_is_retried_until_it_takes_the_message(
+    make_server: ServerFactory, receiver: Receiver
+) -> None:
+    receiver.failures_left = 2
+    server = await make_server(service_token=SECRET, webhook_url=receiver.url)
+    async with Client(server.url) as alice:
+        a = await alice.signup("retry_a", "password1")
+        await alice.login("retry_a", "password1")
+        async with Client(server.url) as bob:
+            b = await bob.signup("retry_b", "password1")
+        await alice.send(f"p:{a.id}-{b.id}", "eventually")
+        await receiver.wait_for(1, within=15)
+    assert receiver.attempts == 3
+    assert receiver.bodies[0]["message"]["body"] == "eventually"  # type: ignore[index]
+
+
+async def test_a_hanging_receiver_slows_no_message(
+    make_server: ServerFactory, receiver: Receiver
+) -> None:
+    receiver.hang = True
+    server = await make_server(service_token=SECRET, webhook_url=receiver.url)
+    async with Client(server.url) as alice, Client(server.url) as bob:
+        a = await alice.signup("hang_a", "password1")
+        b = await bob.signup("hang_b", "password1")
+        await alice.login("hang_a", "password1")
+        await bob.login("hang_b", "password1")
+        conversation = f"p:{a.id}-{b.id}"
+        async with await alice.connect() as sender, await bob.connect() as inbox:
+            # Every ack and event comes (each within next_event's few seconds)
+            # while the receiver has not answered a single webhook.
+            for i in range(50):
+                await sender.send(conversation, f"m{i}")
+            seqs = [(await inbox.next_event())["message"]["seq"] for _ in range(50)]  # type: ignore[index]
+    assert seqs == list(range(1, 51))
+    assert receiver.bodies == [] and receiver.attempts >= 1
+
+
+async def test_a_webhook_url_without_a_service_token_is_refused_at_start() -> None:
+    from tidings.config import Settings, SettingsError
+
+    with pytest.raises(SettingsError, match="TIDINGS_SERVICE_TOKEN"):
+        Settings.from_env({"TIDINGS_WEBHOOK_URL": "http://127.0.0.1:9/hook"})
