@@ -259,3 +259,48 @@ async def test_flushall_mid_traffic_changes_nothing(
     assert (entry.last_seq, entry.unread) == (50, 50)
     for client in (alice, bob):
         await client.close()
+
+
+async def test_push_and_presence_span_every_node(
+    cluster_env: dict[str, str], spawn_server: Callable[..., ServerProcess]
+) -> None:
+    env = cluster_env | {"TIDINGS_SERVICE_TOKEN": "svc"}
+    nodes = Cluster([spawn_server(**env) for _ in range(3)], env)
+    admin = Client(nodes.nodes[0].url, token="svc")
+    users = [await nodes.account(f"spread{n}", node=n) for n in range(3)]
+    sockets = [await client.connect() for client, _ in users]
+    ids = [uid for _, uid in users]
+    try:
+        online: dict[str, bool] = {}
+        for _ in range(50):  # each node reports its sockets to Redis within a moment
+            _, answer = await admin.request(
+                "GET", f"/api/v1/admin/presence?user_ids={ids[0]},{ids[1]},{ids[2]},999999"
+            )
+            online = answer["online"]  # type: ignore[index]
+            if all(online[str(u)] for u in ids):
+                break
+            await asyncio.sleep(0.1)
+        assert online == {str(ids[0]): True, str(ids[1]): True, str(ids[2]): True, "999999": False}
+        status, answer = await admin.request(
+            "POST", "/api/v1/admin/push", {"user_ids": ids[1:], "event": {"n": 1}}
+        )
+        assert (status, answer) == (200, {"connections": 2})
+        for ws in sockets[1:]:
+            assert await ws.next_event() == {"type": "push", "event": {"n": 1}}
+        await no_event(sockets[0])
+        _, stats = await admin.request("GET", "/api/v1/admin/stats")
+        assert stats["connections"] == 3 and len(stats["nodes"]) == 3  # type: ignore[index]
+        await sockets[2].close()
+        for _ in range(50):
+            _, answer = await admin.request("GET", f"/api/v1/admin/presence?user_ids={ids[2]}")
+            if answer["online"][str(ids[2])] is False:  # type: ignore[index]
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("a closed socket still counted as online")
+    finally:
+        for ws in sockets:
+            await ws.close()
+        for client, _ in users:
+            await client.close()
+        await admin.close()

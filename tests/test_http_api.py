@@ -204,9 +204,10 @@ async def test_sending_answers_201_with_the_message(alice: Account, bob: Account
     assert message["conversation"] == conversation and message["seq"] == 1
     assert [message[k] for k in ("sender", "body", "client_msg_id")] == [alice.id, "hello", "c-1"]
     assert ISO_MS.fullmatch(message["sent_at"]) and message["time_separator"] is True
-    status, second = await alice.client.request("POST", msgs(conversation), {"body": "again"})
-    assert status == 201
-    assert second["seq"] == 2 and second["client_msg_id"] is None and second["id"] != message["id"]
+    longest = {"body": "é" * 4000}  # the body limit counts characters, not bytes
+    status, second = await alice.client.request("POST", msgs(conversation), longest)
+    assert status == 201 and second["body"] == longest["body"] and second["seq"] == 2
+    assert second["client_msg_id"] is None and second["id"] != message["id"]
 
 
 async def test_a_repeated_client_msg_id_answers_200_with_the_original(
@@ -236,11 +237,6 @@ async def test_another_sender_may_use_the_same_client_msg_id(alice: Account, bob
     body = {"body": "mine too", "client_msg_id": "shared"}
     status, theirs = await bob.client.request("POST", msgs(conversation), body)
     assert status == 201 and theirs["seq"] == 2 and theirs["sender"] == bob.id
-
-
-async def test_a_body_of_4000_characters_is_accepted(alice: Account, bob: Account) -> None:
-    answer = await alice.client.request("POST", msgs(private(alice, bob)), {"body": "é" * 4000})
-    assert answer[0] == 201 and answer[1]["body"] == "é" * 4000
 
 
 @pytest.mark.parametrize(
@@ -355,7 +351,7 @@ HUGE = "99999999999999999999"
 
 
 @pytest.mark.parametrize(("query", "expected"), [(f"after={HUGE}", []), (f"before={HUGE}", [1])])
-async def test_a_seq_beyond_any_message_gets_a_page_or_a_422_never_a_500(
+async def test_a_seq_beyond_any_message_gets_a_page_or_a_422(
     alice: Account, bob: Account, query: str, expected: list[int]
 ) -> None:
     conversation = private(alice, bob)
@@ -386,7 +382,7 @@ async def test_read_answers_the_entry_clamped_to_last_seq(alice: Account, bob: A
     status, entry = await alice.client.request("POST", read_path(conversation), {"seq": 99})
     assert status == 200, entry
     expected = {"id": conversation, "type": "private", "title": "Bob", "peer_id": bob.id}
-    assert entry | expected == entry and entry["group_id"] is None
+    assert {key: entry.get(key) for key in expected} == expected and entry["group_id"] is None
     assert (entry["last_seq"], entry["read_seq"], entry["unread"]) == (3, 3, 0)
     assert entry["last_message"] == msgspec.to_builtins(sent[-1])
     assert entry["updated_at"] == sent[-1].sent_at

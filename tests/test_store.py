@@ -178,7 +178,8 @@ async def test_postgresql_spreads_messages_over_hash_partitions(url: str) -> Non
                 (
                     await conn.execute(
                         text(
-                            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                            "SELECT c.relname FROM pg_inherits i "
+                            "JOIN pg_class c ON c.oid = i.inhrelid "
                             "WHERE i.inhparent = 'messages'::regclass ORDER BY 1"
                         )
                     )

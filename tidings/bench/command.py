@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -56,7 +57,9 @@ def parser() -> argparse.ArgumentParser:
     where.add_argument("--spawn", action="store_true", help="start the server for the run")
     where.add_argument("--target", choices=("tidings", "socketio"), default="tidings")
     where.add_argument("--database", help="database URL (spawned tidings; history seeding)")
-    where.add_argument("--redis", help="Redis URL for the socketio peer's AsyncRedisManager")
+    where.add_argument(
+        "--redis", help="Redis URL: the spawned server's, or the socketio peer's manager"
+    )
     where.add_argument("--server-pid", type=int, help="sample this pid's CPU and RSS")
     where.add_argument("--server-cpus", default="0", help="taskset CPU list of a spawned server")
     where.add_argument("--load-cpus", default="1", help="CPU list of the load ('' = any)")
@@ -69,6 +72,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--quick", action="store_true", help="tiny sizes: a functional check")
     run.add_argument("--results", help="JSON-lines file or folder (default bench/results/)")
     run.add_argument("--label", default="", help="added to each record")
+    run.add_argument("--profile", help="py-spy the server in each load run into this folder")
     sc = p.add_argument_group("scenarios")
     sc.add_argument("--pairs", type=int, default=100, help="private: sender/receiver pairs")
     sc.add_argument("--window", type=int, default=20, help="private: in flight per sender")
@@ -108,20 +112,16 @@ def main(argv: list[str]) -> int:
     raise_open_files_limit()  # before spawning: the server inherits it
     load_cpus = tuple(int(c) for c in options.load_cpus.split(",") if c.strip())
     with tempfile.TemporaryDirectory(prefix="tidings-bench-") as workdir:
-        server: SpawnedServer | None = None
-        if options.spawn:
-            if options.target == "socketio":
-                server = spawn_socketio_peer(options.redis, options.server_cpus, workdir)
-            else:
-                server = spawn_tidings(options.database, options.server_cpus, workdir)
-        if load_cpus:
-            os.sched_setaffinity(0, load_cpus)
+        spawner = _Spawner(options, workdir) if options.spawn else None
         try:
+            server = spawner.start() if spawner else None
+            if load_cpus:
+                os.sched_setaffinity(0, load_cpus)
             url = server.url if server else options.url
             pid = server.pid if server else options.server_pid
             database = options.database
             if server and options.target == "tidings" and not database:
-                database = f"sqlite+aiosqlite:///{workdir}/bench.db"
+                database = spawner.sqlite_url() if spawner else None
             ctx = Context(
                 url,
                 options.target,
@@ -130,13 +130,45 @@ def main(argv: list[str]) -> int:
                 database,
                 load_cpus,
             )
+            if spawner is not None:
+                ctx.respawn = lambda: spawner.restart(ctx)
             records = _run_all(ctx, names)
         finally:
-            if server is not None:
-                server.stop()
+            if spawner is not None:
+                spawner.stop()
     report.print_table(records)
     bad = [r for r in records if r.get("lost") or r.get("duplicated") or r.get("errors")]
     return 1 if bad else 0
+
+
+class _Spawner:
+    """The spawned server of a run; restarted on the same database when a scenario asks."""
+
+    def __init__(self, options: argparse.Namespace, workdir: str) -> None:
+        self.options = options
+        self.workdir = workdir
+        self.server: SpawnedServer | None = None
+
+    def sqlite_url(self) -> str:
+        return f"sqlite+aiosqlite:///{self.workdir}/bench.db"
+
+    def start(self) -> SpawnedServer:
+        o = self.options
+        if o.target == "socketio":
+            self.server = spawn_socketio_peer(o.redis, o.server_cpus, self.workdir)
+        else:
+            self.server = spawn_tidings(o.database, o.redis, o.server_cpus, self.workdir)
+        return self.server
+
+    def restart(self, ctx: Context) -> None:
+        self.stop()
+        server = self.start()
+        ctx.retarget(server.url, ServerProbe(server.pid))
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
 
 
 def _run_all(ctx: Context, names: list[str]) -> list[dict[str, Any]]:
@@ -153,6 +185,7 @@ async def _scenarios(ctx: Context, names: list[str]) -> list[dict[str, Any]]:
         variants = o.connections.split(",") if name == "connect" else [""]
         for variant in variants:
             for index in range(o.repeat):
+                ctx.cache["scenario"] = name
                 figures = await _one(ctx, name, variant)
                 record = {
                     "scenario": name,
@@ -162,6 +195,7 @@ async def _scenarios(ctx: Context, names: list[str]) -> list[dict[str, Any]]:
                     "run": index + 1,
                     "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                     "label": o.label,
+                    "commit": _commit(),
                     **figures,
                 }
                 report.emit(record, results_file)
@@ -181,6 +215,21 @@ async def _one(ctx: Context, name: str, variant: str) -> dict[str, Any]:
     if name == "chatlist":
         return await chatlist.run(ctx)
     return await history.run(ctx)
+
+
+def _commit() -> str | None:
+    """The source's git commit (``-dirty`` with local changes): figures belong to a version."""
+    try:
+        found = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return found.stdout.strip() or None
 
 
 def _dialect(url: str | None) -> str | None:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import secrets
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from tidings.bench.accounts import UserPool
 from tidings.bench.fleet import Fleet
 from tidings.bench.probe import ServerProbe
+from tidings.bench.profile import Profiler
 from tidings.bench.spec import WorkerResult, WorkerSpec
 from tidings.bench.stats import latency_summary, merge_latencies
 
@@ -24,12 +28,21 @@ class Context:
     database_url: str | None = None
     load_cpus: tuple[int, ...] = ()
     cache: dict[str, Any] = field(default_factory=dict)  # seeded state shared by repeats
+    # Restart a spawned server on the same database (None for --url).
+    respawn: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
-        parts = urlsplit(self.url)
+        self.pool = UserPool(self.url, f"b{secrets.token_hex(3)}u")
+        self.retarget(self.url, self.probe)
+
+    def retarget(self, url: str, probe: ServerProbe | None) -> None:
+        """Point at a (re)started server; users and tokens live in its database and stay."""
+        parts = urlsplit(url)
+        self.url = url
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 80
-        self.pool = UserPool(self.url, f"b{secrets.token_hex(3)}u")
+        self.probe = probe
+        self.pool.url = url
 
     @staticmethod
     def nonce() -> str:
@@ -53,16 +66,29 @@ class Context:
     def run_fleet(self, specs: list[WorkerSpec]) -> tuple[list[WorkerResult], dict[str, Any]]:
         """Open every process's connections, run them together, return results and probe."""
         fleet = Fleet(specs, self.load_cpus)
+        profiler = None
         try:
             fleet.open()
             if self.probe is not None:
                 self.probe.start()
+                profiler = self._profiler(specs[0])
             limit = max(s.warmup + s.duration + s.drain for s in specs) + 60
             results = fleet.run(limit)
         finally:
             fleet.join()
         probed = self.probe.stop() if self.probe is not None else {}
+        if profiler is not None:
+            print(profiler.finish(), file=sys.stderr, flush=True)
+            probed["profile"] = str(profiler.raw_path)
         return results, probed
+
+    def _profiler(self, spec: WorkerSpec) -> Profiler | None:
+        """py-spy over the measured window, when ``--profile DIR`` asks for it."""
+        folder = self.options.profile
+        if not folder or self.probe is None:
+            return None
+        name = f"{self.cache.get('scenario', 'run')}-{self.target}-{self.nonce()}.collapsed"
+        return Profiler(self.probe.process.pid, spec.warmup + spec.duration, Path(folder) / name)
 
 
 def split(items: list[Any], parts: int) -> list[list[Any]]:
@@ -96,6 +122,7 @@ def delivery_summary(results: list[WorkerResult], duration: float) -> dict[str, 
         "duplicated": sum(r.duplicated for r in results),
         "delivered_per_s": round(sum(r.received_in_window for r in results) / duration, 1),
         "behind": sum(r.behind for r in results),
+        "load_cpu_pct": round(100 * sum(r.cpu_seconds for r in results) / duration, 1),
     }
     summary.update(latency_summary(merge_latencies(r.latencies_us for r in results)))
     return summary

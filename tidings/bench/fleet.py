@@ -52,7 +52,7 @@ async def _child_main(spec: WorkerSpec, pipe: Connection) -> None:
         pipe.send(("error", f"connect: {exc!r}"))
         load.close()
         return
-    pipe.send(("ready", load.result.connections, load.result.connect_seconds))
+    pipe.send(("ready", load.result.connections, load.result.reconnects))
     command: tuple[Any, ...] = await loop.run_in_executor(None, pipe.recv)
     if command[0] == "start":
         result = await load.run(command[1])
@@ -85,15 +85,15 @@ class Fleet:
         return message
 
     def open(self) -> tuple[int, float]:
-        """Start the processes; return (connections, slowest connect time) once all are ready."""
+        """Start the processes; return (connections, retried attempts) once all are ready."""
         for process in self._processes:
             process.start()
-        total, slowest = 0, 0.0
+        total, retried = 0, 0
         for pipe in self._pipes:
-            _, connections, seconds = self._receive(pipe, READY_TIMEOUT)
+            _, connections, reconnects = self._receive(pipe, READY_TIMEOUT)
             total += connections
-            slowest = max(slowest, seconds)
-        return total, slowest
+            retried += reconnects
+        return total, retried
 
     def run(self, limit: float) -> list[WorkerResult]:
         """Start every process at once and wait (at most ``limit`` s) for their results."""

@@ -36,10 +36,9 @@ class Link:
         self.sock = sock
         self.on_ack: Callable[[int, bool], None] = _ignore_ack
         self.on_message: Callable[[str], None] = _ignore_message
-        # Frames of the handshake, queued until ``_exchange`` asks for them: a
-        # server may speak first (Engine.IO's open packet) before anyone waits.
+        # Frames of the handshake, queued until ``_exchange`` asks for them.
         self._handshake: asyncio.Queue[bytes] | None = asyncio.Queue()
-        sock.on_payload = self._payload
+        sock.attach(self._payload)
 
     async def authenticate(self, user_id: int, token: str, rooms: list[str]) -> None:
         raise NotImplementedError

@@ -19,6 +19,7 @@ from tidings.bench.links import Link, open_link
 from tidings.bench.spec import Member, WorkerResult, WorkerSpec
 
 OPEN_LOOP_TICK = 0.001
+CONNECT_ATTEMPTS = 4
 # Open loop: at most this many sends in flight per sender before we skip (and count) ticks.
 OPEN_LOOP_CAP = 10_000
 
@@ -43,15 +44,23 @@ class Load:
 
         async def one(member: Member) -> Link:
             async with gate:
-                return await open_link(
-                    spec.dialect,
-                    spec.host,
-                    spec.port,
-                    member.user_id,
-                    member.token,
-                    list(member.rooms),
-                    local_host=spec.local_host,
-                )
+                for attempt in range(CONNECT_ATTEMPTS):  # bounded: a reset under a burst is retried
+                    try:
+                        return await open_link(
+                            spec.dialect,
+                            spec.host,
+                            spec.port,
+                            member.user_id,
+                            member.token,
+                            list(member.rooms),
+                            local_host=spec.local_host,
+                        )
+                    except (ConnectionError, OSError):
+                        if attempt == CONNECT_ATTEMPTS - 1:
+                            raise
+                        self.result.reconnects += 1
+                        await asyncio.sleep(0.2 * (attempt + 1))
+                raise AssertionError("unreachable")
 
         started = time.monotonic()
         self.links = list(await asyncio.gather(*(one(m) for m in spec.members)))
@@ -104,6 +113,13 @@ class Load:
         self.window_start = int((start_at + spec.warmup) * 1e9)
         self.window_end = int((start_at + spec.warmup + spec.duration) * 1e9)
         self.result.window_seconds = spec.duration
+        # This process's CPU over the measured window: is the load the bottleneck?
+        loop = asyncio.get_running_loop()
+        cpu: list[float] = []
+        for at in (start_at + spec.warmup, start_at + spec.warmup + spec.duration):
+            loop.call_later(
+                max(0.0, at - time.monotonic()), lambda: cpu.append(time.process_time())
+            )
         self.running = True
         stop_at = start_at + spec.warmup + spec.duration
         if self._senders and spec.rate > 0:
@@ -114,6 +130,8 @@ class Load:
             await asyncio.sleep(max(0.0, stop_at - time.monotonic()))
         self.running = False
         await self._drain()
+        if len(cpu) == 2:
+            self.result.cpu_seconds = cpu[1] - cpu[0]
         return self._report()
 
     async def _open_loop(self, stop_at: float) -> None:

@@ -20,6 +20,7 @@ HEADLINE = (
     "errors",
     "server_cpu_pct",
     "server_rss_mib",
+    "load_cpu_pct",
 )
 
 

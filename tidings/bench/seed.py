@@ -107,7 +107,10 @@ def _pg_params(database_url: str) -> dict[str, object]:
 
 
 def _sqlite_path(database_url: str) -> str:
-    path = make_url(database_url).database
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite":
+        raise SystemExit(f"history seeding supports PostgreSQL and SQLite, not {url.drivername}")
+    path = url.database
     if not path:
         raise ValueError(f"no SQLite file in {database_url!r}")
     return path

@@ -77,10 +77,19 @@ class SpawnedServer:
         self._log.close()
 
 
-def spawn_tidings(database_url: str | None, cpus: str, workdir: str) -> SpawnedServer:
-    """``tidings serve`` on a free port; a temp SQLite file when no database is given."""
+def spawn_tidings(
+    database_url: str | None, redis_url: str | None, cpus: str, workdir: str
+) -> SpawnedServer:
+    """``tidings serve`` on a free port; a temp SQLite file when no database is given.
+
+    Password hashing is made cheap (unless set in the environment): it costs
+    the setup's sign-ups and logins, never a measured request.
+    """
     port = free_port()
-    env = dict(os.environ)
+    env = {"TIDINGS_ARGON2_TIME_COST": "1", "TIDINGS_ARGON2_MEMORY_KIB": "8192"}
+    env.update(os.environ)
+    if redis_url:
+        env["TIDINGS_REDIS_URL"] = redis_url
     env.update(
         TIDINGS_HOST="127.0.0.1",
         TIDINGS_PORT=str(port),

@@ -38,6 +38,7 @@ class WorkerSpec:
 class WorkerResult:
     connections: int = 0
     connect_seconds: float = 0.0
+    reconnects: int = 0  # connection attempts that failed and were retried
     sent: int = 0
     acked: int = 0
     errors: int = 0  # sends answered with an error frame
@@ -52,4 +53,5 @@ class WorkerResult:
     listeners_by_target: dict[str, int] = field(default_factory=dict)
     latencies_us: bytes = b""  # array('I') of send-to-delivery latencies in the window
     window_seconds: float = 0.0
+    cpu_seconds: float = 0.0  # this process's CPU time within the measured window
     behind: int = 0  # open loop: sends that were due but skipped (the cap was reached)

@@ -52,7 +52,17 @@ class FrameProtocol(asyncio.Protocol):
         self._upgraded = False
         self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.on_payload: Callable[[bytes], None] = lambda payload: None
+        # Payloads that arrive before a reader attaches (a server may speak first,
+        # in the same segment as its 101) wait here instead of being dropped.
+        self._early: list[bytes] | None = []
+        self._on_payload: Callable[[bytes], None] = self._early.append
+
+    def attach(self, on_payload: Callable[[bytes], None]) -> None:
+        """Hand every data payload, those already received first, to ``on_payload``."""
+        early, self._early = self._early or [], None
+        self._on_payload = on_payload
+        for payload in early:
+            on_payload(payload)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not subclasses of asyncio's: cast, do not check.
@@ -104,7 +114,7 @@ class FrameProtocol(asyncio.Protocol):
             if end > size:
                 break
             if opcode <= 0x2:
-                self.on_payload(bytes(buffer[pos + head : end]))
+                self._on_payload(bytes(buffer[pos + head : end]))
             elif opcode == OP_PING:
                 self.write(client_frame(bytes(buffer[pos + head : end]), OP_PONG))
             elif opcode == OP_CLOSE and self._transport is not None:

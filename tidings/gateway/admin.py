@@ -14,10 +14,17 @@ from aiohttp import web
 
 from tidings.errors import ErrorCode, TidingsError, bad_request
 from tidings.gateway.context import Edge
-from tidings.gateway.http import json_response, path_id, query_int, read_json, string_field
+from tidings.gateway.http import (
+    json_response,
+    parse_id,
+    path_id,
+    query_int,
+    read_json,
+    string_field,
+)
 from tidings.ids import GroupId, UserId
 from tidings.service.admin import Admin
-from tidings.service.groups import user_ids_field
+from tidings.service.groups import MAX_ID, user_ids_field
 
 
 def _admin(request: web.Request) -> Admin:
@@ -89,7 +96,9 @@ async def push(request: web.Request) -> web.Response:
         raise bad_request("event: any JSON value is required")
     user_ids = user_ids_field(body["user_ids"], "user_ids") if "user_ids" in body else None
     group = body.get("group_id")
-    if group is not None and (isinstance(group, bool) or not isinstance(group, int)):
+    if group is not None and (
+        isinstance(group, bool) or not isinstance(group, int) or not 0 < group <= MAX_ID
+    ):
         raise bad_request("group_id: an integer")
     everyone = body.get("all", False)
     if not isinstance(everyone, bool):
@@ -106,10 +115,10 @@ async def push(request: web.Request) -> web.Response:
 async def presence(request: web.Request) -> web.Response:
     admin = _admin(request)
     text = request.query.get("user_ids", "")
-    try:
-        ids = [UserId(int(part)) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise bad_request("user_ids: comma-separated integers, e.g. ?user_ids=1,2,3") from None
+    parsed = [parse_id(part.strip()) for part in text.split(",") if part.strip()]
+    if any(p is None for p in parsed):
+        raise bad_request("user_ids: comma-separated user ids, e.g. ?user_ids=1,2,3")
+    ids = [UserId(p) for p in parsed if p is not None]
     if not ids:
         raise bad_request("user_ids: give at least one, e.g. ?user_ids=1,2,3")
     online = await admin.presence(ids)
@@ -120,7 +129,7 @@ async def send_as(request: web.Request) -> web.Response:
     admin = _admin(request)
     body = await read_json(request)
     sender = body.get("sender_id")
-    if isinstance(sender, bool) or not isinstance(sender, int) or sender < 1:
+    if isinstance(sender, bool) or not isinstance(sender, int) or not 0 < sender <= MAX_ID:
         raise bad_request("sender_id: a user id")
     stored = await admin.send_as(
         UserId(sender),
@@ -135,7 +144,7 @@ async def create_group(request: web.Request) -> web.Response:
     admin = _admin(request)
     body = await read_json(request)
     owner = body.get("owner_id")
-    if isinstance(owner, bool) or not isinstance(owner, int) or owner < 1:
+    if isinstance(owner, bool) or not isinstance(owner, int) or not 0 < owner <= MAX_ID:
         raise bad_request("owner_id: a user id")
     group = await admin.create_group(UserId(owner), body.get("name"), body.get("member_ids", []))
     return json_response(group, 201)

@@ -6,6 +6,7 @@ function, and serialize. Errors of every kind leave as the contract's
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -85,9 +86,20 @@ def string_field(body: dict[str, Any], name: str, *, required: bool = True) -> A
     return value
 
 
+# Ids and numbers in URLs: ASCII digits only (str.isdigit() also takes "²" and
+# "١"), and within a signed 64-bit integer, which every database can store.
+_PATH_ID = re.compile(r"[1-9][0-9]{0,17}")
+_QUERY_INT = re.compile(r"-?[0-9]{1,18}")
+
+
+def parse_id(text: str) -> int | None:
+    """A positive id in ASCII digits, or None."""
+    return int(text) if _PATH_ID.fullmatch(text) else None
+
+
 def path_id(request: web.Request, name: str) -> int:
     text = request.match_info[name]
-    if not text.isdigit() or int(text) < 1 or len(text) > 18:
+    if not _PATH_ID.fullmatch(text):
         raise not_found(f"no such {name.replace('_', ' ')}: {text!r}")
     return int(text)
 
@@ -96,10 +108,9 @@ def query_int(request: web.Request, name: str) -> int | None:
     text = request.query.get(name)
     if text is None:
         return None
-    try:
-        return int(text)
-    except ValueError:
-        raise bad_request(f"{name}: an integer") from None
+    if not _QUERY_INT.fullmatch(text):
+        raise bad_request(f"{name}: an integer of at most 18 digits")
+    return int(text)
 
 
 async def _user(request: web.Request, edge: Edge) -> UserId:

@@ -114,12 +114,14 @@ class RedisPresence:
         while True:
             try:
                 now = time.monotonic()
+                changed = self._resync or bool(self._dirty)
                 if self._resync:
                     await self._write_all()
                     self._resync = False
                 elif self._dirty:
                     await self._write_dirty()
-                if now >= next_beat:
+                # Figures go out with every change of sockets, and on a lease.
+                if changed or now >= next_beat:
                     await self._beat()
                     next_beat = now + self._ttl / 3
                 backoff = 0.2

@@ -24,6 +24,7 @@ DEFAULT_PAGE = 50
 MAX_PAGE = 200
 DEFAULT_CHAT_LIST = 100
 MAX_CHAT_LIST = 1000
+MAX_SEQ = 2**63 - 1
 
 
 class Conversations:
@@ -82,7 +83,7 @@ class Conversations:
     ) -> Conversation:
         """Move the user's read_seq forward to ``seq`` (clamped to last_seq)."""
         ref = self._conversation(conversation)
-        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+        if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_SEQ:
             raise bad_request("seq: a non-negative integer")
         if isinstance(ref, PrivateRef) and not ref.has(user):
             raise not_member(ref.id)

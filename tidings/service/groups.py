@@ -18,6 +18,7 @@ from tidings.service.events import ConversationAdded, ConversationRemoved, Publi
 from tidings.store import GroupChange, Store
 
 MAX_GROUP_NAME = 100
+MAX_ID = 2**63 - 1  # what every database stores in a BIGINT
 
 
 class Groups:
@@ -88,7 +89,7 @@ def _group_name(name: object) -> str:
 def user_ids_field(value: object, field: str) -> list[UserId]:
     """A list of user ids from a request field, or ``bad_request`` naming the field."""
     if not isinstance(value, list) or not all(
-        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value
+        isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_ID for v in value
     ):
         raise bad_request(f"{field}: positive integer user ids")
     return [UserId(v) for v in value]

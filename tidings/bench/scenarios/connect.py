@@ -4,7 +4,8 @@ A few users are logged in and their tokens reused by many sockets (logins
 cost an argon2 hash each). Process ``i`` connects from 127.0.0.(2+i), so
 that no source address runs out of ephemeral ports (~28k per destination).
 The server's RSS is read before the connections open and after they have
-settled; the difference over N is the figure.
+settled; the difference over N is the figure. A spawned server is started
+afresh for each run, or memory freed by the previous run would be reused.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ SETTLE_SECONDS = 2.0
 
 async def run(ctx: Context, connections: int) -> dict[str, Any]:
     o = ctx.options
+    if ctx.respawn is not None:
+        # A fresh server: memory freed by an earlier run would be reused and hide the cost.
+        ctx.respawn()
     if ctx.target == "socketio":
         ids_tokens = [(i + 1, "") for i in range(o.connect_users)]
     else:
@@ -42,7 +46,7 @@ def _hold(ctx: Context, specs: list[Any], connections: int) -> dict[str, Any]:
     fleet = Fleet(specs, ctx.load_cpus)
     started = time.monotonic()
     try:
-        opened, _ = fleet.open()
+        opened, retried = fleet.open()
         elapsed = time.monotonic() - started
         time.sleep(SETTLE_SECONDS)
         after = probe.rss() if probe is not None else 0
@@ -52,6 +56,7 @@ def _hold(ctx: Context, specs: list[Any], connections: int) -> dict[str, Any]:
     figures: dict[str, Any] = {
         "connections": opened,
         "connect_per_s": round(opened / elapsed, 1),
+        "connect_retries": retried,
         "lost": connections - opened,
         "duplicated": 0,
     }
