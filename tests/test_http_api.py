@@ -451,3 +451,12 @@ async def test_openapi_json_describes_the_contracts_paths(anon: Client) -> None:
         (method, re.sub(r"/(\d+|p:1-2)(?=/|$)", "/{}", path)) for method, path, _ in USER_ENDPOINTS
     }
     assert len(contract) == 13 and described >= contract, contract - described
+
+
+async def test_a_user_is_found_by_username_in_any_case(alice: Account, bob: Account) -> None:
+    status, found = await alice.client.request("GET", "/api/v1/users?username=BOB")
+    assert (status, found) == (200, {"id": bob.id, "username": "bob", "display_name": "Bob"})
+    status, missing = await alice.client.request("GET", "/api/v1/users?username=nobody_here")
+    assert status == 404 and missing["error"]["code"] == "not_found"  # type: ignore[index]
+    status, _ = await alice.client.request("GET", "/api/v1/users")
+    assert status == 422
