@@ -272,3 +272,17 @@ async def test_a_private_message_reaches_both_users_open_connections(
         sent = msgspec.to_builtins(await alice.client.send(conversation, "ping"))
         for ws in (alice_ws, bob_phone, bob_laptop):
             assert await ws.next_event() == {"type": "message", "message": sent}
+
+
+async def test_a_private_entry_shows_how_far_the_peer_has_read(
+    alice: Account, bob: Account
+) -> None:
+    conversation = private(alice, bob)
+    for n in range(3):
+        await alice.client.send(conversation, f"m{n}")
+    assert (await alice.client.conversations())[0].peer_read_seq == 0
+    await bob.client.mark_read(conversation, 2)
+    assert (await alice.client.conversations())[0].peer_read_seq == 2
+    group = await alice.client.create_group("no receipts", [bob.id])
+    entries = {c.id: c for c in await alice.client.conversations()}
+    assert entries[f"g:{group.id}"].peer_read_seq is None

@@ -18,6 +18,7 @@ from tidings.broker import Broker
 from tidings.broker.local import LocalBroker
 from tidings.broker.redis import RedisBroker
 from tidings.config import Settings
+from tidings.errors import TidingsError
 from tidings.gateway import admin as admin_routes
 from tidings.gateway import http, webclient
 from tidings.gateway.context import Edge
@@ -25,6 +26,7 @@ from tidings.gateway.hub import Hub
 from tidings.gateway.ordering import Deliver, SeqOrderer
 from tidings.gateway.websocket import websocket
 from tidings.ids import ConversationId
+from tidings.metrics import Metrics
 from tidings.models import Message
 from tidings.presence import NodeStats, Presence
 from tidings.presence.local import LocalPresence
@@ -73,8 +75,11 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
     hasher = hasher or PasswordHasher(
         time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib
     )
-    accounts = Accounts(store, publisher, hasher)
-    conversations = Conversations(store, publisher, settings)
+    metrics = Metrics()
+    accounts = Accounts(
+        store, publisher, hasher, login_failures_per_minute=settings.login_failures_per_minute
+    )
+    conversations = Conversations(store, publisher, settings, metrics)
     groups = Groups(store, publisher, settings)
     hub = Hub(orderer)
 
@@ -95,7 +100,39 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
     else:
         presence = LocalPresence(hub, node_stats)
     admin = Admin(store, accounts, conversations, groups, presence, publisher, settings)
-    edge = Edge(settings, accounts, conversations, groups, hub, admin)
+
+    async def readiness() -> dict[str, str]:
+        checks: dict[str, str] = {}
+        try:
+            await store.ping()
+            checks["database"] = "ok"
+        except TidingsError as exc:
+            checks["database"] = exc.message
+        if isinstance(broker, RedisBroker):
+            checks["redis"] = "ok" if broker.up else "not subscribed to the other nodes"
+        return checks
+
+    metrics.gauge(
+        "tidings_connections", "Open WebSockets on this node.", lambda: hub.connection_count
+    )
+    metrics.gauge(
+        "tidings_users_online", "Users with a socket on this node.", lambda: hub.user_count
+    )
+    metrics.gauge(
+        "tidings_writer_pending",
+        "Writes waiting for the next commit.",
+        lambda: conversations.writer.pending,
+    )
+    if webhooks is not None:
+        metrics.gauge(
+            "tidings_webhook_backlog", "Webhook deliveries waiting.", lambda: webhooks.backlog
+        )
+        metrics.gauge(
+            "tidings_webhook_dropped",
+            "Webhook deliveries dropped (queue full).",
+            lambda: webhooks.dropped,
+        )
+    edge = Edge(settings, accounts, conversations, groups, hub, admin, metrics, presence, readiness)
 
     def on_event(event: Event) -> None:
         if isinstance(event, SessionRevoked):

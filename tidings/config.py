@@ -44,6 +44,15 @@ class Settings:
     send_queue_frames: int = 4096
     # HTTP.
     max_http_body_bytes: int = 256 * 1024
+    # Abuse limits. Failed logins per client address per minute (a slow brute
+    # force gets `rate_limited`); open sockets per user across all nodes (0: no limit).
+    login_failures_per_minute: int = 20
+    max_connections_per_user: int = 100
+    # Browser WebSockets: origins allowed besides the server's own (comma-separated,
+    # "*" for any). Clients that send no Origin (apps, servers) are not affected.
+    allowed_origins: str = ""
+    # Behind a reverse proxy: take the client address from X-Forwarded-For.
+    trust_forwarded_for: bool = False
     # Rate limits in messages per second, 0 turns one off. Generous enough for
     # bots and load tests, low enough that one client cannot flood the writer.
     rate_limit_connection: float = 1000.0
@@ -106,7 +115,13 @@ class Settings:
                 "TIDINGS_SEND_QUEUE_FRAMES must be larger than TIDINGS_WRITE_BATCH_MAX: "
                 "one commit may queue that many frames on a connection at once"
             )
-        for name in ("rate_limit_connection", "rate_limit_user", "time_separator_seconds"):
+        for name in (
+            "rate_limit_connection",
+            "rate_limit_user",
+            "time_separator_seconds",
+            "login_failures_per_minute",
+            "max_connections_per_user",
+        ):
             if getattr(self, name) < 0:
                 raise SettingsError(f"TIDINGS_{name.upper()} must not be negative")
         if self.sqlite_synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
@@ -116,10 +131,16 @@ class Settings:
 def _coerce(name: str, raw: str, kind: object) -> Any:
     text = str(kind)
     try:
+        if text.startswith("bool"):
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
         if text.startswith("int"):
             return int(raw)
         if text.startswith("float"):
             return float(raw)
     except ValueError:
-        raise SettingsError(f"TIDINGS_{name.upper()}={raw!r} is not a number") from None
+        raise SettingsError(f"TIDINGS_{name.upper()}={raw!r} is not a {text}") from None
     return raw

@@ -51,6 +51,8 @@ class Conversation(msgspec.Struct, frozen=True):
     read_seq: int
     last_message: Message | None
     updated_at: str
+    # An extension for read receipts: in a private chat, how far the peer has read.
+    peer_read_seq: int | None = None
 
 
 class Session(msgspec.Struct, frozen=True):

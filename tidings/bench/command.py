@@ -197,6 +197,8 @@ async def _scenarios(ctx: Context, names: list[str]) -> list[dict[str, Any]]:
                     "label": o.label,
                     "commit": _commit(),
                     **figures,
+                    # Other work on the machine shows here (2 = server + load only).
+                    "loadavg_1m": round(os.getloadavg()[0], 2),
                 }
                 report.emit(record, results_file)
                 records.append(record)

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Callable
 from enum import Enum
 
 from aiohttp import WSMsgType, web
@@ -43,6 +44,7 @@ class Connection:
         "_limit",
         "_drainer",
         "_closer",
+        "_on_slow",
     )
 
     def __init__(
@@ -55,6 +57,7 @@ class Connection:
         *,
         queue_limit: int,
         rate_limit: float,
+        on_slow: Callable[[], None] | None = None,
     ) -> None:
         self.id = connection_id
         self.user = user
@@ -67,6 +70,7 @@ class Connection:
         self._limit = queue_limit
         self._drainer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
+        self._on_slow = on_slow
 
     def push(self, frame: bytes) -> None:
         """Queue one encoded text frame; never blocks, never buffers without end."""
@@ -74,6 +78,8 @@ class Connection:
             return
         if len(self._queue) >= self._limit:
             log.info("connection %s of user %s is too far behind; closing", self.id, self.user)
+            if self._on_slow is not None:
+                self._on_slow()
             self.close_soon(1013, "too far behind")
             return
         self._queue.append(frame)

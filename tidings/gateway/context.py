@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -9,6 +10,8 @@ from aiohttp import web
 
 from tidings.config import Settings
 from tidings.gateway.hub import Hub
+from tidings.metrics import Metrics
+from tidings.presence import Presence
 from tidings.service.accounts import Accounts
 from tidings.service.admin import Admin
 from tidings.service.conversations import Conversations
@@ -25,6 +28,10 @@ class Edge:
     groups: Groups
     hub: Hub
     admin: Admin
+    metrics: Metrics
+    presence: Presence
+    # Name -> "ok" or what is wrong, for /readyz.
+    readiness: Callable[[], Awaitable[dict[str, str]]]
 
 
 Edge.KEY = web.AppKey("tidings.edge", Edge)

@@ -17,6 +17,7 @@ from tidings.errors import ErrorCode, TidingsError, bad_request, not_found
 from tidings.gateway.context import Edge
 from tidings.gateway.openapi import openapi_document
 from tidings.ids import GroupId, UserId, parse_conversation
+from tidings.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from tidings.service.groups import user_ids_field
 
 log = logging.getLogger(__name__)
@@ -52,15 +53,20 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         return await handler(request)
     except TidingsError as exc:
-        return error_response(exc.code, exc.message, exc.status)
+        return _refusal(request, exc.code, exc.message, exc.status)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code = _STATUS_CODES.get(exc.status, ErrorCode.BAD_REQUEST)
-        return error_response(code, exc.reason, exc.status)
+        return _refusal(request, code, exc.reason, exc.status)
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
-        return error_response(ErrorCode.INTERNAL, "internal error", 500)
+        return _refusal(request, ErrorCode.INTERNAL, "internal error", 500)
+
+
+def _refusal(request: web.Request, code: ErrorCode, message: str, status: int) -> web.Response:
+    request.app[Edge.KEY].metrics.errors.labels(code.value, "http").inc()
+    return error_response(code, message, status)
 
 
 # -- request parsing --------------------------------------------------------
@@ -121,6 +127,16 @@ async def _user(request: web.Request, edge: Edge) -> UserId:
     return await edge.accounts.authenticate(token.strip())
 
 
+def client_address(request: web.Request) -> str:
+    """The client's address; behind a trusted proxy, the last X-Forwarded-For hop."""
+    edge = request.app[Edge.KEY]
+    if edge.settings.trust_forwarded_for:
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        if forwarded:
+            return forwarded.split(",")[-1].strip()
+    return request.remote or ""
+
+
 def _token(request: web.Request) -> str:
     return request.headers.get("Authorization", "").partition(" ")[2].strip()
 
@@ -143,7 +159,7 @@ async def log_in(request: web.Request) -> web.Response:
     edge = request.app[Edge.KEY]
     body = await read_json(request)
     session = await edge.accounts.log_in(
-        string_field(body, "username"), string_field(body, "password")
+        string_field(body, "username"), string_field(body, "password"), client_address(request)
     )
     return json_response(session)
 
@@ -264,7 +280,23 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process serves requests."""
     return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: the database answers and, with several nodes, Redis carries events."""
+    edge = request.app[Edge.KEY]
+    checks = await edge.readiness()
+    ready = all(state == "ok" for state in checks.values())
+    return json_response({"ready": ready, "checks": checks}, 200 if ready else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[Edge.KEY].metrics.render()
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = METRICS_CONTENT_TYPE
+    return response
 
 
 def add_routes(app: web.Application) -> None:
@@ -287,5 +319,7 @@ def add_routes(app: web.Application) -> None:
             web.post("/api/v1/conversations/{conversation}/read", mark_read),
             web.get("/openapi.json", openapi),
             web.get("/healthz", healthz),
+            web.get("/readyz", readyz),
+            web.get("/metrics", metrics),
         ]
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 CLOSE_AUTH = 4001
 CLOSE_IDLE = 4002
+CLOSE_POLICY = 1008
 
 _DATA = (WSMsgType.TEXT, WSMsgType.BINARY)
 _END = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
@@ -33,6 +35,11 @@ _END = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
 async def websocket(request: web.Request) -> web.StreamResponse:
     edge: Edge = request.app[Edge.KEY]
     settings = edge.settings
+    origin = request.headers.get("Origin")
+    if origin is not None and not origin_allowed(origin, request.host, settings.allowed_origins):
+        # A page on another site must not ride on a user's token (answered
+        # before the upgrade, as plain HTTP 403).
+        raise TidingsError(ErrorCode.FORBIDDEN, f"WebSocket origin {origin!r} is not allowed")
     ws = web.WebSocketResponse(
         autoping=False,  # a client's protocol ping must count as activity
         max_msg_size=settings.max_frame_bytes,
@@ -90,6 +97,10 @@ async def _authenticate(
             return None
         await _refuse(ws, exc.message if exc.code is ErrorCode.UNAUTHORIZED else "bad auth frame")
         return None
+    limit = settings.max_connections_per_user
+    if limit and sum((await edge.presence.connections([user_id])).values()) >= limit:
+        await ws.close(code=CLOSE_POLICY, message=b"too many connections for this user")
+        return None
     connection = Connection(
         edge.hub.next_id(),
         user_id,
@@ -98,7 +109,9 @@ async def _authenticate(
         request.transport,
         queue_limit=settings.send_queue_frames,
         rate_limit=settings.rate_limit_connection,
+        on_slow=edge.metrics.slow_readers.inc,
     )
+    edge.metrics.connections_opened.inc()
     connection.push(frames.auth_ok(user))
     return connection
 
@@ -145,12 +158,17 @@ async def _handle(edge: Edge, connection: Connection, data: str | bytes) -> None
         else:
             raise TidingsError(ErrorCode.UNKNOWN_TYPE, f"unknown frame type {frame.type!r}")
     except frames.FrameError as exc:
-        connection.push(frames.error(exc.code, exc.message, exc.ref))
+        _error(edge, connection, exc.code, exc.message, exc.ref)
     except TidingsError as exc:
-        connection.push(frames.error(exc.code, exc.message, ref))
+        _error(edge, connection, exc.code, exc.message, ref)
     except Exception:
         log.exception("a frame of user %s failed", connection.user)
-        connection.push(frames.error(ErrorCode.INTERNAL, "internal error", ref))
+        _error(edge, connection, ErrorCode.INTERNAL, "internal error", ref)
+
+
+def _error(edge: Edge, connection: Connection, code: ErrorCode, message: str, ref: Any) -> None:
+    edge.metrics.errors.labels(code.value, "websocket").inc()
+    connection.push(frames.error(code, message, ref))
 
 
 def _send(edge: Edge, connection: Connection, frame: frames.ClientFrame) -> None:
@@ -169,9 +187,9 @@ def _send(edge: Edge, connection: Connection, frame: frames.ClientFrame) -> None
         if error is None:
             return
         if isinstance(error, TidingsError):
-            connection.push(frames.error(error.code, error.message, ref))
+            _error(edge, connection, error.code, error.message, ref)
         else:
-            connection.push(frames.error(ErrorCode.INTERNAL, "internal error", ref))
+            _error(edge, connection, ErrorCode.INTERNAL, "internal error", ref)
 
     future = edge.conversations.submit_send(
         connection.user,
@@ -189,3 +207,15 @@ def _string(fields: dict[str, Any], name: str) -> str:
     if not isinstance(value, str):
         raise TidingsError(ErrorCode.BAD_REQUEST, f"{name}: a string")
     return value
+
+
+def origin_allowed(origin: str, host: str, allowed: str) -> bool:
+    """The page's origin is this server's own, or one of ``allowed`` ("*": any)."""
+    listed = {o.strip().rstrip("/") for o in allowed.split(",") if o.strip()}
+    if "*" in listed or origin.rstrip("/") in listed:
+        return True
+    parsed = urlsplit(origin)
+    if not parsed.hostname:
+        return False
+    own = urlsplit(f"//{host}")
+    return parsed.hostname == own.hostname

@@ -20,6 +20,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from tidings.errors import ErrorCode, TidingsError, bad_request, not_found
 from tidings.ids import UserId
 from tidings.models import Session, User
+from tidings.ratelimit import TokenBucket
 from tidings.service.events import Publisher, SessionRevoked
 from tidings.store import Store
 
@@ -33,10 +34,19 @@ def hash_token(token: str) -> str:
 
 
 class Accounts:
-    def __init__(self, store: Store, broker: Publisher, hasher: PasswordHasher) -> None:
+    def __init__(
+        self,
+        store: Store,
+        broker: Publisher,
+        hasher: PasswordHasher,
+        *,
+        login_failures_per_minute: int = 20,
+    ) -> None:
         self._store = store
         self._broker = broker
         self._hasher = hasher
+        self._failures_per_minute = login_failures_per_minute
+        self._failures: dict[str, TokenBucket] = {}
         self._tokens: OrderedDict[str, UserId] = OrderedDict()
         # Verified against when a username is unknown, so a wrong username
         # costs as long as a wrong password and names cannot be probed.
@@ -55,13 +65,32 @@ class Accounts:
         name = check_display_name(display_name) if display_name is not None else username
         return await self._store.create_user(username, name, None)
 
-    async def log_in(self, username: str, password: str) -> Session:
+    async def log_in(self, username: str, password: str, address: str = "") -> Session:
+        """A new session; ``rate_limited`` once ``address`` failed too often lately."""
+        failures = self._failure_bucket(address)
+        if failures is not None and failures.empty():
+            raise TidingsError(
+                ErrorCode.RATE_LIMITED, "too many failed logins from here; wait a minute"
+            )
         found = await self._store.credentials(username) if USERNAME.fullmatch(username) else None
         stored_hash = found[1] if found is not None else None
         ok = await asyncio.to_thread(self._verify, stored_hash or self._decoy_hash, password)
         if found is None or stored_hash is None or not ok:
+            if failures is not None:
+                failures.take()
             raise TidingsError(ErrorCode.UNAUTHORIZED, "wrong username or password")
         return Session(token=await self.issue_token(UserId(found[0].id)), user=found[0])
+
+    def _failure_bucket(self, address: str) -> TokenBucket | None:
+        per_minute = self._failures_per_minute
+        if per_minute <= 0:
+            return None
+        bucket = self._failures.get(address)
+        if bucket is None:
+            if len(self._failures) > 10_000:
+                self._failures = {a: b for a, b in self._failures.items() if not b.idle()}
+            bucket = self._failures[address] = TokenBucket(per_minute / 60, burst=per_minute)
+        return bucket
 
     async def issue_token(self, user: UserId) -> str:
         token = secrets.token_urlsafe(32)

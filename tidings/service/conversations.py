@@ -13,6 +13,7 @@ import asyncio
 from tidings.config import Settings
 from tidings.errors import ErrorCode, TidingsError, bad_request, not_found, not_member
 from tidings.ids import ConversationRef, GroupRef, PrivateRef, UserId, parse_conversation
+from tidings.metrics import Metrics
 from tidings.models import Conversation, Message, iso_ms, now_ms
 from tidings.ratelimit import TokenBucket
 from tidings.service.events import Publisher, message_created, read_moved
@@ -28,7 +29,13 @@ MAX_SEQ = 2**63 - 1
 
 
 class Conversations:
-    def __init__(self, store: Store, broker: Publisher, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: Store,
+        broker: Publisher,
+        settings: Settings,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._store = store
         self._broker = broker
         self._settings = settings
@@ -38,6 +45,7 @@ class Conversations:
             self._publish,
             separator_gap_ms=int(settings.time_separator_seconds * 1000),
             max_batch=settings.write_batch_max,
+            metrics=metrics,
         )
 
     # -- sending ------------------------------------------------------------
@@ -193,6 +201,7 @@ class Conversations:
             read_seq=0,
             last_message=None,
             updated_at=iso_ms(now_ms()),
+            peer_read_seq=0,
         )
 
     def _publish(self, pending: PendingWrite, outcome: WriteOutcome) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tidings.errors import TidingsError, unavailable
+from tidings.metrics import Metrics
 from tidings.store import (
     ReadRequest,
     ReadResult,
@@ -43,6 +44,7 @@ class PendingWrite:
     future: asyncio.Future[WriteOutcome]
     on_committed: OnCommitted | None = None
     origin: int | None = None
+    queued_at: float = 0.0
 
 
 class GroupCommitWriter:
@@ -56,7 +58,9 @@ class GroupCommitWriter:
         separator_gap_ms: int,
         max_batch: int = 1000,
         max_pending: int = 100_000,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._store = store
         self._committed = committed
         self._gap_ms = separator_gap_ms
@@ -94,7 +98,7 @@ class GroupCommitWriter:
         if len(self._queue) >= self._max_pending:
             raise unavailable("the server is overloaded; retry with the same client_msg_id")
         future: asyncio.Future[WriteOutcome] = asyncio.get_running_loop().create_future()
-        self._queue.append(PendingWrite(request, future, on_committed, origin))
+        self._queue.append(PendingWrite(request, future, on_committed, origin, time.monotonic()))
         self._wakeup.set()
         return future
 
@@ -103,8 +107,16 @@ class GroupCommitWriter:
         return len(self._queue)
 
     def _count_sends(self, batch: list[PendingWrite]) -> None:
-        second = int(time.monotonic())
+        now = time.monotonic()
+        second = int(now)
         sends = sum(1 for p in batch if isinstance(p.request, SendRequest))
+        if self._metrics is not None:
+            self._metrics.batches.inc()
+            self._metrics.messages.inc(sends)
+            observe = self._metrics.ack_latency.observe
+            for pending in batch:
+                if isinstance(pending.request, SendRequest):
+                    observe(now - pending.queued_at)
         if self._per_second and self._per_second[-1][0] == second:
             self._per_second[-1][1] += sends
         else:

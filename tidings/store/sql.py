@@ -864,6 +864,7 @@ async def _load_group(conn: AsyncConnection, gid: GroupId) -> Group | None:
 # last message only if it came after the member joined.
 _VISIBLE = conversations.c.last_seq > members.c.joined_seq
 _UPDATED_AT = case((_VISIBLE, conversations.c.last_sent_at), else_=members.c.joined_at)
+_PEER = members.alias("peer")
 _CHAT_LIST = select(
     members.c.conversation_id,
     conversations.c.kind,
@@ -880,6 +881,7 @@ _CHAT_LIST = select(
     messages.c.time_separator,
     users.c.display_name.label("peer_name"),
     groups.c.name.label("group_name"),
+    _PEER.c.read_seq.label("peer_read_seq"),
 ).select_from(
     members.join(conversations, conversations.c.id == members.c.conversation_id)
     .outerjoin(
@@ -892,6 +894,13 @@ _CHAT_LIST = select(
     )
     .outerjoin(users, users.c.id == members.c.peer_id)
     .outerjoin(groups, groups.c.id == conversations.c.group_id)
+    .outerjoin(
+        _PEER,
+        and_(
+            _PEER.c.conversation_id == members.c.conversation_id,
+            _PEER.c.user_id == members.c.peer_id,
+        ),
+    )
 )
 
 
@@ -921,4 +930,5 @@ def _entry(row: Row[Any]) -> Conversation:
         read_seq=row.read_seq,
         last_message=last,
         updated_at=iso_ms(row.updated_at),
+        peer_read_seq=None if is_group else row.peer_read_seq,
     )

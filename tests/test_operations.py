@@ -1,0 +1,97 @@
+"""Operating the server: readiness, metrics, and the abuse limits."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from tests.conftest import PASSWORD, Account, RunningServer, ServerFactory, private
+from tidings.client import ApiError, Client
+
+
+async def test_readyz_reports_each_backend(server: RunningServer) -> None:
+    async with Client(server.url) as client:
+        status, body = await client.request("GET", "/readyz")
+    assert status == 200 and body["ready"] is True  # type: ignore[index]
+    checks = body["checks"]  # type: ignore[index]
+    assert checks["database"] == "ok"
+    if server.settings.redis_url:
+        assert checks["redis"] == "ok"
+
+
+async def test_metrics_count_messages_latency_and_errors(
+    server: RunningServer, alice: Account, bob: Account
+) -> None:
+    async with await alice.client.connect() as ws:
+        for n in range(5):
+            await ws.send(private(alice, bob), f"m{n}")
+        await ws.send_raw("not json")
+        await ws.next_event()
+    async with aiohttp.ClientSession() as session, session.get(server.url + "/metrics") as answer:
+        assert answer.status == 200
+        assert answer.headers["Content-Type"].startswith("text/plain")
+        text = await answer.text()
+    values = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert values["tidings_messages_committed_total"] >= 5
+    assert values["tidings_ack_latency_seconds_count"] >= 5
+    assert values['tidings_errors_total{code="bad_request",edge="websocket"}'] >= 1
+    assert "tidings_connections" in values and "tidings_writer_pending" in values
+
+
+async def test_a_websocket_from_a_foreign_origin_is_refused(
+    make_server: ServerFactory,
+) -> None:
+    server = await make_server(allowed_origins="https://app.example.com")
+    host = server.url.removeprefix("http://")
+    async with aiohttp.ClientSession() as session:
+        for origin, allowed in (
+            ("https://evil.example.net", False),
+            ("https://app.example.com", True),
+            (f"http://{host}", True),  # the server's own pages
+        ):
+            try:
+                ws = await session.ws_connect(server.url + "/ws", origin=origin)
+            except aiohttp.WSServerHandshakeError as refused:
+                assert not allowed and refused.status == 403, origin
+            else:
+                assert allowed, origin
+                await ws.close()
+        # Non-browser clients send no Origin and are not affected.
+        ws = await session.ws_connect(server.url + "/ws")
+        await ws.close()
+
+
+async def test_connections_per_user_are_capped(make_server: ServerFactory) -> None:
+    server = await make_server(max_connections_per_user=2)
+    async with Client(server.url) as client:
+        await client.signup("capped", PASSWORD)
+        await client.login("capped", PASSWORD)
+        kept = [await client.connect(), await client.connect()]
+        with pytest.raises(ApiError):
+            await client.connect()
+        await kept[0].close()
+        again = await client.connect()  # a slot freed up
+        await again.close()
+        await kept[1].close()
+
+
+async def test_repeated_failed_logins_from_one_address_are_rate_limited(
+    make_server: ServerFactory,
+) -> None:
+    server = await make_server(login_failures_per_minute=3)
+    async with Client(server.url) as client:
+        await client.signup("guarded", PASSWORD)
+        for _ in range(3):
+            status, body = await client.request(
+                "POST", "/api/v1/sessions", {"username": "guarded", "password": "wrong guess"}
+            )
+            assert status == 401
+        status, body = await client.request(
+            "POST", "/api/v1/sessions", {"username": "guarded", "password": PASSWORD}
+        )
+        # Even the right password waits now: that is what slows a brute force.
+        assert status == 429 and body["error"]["code"] == "rate_limited"  # type: ignore[index]

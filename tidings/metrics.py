@@ -1,0 +1,57 @@
+"""Prometheus metrics, served at ``/metrics``.
+
+One registry per app (not the library's global one), so several servers in
+one process, as the tests run them, keep their figures apart. Gauges that
+mirror live state (connections, queue depths) are read when scraped, so
+the hot path pays only for what it counts: one counter per committed
+batch, one histogram observation per acked send, one counter per error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.messages = Counter(
+            "tidings_messages_committed", "Messages stored (acked).", registry=self.registry
+        )
+        self.batches = Counter(
+            "tidings_write_batches", "Group-commit transactions.", registry=self.registry
+        )
+        self.ack_latency = Histogram(
+            "tidings_ack_latency_seconds",
+            "From a send reaching the writer to its commit (the ack).",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "tidings_errors",
+            "Refusals sent to clients, by contract code.",
+            ["code", "edge"],
+            registry=self.registry,
+        )
+        self.connections_opened = Counter(
+            "tidings_connections_opened",
+            "Authenticated WebSockets opened.",
+            registry=self.registry,
+        )
+        self.slow_readers = Counter(
+            "tidings_slow_readers_closed",
+            "Connections cut off (1013) for falling behind.",
+            registry=self.registry,
+        )
+
+    def gauge(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        """A gauge computed at scrape time from live state."""
+        Gauge(name, documentation, registry=self.registry).set_function(read)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
