@@ -53,6 +53,7 @@ class RedisPresence:
         self._wake = asyncio.Event()
         self._resync = True  # write the whole map on start and after an outage
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
         hub.on_change(self._changed)
 
     def _changed(self, user: UserId) -> None:
@@ -63,6 +64,10 @@ class RedisPresence:
         self._task = asyncio.create_task(self._report(), name="redis-presence")
 
     async def close(self) -> None:
+        # As in the broker: redis-py may turn a cancellation into a connection
+        # error, which the loop would retry; the flag ends it regardless.
+        self._closed = True
+        self._wake.set()
         if self._task is not None:
             self._task.cancel()
             await asyncio.wait([self._task], timeout=5)
@@ -111,7 +116,7 @@ class RedisPresence:
     async def _report(self) -> None:
         backoff = 0.2
         next_beat = 0.0
-        while True:
+        while not self._closed:
             try:
                 now = time.monotonic()
                 changed = self._resync or bool(self._dirty)
