@@ -56,6 +56,7 @@ def create_engines(url_text: str, *, sqlite_synchronous: str = "FULL") -> Engine
             pool_pre_ping=True,
             pool_timeout=10,
             connect_args=connect_args,
+            hide_parameters=True,  # error messages must not carry bodies or hashes
         )
         return Engines(engine, engine, "postgresql" if dialect == "postgresql" else "mysql")
     raise SettingsError(f"unsupported database {dialect!r}: use sqlite, postgresql or mysql")
@@ -69,8 +70,10 @@ def _sqlite_engines(url: URL, synchronous: str) -> Engines:
             "give a file path, e.g. sqlite+aiosqlite:///./data/tidings.db"
         )
     Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    writer = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=120)
-    reader = create_async_engine(url, pool_size=4, max_overflow=4)
+    writer = create_async_engine(
+        url, pool_size=1, max_overflow=0, pool_timeout=120, hide_parameters=True
+    )
+    reader = create_async_engine(url, pool_size=4, max_overflow=4, hide_parameters=True)
     _configure_sqlite(writer, synchronous, begin="BEGIN IMMEDIATE")
     _configure_sqlite(reader, synchronous, begin="BEGIN")
     return Engines(writer, reader, "sqlite")

@@ -19,6 +19,7 @@ never half of it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +69,15 @@ from tidings.store.schema import (
     sessions,
     users,
 )
+
+log = logging.getLogger(__name__)
+
+
+def _reason(exc: BaseException) -> str:
+    """A database error in one line, without statement parameters."""
+    orig = getattr(exc, "orig", None)
+    return f"{type(orig or exc).__name__}: {str(orig or exc).splitlines()[0][:200]}"
+
 
 _MESSAGE_COLUMNS = (
     messages.c.conversation_id,
@@ -158,6 +168,7 @@ class SqlStore:
                 batch = _Batch(conn, self, requests, separator_gap_ms)
                 result = await batch.run()
         except (DBAPIError, OSError) as exc:
+            log.warning("a write batch failed on the database: %s", _reason(exc))
             raise unavailable() from exc
         self._known_private.update(batch.created_private)
         return batch.in_order(requests, *result)
