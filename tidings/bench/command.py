@@ -220,7 +220,12 @@ async def _one(ctx: Context, name: str, variant: str) -> dict[str, Any]:
 
 
 def _commit() -> str | None:
-    """The source's git commit (``-dirty`` with local changes): figures belong to a version."""
+    """The source's git commit (``-dirty`` with local changes): figures belong to a version.
+
+    ``TIDINGS_BENCH_COMMIT`` names it when the code runs from an export without ``.git``.
+    """
+    if os.environ.get("TIDINGS_BENCH_COMMIT"):
+        return os.environ["TIDINGS_BENCH_COMMIT"]
     try:
         found = subprocess.run(
             ["git", "describe", "--always", "--dirty"],

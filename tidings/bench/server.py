@@ -96,6 +96,8 @@ def spawn_tidings(
         TIDINGS_DATABASE_URL=database_url or f"sqlite+aiosqlite:///{workdir}/bench.db",
         TIDINGS_RATE_LIMIT_CONNECTION="0",
         TIDINGS_RATE_LIMIT_USER="0",
+        # The connect scenario reuses a few users' tokens for thousands of sockets.
+        TIDINGS_MAX_CONNECTIONS_PER_USER="1000000",
         TIDINGS_LOG_LEVEL="WARNING",
     )
     command = _pinned([sys.executable, "-m", "tidings", "serve"], cpus)

@@ -19,6 +19,7 @@ from tidings.errors import ErrorCode, TidingsError
 from tidings.gateway import frames
 from tidings.gateway.connection import Connection
 from tidings.gateway.context import Edge
+from tidings.ids import UserId
 from tidings.service.accounts import hash_token
 from tidings.store import StoredMessage, WriteOutcome
 
@@ -50,12 +51,17 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         # This node cannot hear the other nodes right now: try another, or later.
         await ws.close(code=1013, message=b"node not ready, try again")
         return ws
-    connection = await _authenticate(edge, ws, request)
+    try:
+        connection = await _authenticate(edge, ws, request)
+    except (ConnectionError, RuntimeError):
+        connection = None  # the peer left during the handshake
     if connection is None:
         return ws
     edge.hub.add(connection)
     try:
         await _serve(edge, ws, connection)
+    except (ConnectionError, RuntimeError):
+        pass  # the peer vanished mid-write (a pong): nothing to answer any more
     finally:
         edge.hub.remove(connection)
         if not ws.closed and connection.state is not connection.state.CLOSED:
@@ -98,7 +104,7 @@ async def _authenticate(
         await _refuse(ws, exc.message if exc.code is ErrorCode.UNAUTHORIZED else "bad auth frame")
         return None
     limit = settings.max_connections_per_user
-    if limit and sum((await edge.presence.connections([user_id])).values()) >= limit:
+    if limit and await _open_sockets(edge, user_id) >= limit:
         await ws.close(code=CLOSE_POLICY, message=b"too many connections for this user")
         return None
     connection = Connection(
@@ -114,6 +120,14 @@ async def _authenticate(
     edge.metrics.connections_opened.inc()
     connection.push(frames.auth_ok(user))
     return connection
+
+
+async def _open_sockets(edge: Edge, user: UserId) -> int:
+    """The user's sockets on every node; this node's alone if Redis does not answer."""
+    try:
+        return sum((await edge.presence.connections([user])).values())
+    except Exception:
+        return len(edge.hub.connections_of(user))
 
 
 async def _refuse(ws: web.WebSocketResponse, reason: str) -> None:

@@ -18,6 +18,7 @@ import msgspec
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
+from tidings.errors import unavailable
 from tidings.gateway.hub import Hub
 from tidings.ids import UserId
 from tidings.presence import NodeStats
@@ -81,6 +82,19 @@ class RedisPresence:
         await self._redis.aclose()
 
     async def connections(self, users: Sequence[UserId]) -> dict[UserId, int]:
+        try:
+            return await self._connections(users)
+        except (RedisError, OSError) as exc:
+            raise unavailable("presence needs Redis, which does not answer") from exc
+
+    async def nodes(self) -> list[NodeStats]:
+        try:
+            mine = self._stats()
+            return [mine, *(n for n in await self._live_nodes() if n.node != self._node)]
+        except (RedisError, OSError) as exc:
+            raise unavailable("node figures need Redis, which does not answer") from exc
+
+    async def _connections(self, users: Sequence[UserId]) -> dict[UserId, int]:
         counts = {user: len(self._hub.connections_of(user)) for user in users}
         if not users:
             return counts
@@ -94,10 +108,6 @@ class RedisPresence:
                     if value is not None:
                         counts[user] += int(value)
         return counts
-
-    async def nodes(self) -> list[NodeStats]:
-        mine = self._stats()
-        return [mine, *(n for n in await self._live_nodes() if n.node != self._node)]
 
     async def _live_nodes(self) -> list[NodeStats]:
         raw = await self._redis.hgetall(self._nodes_key)
