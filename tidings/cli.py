@@ -14,6 +14,7 @@ from aiohttp import web
 from tidings import __version__
 from tidings.app import backends, build_app
 from tidings.config import Settings, SettingsError
+from tidings.errors import TidingsError
 from tidings.store.engines import create_engines
 from tidings.store.migrate import upgrade
 
@@ -60,8 +61,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "migrate":
         asyncio.run(_migrate(settings))
         return 0
-    _run(serve_forever(settings))
+    try:
+        _run(serve_forever(settings))
+    except StartupError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
     return 0
+
+
+class StartupError(Exception):
+    """The server could not start (database, Redis or port); the message says which."""
 
 
 def _run(main_coroutine: object) -> None:
@@ -86,9 +95,14 @@ async def serve_forever(settings: Settings) -> None:
     """Serve until SIGTERM or SIGINT, then drain: close sockets with 1001, commit, exit."""
     app = build_app(settings)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=10)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
-    await site.start()
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+        await site.start()
+    except (TidingsError, ConnectionError, OSError) as exc:
+        await runner.cleanup()
+        message = exc.message if isinstance(exc, TidingsError) else str(exc)
+        raise StartupError(message) from exc
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

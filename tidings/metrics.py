@@ -9,9 +9,8 @@ batch, one histogram observation per acked send, one counter per error.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import asyncio
+from collections.abc import Callable
 
 from prometheus_client import (
     CollectorRegistry,

@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.schema import Table
 
@@ -95,8 +95,8 @@ class SqlStore:
     async def open(self) -> None:
         try:
             await upgrade(self._writer, pg_partitions=self._pg_partitions)
-        except DBAPIError as exc:
-            raise unavailable(f"cannot open the database: {exc.orig}") from exc
+        except (SQLAlchemyError, OSError) as exc:
+            raise unavailable(f"cannot open the database: {_reason(exc)}") from exc
 
     async def close(self) -> None:
         await self._engines.dispose()
@@ -105,7 +105,7 @@ class SqlStore:
         try:
             async with self._reader.connect() as conn:
                 await conn.execute(select(1))
-        except (DBAPIError, OSError) as exc:
+        except (SQLAlchemyError, OSError) as exc:
             raise unavailable("the database does not answer") from exc
 
     # -- the write path ---------------------------------------------------
@@ -119,7 +119,7 @@ class SqlStore:
                     conn, self._insert_ignore, self._known_private, requests, separator_gap_ms
                 )
                 result = await batch.run()
-        except (DBAPIError, OSError) as exc:
+        except (SQLAlchemyError, OSError) as exc:
             log.warning("a write batch failed on the database: %s", _reason(exc))
             raise unavailable() from exc
         self._known_private.update(batch.created_private)
@@ -153,7 +153,7 @@ class SqlStore:
             raise TidingsError(
                 ErrorCode.USERNAME_TAKEN, f"the username {username!r} is taken"
             ) from exc
-        except (DBAPIError, OSError) as exc:
+        except (SQLAlchemyError, OSError) as exc:
             raise unavailable("storage is unavailable; try again") from exc
         return User(id=int(new_id), username=username, display_name=display_name)
 
@@ -402,7 +402,7 @@ class SqlStore:
             async with self._reader.connect() as conn:
                 result = await conn.execute(query)
                 return list(result.all())
-        except (DBAPIError, OSError) as exc:
+        except (SQLAlchemyError, OSError) as exc:
             raise unavailable("storage is unavailable; try again") from exc
 
     async def _write(self, statement: Any) -> None:
@@ -425,16 +425,16 @@ class _Transaction:
     async def __aenter__(self) -> AsyncConnection:
         try:
             conn: AsyncConnection = await self._context.__aenter__()
-        except (DBAPIError, OSError) as exc:
+        except (SQLAlchemyError, OSError) as exc:
             raise unavailable("storage is unavailable; try again") from exc
         return conn
 
     async def __aexit__(self, kind: Any, value: Any, traceback: Any) -> None:
         try:
             await self._context.__aexit__(kind, value, traceback)
-        except (DBAPIError, OSError) as exc:
+        except (SQLAlchemyError, OSError) as exc:
             raise unavailable("storage is unavailable; try again") from exc
-        if isinstance(value, (DBAPIError, OSError)):
+        if isinstance(value, (SQLAlchemyError, OSError)):
             raise unavailable("storage is unavailable; try again") from value
 
 
