@@ -1,0 +1,573 @@
+"""The web client served at ``/``, end to end in a real headless Chromium.
+
+The browser is Debian's ``chromium`` (``/usr/bin/chromium``, or
+``TIDINGS_CHROMIUM``) driven by Playwright for Python; no browser is ever
+downloaded. Without the browser or Playwright the browser tests skip, saying
+why, except under TIDINGS_TEST_SERVICES=required (CI), where they fail.
+
+Each test runs the whole server in-process on a fixed loopback port, so a
+"network drop" is a real server restart on the same port and database. Every
+page's console is watched: an error there, or an uncaught exception, fails
+the test. Screenshots go to TIDINGS_SCREENSHOT_DIR (default: a
+``tidings-screenshots`` folder in the system's temp dir).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from tests import conftest
+from tests.backends import services_required
+from tests.conftest import FAST_HASHER, PASSWORD, free_port
+from tidings.app import build_app
+from tidings.client import Client
+from tidings.config import Settings
+from tidings.models import User
+
+CHROMIUM = Path(os.environ.get("TIDINGS_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = Path(
+    os.environ.get("TIDINGS_SCREENSHOT_DIR", Path(tempfile.gettempdir()) / "tidings-screenshots")
+)
+DESKTOP = {"width": 1180, "height": 760}
+PHONE = {"width": 390, "height": 760}
+# What Chromium itself logs while the server is down on purpose.
+NETWORK_NOISE = re.compile(
+    r"ERR_CONNECTION_REFUSED|ERR_CONNECTION_RESET|ERR_EMPTY_RESPONSE|"
+    r"WebSocket connection to .* failed|Failed to load resource"
+)
+
+
+# -- the server ------------------------------------------------------------------
+
+
+@dataclass
+class WebServer:
+    """The app on a fixed loopback port, so it can stop and start again there."""
+
+    settings: Settings
+    port: int = field(default_factory=free_port)
+    runner: web.AppRunner | None = None
+    clients: list[Client] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        app = build_app(self.settings, hasher=FAST_HASHER)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", self.port).start()
+        self.runner = runner
+
+    async def stop(self) -> None:
+        runner, self.runner = self.runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def account(self, username: str, display_name: str) -> tuple[User, Client]:
+        """A user made over the API, with a logged-in client (closed after the test)."""
+        client = Client(self.url)
+        self.clients.append(client)
+        user = await client.signup(username, PASSWORD, display_name)
+        await client.login(username, PASSWORD)
+        return user, client
+
+    async def client_for(self, username: str) -> Client:
+        client = Client(self.url)
+        self.clients.append(client)
+        await client.login(username, PASSWORD)
+        return client
+
+
+@pytest.fixture
+async def web_server(tmp_path: Path) -> AsyncIterator[WebServer]:
+    running = WebServer(conftest.settings_for(tmp_path, time_separator_seconds=1.0))
+    await running.start()
+    try:
+        yield running
+    finally:
+        for client in running.clients:
+            await client.close()
+        await running.stop()
+
+
+# -- the browser -----------------------------------------------------------------
+
+
+def _browser_missing() -> str | None:
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is missing (apt-get install chromium)"
+    try:
+        import playwright.async_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (pip install playwright; no browser download needed)"
+    return None
+
+
+class Console:
+    """Collects console errors and uncaught exceptions of every watched page."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.server_down = False
+
+    def watch(self, page: Any, name: str) -> None:
+        def on_console(message: Any) -> None:
+            if message.type != "error":
+                return
+            if self.server_down and NETWORK_NOISE.search(message.text):
+                return
+            self.errors.append(f"{name}: {message.text}")
+
+        page.on("console", on_console)
+        page.on("pageerror", lambda error: self.errors.append(f"{name}: uncaught {error}"))
+
+
+@dataclass
+class Browser:
+    browser: Any
+    console: Console
+    url: str
+
+    async def page(self, name: str, *, context: Any = None, viewport: Any = None) -> Any:
+        """A new tab; a new browser context (another user's browser) unless one is given."""
+        if context is None:
+            context = await self.browser.new_context(viewport=viewport or DESKTOP)
+        page = await context.new_page()
+        self.console.watch(page, name)
+        return page
+
+
+@pytest.fixture
+async def browser(web_server: WebServer) -> AsyncIterator[Browser]:
+    missing = _browser_missing()
+    if missing:
+        if services_required():
+            pytest.fail(f"{missing}; TIDINGS_TEST_SERVICES=required", pytrace=False)
+        pytest.skip(missing)
+    from playwright.async_api import async_playwright, expect
+
+    expect.set_options(timeout=8000)
+    await asyncio.to_thread(SCREENSHOTS.mkdir, parents=True, exist_ok=True)
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+        )
+        console = Console()
+        try:
+            yield Browser(chromium, console, web_server.url)
+        finally:
+            await chromium.close()
+        assert console.errors == [], "errors in the browser console"
+
+
+def expect(target: Any) -> Any:
+    from playwright.async_api import expect as playwright_expect
+
+    return playwright_expect(target)
+
+
+async def screenshot(page: Any, name: str) -> None:
+    await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+
+
+# -- page helpers ------------------------------------------------------------------
+
+
+async def sign_up(page: Any, url: str, username: str, display_name: str) -> None:
+    await page.goto(url)
+    await page.click("#auth-switch")
+    await page.fill("#auth-username", username)
+    await page.fill("#auth-display", display_name)
+    await page.fill("#auth-password", PASSWORD)
+    await page.press("#auth-password", "Enter")
+    await expect(page.locator("#me-name")).to_have_text(display_name)
+    await expect(page.locator("#conn-text")).to_have_text("Online")
+
+
+async def sign_in(page: Any, url: str, username: str) -> None:
+    await page.goto(url)
+    await page.fill("#auth-username", username)
+    await page.fill("#auth-password", PASSWORD)
+    await page.click("#auth-submit")
+    await expect(page.locator("#conn-text")).to_have_text("Online")
+
+
+def chat(page: Any, title: str) -> Any:
+    return page.locator(f'#chat-list .chat:has(.chat-title:text-is("{title}"))')
+
+
+def bubbles(page: Any) -> Any:
+    return page.locator("#messages .msg:not(.pending) .bubble")
+
+
+async def send(page: Any, text: str) -> None:
+    await page.fill("#compose", text)
+    await page.press("#compose", "Enter")
+
+
+async def user_id(page: Any) -> int:
+    return int(await page.evaluate("JSON.parse(localStorage['tidings.session']).user.id"))
+
+
+async def titles(page: Any) -> list[str]:
+    found: list[str] = await page.locator("#chat-list .chat-title").all_inner_texts()
+    return found
+
+
+async def start_chat(page: Any, who: str) -> None:
+    await page.click("#btn-new-chat")
+    await page.fill("#chat-user", who)
+    await page.press("#chat-user", "Enter")
+    await expect(page.locator("#dlg-chat")).not_to_be_visible()
+
+
+# -- tests ---------------------------------------------------------------------------
+
+
+async def test_the_page_and_its_files_are_served_with_secure_headers(
+    web_server: WebServer,
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(web_server.url + "/") as response:
+            assert response.status == 200
+            assert response.content_type == "text/html"
+            page = await response.text()
+            headers = response.headers
+            etag = headers["ETag"]
+        csp = headers["Content-Security-Policy"]
+        assert "default-src 'none'" in csp
+        assert "script-src 'self'" in csp
+        assert "style-src 'self'" in csp
+        host = f"127.0.0.1:{web_server.port}"
+        assert f"connect-src 'self' ws://{host} wss://{host}" in csp
+        assert "frame-ancestors 'none'" in csp
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["Referrer-Policy"] == "no-referrer"
+        assert headers["X-Frame-Options"] == "DENY"
+        # Everything the page loads is ours: no CDN, no inline script or style.
+        assert re.findall(r'(?:src|href)="([^"]+)"', page) == [
+            "/static/favicon.svg",
+            "/static/style.css",
+            "/static/app.js",
+        ]
+        assert "<script>" not in page and "<style" not in page and "style=" not in page
+
+        async with http.get(web_server.url + "/", headers={"If-None-Match": etag}) as response:
+            assert response.status == 304
+            assert response.headers["X-Frame-Options"] == "DENY"
+        for name, kind in [
+            ("app.js", "text/javascript"),
+            ("style.css", "text/css"),
+            ("favicon.svg", "image/svg+xml"),
+        ]:
+            async with http.get(f"{web_server.url}/static/{name}") as response:
+                assert response.status == 200
+                assert response.content_type == kind
+                assert response.headers["X-Content-Type-Options"] == "nosniff"
+                assert "Content-Security-Policy" in response.headers
+                body = await response.text()
+                assert "https://" not in body
+        for path in ["/static/nope.js", "/static/..%2fapp.py", "/static/../app.py", "/web/app.js"]:
+            async with http.get(web_server.url + path) as response:
+                assert response.status == 404, path
+                assert (await response.json())["error"]["code"] == "not_found"
+
+
+async def test_two_users_chat_privately(web_server: WebServer, browser: Browser) -> None:
+    carol, carol_api = await web_server.account("carol", "Carol")
+    alice = await browser.page("alice")
+    bob = await browser.page("bob")
+    await sign_up(alice, browser.url, "alice", "Alice")
+    await sign_up(bob, browser.url, "bob", "Bob")
+    bob_id = await user_id(bob)
+    alice_id = await user_id(alice)
+
+    # Carol writes first, then Alice: Bob's list is newest first.
+    await carol_api.send(f"p:{min(carol.id, bob_id)}-{max(carol.id, bob_id)}", "hey Bob")
+    await expect(chat(bob, "Carol").locator(".badge")).to_have_text("1")
+    await start_chat(alice, "bob")
+    await expect(alice.locator("#pane-title")).to_have_text("Bob")
+    await send(alice, "hi Bob")
+    await expect(bubbles(alice)).to_have_text(["hi Bob"])
+    await expect(alice.locator(".msg.own .status")).to_have_text("Sent")
+    await expect(chat(bob, "Alice").locator(".badge")).to_have_text("1")
+    assert await titles(bob) == ["Alice", "Carol"]
+    await expect(bob).to_have_title("(2) tidings")
+    await expect(chat(bob, "Alice").locator(".chat-preview")).to_have_text("hi Bob")
+    await expect(chat(bob, "Alice").locator(".chat-time")).to_have_text(re.compile(r"^\d\d:\d\d$"))
+
+    # A second tab of Bob's, in the same browser: the same badges, live.
+    bob2 = await browser.page("bob-tab2", context=bob.context)
+    await bob2.goto(browser.url)
+    await expect(chat(bob2, "Alice").locator(".badge")).to_have_text("1")
+    await send(alice, "are you there?")
+    await expect(chat(bob, "Alice").locator(".badge")).to_have_text("2")
+    await expect(chat(bob2, "Alice").locator(".badge")).to_have_text("2")
+    await carol_api.send(f"p:{min(carol.id, bob_id)}-{max(carol.id, bob_id)}", "ping")
+    await expect(chat(bob, "Carol").locator(".badge")).to_have_text("2")
+    assert await titles(bob) == ["Carol", "Alice"]
+    assert await titles(bob2) == ["Carol", "Alice"]
+    await expect(bob2).to_have_title("(4) tidings")
+
+    # Opening it reads it: the badge clears here, in the other tab, and Alice sees "Read".
+    await chat(bob, "Alice").click()
+    await expect(bubbles(bob)).to_have_text(["hi Bob", "are you there?"])
+    await expect(bob.locator(".msg.other")).to_have_count(2)
+    await expect(chat(bob, "Alice").locator(".badge")).to_have_count(0)
+    await expect(chat(bob2, "Alice").locator(".badge")).to_have_count(0)
+    await expect(bob2).to_have_title("(2) tidings")
+    await expect(alice.locator(".msg.own .status")).to_have_text("Read")
+
+    # Enter sends, Shift+Enter breaks the line; after a pause a time line appears.
+    await asyncio.sleep(1.2)
+    await bob.fill("#compose", "line one")
+    await bob.press("#compose", "Shift+Enter")
+    await bob.type("#compose", "line two")
+    await bob.press("#compose", "Enter")
+    await expect(bubbles(alice).last).to_have_text("line one\nline two")
+    await expect(bob.locator("#compose")).to_have_value("")
+    await expect(bob.locator(".msg.own .bubble")).to_have_text(["line one\nline two"])
+    await expect(alice.locator(".msg.other .bubble")).to_have_text(["line one\nline two"])
+    alice_api = await web_server.client_for("alice")
+    conversation = f"p:{alice_id}-{bob_id}"
+    stored = await alice_api.messages(conversation)
+    assert [m.body for m in stored] == ["hi Bob", "are you there?", "line one\nline two"]
+    separators = sum(m.time_separator for m in stored)
+    assert separators == 2
+    await expect(alice.locator("#messages .time-line")).to_have_count(separators)
+    await expect(bob.locator("#messages .time-line")).to_have_count(separators)
+    await screenshot(bob, "private-chat-desktop")
+
+    # A reload keeps everything: the open chat, its history, the list, no badges.
+    await bob.reload()
+    await expect(bob.locator("#conn-text")).to_have_text("Online")
+    await expect(bob.locator("#pane-title")).to_have_text("Alice")
+    await expect(bubbles(bob)).to_have_text(["hi Bob", "are you there?", "line one\nline two"])
+    await expect(bob.locator("#messages .time-line")).to_have_count(separators)
+    assert await titles(bob) == ["Alice", "Carol"]
+    await expect(chat(bob, "Alice").locator(".badge")).to_have_count(0)
+    await expect(chat(bob, "Carol").locator(".badge")).to_have_text("2")
+
+    # Sign out, and in again.
+    await alice.click("#btn-signout")
+    await expect(alice.locator("#auth")).to_be_visible()
+    assert await alice.evaluate("localStorage.getItem('tidings.session')") is None
+    await sign_in(alice, browser.url, "alice")
+    await expect(chat(alice, "Bob").locator(".chat-preview")).to_have_text("line one line two")
+    await screenshot(alice, "after-sign-in")
+
+
+async def test_group_chat_with_members(web_server: WebServer, browser: Browser) -> None:
+    await web_server.account("alice", "Alice")
+    await web_server.account("bob", "Bob")
+    await web_server.account("carol", "Carol Jones")
+    alice = await browser.page("alice")
+    bob = await browser.page("bob")
+    carol = await browser.page("carol")
+    for page, name in [(alice, "alice"), (bob, "bob"), (carol, "carol")]:
+        await sign_in(page, browser.url, name)
+
+    await alice.click("#btn-new-group")
+    await alice.fill("#group-name", "Weekend hike")
+    await alice.fill("#group-members", "bob")
+    await alice.click("#form-group button[type=submit]")
+    await expect(alice.locator("#pane-title")).to_have_text("Weekend hike")
+    await expect(alice.locator("#pane-sub")).to_have_text("2 members")
+    await expect(chat(bob, "Weekend hike")).to_be_visible()  # the `conversation` event
+    await send(alice, "Who's in for Saturday?")
+    await expect(chat(bob, "Weekend hike").locator(".chat-preview")).to_have_text(
+        "Alice: Who's in for Saturday?"
+    )
+    await expect(chat(bob, "Weekend hike").locator(".badge")).to_have_text("1")
+    await chat(bob, "Weekend hike").click()
+    await expect(bob.locator(".msg.other .sender")).to_have_text(["Alice"])
+    await expect(chat(bob, "Weekend hike").locator(".badge")).to_have_count(0)
+    await send(bob, "Me!")
+    await expect(alice.locator(".msg.other .sender")).to_have_text(["Bob"])
+    await expect(alice.locator(".msg.other .bubble")).to_have_text(["Me!"])
+
+    # The owner adds Carol by username; she gets the group live and writes.
+    await alice.click("#btn-members")
+    await expect(alice.locator("#members .member-name")).to_have_text(["Alice", "Bob"])
+    await alice.fill("#members-add-input", "carol")
+    await alice.press("#members-add-input", "Enter")
+    await expect(alice.locator("#members .member-name")).to_have_text(
+        ["Alice", "Bob", "Carol Jones"]
+    )
+    await expect(alice.locator("#pane-sub")).to_have_text("3 members")
+    await expect(chat(carol, "Weekend hike")).to_be_visible()
+    await chat(carol, "Weekend hike").click()
+    await send(carol, "Count me in")
+    await expect(alice.locator(".msg.other .sender")).to_have_text(["Bob", "Carol Jones"])
+    await expect(bob.locator(".msg.other .sender")).to_have_text(["Alice", "Carol Jones"])
+    await expect(carol.locator(".msg.own .bubble")).to_have_text(["Count me in"])
+    await expect(carol.locator(".msg .bubble")).to_have_count(1)  # nothing from before she joined
+    await screenshot(alice, "group-chat-members")
+
+    # Only the owner sees the remove buttons; the owner removes Bob, live.
+    await bob.click("#btn-members")
+    await expect(bob.locator("#members .member-name")).to_have_count(3)
+    await expect(bob.locator("#members .remove")).to_have_count(0)
+    await expect(bob.locator("#members-add")).to_be_hidden()
+    await alice.click('#members .remove[aria-label="Remove Bob"]')
+    await expect(alice.locator("#members .member-name")).to_have_text(["Alice", "Carol Jones"])
+    await expect(chat(bob, "Weekend hike")).to_have_count(0)
+    await expect(bob.locator("#pane-empty")).to_be_visible()
+
+    # Anyone leaves.
+    await carol.click("#btn-members")
+    await carol.click("#btn-leave")
+    await carol.click("#btn-leave")
+    await expect(chat(carol, "Weekend hike")).to_have_count(0)
+    await alice.click("#btn-members-close")
+    await alice.click("#btn-members")
+    await expect(alice.locator("#members .member-name")).to_have_text(["Alice"])
+
+
+async def test_history_scrolls_up_and_the_phone_layout(
+    web_server: WebServer, browser: Browser
+) -> None:
+    alice, alice_api = await web_server.account("alice", "Alice")
+    bob, _ = await web_server.account("bob", "Bob")
+    conversation = f"p:{alice.id}-{bob.id}"
+    for n in range(1, 121):
+        await alice_api.send(conversation, f"message {n}")
+
+    page = await browser.page("bob-phone", viewport=PHONE)
+    await sign_in(page, browser.url, "bob")
+    await expect(chat(page, "Alice").locator(".badge")).to_have_text("99+")
+    await expect(page).to_have_title("(120) tidings")
+    await expect(page.locator("#pane")).to_be_hidden()
+    await screenshot(page, "phone-list")
+
+    await chat(page, "Alice").click()
+    await expect(page.locator(".sidebar")).to_be_hidden()
+    await expect(bubbles(page).last).to_have_text("message 120")
+    await expect(bubbles(page)).to_have_count(50)
+    await expect(page).to_have_title("tidings")
+    # Scrolling up loads older pages until the first message.
+    for _ in range(10):
+        if await bubbles(page).count() == 120:
+            break
+        await page.locator("#messages").evaluate("box => { box.scrollTop = 0; }")
+        await asyncio.sleep(0.25)
+    await expect(bubbles(page)).to_have_count(120)
+    await expect(bubbles(page).first).to_have_text("message 1")
+    await expect(page.locator(".history-start")).to_be_visible()
+    await page.locator("#messages").evaluate("box => { box.scrollTop = box.scrollHeight; }")
+    await send(page, "caught up")
+    await expect(bubbles(page).last).to_have_text("caught up")
+    await screenshot(page, "phone-chat")
+    await page.click("#btn-back")
+    await expect(page.locator(".sidebar")).to_be_visible()
+    await expect(chat(page, "Alice").locator(".chat-preview")).to_have_text("caught up")
+    # The keyboard: the row has the focus back; Enter opens it, typing goes to the box.
+    await expect(chat(page, "Alice")).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#pane-title")).to_have_text("Alice")
+    await expect(page.locator("#messages")).to_be_focused()
+    await page.keyboard.press("Tab")
+    await expect(page.locator("#compose")).to_be_focused()
+
+
+@pytest.mark.slow
+async def test_a_server_restart_loses_nothing(web_server: WebServer, browser: Browser) -> None:
+    alice, alice_api = await web_server.account("alice", "Alice")
+    bob, _ = await web_server.account("bob", "Bob")
+    conversation = f"p:{alice.id}-{bob.id}"
+    await alice_api.send(conversation, "before the drop")
+
+    page = await browser.page("bob")
+    await sign_in(page, browser.url, "bob")
+    await chat(page, "Alice").click()
+    await expect(bubbles(page)).to_have_text(["before the drop"])
+
+    # The network drops: the page says so; what Bob writes waits.
+    browser.console.server_down = True
+    await web_server.stop()
+    await expect(page.locator("#conn-banner")).to_contain_text(re.compile("Offline|Reconnecting"))
+    await expect(page.locator("#conn-text")).not_to_have_text("Online")
+    await send(page, "written offline")
+    await expect(page.locator(".msg.pending .status")).to_have_text("Waiting for network…")
+    await screenshot(page, "offline")
+    await asyncio.sleep(1.5)  # the page is well into its backoff now
+
+    # Back on the same port and database; Alice writes before Bob reconnects.
+    await web_server.start()
+    alice_again = await web_server.client_for("alice")
+    await alice_again.send(conversation, "while you were away 1")
+    await alice_again.send(conversation, "while you were away 2")
+    await expect(page.locator("#conn-text")).to_have_text("Online", timeout=20000)
+    await expect(page.locator("#conn-banner")).to_be_hidden()
+    browser.console.server_down = False
+    await expect(page.locator(".msg.pending")).to_have_count(0)
+    expected = ["before the drop", "while you were away 1", "while you were away 2"]
+    stored = [m.body for m in await alice_again.messages(conversation)]
+    assert stored[:3] == expected
+    assert stored.count("written offline") == 1
+    assert len(stored) == 4
+    await expect(bubbles(page)).to_have_text(stored)
+    await expect(chat(page, "Alice").locator(".badge")).to_have_count(0)
+
+    # A reload after all that shows the same.
+    await page.reload()
+    await expect(bubbles(page)).to_have_text(stored)
+
+
+async def test_a_lost_ack_is_resent_and_stored_once(
+    web_server: WebServer, browser: Browser
+) -> None:
+    alice, alice_api = await web_server.account("alice", "Alice")
+    bob, _ = await web_server.account("bob", "Bob")
+    conversation = f"p:{alice.id}-{bob.id}"
+    await alice_api.send(conversation, "hello")
+
+    dropped: list[str] = []
+
+    def route(ws: Any) -> None:
+        # Between page and server: swallow the first ack of a message and cut the line.
+        server = ws.connect_to_server()
+
+        def from_server(frame: str | bytes) -> None:
+            if not dropped and isinstance(frame, str) and '"ack"' in frame and '"message"' in frame:
+                dropped.append(frame)
+                asyncio.get_running_loop().create_task(server.close(code=4000))
+                return
+            ws.send(frame)
+
+        server.on_message(from_server)
+        ws.on_message(lambda frame: server.send(frame))
+
+    page = await browser.page("bob")
+    await page.route_web_socket(re.compile(r"/ws$"), route)
+    await sign_in(page, browser.url, "bob")
+    await chat(page, "Alice").click()
+    await send(page, "only once")
+    await expect(page.locator(".msg.pending")).to_have_count(0, timeout=15000)
+    assert len(dropped) == 1
+    stored = [m.body for m in await alice_api.messages(conversation)]
+    assert stored == ["hello", "only once"]
+    await expect(bubbles(page)).to_have_text(stored)
