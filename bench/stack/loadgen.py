@@ -177,21 +177,31 @@ async def open_many(host: str, port: int, users: list[int], concurrency: int) ->
 
 
 class CpuProbe:
-    """Server and load-generator CPU utilisation over a window (fraction of one core)."""
+    """Server/loadgen CPU use and hypervisor steal on core 0 over a window (% of one core)."""
 
     def __init__(self, pid: int) -> None:
         self.server = psutil.Process(pid)
         self.me = psutil.Process()
 
-    def snap(self) -> tuple[float, float, float]:
+    def snap(self) -> tuple[float, float, float, float, float]:
         s = self.server.cpu_times()
         m = self.me.cpu_times()
-        return time.perf_counter(), s.user + s.system, m.user + m.system
+        steal = getattr(psutil.cpu_times(percpu=True)[0], "steal", 0.0)
+        allc = psutil.cpu_times()
+        busy = sum(allc) - allc.idle - getattr(allc, "iowait", 0.0)
+        return time.perf_counter(), s.user + s.system, m.user + m.system, steal, busy
 
     @staticmethod
-    def util(a: tuple[float, float, float], b: tuple[float, float, float]) -> tuple[float, float]:
+    def other(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+        """CPU used by everything except server and load generator (other tenants' jobs)."""
+        used = (b[4] - a[4]) - (b[1] - a[1]) - (b[2] - a[2])
+        return round(100 * used / (b[0] - a[0]), 1)
+
+    @staticmethod
+    def util(a: tuple[float, ...], b: tuple[float, ...]) -> tuple[float, float, float]:
         dt = b[0] - a[0]
-        return round(100 * (b[1] - a[1]) / dt, 1), round(100 * (b[2] - a[2]) / dt, 1)
+        server, me, steal = (round(100 * (b[i] - a[i]) / dt, 1) for i in (1, 2, 3))
+        return server, me, steal
 
 
 def body_of(size: int) -> str:
@@ -205,11 +215,16 @@ async def measure(
     c0, s0 = counter(), probe.snap()
     await asyncio.sleep(duration)
     c1, s1 = counter(), probe.snap()
-    server_cpu, lg_cpu = CpuProbe.util(s0, s1)
+    server_cpu, lg_cpu, steal = CpuProbe.util(s0, s1)
+    rate = (c1 - c0) / (s1[0] - s0[0])
     return {
-        "rate": round((c1 - c0) / (s1[0] - s0[0]), 1),
+        "rate": round(rate, 1),
         "server_cpu_pct": server_cpu,
         "loadgen_cpu_pct": lg_cpu,
+        "core0_steal_pct": steal,
+        "other_cpu_pct": CpuProbe.other(s0, s1),
+        # messages per second of server CPU: less sensitive to VM noise than the raw rate
+        "per_server_cpu_s": round(rate / max(server_cpu, 1.0) * 100, 1),
     }
 
 
@@ -246,7 +261,7 @@ async def scenario_private_aiohttp(a: argparse.Namespace, probe: CpuProbe) -> di
     body = body_of(a.body_size)
     url = f"http://{a.host}:{a.port}/ws"
     state = {"delivered": 0, "running": True}
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
 
         async def connect(u: int) -> aiohttp.ClientWebSocketResponse:
             ws = await session.ws_connect(url, compress=0)
