@@ -116,6 +116,37 @@ async def test_sends_to_one_group_from_every_node_are_gapless_and_in_order(
         await client.close()
 
 
+async def test_one_client_msg_id_sent_on_two_nodes_at_once_is_one_message(
+    cluster: Cluster,
+) -> None:
+    """A retry that lands on another node while the first try is in flight."""
+    alice, alice_id = await cluster.account("alice", node=0)
+    bob, bob_id = await cluster.account("bob", node=1)
+    carol, carol_id = await cluster.account("carol", node=2)
+    private = conversation_of(alice_id, bob_id)
+    bystanders = conversation_of(bob_id, carol_id)
+    await alice.send(private, "opens the conversation")
+    await bob.send(bystanders, "opens the other one")
+    alice_again = cluster.client_on(1, alice.token)
+    keys: list[str] = []
+    for round_ in range(10):  # the two tries must overlap in the database: give it chances
+        batch = [f"retry-{round_}-{i}" for i in range(10)]
+        keys += batch
+        answers = await asyncio.gather(
+            *(alice.send(private, f"body {k}", client_msg_id=k) for k in batch),
+            *(alice_again.send(private, f"body {k}", client_msg_id=k) for k in batch),
+            *(carol.send(bystanders, f"bystander {round_} {i}") for i in range(10)),
+        )
+        first, second = answers[:10], answers[10:20]
+        assert [m.id for m in first] == [m.id for m in second], "one key, two messages"
+    history = await bob.messages(private, after=0, limit=200)
+    assert sorted(m.client_msg_id or "" for m in history[1:]) == sorted(keys)
+    assert [m.seq for m in history] == list(range(1, 102))
+    assert len(await carol.messages(bystanders, after=0, limit=200)) == 101
+    for client in (alice, alice_again, bob, carol):
+        await client.close()
+
+
 async def test_a_killed_node_leaves_the_others_serving_and_its_clients_catch_up(
     cluster: Cluster,
 ) -> None:

@@ -25,16 +25,15 @@ from tidings.gateway.context import Edge
 from tidings.gateway.hub import Hub
 from tidings.gateway.ordering import Deliver, SeqOrderer
 from tidings.gateway.websocket import websocket
-from tidings.ids import ConversationId
+from tidings.ids import ConversationId, UserId
 from tidings.metrics import Metrics
-from tidings.models import Message
 from tidings.presence import NodeStats, Presence
 from tidings.presence.local import LocalPresence
 from tidings.presence.redis import RedisPresence
 from tidings.service.accounts import Accounts
 from tidings.service.admin import Admin
 from tidings.service.conversations import Conversations
-from tidings.service.events import Event, SessionRevoked
+from tidings.service.events import Event, MessageCreated, SessionRevoked
 from tidings.service.groups import Groups
 from tidings.service.webhooks import WebhookSender
 from tidings.store.engines import describe
@@ -55,12 +54,21 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
     if settings.redis_url:
         broker = RedisBroker(settings.redis_url, prefix=settings.redis_prefix)
 
-        async def fetch(conversation: str, after: int, before: int) -> list[Message]:
+        async def fetch(
+            conversation: str, after: int, before: int, recipients: tuple[UserId, ...]
+        ) -> list[MessageCreated]:
+            conversation_id = ConversationId(conversation)
             limit = max(1, min(before - after - 1, 200))
-            found = await store.history(
-                ConversationId(conversation), 0, before=None, after=after, limit=limit
-            )
-            return [m for m in found if m.seq < before]
+            found = await store.history(conversation_id, 0, before=None, after=after, limit=limit)
+            # A member who joined after a missing message must not get it.
+            joined = await store.joined_seqs(conversation_id)
+            return [
+                MessageCreated(
+                    m, tuple(u for u in recipients if joined.get(u, m.seq) < m.seq), None
+                )
+                for m in found
+                if m.seq < before
+            ]
 
         def orderer(deliver: Deliver) -> SeqOrderer:
             return SeqOrderer(deliver, fetch)

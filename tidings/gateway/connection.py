@@ -38,6 +38,7 @@ class Connection:
         "token_hash",
         "state",
         "bucket",
+        "opened_at",
         "_ws",
         "_transport",
         "_queue",
@@ -64,6 +65,7 @@ class Connection:
         self.token_hash = token_hash
         self.state = ConnectionState.OPEN
         self.bucket = TokenBucket(rate_limit)
+        self.opened_at = 0.0  # monotonic; set when the hub takes the connection
         self._ws = ws
         self._transport = transport
         self._queue: deque[bytes] = deque()
@@ -113,21 +115,23 @@ class Connection:
         self._queue.clear()
         self._closer = asyncio.get_running_loop().create_task(self._close(code, reason))
 
-    async def close(self, code: int, reason: str) -> None:
-        """Close with ``code`` after what is queued has been written."""
+    async def close(self, code: int, reason: str, handshake: float = CLOSE_TIMEOUT) -> None:
+        """Close with ``code`` after what is queued has been written.
+
+        ``handshake`` bounds the wait for the peer's close frame; a peer that
+        vanished never sends one.
+        """
         if self.state is ConnectionState.OPEN:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.flush(), CLOSE_TIMEOUT)
             self.state = ConnectionState.CLOSING
-            await self._close(code, reason)
+            await self._close(code, reason, handshake)
         elif self._closer is not None:
             await asyncio.shield(self._closer)
 
-    async def _close(self, code: int, reason: str) -> None:
+    async def _close(self, code: int, reason: str, handshake: float = CLOSE_TIMEOUT) -> None:
         try:
-            await asyncio.wait_for(
-                self._ws.close(code=code, message=reason.encode()), CLOSE_TIMEOUT
-            )
+            await asyncio.wait_for(self._ws.close(code=code, message=reason.encode()), handshake)
         except Exception:
             # A peer that reads nothing never answers the close handshake.
             if self._transport is not None:

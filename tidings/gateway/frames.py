@@ -53,6 +53,8 @@ def decode(data: str | bytes) -> ClientFrame:
         value = _decoder.decode(data)
     except (msgspec.DecodeError, UnicodeDecodeError):
         raise FrameError(ErrorCode.BAD_REQUEST, "a frame is one JSON object") from None
+    except RecursionError:  # msgspec's answer to JSON nested too deep
+        raise FrameError(ErrorCode.BAD_REQUEST, "the frame is nested too deep") from None
     if not isinstance(value, dict):
         raise FrameError(ErrorCode.BAD_REQUEST, "a frame is one JSON object")
     ref = value.get("ref", NO_REF)

@@ -78,6 +78,8 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         value = _decoder.decode(raw)
     except (msgspec.DecodeError, UnicodeDecodeError):
         raise TidingsError(ErrorCode.BAD_REQUEST, "the body is not JSON", status=400) from None
+    except RecursionError:  # msgspec's answer to JSON nested too deep
+        raise bad_request("the body is nested too deep") from None
     if not isinstance(value, dict):
         raise bad_request("the body must be a JSON object")
     return value

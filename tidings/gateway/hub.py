@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
+import time
 from collections.abc import Callable
 
 from tidings.gateway import frames
@@ -25,6 +26,8 @@ from tidings.service.events import (
     ReadMoved,
     SessionRevoked,
 )
+
+SHUTDOWN_HANDSHAKE = 2.0  # seconds
 
 
 class Hub:
@@ -55,6 +58,7 @@ class Hub:
         return next(self._ids)
 
     def add(self, connection: Connection) -> None:
+        connection.opened_at = time.monotonic()
         self._by_user.setdefault(connection.user, []).append(connection)
         for listener in self._listeners:
             listener(connection.user)
@@ -100,7 +104,7 @@ class Hub:
             if self._orderer is not None:
                 self._orderer.offer(event)
             else:
-                self._deliver_message(event)
+                self._deliver_message(event, None)
         elif isinstance(event, ReadMoved):
             frame = frames.read_event(event.conversation, event.user, event.seq)
             self._fan_out(event.recipients, frame, event.origin)
@@ -123,20 +127,34 @@ class Hub:
                     if connection.token_hash == event.token_hash:
                         connection.close_soon(4003, "token revoked")
 
-    def _deliver_message(self, event: MessageCreated) -> None:
-        self._fan_out(event.recipients, frames.message_event(event.message), event.origin)
+    def _deliver_message(self, event: MessageCreated, arrived: float | None) -> None:
+        frame = frames.message_event(event.message)
+        self._fan_out(event.recipients, frame, event.origin, arrived)
 
-    def _fan_out(self, users: tuple[UserId, ...], frame: bytes, origin: int | None) -> None:
+    def _fan_out(
+        self,
+        users: tuple[UserId, ...],
+        frame: bytes,
+        origin: int | None,
+        arrived: float | None = None,
+    ) -> None:
+        """Queue ``frame`` on the users' connections but ``origin``'s.
+
+        With ``arrived`` (an event held back for ordering), only connections
+        already open when the event reached this node get it.
+        """
         by_user = self._by_user
         for user in users:
             connections = by_user.get(user)
             if connections is None:
                 continue
             for connection in connections:
-                if connection.id != origin:
+                if connection.id != origin and (arrived is None or connection.opened_at <= arrived):
                     connection.push(frame)
 
     async def close_all(self, code: int, reason: str) -> None:
         """Close every connection (shutdown: 1001), after what is queued is written."""
         connections = [c for cs in self._by_user.values() for c in cs]
-        await asyncio.gather(*(c.close(code, reason) for c in connections))
+        # A live client answers the close frame within a round trip; waiting
+        # longer only holds shutdown up for clients that are gone.
+        await asyncio.gather(*(c.close(code, reason, SHUTDOWN_HANDSHAKE) for c in connections))

@@ -117,7 +117,7 @@ def openapi_document() -> dict[str, Any]:
                 200,
                 _ref("Session"),
                 auth=False,
-                errors=(401,),
+                errors=(401, 429),
                 body=_object(["username", "password"], username=_STRING, password=_STRING),
             )
         },

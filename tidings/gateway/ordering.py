@@ -11,6 +11,10 @@ The first event of a conversation this node has not seen lately is held
 for ``first_hold`` to let an earlier seq that is still in flight overtake
 it. A seq below the first one this node delivered (it was in flight longer
 than the hold) is still delivered, late, rather than lost.
+
+Each event keeps the moment it reached this node, so a held event goes
+only to connections that were open then: a client that connects during the
+hold already finds the message in history and must not get it twice.
 """
 
 from __future__ import annotations
@@ -20,13 +24,16 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from tidings.models import Message
+from tidings.ids import UserId
 from tidings.service.events import MessageCreated
 
 log = logging.getLogger(__name__)
 
-Deliver = Callable[[MessageCreated], None]
-Fetch = Callable[[str, int, int], Awaitable[list[Message]]]  # conversation, after, before
+# deliver(event, arrived): ``arrived`` is the monotonic time the event reached this node.
+Deliver = Callable[[MessageCreated, float], None]
+# fetch(conversation, after, before, recipients): the missing messages as events, each
+# addressed to those of ``recipients`` who were members when it was sent.
+Fetch = Callable[[str, int, int, tuple[UserId, ...]], Awaitable[list[MessageCreated]]]
 
 
 class _Track:
@@ -35,7 +42,7 @@ class _Track:
     def __init__(self) -> None:
         self.base: int | None = None  # the first seq delivered here
         self.next: int | None = None  # the seq expected next
-        self.pending: dict[int, MessageCreated] = {}
+        self.pending: dict[int, tuple[MessageCreated, float]] = {}
         self.timer: asyncio.TimerHandle | None = None
         self.touched = time.monotonic()
 
@@ -65,26 +72,26 @@ class SeqOrderer:
         now = time.monotonic()
         if track is None:
             track = self._tracks[conversation] = _Track()
-            track.pending[seq] = event
+            track.pending[seq] = (event, now)
             self._arm(conversation, track, self._first_hold)
             self._sweep(now)
             return
         track.touched = now
         if track.next is None:  # still in the first hold
-            track.pending[seq] = event
+            track.pending[seq] = (event, now)
             return
         if seq < track.next:
             if track.base is not None and seq < track.base:
-                self._deliver(event)  # never delivered here: late beats lost
+                self._deliver(event, now)  # never delivered here: late beats lost
             return  # a repeat
-        track.pending[seq] = event
+        track.pending[seq] = (event, now)
         self._flush(conversation, track)
 
     def _flush(self, conversation: str, track: _Track) -> None:
         """Deliver the run of consecutive seqs from ``next``; wait for the rest."""
         assert track.next is not None
         while track.next in track.pending:
-            self._deliver(track.pending.pop(track.next))
+            self._deliver(*track.pending.pop(track.next))
             track.next += 1
         if track.pending and track.timer is None:
             self._arm(conversation, track, self._gap_wait)
@@ -112,21 +119,20 @@ class SeqOrderer:
     async def _fill_gap(self, conversation: str, track: _Track) -> None:
         assert track.next is not None
         first_waiting = min(track.pending)
-        template = track.pending[first_waiting]
+        template, arrived = track.pending[first_waiting]
         try:
-            missing = await self._fetch(conversation, track.next - 1, first_waiting)
+            missing = await self._fetch(
+                conversation, track.next - 1, first_waiting, template.recipients
+            )
         except Exception:
             log.exception(
                 "could not fetch seqs %s..%s of %s", track.next, first_waiting, conversation
             )
             missing = []
-        for message in missing:
-            if (
-                track.next is not None
-                and message.seq >= track.next
-                and message.seq not in track.pending
-            ):
-                track.pending[message.seq] = MessageCreated(message, template.recipients, None)
+        for found in missing:
+            seq = found.message.seq
+            if track.next is not None and seq >= track.next and seq not in track.pending:
+                track.pending[seq] = (found, arrived)
         self.fetched += len(missing)
         if track.next is not None and track.next not in track.pending and track.pending:
             # Still a hole the store cannot fill (it should not happen): skip it.

@@ -149,6 +149,9 @@ class Store(Protocol):
 
     async def membership(self, conversation: ConversationId, user: UserId) -> Membership | None: ...
 
+    async def joined_seqs(self, conversation: ConversationId) -> dict[UserId, int]:
+        """Each current member's ``joined_seq``: it sees the messages above it."""
+
     async def history(
         self,
         conversation: ConversationId,

@@ -24,6 +24,34 @@ from sqlalchemy import (
     Table,
     Text,
 )
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+
+class ExactString(TypeDecorator[str]):
+    """A string compared byte for byte, on MySQL and MariaDB too.
+
+    Their default collations fold case, accents and trailing spaces, so the
+    client_msg_ids "a" and "A " would be one idempotency key there and two
+    everywhere else. A binary collation without padding keeps keys exact
+    (plain ``utf8mb4_bin`` still ignores trailing spaces).
+    """
+
+    impl = String
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[str]:
+        if dialect.name in ("mysql", "mariadb"):
+            collation = (
+                "utf8mb4_nopad_bin" if getattr(dialect, "is_mariadb", False) else "utf8mb4_0900_bin"
+            )
+            length = getattr(self.impl_instance, "length", None)
+            return dialect.type_descriptor(
+                mysql.VARCHAR(length, charset="utf8mb4", collation=collation)
+            )
+        return dialect.type_descriptor(self.impl_instance)
+
 
 # One naming convention so Alembic names constraints alike on every database.
 metadata = MetaData(
@@ -43,7 +71,7 @@ users = Table(
     Column("id", _IdType, primary_key=True, autoincrement=True),
     Column("username", String(32), nullable=False),
     # Lower-cased username: uniqueness ignores case, the display keeps it.
-    Column("username_key", String(32), nullable=False, unique=True),
+    Column("username_key", ExactString(32), nullable=False, unique=True),
     Column("display_name", String(64), nullable=False),
     # None for users created by a business backend, which logs them in itself.
     Column("password_hash", String(255), nullable=True),
@@ -107,7 +135,7 @@ messages = Table(
     Column("seq", BigInteger, primary_key=True, autoincrement=False),
     Column("sender_id", BigInteger, nullable=False),
     Column("body", Text, nullable=False),
-    Column("client_msg_id", String(64), nullable=True),
+    Column("client_msg_id", ExactString(64), nullable=True),
     Column("sent_at", BigInteger, nullable=False),
     Column("time_separator", Boolean, nullable=False),
 )
@@ -117,7 +145,7 @@ client_msg_ids = Table(
     metadata,
     # (sender, client_msg_id) is stored at most once: the contract's idempotency.
     Column("sender_id", BigInteger, primary_key=True),
-    Column("client_msg_id", String(64), primary_key=True),
+    Column("client_msg_id", ExactString(64), primary_key=True),
     Column("conversation_id", String(48), nullable=False),
     Column("seq", BigInteger, nullable=False),
 )

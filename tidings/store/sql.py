@@ -69,6 +69,17 @@ def _reason(exc: BaseException) -> str:
     return f"{type(orig or exc).__name__}: {str(orig or exc).splitlines()[0][:200]}"
 
 
+_BATCH_ATTEMPTS = 3
+
+
+def _is_race(exc: BaseException) -> bool:
+    """A unique violation or deadlock between concurrent transactions: worth one more run."""
+    if isinstance(exc, IntegrityError):
+        return True
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    return "deadlock" in text or "could not serialize" in text
+
+
 class SqlStore:
     """The store on a SQL database. Build it with ``SqlStore.from_url``."""
 
@@ -113,15 +124,26 @@ class SqlStore:
     async def commit_batch(
         self, requests: Sequence[WriteRequest], separator_gap_ms: int
     ) -> list[WriteOutcome]:
-        try:
-            async with self._writer.begin() as conn:
-                batch = WriteBatch(
-                    conn, self._insert_ignore, self._known_private, requests, separator_gap_ms
-                )
-                result = await batch.run()
-        except (SQLAlchemyError, OSError) as exc:
-            log.warning("a write batch failed on the database: %s", _reason(exc))
-            raise unavailable() from exc
+        # Another node may store the same (sender, client_msg_id) between this
+        # batch's look-up and its insert (a unique violation), or two nodes'
+        # batches may deadlock. Run again: the key is then seen as a repeat and
+        # answered with the original, and the rest of the batch is not failed.
+        attempts = _BATCH_ATTEMPTS
+        while True:
+            attempts -= 1
+            try:
+                async with self._writer.begin() as conn:
+                    batch = WriteBatch(
+                        conn, self._insert_ignore, self._known_private, requests, separator_gap_ms
+                    )
+                    result = await batch.run()
+                break
+            except (SQLAlchemyError, OSError) as exc:
+                if attempts > 0 and _is_race(exc):
+                    log.info("a write batch met a concurrent one; running it again")
+                    continue
+                log.warning("a write batch failed on the database: %s", _reason(exc))
+                raise unavailable() from exc
         self._known_private.update(batch.created_private)
         return batch.in_order(requests, *result)
 
@@ -359,6 +381,14 @@ class SqlStore:
         if not rows:
             return None
         return Membership(joined_seq=rows[0].joined_seq, read_seq=rows[0].read_seq)
+
+    async def joined_seqs(self, conversation: ConversationId) -> dict[UserId, int]:
+        rows = await self._read(
+            select(members.c.user_id, members.c.joined_seq).where(
+                members.c.conversation_id == conversation
+            )
+        )
+        return {UserId(row.user_id): row.joined_seq for row in rows}
 
     async def history(
         self,

@@ -10,6 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import context, op
 
+from tidings.store.schema import ExactString
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -23,7 +25,7 @@ def upgrade() -> None:
         "users",
         sa.Column("id", _Id, primary_key=True, autoincrement=True),
         sa.Column("username", sa.String(32), nullable=False),
-        sa.Column("username_key", sa.String(32), nullable=False),
+        sa.Column("username_key", ExactString(32), nullable=False),
         sa.Column("display_name", sa.String(64), nullable=False),
         sa.Column("password_hash", sa.String(255), nullable=True),
         sa.Column("created_at", sa.BigInteger, nullable=False),
@@ -74,7 +76,7 @@ def upgrade() -> None:
         sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
         sa.Column("sender_id", sa.BigInteger, nullable=False),
         sa.Column("body", sa.Text, nullable=False),
-        sa.Column("client_msg_id", sa.String(64), nullable=True),
+        sa.Column("client_msg_id", ExactString(64), nullable=True),
         sa.Column("sent_at", sa.BigInteger, nullable=False),
         sa.Column("time_separator", sa.Boolean, nullable=False),
         # On PostgreSQL the history is spread over hash partitions of the
@@ -90,7 +92,7 @@ def upgrade() -> None:
     op.create_table(
         "client_msg_ids",
         sa.Column("sender_id", sa.BigInteger, primary_key=True),
-        sa.Column("client_msg_id", sa.String(64), primary_key=True),
+        sa.Column("client_msg_id", ExactString(64), primary_key=True),
         sa.Column("conversation_id", sa.String(48), nullable=False),
         sa.Column("seq", sa.BigInteger, nullable=False),
     )
