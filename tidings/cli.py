@@ -28,6 +28,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tidings.bench import main as bench
 
         return bench(given[1:])
+    if given[:1] == ["soak"]:
+        from tidings.soak import main as soak
+
+        return soak(given[1:])
+    if given[:1] in (["user"], ["group"], ["push"], ["stats"]):  # the integration API
+        from tidings.admin_cli import main as admin
+
+        return admin(given)
     parser = argparse.ArgumentParser(prog="tidings", description="A self-hosted IM server.")
     parser.add_argument("--version", action="version", version=f"tidings {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -44,6 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     migrate.add_argument("--database", dest="database_url", help="SQLAlchemy URL")
 
     commands.add_parser("bench", help="run the benchmarks (tidings bench --help)", add_help=False)
+    commands.add_parser("soak", help="run the soak test (tidings soak --help)", add_help=False)
+    for name in ("user", "group", "push", "stats"):
+        commands.add_parser(name, help=f"the admin API (tidings {name} --help)", add_help=False)
 
     args = parser.parse_args(given)
     flags = {k: v for k, v in vars(args).items() if k != "command"}

@@ -42,8 +42,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from typing import Any, Self, TypeVar
 from urllib.parse import quote
 
@@ -324,9 +325,14 @@ class Client(_Http):
         self._streaming = False
         self._live: Socket | None = None
         self._went_live = asyncio.Event()
+        self._closes = 0  # close() calls so far: a running events() ends on the next one
 
     async def close(self) -> None:
-        """Close the sockets this client opened, and the session if the client created it."""
+        """Close the sockets this client opened, and the session if the client created it.
+
+        A running :meth:`events` then ends (its ``async for`` finishes).
+        """
+        self._closes += 1
         await asyncio.gather(*(sock.close() for sock in list(self._sockets)))
         await super().close()
 
@@ -456,7 +462,7 @@ class Client(_Http):
         unread: bool = False,
         ping_interval: float = 25,
         max_delay: float = MAX_RETRY_DELAY,
-    ) -> AsyncIterator[Frame]:
+    ) -> AsyncGenerator[Frame, None]:
         """Every event of this user, for as long as you iterate, surviving disconnects.
 
         ``async for event in client.events(): ...`` keeps one WebSocket open
@@ -493,6 +499,7 @@ class Client(_Http):
         if self._streaming:
             raise RuntimeError("events() is already running on this client")
         self._streaming = True
+        closes = self._closes
         delay = FIRST_RETRY_DELAY
         try:
             while True:
@@ -510,16 +517,25 @@ class Client(_Http):
                     async for frame in self._live_events(sock):
                         yield frame
                 except ApiError as exc:
+                    if self._closes != closes:
+                        return
                     if exc.code == "unauthorized" or (exc.status is not None and not exc.retryable):
                         raise
                 except _NETWORK_ERRORS:
-                    pass
+                    if self._closes != closes:
+                        return
+                except RuntimeError:  # aiohttp's "Session is closed", from close()
+                    if self._closes != closes:
+                        return
+                    raise
                 finally:
                     if sock is not None:
                         if self._live is sock:
                             self._live = None
                             self._went_live.clear()
                         await sock.close()
+                if self._closes != closes:
+                    return  # the client was closed
                 code = None if sock is None else sock.close_code
                 if code in FATAL_CLOSE_CODES:
                     why = f"{FATAL_CLOSE_CODES[code]} (close code {code})"
@@ -835,6 +851,20 @@ class Socket:
         if not self._ws.closed:
             await self._ws.close()
         await self._reader
+
+    def drop(self) -> None:
+        """Cut the TCP connection without a close frame, as a dead network or a killed app.
+
+        For tests and drills: the server sees the peer vanish and must cope.
+        """
+        raw = self._ws.get_extra_info("socket")  # asyncio's TransportSocket
+        shutdown = getattr(raw, "shutdown", None)
+        if shutdown is None:
+            raise RuntimeError(f"cannot drop the connection: no shutdown() on {raw!r}")
+        try:
+            shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already gone
 
     async def wait_closed(self, timeout: float = 15) -> int | None:  # noqa: ASYNC109
         """Wait for the server to close the connection; return the close code.
