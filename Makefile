@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 
-.PHONY: run test lint typecheck migrate clean
+.PHONY: run test lint typecheck migrate bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(STAMP_RUN): pyproject.toml | $(BIN)/python
 	touch $@
 
 $(STAMP_DEV): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,mysql,redis]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,mysql,redis,bench]'
 	touch $@ $(STAMP_RUN)
 
 run: $(STAMP_RUN)
@@ -26,14 +26,20 @@ migrate: $(STAMP_RUN)
 	$(BIN)/tidings migrate
 
 lint: $(STAMP_DEV)
-	$(BIN)/ruff check tidings tests bench
-	$(BIN)/ruff format --check tidings tests bench
+	$(BIN)/ruff check tidings tests bench examples
+	$(BIN)/ruff format --check tidings tests bench examples
 
 typecheck: $(STAMP_DEV)
 	$(BIN)/mypy
 
 test: $(STAMP_DEV) lint typecheck
 	$(BIN)/python -m pytest
+
+# The benchmarks of docs/benchmarks.md: a spawned server pinned to CPU 0, the load
+# on CPU 1. Pass more with BENCH_ARGS, e.g. make bench BENCH_ARGS="private --repeat 3".
+BENCH_ARGS ?= --repeat 3 --connections 10000,19000
+bench: $(STAMP_DEV)
+	$(BIN)/tidings bench --spawn $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
