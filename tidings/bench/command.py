@@ -137,7 +137,8 @@ def main(argv: list[str]) -> int:
             if spawner is not None:
                 spawner.stop()
     report.print_table(records)
-    bad = [r for r in records if r.get("lost") or r.get("duplicated") or r.get("errors")]
+    failures = ("lost", "duplicated", "errors", "unanswered")
+    bad = [r for r in records if any(r.get(name) for name in failures)]
     return 1 if bad else 0
 
 

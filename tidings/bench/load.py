@@ -20,6 +20,7 @@ from tidings.bench.spec import Member, WorkerResult, WorkerSpec
 
 OPEN_LOOP_TICK = 0.001
 CONNECT_ATTEMPTS = 4
+QUIET_SECONDS = 1.0
 # Open loop: at most this many sends in flight per sender before we skip (and count) ticks.
 OPEN_LOOP_CAP = 10_000
 
@@ -35,6 +36,7 @@ class Load:
         self.window_start = 0
         self.window_end = 0
         self.links: list[Link] = []
+        self.last_delivery_ns = 0
         self._senders: list[_Sender] = []
         self._prefix = f"{spec.nonce}."
 
@@ -92,6 +94,7 @@ class Load:
             if not cmid.startswith(prefix):
                 return  # a straggler of an earlier run
             now = time.monotonic_ns()
+            self.last_delivery_ns = now
             result.received += 1
             if cmid in heard:
                 result.duplicated += 1
@@ -152,13 +155,19 @@ class Load:
             await asyncio.sleep(OPEN_LOOP_TICK)
 
     async def _drain(self) -> None:
-        """Wait until every send is answered, then a little for its deliveries."""
+        """Wait until every send is answered and deliveries have stopped coming.
+
+        A fan-out can still be writing its last frames well after the acks
+        (20,000 frames for 40 group messages in flight): a receiver is done
+        when nothing has arrived for ``QUIET_SECONDS``, or at the deadline.
+        """
         deadline = time.monotonic() + self.spec.drain
-        while time.monotonic() < deadline:  # bounded by time; polls a cheap counter
-            if not any(s.in_flight for s in self._senders):
+        while time.monotonic() < deadline:  # bounded by time; polls cheap counters
+            answered = not any(s.in_flight for s in self._senders)
+            quiet = time.monotonic_ns() - self.last_delivery_ns > QUIET_SECONDS * 1e9
+            if answered and quiet:
                 break
             await asyncio.sleep(0.05)
-        await asyncio.sleep(0.3)
 
     def _report(self) -> WorkerResult:
         result = self.result

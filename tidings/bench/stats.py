@@ -16,8 +16,12 @@ def percentile(ordered: Sequence[float] | array[int], fraction: float) -> float:
 
 
 def latency_summary(samples_us: Iterable[int], prefix: str = "latency") -> dict[str, Any]:
-    """p50/p99/max in ms of microsecond samples, and how many there were."""
+    """p50/p99/max in ms of microsecond samples (None without any), and how many there were."""
     ordered = sorted(samples_us)
+    if not ordered:
+        # e.g. an overloaded open loop whose in-window sends all came after the drain
+        names = ("p50_ms", "p99_ms", "max_ms")
+        return {**{f"{prefix}_{n}": None for n in names}, f"{prefix}_samples": 0}
     return {
         f"{prefix}_p50_ms": round(percentile(ordered, 0.50) / 1000, 2),
         f"{prefix}_p99_ms": round(percentile(ordered, 0.99) / 1000, 2),
