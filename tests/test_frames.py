@@ -61,3 +61,18 @@ def test_a_message_event_carries_every_field_of_the_contract() -> None:
             "time_separator": True,
         },
     }
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65_535, 65_536, 200_000])
+def test_wire_text_is_a_final_unmasked_text_frame_with_the_right_length(size: int) -> None:
+    payload = b"x" * size
+    wire = frames.wire_text(payload)
+    assert wire[0] == 0x81  # FIN + text
+    assert wire[1] & 0x80 == 0  # a server's frames are not masked
+    short = wire[1] & 0x7F
+    if size < 126:
+        assert (short, wire[2:]) == (size, payload)
+    elif size < 65_536:
+        assert (short, int.from_bytes(wire[2:4], "big"), wire[4:]) == (126, size, payload)
+    else:
+        assert (short, int.from_bytes(wire[2:10], "big"), wire[10:]) == (127, size, payload)

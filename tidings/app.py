@@ -7,6 +7,7 @@ sockets closed (1001) before the writer's last batch is committed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from tidings.gateway import http, webclient
 from tidings.gateway.context import Edge
 from tidings.gateway.hub import Hub
 from tidings.gateway.ordering import Deliver, SeqOrderer
-from tidings.gateway.websocket import websocket
+from tidings.gateway.websocket import CLOSE_IDLE, websocket
 from tidings.ids import ConversationId, UserId
 from tidings.metrics import Metrics
 from tidings.presence import NodeStats, Presence
@@ -160,6 +161,8 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
     app.router.add_get("/ws", websocket)
     webclient.add_routes(app)
 
+    idle_watch: list[asyncio.Task[None]] = []
+
     async def start(_app: web.Application) -> None:
         await store.open()
         await broker.start()
@@ -167,8 +170,13 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
         if webhooks is not None:
             await webhooks.start()
         conversations.writer.start()
+        idle_watch.append(
+            asyncio.create_task(hub.close_idle(settings.idle_timeout_seconds, CLOSE_IDLE))
+        )
 
     async def shutdown(_app: web.Application) -> None:
+        for task in idle_watch:
+            task.cancel()
         await hub.close_all(1001, "server shutting down")
 
     async def stop(_app: web.Application) -> None:

@@ -11,18 +11,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from enum import Enum
 
 from aiohttp import WSMsgType, web
 
+from tidings.gateway import frames
 from tidings.ids import UserId
 from tidings.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT = 5.0
+# Past this many bytes unsent in the kernel-facing buffer, frames wait in the
+# bounded queue instead (where a reader that stopped is detected).
+WRITE_BUFFER_HIGH = 64 * 1024
 
 
 class ConnectionState(Enum):
@@ -39,6 +44,7 @@ class Connection:
         "state",
         "bucket",
         "opened_at",
+        "last_seen",
         "_ws",
         "_transport",
         "_queue",
@@ -66,6 +72,7 @@ class Connection:
         self.state = ConnectionState.OPEN
         self.bucket = TokenBucket(rate_limit)
         self.opened_at = 0.0  # monotonic; set when the hub takes the connection
+        self.last_seen = time.monotonic()  # the last frame from the client: idle check
         self._ws = ws
         self._transport = transport
         self._queue: deque[bytes] = deque()
@@ -74,8 +81,12 @@ class Connection:
         self._closer: asyncio.Task[None] | None = None
         self._on_slow = on_slow
 
-    def push(self, frame: bytes) -> None:
-        """Queue one encoded text frame; never blocks, never buffers without end."""
+    def push(self, frame: bytes, wire: bytes | None = None) -> None:
+        """Send one encoded text frame; never blocks, never buffers without end.
+
+        ``wire`` is the same frame with its WebSocket header
+        (:func:`frames.wire_text`), built once when a fan-out sends it to many.
+        """
         if self.state is not ConnectionState.OPEN:
             return
         if len(self._queue) >= self._limit:
@@ -83,6 +94,20 @@ class Connection:
             if self._on_slow is not None:
                 self._on_slow()
             self.close_soon(1013, "too far behind")
+            return
+        transport = self._transport
+        if (
+            not self._queue
+            and transport is not None
+            and transport.get_write_buffer_size() < WRITE_BUFFER_HIGH
+            and not transport.is_closing()
+            and not self._ws.closed
+        ):
+            # The common case: the socket keeps up. Write the whole frame now,
+            # no task, no await. Frames are uncompressed (compress=False), so
+            # these bytes are exactly what aiohttp's writer would send, and
+            # going through the queue only when it is busy keeps frames in order.
+            transport.write(wire if wire is not None else frames.wire_text(frame))
             return
         self._queue.append(frame)
         if self._drainer is None:

@@ -6,6 +6,7 @@ frame is encoded once, so a fan-out writes the same bytes to every socket.
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import msgspec
@@ -62,6 +63,26 @@ def decode(data: str | bytes) -> ClientFrame:
     if not isinstance(kind, str):
         raise FrameError(ErrorCode.BAD_REQUEST, "a frame needs a string 'type'", ref)
     return ClientFrame(value, kind, ref)
+
+
+def wire_text(payload: bytes) -> bytes:
+    """An unmasked, uncompressed, final WebSocket text frame (RFC 6455 §5.2).
+
+    What a server writes; built once per fan-out, the same bytes go to every
+    recipient socket.
+    """
+    size = len(payload)
+    if size < 126:
+        header = bytes((0x81, size))
+    elif size < 1 << 16:
+        header = _HEADER_16.pack(0x81, 126, size)
+    else:
+        header = _HEADER_64.pack(0x81, 127, size)
+    return header + payload
+
+
+_HEADER_16 = struct.Struct("!BBH")
+_HEADER_64 = struct.Struct("!BBQ")
 
 
 def _with_ref(frame: dict[str, Any], ref: Any) -> dict[str, Any]:

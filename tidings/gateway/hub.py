@@ -116,9 +116,10 @@ class Hub:
         elif isinstance(event, Pushed):
             frame = frames.push_event(event.payload)
             if event.users is None:
+                wire = frames.wire_text(frame)
                 for connections in self._by_user.values():
                     for connection in connections:
-                        connection.push(frame)
+                        connection.push(frame, wire)
             else:
                 self._fan_out(event.users, frame, None)
         elif isinstance(event, SessionRevoked):
@@ -144,13 +145,32 @@ class Hub:
         already open when the event reached this node get it.
         """
         by_user = self._by_user
+        wire: bytes | None = None  # header + payload, built once for all recipients
         for user in users:
             connections = by_user.get(user)
             if connections is None:
                 continue
             for connection in connections:
                 if connection.id != origin and (arrived is None or connection.opened_at <= arrived):
-                    connection.push(frame)
+                    if wire is None:
+                        wire = frames.wire_text(frame)
+                    connection.push(frame, wire)
+
+    async def close_idle(self, idle: float, code: int) -> None:
+        """Close every connection that sent nothing for ``idle`` seconds; runs until cancelled.
+
+        One sweep for the node every ``idle / 4`` (so a connection goes
+        between ``idle`` and ``1.25 × idle``), instead of a timer armed
+        and cancelled on every frame of every connection.
+        """
+        period = max(0.05, min(idle / 4, 5.0))
+        while True:
+            await asyncio.sleep(period)
+            cutoff = time.monotonic() - idle
+            for connections in list(self._by_user.values()):
+                for connection in list(connections):
+                    if connection.last_seen < cutoff:
+                        connection.close_soon(code, "idle")
 
     async def close_all(self, code: int, reason: str) -> None:
         """Close every connection (shutdown: 1001), after what is queued is written."""

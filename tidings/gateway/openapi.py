@@ -41,6 +41,9 @@ _INT = {"type": "integer"}
 _IDS = {"type": "array", "items": _INT}
 
 
+_REPEAT = "a repeat of (sender, client_msg_id): the original message"
+
+
 def _op(
     summary: str,
     ok: int,
@@ -50,12 +53,15 @@ def _op(
     auth: bool = True,
     params: list[dict[str, Any]] | None = None,
     errors: tuple[int, ...] = (),
+    also: dict[int, str] | None = None,
 ) -> dict[str, Any]:
+    """``also``: other success statuses with the same body, e.g. 200 for a repeated send."""
     operation: dict[str, Any] = {"summary": summary, "responses": {}}
     content = {"application/json": {"schema": response}} if response is not None else None
-    operation["responses"][str(ok)] = {"description": "success"} | (
-        {"content": content} if content else {}
-    )
+    for status, description in {ok: "success", **(also or {})}.items():
+        operation["responses"][str(status)] = {"description": description} | (
+            {"content": content} if content else {}
+        )
     codes = set(errors) | ({401} if auth else set()) | ({400, 422} if body else set())
     for status in sorted(codes):
         operation["responses"][str(status)] = {
@@ -188,6 +194,7 @@ def openapi_document() -> dict[str, Any]:
                 params=[_CONVERSATION],
                 body=_object(["body"], body=_STRING, client_msg_id=_STRING),
                 errors=(403, 404, 413, 429, 503),
+                also={200: _REPEAT},
             ),
         },
         "/api/v1/conversations/{conversation}/read": {

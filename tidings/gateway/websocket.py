@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -136,13 +137,10 @@ async def _refuse(ws: web.WebSocketResponse, reason: str) -> None:
 
 
 async def _serve(edge: Edge, ws: web.WebSocketResponse, connection: Connection) -> None:
-    idle = edge.settings.idle_timeout_seconds
+    # No timeout here: Hub.close_idle closes the connections that went quiet.
     while connection.state is connection.state.OPEN:
-        try:
-            message = await ws.receive(timeout=idle)
-        except TimeoutError:
-            await connection.close(CLOSE_IDLE, "idle")
-            return
+        message = await ws.receive()
+        connection.last_seen = time.monotonic()
         kind = message.type
         if kind in _DATA:
             await _handle(edge, connection, message.data)
