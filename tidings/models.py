@@ -8,6 +8,7 @@ milliseconds since the epoch.
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import UTC, datetime
 
@@ -63,8 +64,13 @@ class Session(msgspec.Struct, frozen=True):
 def iso_ms(millis: int) -> str:
     """``1764168103123`` -> ``"2025-11-26T14:41:43.123Z"``."""
     seconds, ms = divmod(millis, 1000)
-    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{ms:03d}Z"
+    return f"{_iso_second(seconds)}.{ms:03d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_second(seconds: int) -> str:
+    # Messages sent together share their second; strftime was a hot spot.
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def message_id(conversation: str, seq: int) -> str:
