@@ -1,9 +1,12 @@
 """The Redis broker: every node publishes to, and listens on, one pub/sub channel.
 
 ``publish`` hands an event to this node's subscribers at once, then queues
-it for the other nodes; one task sends the queue in order, pipelined, and
-keeps what it could not send for the next try, so a short Redis hiccup
-delays events instead of losing them. Another task listens, and tells its
+it for the other nodes; one task sends the queue in order, everything
+queued meanwhile in one PUBLISH (a message of many events costs Redis and
+every listener one message, not many), and keeps what it could not send
+for the next try, so a short Redis hiccup delays events instead of losing
+them. Each message starts with the sending node's id, so a node skips its
+own messages without decoding them. Another task listens, and tells its
 watchers when it stops hearing the other nodes (the hub then closes its
 sockets so that clients reconnect and catch up, rather than silently miss
 events) and when it hears them again.
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import struct
 from collections import deque
 
 import msgspec
@@ -29,9 +33,7 @@ _PUBLISH_BATCH = 512
 _MAX_BACKOFF = 5.0
 
 
-class _Envelope(msgspec.Struct, array_like=True):
-    node: int
-    event: Event
+_NODE = struct.Struct("!Q")  # the sender's node id, before the msgpack list of events
 
 
 class RedisBroker:
@@ -51,12 +53,13 @@ class RedisBroker:
         )
         self._subscribers: list[Subscriber] = []
         self._watchers: list[Watcher] = []
-        self._outbox: deque[bytes] = deque()
+        self._node_prefix = _NODE.pack(self._node)
+        self._outbox: deque[Event] = deque()
         self._outbox_ready = asyncio.Event()
         self._outbox_empty = asyncio.Event()
         self._max_backlog = max_backlog
         self._encoder = msgspec.msgpack.Encoder()
-        self._decoder = msgspec.msgpack.Decoder(_Envelope)
+        self._decoder = msgspec.msgpack.Decoder(list[Event])
         self._listening = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._connect_timeout = connect_timeout
@@ -81,7 +84,7 @@ class RedisBroker:
         if len(self._outbox) >= self._max_backlog:
             self._outbox.popleft()
             self.dropped += 1
-        self._outbox.append(self._encoder.encode(_Envelope(self._node, event)))
+        self._outbox.append(event)
         self._outbox_empty.clear()
         self._outbox_ready.set()
 
@@ -141,18 +144,19 @@ class RedisBroker:
             backoff = min(backoff * 2, _MAX_BACKOFF)
 
     def _deliver(self, data: bytes) -> None:
+        if data[: _NODE.size] == self._node_prefix:
+            return  # our own: this node's subscribers had it at publish time
         try:
-            envelope = self._decoder.decode(data)
+            events = self._decoder.decode(data[_NODE.size :])
         except msgspec.DecodeError:
-            log.warning("ignored an event that does not decode (%d bytes)", len(data))
+            log.warning("ignored a message that does not decode (%d bytes)", len(data))
             return
-        if envelope.node == self._node:
-            return
-        for subscriber in self._subscribers:
-            try:
-                subscriber(envelope.event)
-            except Exception:
-                log.exception("a subscriber failed on an event from another node")
+        for event in events:
+            for subscriber in self._subscribers:
+                try:
+                    subscriber(event)
+                except Exception:
+                    log.exception("a subscriber failed on an event from another node")
 
     async def _send(self) -> None:
         backoff = 0.1
@@ -166,10 +170,9 @@ class RedisBroker:
             count = min(_PUBLISH_BATCH, len(self._outbox))
             batch = [self._outbox.popleft() for _ in range(count)]
             try:
-                pipe = self._redis.pipeline(transaction=False)
-                for data in batch:
-                    pipe.publish(self._channel, data)
-                await pipe.execute()
+                await self._redis.publish(
+                    self._channel, self._node_prefix + self._encoder.encode(batch)
+                )
                 backoff = 0.1
             except (RedisError, OSError) as exc:
                 # Keep them, in order, for the next try.
