@@ -195,7 +195,8 @@ def spawn_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     """Run ``python -m tidings serve`` in a subprocess on a temp database."""
     processes: list[subprocess.Popen[bytes]] = []
 
-    def spawn(**env_changes: str) -> ServerProcess:
+    def spawn(stderr_to: Path | None = None, **env_changes: str) -> ServerProcess:
+        """``stderr_to``: a file for the server's logs (else they go to the test's stderr)."""
         port = free_port()
         env = dict(os.environ)
         env.update(
@@ -209,12 +210,15 @@ def spawn_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
         )
         env.update(env_changes)
         port = int(env["TIDINGS_PORT"])
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tidings", "serve"],
-            env=env,
-            stdout=subprocess.PIPE,
-            cwd=tmp_path,
-        )
+        with contextlib.ExitStack() as files:
+            stderr = files.enter_context(stderr_to.open("ab")) if stderr_to else None
+            process = subprocess.Popen(
+                [sys.executable, "-m", "tidings", "serve"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                cwd=tmp_path,
+            )
         processes.append(process)
         assert process.stdout is not None
         line = process.stdout.readline().decode()

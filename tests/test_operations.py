@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from pathlib import Path
+
 import aiohttp
 import pytest
 
-from tests.conftest import PASSWORD, Account, RunningServer, ServerFactory, private
+from tests.conftest import (
+    PASSWORD,
+    Account,
+    RunningServer,
+    ServerFactory,
+    ServerProcess,
+    private,
+)
 from tidings.client import ApiError, Client
 
 
@@ -95,3 +106,26 @@ async def test_repeated_failed_logins_from_one_address_are_rate_limited(
         )
         # Even the right password waits now: that is what slows a brute force.
         assert status == 429 and body["error"]["code"] == "rate_limited"  # type: ignore[index]
+
+
+async def test_json_logs_are_one_object_per_line_and_never_carry_a_token(
+    spawn_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    log_file = tmp_path / "server.log"
+    server = spawn_server(stderr_to=log_file, TIDINGS_LOG_FORMAT="json", TIDINGS_LOG_LEVEL="DEBUG")
+    async with Client(server.url) as client:
+        await client.signup("logged", PASSWORD)
+        session = await client.login("logged", PASSWORD)
+        async with await client.connect() as ws:
+            answer = await ws.request({"type": "nonsense"})
+            assert answer["code"] == "unknown_type"
+        await client.logout()
+    assert server.terminate() == 0
+    text = log_file.read_text()
+    records = [json.loads(line) for line in text.splitlines()]
+    assert records, "the server logged nothing"
+    for record in records:
+        assert {"time", "level", "logger", "message"} <= set(record), record
+    assert any(r["logger"] == "tidings" and r["level"] == "INFO" for r in records)
+    assert session.token not in text
+    assert PASSWORD not in text

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from tidings import __version__
+from tidings import __version__, logs
 from tidings.app import backends, build_app
 from tidings.config import Settings, SettingsError
 from tidings.errors import TidingsError
@@ -62,11 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env(**flags)
     except SettingsError as exc:
         parser.error(str(exc))
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(settings.log_level, settings.log_format)
     # Alembic narrates every migration step at INFO; the one start-up line is ours.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, log.getEffectiveLevel()))
     if args.command == "migrate":

@@ -64,6 +64,8 @@ class Settings:
     # PostgreSQL: hash partitions of the messages table, set when it is created.
     pg_partitions: int = 16
     log_level: str = "INFO"
+    # "text" for people, "json" for log pipelines: one JSON object per line.
+    log_format: str = "text"
     # Password hashing cost (argon2id); the defaults are argon2-cffi's (RFC 9106 low-memory).
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
@@ -124,6 +126,8 @@ class Settings:
         ):
             if getattr(self, name) < 0:
                 raise SettingsError(f"TIDINGS_{name.upper()} must not be negative")
+        if self.log_format not in ("text", "json"):
+            raise SettingsError("TIDINGS_LOG_FORMAT must be text or json")
         if self.sqlite_synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise SettingsError("TIDINGS_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
 
