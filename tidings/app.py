@@ -11,13 +11,13 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from argon2 import PasswordHasher
 
 from tidings.broker import Broker
 from tidings.broker.local import LocalBroker
-from tidings.broker.redis import RedisBroker
 from tidings.config import Settings
 from tidings.errors import TidingsError
 from tidings.gateway import admin as admin_routes
@@ -30,7 +30,6 @@ from tidings.ids import ConversationId, UserId
 from tidings.metrics import Metrics
 from tidings.presence import NodeStats, Presence
 from tidings.presence.local import LocalPresence
-from tidings.presence.redis import RedisPresence
 from tidings.service.accounts import Accounts
 from tidings.service.admin import Admin
 from tidings.service.conversations import Conversations
@@ -39,6 +38,9 @@ from tidings.service.groups import Groups
 from tidings.service.webhooks import WebhookSender
 from tidings.store.engines import describe
 from tidings.store.sql import SqlStore
+
+if TYPE_CHECKING:
+    from tidings.broker.redis import RedisBroker
 
 log = logging.getLogger("tidings")
 
@@ -52,8 +54,12 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
     node = secrets.token_hex(4)
     broker: Broker
     orderer: Callable[[Deliver], SeqOrderer] | None = None
+    redis_broker: RedisBroker | None = None
     if settings.redis_url:
-        broker = RedisBroker(settings.redis_url, prefix=settings.redis_prefix)
+        # Imported here: redis-py is the `redis` extra, and `make run` has no extras.
+        from tidings.broker.redis import RedisBroker
+
+        broker = redis_broker = RedisBroker(settings.redis_url, prefix=settings.redis_prefix)
 
         async def fetch(
             conversation: str, after: int, before: int, recipients: tuple[UserId, ...]
@@ -103,6 +109,8 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
 
     presence: Presence
     if settings.redis_url:
+        from tidings.presence.redis import RedisPresence
+
         presence = RedisPresence(
             settings.redis_url, hub, node_stats, node=node, prefix=settings.redis_prefix
         )
@@ -117,8 +125,8 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
             checks["database"] = "ok"
         except TidingsError as exc:
             checks["database"] = exc.message
-        if isinstance(broker, RedisBroker):
-            checks["redis"] = "ok" if broker.up else "not subscribed to the other nodes"
+        if redis_broker is not None:
+            checks["redis"] = "ok" if redis_broker.up else "not subscribed to the other nodes"
         return checks
 
     metrics.gauge(

@@ -66,7 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Alembic narrates every migration step at INFO; the one start-up line is ours.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, log.getEffectiveLevel()))
     if args.command == "migrate":
-        asyncio.run(_migrate(settings))
+        try:
+            asyncio.run(_migrate(settings))
+        except ModuleNotFoundError as exc:
+            log.error("cannot migrate: %s", _missing_extra(exc.name or ""))
+            return 1
         return 0
     try:
         _run(serve_forever(settings))
@@ -100,7 +104,10 @@ async def _migrate(settings: Settings) -> None:
 
 async def serve_forever(settings: Settings) -> None:
     """Serve until SIGTERM or SIGINT, then drain: close sockets with 1001, commit, exit."""
-    app = build_app(settings)
+    try:
+        app = build_app(settings)
+    except ModuleNotFoundError as exc:
+        raise StartupError(_missing_extra(exc.name or "")) from exc
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=10)
     try:
         await runner.setup()
@@ -122,6 +129,18 @@ async def serve_forever(settings: Settings) -> None:
     finally:
         log.info("shutting down")
         await runner.cleanup()
+
+
+# A driver or client library that is an optional extra of the package.
+_EXTRAS = {"asyncpg": "postgres", "asyncmy": "mysql", "redis": "redis"}
+
+
+def _missing_extra(module: str) -> str:
+    top = module.partition(".")[0]
+    extra = _EXTRAS.get(top)
+    if extra is None:
+        return f"the Python module {module!r} is missing"
+    return f"{top} is not installed: pip install 'tidings[{extra}]' (or the {extra} extra)"
 
 
 def _address(site: web.TCPSite, settings: Settings) -> str:
