@@ -13,7 +13,7 @@ from tests.conftest import free_port
 # them raises ModuleNotFoundError, as on a fresh `pip install tidings`.
 WITHOUT_EXTRAS = """
 import sys
-for name in ("redis", "asyncpg", "asyncmy", "hiredis"):
+for name in ("redis", "asyncpg", "asyncmy", "hiredis", "psutil"):
     sys.modules[name] = None
 from tidings.cli import main
 sys.exit(main(sys.argv[1:]))
@@ -54,6 +54,7 @@ def test_a_backend_without_its_extra_is_one_clear_line_and_exit_1(tmp_path: Path
         (["serve", "--port", str(free_port()), "--redis", "redis://127.0.0.1:6379/0"], "redis"),
         (["serve", "--database", "postgresql+asyncpg://postgres@127.0.0.1/test"], "postgres"),
         (["migrate", "--database", "mysql+asyncmy://root@127.0.0.1/test"], "mysql"),
+        (["bench", "private"], "bench"),
     ]
     for args, extra in cases:
         process = run_without_extras(tmp_path, *args)

@@ -25,12 +25,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     given = list(sys.argv[1:] if argv is None else argv)
     if given[:1] == ["bench"]:
         # The load generator has options of its own; it parses them itself.
-        from tidings.bench import main as bench
-
+        try:
+            from tidings.bench.command import main as bench
+        except ModuleNotFoundError as exc:
+            print(f"tidings bench: {_missing_extra(exc.name or '')}", file=sys.stderr)
+            return 1
         return bench(given[1:])
     if given[:1] == ["soak"]:
-        from tidings.soak import main as soak
-
+        try:
+            from tidings.soak.command import main as soak
+        except ModuleNotFoundError as exc:
+            print(f"tidings soak: {_missing_extra(exc.name or '')}", file=sys.stderr)
+            return 1
         return soak(given[1:])
     if given[:1] in (["user"], ["group"], ["push"], ["stats"]):  # the integration API
         from tidings.admin_cli import main as admin
@@ -132,7 +138,7 @@ async def serve_forever(settings: Settings) -> None:
 
 
 # A driver or client library that is an optional extra of the package.
-_EXTRAS = {"asyncpg": "postgres", "asyncmy": "mysql", "redis": "redis"}
+_EXTRAS = {"asyncpg": "postgres", "asyncmy": "mysql", "redis": "redis", "psutil": "bench"}
 
 
 def _missing_extra(module: str) -> str:
