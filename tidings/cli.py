@@ -146,7 +146,7 @@ def _missing_extra(module: str) -> str:
     extra = _EXTRAS.get(top)
     if extra is None:
         return f"the Python module {module!r} is missing"
-    return f"{top} is not installed: pip install 'tidings[{extra}]' (or the {extra} extra)"
+    return f"{top} is not installed; it is in the {extra} extra: pip install 'tidings[{extra}]'"
 
 
 def _address(site: web.TCPSite, settings: Settings) -> str:
