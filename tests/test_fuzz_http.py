@@ -16,6 +16,7 @@ documented extension; never ``internal``).
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +34,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.conftest import Account, RunningServer, private
+from tests.conftest import PASSWORD, Account, RunningServer, ServerFactory, private
 from tidings.client import Client
 
 CONTRACT_CODES = frozenset(
@@ -52,6 +53,8 @@ CONTRACT_CODES = frozenset(
 )
 MAX_HTTP_BODY = 256 * 1024  # the default TIDINGS_MAX_HTTP_BODY_BYTES
 EXAMPLES_PER_OPERATION = 25
+ADMIN_PREFIX = "/api/v1/admin/"
+SERVICE_TOKEN = "fuzzing-service-token-0123456789"
 # Logging out would revoke the token every other generated request uses; the
 # authorization matrix (tests/test_authorization.py) covers that endpoint.
 SKIPPED_OPERATIONS = {"DELETE /api/v1/sessions/current"}
@@ -81,6 +84,7 @@ def contract_error_problem(status: int, body: object) -> str | None:
 class FuzzReport:
     requests: int = 0
     failures: list[str] = field(default_factory=list)
+    statuses: Counter[int] = field(default_factory=Counter)
 
 
 def fuzz_operation(
@@ -106,6 +110,7 @@ def fuzz_operation(
     def run(case: schemathesis.Case) -> None:
         response = case.call(base_url=base_url, session=session, headers=auth, timeout=30)
         report.requests += 1
+        report.statuses[response.status_code] += 1
         try:
             body = response.json()
         except ValueError:
@@ -126,8 +131,11 @@ def fuzz_operations(
     token: str,
     mode: GenerationMode,
     path_parameters: Callable[[str], dict[str, Any]],
+    *,
+    admin: bool = False,
 ) -> FuzzReport:
-    """Fuzz every operation of ``schema`` (in this thread) and collect the failures."""
+    """Fuzz the user API's operations of ``schema`` (or, with ``admin``, the
+    integration API's) in this thread and collect the failures."""
     report = FuzzReport()
     auth = {"Authorization": f"Bearer {token}"}
     with requests.Session() as session:
@@ -135,6 +143,8 @@ def fuzz_operations(
             operation = result.ok()
             label = f"{operation.method.upper()} {operation.path}"
             if label in SKIPPED_OPERATIONS:
+                continue
+            if operation.path.startswith(ADMIN_PREFIX) != admin:
                 continue
             wanted = path_parameters(operation.path).items()
             fixed = {k: v for k, v in wanted if "{" + k + "}" in operation.path}
@@ -205,6 +215,34 @@ async def test_generated_requests_on_real_conversations_get_no_server_error_and_
     report = await asyncio.to_thread(fuzz_operations, schema, server.url, token, mode, real_ids)
     assert report.requests > 100
     assert not report.failures, "\n\n".join(report.failures)
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+async def test_generated_admin_requests_get_no_server_error_and_contract_errors(
+    make_server: ServerFactory, mode: GenerationMode
+) -> None:
+    server = await make_server(service_token=SERVICE_TOKEN)
+    schema = await load_schema(server)
+    async with Client(server.url) as owner, Client(server.url) as member:
+        first = await owner.signup("fuzzowner", PASSWORD)
+        second = await member.signup("fuzzmember", PASSWORD)
+        await owner.login("fuzzowner", PASSWORD)
+        group = await owner.create_group("fuzzed by the backend", [second.id])
+        conversation = f"p:{min(first.id, second.id)}-{max(first.id, second.id)}"
+        await owner.send(conversation, "hello")
+
+    def real_ids(path: str) -> dict[str, Any]:
+        return {"conversation": conversation, "group_id": group.id, "user_id": second.id}
+
+    report = await asyncio.to_thread(
+        fuzz_operations, schema, server.url, SERVICE_TOKEN, mode, real_ids, admin=True
+    )
+    assert report.requests > 100
+    assert not report.failures, "\n\n".join(report.failures)
+    # The service token was taken: requests reached the handlers, not just the door.
+    assert report.statuses[401] + report.statuses[403] < report.requests, report.statuses
+    if mode is GenerationMode.POSITIVE:
+        assert sum(n for status, n in report.statuses.items() if status < 300) > 20, report
 
 
 # -- hand-made hostile requests ----------------------------------------------
@@ -463,14 +501,26 @@ HOSTILE = [
         status=400,
         code="bad_request",
     ),
-    Hostile("nul-in-body", "POST", SEND, b'{"body": "a\\u0000b"}'),
-    Hostile("nul-in-client-msg-id", "POST", SEND, b'{"body": "a", "client_msg_id": "\\u0000"}'),
-    Hostile("nul-in-group-name", "POST", "/api/v1/groups", b'{"name": "a\\u0000b"}'),
+    # NUL is refused everywhere: PostgreSQL cannot store it in text.
+    Hostile("nul-in-body", "POST", SEND, b'{"body": "a\\u0000b"}', 422, "bad_request"),
+    Hostile(
+        "nul-in-client-msg-id",
+        "POST",
+        SEND,
+        b'{"body": "a", "client_msg_id": "\\u0000"}',
+        422,
+        "bad_request",
+    ),
+    Hostile(
+        "nul-in-group-name", "POST", "/api/v1/groups", b'{"name": "a\\u0000b"}', 422, "bad_request"
+    ),
     Hostile(
         "nul-in-display-name",
         "POST",
         SIGN_UP,
         b'{"username": "nulname", "password": "correct horse", "display_name": "a\\u0000b"}',
+        422,
+        "bad_request",
         anonymous=True,
     ),
     Hostile(
@@ -643,6 +693,19 @@ async def test_client_msg_ids_that_differ_only_in_collation_are_two_messages(
     assert two[1]["seq"] == one[1]["seq"] + 1
     again = await alice.request("POST", path, {"body": "three", "client_msg_id": second})
     assert again == (200, two[1])
+
+
+async def test_a_nul_in_one_send_never_fails_the_sends_committed_with_it(
+    server: RunningServer, world: World
+) -> None:
+    alice, bob = world.alice.client, world.bob.client
+    path = f"/api/v1/conversations/{world.private}/messages"
+    answers = await asyncio.gather(
+        *(alice.request("POST", path, {"body": f"nul {i}\x00"}) for i in range(10)),
+        *(bob.request("POST", path, {"body": f"bob {i}"}) for i in range(20)),
+    )
+    assert all(status == 422 for status, _ in answers[:10]), answers[:10]
+    assert [status for status, _ in answers[10:]] == [201] * 20, answers[10:]
 
 
 async def test_one_users_odd_client_msg_id_never_fails_another_users_send(

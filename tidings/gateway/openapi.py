@@ -54,15 +54,18 @@ def _op(
     params: list[dict[str, Any]] | None = None,
     errors: tuple[int, ...] = (),
     also: dict[int, str] | None = None,
+    service: bool = False,
 ) -> dict[str, Any]:
     """``also``: other success statuses with the same body, e.g. 200 for a repeated send."""
     operation: dict[str, Any] = {"summary": summary, "responses": {}}
     content = {"application/json": {"schema": response}} if response is not None else None
     for status, description in {ok: "success", **(also or {})}.items():
         operation["responses"][str(status)] = {"description": description} | (
-            {"content": content} if content else {}
+            {"content": content} if content and status != 204 else {}
         )
     codes = set(errors) | ({401} if auth else set()) | ({400, 422} if body else set())
+    if service:  # 401 without the service token; 403 while the admin API is off
+        codes |= {401, 403}
     for status in sorted(codes):
         operation["responses"][str(status)] = {
             "description": "error",
@@ -73,7 +76,9 @@ def _op(
             "required": True,
             "content": {"application/json": {"schema": body}},
         }
-    if auth:
+    if service:
+        operation["security"] = [{"service": []}]
+    elif auth:
         operation["security"] = [{"bearer": []}]
     if params:
         operation["parameters"] = params
@@ -208,12 +213,181 @@ def openapi_document() -> dict[str, Any]:
             )
         },
     }
+    paths.update(_admin_paths())
     return {
         "openapi": "3.1.0",
         "info": {"title": "tidings", "version": __version__},
         "paths": paths,
         "components": {
             "schemas": components,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "a user's token"},
+                "service": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "the service token (TIDINGS_SERVICE_TOKEN)",
+                },
+            },
+        },
+    }
+
+
+def _admin_paths() -> dict[str, Any]:
+    """The integration API, for a business backend (the service token)."""
+    base = "/api/v1/admin"
+    user = [_path("user_id")]
+    group = [_path("group_id")]
+    users = _object(["users"], users={"type": "array", "items": _ref("User")})
+    online = {"type": "object", "additionalProperties": {"type": "boolean"}}
+    node = _object(
+        ["node", "connections", "users_online", "messages_per_second"],
+        node=_STRING,
+        connections=_INT,
+        users_online=_INT,
+        messages_per_second={"type": "number"},
+    )
+    return {
+        f"{base}/users": {
+            "post": _op(
+                "Create a user without a password",
+                201,
+                _ref("User"),
+                service=True,
+                errors=(409,),
+                body=_object(["username"], username=_STRING, display_name=_STRING),
+            ),
+            "get": _op(
+                "Users, ascending by id",
+                200,
+                users,
+                service=True,
+                params=[_query("after_id"), _query("limit")],
+                errors=(422,),
+            ),
+        },
+        f"{base}/users/{{user_id}}": {
+            "get": _op("A user", 200, _ref("User"), service=True, params=user, errors=(404,)),
+            "patch": _op(
+                "Set a display name",
+                200,
+                _ref("User"),
+                service=True,
+                params=user,
+                body=_object(["display_name"], display_name=_STRING),
+                errors=(404,),
+            ),
+        },
+        f"{base}/users/{{user_id}}/tokens": {
+            "post": _op(
+                "Mint a token for the user",
+                201,
+                _object(["token"], token=_STRING),
+                service=True,
+                params=user,
+                errors=(404,),
+            ),
+            "delete": _op(
+                "Revoke every token of the user (closes its sockets)",
+                204,
+                service=True,
+                params=user,
+                errors=(404,),
+            ),
+        },
+        f"{base}/push": {
+            "post": _op(
+                "Push any JSON to users, a group or everyone",
+                200,
+                _object(["connections"], connections=_INT),
+                service=True,
+                body=_object(
+                    ["event"], event={}, user_ids=_IDS, group_id=_INT, all={"type": "boolean"}
+                ),
+                errors=(404,),
+            )
+        },
+        f"{base}/presence": {
+            "get": _op(
+                "Who is online, on any node",
+                200,
+                _object(["online"], online=online),
+                service=True,
+                params=[
+                    {
+                        "name": "user_ids",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string", "example": "1,2,3"},
+                    }
+                ],
+                errors=(422,),
+            )
+        },
+        f"{base}/conversations/{{conversation}}/messages": {
+            "post": _op(
+                "Send a message in a user's name",
+                201,
+                _ref("Message"),
+                service=True,
+                params=[_CONVERSATION],
+                body=_object(
+                    ["sender_id", "body"], sender_id=_INT, body=_STRING, client_msg_id=_STRING
+                ),
+                errors=(403, 404, 413, 503),
+                also={200: _REPEAT},
+            )
+        },
+        f"{base}/groups": {
+            "post": _op(
+                "Create a group owned by a user",
+                201,
+                _ref("Group"),
+                service=True,
+                body=_object(["owner_id", "name"], owner_id=_INT, name=_STRING, member_ids=_IDS),
+                errors=(404,),
+            )
+        },
+        f"{base}/groups/{{group_id}}": {
+            "get": _op("A group", 200, _ref("Group"), service=True, params=group, errors=(404,)),
+            "delete": _op("Delete a group", 204, service=True, params=group, errors=(404,)),
+        },
+        f"{base}/groups/{{group_id}}/members": {
+            "put": _op(
+                "Set the members (none left: the group is deleted, 204)",
+                200,
+                _ref("Group"),
+                service=True,
+                params=group,
+                body=_object(["member_ids"], member_ids=_IDS),
+                errors=(404,),
+                also={204: "everyone removed: the group is gone"},
+            )
+        },
+        f"{base}/groups/{{group_id}}/online": {
+            "get": _op(
+                "Online members of a group",
+                200,
+                _object(
+                    ["members", "online", "connections"],
+                    members=_INT,
+                    online=_INT,
+                    connections=_INT,
+                ),
+                service=True,
+                params=group,
+                errors=(404,),
+            )
+        },
+        f"{base}/stats": {
+            "get": _op(
+                "Connections and messages per second, per node",
+                200,
+                _object(
+                    ["connections", "nodes"],
+                    connections=_INT,
+                    nodes={"type": "array", "items": node},
+                ),
+                service=True,
+            )
         },
     }

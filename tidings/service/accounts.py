@@ -22,6 +22,7 @@ from tidings.ids import UserId
 from tidings.models import Session, User
 from tidings.ratelimit import TokenBucket
 from tidings.service.events import Publisher, SessionRevoked
+from tidings.service.text import without_nul
 from tidings.store import Store
 
 USERNAME = re.compile(r"[A-Za-z0-9_.\-]{3,32}")
@@ -161,4 +162,4 @@ def check_display_name(name: str) -> str:
     name = name.strip()
     if not 1 <= len(name) <= MAX_DISPLAY_NAME:
         raise bad_request(f"display_name: 1 to {MAX_DISPLAY_NAME} characters")
-    return name
+    return without_nul(name, "display_name")

@@ -17,6 +17,7 @@ from tidings.metrics import Metrics
 from tidings.models import Conversation, Message, iso_ms, now_ms
 from tidings.ratelimit import TokenBucket
 from tidings.service.events import Publisher, message_created, read_moved
+from tidings.service.text import without_nul
 from tidings.service.writer import GroupCommitWriter, OnCommitted, PendingWrite
 from tidings.store import ReadRequest, ReadResult, SendRequest, Store, StoredMessage, WriteOutcome
 
@@ -153,7 +154,7 @@ class Conversations:
             raise TidingsError(
                 ErrorCode.TOO_LARGE, f"body: at most {self._settings.max_body_chars} characters"
             )
-        return body
+        return without_nul(body, "body")
 
     def _rate_limit(self, user: UserId) -> None:
         rate = self._settings.rate_limit_user
@@ -220,4 +221,4 @@ def _client_msg_id(value: object) -> str | None:
         return None
     if not isinstance(value, str) or not 1 <= len(value) <= MAX_CLIENT_MSG_ID:
         raise bad_request(f"client_msg_id: a string of 1 to {MAX_CLIENT_MSG_ID} characters")
-    return value
+    return without_nul(value, "client_msg_id")

@@ -15,6 +15,7 @@ from tidings.errors import bad_request, not_found, not_member
 from tidings.ids import GroupId, UserId, group_id
 from tidings.models import Conversation, Group, iso_ms
 from tidings.service.events import ConversationAdded, ConversationRemoved, Publisher
+from tidings.service.text import without_nul
 from tidings.store import GroupChange, Store
 
 MAX_GROUP_NAME = 100
@@ -83,7 +84,7 @@ class Groups:
 def _group_name(name: object) -> str:
     if not isinstance(name, str) or not 1 <= len(name.strip()) <= MAX_GROUP_NAME:
         raise bad_request(f"name: 1 to {MAX_GROUP_NAME} characters")
-    return name.strip()
+    return without_nul(name.strip(), "name")
 
 
 def user_ids_field(value: object, field: str) -> list[UserId]:
