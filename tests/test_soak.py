@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -170,13 +170,23 @@ async def _state(client: Client, conversations: list[str]) -> dict[str, Any]:
     return {"chat_list": entries, "history": history}
 
 
+@pytest.fixture
+async def opened() -> AsyncIterator[list[Client]]:
+    """Clients a test opens, closed afterwards even when it fails."""
+    clients: list[Client] = []
+    yield clients
+    for client in clients:
+        await client.close()
+
+
 async def test_sigterm_under_load_drains_and_a_restart_resumes_the_same_state(
-    spawn_server: Callable[..., ServerProcess],
+    spawn_server: Callable[..., ServerProcess], opened: list[Client]
 ) -> None:
     server = spawn_server(**SOAK_ENV)
     clients: list[Client] = []
     for n in range(4):
         client = Client(server.url)
+        opened.append(client)
         await client.signup(f"drain{n}", "drain-password")
         await client.login(f"drain{n}", "drain-password")
         clients.append(client)
@@ -221,6 +231,7 @@ async def test_sigterm_under_load_drains_and_a_restart_resumes_the_same_state(
 
     restarted = spawn_server(**SOAK_ENV)  # same database file, new port
     fresh = [Client(restarted.url, token=c.token) for c in clients]
+    opened.extend(fresh)
     state = await _state(fresh[0], conversations)
     stored = {cmid: (seq, ident) for c in conversations for seq, ident, cmid in state["history"][c]}
     for conversation in conversations:
@@ -247,6 +258,7 @@ async def test_sigterm_under_load_drains_and_a_restart_resumes_the_same_state(
     restarted.terminate()
     again = spawn_server(**SOAK_ENV)
     same = [Client(again.url, token=c.token) for c in clients]
+    opened.extend(same)
     assert await _state(same[0], conversations) == after_resends
     for entry in await same[1].conversations():
         assert entry.unread == entry.last_seq - entry.read_seq

@@ -147,23 +147,21 @@ class Connection:
         self._queue = None
         self._closer = asyncio.get_running_loop().create_task(self._close(code, reason))
 
-    async def close(self, code: int, reason: str, handshake: float = CLOSE_TIMEOUT) -> None:
-        """Close with ``code`` after what is queued has been written.
-
-        ``handshake`` bounds the wait for the peer's close frame; a peer that
-        vanished never sends one.
-        """
+    async def close(self, code: int, reason: str) -> None:
+        """Close with ``code`` after what is queued has been written."""
         if self.state is ConnectionState.OPEN:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.flush(), CLOSE_TIMEOUT)
             self.state = ConnectionState.CLOSING
-            await self._close(code, reason, handshake)
+            await self._close(code, reason)
         elif self._closer is not None:
             await asyncio.shield(self._closer)
 
-    async def _close(self, code: int, reason: str, handshake: float = CLOSE_TIMEOUT) -> None:
+    async def _close(self, code: int, reason: str) -> None:
         try:
-            await asyncio.wait_for(self._ws.close(code=code, message=reason.encode()), handshake)
+            await asyncio.wait_for(
+                self._ws.close(code=code, message=reason.encode()), CLOSE_TIMEOUT
+            )
         except Exception:
             # A peer that reads nothing never answers the close handshake.
             if self._transport is not None:
