@@ -515,7 +515,7 @@ async def test_a_server_restart_loses_nothing(web_server: WebServer, browser: Br
     await screenshot(page, "offline")
     await asyncio.sleep(1.5)  # the page is well into its backoff now
 
-    # Back on the same port and database; Alice writes before Bob reconnects.
+    # Back on the same port and database; Alice writes while Bob reconnects.
     await web_server.start()
     alice_again = await web_server.client_for("alice")
     await alice_again.send(conversation, "while you were away 1")
@@ -524,11 +524,17 @@ async def test_a_server_restart_loses_nothing(web_server: WebServer, browser: Br
     await expect(page.locator("#conn-banner")).to_be_hidden()
     browser.console.server_down = False
     await expect(page.locator(".msg.pending")).to_have_count(0)
-    expected = ["before the drop", "while you were away 1", "while you were away 2"]
     stored = [m.body for m in await alice_again.messages(conversation)]
-    assert stored[:3] == expected
-    assert stored.count("written offline") == 1
-    assert len(stored) == 4
+    # Each stored once. Where Bob's pending message lands among Alice's two
+    # depends on when the page's backoff ends, which a loaded machine moves.
+    assert sorted(stored) == sorted(
+        ["before the drop", "while you were away 1", "while you were away 2", "written offline"]
+    )
+    assert [b for b in stored if b != "written offline"] == [
+        "before the drop",
+        "while you were away 1",
+        "while you were away 2",
+    ]
     await expect(bubbles(page)).to_have_text(stored)
     await expect(chat(page, "Alice").locator(".badge")).to_have_count(0)
 
