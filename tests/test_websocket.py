@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import pytest
 
 from tests.conftest import Account, AccountFactory, RunningServer, ServerFactory, no_event, private
@@ -51,16 +52,38 @@ async def test_a_silent_connection_is_closed_as_idle(make_server: ServerFactory)
 
 
 async def test_pings_keep_a_connection_open(make_server: ServerFactory) -> None:
-    server = await make_server(idle_timeout_seconds=0.5)
+    # Pinging every 0.2 s for longer than the idle timeout; the margin is wide
+    # so that a loaded machine's scheduling delays cannot fake an idle client.
+    server = await make_server(idle_timeout_seconds=1.5)
     async with Client(server.url) as client:
         await client.signup("pinger", "password1")
         await client.login("pinger", "password1")
         ws = await client.connect()
-        for _ in range(6):
+        for _ in range(10):
             await asyncio.sleep(0.2)
             await ws.ping()
         assert not ws.closed
         await ws.close()
+
+
+async def test_websocket_protocol_pings_count_as_activity(make_server: ServerFactory) -> None:
+    server = await make_server(idle_timeout_seconds=1.5)
+    async with Client(server.url) as client:
+        await client.signup("rawpinger", "password1")
+        session = await client.login("rawpinger", "password1")
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(server.url + "/ws", autoping=True) as ws,
+        ):
+            await ws.send_json({"type": "auth", "token": session.token})
+            assert (await ws.receive_json(timeout=5))["type"] == "auth_ok"
+            for _ in range(10):  # 2 s of RFC 6455 pings only, no frame of the contract
+                await asyncio.sleep(0.2)
+                await ws.ping()
+            assert not ws.closed
+            await ws.send_json({"type": "ping", "ref": "still here"})
+            answer = await ws.receive_json(timeout=5)
+            assert answer == {"type": "pong", "ref": "still here"}
 
 
 async def test_ping_is_answered_with_pong_and_the_same_ref(alice: Account) -> None:
