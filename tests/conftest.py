@@ -12,10 +12,12 @@ import contextlib
 import itertools
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +27,7 @@ import pytest
 from aiohttp import web
 from argon2 import PasswordHasher
 
-from tests.backends import database_url, redis_url
+from tests.backends import database_url, redis_url, unavailable
 from tidings.app import build_app
 from tidings.client import Client
 from tidings.config import Settings
@@ -243,3 +245,46 @@ async def cluster_env(tmp_path: Path) -> AsyncIterator[dict[str, str]]:
             "TIDINGS_REDIS_URL": redis,
             "TIDINGS_REDIS_PREFIX": f"tidings_t_{secrets.token_hex(6)}:",
         }
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+    """Start (and restart) a private redis-server on a fixed free port."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        unavailable("redis-server", FileNotFoundError("redis-server is not on PATH"))
+    assert binary is not None
+    port = free_port()
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(tmp_path),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        started.append(process)
+        for _ in range(50):
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return process
+            time.sleep(0.1)
+        raise RuntimeError("redis-server did not start")
+
+    start.port = port  # type: ignore[attr-defined]
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import socket
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from tests.backends import unavailable
-from tests.conftest import PASSWORD, ServerProcess, free_port, no_event
+from tests.conftest import PASSWORD, ServerProcess, no_event
 from tidings.client import Client, Socket
 
 pytestmark = pytest.mark.slow
@@ -172,49 +167,6 @@ async def test_a_killed_node_leaves_the_others_serving_and_its_clients_catch_up(
 
 
 # -- Redis faults, on a Redis of the test's own -------------------------------
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
-    """Start (and restart) a private redis-server on a fixed free port."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        unavailable("redis-server", FileNotFoundError("redis-server is not on PATH"))
-    assert binary is not None
-    port = free_port()
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start() -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(tmp_path),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        started.append(process)
-        for _ in range(50):
-            with contextlib.suppress(OSError):
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                return process
-            time.sleep(0.1)
-        raise RuntimeError("redis-server did not start")
-
-    start.port = port  # type: ignore[attr-defined]
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait(5)
 
 
 async def test_a_redis_restart_loses_no_message_and_nodes_recover(

@@ -36,6 +36,7 @@ from tidings.service.conversations import Conversations
 from tidings.service.events import Event, MessageCreated, SessionRevoked
 from tidings.service.groups import Groups
 from tidings.service.webhooks import WebhookSender
+from tidings.state import ChatListState
 from tidings.store.engines import describe
 from tidings.store.sql import SqlStore
 
@@ -94,8 +95,13 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
     accounts = Accounts(
         store, publisher, hasher, login_failures_per_minute=settings.login_failures_per_minute
     )
-    conversations = Conversations(store, publisher, settings, metrics)
-    groups = Groups(store, publisher, settings)
+    state: ChatListState | None = None
+    if settings.redis_url and settings.redis_chat_list:
+        from tidings.state.redis import RedisChatList
+
+        state = RedisChatList(settings.redis_url, store, prefix=settings.redis_prefix, node=node)
+    conversations = Conversations(store, publisher, settings, metrics, state)
+    groups = Groups(store, publisher, settings, state)
     hub = Hub(orderer)
 
     def node_stats() -> NodeStats:
@@ -175,6 +181,8 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
         await store.open()
         await broker.start()
         await presence.start()
+        if state is not None:
+            await state.start()
         if webhooks is not None:
             await webhooks.start()
         conversations.writer.start()
@@ -189,6 +197,8 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
 
     async def stop(_app: web.Application) -> None:
         await conversations.writer.close()
+        if state is not None:
+            await state.close()
         if webhooks is not None:
             await webhooks.close()
         await presence.close()
@@ -217,10 +227,12 @@ class Outbound:
 
 def backends(settings: Settings) -> str:
     """One phrase naming the backends in use, for the start-up log line."""
-    database = f"database {describe(settings.database_url)}, chat list in SQL"
+    database = f"database {describe(settings.database_url)}"
     if settings.redis_url:
-        return f"{database}, broker Redis pub/sub at {describe_redis(settings.redis_url)}"
-    return f"{database}, broker in-process"
+        redis = describe_redis(settings.redis_url)
+        where = "Redis (rebuilt from SQL)" if settings.redis_chat_list else "SQL"
+        return f"{database}, chat list in {where}, broker Redis pub/sub at {redis}"
+    return f"{database}, chat list in SQL, broker in-process"
 
 
 def describe_redis(url: str) -> str:

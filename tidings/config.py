@@ -27,6 +27,9 @@ class Settings:
     redis_url: str | None = None
     # Every Redis key and channel starts with it: several deployments can share a Redis.
     redis_prefix: str = "tidings:"
+    # With Redis: keep the chat list there too (exact, rebuilt from SQL when
+    # lost). Off: every node reads it from SQL, which is exact as well.
+    redis_chat_list: bool = True
     service_token: str | None = None
     # Each stored message and membership change is POSTed here, signed with the service token.
     webhook_url: str | None = None

@@ -26,9 +26,23 @@ from tidings.presence import NodeStats
 log = logging.getLogger(__name__)
 
 
-class _Report(msgspec.Struct):
+class NodeReport(msgspec.Struct):
     at: float
     stats: NodeStats
+
+
+def nodes_key(prefix: str) -> str:
+    """The hash of every node's last report (node -> msgpack ``NodeReport``)."""
+    return f"{prefix}nodes"
+
+
+def read_report(raw: bytes | str) -> NodeReport | None:
+    """A node's last report, or None if it is not one."""
+    try:
+        data = raw if isinstance(raw, bytes) else raw.encode()
+        return msgspec.msgpack.decode(data, type=NodeReport)
+    except msgspec.DecodeError:
+        return None
 
 
 class RedisPresence:
@@ -48,7 +62,7 @@ class RedisPresence:
         self._node = node
         self._prefix = prefix
         self._key = f"{prefix}presence:{node}"
-        self._nodes_key = f"{prefix}nodes"
+        self._nodes_key = nodes_key(prefix)
         self._ttl = node_ttl
         self._dirty: set[UserId] = set()
         self._wake = asyncio.Event()
@@ -114,12 +128,8 @@ class RedisPresence:
         now = time.time()
         live = []
         for value in raw.values():
-            try:
-                data = value if isinstance(value, bytes) else value.encode()
-                report = msgspec.msgpack.decode(data, type=_Report)
-            except msgspec.DecodeError:
-                continue
-            if now - report.at <= self._ttl:
+            report = read_report(value)
+            if report is not None and now - report.at <= self._ttl:
                 live.append(report.stats)
         return live
 
@@ -178,7 +188,7 @@ class RedisPresence:
             raise
 
     async def _beat(self) -> None:
-        report = msgspec.msgpack.encode(_Report(time.time(), self._stats()))
+        report = msgspec.msgpack.encode(NodeReport(time.time(), self._stats()))
         pipe = self._redis.pipeline(transaction=False)
         pipe.hset(self._nodes_key, self._node, report)
         pipe.expire(self._key, int(self._ttl * 3))

@@ -19,6 +19,7 @@ from tidings.ratelimit import TokenBucket
 from tidings.service.events import Publisher, message_created, read_moved
 from tidings.service.text import without_nul
 from tidings.service.writer import GroupCommitWriter, OnCommitted, PendingWrite
+from tidings.state import ChatListState
 from tidings.store import ReadRequest, ReadResult, SendRequest, Store, StoredMessage, WriteOutcome
 
 MAX_CLIENT_MSG_ID = 64
@@ -36,8 +37,10 @@ class Conversations:
         broker: Publisher,
         settings: Settings,
         metrics: Metrics | None = None,
+        state: ChatListState | None = None,
     ) -> None:
         self._store = store
+        self._state = state
         self._broker = broker
         self._settings = settings
         self._user_buckets: dict[UserId, TokenBucket] = {}
@@ -47,6 +50,7 @@ class Conversations:
             separator_gap_ms=int(settings.time_separator_seconds * 1000),
             max_batch=settings.write_batch_max,
             metrics=metrics,
+            after_commit=None if state is None else state.committed,
         )
 
     # -- sending ------------------------------------------------------------
@@ -135,7 +139,12 @@ class Conversations:
     async def chat_list(self, user: UserId, limit: int | None = None) -> list[Conversation]:
         if limit is not None and limit < 1:
             raise bad_request("limit: a positive integer")
-        return await self._store.chat_list(user, min(limit or DEFAULT_CHAT_LIST, MAX_CHAT_LIST))
+        size = min(limit or DEFAULT_CHAT_LIST, MAX_CHAT_LIST)
+        if self._state is not None:
+            cached = await self._state.chat_list(user, size)
+            if cached is not None:
+                return cached
+        return await self._store.chat_list(user, size)
 
     # -- rules --------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from tidings.ids import GroupId, UserId, group_id
 from tidings.models import Conversation, Group, iso_ms
 from tidings.service.events import ConversationAdded, ConversationRemoved, Publisher
 from tidings.service.text import without_nul
+from tidings.state import ChatListState
 from tidings.store import GroupChange, Store
 
 MAX_GROUP_NAME = 100
@@ -23,8 +24,15 @@ MAX_ID = 2**63 - 1  # what every database stores in a BIGINT
 
 
 class Groups:
-    def __init__(self, store: Store, broker: Publisher, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: Store,
+        broker: Publisher,
+        settings: Settings,
+        state: ChatListState | None = None,
+    ) -> None:
         self._store = store
+        self._state = state
         self._broker = broker
         self._settings = settings
 
@@ -35,6 +43,7 @@ class Groups:
         if len(set(ids) | {owner}) > limit:
             raise bad_request(f"a group has at most {limit} members")
         change = await self._store.create_group(owner, title, ids)
+        await self._changed(change)
         self._announce(change)
         assert change.group is not None
         return change.group
@@ -51,14 +60,21 @@ class Groups:
         change = await self._store.add_members(
             gid, actor, user_ids, self._settings.max_group_members
         )
+        await self._changed(change)
         self._announce(change)
         assert change.group is not None
         return change.group
 
     async def remove(self, actor: UserId | None, gid: GroupId, user: UserId) -> None:
         change = await self._store.remove_member(gid, actor, user)
+        await self._changed(change)
         for left in change.left:
             self._broker.publish(ConversationRemoved(left, group_id(gid)))
+
+    async def _changed(self, change: GroupChange) -> None:
+        """Before the events: who gets one must find the change in its chat list."""
+        if self._state is not None:
+            await self._state.members_changed([*change.joined, *change.left])
 
     def _announce(self, change: GroupChange) -> None:
         """A ``conversation`` event for each joiner: an entry with nothing unread yet."""

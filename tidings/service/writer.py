@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from tidings.errors import TidingsError, unavailable
@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 # Called synchronously right after the commit, in commit order.
 OnCommitted = Callable[[StoredMessage], None]
 Committed = Callable[["PendingWrite", WriteOutcome], None]
+# Awaited after each commit, before its acks: a cache that must show the batch
+# to anyone who got an ack. It must not raise.
+AfterCommit = Callable[[Sequence[WriteRequest], Sequence[WriteOutcome]], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -59,8 +62,10 @@ class GroupCommitWriter:
         max_batch: int = 1000,
         max_pending: int = 100_000,
         metrics: Metrics | None = None,
+        after_commit: AfterCommit | None = None,
     ) -> None:
         self._metrics = metrics
+        self._after_commit = after_commit
         self._store = store
         self._committed = committed
         self._gap_ms = separator_gap_ms
@@ -140,8 +145,9 @@ class GroupCommitWriter:
             await self._commit(batch)
 
     async def _commit(self, batch: list[PendingWrite]) -> None:
+        requests = [p.request for p in batch]
         try:
-            outcomes = await self._store.commit_batch([p.request for p in batch], self._gap_ms)
+            outcomes = await self._store.commit_batch(requests, self._gap_ms)
         except TidingsError as error:
             for pending in batch:
                 _settle_error(pending.future, error)
@@ -154,6 +160,11 @@ class GroupCommitWriter:
         self.batches += 1
         self.committed_writes += len(batch)
         self._count_sends(batch)
+        if self._after_commit is not None:
+            try:
+                await self._after_commit(requests, outcomes)
+            except Exception:
+                log.exception("a chat-list update after a commit failed")
         # Committed: from here on, nothing awaits until every ack and event of
         # this batch is queued, so they leave in commit order.
         for pending, outcome in zip(batch, outcomes, strict=True):

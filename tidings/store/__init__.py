@@ -75,6 +75,26 @@ class Membership:
 
 
 @dataclass(frozen=True, slots=True)
+class MemberPosition:
+    """Where a member stands in one conversation: what a chat-list cache rebuilds from."""
+
+    conversation: ConversationId
+    read_seq: int
+    joined_seq: int
+    joined_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationHead:
+    """A conversation's newest position and message."""
+
+    conversation: ConversationId
+    last_seq: int
+    last_sent_at: int | None
+    last_message: Message | None
+
+
+@dataclass(frozen=True, slots=True)
 class GroupChange:
     """A group after a membership change, and who joined or left in it."""
 
@@ -167,3 +187,19 @@ class Store(Protocol):
     async def chat_entry(
         self, user: UserId, conversation: ConversationId
     ) -> Conversation | None: ...
+
+    # The parts of the chat list, for a cache that keeps the list elsewhere.
+
+    async def member_positions(self, user: UserId) -> list[MemberPosition]:
+        """Every conversation the user is in, with its read and joined positions."""
+
+    async def conversation_heads(
+        self, conversation_ids: Sequence[ConversationId]
+    ) -> list[ConversationHead]: ...
+
+    async def group_names(self, group_ids: Sequence[GroupId]) -> dict[GroupId, str]: ...
+
+    async def read_seqs(
+        self, pairs: Sequence[tuple[ConversationId, UserId]]
+    ) -> dict[tuple[ConversationId, UserId], int]:
+        """The read_seq of each (conversation, member) pair that exists."""

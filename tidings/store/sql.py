@@ -35,7 +35,9 @@ from tidings.errors import ErrorCode, TidingsError, bad_request, not_found, not_
 from tidings.ids import ConversationId, GroupId, UserId, group_id
 from tidings.models import Conversation, Group, Message, User, now_ms
 from tidings.store import (
+    ConversationHead,
     GroupChange,
+    MemberPosition,
     Membership,
     WriteOutcome,
     WriteRequest,
@@ -61,6 +63,9 @@ from tidings.store.schema import (
 )
 
 log = logging.getLogger(__name__)
+
+# Ids per IN (...) list: well under every driver's bound on parameters.
+_IN_CHUNK = 500
 
 
 def _reason(exc: BaseException) -> str:
@@ -424,6 +429,72 @@ class SqlStore:
         )
         rows = await self._read(query)
         return entry_from_row(rows[0]) if rows else None
+
+    async def member_positions(self, user: UserId) -> list[MemberPosition]:
+        rows = await self._read(
+            select(
+                members.c.conversation_id,
+                members.c.read_seq,
+                members.c.joined_seq,
+                members.c.joined_at,
+            ).where(members.c.user_id == user)
+        )
+        return [
+            MemberPosition(ConversationId(r.conversation_id), r.read_seq, r.joined_seq, r.joined_at)
+            for r in rows
+        ]
+
+    async def conversation_heads(
+        self, conversation_ids: Sequence[ConversationId]
+    ) -> list[ConversationHead]:
+        heads: list[ConversationHead] = []
+        wanted = list(set(conversation_ids))
+        for start in range(0, len(wanted), _IN_CHUNK):
+            query = (
+                select(
+                    conversations.c.id,
+                    conversations.c.last_seq,
+                    conversations.c.last_sent_at,
+                    *MESSAGE_COLUMNS,
+                )
+                .select_from(
+                    conversations.outerjoin(
+                        messages,
+                        (messages.c.conversation_id == conversations.c.id)
+                        & (messages.c.seq == conversations.c.last_seq),
+                    )
+                )
+                .where(conversations.c.id.in_(wanted[start : start + _IN_CHUNK]))
+            )
+            for row in await self._read(query):
+                last = message_from_row(tuple(row)[3:]) if row.sender_id is not None else None
+                heads.append(
+                    ConversationHead(ConversationId(row.id), row.last_seq, row.last_sent_at, last)
+                )
+        return heads
+
+    async def group_names(self, group_ids: Sequence[GroupId]) -> dict[GroupId, str]:
+        if not group_ids:
+            return {}
+        rows = await self._read(
+            select(groups.c.id, groups.c.name).where(groups.c.id.in_(list(set(group_ids))))
+        )
+        return {GroupId(r.id): r.name for r in rows}
+
+    async def read_seqs(
+        self, pairs: Sequence[tuple[ConversationId, UserId]]
+    ) -> dict[tuple[ConversationId, UserId], int]:
+        if not pairs:
+            return {}
+        wanted = set(pairs)
+        rows = await self._read(
+            select(members.c.conversation_id, members.c.user_id, members.c.read_seq).where(
+                members.c.conversation_id.in_(list({c for c, _ in wanted})),
+                members.c.user_id.in_(list({u for _, u in wanted})),
+            )
+        )
+        found = {(ConversationId(r.conversation_id), UserId(r.user_id)): r.read_seq for r in rows}
+        return {pair: seq for pair, seq in found.items() if pair in wanted}
 
     # -- plumbing -----------------------------------------------------------
 

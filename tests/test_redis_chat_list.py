@@ -1,0 +1,252 @@
+"""The chat list kept in Redis answers exactly what SQL answers, through flushes and faults.
+
+The oracle is a second server on the same database with the Redis chat
+list turned off: it computes every entry from SQL (unread from history
+positions), so any drift of the Redis copy shows up as a difference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import subprocess
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from redis import asyncio as aioredis
+
+from tests.conftest import (
+    PASSWORD,
+    RunningServer,
+    ServerFactory,
+    settings_for,
+    start_server,
+)
+from tidings.client import Client
+from tidings.state import lua
+from tidings.state.redis import RedisChatList
+
+pytestmark = pytest.mark.parametrize("stack", ["postgresql+redis"], indirect=True)
+
+
+class Pair:
+    """The same users seen through the Redis-backed server and the SQL oracle."""
+
+    def __init__(self, cached: RunningServer, oracle: RunningServer) -> None:
+        self.cached = cached
+        self.oracle = oracle
+        self.clients: list[Client] = []
+        self.oracles: dict[int, Client] = {}
+        self.ids: list[int] = []
+
+    async def user(self, name: str) -> Client:
+        client = Client(self.cached.url)
+        user = await client.signup(name, PASSWORD)
+        await client.login(name, PASSWORD)
+        self.clients.append(client)
+        self.ids.append(user.id)
+        self.oracles[user.id] = Client(self.oracle.url, token=client.token)
+        return client
+
+    async def assert_same(self, limit: int | None = None) -> None:
+        for client, user_id in zip(self.clients, self.ids, strict=True):
+            cached = await client.conversations(limit)
+            expected = await self.oracles[user_id].conversations(limit)
+            assert cached == expected, f"user {user_id}"
+
+    async def close(self) -> None:
+        for client in [*self.clients, *self.oracles.values()]:
+            await client.close()
+
+
+@pytest.fixture
+async def pair(make_server: ServerFactory) -> AsyncIterator[Pair]:
+    cached = await make_server()
+    assert cached.settings.redis_url and cached.settings.redis_chat_list
+    oracle = await make_server(redis_chat_list=False)
+    both = Pair(cached, oracle)
+    yield both
+    await both.close()
+
+
+async def redis_keys(server: RunningServer, pattern: str) -> list[bytes]:
+    assert server.settings.redis_url is not None
+    redis = aioredis.Redis.from_url(server.settings.redis_url)
+    try:
+        return [k async for k in redis.scan_iter(f"{server.settings.redis_prefix}{pattern}")]
+    finally:
+        await redis.aclose()
+
+
+async def flush(server: RunningServer) -> None:
+    """FLUSHALL, for this test's keys only (the Redis is shared with other tests)."""
+    assert server.settings.redis_url is not None
+    redis = aioredis.Redis.from_url(server.settings.redis_url)
+    try:
+        keys = [k async for k in redis.scan_iter(f"{server.settings.redis_prefix}cl:*")]
+        if keys:
+            await redis.delete(*keys)
+    finally:
+        await redis.aclose()
+
+
+def private(a: int, b: int) -> str:
+    return f"p:{min(a, b)}-{max(a, b)}"
+
+
+async def test_the_redis_list_is_the_sql_list(pair: Pair) -> None:
+    alice, bob, carol = [await pair.user(n) for n in ("alice", "bob", "carol")]
+    a, b, c = pair.ids
+    await pair.assert_same()  # nobody is in anything yet
+    await alice.send(private(a, b), "hi bob")
+    await bob.send(private(a, b), "hi alice")
+    await carol.send(private(a, c), "hi alice, carol here")
+    group = await alice.create_group("team", [b])
+    await alice.send(f"g:{group.id}", "team, listen")
+    await pair.assert_same()
+    # Served from Redis: the users' indexes are there now.
+    assert await redis_keys(pair.cached, f"cl:*:u:{a}")
+    # Carol joins late: she sees the group, not the message sent before she joined.
+    await alice.add_members(group.id, [c])
+    await pair.assert_same()
+    await bob.send(f"g:{group.id}", "welcome carol")
+    await alice.mark_read(private(a, b), 2)
+    await carol.mark_read(f"g:{group.id}", 2)
+    await pair.assert_same()
+    await pair.assert_same(limit=2)
+    # Bob leaves; the group goes from his list and stays in the others'.
+    await bob.remove_member(group.id, b)
+    await alice.send(f"g:{group.id}", "bob left")
+    await pair.assert_same()
+    entries = await bob.conversations()
+    assert [e.id for e in entries] == [private(a, b)]
+
+
+async def test_the_list_stays_exact_through_flushes_mid_traffic(pair: Pair) -> None:
+    users = [await pair.user(f"user{n}") for n in range(6)]
+    ids = pair.ids
+    group = await users[0].create_group("all", ids[1:])
+    conversations = [f"g:{group.id}"] + [
+        private(ids[i], ids[j]) for i in range(6) for j in range(i + 1, 6) if (i + j) % 2
+    ]
+    rng = random.Random(7)
+    stop = asyncio.Event()
+
+    async def traffic(n: int) -> None:
+        client, me = users[n], ids[n]
+        mine = [c for c in conversations if c.startswith("g:") or str(me) in c[2:].split("-")]
+        while not stop.is_set():
+            conversation = rng.choice(mine)
+            sent = await client.send(conversation, f"from {me}")
+            if rng.random() < 0.3:
+                await client.mark_read(conversation, sent.seq)
+            if rng.random() < 0.3:
+                await client.conversations()  # rebuilds race with the updates
+
+    async def flusher() -> None:
+        for _ in range(5):
+            await asyncio.sleep(0.2)
+            await flush(pair.cached)
+
+    tasks = [asyncio.create_task(traffic(n)) for n in range(6)]
+    await flusher()
+    stop.set()
+    await asyncio.gather(*tasks)
+    await pair.assert_same()
+    assert await redis_keys(pair.cached, "cl:*:u:*"), "the lists were rebuilt in Redis"
+    total = sum(e.last_seq for e in await users[0].conversations() if e.id.startswith("g:"))
+    assert total > 20, "too little traffic to mean anything"
+
+
+async def test_a_rebuild_never_hides_an_update_made_during_it(pair: Pair) -> None:
+    """The race the generations close: SQL read, then an update, then the install."""
+    assert pair.cached.settings.redis_url is not None
+    redis = aioredis.Redis.from_url(pair.cached.settings.redis_url)
+    prefix = f"{pair.cached.settings.redis_prefix}cl:"
+    read, apply, install = (redis.register_script(s) for s in (lua.READ, lua.APPLY, lua.INSTALL))
+    try:
+        epoch, status, generation = await read(args=[prefix, 42, 100, 60])
+        assert status == b"u"
+        # ...the rebuild reads SQL: read_seq 3 in p:42-43; meanwhile the user
+        # reads up to 5, and that update finds no index to change.
+        await apply(args=[prefix, 60, 0, 42, "p:42-43", 5, 0])
+        assert await install(args=[prefix, epoch, 42, generation, 60, "p:42-43", 3]) == 0
+        # A rebuild that starts now sees the new state and is installed.
+        epoch, status, generation = await read(args=[prefix, 42, 100, 60])
+        assert await install(args=[prefix, epoch, 42, generation, 60, "p:42-43", 5]) == 1
+        # Updates from nodes arriving out of order never move a position back.
+        await apply(args=[prefix, 60, 0, 42, "p:42-43", 4, 0])
+        assert await redis.hget(f"{prefix}{epoch.decode()}:u:42", "p:42-43") == b"5"
+    finally:
+        await redis.aclose()
+
+
+async def test_a_node_that_stops_reporting_drops_the_redis_copy(pair: Pair) -> None:
+    """It may have died between a commit and its update: every list is rebuilt."""
+    alice, bob = await pair.user("alice"), await pair.user("bob")
+    await alice.send(private(*pair.ids), "hello")
+    await pair.assert_same()
+    settings = pair.cached.settings
+    assert settings.redis_url is not None
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    watcher = RedisChatList(
+        settings.redis_url,
+        None,
+        prefix=settings.redis_prefix,
+        node="watcher",
+        node_ttl=0.5,  # type: ignore[arg-type]
+    )
+    try:
+        epoch = await redis.get(f"{settings.redis_prefix}cl:epoch")
+        # A node whose last report is old: killed with SIGKILL, say.
+        nodes = f"{settings.redis_prefix}nodes"
+        live = await redis.hgetall(nodes)
+        assert live, "the servers report themselves"
+        await redis.hset(nodes, "dead-node", next(iter(live.values())))
+        await asyncio.sleep(0.6)
+        await watcher._reap_dead_nodes()
+        assert await redis.get(f"{settings.redis_prefix}cl:epoch") != epoch
+        assert not await redis.hexists(nodes, "dead-node")
+        # The lists come back, rebuilt from SQL, exact.
+        await bob.mark_read(private(*pair.ids), 1)
+        await pair.assert_same()
+    finally:
+        await watcher.close()
+        await redis.aclose()
+
+
+async def test_redis_unreachable_after_a_commit_serves_sql_then_drops_the_copy(
+    tmp_path: Path, own_redis: Callable[[], subprocess.Popen[bytes]], stack: str
+) -> None:
+    """An update lost to a Redis that hangs must not leave a stale count behind."""
+    redis_url = f"redis://127.0.0.1:{own_redis.port}/0"  # type: ignore[attr-defined]
+    own_redis()
+    settings = settings_for(tmp_path, redis_url=redis_url, redis_prefix="t:")
+    server, runner = await start_server(settings)
+    alice, bob = Client(server.url), Client(server.url)
+    try:
+        a = (await alice.signup("alice", PASSWORD)).id
+        b = (await bob.signup("bob", PASSWORD)).id
+        await alice.login("alice", PASSWORD)
+        await bob.login("bob", PASSWORD)
+        conversation = private(a, b)
+        await alice.send(conversation, "one")
+        assert (await bob.conversations())[0].unread == 1  # now cached in Redis
+        redis = aioredis.Redis.from_url(redis_url)
+        await redis.execute_command("CLIENT", "PAUSE", 3000, "ALL")
+        # The commit stands and is acked although its Redis update times out.
+        sent = await alice.send(conversation, "two")
+        assert sent.seq == 2
+        entry = (await bob.conversations())[0]  # from SQL meanwhile
+        assert (entry.unread, entry.last_message.body) == (2, "two")  # type: ignore[union-attr]
+        await asyncio.sleep(3.5)  # Redis answers again, with its old copy
+        for _ in range(50):
+            entry = (await bob.conversations())[0]
+            assert (entry.unread, entry.last_seq) == (2, 2)
+            await asyncio.sleep(0.05)
+        await redis.aclose()
+    finally:
+        await alice.close()
+        await bob.close()
+        await runner.cleanup()

@@ -1,0 +1,320 @@
+"""The chat list kept in Redis: the original design's per-user list, made exact.
+
+The original design kept ``message_list:{user}`` and
+``message_content:{user}_{type}_{id}`` in Redis and updated them with a
+read-modify-write from PHP, which lost counts under concurrency. Here
+(scripts and key layout in ``state.lua``):
+
+- a message costs one update of its conversation's hash plus the
+  sender's read position, whatever the group's size: unread is
+  ``last_seq - read_seq``, computed when the list is read, never counted;
+- every update is one Lua script per committed batch, applied after the
+  commit and before the acks, and only moves positions forward;
+- the user's index is the set of fields of one hash, sorted by activity
+  inside Redis when the list is read (a user in 1,000 conversations costs
+  one script), then titles come from SQL by primary key.
+
+Redis is derived state. Whatever is absent (a new Redis, a FLUSHALL, an
+expired key) is rebuilt from SQL when a list is read, guarded by
+generations so a rebuild never hides a newer update. Whatever may be
+wrong is dropped whole by moving to a new namespace: this node does it
+when it failed to update Redis after a commit (and reads SQL until then);
+every node does it when another node stops reporting (it may have died
+between a commit and its update). Until then the list lags by at most
+that node's last batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+from redis import asyncio as aioredis
+from redis.exceptions import RedisError
+
+from tidings.ids import (
+    ConversationId,
+    GroupId,
+    GroupRef,
+    PrivateRef,
+    UserId,
+    parse_conversation,
+)
+from tidings.models import Conversation, Message, iso_ms
+from tidings.presence.redis import nodes_key, read_report
+from tidings.state import lua
+from tidings.store import ReadResult, SendRequest, Store, StoredMessage, WriteOutcome, WriteRequest
+
+log = logging.getLogger(__name__)
+
+_FAILURES = (RedisError, OSError, TimeoutError)
+_ENTRY = 7  # values per entry in READ's answer
+
+
+class RedisChatList:
+    def __init__(
+        self,
+        url: str,
+        store: Store,
+        *,
+        prefix: str = "tidings:",
+        node: str,
+        node_ttl: float = 15.0,
+        key_ttl: int = 3600,
+        timeout: float = 2.0,
+    ) -> None:
+        # A hung Redis must not hold the writer: every call gives up after
+        # ``timeout`` and the cache stops vouching for itself.
+        self._redis = aioredis.Redis.from_url(
+            url, socket_connect_timeout=timeout, socket_timeout=timeout, health_check_interval=10
+        )
+        self._store = store
+        self._prefix = f"{prefix}cl:"
+        self._nodes_key = nodes_key(prefix)
+        self._node = node
+        self._node_ttl = node_ttl
+        self._ttl = key_ttl
+        self._apply = self._redis.register_script(lua.APPLY)
+        self._invalidate = self._redis.register_script(lua.INVALIDATE)
+        self._read = self._redis.register_script(lua.READ)
+        self._install = self._redis.register_script(lua.INSTALL)
+        self._fill = self._redis.register_script(lua.FILL)
+        self._bump = self._redis.register_script(lua.BUMP)
+        self._reap = self._redis.register_script(lua.REAP)
+        # True from a failed update until the namespace has been dropped.
+        self._stale = False
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.rebuilds = 0  # users whose index was rebuilt from SQL (for tests and stats)
+
+    @property
+    def vouching(self) -> bool:
+        return not self._stale
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._watch(), name="redis-chat-list")
+
+    async def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait([self._task], timeout=5)
+        await self._redis.aclose()
+
+    # -- updates --------------------------------------------------------------
+
+    async def committed(
+        self, requests: Sequence[WriteRequest], outcomes: Sequence[WriteOutcome]
+    ) -> None:
+        if self._stale:
+            return  # the namespace is about to be dropped; nothing here counts
+        heads: dict[str, Message] = {}
+        reads: dict[tuple[int, str], list[int]] = {}  # (user, conversation) -> [seq, create]
+        for request, outcome in zip(requests, outcomes, strict=True):
+            if isinstance(outcome, StoredMessage):
+                if not outcome.fresh:
+                    continue
+                message = outcome.message
+                head = heads.get(message.conversation)
+                if head is None or message.seq > head.seq:
+                    heads[message.conversation] = message
+                private = message.conversation.startswith("p:")
+                _forward(reads, (message.sender, message.conversation), message.seq, private)
+                ref = request.conversation if isinstance(request, SendRequest) else None
+                if message.seq == 1 and isinstance(ref, PrivateRef):
+                    peer = ref.peer_of(UserId(message.sender))
+                    _forward(reads, (peer, message.conversation), 0, True)
+            elif isinstance(outcome, ReadResult) and outcome.moved:
+                _forward(reads, (outcome.user, outcome.conversation), outcome.read_seq, False)
+        if not heads and not reads:
+            return
+        args: list[Any] = [self._prefix, self._ttl, len(heads)]
+        for conversation, message in heads.items():
+            args += [conversation, message.seq, message.sent_at, msgspec.msgpack.encode(message)]
+        for (user, conversation), (seq, create) in reads.items():
+            args += [user, conversation, seq, create]
+        try:
+            await self._apply(args=args)
+        except _FAILURES as exc:
+            self._lost("updating the chat list after a commit", exc)
+
+    async def members_changed(self, users: Sequence[UserId]) -> None:
+        if not users:
+            return
+        try:
+            await self._invalidate(args=[self._prefix, self._ttl, *users])
+        except _FAILURES as exc:
+            self._lost("dropping the lists of members who joined or left", exc)
+
+    def _lost(self, doing: str, exc: BaseException) -> None:
+        if not self._stale:
+            log.warning(
+                "chat list: Redis failed while %s (%s); serving chat lists from SQL "
+                "until the Redis copy is dropped",
+                doing,
+                exc,
+            )
+        self._stale = True
+        self._wake.set()
+
+    # -- reading ----------------------------------------------------------------
+
+    async def chat_list(self, user: UserId, limit: int) -> list[Conversation] | None:
+        if self._stale:
+            return None
+        try:
+            # At most: rebuild the index, then fill its conversations, then read.
+            for _ in range(3):
+                reply = await self._read(args=[self._prefix, user, limit, self._ttl])
+                epoch, status = reply[0], reply[1]
+                if status == b"ok":
+                    return await self._entries(user, reply[2:])
+                if status == b"u":
+                    await self._rebuild_index(user, epoch, reply[2])
+                else:
+                    await self._fill_conversations(epoch, reply[2:])
+            return None
+        except _FAILURES as exc:
+            log.warning("chat list: Redis failed while reading (%s); answering from SQL", exc)
+            return None
+
+    async def _rebuild_index(self, user: UserId, epoch: bytes, generation: bytes) -> None:
+        self.rebuilds += 1
+        args: list[Any] = [self._prefix, epoch, user, generation, self._ttl]
+        for position in await self._store.member_positions(user):
+            args += [position.conversation, position.read_seq]
+            if position.conversation.startswith("g:"):
+                joined = f"{position.joined_seq}|{iso_ms(position.joined_at)}"
+                args += [f"j:{position.conversation}", joined]
+        await self._install(args=args)
+
+    async def _fill_conversations(self, epoch: bytes, missing: list[bytes]) -> None:
+        generations = {
+            ConversationId(missing[i].decode()): missing[i + 1] for i in range(0, len(missing), 2)
+        }
+        args: list[Any] = [self._prefix, epoch, self._ttl]
+        for head in await self._store.conversation_heads(list(generations)):
+            message = (
+                b"" if head.last_message is None else msgspec.msgpack.encode(head.last_message)
+            )
+            sent_at = "" if head.last_sent_at is None else iso_ms(head.last_sent_at)
+            args += [head.conversation, generations[head.conversation], head.last_seq]
+            args += [sent_at, message]
+        await self._fill(args=args)
+
+    async def _entries(self, user: UserId, flat: list[bytes]) -> list[Conversation]:
+        peers: dict[ConversationId, UserId] = {}
+        group_ids: list[GroupId] = []
+        unknown_reads: list[tuple[ConversationId, UserId]] = []
+        rows = []
+        for i in range(0, len(flat), _ENTRY):
+            conversation = ConversationId(flat[i].decode())
+            ref = parse_conversation(conversation)
+            if isinstance(ref, PrivateRef):
+                peer = ref.peer_of(user)
+                peers[conversation] = peer
+                if not flat[i + 6]:
+                    unknown_reads.append((conversation, peer))
+            elif isinstance(ref, GroupRef):
+                group_ids.append(ref.group)
+            else:  # not a key this code writes
+                continue
+            rows.append(flat[i : i + _ENTRY])
+        names = await self._store.users(list(peers.values()))
+        group_names = await self._store.group_names(group_ids)
+        peer_reads = await self._store.read_seqs(unknown_reads)
+        entries = []
+        for conversation_b, read_b, join_b, seq_b, time_b, message_b, peer_read_b in rows:
+            conversation = ConversationId(conversation_b.decode())
+            read_seq, last_seq = int(read_b), int(seq_b)
+            joined_seq, joined_at = 0, ""
+            if join_b:
+                seq_part, _, joined_at = join_b.decode().partition("|")
+                joined_seq = int(seq_part)
+            visible = last_seq > joined_seq
+            last = (
+                msgspec.msgpack.decode(message_b, type=Message) if visible and message_b else None
+            )
+            with_peer = peers.get(conversation)
+            if with_peer is None:
+                group: GroupId | None = GroupId(int(conversation[2:]))
+                title = group_names.get(GroupId(int(conversation[2:])), "")
+                peer_read: int | None = None
+            else:
+                group = None
+                found = names.get(with_peer)
+                title = "" if found is None else found.display_name
+                peer_read = (
+                    int(peer_read_b) if peer_read_b else peer_reads.get((conversation, with_peer))
+                )
+            entries.append(
+                Conversation(
+                    id=conversation,
+                    type="group" if with_peer is None else "private",
+                    title=title,
+                    peer_id=with_peer,
+                    group_id=group,
+                    unread=max(0, last_seq - read_seq),
+                    last_seq=last_seq,
+                    read_seq=read_seq,
+                    last_message=last,
+                    updated_at=time_b.decode() if visible else joined_at,
+                    peer_read_seq=peer_read,
+                )
+            )
+        return entries
+
+    # -- recovery ---------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        """Drop the namespace after a failure here, or a death elsewhere."""
+        backoff = 0.2
+        while not self._closed:
+            try:
+                if self._stale:
+                    await self._bump(args=[self._prefix])
+                    self._stale = False
+                    log.info("chat list: Redis copy dropped; it is rebuilt from SQL as read")
+                await self._reap_dead_nodes()
+                backoff = 0.2
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self._node_ttl / 3)
+                except TimeoutError:
+                    pass
+            except _FAILURES:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _reap_dead_nodes(self) -> None:
+        now = time.time()
+        for node, raw in (await self._redis.hgetall(self._nodes_key)).items():
+            report = read_report(raw)
+            if report is None or now - report.at <= self._node_ttl:
+                continue
+            name = node.decode() if isinstance(node, bytes) else node
+            if name == self._node:
+                continue
+            if await self._reap(args=[self._prefix, self._nodes_key, name, raw]):
+                log.warning(
+                    "chat list: node %s stopped reporting; Redis copy dropped "
+                    "(it is rebuilt from SQL as read)",
+                    name,
+                )
+
+
+def _forward(
+    reads: dict[tuple[int, str], list[int]], key: tuple[int, str], seq: int, create: bool
+) -> None:
+    found = reads.get(key)
+    if found is None:
+        reads[key] = [seq, int(create)]
+    else:
+        found[0] = max(found[0], seq)
+        found[1] |= int(create)
