@@ -164,16 +164,16 @@ async def test_a_rebuild_never_hides_an_update_made_during_it(pair: Pair) -> Non
     assert pair.cached.settings.redis_url is not None
     redis = aioredis.Redis.from_url(pair.cached.settings.redis_url)
     prefix = f"{pair.cached.settings.redis_prefix}cl:"
-    read, apply, install = (redis.register_script(s) for s in (lua.READ, lua.APPLY, lua.INSTALL))
+    index, apply, install = (redis.register_script(s) for s in (lua.INDEX, lua.APPLY, lua.INSTALL))
     try:
-        epoch, status, generation = await read(args=[prefix, 42, 100, 60])
+        epoch, status, generation = await index(args=[prefix, 42, 60])
         assert status == b"u"
         # ...the rebuild reads SQL: read_seq 3 in p:42-43; meanwhile the user
         # reads up to 5, and that update finds no index to change.
         await apply(args=[prefix, 60, 0, 42, "p:42-43", 5, 0])
         assert await install(args=[prefix, epoch, 42, generation, 60, "p:42-43", 3]) == 0
         # A rebuild that starts now sees the new state and is installed.
-        epoch, status, generation = await read(args=[prefix, 42, 100, 60])
+        epoch, status, generation = await index(args=[prefix, 42, 60])
         assert await install(args=[prefix, epoch, 42, generation, 60, "p:42-43", 5]) == 1
         # Updates from nodes arriving out of order never move a position back.
         await apply(args=[prefix, 60, 0, 42, "p:42-43", 4, 0])

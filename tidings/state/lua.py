@@ -6,8 +6,9 @@ Keys, under ``{prefix}cl:``:
   ``{epoch}:``. Changing it drops the whole cache at once (after a node
   died or lost Redis between a commit and its update); a FLUSHALL drops it
   too, and the first script to run after one opens a new namespace.
-- ``{epoch}:c:{conversation}``: hash ``s`` last seq, ``t`` its time (ISO,
-  so strings sort by time), ``m`` the last message (msgpack).
+- ``{epoch}:h:{conversation}``: ``{last seq}|{its time}`` (ISO time, so
+  strings sort by time); plain strings, so one MGET fetches a thousand.
+- ``{epoch}:m:{conversation}``: the last message (msgpack).
 - ``{epoch}:u:{user}``: hash conversation -> the user's read seq, plus
   ``j:{conversation}`` -> ``joined_seq|joined_at`` for groups, plus ``~``
   so that a user in no conversation still has a (complete) hash. The set
@@ -19,8 +20,9 @@ Keys, under ``{prefix}cl:``:
   committed after its snapshot.
 
 Updates only move positions forward (``s`` and read seqs are maxima), so
-applies from several nodes may arrive in any order. Sequence numbers go
-through Lua numbers (doubles): exact up to 2**53.
+applies from several nodes may arrive in any order. Sorting a list is
+left to the node that reads it (Redis is shared, nodes scale out).
+Sequence numbers go through Lua numbers (doubles): exact up to 2**53.
 """
 
 from __future__ import annotations
@@ -50,12 +52,12 @@ local p, ttl = ARGV[1], ARGV[2]
 local base = p .. epoch(p) .. ':'
 local i = 4
 for _ = 1, tonumber(ARGV[3]) do
-  local ck = base .. 'c:' .. ARGV[i]
-  local cur = redis.call('HGET', ck, 's')
+  local hk = base .. 'h:' .. ARGV[i]
+  local cur = redis.call('GET', hk)
   if cur then
-    if tonumber(ARGV[i + 1]) > tonumber(cur) then
-      redis.call('HSET', ck, 's', ARGV[i + 1], 't', ARGV[i + 2], 'm', ARGV[i + 3])
-      redis.call('EXPIRE', ck, ttl)
+    if tonumber(ARGV[i + 1]) > tonumber(string.match(cur, '^%d+')) then
+      redis.call('SET', hk, ARGV[i + 1] .. '|' .. ARGV[i + 2], 'EX', ttl)
+      redis.call('SET', base .. 'm:' .. ARGV[i], ARGV[i + 3], 'EX', ttl)
     end
   else
     local g = base .. 'cg:' .. ARGV[i]
@@ -98,16 +100,15 @@ return 1
 """
 )
 
-# ARGV: prefix, user, limit, ttl. Answers one of
-#   {epoch, 'u', generation}: the user's index is absent;
-#   {epoch, 'c', conversation, generation, ...}: these conversations are absent;
-#   {epoch, 'ok', 7 x (conversation, read seq, join, seq, time, message, peer read)}
-# newest first (time, then conversation id); message and peer read are ''
-# when not visible or not known.
-READ = (
+# ARGV: prefix, user, ttl. The user's whole index, for the node to sort:
+#   {epoch, 'u', generation}: the index is absent;
+#   {epoch, 'c', conversation, generation, ...}: these heads are absent;
+#   {epoch, 'ok', {field, value, ...}, {head, ...}}: the index hash, and the
+#   head of each conversation field in the order the hash gave them.
+INDEX = (
     _EPOCH
     + """
-local p, uid, limit, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local p, uid, ttl = ARGV[1], ARGV[2], ARGV[3]
 local e = epoch(p)
 local base = p .. e .. ':'
 local uk = base .. 'u:' .. uid
@@ -116,51 +117,58 @@ if #flat == 0 then
   return {e, 'u', redis.call('GET', base .. 'ug:' .. uid) or '0'}
 end
 redis.call('EXPIRE', uk, ttl)
-local reads, joins, cids = {}, {}, {}
+local keys, cids = {}, {}
 for i = 1, #flat, 2 do
   local f = flat[i]
-  if string.sub(f, 1, 2) == 'j:' then
-    joins[string.sub(f, 3)] = flat[i + 1]
-  elseif f ~= '~' then
-    reads[f] = flat[i + 1]
+  if f ~= '~' and string.sub(f, 1, 2) ~= 'j:' then
     cids[#cids + 1] = f
+    keys[#keys + 1] = base .. 'h:' .. f
   end
 end
-local rows, missing = {}, {}
-for _, cid in ipairs(cids) do
-  local h = redis.call('HMGET', base .. 'c:' .. cid, 's', 't')
-  if not h[1] then
-    missing[#missing + 1] = cid
-    missing[#missing + 1] = redis.call('GET', base .. 'cg:' .. cid) or '0'
-  elseif #missing == 0 then
-    local js, ja = 0, ''
-    local jv = joins[cid]
-    if jv then
-      local bar = string.find(jv, '|', 1, true)
-      js = tonumber(string.sub(jv, 1, bar - 1))
-      ja = string.sub(jv, bar + 1)
-    end
-    if tonumber(h[1]) > js then
-      rows[#rows + 1] = {cid, h[2], true, h[1]}
-    else
-      rows[#rows + 1] = {cid, ja, false, h[1]}
+local heads, out = {}, {e, 'c'}
+for s = 1, #keys, 500 do
+  local part = redis.call('MGET', unpack(keys, s, math.min(s + 499, #keys)))
+  for j = 1, #part do
+    local n = s + j - 1
+    heads[n] = part[j]
+    if not part[j] then
+      out[#out + 1] = cids[n]
+      out[#out + 1] = redis.call('GET', base .. 'cg:' .. cids[n]) or '0'
     end
   end
 end
-if #missing > 0 then
-  local out = {e, 'c'}
-  for _, v in ipairs(missing) do out[#out + 1] = v end
-  return out
-end
-table.sort(rows, function(a, b)
-  if a[2] ~= b[2] then return a[2] > b[2] end
-  return a[1] < b[1]
-end)
-local out = {e, 'ok'}
-for i = 1, math.min(limit, #rows) do
-  local cid = rows[i][1]
-  local m = ''
-  if rows[i][3] then m = redis.call('HGET', base .. 'c:' .. cid, 'm') or '' end
+if #out > 2 then return out end
+return {e, 'ok', flat, heads}
+"""
+)
+
+# ARGV: prefix, epoch, user, conversation... The entries of one page, read
+# together: 5 x (read seq, join, head, message, peer read), '' where there
+# is none; 0 when the index changed since INDEX (read it again). A visible
+# message whose key was evicted without its head drops the head, so the
+# next INDEX refills both.
+PAGE = """
+local p, e, uid = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('GET', p .. 'epoch') ~= e then return 0 end
+local base = p .. e .. ':'
+local uk = base .. 'u:' .. uid
+local out = {}
+for i = 4, #ARGV do
+  local cid = ARGV[i]
+  local read = redis.call('HGET', uk, cid)
+  local head = redis.call('GET', base .. 'h:' .. cid)
+  if not read or not head then return 0 end
+  local join = redis.call('HGET', uk, 'j:' .. cid) or ''
+  local message = redis.call('GET', base .. 'm:' .. cid)
+  if not message then
+    local joined = tonumber(string.match(join, '^%d+') or '0')
+    if tonumber(string.match(head, '^%d+')) > joined then
+      redis.call('DEL', base .. 'h:' .. cid)
+      redis.call('INCR', base .. 'cg:' .. cid)
+      return 0
+    end
+    message = ''
+  end
   local peer_read = ''
   local a, b = string.match(cid, '^p:(%d+)%-(%d+)$')
   if a then
@@ -168,17 +176,14 @@ for i = 1, math.min(limit, #rows) do
     if a == uid then peer = b end
     peer_read = redis.call('HGET', base .. 'u:' .. peer, cid) or ''
   end
-  out[#out + 1] = cid
-  out[#out + 1] = reads[cid]
-  out[#out + 1] = joins[cid] or ''
-  out[#out + 1] = rows[i][4]
-  out[#out + 1] = rows[i][2]
-  out[#out + 1] = m
+  out[#out + 1] = read
+  out[#out + 1] = join
+  out[#out + 1] = head
+  out[#out + 1] = message
   out[#out + 1] = peer_read
 end
 return out
 """
-)
 
 # ARGV: prefix, epoch, user, generation, ttl, (field, value)...
 INSTALL = """
@@ -202,11 +207,13 @@ local p, e, ttl = ARGV[1], ARGV[2], ARGV[3]
 if redis.call('GET', p .. 'epoch') ~= e then return 0 end
 local base = p .. e .. ':'
 for i = 4, #ARGV, 5 do
-  local ck = base .. 'c:' .. ARGV[i]
-  if redis.call('EXISTS', ck) == 0
+  local hk = base .. 'h:' .. ARGV[i]
+  if redis.call('EXISTS', hk) == 0
       and (redis.call('GET', base .. 'cg:' .. ARGV[i]) or '0') == ARGV[i + 1] then
-    redis.call('HSET', ck, 's', ARGV[i + 2], 't', ARGV[i + 3], 'm', ARGV[i + 4])
-    redis.call('EXPIRE', ck, ttl)
+    redis.call('SET', hk, ARGV[i + 2] .. '|' .. ARGV[i + 3], 'EX', ttl)
+    if ARGV[i + 4] ~= '' then
+      redis.call('SET', base .. 'm:' .. ARGV[i], ARGV[i + 4], 'EX', ttl)
+    end
   end
 end
 return 1

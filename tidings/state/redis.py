@@ -10,9 +10,11 @@ read-modify-write from PHP, which lost counts under concurrency. Here
   ``last_seq - read_seq``, computed when the list is read, never counted;
 - every update is one Lua script per committed batch, applied after the
   commit and before the acks, and only moves positions forward;
-- the user's index is the set of fields of one hash, sorted by activity
-  inside Redis when the list is read (a user in 1,000 conversations costs
-  one script), then titles come from SQL by primary key.
+- the user's index is the set of fields of one hash; reading a list is
+  one script for the index and every conversation's head (one MGET), a
+  sort here, and one script for the page's entries, read together; then
+  titles: group names are cached here (a group is never renamed and its
+  id never reused), display names come from SQL by primary key.
 
 Redis is derived state. Whatever is absent (a new Redis, a FLUSHALL, an
 expired key) is rebuilt from SQL when a list is read, guarded by
@@ -52,7 +54,8 @@ from tidings.store import ReadResult, SendRequest, Store, StoredMessage, WriteOu
 log = logging.getLogger(__name__)
 
 _FAILURES = (RedisError, OSError, TimeoutError)
-_ENTRY = 7  # values per entry in READ's answer
+_PAGE_ENTRY = 5  # values per entry in PAGE's answer
+_GROUP_NAMES_CACHED = 100_000
 
 
 class RedisChatList:
@@ -80,7 +83,8 @@ class RedisChatList:
         self._ttl = key_ttl
         self._apply = self._redis.register_script(lua.APPLY)
         self._invalidate = self._redis.register_script(lua.INVALIDATE)
-        self._read = self._redis.register_script(lua.READ)
+        self._index = self._redis.register_script(lua.INDEX)
+        self._page = self._redis.register_script(lua.PAGE)
         self._install = self._redis.register_script(lua.INSTALL)
         self._fill = self._redis.register_script(lua.FILL)
         self._bump = self._redis.register_script(lua.BUMP)
@@ -90,6 +94,7 @@ class RedisChatList:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._group_names_cache: dict[GroupId, str] = {}
         self.rebuilds = 0  # users whose index was rebuilt from SQL (for tests and stats)
 
     @property
@@ -169,16 +174,22 @@ class RedisChatList:
         if self._stale:
             return None
         try:
-            # At most: rebuild the index, then fill its conversations, then read.
-            for _ in range(3):
-                reply = await self._read(args=[self._prefix, user, limit, self._ttl])
+            # At most: rebuild the index, fill its heads, then read (or a
+            # change in between makes one more round).
+            for _ in range(4):
+                reply = await self._index(args=[self._prefix, user, self._ttl])
                 epoch, status = reply[0], reply[1]
-                if status == b"ok":
-                    return await self._entries(user, reply[2:])
                 if status == b"u":
                     await self._rebuild_index(user, epoch, reply[2])
-                else:
+                elif status == b"c":
                     await self._fill_conversations(epoch, reply[2:])
+                else:
+                    page = _newest(reply[2], reply[3], limit)
+                    if not page:
+                        return []
+                    values = await self._page(args=[self._prefix, epoch, user, *page])
+                    if values != 0:
+                        return await self._entries(user, page, values)
             return None
         except _FAILURES as exc:
             log.warning("chat list: Redis failed while reading (%s); answering from SQL", exc)
@@ -208,67 +219,70 @@ class RedisChatList:
             args += [sent_at, message]
         await self._fill(args=args)
 
-    async def _entries(self, user: UserId, flat: list[bytes]) -> list[Conversation]:
-        peers: dict[ConversationId, UserId] = {}
-        group_ids: list[GroupId] = []
-        unknown_reads: list[tuple[ConversationId, UserId]] = []
-        rows = []
-        for i in range(0, len(flat), _ENTRY):
-            conversation = ConversationId(flat[i].decode())
-            ref = parse_conversation(conversation)
-            if isinstance(ref, PrivateRef):
-                peer = ref.peer_of(user)
-                peers[conversation] = peer
-                if not flat[i + 6]:
-                    unknown_reads.append((conversation, peer))
-            elif isinstance(ref, GroupRef):
-                group_ids.append(ref.group)
-            else:  # not a key this code writes
-                continue
-            rows.append(flat[i : i + _ENTRY])
+    async def _entries(
+        self, user: UserId, page: list[bytes], values: list[bytes]
+    ) -> list[Conversation]:
+        refs = [parse_conversation(c.decode()) for c in page]
+        peers = {r.id: r.peer_of(user) for r in refs if isinstance(r, PrivateRef)}
         names = await self._store.users(list(peers.values()))
-        group_names = await self._store.group_names(group_ids)
+        unknown_reads = [
+            (r.id, peers[r.id])
+            for i, r in enumerate(refs)
+            if isinstance(r, PrivateRef) and not values[i * _PAGE_ENTRY + 4]
+        ]
         peer_reads = await self._store.read_seqs(unknown_reads)
+        group_names = await self._group_names([r.group for r in refs if isinstance(r, GroupRef)])
         entries = []
-        for conversation_b, read_b, join_b, seq_b, time_b, message_b, peer_read_b in rows:
-            conversation = ConversationId(conversation_b.decode())
-            read_seq, last_seq = int(read_b), int(seq_b)
-            joined_seq, joined_at = 0, ""
-            if join_b:
-                seq_part, _, joined_at = join_b.decode().partition("|")
-                joined_seq = int(seq_part)
+        for i, ref in enumerate(refs):
+            if ref is None:
+                continue
+            read_b, join_b, head_b, message_b, peer_read_b = values[
+                i * _PAGE_ENTRY : (i + 1) * _PAGE_ENTRY
+            ]
+            seq_part, _, sent_at = head_b.decode().partition("|")
+            read_seq, last_seq = int(read_b), int(seq_part)
+            joined_seq, joined_at = _joined(join_b)
             visible = last_seq > joined_seq
-            last = (
-                msgspec.msgpack.decode(message_b, type=Message) if visible and message_b else None
-            )
-            with_peer = peers.get(conversation)
-            if with_peer is None:
-                group: GroupId | None = GroupId(int(conversation[2:]))
-                title = group_names.get(GroupId(int(conversation[2:])), "")
-                peer_read: int | None = None
-            else:
-                group = None
-                found = names.get(with_peer)
+            last = None
+            if visible and message_b:
+                last = msgspec.msgpack.decode(message_b, type=Message)
+            if isinstance(ref, PrivateRef):
+                peer: UserId | None = peers[ref.id]
+                found = names.get(peers[ref.id])
                 title = "" if found is None else found.display_name
                 peer_read = (
-                    int(peer_read_b) if peer_read_b else peer_reads.get((conversation, with_peer))
+                    int(peer_read_b) if peer_read_b else peer_reads.get((ref.id, peers[ref.id]))
                 )
+                group = None
+            else:
+                peer, peer_read, group = None, None, ref.group
+                title = group_names.get(ref.group, "")
             entries.append(
                 Conversation(
-                    id=conversation,
-                    type="group" if with_peer is None else "private",
+                    id=ref.id,
+                    type="group" if group is not None else "private",
                     title=title,
-                    peer_id=with_peer,
+                    peer_id=peer,
                     group_id=group,
                     unread=max(0, last_seq - read_seq),
                     last_seq=last_seq,
                     read_seq=read_seq,
                     last_message=last,
-                    updated_at=time_b.decode() if visible else joined_at,
+                    updated_at=sent_at if visible else joined_at,
                     peer_read_seq=peer_read,
                 )
             )
         return entries
+
+    async def _group_names(self, group_ids: list[GroupId]) -> dict[GroupId, str]:
+        missing = [g for g in group_ids if g not in self._group_names_cache]
+        if missing:
+            found = await self._store.group_names(missing)
+            if len(self._group_names_cache) + len(found) > _GROUP_NAMES_CACHED:
+                self._group_names_cache.clear()
+            self._group_names_cache.update(found)
+        cache = self._group_names_cache
+        return {g: cache[g] for g in group_ids if g in cache}
 
     # -- recovery ---------------------------------------------------------------
 
@@ -307,6 +321,28 @@ class RedisChatList:
                     "(it is rebuilt from SQL as read)",
                     name,
                 )
+
+
+def _joined(join: bytes) -> tuple[int, str]:
+    """``joined_seq|joined_at`` of a group member; private chats have none."""
+    if not join:
+        return 0, ""
+    seq, _, at = join.decode().partition("|")
+    return int(seq), at
+
+
+def _newest(flat: list[bytes], heads: list[bytes], limit: int) -> list[bytes]:
+    """The ``limit`` newest conversations of an index: by time, then id, as SQL orders them."""
+    joins = {flat[i][2:]: flat[i + 1] for i in range(0, len(flat), 2) if flat[i][:2] == b"j:"}
+    cids = [flat[i] for i in range(0, len(flat), 2) if flat[i] != b"~" and flat[i][:2] != b"j:"]
+    keyed = []
+    for cid, head in zip(cids, heads, strict=True):
+        seq, _, sent_at = head.partition(b"|")
+        joined_seq, joined_at = _joined(joins.get(cid, b""))
+        keyed.append((sent_at if int(seq) > joined_seq else joined_at.encode(), cid))
+    keyed.sort(key=lambda row: row[1])
+    keyed.sort(key=lambda row: row[0], reverse=True)
+    return [cid for _, cid in keyed[:limit]]
 
 
 def _forward(
