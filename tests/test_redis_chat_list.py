@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import aiohttp
 import pytest
 from redis import asyncio as aioredis
 
@@ -91,6 +92,17 @@ async def flush(server: RunningServer) -> None:
         await redis.aclose()
 
 
+async def metric(server: RunningServer, name: str) -> float:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(server.url + "/metrics") as answer,
+    ):
+        for line in (await answer.text()).splitlines():
+            if line.startswith(name + " "):
+                return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no metric {name}")
+
+
 def private(a: int, b: int) -> str:
     return f"p:{min(a, b)}-{max(a, b)}"
 
@@ -107,6 +119,7 @@ async def test_the_redis_list_is_the_sql_list(pair: Pair) -> None:
     await pair.assert_same()
     # Served from Redis: the users' indexes are there now.
     assert await redis_keys(pair.cached, f"cl:*:u:{a}")
+    assert await metric(pair.cached, "tidings_chat_list_rebuilds") >= 3
     # Carol joins late: she sees the group, not the message sent before she joined.
     await alice.add_members(group.id, [c])
     await pair.assert_same()
@@ -240,11 +253,13 @@ async def test_redis_unreachable_after_a_commit_serves_sql_then_drops_the_copy(
         assert sent.seq == 2
         entry = (await bob.conversations())[0]  # from SQL meanwhile
         assert (entry.unread, entry.last_message.body) == (2, "two")  # type: ignore[union-attr]
+        assert await metric(server, "tidings_chat_list_redis_trusted") == 0
         await asyncio.sleep(3.5)  # Redis answers again, with its old copy
         for _ in range(50):
             entry = (await bob.conversations())[0]
             assert (entry.unread, entry.last_seq) == (2, 2)
             await asyncio.sleep(0.05)
+        assert await metric(server, "tidings_chat_list_redis_trusted") == 1
         await redis.aclose()
     finally:
         await alice.close()

@@ -42,6 +42,7 @@ from tidings.store.sql import SqlStore
 
 if TYPE_CHECKING:
     from tidings.broker.redis import RedisBroker
+    from tidings.state.redis import RedisChatList
 
 log = logging.getLogger("tidings")
 
@@ -96,10 +97,13 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
         store, publisher, hasher, login_failures_per_minute=settings.login_failures_per_minute
     )
     state: ChatListState | None = None
+    redis_chat_list: RedisChatList | None = None
     if settings.redis_url and settings.redis_chat_list:
         from tidings.state.redis import RedisChatList
 
-        state = RedisChatList(settings.redis_url, store, prefix=settings.redis_prefix, node=node)
+        state = redis_chat_list = RedisChatList(
+            settings.redis_url, store, prefix=settings.redis_prefix, node=node
+        )
     conversations = Conversations(store, publisher, settings, metrics, state)
     groups = Groups(store, publisher, settings, state)
     hub = Hub(orderer)
@@ -146,6 +150,18 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
         "Writes waiting for the next commit.",
         lambda: conversations.writer.pending,
     )
+    if redis_chat_list is not None:
+        cached = redis_chat_list
+        metrics.gauge(
+            "tidings_chat_list_redis_trusted",
+            "1 while this node serves chat lists from Redis, 0 while from SQL (after a failure).",
+            lambda: 1.0 if cached.vouching else 0.0,
+        )
+        metrics.gauge(
+            "tidings_chat_list_rebuilds",
+            "Users whose chat-list index this node rebuilt from SQL into Redis.",
+            lambda: cached.rebuilds,
+        )
     if webhooks is not None:
         metrics.gauge(
             "tidings_webhook_backlog", "Webhook deliveries waiting.", lambda: webhooks.backlog
