@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import Account, AccountFactory, RunningServer, ServerFactory, no_event, private
 from tidings.client import ApiError, Client
+from tidings.gateway.context import Edge
 
 
 async def test_auth_ok_names_the_user(alice: Account) -> None:
@@ -84,6 +85,27 @@ async def test_websocket_protocol_pings_count_as_activity(make_server: ServerFac
             await ws.send_json({"type": "ping", "ref": "still here"})
             answer = await ws.receive_json(timeout=5)
             assert answer == {"type": "pong", "ref": "still here"}
+
+
+async def test_a_socket_authenticating_while_the_broker_goes_down_is_sent_away(
+    server: RunningServer, alice: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 1012 sweep runs while this socket is not in the hub yet: it must not stay."""
+    edge = server.app[Edge.KEY]
+    authenticate = edge.accounts.authenticate
+
+    async def broker_lost_meanwhile(token: str) -> int:
+        user = await authenticate(token)
+        edge.hub.broker_state(False)
+        return user
+
+    monkeypatch.setattr(edge.accounts, "authenticate", broker_lost_meanwhile)
+    try:
+        socket_ = await alice.client.connect()
+        assert await socket_.wait_closed(timeout=5) == 1012
+        assert not edge.hub.is_online(alice.id)
+    finally:
+        edge.hub.broker_state(True)
 
 
 async def test_ping_is_answered_with_pong_and_the_same_ref(alice: Account) -> None:

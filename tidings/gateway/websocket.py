@@ -58,6 +58,11 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         connection = None  # the peer left during the handshake
     if connection is None:
         return ws
+    if not edge.hub.accepting:
+        # The broker went down while this socket authenticated, after the
+        # sweep that sent the others away: it would miss other nodes' events.
+        await connection.close(1012, "reconnect: this node lost its broker")
+        return ws
     edge.hub.add(connection)
     try:
         await _serve(edge, ws, connection)
