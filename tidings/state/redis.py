@@ -5,8 +5,8 @@ The original design kept ``message_list:{user}`` and
 read-modify-write from PHP, which lost counts under concurrency. Here
 (scripts and key layout in ``state.lua``):
 
-- a message costs one update of its conversation's hash plus the
-  sender's read position, whatever the group's size: unread is
+- a message costs one update of its conversation's head and last message
+  plus the sender's read position, whatever the group's size: unread is
   ``last_seq - read_seq``, computed when the list is read, never counted;
 - every update is one Lua script per committed batch, applied after the
   commit and before the acks, and only moves positions forward;
@@ -91,6 +91,10 @@ class RedisChatList:
         self._reap = self._redis.register_script(lua.REAP)
         # True from a failed update until the namespace has been dropped.
         self._stale = False
+        # While the drop is on its way, updates go to Redis again: each lands
+        # before it (and is dropped with the rest) or after it (and counts).
+        self._dropping = False
+        self._failures = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -117,8 +121,8 @@ class RedisChatList:
     async def committed(
         self, requests: Sequence[WriteRequest], outcomes: Sequence[WriteOutcome]
     ) -> None:
-        if self._stale:
-            return  # the namespace is about to be dropped; nothing here counts
+        if self._stale and not self._dropping:
+            return  # the namespace is to be dropped, and Redis may well hang
         heads: dict[str, Message] = {}
         reads: dict[tuple[int, str], list[int]] = {}  # (user, conversation) -> [seq, create]
         for request, outcome in zip(requests, outcomes, strict=True):
@@ -166,6 +170,7 @@ class RedisChatList:
                 exc,
             )
         self._stale = True
+        self._failures += 1
         self._wake.set()
 
     # -- reading ----------------------------------------------------------------
@@ -292,9 +297,18 @@ class RedisChatList:
         while not self._closed:
             try:
                 if self._stale:
-                    await self._bump(args=[self._prefix])
-                    self._stale = False
-                    log.info("chat list: Redis copy dropped; it is rebuilt from SQL as read")
+                    failures = self._failures
+                    self._dropping = True
+                    try:
+                        await self._bump(args=[self._prefix])
+                    finally:
+                        self._dropping = False
+                    # An update that failed meanwhile may have missed the new
+                    # namespace: then drop it once more.
+                    if self._failures == failures:
+                        self._stale = False
+                        log.info("chat list: Redis copy dropped; it is rebuilt from SQL as read")
+                    continue
                 await self._reap_dead_nodes()
                 backoff = 0.2
                 self._wake.clear()
