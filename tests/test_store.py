@@ -136,6 +136,37 @@ async def test_a_late_joiner_starts_at_the_groups_last_seq(store: SqlStore) -> N
     assert entry is not None and entry.last_message is None and entry.unread == 0
 
 
+async def test_the_parts_of_the_chat_list_agree_with_the_chat_list(store: SqlStore) -> None:
+    """What the Redis chat list rebuilds from: positions, heads, names, read seqs."""
+    owner, peer, late = await _users(store, 3)
+    change = await store.create_group(owner, "team", [])
+    assert change.group is not None
+    gid = GroupId(change.group.id)
+    group, private = f"g:{gid}", f"p:{owner}-{peer}"
+    await store.commit_batch([_send(owner, group, "one"), _send(owner, private, "hi")], GAP)
+    await store.add_members(gid, owner, [late], 10)
+    await store.commit_batch([_read(peer, private, 1), _send(owner, group, "two")], GAP)
+
+    positions = {p.conversation: p for p in await store.member_positions(owner)}
+    assert set(positions) == {group, private}
+    late_positions = await store.member_positions(late)
+    assert [(p.conversation, p.read_seq, p.joined_seq) for p in late_positions] == [(group, 1, 1)]
+    assert late_positions[0].joined_at > 0
+
+    heads = {h.conversation: h for h in await store.conversation_heads([group, private])}
+    listed = {e.id: e for e in await store.chat_list(owner, 10)}
+    for conversation in (group, private):
+        head, entry = heads[conversation], listed[conversation]
+        assert head.last_seq == entry.last_seq
+        assert head.last_message == entry.last_message
+        assert head.last_sent_at is not None
+    assert positions[group].read_seq == listed[group].read_seq == 2
+
+    assert await store.group_names([gid, GroupId(gid + 1000)]) == {gid: "team"}
+    pairs = [(private, peer), (private, late), (group, late)]
+    assert await store.read_seqs(pairs) == {(private, peer): 1, (group, late): 1}
+
+
 async def test_two_nodes_sharing_a_database_never_repeat_or_skip_a_seq(url: str) -> None:
     nodes = [SqlStore.from_url(url, sqlite_synchronous="NORMAL") for _ in range(2)]
     for node in nodes:
