@@ -7,10 +7,11 @@ import contextlib
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import PASSWORD, ServerProcess, no_event
+from tests.conftest import PASSWORD, ServerProcess, no_event, settings_for, start_server
 from tidings.client import Client, Socket
 
 pytestmark = pytest.mark.slow
@@ -214,6 +215,38 @@ async def test_a_redis_restart_loses_no_message_and_nodes_recover(
     await bob_ws.close()
     for client in (alice, bob):
         await client.close()
+
+
+async def test_a_redis_that_stops_answering_sends_sockets_away_then_recovers(
+    tmp_path: Path, own_redis: Callable[[], subprocess.Popen[bytes]]
+) -> None:
+    """Hung, not dead: no error ever reaches the subscription, only silence."""
+    from redis import asyncio as aioredis
+
+    own_redis()
+    url = f"redis://127.0.0.1:{own_redis.port}/0"  # type: ignore[attr-defined]
+    server, runner = await start_server(settings_for(tmp_path, redis_url=url))
+    alice = Client(server.url)
+    redis = aioredis.Redis.from_url(url)
+    try:
+        await alice.signup("alice", PASSWORD)
+        await alice.login("alice", PASSWORD)
+        socket_ = await alice.connect()
+        await redis.execute_command("CLIENT", "PAUSE", 20_000, "ALL")
+        # Pings go unanswered; after 15 s of silence the node sends its
+        # sockets away rather than keep them deaf to the other nodes.
+        assert await socket_.wait_closed(timeout=25) == 1012
+        for _ in range(150):  # the pause ends; the node subscribes again by itself
+            with contextlib.suppress(Exception):
+                await (await alice.connect()).close()
+                break
+            await asyncio.sleep(0.2)
+        else:
+            raise AssertionError("the node never accepted sockets again")
+    finally:
+        await redis.aclose()
+        await alice.close()
+        await runner.cleanup()
 
 
 async def test_flushall_mid_traffic_changes_nothing(

@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 _PUBLISH_BATCH = 512
 _MAX_BACKOFF = 5.0
+# Seconds a quiet subscription waits before pinging Redis; three without an
+# answer count as a lost connection.
+_LISTEN_WAIT = 5.0
 
 
 _NODE = struct.Struct("!Q")  # the sender's node id, before the msgpack list of events
@@ -121,19 +124,36 @@ class RedisBroker:
 
     async def _listen(self) -> None:
         backoff = 0.1
+        loop = asyncio.get_running_loop()
         while not self._closed:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self._channel)
                 self._set_up(True)
                 backoff = 0.1
+                heard = loop.time()
                 while not self._closed:
-                    message = await pubsub.get_message(timeout=5.0)
-                    if message is not None and message["type"] == "message":
-                        self._deliver(message["data"])
+                    # The outer bound: a read that never returns on a dead
+                    # socket must not keep this node "up" (its sockets would
+                    # silently miss other nodes' events).
+                    message = await asyncio.wait_for(
+                        pubsub.get_message(timeout=_LISTEN_WAIT), 2 * _LISTEN_WAIT
+                    )
+                    now = loop.time()
+                    if message is not None:
+                        heard = now
+                        if message["type"] == "message":
+                            self._deliver(message["data"])
+                    elif now - heard >= 3 * _LISTEN_WAIT:
+                        raise ConnectionError(f"no answer from Redis for {now - heard:.0f} s")
+                    elif now - heard >= _LISTEN_WAIT:
+                        await pubsub.ping()  # quiet: make Redis answer (a "pong" message)
             except (RedisError, OSError) as exc:
                 if self.up:
                     log.warning("lost the Redis subscription (%s); retrying", exc)
+                self._set_up(False)
+            except Exception:
+                log.exception("the Redis subscription failed; retrying")
                 self._set_up(False)
             finally:
                 try:
