@@ -33,7 +33,7 @@ _PUBLISH_BATCH = 512
 _MAX_BACKOFF = 5.0
 # Seconds a quiet subscription waits before pinging Redis; three without an
 # answer count as a lost connection.
-_LISTEN_WAIT = 5.0
+_LISTEN_WAIT = 3.0
 
 
 _NODE = struct.Struct("!Q")  # the sender's node id, before the msgpack list of events
