@@ -172,6 +172,24 @@ async def test_the_list_stays_exact_through_flushes_mid_traffic(pair: Pair) -> N
     assert total > 20, "too little traffic to mean anything"
 
 
+async def test_an_evicted_last_message_is_refilled(pair: Pair) -> None:
+    """Under a maxmemory policy a message key may go without its head."""
+    alice, bob = await pair.user("alice"), await pair.user("bob")
+    await alice.send(private(*pair.ids), "kept in Redis")
+    await pair.assert_same()
+    evicted = await redis_keys(pair.cached, f"cl:*:m:{private(*pair.ids)}")
+    assert evicted
+    assert pair.cached.settings.redis_url is not None
+    redis = aioredis.Redis.from_url(pair.cached.settings.redis_url)
+    try:
+        await redis.delete(*evicted)
+    finally:
+        await redis.aclose()
+    await pair.assert_same()
+    assert (await bob.conversations())[0].last_message.body == "kept in Redis"  # type: ignore[union-attr]
+    assert await redis_keys(pair.cached, f"cl:*:m:{private(*pair.ids)}")  # refilled
+
+
 async def test_a_rebuild_never_hides_an_update_made_during_it(pair: Pair) -> None:
     """The race the generations close: SQL read, then an update, then the install."""
     assert pair.cached.settings.redis_url is not None

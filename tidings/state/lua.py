@@ -39,6 +39,11 @@ end
 local function epoch(p)
   return redis.call('GET', p .. 'epoch') or new_epoch(p, '')
 end
+-- A key is absent or dropped: any rebuild of it that began before is void.
+local function bump(generation, ttl)
+  redis.call('INCR', generation)
+  redis.call('EXPIRE', generation, ttl)
+end
 """
 
 # ARGV: prefix, ttl, n, n x (conversation, seq, time, message), then
@@ -60,9 +65,7 @@ for _ = 1, tonumber(ARGV[3]) do
       redis.call('SET', base .. 'm:' .. ARGV[i], ARGV[i + 3], 'EX', ttl)
     end
   else
-    local g = base .. 'cg:' .. ARGV[i]
-    redis.call('INCR', g)
-    redis.call('EXPIRE', g, ttl)
+    bump(base .. 'cg:' .. ARGV[i], ttl)
   end
   i = i + 4
 end
@@ -74,9 +77,7 @@ while i <= #ARGV do
       redis.call('HSET', uk, ARGV[i + 1], ARGV[i + 2])
     end
   else
-    local g = base .. 'ug:' .. ARGV[i]
-    redis.call('INCR', g)
-    redis.call('EXPIRE', g, ttl)
+    bump(base .. 'ug:' .. ARGV[i], ttl)
   end
   i = i + 4
 end
@@ -92,9 +93,7 @@ local p, ttl = ARGV[1], ARGV[2]
 local base = p .. epoch(p) .. ':'
 for i = 3, #ARGV do
   redis.call('DEL', base .. 'u:' .. ARGV[i])
-  local g = base .. 'ug:' .. ARGV[i]
-  redis.call('INCR', g)
-  redis.call('EXPIRE', g, ttl)
+  bump(base .. 'ug:' .. ARGV[i], ttl)
 end
 return 1
 """
@@ -142,18 +141,20 @@ return {e, 'ok', flat, heads}
 """
 )
 
-# ARGV: prefix, epoch, user, conversation... The entries of one page, read
+# ARGV: prefix, epoch, user, ttl, conversation... The entries of one page, read
 # together: 5 x (read seq, join, head, message, peer read), '' where there
 # is none; 0 when the index changed since INDEX (read it again). A visible
 # message whose key was evicted without its head drops the head, so the
 # next INDEX refills both.
-PAGE = """
-local p, e, uid = ARGV[1], ARGV[2], ARGV[3]
+PAGE = (
+    _EPOCH
+    + """
+local p, e, uid, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 if redis.call('GET', p .. 'epoch') ~= e then return 0 end
 local base = p .. e .. ':'
 local uk = base .. 'u:' .. uid
 local out = {}
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   local cid = ARGV[i]
   local read = redis.call('HGET', uk, cid)
   local head = redis.call('GET', base .. 'h:' .. cid)
@@ -164,7 +165,7 @@ for i = 4, #ARGV do
     local joined = tonumber(string.match(join, '^%d+') or '0')
     if tonumber(string.match(head, '^%d+')) > joined then
       redis.call('DEL', base .. 'h:' .. cid)
-      redis.call('INCR', base .. 'cg:' .. cid)
+      bump(base .. 'cg:' .. cid, ttl)
       return 0
     end
     message = ''
@@ -184,6 +185,7 @@ for i = 4, #ARGV do
 end
 return out
 """
+)
 
 # ARGV: prefix, epoch, user, generation, ttl, (field, value)...
 INSTALL = """

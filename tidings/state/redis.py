@@ -154,7 +154,7 @@ class RedisChatList:
             self._lost("updating the chat list after a commit", exc)
 
     async def members_changed(self, users: Sequence[UserId]) -> None:
-        if not users:
+        if not users or (self._stale and not self._dropping):
             return
         try:
             await self._invalidate(args=[self._prefix, self._ttl, *users])
@@ -192,12 +192,14 @@ class RedisChatList:
                     page = _newest(reply[2], reply[3], limit)
                     if not page:
                         return []
-                    values = await self._page(args=[self._prefix, epoch, user, *page])
+                    values = await self._page(args=[self._prefix, epoch, user, self._ttl, *page])
                     if values != 0:
                         return await self._entries(user, page, values)
             return None
         except _FAILURES as exc:
-            log.warning("chat list: Redis failed while reading (%s); answering from SQL", exc)
+            # Stop asking a Redis that hangs (each read would wait out the
+            # timeout); dropping the copy once it answers costs only rebuilds.
+            self._lost("reading a chat list", exc)
             return None
 
     async def _rebuild_index(self, user: UserId, epoch: bytes, generation: bytes) -> None:
