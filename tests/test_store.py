@@ -10,7 +10,8 @@ import pytest
 
 from tests.backends import BACKENDS, database_url
 from tidings.errors import ErrorCode, TidingsError
-from tidings.ids import GroupId, UserId, parse_conversation
+from tidings.ids import ConversationId, GroupId, UserId, parse_conversation
+from tidings.models import Message
 from tidings.store import ReadRequest, ReadResult, SendRequest, StoredMessage
 from tidings.store.sql import SqlStore
 
@@ -65,7 +66,7 @@ async def test_a_batch_numbers_each_conversation_from_one_without_gaps(store: Sq
     ]
     more = await store.commit_batch([_send(b, ab, "4")], GAP)
     assert _stored(more[0]).message.seq == 4
-    assert [m.seq for m in await store.history(ab, 0, before=None, after=None, limit=50)] == [
+    assert [m.seq for m in await store.history(ab, None, before=None, after=None, limit=50)] == [
         1,
         2,
         3,
@@ -134,6 +135,34 @@ async def test_a_late_joiner_starts_at_the_groups_last_seq(store: SqlStore) -> N
     assert membership is not None and (membership.joined_seq, membership.read_seq) == (3, 3)
     entry = await store.chat_entry(late, conversation)  # type: ignore[arg-type]
     assert entry is not None and entry.last_message is None and entry.unread == 0
+
+
+async def test_a_members_history_starts_where_it_joined_and_a_strangers_is_empty(
+    store: SqlStore,
+) -> None:
+    owner, late, stranger = await _users(store, 3)
+    change = await store.create_group(owner, "g", [])
+    assert change.group is not None
+    gid = GroupId(change.group.id)
+    conversation = ConversationId(f"g:{gid}")
+    await store.commit_batch([_send(owner, conversation, f"early {i}") for i in range(3)], GAP)
+    await store.add_members(gid, owner, [late], 10)
+    await store.commit_batch([_send(owner, conversation, f"late {i}") for i in range(3)], GAP)
+
+    def seqs(found: list[Message]) -> list[int]:
+        return [m.seq for m in found]
+
+    page = {"before": None, "after": None, "limit": 50}
+    assert seqs(await store.history(conversation, None, **page)) == [1, 2, 3, 4, 5, 6]
+    assert seqs(await store.history(conversation, owner, **page)) == [1, 2, 3, 4, 5, 6]
+    assert seqs(await store.history(conversation, late, **page)) == [4, 5, 6]
+    assert seqs(await store.history(conversation, stranger, **page)) == []
+    newest = {"before": 6, "after": None, "limit": 2}
+    assert seqs(await store.history(conversation, late, **newest)) == [4, 5]
+    assert seqs(await store.history(conversation, owner, **newest)) == [4, 5]
+    oldest = {"before": None, "after": 1, "limit": 2}
+    assert seqs(await store.history(conversation, owner, **oldest)) == [2, 3]
+    assert seqs(await store.history(conversation, late, **oldest)) == [4, 5]
 
 
 async def test_the_parts_of_the_chat_list_agree_with_the_chat_list(store: SqlStore) -> None:
@@ -221,5 +250,62 @@ async def test_postgresql_spreads_messages_over_hash_partitions(url: str) -> Non
             counted = (await conn.execute(text("SELECT count(*) FROM messages"))).scalar_one()
         assert parts == ["messages_p0", "messages_p1", "messages_p2", "messages_p3"]
         assert counted == 3
+    finally:
+        await store.close()
+
+
+async def test_reads_and_writes_outlive_the_database_closing_every_connection(url: str) -> None:
+    """A database restart (or an idle timeout) closes pooled connections: the
+    next read and the next batch must still succeed, not answer unavailable."""
+    if url.startswith("sqlite"):
+        pytest.skip("SQLite has no server to close connections")
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    store = SqlStore.from_url(url)
+    await store.open()
+    try:
+        a, b = await _users(store, 2)
+        ab = f"p:{a}-{b}"
+        await store.commit_batch([_send(a, ab, "before")], GAP)
+        # Several readers at once, so the reader's pool holds several connections.
+        await asyncio.gather(
+            *(store.history(ab, None, before=None, after=None, limit=5) for _ in range(4))
+        )
+
+        killer = create_async_engine(url, isolation_level="AUTOCOMMIT")
+        try:
+            async with killer.connect() as conn:
+                if url.startswith("postgresql"):
+                    killed = await conn.execute(
+                        text(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                        )
+                    )
+                    assert len(killed.all()) >= 2
+                else:
+                    ids = (
+                        await conn.execute(
+                            text(
+                                "SELECT id FROM information_schema.processlist "
+                                "WHERE db = DATABASE() AND id <> CONNECTION_ID()"
+                            )
+                        )
+                    ).scalars()
+                    killed_ids = list(ids)
+                    assert len(killed_ids) >= 2
+                    for connection_id in killed_ids:
+                        await conn.execute(text(f"KILL {int(connection_id)}"))
+        finally:
+            await killer.dispose()
+
+        seen = await asyncio.gather(
+            *(store.history(ab, None, before=None, after=None, limit=5) for _ in range(4))
+        )
+        assert all([m.body for m in page] == ["before"] for page in seen)
+        after = await store.commit_batch([_send(b, ab, "after")], GAP)
+        assert _stored(after[0]).message.seq == 2
+        await store.ping()
     finally:
         await store.close()

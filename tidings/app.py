@@ -68,7 +68,9 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
         ) -> list[MessageCreated]:
             conversation_id = ConversationId(conversation)
             limit = max(1, min(before - after - 1, 200))
-            found = await store.history(conversation_id, 0, before=None, after=after, limit=limit)
+            found = await store.history(
+                conversation_id, None, before=None, after=after, limit=limit
+            )
             # A member who joined after a missing message must not get it.
             joined = await store.joined_seqs(conversation_id)
             return [

@@ -131,10 +131,14 @@ class Conversations:
         if limit is not None and limit < 1:
             raise bad_request("limit: a positive integer")
         size = min(limit or DEFAULT_PAGE, MAX_PAGE)
-        visible_after = await self._visible_after(user, ref)
-        return await self._store.history(
-            ref.id, visible_after, before=before, after=after, limit=size
-        )
+        if isinstance(ref, PrivateRef) and not ref.has(user):
+            raise not_member(ref.id)
+        # One query for a member's page; only an empty page needs to ask why
+        # (not a member, no such group or user, or simply nothing there).
+        found = await self._store.history(ref.id, user, before=before, after=after, limit=size)
+        if not found:
+            await self._check_readable(user, ref)
+        return found
 
     async def chat_list(self, user: UserId, limit: int | None = None) -> list[Conversation]:
         if limit is not None and limit < 1:
@@ -177,7 +181,8 @@ class Conversations:
         if not bucket.take():
             raise TidingsError(ErrorCode.RATE_LIMITED, f"at most {rate:g} messages per second")
 
-    async def _visible_after(self, user: UserId, ref: ConversationRef) -> int:
+    async def _check_readable(self, user: UserId, ref: ConversationRef) -> None:
+        """Raise why the user may not read the conversation, if it may not."""
         if isinstance(ref, PrivateRef) and not ref.has(user):
             raise not_member(ref.id)
         membership = await self._store.membership(ref.id, user)
@@ -185,10 +190,8 @@ class Conversations:
             # Not started yet: empty, but only between two users who exist.
             if membership is None and await self._store.user(ref.peer_of(user)) is None:
                 raise not_found(f"no user {ref.peer_of(user)}")
-            return 0
-        if membership is None:
+        elif membership is None:
             raise await self._refusal(ref)
-        return membership.joined_seq
 
     async def _refusal(self, ref: ConversationRef) -> TidingsError:
         if isinstance(ref, GroupRef) and await self._store.group(ref.group) is None:

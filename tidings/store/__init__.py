@@ -175,12 +175,15 @@ class Store(Protocol):
     async def history(
         self,
         conversation: ConversationId,
-        visible_after: int,
+        member: UserId | None,
         *,
         before: int | None,
         after: int | None,
         limit: int,
-    ) -> list[Message]: ...
+    ) -> list[Message]:
+        """A page of messages, oldest first: the newest ``limit`` below ``before``,
+        or the oldest above ``after``. With ``member``, only what that member may
+        see (after it joined), and nothing if it is not a member."""
 
     async def chat_list(self, user: UserId, limit: int) -> list[Conversation]: ...
 

@@ -1,4 +1,4 @@
-"""Rows to values: the message columns, and the chat-list query.
+"""Rows to values: the message columns, the history pages and the chat-list query.
 
 The chat list is one indexed query per user, joining the user's
 memberships with each conversation's position, its last message (only if
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row, and_, case, select
+from sqlalchemy import Row, Select, and_, bindparam, case, select
 
 from tidings.models import Conversation, Message, User, iso_ms, message_id
 from tidings.store.schema import conversations, groups, members, messages, users
@@ -40,6 +40,40 @@ def message_from_row(row: Any) -> Message:
         sent_at=iso_ms(row[5]),
         time_separator=bool(row[6]),
     )
+
+
+def _history_page(member_only: bool, newest_first: bool) -> Select[Any]:
+    """Messages of ``:conversation`` with ``:low < seq < :high``, ``:limit`` of them.
+
+    ``member_only`` joins the reader's membership: only messages after it
+    joined, and none at all for a non-member, in the same round trip.
+    Built once at import, so a request pays no statement building or cache
+    key; bounds are parameters (``NO_END`` when open-ended).
+    """
+    query = select(*MESSAGE_COLUMNS).where(
+        messages.c.conversation_id == bindparam("conversation"),
+        messages.c.seq > bindparam("low"),
+        messages.c.seq < bindparam("high"),
+    )
+    if member_only:
+        query = query.join(
+            members,
+            and_(
+                members.c.conversation_id == messages.c.conversation_id,
+                members.c.user_id == bindparam("member"),
+            ),
+        ).where(messages.c.seq > members.c.joined_seq)
+    order = messages.c.seq.desc() if newest_first else messages.c.seq.asc()
+    return query.order_by(order).limit(bindparam("limit"))
+
+
+NO_END = 2**63 - 1  # above every seq: BIGINT's maximum
+NEWEST_FIRST, OLDEST_FIRST = True, False
+HISTORY_PAGES = {
+    (member_only, newest_first): _history_page(member_only, newest_first)
+    for member_only in (True, False)
+    for newest_first in (NEWEST_FIRST, OLDEST_FIRST)
+}
 
 
 def user_from_row(row: Row[Any]) -> User:

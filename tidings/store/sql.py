@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.schema import Table
 
@@ -47,7 +47,11 @@ from tidings.store.engines import Engines, create_engines
 from tidings.store.migrate import upgrade
 from tidings.store.rows import (
     CHAT_LIST,
+    HISTORY_PAGES,
     MESSAGE_COLUMNS,
+    NEWEST_FIRST,
+    NO_END,
+    OLDEST_FIRST,
     UPDATED_AT,
     entry_from_row,
     message_from_row,
@@ -119,9 +123,8 @@ class SqlStore:
 
     async def ping(self) -> None:
         try:
-            async with self._reader.connect() as conn:
-                await conn.execute(select(1))
-        except (SQLAlchemyError, OSError) as exc:
+            await self._read(select(1))
+        except TidingsError as exc:
             raise unavailable("the database does not answer") from exc
 
     # -- the write path ---------------------------------------------------
@@ -398,22 +401,20 @@ class SqlStore:
     async def history(
         self,
         conversation: ConversationId,
-        visible_after: int,
+        member: UserId | None,
         *,
         before: int | None,
         after: int | None,
         limit: int,
     ) -> list[Message]:
-        query = select(*MESSAGE_COLUMNS).where(messages.c.conversation_id == conversation)
+        params = {"conversation": conversation, "member": member, "limit": limit}
+        member_only = member is not None
         if after is not None:
-            query = query.where(messages.c.seq > max(after, visible_after))
-            query = query.order_by(messages.c.seq.asc()).limit(limit)
-            return [message_from_row(row) for row in await self._read(query)]
-        query = query.where(messages.c.seq > visible_after)
-        if before is not None:
-            query = query.where(messages.c.seq < before)
-        query = query.order_by(messages.c.seq.desc()).limit(limit)
-        rows = await self._read(query)
+            params |= {"low": after, "high": NO_END}
+            rows = await self._read(HISTORY_PAGES[(member_only, OLDEST_FIRST)], params)
+            return [message_from_row(row) for row in rows]
+        params |= {"low": 0, "high": NO_END if before is None else before}
+        rows = await self._read(HISTORY_PAGES[(member_only, NEWEST_FIRST)], params)
         return [message_from_row(row) for row in reversed(rows)]
 
     async def chat_list(self, user: UserId, limit: int) -> list[Conversation]:
@@ -498,13 +499,21 @@ class SqlStore:
 
     # -- plumbing -----------------------------------------------------------
 
-    async def _read(self, query: Any) -> list[Row[Any]]:
-        try:
-            async with self._reader.connect() as conn:
-                result = await conn.execute(query)
-                return list(result.all())
-        except (SQLAlchemyError, OSError) as exc:
-            raise unavailable("storage is unavailable; try again") from exc
+    async def _read(self, query: Any, params: dict[str, Any] | None = None) -> list[Row[Any]]:
+        # The reader's pool does not ping (see engines.py): a connection the
+        # database closed fails once, which discards the pool, and the read
+        # runs again on a new connection.
+        for retry in (True, False):
+            try:
+                async with self._reader.connect() as conn:
+                    result = await conn.execute(query, params)
+                    return list(result.all())
+            except DBAPIError as exc:
+                if not (retry and exc.connection_invalidated):
+                    raise unavailable("storage is unavailable; try again") from exc
+            except (SQLAlchemyError, OSError) as exc:
+                raise unavailable("storage is unavailable; try again") from exc
+        raise AssertionError("unreachable")
 
     async def _write(self, statement: Any) -> None:
         async with self._write_transaction() as conn:
@@ -514,7 +523,7 @@ class SqlStore:
         return _Transaction(self._writer.begin())
 
     def _read_transaction(self) -> _Transaction:
-        return _Transaction(self._reader.begin())
+        return _Transaction(self._engines.snapshot.begin())
 
 
 class _Transaction:
