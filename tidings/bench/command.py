@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +184,7 @@ async def _scenarios(ctx: Context, names: list[str]) -> list[dict[str, Any]]:
     o = ctx.options
     results_file = _results_file(o.results)
     records = []
+    reference = machine_reference_ms()
     for name in names:
         variants = o.connections.split(",") if name == "connect" else [""]
         for variant in variants:
@@ -200,6 +203,9 @@ async def _scenarios(ctx: Context, names: list[str]) -> list[dict[str, Any]]:
                     **figures,
                     # Other work on the machine shows here (2 = server + load only).
                     "loadavg_1m": round(os.getloadavg()[0], 2),
+                    # The same machine is not equally fast every day: read
+                    # figures of two sessions against this, never raw.
+                    "machine_reference_ms": reference,
                 }
                 report.emit(record, results_file)
                 records.append(record)
@@ -218,6 +224,23 @@ async def _one(ctx: Context, name: str, variant: str) -> dict[str, Any]:
     if name == "chatlist":
         return await chatlist.run(ctx)
     return await history.run(ctx)
+
+
+def machine_reference_ms() -> float:
+    """Median time of a fixed pure-Python loop on the load's core, in ms.
+
+    Two sessions on "the same" shared 2-core machine differed by 3x in
+    absolute figures with no code change; a record carrying this lets a
+    reader tell a slower code path from a slower machine.
+    """
+    times = []
+    for _ in range(5):
+        started = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i
+        times.append((time.perf_counter() - started) * 1000)
+    return round(statistics.median(times), 1)
 
 
 def _commit() -> str | None:

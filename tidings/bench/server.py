@@ -18,7 +18,9 @@ import time
 from pathlib import Path
 
 START_TIMEOUT = 60.0
-PEER_SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "peers" / "socketio_relay.py"
+# The folder that holds the ``tidings`` package this bench runs from.
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
+PEER_SCRIPT = SOURCE_ROOT / "bench" / "peers" / "socketio_relay.py"
 
 
 def free_port() -> int:
@@ -100,6 +102,10 @@ def spawn_tidings(
         TIDINGS_MAX_CONNECTIONS_PER_USER="1000000",
         TIDINGS_LOG_LEVEL="WARNING",
     )
+    # The server under test is the code of this bench, not whatever an
+    # editable install points at: comparing two checkouts (git worktree)
+    # with one virtualenv must run each checkout's own server.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SOURCE_ROOT), env.get("PYTHONPATH")]))
     command = _pinned([sys.executable, "-m", "tidings", "serve"], cpus)
     return SpawnedServer(command, env, port, workdir)
 
