@@ -53,6 +53,12 @@ def serve(snapshot_dir: str) -> None:
     sys.exit(main(["serve"]))
 
 
+def _load_when_written(path: Path) -> tracemalloc.Snapshot:
+    while not path.exists():
+        time.sleep(0.05)
+    return tracemalloc.Snapshot.load(str(path))
+
+
 def owner(filename: str) -> str:
     if "aiohttp" in filename or "multidict" in filename or "yarl" in filename:
         return "aiohttp (request, parser, WebSocket reader/writer)"
@@ -66,10 +72,8 @@ def owner(filename: str) -> str:
 async def hold(url: str, pid: int, workdir: str, count: int) -> None:
     async def snapshot(k: int) -> tracemalloc.Snapshot:
         os.kill(pid, signal.SIGUSR1)
-        path = Path(workdir, f"heap{k}")
-        while not path.exists():
-            await asyncio.sleep(0.05)
-        return tracemalloc.Snapshot.load(str(path))
+        # The server writes the file under another name and renames it when whole.
+        return await asyncio.to_thread(_load_when_written, Path(workdir, f"heap{k}"))
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         account = {"username": "heap_probe", "password": "heap-probe-password"}
@@ -116,7 +120,8 @@ def report(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, count: int
     for s in stats[: ARGS.lines]:
         where = s.traceback[0]
         short = where.filename.split("site-packages/")[-1].replace(str(ROOT) + "/", "")
-        print(f"  {s.size_diff / count:7,.0f} B {s.count_diff / count:6.1f} blocks  {short}:{where.lineno}")
+        each = f"{s.size_diff / count:7,.0f} B {s.count_diff / count:6.1f} blocks"
+        print(f"  {each}  {short}:{where.lineno}")
 
 
 def main() -> None:

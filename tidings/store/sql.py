@@ -125,6 +125,7 @@ class SqlStore:
         try:
             await self._read(select(1))
         except TidingsError as exc:
+            # Readiness shows this message: say what failed, not what to do.
             raise unavailable("the database does not answer") from exc
 
     # -- the write path ---------------------------------------------------
@@ -500,20 +501,23 @@ class SqlStore:
     # -- plumbing -----------------------------------------------------------
 
     async def _read(self, query: Any, params: dict[str, Any] | None = None) -> list[Row[Any]]:
-        # The reader's pool does not ping (see engines.py): a connection the
-        # database closed fails once, which discards the pool, and the read
-        # runs again on a new connection.
-        for retry in (True, False):
+        try:
             try:
-                async with self._reader.connect() as conn:
-                    result = await conn.execute(query, params)
-                    return list(result.all())
+                return await self._read_once(query, params)
             except DBAPIError as exc:
-                if not (retry and exc.connection_invalidated):
-                    raise unavailable("storage is unavailable; try again") from exc
-            except (SQLAlchemyError, OSError) as exc:
-                raise unavailable("storage is unavailable; try again") from exc
-        raise AssertionError("unreachable")
+                if not exc.connection_invalidated:
+                    raise
+            # The reader's pool does not ping (see engines.py): a connection
+            # the database closed fails once, which discards the pool, and
+            # the read runs again on a new connection.
+            return await self._read_once(query, params)
+        except (SQLAlchemyError, OSError) as exc:
+            raise unavailable("storage is unavailable; try again") from exc
+
+    async def _read_once(self, query: Any, params: dict[str, Any] | None) -> list[Row[Any]]:
+        async with self._reader.connect() as conn:
+            result = await conn.execute(query, params)
+            return list(result.all())
 
     async def _write(self, statement: Any) -> None:
         async with self._write_transaction() as conn:
