@@ -16,9 +16,8 @@ from collections import deque
 from collections.abc import Callable
 from enum import Enum
 
-from aiohttp import WSMsgType, web
-
 from tidings.gateway import frames
+from tidings.gateway.wire import WebSocketWire
 from tidings.ids import UserId
 from tidings.ratelimit import TokenBucket
 
@@ -45,8 +44,7 @@ class Connection:
         "bucket",
         "opened_at",
         "last_seen",
-        "_ws",
-        "_transport",
+        "_wire",
         "_queue",
         "_limit",
         "_drainer",
@@ -59,8 +57,7 @@ class Connection:
         connection_id: int,
         user: UserId,
         token_hash: str,
-        ws: web.WebSocketResponse,
-        transport: asyncio.Transport | None,
+        wire: WebSocketWire,
         *,
         queue_limit: int,
         rate_limit: float,
@@ -73,8 +70,7 @@ class Connection:
         self.bucket = TokenBucket(rate_limit)
         self.opened_at = 0.0  # monotonic; set when the hub takes the connection
         self.last_seen = time.monotonic()  # the last frame from the client: idle check
-        self._ws = ws
-        self._transport = transport
+        self._wire = wire
         # Made when a frame must wait, dropped when drained: most sockets keep
         # up, and an empty deque still costs ~0.7 KiB per connection.
         self._queue: deque[bytes] | None = None
@@ -83,10 +79,10 @@ class Connection:
         self._closer: asyncio.Task[None] | None = None
         self._on_slow = on_slow
 
-    def push(self, frame: bytes, wire: bytes | None = None) -> None:
+    def push(self, frame: bytes, wire_frame: bytes | None = None) -> None:
         """Send one encoded text frame; never blocks, never buffers without end.
 
-        ``wire`` is the same frame with its WebSocket header
+        ``wire_frame`` is the same frame with its WebSocket header
         (:func:`frames.wire_text`), built once when a fan-out sends it to many.
         """
         if self.state is not ConnectionState.OPEN:
@@ -98,25 +94,27 @@ class Connection:
                 self._on_slow()
             self.close_soon(1013, "too far behind")
             return
-        transport = self._transport
+        wire = self._wire
         if (
             not queue
-            and transport is not None
-            and transport.get_write_buffer_size() < WRITE_BUFFER_HIGH
-            and not transport.is_closing()
-            and not self._ws.closed
+            and not wire.closing
+            and wire.transport.get_write_buffer_size() < WRITE_BUFFER_HIGH
         ):
             # The common case: the socket keeps up. Write the whole frame now,
-            # no task, no await. Frames are uncompressed (compress=False), so
-            # these bytes are exactly what aiohttp's writer would send, and
-            # going through the queue only when it is busy keeps frames in order.
-            transport.write(wire if wire is not None else frames.wire_text(frame))
+            # no task, no await; going through the queue only when it is busy
+            # keeps frames in order.
+            wire.transport.write(wire_frame if wire_frame is not None else frames.wire_text(frame))
             return
         if queue is None:
             queue = self._queue = deque()
         queue.append(frame)
         if self._drainer is None:
             self._drainer = asyncio.get_running_loop().create_task(self._drain())
+
+    def lost(self) -> None:
+        """The socket is gone: drop what is queued, write nothing more."""
+        self.state = ConnectionState.CLOSED
+        self._queue = None
 
     @property
     def backlog(self) -> int:
@@ -126,7 +124,8 @@ class Connection:
         queue = self._queue
         try:
             while queue and self.state is ConnectionState.OPEN:
-                await self._ws.send_frame(queue.popleft(), WSMsgType.TEXT)
+                await self._wire.drain()
+                self._wire.write(frames.wire_text(queue.popleft()))
         except Exception:
             # The peer went away mid-write; the read loop notices and cleans up.
             pass
@@ -159,12 +158,8 @@ class Connection:
 
     async def _close(self, code: int, reason: str) -> None:
         try:
-            await asyncio.wait_for(
-                self._ws.close(code=code, message=reason.encode()), CLOSE_TIMEOUT
-            )
-        except Exception:
-            # A peer that reads nothing never answers the close handshake.
-            if self._transport is not None:
-                self._transport.abort()
+            # A peer that reads nothing never answers the close handshake:
+            # the wire drops it after the timeout.
+            await self._wire.close(code, reason, abort_after=CLOSE_TIMEOUT)
         finally:
             self.state = ConnectionState.CLOSED

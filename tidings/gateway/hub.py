@@ -16,6 +16,7 @@ from collections.abc import Callable
 from tidings.gateway import frames
 from tidings.gateway.connection import Connection
 from tidings.gateway.ordering import Deliver, SeqOrderer
+from tidings.gateway.wire import WebSocketWire
 from tidings.ids import UserId
 from tidings.service.events import (
     ConversationAdded,
@@ -38,6 +39,8 @@ class Hub:
         # False while this node cannot hear the other nodes: no new sockets.
         self.accepting = True
         self._listeners: list[Callable[[UserId], None]] = []
+        # Upgraded sockets not yet authenticated: only shutdown needs them.
+        self._unauthenticated: set[WebSocketWire] = set()
 
     def broker_state(self, up: bool) -> None:
         """The broker's watcher: on losing the other nodes, send every client to reconnect.
@@ -60,6 +63,12 @@ class Hub:
         self._by_user.setdefault(connection.user, []).append(connection)
         for listener in self._listeners:
             listener(connection.user)
+
+    def add_unauthenticated(self, wire: WebSocketWire) -> None:
+        self._unauthenticated.add(wire)
+
+    def discard_unauthenticated(self, wire: WebSocketWire) -> None:
+        self._unauthenticated.discard(wire)
 
     def remove(self, connection: Connection) -> None:
         connections = self._by_user.get(connection.user)
@@ -176,4 +185,7 @@ class Hub:
         # All at once, so shutdown waits for the slowest client, not their sum.
         # (2 s instead of the default 5 s for the close handshake was tried:
         # busy clients on a loaded machine were then cut with 1006.)
-        await asyncio.gather(*(c.close(code, reason) for c in connections))
+        await asyncio.gather(
+            *(c.close(code, reason) for c in connections),
+            *(w.close(code, reason) for w in list(self._unauthenticated)),
+        )

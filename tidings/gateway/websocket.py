@@ -1,25 +1,34 @@
-"""``GET /ws``: authenticate, then read frames until the client leaves or idles.
+"""``GET /ws``: the upgrade, then one socket's life: authentication, then its frames.
 
-Sends are not awaited in the read loop: each is validated and queued for
-the group-commit writer, which queues the ack on this connection right
-after the commit. A client can therefore pipeline sends, and one slow
-commit never stalls its reads of other frames.
+aiohttp answers the HTTP request; after the upgrade the socket is moved to
+a :class:`~tidings.gateway.wire.WebSocketWire` (see ``wire.py`` for why)
+whose listener is a :class:`Session`. Frames are handled in the order they
+arrive, by callbacks, without a task per socket: a send is validated and
+queued for the group-commit writer, which queues the ack on this
+connection right after the commit, so a client can pipeline sends and one
+slow commit never stalls its other frames. Only a frame that must wait for
+the database (auth, read) runs as a task, and the frames behind it wait.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 import time
+from collections import deque
+from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from tidings.errors import ErrorCode, TidingsError
 from tidings.gateway import frames
 from tidings.gateway.connection import Connection
 from tidings.gateway.context import Edge
+from tidings.gateway.wire import WebSocketWire, take_over
 from tidings.ids import UserId
 from tidings.service.accounts import hash_token
 from tidings.store import StoredMessage, WriteOutcome
@@ -29,9 +38,8 @@ log = logging.getLogger(__name__)
 CLOSE_AUTH = 4001
 CLOSE_IDLE = 4002
 CLOSE_POLICY = 1008
-
-_DATA = (WSMsgType.TEXT, WSMsgType.BINARY)
-_END = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
+# Frames that may wait behind a slow one before the socket stops being read.
+WAITING_FRAMES_HIGH = 64
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:
@@ -42,90 +50,189 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         # A page on another site must not ride on a user's token (answered
         # before the upgrade, as plain HTTP 403).
         raise TidingsError(ErrorCode.FORBIDDEN, f"WebSocket origin {origin!r} is not allowed")
-    ws = web.WebSocketResponse(
-        autoping=False,  # a client's protocol ping must count as activity
-        max_msg_size=settings.max_frame_bytes,
-        compress=False,  # a zlib context per socket costs more memory than it saves
+    key = upgrade_key(request)
+    accepting = edge.hub.accepting
+    wire = take_over(
+        request,
+        key,
+        settings.max_frame_bytes,
+        lambda wire: Session(edge, wire, authenticating=accepting),
     )
-    await ws.prepare(request)
-    if not edge.hub.accepting:
+    if not accepting:
         # This node cannot hear the other nodes right now: try another, or later.
-        await ws.close(code=1013, message=b"node not ready, try again")
-        return ws
-    try:
-        connection = await _authenticate(edge, ws, request)
-    except (ConnectionError, RuntimeError):
-        connection = None  # the peer left during the handshake
-    if connection is None:
-        return ws
-    if not edge.hub.accepting:
-        # The broker went down while this socket authenticated, after the
-        # sweep that sent the others away: it would miss other nodes' events.
-        await connection.close(1012, "reconnect: this node lost its broker")
-        return ws
-    edge.hub.add(connection)
-    try:
-        await _serve(edge, ws, connection)
-    except (ConnectionError, RuntimeError):
-        pass  # the peer vanished mid-write (a pong): nothing to answer any more
-    finally:
-        edge.hub.remove(connection)
-        if not ws.closed and connection.state is not connection.state.CLOSED:
-            await connection.close(1000, "")
-    return ws
+        wire.start_close(1013, "node not ready, try again")
+    # Never written: the socket is no longer aiohttp's (it logs the 101).
+    return web.Response(status=101)
 
 
-async def _authenticate(
-    edge: Edge, ws: web.WebSocketResponse, request: web.Request
-) -> Connection | None:
-    settings = edge.settings
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + settings.auth_timeout_seconds
-    while True:
-        try:
-            message = await ws.receive(timeout=max(0.0, deadline - loop.time()))
-        except TimeoutError:
-            await ws.close(code=CLOSE_AUTH, message=b"no auth frame in time")
-            return None
-        if message.type is WSMsgType.PING:
-            # A protocol-level keepalive is not a frame of the contract: answer it.
-            await ws.pong(message.data)
-            continue
-        if message.type not in _DATA:
-            return None
-        break
+def upgrade_key(request: web.Request) -> str:
+    """The client's ``Sec-WebSocket-Key`` of a valid upgrade request (RFC 6455 §4.2.1)."""
+    if request.method != "GET":
+        raise web.HTTPMethodNotAllowed(request.method, ["GET"])
+    headers = request.headers
+    if headers.get("Upgrade", "").strip().lower() != "websocket":
+        raise TidingsError(ErrorCode.BAD_REQUEST, "GET /ws needs Upgrade: websocket", status=400)
+    tokens = {t.strip().lower() for t in headers.get("Connection", "").split(",")}
+    if "upgrade" not in tokens:
+        raise TidingsError(ErrorCode.BAD_REQUEST, "GET /ws needs Connection: Upgrade", status=400)
+    if headers.get("Sec-WebSocket-Version", "").strip() != "13":
+        raise TidingsError(ErrorCode.BAD_REQUEST, "Sec-WebSocket-Version 13 only", status=400)
+    key = headers.get("Sec-WebSocket-Key", "").strip()
     try:
-        frame = frames.decode(message.data)
-        token = frame.fields.get("token")
-        if frame.type != "auth" or not isinstance(token, str):
-            raise TidingsError(ErrorCode.UNAUTHORIZED, "the first frame must be an auth frame")
-        user_id = await edge.accounts.authenticate(token)
-        user = await edge.accounts.user(user_id)
-    except TidingsError as exc:
-        if exc.code is ErrorCode.UNAVAILABLE:
-            # Nothing but `unauthorized` may precede auth_ok, and the token may
-            # well be good: close with 1013 ("try again later") and no frame.
-            await ws.close(code=1013, message=b"storage unavailable, try again")
-            return None
-        await _refuse(ws, exc.message if exc.code is ErrorCode.UNAUTHORIZED else "bad auth frame")
-        return None
-    limit = settings.max_connections_per_user
-    if limit and await _open_sockets(edge, user_id) >= limit:
-        await ws.close(code=CLOSE_POLICY, message=b"too many connections for this user")
-        return None
-    connection = Connection(
-        edge.hub.next_id(),
-        user_id,
-        hash_token(token),
-        ws,
-        request.transport,
-        queue_limit=settings.send_queue_frames,
-        rate_limit=settings.rate_limit_connection,
-        on_slow=edge.metrics.slow_readers.inc,
+        valid = len(base64.b64decode(key, validate=True)) == 16
+    except binascii.Error:
+        valid = False
+    if not valid:
+        raise TidingsError(ErrorCode.BAD_REQUEST, "a bad Sec-WebSocket-Key", status=400)
+    return key
+
+
+class Session:
+    """One upgraded socket: its auth deadline, then its :class:`Connection` and frames."""
+
+    __slots__ = (
+        "edge",
+        "wire",
+        "connection",
+        "_auth_timer",
+        "_task",
+        "_waiting",
+        "_reading_paused",
+        "_ended",
     )
-    edge.metrics.connections_opened.inc()
-    connection.push(frames.auth_ok(user))
-    return connection
+
+    def __init__(self, edge: Edge, wire: WebSocketWire, *, authenticating: bool) -> None:
+        self.edge = edge
+        self.wire = wire
+        self.connection: Connection | None = None
+        self._auth_timer: asyncio.TimerHandle | None = None
+        edge.hub.add_unauthenticated(wire)
+        if authenticating:
+            self._auth_timer = asyncio.get_running_loop().call_later(
+                edge.settings.auth_timeout_seconds, self._auth_timed_out
+            )
+        # A frame's coroutine while it runs (auth, read); later frames wait in order.
+        self._task: asyncio.Task[None] | None = None
+        self._waiting: deque[str | bytes] | None = None
+        self._reading_paused = False
+        self._ended = False
+
+    # -- the wire's listener ------------------------------------------------
+
+    def on_message(self, data: str | bytes) -> None:
+        connection = self.connection
+        if connection is not None:
+            connection.last_seen = time.monotonic()
+        if self._task is not None:
+            waiting = self._waiting
+            if waiting is None:
+                waiting = self._waiting = deque()
+            waiting.append(data)
+            if len(waiting) >= WAITING_FRAMES_HIGH and not self._reading_paused:
+                self._reading_paused = True
+                self.wire.transport.pause_reading()
+            return
+        self._dispatch(data)
+
+    def on_activity(self) -> None:
+        # A protocol-level ping or pong counts as activity, like a frame.
+        if self.connection is not None:
+            self.connection.last_seen = time.monotonic()
+
+    def on_closed(self) -> None:
+        self._ended = True
+        self._waiting = None
+        self.edge.hub.discard_unauthenticated(self.wire)
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
+        connection = self.connection
+        if connection is not None:
+            connection.lost()
+            self.edge.hub.remove(connection)
+
+    # -- frames -------------------------------------------------------------
+
+    def _dispatch(self, data: str | bytes) -> None:
+        connection = self.connection
+        if connection is not None:
+            pending = _handle(self.edge, connection, data)
+        elif self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
+            pending = self._authenticate(data)
+        else:
+            return  # refused or closing: nothing more is read
+        if pending is not None:
+            self._task = asyncio.get_running_loop().create_task(pending)
+            self._task.add_done_callback(self._resume)
+
+    def _resume(self, task: asyncio.Task[None]) -> None:
+        self._task = None
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a socket's frame failed", exc_info=task.exception())
+        waiting = self._waiting
+        while waiting and self._task is None and not self._ended:
+            self._dispatch(waiting.popleft())
+        if not waiting:
+            self._waiting = None
+        if self._reading_paused and (not waiting or len(waiting) < WAITING_FRAMES_HIGH):
+            self._reading_paused = False
+            if not self._ended:
+                self.wire.transport.resume_reading()
+
+    # -- authentication -----------------------------------------------------
+
+    def _auth_timed_out(self) -> None:
+        self._auth_timer = None
+        self.wire.start_close(CLOSE_AUTH, "no auth frame in time")
+
+    async def _authenticate(self, data: str | bytes) -> None:
+        edge = self.edge
+        wire = self.wire
+        try:
+            frame = frames.decode(data)
+            token = frame.fields.get("token")
+            if frame.type != "auth" or not isinstance(token, str):
+                raise TidingsError(ErrorCode.UNAUTHORIZED, "the first frame must be an auth frame")
+            user_id = await edge.accounts.authenticate(token)
+            user = await edge.accounts.user(user_id)
+        except TidingsError as exc:
+            if exc.code is ErrorCode.UNAVAILABLE:
+                # Nothing but `unauthorized` may precede auth_ok, and the token
+                # may well be good: close with 1013 ("try again later"), no frame.
+                wire.start_close(1013, "storage unavailable, try again")
+                return
+            reason = exc.message if exc.code is ErrorCode.UNAUTHORIZED else "bad auth frame"
+            wire.write(frames.wire_text(frames.error(ErrorCode.UNAUTHORIZED, reason)))
+            wire.start_close(CLOSE_AUTH, "authentication failed")
+            return
+        settings = edge.settings
+        limit = settings.max_connections_per_user
+        if limit and await _open_sockets(edge, user_id) >= limit:
+            wire.start_close(CLOSE_POLICY, "too many connections for this user")
+            return
+        if self._ended or wire.closing:
+            return  # the peer left while its token was checked
+        connection = Connection(
+            edge.hub.next_id(),
+            user_id,
+            hash_token(token),
+            wire,
+            queue_limit=settings.send_queue_frames,
+            rate_limit=settings.rate_limit_connection,
+            on_slow=edge.metrics.slow_readers.inc,
+        )
+        edge.metrics.connections_opened.inc()
+        connection.push(frames.auth_ok(user))
+        if not edge.hub.accepting:
+            # The broker went down while this socket authenticated, after the
+            # sweep that sent the others away: it would miss other nodes' events.
+            connection.close_soon(1012, "reconnect: this node lost its broker")
+            return
+        self.connection = connection
+        edge.hub.discard_unauthenticated(wire)
+        edge.hub.add(connection)
 
 
 async def _open_sockets(edge: Edge, user: UserId) -> int:
@@ -136,26 +243,10 @@ async def _open_sockets(edge: Edge, user: UserId) -> int:
         return len(edge.hub.connections_of(user))
 
 
-async def _refuse(ws: web.WebSocketResponse, reason: str) -> None:
-    await ws.send_frame(frames.error(ErrorCode.UNAUTHORIZED, reason), WSMsgType.TEXT)
-    await ws.close(code=CLOSE_AUTH, message=b"authentication failed")
-
-
-async def _serve(edge: Edge, ws: web.WebSocketResponse, connection: Connection) -> None:
-    # No timeout here: Hub.close_idle closes the connections that went quiet.
-    while connection.state is connection.state.OPEN:
-        message = await ws.receive()
-        connection.last_seen = time.monotonic()
-        kind = message.type
-        if kind in _DATA:
-            await _handle(edge, connection, message.data)
-        elif kind is WSMsgType.PING:
-            await ws.pong(message.data)
-        elif kind in _END:
-            return
-
-
-async def _handle(edge: Edge, connection: Connection, data: str | bytes) -> None:
+def _handle(
+    edge: Edge, connection: Connection, data: str | bytes
+) -> Coroutine[Any, Any, None] | None:
+    """Handle one frame; a coroutine to run when it must wait for the database."""
     ref: Any = frames.NO_REF
     try:
         frame = frames.decode(data)
@@ -163,11 +254,7 @@ async def _handle(edge: Edge, connection: Connection, data: str | bytes) -> None
         if frame.type == "send":
             _send(edge, connection, frame)
         elif frame.type == "read":
-            conversation = _string(frame.fields, "conversation")
-            entry = await edge.conversations.mark_read(
-                connection.user, conversation, frame.fields.get("seq"), origin=connection.id
-            )
-            connection.push(frames.ack_conversation(ref, entry))
+            return _read(edge, connection, frame)
         elif frame.type == "ping":
             connection.push(frames.pong(ref))
         elif frame.type == "auth":
@@ -180,6 +267,22 @@ async def _handle(edge: Edge, connection: Connection, data: str | bytes) -> None
         _error(edge, connection, exc.code, exc.message, ref)
     except Exception:
         log.exception("a frame of user %s failed", connection.user)
+        _error(edge, connection, ErrorCode.INTERNAL, "internal error", ref)
+    return None
+
+
+async def _read(edge: Edge, connection: Connection, frame: frames.ClientFrame) -> None:
+    ref = frame.ref
+    try:
+        conversation = _string(frame.fields, "conversation")
+        entry = await edge.conversations.mark_read(
+            connection.user, conversation, frame.fields.get("seq"), origin=connection.id
+        )
+        connection.push(frames.ack_conversation(ref, entry))
+    except TidingsError as exc:
+        _error(edge, connection, exc.code, exc.message, ref)
+    except Exception:
+        log.exception("a read of user %s failed", connection.user)
         _error(edge, connection, ErrorCode.INTERNAL, "internal error", ref)
 
 

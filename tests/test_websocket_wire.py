@@ -1,0 +1,269 @@
+"""RFC 6455 on ``GET /ws``, byte by byte, as any WebSocket client library would speak it.
+
+After the upgrade the socket leaves aiohttp for tidings' own frame layer
+(``tidings/gateway/wire.py``); these tests talk to it over a bare TCP
+socket so that what a client library might do (pipeline its first frame
+behind the upgrade, fragment a message, ping mid-message, split a frame
+over many packets, break the protocol) is checked from outside. The frame
+layer does not depend on the database, so one stack is enough.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import os
+import struct
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from tests.conftest import Account, RunningServer, private, settings_for, start_server
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
+
+
+@pytest.fixture
+def stack() -> str:
+    return "sqlite"
+
+
+def frame(
+    opcode: int, payload: bytes, *, fin: bool = True, masked: bool = True, rsv: int = 0
+) -> bytes:
+    """One client frame; masked unless told otherwise."""
+    first = (0x80 if fin else 0) | rsv | opcode
+    size = len(payload)
+    mask_bit = 0x80 if masked else 0
+    if size < 126:
+        head = bytes((first, mask_bit | size))
+    elif size < 1 << 16:
+        head = struct.pack("!BBH", first, mask_bit | 126, size)
+    else:
+        head = struct.pack("!BBQ", first, mask_bit | 127, size)
+    if not masked:
+        return head + payload
+    mask = os.urandom(4)
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def json_frame(value: object, **options: bool) -> bytes:
+    return frame(TEXT, msgspec.json.encode(value), **options)
+
+
+class RawSocket:
+    """A WebSocket client in a few lines, to send exactly the bytes a test wants."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def upgrade(
+        cls, server: RunningServer, *, headers: dict[str, str] | None = None, then: bytes = b""
+    ) -> tuple[int, RawSocket]:
+        """Send the upgrade request (and ``then`` in the same write); the status and socket."""
+        host, port = server.url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        sent = {
+            "Host": f"{host}:{port}",
+            "Upgrade": "websocket",
+            "Connection": "Upgrade",
+            "Sec-WebSocket-Key": key,
+            "Sec-WebSocket-Version": "13",
+        } | (headers or {})
+        request = "GET /ws HTTP/1.1\r\n" + "".join(
+            f"{name}: {value}\r\n" for name, value in sent.items() if value is not None
+        )
+        writer.write(request.encode() + b"\r\n" + then)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        status = int(head.split(b" ", 2)[1])
+        if status == 101:
+            accept = [
+                line.split(b":", 1)[1].strip()
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"sec-websocket-accept:")
+            ]
+            assert accept == [base64.b64encode(hashlib.sha1(key.encode() + GUID).digest())], head
+        return status, cls(reader, writer)
+
+    async def read_frame(self, within: float = 10) -> tuple[int, bytes]:
+        first, second = await asyncio.wait_for(self.reader.readexactly(2), within)
+        assert not second & 0x80, "a server frame is never masked"
+        size = second & 0x7F
+        if size == 126:
+            size = struct.unpack("!H", await self.reader.readexactly(2))[0]
+        elif size == 127:
+            size = struct.unpack("!Q", await self.reader.readexactly(8))[0]
+        return first & 0x0F, await self.reader.readexactly(size)
+
+    async def read_json(self) -> dict[str, object]:
+        opcode, payload = await self.read_frame()
+        assert opcode == TEXT, (opcode, payload)
+        value = msgspec.json.decode(payload)
+        assert isinstance(value, dict)
+        return value
+
+    async def closed_with(self, within: float = 10) -> int:
+        """Read until the server's close frame; its code. The server then ends TCP."""
+        while True:
+            opcode, payload = await self.read_frame(within)
+            if opcode == CLOSE:
+                code: int = struct.unpack("!H", payload[:2])[0]
+                self.writer.write(frame(CLOSE, payload[:2]))
+                assert await asyncio.wait_for(self.reader.read(), within) == b""
+                return code
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def auth(account: Account) -> bytes:
+    return json_frame({"type": "auth", "token": account.client.token})
+
+
+async def test_an_auth_frame_sent_behind_the_upgrade_request_is_answered(
+    server: RunningServer, alice: Account
+) -> None:
+    status, sock = await RawSocket.upgrade(server, then=auth(alice))
+    try:
+        assert status == 101
+        assert (await sock.read_json())["type"] == "auth_ok"
+    finally:
+        sock.close()
+
+
+async def test_a_fragmented_send_with_a_ping_inside_is_acked_and_the_ping_answered(
+    server: RunningServer, alice: Account, bob: Account
+) -> None:
+    status, sock = await RawSocket.upgrade(server)
+    try:
+        await sock.send(auth(alice))
+        assert (await sock.read_json())["type"] == "auth_ok"
+        text = msgspec.json.encode(
+            {"type": "send", "ref": 7, "conversation": private(alice, bob), "body": "in parts"}
+        )
+        await sock.send(frame(TEXT, text[:10], fin=False))
+        await sock.send(frame(PING, b"still there?"))
+        await sock.send(frame(0x0, text[10:20], fin=False))
+        await sock.send(frame(0x0, text[20:]))
+        assert await sock.read_frame() == (PONG, b"still there?")
+        ack = await sock.read_json()
+        assert ack["type"] == "ack" and ack["ref"] == 7, ack
+        assert ack["message"]["body"] == "in parts"  # type: ignore[index]
+    finally:
+        sock.close()
+
+
+async def test_a_frame_split_over_many_packets_is_read_whole(
+    server: RunningServer, alice: Account, bob: Account
+) -> None:
+    status, sock = await RawSocket.upgrade(server)
+    try:
+        await sock.send(auth(alice))
+        assert (await sock.read_json())["type"] == "auth_ok"
+        body = "é" * 3000  # 6,000 bytes: a 16-bit length
+        data = json_frame(
+            {"type": "send", "ref": 1, "conversation": private(alice, bob), "body": body}
+        ) + json_frame({"type": "ping", "ref": 2})
+        for at in range(0, len(data), 333):
+            await sock.send(data[at : at + 333])
+            await asyncio.sleep(0)
+        answers = {(a := await sock.read_json())["ref"]: a for _ in range(2)}
+        assert answers[1]["message"]["body"] == body  # type: ignore[index]
+        assert answers[2]["type"] == "pong"
+    finally:
+        sock.close()
+
+
+async def test_a_client_close_is_answered_with_its_code_and_the_server_ends_tcp(
+    server: RunningServer, alice: Account
+) -> None:
+    status, sock = await RawSocket.upgrade(server)
+    try:
+        await sock.send(auth(alice))
+        assert (await sock.read_json())["type"] == "auth_ok"
+        await sock.send(frame(CLOSE, struct.pack("!H", 4321) + b"bye"))
+        opcode, payload = await sock.read_frame()
+        assert (opcode, payload[:2]) == (CLOSE, struct.pack("!H", 4321))
+        assert await asyncio.wait_for(sock.reader.read(), 10) == b""
+    finally:
+        sock.close()
+
+
+BROKEN = {
+    "unmasked": (lambda: json_frame({"type": "ping"}, masked=False), 1002),
+    "reserved bit": (lambda: frame(TEXT, b'{"type":"ping"}', rsv=0x40), 1002),
+    "unknown opcode": (lambda: frame(0x3, b"x"), 1002),
+    "continuation first": (lambda: frame(0x0, b"x"), 1002),
+    "fragmented ping": (lambda: frame(PING, b"x", fin=False), 1002),
+    "new message inside a message": (
+        lambda: frame(TEXT, b'{"ty', fin=False) + frame(TEXT, b'{"type":"ping"}'),
+        1002,
+    ),
+    "text not utf-8": (lambda: frame(TEXT, b'{"type":"\xff"}'), 1007),
+    "declared over the limit": (lambda: frame(BINARY, b"x" * (64 * 1024 + 1)), 1009),
+    "fragments over the limit": (
+        lambda: frame(TEXT, b"x" * 40_000, fin=False) + frame(0x0, b"x" * 40_000),
+        1009,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+async def test_a_broken_frame_closes_with_the_rfc_code(
+    server: RunningServer, alice: Account, case: str
+) -> None:
+    make, code = BROKEN[case]
+    status, sock = await RawSocket.upgrade(server)
+    try:
+        await sock.send(auth(alice))
+        assert (await sock.read_json())["type"] == "auth_ok"
+        await sock.send(make())
+        assert await sock.closed_with() == code
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Upgrade": None},
+        {"Connection": "keep-alive"},
+        {"Sec-WebSocket-Version": "8"},
+        {"Sec-WebSocket-Key": "not base64!"},
+        {"Sec-WebSocket-Key": base64.b64encode(b"short").decode()},
+    ],
+    ids=["no upgrade", "no connection upgrade", "version 8", "key not base64", "key short"],
+)
+async def test_a_bad_upgrade_request_gets_400_bad_request(
+    server: RunningServer, headers: dict[str, str]
+) -> None:
+    status, sock = await RawSocket.upgrade(server, headers=headers)
+    try:
+        assert status == 400
+    finally:
+        sock.close()
+
+
+async def test_shutdown_closes_a_socket_that_has_not_authenticated_with_1001(
+    tmp_path: Path,
+) -> None:
+    server, runner = await start_server(settings_for(tmp_path))
+    try:
+        status, sock = await RawSocket.upgrade(server)
+        assert status == 101
+        closing = asyncio.ensure_future(sock.closed_with())
+        await runner.cleanup()
+        assert await closing == 1001
+        sock.close()
+    finally:
+        await runner.cleanup()

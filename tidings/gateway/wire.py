@@ -1,0 +1,372 @@
+"""The WebSocket after the upgrade: RFC 6455 frames on the bare transport.
+
+aiohttp answers the HTTP part of ``GET /ws``; :func:`take_over` then moves
+the socket out of aiohttp's request machinery (the handler task and its
+coroutine frames, the parsed upgrade request, the HTTP parser, the
+WebSocket reader's queue: ~11.6 KB per socket, measured with
+``bench/connection_heap.py``) onto a :class:`WebSocketWire`, which parses
+the client's frames itself and calls its :class:`Listener`. An idle socket
+then holds this object, the transport and the ``Connection``.
+
+What it does of RFC 6455, as a server: client frames must be masked;
+fragmented messages are joined; a message over ``max_size`` closes with
+1009, text that is not UTF-8 with 1007, any other protocol error with
+1002; pings are answered with pongs; a close frame is answered with a close
+of the same code and the server then closes TCP (§7.1.1). Extensions and
+subprotocols are never negotiated, so reserved bits are an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import struct
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from aiohttp import web
+
+OP_CONTINUATION = 0x0
+OP_TEXT = 0x1
+OP_BINARY = 0x2
+OP_CLOSE = 0x8
+OP_PING = 0x9
+OP_PONG = 0xA
+
+CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_INVALID_TEXT = 1007
+CLOSE_TOO_BIG = 1009
+CLOSE_NO_STATUS = 1005
+
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_U16 = struct.Struct("!H")
+_U64 = struct.Struct("!Q")
+# Close codes a peer may send (RFC 6455 §7.4): the defined ones, and the
+# ranges for libraries and applications.
+_SENDABLE = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014))
+
+
+class Listener(Protocol):
+    def on_message(self, data: str | bytes) -> None:
+        """A whole text (``str``) or binary (``bytes``) message arrived."""
+
+    def on_activity(self) -> None:
+        """A ping or pong arrived: the peer is alive."""
+
+    def on_closed(self) -> None:
+        """The socket is gone (closed by either side, or lost)."""
+
+
+def accept_key(key: str) -> str:
+    """``Sec-WebSocket-Accept`` for a client's ``Sec-WebSocket-Key`` (§4.2.2)."""
+    return base64.b64encode(hashlib.sha1(key.encode() + _GUID).digest()).decode()
+
+
+def close_frame(code: int, reason: bytes = b"") -> bytes:
+    payload = _U16.pack(code) + reason[:123]
+    return bytes((0x80 | OP_CLOSE, len(payload))) + payload
+
+
+def _unmask(payload: bytes, mask: bytes) -> bytes:
+    # XOR of two whole integers: one C-level operation instead of a Python
+    # loop per byte.
+    size = len(payload)
+    if not size:
+        return payload
+    key = (mask * (size // 4 + 1))[:size]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(
+        size, "little"
+    )
+
+
+class WebSocketWire(asyncio.Protocol):
+    """One upgraded socket: parses client frames, writes server frames, closes."""
+
+    __slots__ = (
+        "transport",
+        "listener",
+        "max_size",
+        "_unparsed",
+        "_fragments",
+        "_fragment_opcode",
+        "_fragment_size",
+        "_write_paused",
+        "_drain_waiter",
+        "_close_sent",
+        "_input_closed",
+        "_lost",
+        "_lost_waiter",
+        "_abort_timer",
+    )
+
+    def __init__(self, transport: asyncio.Transport, max_size: int) -> None:
+        self.transport = transport
+        self.listener: Listener | None = None
+        self.max_size = max_size
+        self._unparsed = b""
+        self._fragments: list[bytes] | None = None
+        self._fragment_opcode = 0
+        self._fragment_size = 0
+        self._write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._close_sent = False
+        self._input_closed = False
+        self._lost = False
+        self._lost_waiter: asyncio.Future[None] | None = None
+        self._abort_timer: asyncio.TimerHandle | None = None
+
+    # -- state --------------------------------------------------------------
+
+    @property
+    def closing(self) -> bool:
+        """A close frame was sent or the socket is gone: write nothing more."""
+        return self._close_sent or self._lost or self.transport.is_closing()
+
+    # -- reading ------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self._input_closed:
+            return
+        buffer = self._unparsed + data if self._unparsed else data
+        size = len(buffer)
+        at = 0
+        while not self._input_closed:
+            if size - at < 2:
+                break
+            first = buffer[at]
+            second = buffer[at + 1]
+            opcode = first & 0x0F
+            length = second & 0x7F
+            head = at + 2
+            if length == 126:
+                if size - head < 2:
+                    break
+                length = _U16.unpack_from(buffer, head)[0]
+                head += 2
+            elif length == 127:
+                if size - head < 8:
+                    break
+                length = _U64.unpack_from(buffer, head)[0]
+                head += 8
+            problem = self._header_problem(first, second, opcode, length)
+            if problem is not None:
+                self.fail(*problem)
+                return
+            end = head + 4 + length
+            if end > size:
+                break
+            mask = buffer[head : head + 4]
+            payload = _unmask(buffer[head + 4 : end], mask)
+            at = end
+            self._frame(first & 0x80, opcode, payload)
+        self._unparsed = buffer[at:] if at < size and not self._input_closed else b""
+
+    def _header_problem(
+        self, first: int, second: int, opcode: int, length: int
+    ) -> tuple[int, str] | None:
+        if first & 0x70:
+            return CLOSE_PROTOCOL_ERROR, "reserved bits set (no extension was agreed)"
+        if not second & 0x80:
+            return CLOSE_PROTOCOL_ERROR, "client frames must be masked"
+        if opcode >= OP_CLOSE:
+            if opcode > OP_PONG:
+                return CLOSE_PROTOCOL_ERROR, f"unknown opcode {opcode}"
+            if not first & 0x80 or length > 125:
+                return CLOSE_PROTOCOL_ERROR, "control frames are short and not fragmented"
+            return None
+        if opcode > OP_BINARY:
+            return CLOSE_PROTOCOL_ERROR, f"unknown opcode {opcode}"
+        if length + (self._fragment_size if opcode == OP_CONTINUATION else 0) > self.max_size:
+            return CLOSE_TOO_BIG, f"message over {self.max_size} bytes"
+        return None
+
+    def _frame(self, fin: int, opcode: int, payload: bytes) -> None:
+        if opcode in (OP_TEXT, OP_BINARY):
+            if self._fragments is not None:
+                self.fail(CLOSE_PROTOCOL_ERROR, "a new message began before the last one ended")
+            elif fin:
+                self._deliver(opcode, payload)
+            else:
+                self._fragments = [payload]
+                self._fragment_opcode = opcode
+                self._fragment_size = len(payload)
+        elif opcode == OP_CONTINUATION:
+            if self._fragments is None:
+                self.fail(CLOSE_PROTOCOL_ERROR, "a continuation frame without a message")
+                return
+            self._fragments.append(payload)
+            self._fragment_size += len(payload)
+            if fin:
+                whole = b"".join(self._fragments)
+                self._fragments = None
+                self._fragment_size = 0
+                self._deliver(self._fragment_opcode, whole)
+        elif opcode == OP_PING:
+            if not self.closing:
+                self.transport.write(bytes((0x80 | OP_PONG, len(payload))) + payload)
+            if self.listener is not None:
+                self.listener.on_activity()
+        elif opcode == OP_PONG:
+            if self.listener is not None:
+                self.listener.on_activity()
+        else:
+            self._peer_closed(payload)
+
+    def _deliver(self, opcode: int, payload: bytes) -> None:
+        data: str | bytes = payload
+        if opcode == OP_TEXT:
+            try:
+                data = payload.decode()
+            except UnicodeDecodeError:
+                self.fail(CLOSE_INVALID_TEXT, "text that is not UTF-8")
+                return
+        if self.listener is not None:
+            self.listener.on_message(data)
+
+    def _peer_closed(self, payload: bytes) -> None:
+        self._input_closed = True
+        code = CLOSE_NO_STATUS
+        if len(payload) == 1:
+            code = CLOSE_PROTOCOL_ERROR
+        elif len(payload) >= 2:
+            code = _U16.unpack_from(payload)[0]
+            if not (code in _SENDABLE or 3000 <= code <= 4999):
+                code = CLOSE_PROTOCOL_ERROR
+            else:
+                try:
+                    payload[2:].decode()
+                except UnicodeDecodeError:
+                    code = CLOSE_INVALID_TEXT
+        if not self._close_sent:
+            # Echo the peer's code (§5.5.1); a close without one gets 1000.
+            self._close_sent = True
+            self.transport.write(close_frame(1000 if code == CLOSE_NO_STATUS else code))
+        # The handshake is complete: the server closes TCP first (§7.1.1).
+        self.transport.close()
+
+    # -- writing ------------------------------------------------------------
+
+    def write(self, frame: bytes) -> None:
+        """Write a whole server frame (see ``frames.wire_text``); dropped once closing."""
+        if not self.closing:
+            self.transport.write(frame)
+
+    async def drain(self) -> None:
+        """Wait while the kernel-facing buffer is over its high-water mark."""
+        if self._write_paused and not self._lost:
+            waiter = self._drain_waiter
+            if waiter is None:
+                waiter = self._drain_waiter = asyncio.get_running_loop().create_future()
+            await asyncio.shield(waiter)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._wake_drainer()
+
+    def _wake_drainer(self) -> None:
+        waiter = self._drain_waiter
+        self._drain_waiter = None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- closing ------------------------------------------------------------
+
+    def fail(self, code: int, reason: str) -> None:
+        """The peer broke the protocol: stop reading and close with ``code``."""
+        self._input_closed = True
+        self._unparsed = b""
+        self._fragments = None
+        self.start_close(code, reason)
+
+    def start_close(self, code: int, reason: str, abort_after: float = 5.0) -> None:
+        """Send a close frame; the socket ends on the peer's close, or after ``abort_after``."""
+        if self._lost:
+            return
+        if not self._close_sent:
+            self._close_sent = True
+            self.transport.write(close_frame(code, reason.encode()))
+        if self._input_closed and self.transport.can_write_eof():
+            # A protocol error: what follows cannot be parsed, so the peer's
+            # close frame cannot be found. Half-close instead and discard what
+            # still arrives until the peer closes too: closing now, with its
+            # bytes unread, would reset the connection and could destroy the
+            # close frame before the peer reads its code.
+            self.transport.write_eof()
+        if self._abort_timer is None:
+            self._abort_timer = asyncio.get_running_loop().call_later(abort_after, self.abort)
+
+    async def close(self, code: int, reason: str, *, abort_after: float = 5.0) -> None:
+        """Close with ``code`` and wait until the socket is gone (``abort_after`` at most)."""
+        self.start_close(code, reason, abort_after)
+        await self.wait_lost()
+
+    async def wait_lost(self) -> None:
+        if self._lost:
+            return
+        if self._lost_waiter is None:
+            self._lost_waiter = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._lost_waiter)
+
+    def abort(self) -> None:
+        """Drop the connection now (a peer that never answers the close)."""
+        if not self._lost:
+            self.transport.abort()
+
+    def eof_received(self) -> bool:
+        # The peer half-closed without a close frame: nothing more will come.
+        self._input_closed = True
+        return False  # let the transport close itself
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._lost = True
+        self._input_closed = True
+        self._unparsed = b""
+        self._fragments = None
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
+            self._abort_timer = None
+        self._wake_drainer()
+        if self._lost_waiter is not None and not self._lost_waiter.done():
+            self._lost_waiter.set_result(None)
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            listener.on_closed()
+
+
+def take_over(
+    request: web.Request, key: str, max_size: int, listen: Callable[[WebSocketWire], Listener]
+) -> WebSocketWire:
+    """Answer 101 and move the socket from aiohttp to a new :class:`WebSocketWire`.
+
+    aiohttp's request handler is told its connection is lost, after its
+    ``transport`` is cleared so that it does not close the socket: it then
+    lets go of the request, its task and its parser, and the response the
+    route handler returns is never written. Bytes the client sent right
+    after the upgrade request, which aiohttp buffered, reach the listener
+    (``listen(wire)``) before anything read later.
+    """
+    transport: Any = request.transport
+    handler: Any = request.protocol
+    if transport is None or transport.is_closing():
+        raise ConnectionResetError("the client left during the upgrade")
+    buffered: bytes = getattr(handler, "_message_tail", b"") or b""
+    wire = WebSocketWire(transport, max_size)
+    transport.write(
+        b"HTTP/1.1 101 Switching Protocols\r\n"
+        b"Upgrade: websocket\r\n"
+        b"Connection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + accept_key(key).encode() + b"\r\n\r\n"
+    )
+    wire.listener = listen(wire)
+    transport.set_protocol(wire)
+    handler.transport = None
+    handler.connection_lost(None)
+    # aiohttp may have paused reading while the upgrade was handled.
+    transport.resume_reading()
+    if buffered:
+        wire.data_received(buffered)
+    return wire
