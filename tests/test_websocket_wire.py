@@ -21,6 +21,7 @@ import msgspec
 import pytest
 
 from tests.conftest import Account, RunningServer, private, settings_for, start_server
+from tidings.gateway.context import Edge
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
@@ -267,3 +268,21 @@ async def test_shutdown_closes_a_socket_that_has_not_authenticated_with_1001(
         sock.close()
     finally:
         await runner.cleanup()
+
+
+async def test_a_server_fault_during_auth_closes_the_socket_with_1011(
+    server: RunningServer, alice: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a refusal (those are 4001 or 1013) but a bug: the socket must not hang."""
+    edge = server.app[Edge.KEY]
+
+    async def broken(token: str) -> int:
+        raise RuntimeError("a bug in authentication")
+
+    monkeypatch.setattr(edge.accounts, "authenticate", broken)
+    status, sock = await RawSocket.upgrade(server)
+    try:
+        await sock.send(auth(alice))
+        assert await sock.closed_with() == 1011
+    finally:
+        sock.close()

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 CLOSE_AUTH = 4001
 CLOSE_IDLE = 4002
 CLOSE_POLICY = 1008
+CLOSE_INTERNAL = 1011
 # Frames that may wait behind a slow one before the socket stops being read.
 WAITING_FRAMES_HIGH = 64
 
@@ -58,10 +59,10 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         settings.max_frame_bytes,
         lambda wire: Session(edge, wire, authenticating=accepting),
     )
-    if not accepting:
+    if wire is not None and not accepting:
         # This node cannot hear the other nodes right now: try another, or later.
         wire.start_close(1013, "node not ready, try again")
-    # Never written: the socket is no longer aiohttp's (it logs the 101).
+    # Never written: the socket is no longer aiohttp's, or the client left.
     return web.Response(status=101)
 
 
@@ -169,8 +170,13 @@ class Session:
 
     def _resume(self, task: asyncio.Task[None]) -> None:
         self._task = None
-        if not task.cancelled() and task.exception() is not None:
-            log.error("a socket's frame failed", exc_info=task.exception())
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            log.error("a socket's frame failed", exc_info=error)
+            if self.connection is None:
+                # Authentication broke (a bug, not a refusal): a socket left
+                # neither authenticated nor timed would wait forever.
+                self.wire.start_close(CLOSE_INTERNAL, "internal error")
         waiting = self._waiting
         while waiting and self._task is None and not self._ended:
             self._dispatch(waiting.popleft())

@@ -339,8 +339,10 @@ class WebSocketWire(asyncio.Protocol):
 
 def take_over(
     request: web.Request, key: str, max_size: int, listen: Callable[[WebSocketWire], Listener]
-) -> WebSocketWire:
+) -> WebSocketWire | None:
     """Answer 101 and move the socket from aiohttp to a new :class:`WebSocketWire`.
+
+    None if the client has already gone.
 
     aiohttp's request handler is told its connection is lost, after its
     ``transport`` is cleared so that it does not close the socket: it then
@@ -352,7 +354,7 @@ def take_over(
     transport: Any = request.transport
     handler: Any = request.protocol
     if transport is None or transport.is_closing():
-        raise ConnectionResetError("the client left during the upgrade")
+        return None  # the client left during the upgrade
     buffered: bytes = getattr(handler, "_message_tail", b"") or b""
     wire = WebSocketWire(transport, max_size)
     transport.write(
