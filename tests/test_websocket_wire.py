@@ -131,6 +131,14 @@ def auth(account: Account) -> bytes:
     return json_frame({"type": "auth", "token": account.client.token})
 
 
+async def authenticated(server: RunningServer, account: Account) -> RawSocket:
+    status, sock = await RawSocket.upgrade(server)
+    assert status == 101
+    await sock.send(auth(account))
+    assert (await sock.read_json())["type"] == "auth_ok"
+    return sock
+
+
 async def test_an_auth_frame_sent_behind_the_upgrade_request_is_answered(
     server: RunningServer, alice: Account
 ) -> None:
@@ -145,10 +153,8 @@ async def test_an_auth_frame_sent_behind_the_upgrade_request_is_answered(
 async def test_a_fragmented_send_with_a_ping_inside_is_acked_and_the_ping_answered(
     server: RunningServer, alice: Account, bob: Account
 ) -> None:
-    status, sock = await RawSocket.upgrade(server)
+    sock = await authenticated(server, alice)
     try:
-        await sock.send(auth(alice))
-        assert (await sock.read_json())["type"] == "auth_ok"
         text = msgspec.json.encode(
             {"type": "send", "ref": 7, "conversation": private(alice, bob), "body": "in parts"}
         )
@@ -167,10 +173,8 @@ async def test_a_fragmented_send_with_a_ping_inside_is_acked_and_the_ping_answer
 async def test_a_frame_split_over_many_packets_is_read_whole(
     server: RunningServer, alice: Account, bob: Account
 ) -> None:
-    status, sock = await RawSocket.upgrade(server)
+    sock = await authenticated(server, alice)
     try:
-        await sock.send(auth(alice))
-        assert (await sock.read_json())["type"] == "auth_ok"
         body = "é" * 3000  # 6,000 bytes: a 16-bit length
         data = json_frame(
             {"type": "send", "ref": 1, "conversation": private(alice, bob), "body": body}
@@ -188,10 +192,8 @@ async def test_a_frame_split_over_many_packets_is_read_whole(
 async def test_a_client_close_is_answered_with_its_code_and_the_server_ends_tcp(
     server: RunningServer, alice: Account
 ) -> None:
-    status, sock = await RawSocket.upgrade(server)
+    sock = await authenticated(server, alice)
     try:
-        await sock.send(auth(alice))
-        assert (await sock.read_json())["type"] == "auth_ok"
         await sock.send(frame(CLOSE, struct.pack("!H", 4321) + b"bye"))
         opcode, payload = await sock.read_frame()
         assert (opcode, payload[:2]) == (CLOSE, struct.pack("!H", 4321))
@@ -224,10 +226,8 @@ async def test_a_broken_frame_closes_with_the_rfc_code(
     server: RunningServer, alice: Account, case: str
 ) -> None:
     make, code = BROKEN[case]
-    status, sock = await RawSocket.upgrade(server)
+    sock = await authenticated(server, alice)
     try:
-        await sock.send(auth(alice))
-        assert (await sock.read_json())["type"] == "auth_ok"
         await sock.send(make())
         assert await sock.closed_with() == code
     finally:
