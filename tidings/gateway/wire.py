@@ -349,7 +349,11 @@ def take_over(
     lets go of the request, its task and its parser, and the response the
     route handler returns is never written. Bytes the client sent right
     after the upgrade request, which aiohttp buffered, reach the listener
-    (``listen(wire)``) before anything read later.
+    (``listen(wire)``) before anything read later. aiohttp has no hijack
+    API; this relies on its protocol's ``transport``/``connection_lost``
+    and reads its ``_message_tail`` (with a default). Checked with aiohttp
+    3.11.18 and 3.14.5 (tests/test_websocket_wire.py): run that file on
+    any aiohttp upgrade.
     """
     transport: Any = request.transport
     handler: Any = request.protocol
