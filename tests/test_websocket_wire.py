@@ -214,6 +214,10 @@ BROKEN = {
     ),
     "text not utf-8": (lambda: frame(TEXT, b'{"type":"\xff"}'), 1007),
     "declared over the limit": (lambda: frame(BINARY, b"x" * (64 * 1024 + 1)), 1009),
+    "endless empty fragments": (
+        lambda: frame(TEXT, b"", fin=False) + frame(0x0, b"", fin=False) * 1100,
+        1009,
+    ),
     "fragments over the limit": (
         lambda: frame(TEXT, b"x" * 40_000, fin=False) + frame(0x0, b"x" * 40_000),
         1009,

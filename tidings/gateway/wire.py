@@ -39,6 +39,9 @@ CLOSE_INVALID_TEXT = 1007
 CLOSE_TOO_BIG = 1009
 CLOSE_NO_STATUS = 1005
 
+# Empty continuation frames add nothing to a message's size but one list
+# entry each: without a bound a client could grow that list for ever.
+MAX_FRAGMENTS = 1024
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _U16 = struct.Struct("!H")
 _U64 = struct.Struct("!Q")
@@ -194,6 +197,9 @@ class WebSocketWire(asyncio.Protocol):
         elif opcode == OP_CONTINUATION:
             if self._fragments is None:
                 self.fail(CLOSE_PROTOCOL_ERROR, "a continuation frame without a message")
+                return
+            if len(self._fragments) >= MAX_FRAGMENTS:
+                self.fail(CLOSE_TOO_BIG, f"a message in over {MAX_FRAGMENTS} fragments")
                 return
             self._fragments.append(payload)
             self._fragment_size += len(payload)
