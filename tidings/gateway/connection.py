@@ -127,7 +127,7 @@ class Connection:
                 await self._wire.drain()
                 self._wire.write(frames.wire_text(queue.popleft()))
         except Exception:
-            # The peer went away mid-write; the read loop notices and cleans up.
+            # The peer went away mid-write; the wire's connection_lost cleans up.
             pass
         finally:
             self._drainer = None
