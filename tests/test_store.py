@@ -93,6 +93,29 @@ async def test_a_client_msg_id_is_stored_once_within_and_across_batches(store: S
     assert _stored(other_sender).fresh  # the key is scoped to its sender
 
 
+async def test_repeats_of_many_senders_find_exactly_their_own_messages(store: SqlStore) -> None:
+    """Keys are looked up as (sender, key) pairs, never as every sender × every key."""
+    a, b, c = await _users(store, 3)
+    chats = {a: f"p:{a}-{b}", b: f"p:{b}-{c}", c: f"p:{a}-{c}"}
+    firsts = await store.commit_batch(
+        [_send(s, chats[s], f"{s}/{k}", f"{s}-{k}") for s in (a, b, c) for k in range(3)], GAP
+    )
+    # Each sender repeats its own keys; a's key "b-0" belongs to b, so it is new for a.
+    again = await store.commit_batch(
+        [_send(s, chats[s], "retry", f"{s}-{k}") for s in (c, b, a) for k in (2, 0, 1)]
+        + [_send(a, chats[a], "mine", f"{b}-0")],
+        GAP,
+    )
+    original = {_stored(o).message.client_msg_id: _stored(o).message for o in firsts}
+    for outcome in again[:9]:
+        repeat = _stored(outcome)
+        assert not repeat.fresh
+        assert repeat.message == original[repeat.message.client_msg_id]
+    new = _stored(again[9])
+    assert new.fresh and new.message.sender == a and new.message.body == "mine"
+    assert new.message.seq == 4
+
+
 async def test_read_seq_moves_forward_only_and_is_clamped(store: SqlStore) -> None:
     a, b = await _users(store, 2)
     ab = f"p:{a}-{b}"

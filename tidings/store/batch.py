@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Insert, bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import Insert, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.schema import Table
 
@@ -36,6 +36,7 @@ from tidings.store import (
     WriteOutcome,
     WriteRequest,
 )
+from tidings.store.keyset import where_keys
 from tidings.store.rows import MESSAGE_COLUMNS, message_from_row
 from tidings.store.schema import client_msg_ids, conversations, members, messages, users
 
@@ -142,24 +143,29 @@ class WriteBatch:
                 first_of[key] = i
         if not first_of:
             return repeats
-        senders = {k[0] for k in first_of}
-        ids = {k[1] for k in first_of}
+        dialect = self.conn.dialect.name
         rows = await self.conn.execute(
-            select(
-                client_msg_ids.c.sender_id,
-                client_msg_ids.c.client_msg_id,
-                client_msg_ids.c.conversation_id,
-                client_msg_ids.c.seq,
-            ).where(
-                client_msg_ids.c.sender_id.in_(senders), client_msg_ids.c.client_msg_id.in_(ids)
+            where_keys(
+                select(
+                    client_msg_ids.c.sender_id,
+                    client_msg_ids.c.client_msg_id,
+                    client_msg_ids.c.conversation_id,
+                    client_msg_ids.c.seq,
+                ),
+                dialect,
+                (client_msg_ids.c.sender_id, client_msg_ids.c.client_msg_id),
+                list(first_of),
             )
         )
         stored = {(r[0], r[1]): (r[2], r[3]) for r in rows if (r[0], r[1]) in first_of}
         if not stored:
             return repeats
         found = await self.conn.execute(
-            select(*MESSAGE_COLUMNS).where(
-                tuple_(messages.c.conversation_id, messages.c.seq).in_(list(stored.values()))
+            where_keys(
+                select(*MESSAGE_COLUMNS),
+                dialect,
+                (messages.c.conversation_id, messages.c.seq),
+                list(set(stored.values())),
             )
         )
         by_position = {(row[0], row[1]): message_from_row(row) for row in found}

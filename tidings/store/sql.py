@@ -44,6 +44,7 @@ from tidings.store import (
 )
 from tidings.store.batch import WriteBatch
 from tidings.store.engines import Engines, create_engines
+from tidings.store.keyset import where_keys
 from tidings.store.migrate import upgrade
 from tidings.store.rows import (
     CHAT_LIST,
@@ -490,9 +491,11 @@ class SqlStore:
             return {}
         wanted = set(pairs)
         rows = await self._read(
-            select(members.c.conversation_id, members.c.user_id, members.c.read_seq).where(
-                members.c.conversation_id.in_(list({c for c, _ in wanted})),
-                members.c.user_id.in_(list({u for _, u in wanted})),
+            where_keys(
+                select(members.c.conversation_id, members.c.user_id, members.c.read_seq),
+                self._dialect,
+                (members.c.conversation_id, members.c.user_id),
+                list(wanted),
             )
         )
         found = {(ConversationId(r.conversation_id), UserId(r.user_id)): r.read_seq for r in rows}

@@ -1,0 +1,50 @@
+"""Rows picked by a list of two-column keys, with one index probe per key.
+
+``a IN (...) AND b IN (...)`` is the obvious way to ask for a set of
+(a, b) keys, and the wrong one: every database then probes the index for
+every combination. A write batch of 1,000 sends from 100 senders asked its
+idempotency table for 100 × 1,000 = 100,000 keys, 30 ms on SQLite,
+PostgreSQL and MariaDB alike, every batch. Each dialect has a form that
+probes once per key instead (timings for 1,000 keys in a 400,000-row
+table):
+
+- PostgreSQL: join ``unnest(:a[], :b[])``, 3 ms; one statement shape
+  whatever the number of keys, so it stays prepared. ``(a, b) IN ((..), ..)``
+  becomes 1,000 ORed conditions, 27 ms.
+- SQLite: join a ``VALUES`` CTE, 0.8 ms. ``(a, b) IN (VALUES ..)`` scans the
+  whole table instead.
+- MySQL and MariaDB: ``(a, b) IN ((..), ..)``, 6 ms, a range scan with one
+  range per key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Column, Select, and_, bindparam, column, func, tuple_, values
+from sqlalchemy.dialects.postgresql import ARRAY
+
+
+def where_keys(
+    query: Select[Any],
+    dialect: str,
+    key: tuple[Column[Any], Column[Any]],
+    wanted: Sequence[tuple[Any, Any]],
+) -> Select[Any]:
+    """``query`` (on the keys' table) narrowed to the rows whose ``key`` is in ``wanted``."""
+    first, second = key
+    table = first.table
+    if dialect == "postgresql":
+        firsts = bindparam(None, [k[0] for k in wanted], type_=ARRAY(first.type))
+        seconds = bindparam(None, [k[1] for k in wanted], type_=ARRAY(second.type))
+        keys = func.unnest(firsts, seconds).table_valued("k0", "k1").render_derived()
+        return query.select_from(keys.join(table, and_(first == keys.c.k0, second == keys.c.k1)))
+    if dialect == "sqlite":
+        cte = (
+            values(column("k0", first.type), column("k1", second.type), name="wanted")
+            .data([tuple(k) for k in wanted])
+            .cte("wanted")
+        )
+        return query.select_from(cte.join(table, and_(first == cte.c.k0, second == cte.c.k1)))
+    return query.where(tuple_(first, second).in_([tuple(k) for k in wanted]))
