@@ -11,8 +11,10 @@ table):
 - PostgreSQL: join ``unnest(:a[], :b[])``, 3 ms; one statement shape
   whatever the number of keys, so it stays prepared. ``(a, b) IN ((..), ..)``
   becomes 1,000 ORed conditions, 27 ms.
-- SQLite: join a ``VALUES`` CTE, 0.8 ms. ``(a, b) IN (VALUES ..)`` scans the
-  whole table instead.
+- SQLite: join ``json_each(:keys)``, 1.1 ms, again one statement shape. A
+  ``VALUES`` list is as fast to run (0.8 ms) but SQLAlchemy compiles it
+  anew for every batch (a third of a 1,000-send batch's time), and
+  ``(a, b) IN (VALUES ..)`` scans the whole table.
 - MySQL and MariaDB: ``(a, b) IN ((..), ..)``, 6 ms, a range scan with one
   range per key.
 """
@@ -22,7 +24,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Column, Select, and_, bindparam, column, func, tuple_, values
+import msgspec
+from sqlalchemy import Column, Select, and_, bindparam, func, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
 
 
@@ -41,10 +44,15 @@ def where_keys(
         keys = func.unnest(firsts, seconds).table_valued("k0", "k1").render_derived()
         return query.select_from(keys.join(table, and_(first == keys.c.k0, second == keys.c.k1)))
     if dialect == "sqlite":
-        cte = (
-            values(column("k0", first.type), column("k1", second.type), name="wanted")
-            .data([tuple(k) for k in wanted])
-            .cte("wanted")
+        pairs = func.json_each(bindparam(None, msgspec.json.encode(list(wanted)).decode()))
+        keys = pairs.table_valued("value", name="wanted")
+        return query.select_from(
+            keys.join(
+                table,
+                and_(
+                    first == func.json_extract(keys.c.value, "$[0]"),
+                    second == func.json_extract(keys.c.value, "$[1]"),
+                ),
+            )
         )
-        return query.select_from(cte.join(table, and_(first == cte.c.k0, second == cte.c.k1)))
     return query.where(tuple_(first, second).in_([tuple(k) for k in wanted]))
