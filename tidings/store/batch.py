@@ -11,6 +11,11 @@
 
 The statement count does not grow with the batch, which is what makes
 group commit pay: a batch of 500 costs about what a batch of 5 does.
+
+The batch is synchronous code on a ``Connection``: on SQLite the store
+runs it whole in its batch thread (one hop off the event loop, where
+aiosqlite made two or more per statement); on a database server it runs
+through ``AsyncConnection.run_sync``, each statement one round trip.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Insert, bindparam, delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 from sqlalchemy.sql.schema import Table
 
 from tidings.errors import not_found, not_member
@@ -41,6 +46,7 @@ from tidings.store.rows import MESSAGE_COLUMNS, message_from_row
 from tidings.store.schema import client_msg_ids, conversations, members, messages, users
 
 InsertIgnore = Callable[[Table], Insert]
+BatchResult = tuple[list[SendOutcome], list[ReadOutcome]]
 
 
 @dataclass(slots=True)
@@ -58,13 +64,11 @@ class WriteBatch:
 
     def __init__(
         self,
-        conn: AsyncConnection,
         insert_ignore: InsertIgnore,
         known_private: set[str],
         requests: Sequence[WriteRequest],
         gap_ms: int,
     ) -> None:
-        self.conn = conn
         self.insert_ignore = insert_ignore
         # Private conversations known to exist (never deleted, so never stale).
         self.known_private = known_private
@@ -93,20 +97,22 @@ class WriteBatch:
         sends, reads = iter(send_outcomes), iter(read_outcomes)
         return [next(sends) if isinstance(r, SendRequest) else next(reads) for r in requests]
 
-    async def run(self) -> tuple[list[SendOutcome], list[ReadOutcome]]:
-        repeats = await self._resolve_repeats()
+    def run(self, conn: Connection) -> BatchResult:
+        """Run the batch in ``conn``'s transaction; the caller commits."""
+        self.conn = conn
+        repeats = self._resolve_repeats()
         fresh = [i for i, outcome in enumerate(self.send_outcomes) if outcome is None]
         fresh = [i for i in fresh if i not in repeats]
-        await self._create_private({self.sends[i].conversation for i in fresh})
+        self._create_private({self.sends[i].conversation for i in fresh})
         conversation_ids: set[str] = {self.sends[i].conversation.id for i in fresh}
         conversation_ids.update(r.conversation.id for r in self.reads)
-        positions = await self._lock_positions(conversation_ids)
+        positions = self._lock_positions(conversation_ids)
         # Members with their read positions: of every group someone sends to
         # (recipients and the membership check), and of whatever is read.
         member_conversations: set[str] = {
             c for c in conversation_ids if c in positions and positions[c].kind == "group"
         } | {r.conversation.id for r in self.reads if r.conversation.id in positions}
-        read_seqs = await self._read_positions(member_conversations)
+        read_seqs = self._read_positions(member_conversations)
 
         message_rows: list[dict[str, Any]] = []
         key_rows: list[dict[str, Any]] = []
@@ -124,12 +130,12 @@ class WriteBatch:
                 )
         for i, first in repeats.items():
             self.send_outcomes[i] = _as_repeat(self.send_outcomes[first])
-        await self._write(positions, message_rows, key_rows, moved)
+        self._write(positions, message_rows, key_rows, moved)
         outcomes = [o for o in self.send_outcomes if o is not None]
         assert len(outcomes) == len(self.sends)
         return outcomes, read_outcomes
 
-    async def _resolve_repeats(self) -> dict[int, int]:
+    def _resolve_repeats(self) -> dict[int, int]:
         """Fill outcomes for stored repeats; map in-batch repeats to their first send."""
         first_of: dict[tuple[int, str], int] = {}
         repeats: dict[int, int] = {}
@@ -144,7 +150,7 @@ class WriteBatch:
         if not first_of:
             return repeats
         dialect = self.conn.dialect.name
-        rows = await self.conn.execute(
+        rows = self.conn.execute(
             where_keys(
                 select(
                     client_msg_ids.c.sender_id,
@@ -160,7 +166,7 @@ class WriteBatch:
         stored = {(r[0], r[1]): (r[2], r[3]) for r in rows if (r[0], r[1]) in first_of}
         if not stored:
             return repeats
-        found = await self.conn.execute(
+        found = self.conn.execute(
             where_keys(
                 select(*MESSAGE_COLUMNS),
                 dialect,
@@ -178,7 +184,7 @@ class WriteBatch:
                 continue
             self.send_outcomes[first_of[key]] = StoredMessage(message, fresh=False, recipients=())
         if stale:
-            await self.conn.execute(
+            self.conn.execute(
                 delete(client_msg_ids).where(
                     client_msg_ids.c.sender_id == bindparam("b_sender"),
                     client_msg_ids.c.client_msg_id == bindparam("b_id"),
@@ -187,18 +193,18 @@ class WriteBatch:
             )
         return repeats
 
-    async def _create_private(self, refs: Iterable[object]) -> None:
+    def _create_private(self, refs: Iterable[object]) -> None:
         new = [r for r in refs if isinstance(r, PrivateRef) and r.id not in self.known_private]
         if not new:
             return
         # A private conversation starts only between two users who exist.
         wanted = {u for r in new for u in (r.low, r.high)}
-        rows = await self.conn.execute(select(users.c.id).where(users.c.id.in_(wanted)))
+        rows = self.conn.execute(select(users.c.id).where(users.c.id.in_(wanted)))
         existing = {row[0] for row in rows}
         new = [r for r in new if r.low in existing and r.high in existing]
         if not new:
             return
-        await self.conn.execute(
+        self.conn.execute(
             self.insert_ignore(conversations),
             [
                 {
@@ -212,7 +218,7 @@ class WriteBatch:
                 for r in new
             ],
         )
-        await self.conn.execute(
+        self.conn.execute(
             self.insert_ignore(members),
             [
                 {
@@ -230,10 +236,10 @@ class WriteBatch:
         )
         self.created_private.extend(r.id for r in new)
 
-    async def _lock_positions(self, ids: set[str]) -> dict[str, _Position]:
+    def _lock_positions(self, ids: set[str]) -> dict[str, _Position]:
         if not ids:
             return {}
-        rows = await self.conn.execute(
+        rows = self.conn.execute(
             select(
                 conversations.c.id,
                 conversations.c.kind,
@@ -246,11 +252,11 @@ class WriteBatch:
         )
         return {row[0]: _Position(row[1], row[2], row[3]) for row in rows}
 
-    async def _read_positions(self, ids: set[str]) -> dict[str, dict[int, int]]:
+    def _read_positions(self, ids: set[str]) -> dict[str, dict[int, int]]:
         found: dict[str, dict[int, int]] = {cid: {} for cid in ids}
         if not ids:
             return found
-        rows = await self.conn.execute(
+        rows = self.conn.execute(
             select(members.c.conversation_id, members.c.user_id, members.c.read_seq)
             .where(members.c.conversation_id.in_(sorted(ids)))
             .order_by(members.c.conversation_id, members.c.join_rank)
@@ -346,7 +352,7 @@ class WriteBatch:
         moved[(cid, read.user)] = target
         return ReadResult(read.user, cid, target, moved=True)
 
-    async def _write(
+    def _write(
         self,
         positions: dict[str, _Position],
         message_rows: list[dict[str, Any]],
@@ -354,16 +360,16 @@ class WriteBatch:
         moved: dict[tuple[str, int], int],
     ) -> None:
         if message_rows:
-            await self.conn.execute(insert(messages), message_rows)
+            self.conn.execute(insert(messages), message_rows)
         if key_rows:
-            await self.conn.execute(insert(client_msg_ids), key_rows)
+            self.conn.execute(insert(client_msg_ids), key_rows)
         dirty = [
             {"b_id": cid, "b_seq": p.last_seq, "b_at": p.last_sent_at}
             for cid, p in positions.items()
             if p.dirty
         ]
         if dirty:
-            await self.conn.execute(
+            self.conn.execute(
                 update(conversations)
                 .where(conversations.c.id == bindparam("b_id"))
                 .values(last_seq=bindparam("b_seq"), last_sent_at=bindparam("b_at")),
@@ -371,7 +377,7 @@ class WriteBatch:
             )
         if moved:
             # The guard keeps read_seq from ever moving backwards.
-            await self.conn.execute(
+            self.conn.execute(
                 update(members)
                 .where(
                     members.c.conversation_id == bindparam("b_cid"),

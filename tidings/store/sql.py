@@ -11,8 +11,10 @@ never half of it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +44,7 @@ from tidings.store import (
     WriteOutcome,
     WriteRequest,
 )
-from tidings.store.batch import WriteBatch
+from tidings.store.batch import BatchResult, WriteBatch
 from tidings.store.engines import Engines, create_engines
 from tidings.store.keyset import where_keys
 from tidings.store.migrate import upgrade
@@ -101,6 +103,9 @@ class SqlStore:
         self._dialect = engines.dialect
         # Private conversations known to exist: never deleted, so never stale.
         self._known_private: set[str] = set()
+        self._batch_engine = engines.batch
+        # One thread, so batches run one at a time and in order.
+        self._batch_thread = ThreadPoolExecutor(1, thread_name_prefix="tidings-batch")
 
     @classmethod
     def from_url(
@@ -120,6 +125,7 @@ class SqlStore:
             raise unavailable(f"cannot open the database: {_reason(exc)}") from exc
 
     async def close(self) -> None:
+        self._batch_thread.shutdown(wait=True)
         await self._engines.dispose()
 
     async def ping(self) -> None:
@@ -141,12 +147,15 @@ class SqlStore:
         attempts = _BATCH_ATTEMPTS
         while True:
             attempts -= 1
+            batch = WriteBatch(self._insert_ignore, self._known_private, requests, separator_gap_ms)
             try:
-                async with self._writer.begin() as conn:
-                    batch = WriteBatch(
-                        conn, self._insert_ignore, self._known_private, requests, separator_gap_ms
+                if self._batch_engine is not None:
+                    result = await asyncio.get_running_loop().run_in_executor(
+                        self._batch_thread, self._run_in_batch_thread, batch
                     )
-                    result = await batch.run()
+                else:
+                    async with self._writer.begin() as conn:
+                        result = await conn.run_sync(batch.run)
                 break
             except (SQLAlchemyError, OSError) as exc:
                 if attempts > 0 and _is_race(exc):
@@ -156,6 +165,11 @@ class SqlStore:
                 raise unavailable() from exc
         self._known_private.update(batch.created_private)
         return batch.in_order(requests, *result)
+
+    def _run_in_batch_thread(self, batch: WriteBatch) -> BatchResult:
+        assert self._batch_engine is not None
+        with self._batch_engine.begin() as conn:
+            return batch.run(conn)
 
     def _insert_ignore(self, table: Table) -> Insert:
         if self._dialect == "sqlite":
