@@ -7,7 +7,8 @@ publishes its events. So durability costs one fsync per batch instead of
 one per message, an ack always follows its commit, and every connection on
 this node sees a conversation's messages in seq order. The batch size
 adapts to load by itself: while one commit is in flight, the next batch
-gathers.
+gathers. Two batches overlap: while one is acked and published, the next
+is already with the database.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ class PendingWrite:
     on_committed: OnCommitted | None = None
     origin: int | None = None
     queued_at: float = 0.0
+
+
+# A batch handed to the store, and its commit running there.
+_InFlight = tuple[list[PendingWrite], "asyncio.Task[list[WriteOutcome]]"]
 
 
 class GroupCommitWriter:
@@ -134,35 +139,53 @@ class GroupCommitWriter:
         return total / window
 
     async def _run(self) -> None:
+        # While one batch is acked and published, the next one is already
+        # with the database: its statements, its commit and fsync overlap
+        # this node's work on the last batch (the results are still taken
+        # in commit order, so acks and events keep that order).
+        in_flight: _InFlight | None = None
         while True:
-            if not self._queue:
-                if self._closing:
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            batch = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
-            await self._commit(batch)
+            if in_flight is None:
+                if not self._queue:
+                    if self._closing:
+                        return
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                in_flight = self._start()
+            batch, commit = in_flight
+            try:
+                outcomes: list[WriteOutcome] | TidingsError = await commit
+            except TidingsError as error:
+                outcomes = error
+            except Exception:
+                log.exception("a write batch failed; its %d writes answer unavailable", len(batch))
+                outcomes = unavailable()
+            in_flight = self._start() if self._queue else None
+            await self._finish(batch, outcomes)
 
-    async def _commit(self, batch: list[PendingWrite]) -> None:
+    def _start(self) -> _InFlight:
+        """Take the next batch off the queue and hand it to the store."""
+        batch = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
         requests = [p.request for p in batch]
-        try:
-            outcomes = await self._store.commit_batch(requests, self._gap_ms)
-        except TidingsError as error:
+        commit = asyncio.get_running_loop().create_task(
+            self._store.commit_batch(requests, self._gap_ms), name="group-commit-batch"
+        )
+        return batch, commit
+
+    async def _finish(
+        self, batch: list[PendingWrite], outcomes: list[WriteOutcome] | TidingsError
+    ) -> None:
+        if isinstance(outcomes, TidingsError):
             for pending in batch:
-                _settle_error(pending.future, error)
-            return
-        except Exception:
-            log.exception("a write batch failed; its %d writes answer unavailable", len(batch))
-            for pending in batch:
-                _settle_error(pending.future, unavailable())
+                _settle_error(pending.future, outcomes)
             return
         self.batches += 1
         self.committed_writes += len(batch)
         self._count_sends(batch)
         if self._after_commit is not None:
             try:
-                await self._after_commit(requests, outcomes)
+                await self._after_commit([p.request for p in batch], outcomes)
             except Exception:
                 log.exception("a chat-list update after a commit failed")
         # Committed: from here on, nothing awaits until every ack and event of
