@@ -41,6 +41,7 @@ from tidings.store import (
     WriteOutcome,
     WriteRequest,
 )
+from tidings.store.bulk import execute_many
 from tidings.store.keyset import where_keys
 from tidings.store.rows import MESSAGE_COLUMNS, message_from_row
 from tidings.store.schema import client_msg_ids, conversations, members, messages, users
@@ -114,8 +115,8 @@ class WriteBatch:
         } | {r.conversation.id for r in self.reads if r.conversation.id in positions}
         read_seqs = self._read_positions(member_conversations)
 
-        message_rows: list[dict[str, Any]] = []
-        key_rows: list[dict[str, Any]] = []
+        message_rows: list[tuple[Any, ...]] = []
+        key_rows: list[tuple[Any, ...]] = []
         moved: dict[tuple[str, int], int] = {}
         # Sends and reads take effect in the order they arrived: a read is
         # clamped to the last seq as it stood when the read came in.
@@ -271,8 +272,8 @@ class WriteBatch:
         positions: dict[str, _Position],
         read_seqs: dict[str, dict[int, int]],
         moved: dict[tuple[str, int], int],
-        message_rows: list[dict[str, Any]],
-        key_rows: list[dict[str, Any]],
+        message_rows: list[tuple[Any, ...]],
+        key_rows: list[tuple[Any, ...]],
     ) -> SendOutcome:
         send = self.sends[index]
         ref = send.conversation
@@ -294,25 +295,10 @@ class WriteBatch:
         separator = previous is None or sent_at - previous > self.gap_ms
         position.last_seq, position.last_sent_at, position.dirty = seq, sent_at, True
         message_rows.append(
-            {
-                "conversation_id": ref.id,
-                "seq": seq,
-                "sender_id": send.sender,
-                "body": send.body,
-                "client_msg_id": send.client_msg_id,
-                "sent_at": sent_at,
-                "time_separator": separator,
-            }
+            (ref.id, seq, send.sender, send.body, send.client_msg_id, sent_at, separator)
         )
         if send.client_msg_id is not None:
-            key_rows.append(
-                {
-                    "sender_id": send.sender,
-                    "client_msg_id": send.client_msg_id,
-                    "conversation_id": ref.id,
-                    "seq": seq,
-                }
-            )
+            key_rows.append((send.sender, send.client_msg_id, ref.id, seq))
         moved[(ref.id, send.sender)] = seq
         if ref.id in read_seqs and send.sender in read_seqs[ref.id]:
             read_seqs[ref.id][send.sender] = seq
@@ -355,38 +341,49 @@ class WriteBatch:
     def _write(
         self,
         positions: dict[str, _Position],
-        message_rows: list[dict[str, Any]],
-        key_rows: list[dict[str, Any]],
+        message_rows: list[tuple[Any, ...]],
+        key_rows: list[tuple[Any, ...]],
         moved: dict[tuple[str, int], int],
     ) -> None:
         if message_rows:
-            self.conn.execute(insert(messages), message_rows)
+            execute_many(self.conn, _INSERT_MESSAGE, _MESSAGE_FIELDS, message_rows)
         if key_rows:
-            self.conn.execute(insert(client_msg_ids), key_rows)
-        dirty = [
-            {"b_id": cid, "b_seq": p.last_seq, "b_at": p.last_sent_at}
-            for cid, p in positions.items()
-            if p.dirty
-        ]
+            execute_many(self.conn, _INSERT_KEY, _KEY_FIELDS, key_rows)
+        dirty = [(cid, p.last_seq, p.last_sent_at) for cid, p in positions.items() if p.dirty]
         if dirty:
-            self.conn.execute(
-                update(conversations)
-                .where(conversations.c.id == bindparam("b_id"))
-                .values(last_seq=bindparam("b_seq"), last_sent_at=bindparam("b_at")),
-                dirty,
-            )
+            execute_many(self.conn, _MOVE_HEAD, ("b_id", "b_seq", "b_at"), dirty)
         if moved:
-            # The guard keeps read_seq from ever moving backwards.
-            self.conn.execute(
-                update(members)
-                .where(
-                    members.c.conversation_id == bindparam("b_cid"),
-                    members.c.user_id == bindparam("b_uid"),
-                    members.c.read_seq < bindparam("b_seq"),
-                )
-                .values(read_seq=bindparam("b_seq")),
-                [{"b_cid": c, "b_uid": u, "b_seq": s} for (c, u), s in moved.items()],
-            )
+            rows = [(c, u, s) for (c, u), s in moved.items()]
+            execute_many(self.conn, _MOVE_READ, ("b_cid", "b_uid", "b_seq"), rows)
+
+
+_MESSAGE_FIELDS = (
+    "conversation_id",
+    "seq",
+    "sender_id",
+    "body",
+    "client_msg_id",
+    "sent_at",
+    "time_separator",
+)
+_INSERT_MESSAGE = insert(messages)
+_KEY_FIELDS = ("sender_id", "client_msg_id", "conversation_id", "seq")
+_INSERT_KEY = insert(client_msg_ids)
+_MOVE_HEAD = (
+    update(conversations)
+    .where(conversations.c.id == bindparam("b_id"))
+    .values(last_seq=bindparam("b_seq"), last_sent_at=bindparam("b_at"))
+)
+# The guard keeps read_seq from ever moving backwards.
+_MOVE_READ = (
+    update(members)
+    .where(
+        members.c.conversation_id == bindparam("b_cid"),
+        members.c.user_id == bindparam("b_uid"),
+        members.c.read_seq < bindparam("b_seq"),
+    )
+    .values(read_seq=bindparam("b_seq"))
+)
 
 
 def _as_repeat(outcome: SendOutcome | None) -> SendOutcome:
