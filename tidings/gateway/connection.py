@@ -1,8 +1,11 @@
 """One client's WebSocket: its identity, state, and bounded outbound queue.
 
-Frames are queued as ready bytes and written by a drain task that exists
-only while there is something to write, so an idle connection holds no
-task and no buffer. A client that stops reading fills its queue and is cut
+A frame for a socket that keeps up is written at the end of the event
+loop's turn, joined with the socket's other frames of that turn (one
+``send()`` for a batch's acks and deliveries). Behind a busy socket, frames
+are queued as ready bytes and written by a drain task that exists only
+while there is something to write, so an idle connection holds no task and
+no buffer. A client that stops reading fills its queue and is cut
 off with 1013 instead of growing the server's memory or slowing anyone else.
 """
 
@@ -29,6 +32,37 @@ CLOSE_TIMEOUT = 5.0
 WRITE_BUFFER_HIGH = 64 * 1024
 
 
+class WriteCoalescer:
+    """Frames pushed to one socket in one turn of the event loop leave in one write.
+
+    A committed batch acks and delivers hundreds of messages in one go, often
+    several to the same socket; one ``send()`` per frame was most of the
+    server's system time. Each connection collects its frames of the turn
+    and this writes each connection's frames joined, once, at the next turn
+    (``call_soon``: before any I/O callback of that turn). One per hub, not
+    per process: a flush scheduled on a loop that then stopped must not
+    hold back another loop's writes (tests run one loop each).
+    """
+
+    __slots__ = ("_due", "_scheduled")
+
+    def __init__(self) -> None:
+        self._due: list[Connection] = []
+        self._scheduled = False
+
+    def add(self, connection: Connection) -> None:
+        self._due.append(connection)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        due, self._due = self._due, []
+        for connection in due:
+            connection.write_pending()
+
+
 class ConnectionState(Enum):
     OPEN = "open"
     CLOSING = "closing"
@@ -45,6 +79,8 @@ class Connection:
         "opened_at",
         "last_seen",
         "_wire",
+        "_pending",
+        "_coalescer",
         "_queue",
         "_limit",
         "_drainer",
@@ -61,6 +97,7 @@ class Connection:
         *,
         queue_limit: int,
         rate_limit: float,
+        coalescer: WriteCoalescer,
         on_slow: Callable[[], None] | None = None,
     ) -> None:
         self.id = connection_id
@@ -71,6 +108,9 @@ class Connection:
         self.opened_at = 0.0  # monotonic; set when the hub takes the connection
         self.last_seen = time.monotonic()  # the last frame from the client: idle check
         self._wire = wire
+        # Frames of this turn of the loop, written together by the coalescer.
+        self._pending: list[bytes] | None = None
+        self._coalescer = coalescer
         # Made when a frame must wait, dropped when drained: most sockets keep
         # up, and an empty deque still costs ~0.7 KiB per connection.
         self._queue: deque[bytes] | None = None
@@ -95,26 +135,42 @@ class Connection:
             self.close_soon(1013, "too far behind")
             return
         wire = self._wire
-        if (
-            not queue
-            and not wire.closing
-            and wire.transport.get_write_buffer_size() < WRITE_BUFFER_HIGH
-        ):
-            # The common case: the socket keeps up. Write the whole frame now,
-            # no task, no await; going through the queue only when it is busy
-            # keeps frames in order.
-            wire.transport.write(wire_frame if wire_frame is not None else frames.wire_text(frame))
-            return
+        if not queue:
+            # The common case: the socket keeps up. The whole frame is written
+            # at the end of this turn of the loop, with the socket's other
+            # frames of the turn; no task, no await. Going through the queue
+            # only when the socket is busy keeps frames in order.
+            pending = self._pending
+            if pending is not None:
+                pending.append(wire_frame if wire_frame is not None else frames.wire_text(frame))
+                return
+            if not wire.closing and wire.transport.get_write_buffer_size() < WRITE_BUFFER_HIGH:
+                self._pending = [wire_frame if wire_frame is not None else frames.wire_text(frame)]
+                self._coalescer.add(self)
+                return
+        self.write_pending()  # what came before this frame leaves before it
         if queue is None:
             queue = self._queue = deque()
         queue.append(frame)
         if self._drainer is None:
             self._drainer = asyncio.get_running_loop().create_task(self._drain())
 
+    def write_pending(self) -> None:
+        """Write the frames pushed in this turn of the loop, as one write."""
+        pending = self._pending
+        if pending is None:
+            return
+        self._pending = None
+        wire = self._wire
+        if self.state is ConnectionState.CLOSED or wire.closing:
+            return
+        wire.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
     def lost(self) -> None:
         """The socket is gone: drop what is queued, write nothing more."""
         self.state = ConnectionState.CLOSED
         self._queue = None
+        self._pending = None
 
     @property
     def backlog(self) -> int:
@@ -135,6 +191,7 @@ class Connection:
 
     async def flush(self) -> None:
         """Wait until what is queued now has been handed to the socket."""
+        self.write_pending()
         while self._drainer is not None:
             await asyncio.shield(self._drainer)
 
@@ -144,6 +201,7 @@ class Connection:
             return
         self.state = ConnectionState.CLOSING
         self._queue = None
+        self.write_pending()  # this turn's frames, as if written at once
         self._closer = asyncio.get_running_loop().create_task(self._close(code, reason))
 
     async def close(self, code: int, reason: str) -> None:
@@ -157,6 +215,7 @@ class Connection:
             await asyncio.shield(self._closer)
 
     async def _close(self, code: int, reason: str) -> None:
+        self.write_pending()  # pushed while close() waited for the queue
         try:
             # A peer that reads nothing never answers the close handshake:
             # the wire drops it after the timeout.

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from tidings.gateway import frames
-from tidings.gateway.connection import Connection
+from tidings.gateway.connection import Connection, WriteCoalescer
 from tidings.gateway.ordering import Deliver, SeqOrderer
 from tidings.gateway.wire import WebSocketWire
 from tidings.ids import UserId
@@ -41,6 +41,8 @@ class Hub:
         self._listeners: list[Callable[[UserId], None]] = []
         # Upgraded sockets not yet authenticated: only shutdown needs them.
         self._unauthenticated: set[WebSocketWire] = set()
+        # Every connection's frames of one turn of the loop leave in one write.
+        self.writes = WriteCoalescer()
 
     def broker_state(self, up: bool) -> None:
         """The broker's watcher: on losing the other nodes, send every client to reconnect.

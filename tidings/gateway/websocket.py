@@ -227,6 +227,7 @@ class Session:
             wire,
             queue_limit=settings.send_queue_frames,
             rate_limit=settings.rate_limit_connection,
+            coalescer=edge.hub.writes,
             on_slow=edge.metrics.slow_readers.inc,
         )
         edge.metrics.connections_opened.inc()
