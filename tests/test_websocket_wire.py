@@ -189,6 +189,30 @@ async def test_a_frame_split_over_many_packets_is_read_whole(
         sock.close()
 
 
+async def test_a_burst_of_sends_comes_back_as_whole_frames_in_order(
+    server: RunningServer, alice: Account, bob: Account
+) -> None:
+    """Many acks and events for one socket leave together; each is still its own frame."""
+    sender, receiver = await authenticated(server, alice), await authenticated(server, bob)
+    try:
+        conversation = private(alice, bob)
+        burst = b"".join(
+            json_frame({"type": "send", "ref": i, "conversation": conversation, "body": f"n{i}"})
+            for i in range(300)
+        )
+        await sender.send(burst)  # one TCP write: the server reads them in one go
+        acks = [await sender.read_json() for _ in range(300)]
+        assert [(a["type"], a["ref"]) for a in acks] == [("ack", i) for i in range(300)]
+        seqs = [a["message"]["seq"] for a in acks]  # type: ignore[index]
+        assert seqs == sorted(seqs) and len(set(seqs)) == 300
+        events = [await receiver.read_json() for _ in range(300)]
+        assert [e["message"]["body"] for e in events] == [f"n{i}" for i in range(300)]  # type: ignore[index]
+        assert [e["message"]["seq"] for e in events] == seqs  # type: ignore[index]
+    finally:
+        sender.close()
+        receiver.close()
+
+
 async def test_a_client_close_is_answered_with_its_code_and_the_server_ends_tcp(
     server: RunningServer, alice: Account
 ) -> None:
