@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Insert, bindparam, delete, insert, select, update
+from sqlalchemy import Insert, bindparam, delete, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.schema import Table
 
@@ -41,7 +41,7 @@ from tidings.store import (
     WriteOutcome,
     WriteRequest,
 )
-from tidings.store.bulk import execute_many
+from tidings.store.bulk import execute_many, insert_many
 from tidings.store.keyset import where_keys
 from tidings.store.rows import MESSAGE_COLUMNS, message_from_row
 from tidings.store.schema import client_msg_ids, conversations, members, messages, users
@@ -346,9 +346,9 @@ class WriteBatch:
         moved: dict[tuple[str, int], int],
     ) -> None:
         if message_rows:
-            execute_many(self.conn, _INSERT_MESSAGE, _MESSAGE_FIELDS, message_rows)
+            insert_many(self.conn, messages, _MESSAGE_FIELDS, message_rows)
         if key_rows:
-            execute_many(self.conn, _INSERT_KEY, _KEY_FIELDS, key_rows)
+            insert_many(self.conn, client_msg_ids, _KEY_FIELDS, key_rows)
         dirty = [(cid, p.last_seq, p.last_sent_at) for cid, p in positions.items() if p.dirty]
         if dirty:
             execute_many(self.conn, _MOVE_HEAD, ("b_id", "b_seq", "b_at"), dirty)
@@ -366,9 +366,7 @@ _MESSAGE_FIELDS = (
     "sent_at",
     "time_separator",
 )
-_INSERT_MESSAGE = insert(messages)
 _KEY_FIELDS = ("sender_id", "client_msg_id", "conversation_id", "seq")
-_INSERT_KEY = insert(client_msg_ids)
 _MOVE_HEAD = (
     update(conversations)
     .where(conversations.c.id == bindparam("b_id"))
