@@ -31,7 +31,7 @@ from tidings.gateway.context import Edge
 from tidings.gateway.wire import WebSocketWire, take_over
 from tidings.ids import UserId
 from tidings.service.accounts import hash_token
-from tidings.store import StoredMessage, WriteOutcome
+from tidings.store import StoredMessage
 
 log = logging.getLogger(__name__)
 
@@ -307,26 +307,20 @@ def _send(edge: Edge, connection: Connection, frame: frames.ClientFrame) -> None
     def acked(stored: StoredMessage) -> None:
         connection.push(frames.ack_message(ref, stored.message))
 
-    def settled(future: asyncio.Future[WriteOutcome]) -> None:
-        if future.cancelled():
-            return
-        error = future.exception()
-        if error is None:
-            return
-        if isinstance(error, TidingsError):
-            _error(edge, connection, error.code, error.message, ref)
-        else:
-            _error(edge, connection, ErrorCode.INTERNAL, "internal error", ref)
+    def failed(error: TidingsError) -> None:
+        _error(edge, connection, error.code, error.message, ref)
 
-    future = edge.conversations.submit_send(
+    # Callbacks, not a future: a future would cost one more turn of the
+    # loop per message just to learn that nothing went wrong.
+    edge.conversations.queue_send(
         connection.user,
         _string(fields, "conversation"),
         fields.get("body"),
         fields.get("client_msg_id"),
         on_committed=acked,
+        on_failed=failed,
         origin=connection.id,
     )
-    future.add_done_callback(settled)
 
 
 def _string(fields: dict[str, Any], name: str) -> str:

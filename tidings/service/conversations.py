@@ -18,7 +18,7 @@ from tidings.models import Conversation, Message, iso_ms, now_ms
 from tidings.ratelimit import TokenBucket
 from tidings.service.events import Publisher, message_created, read_moved
 from tidings.service.text import without_nul
-from tidings.service.writer import GroupCommitWriter, OnCommitted, PendingWrite
+from tidings.service.writer import GroupCommitWriter, OnCommitted, OnFailed, PendingWrite
 from tidings.state import ChatListState
 from tidings.store import ReadRequest, ReadResult, SendRequest, Store, StoredMessage, WriteOutcome
 
@@ -72,15 +72,34 @@ class Conversations:
         ``on_committed`` runs right after the commit, in commit order: the
         WebSocket edge queues its ack there so it keeps its place among events.
         """
+        request = self._send_request(sender, conversation, body, client_msg_id)
+        return self.writer.submit(request, on_committed=on_committed, origin=origin)
+
+    def queue_send(
+        self,
+        sender: UserId,
+        conversation: str,
+        body: object,
+        client_msg_id: object,
+        *,
+        on_committed: OnCommitted,
+        on_failed: OnFailed,
+        origin: int | None = None,
+    ) -> None:
+        """``submit_send`` for a caller that answers from the callbacks alone (no future)."""
+        request = self._send_request(sender, conversation, body, client_msg_id)
+        self.writer.enqueue(request, on_committed=on_committed, on_failed=on_failed, origin=origin)
+
+    def _send_request(
+        self, sender: UserId, conversation: str, body: object, client_msg_id: object
+    ) -> SendRequest:
         ref = self._conversation(conversation)
         text = self._body(body)
         key = _client_msg_id(client_msg_id)
         if isinstance(ref, PrivateRef) and not ref.has(sender):
             raise not_member(ref.id)
         self._rate_limit(sender)
-        return self.writer.submit(
-            SendRequest(sender, ref, text, key), on_committed=on_committed, origin=origin
-        )
+        return SendRequest(sender, ref, text, key)
 
     async def send(
         self, sender: UserId, conversation: str, body: object, client_msg_id: object = None

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 # Called synchronously right after the commit, in commit order.
 OnCommitted = Callable[[StoredMessage], None]
+# Called instead when the write fails (refused by the store, or storage down).
+OnFailed = Callable[[TidingsError], None]
 Committed = Callable[["PendingWrite", WriteOutcome], None]
 # Awaited after each commit, before its acks: a cache that must show the batch
 # to anyone who got an ack. It must not raise.
@@ -45,10 +47,12 @@ AfterCommit = Callable[[Sequence[WriteRequest], Sequence[WriteOutcome]], Awaitab
 @dataclass(slots=True)
 class PendingWrite:
     request: WriteRequest
-    future: asyncio.Future[WriteOutcome]
+    # None when the submitter takes its outcome through the callbacks only.
+    future: asyncio.Future[WriteOutcome] | None
     on_committed: OnCommitted | None = None
     origin: int | None = None
     queued_at: float = 0.0
+    on_failed: OnFailed | None = None
 
 
 # A batch handed to the store, and its commit running there.
@@ -103,14 +107,32 @@ class GroupCommitWriter:
         origin: int | None = None,
     ) -> asyncio.Future[WriteOutcome]:
         """Queue a write; the future resolves with its outcome after the commit."""
-        if self._closing:
-            raise unavailable("the server is shutting down; retry on another connection")
-        if len(self._queue) >= self._max_pending:
-            raise unavailable("the server is overloaded; retry with the same client_msg_id")
+        self._check_room()
         future: asyncio.Future[WriteOutcome] = asyncio.get_running_loop().create_future()
         self._queue.append(PendingWrite(request, future, on_committed, origin, time.monotonic()))
         self._wakeup.set()
         return future
+
+    def enqueue(
+        self,
+        request: WriteRequest,
+        *,
+        on_committed: OnCommitted,
+        on_failed: OnFailed,
+        origin: int | None = None,
+    ) -> None:
+        """Queue a write whose outcome only the callbacks need: no future, no extra callback."""
+        self._check_room()
+        self._queue.append(
+            PendingWrite(request, None, on_committed, origin, time.monotonic(), on_failed)
+        )
+        self._wakeup.set()
+
+    def _check_room(self) -> None:
+        if self._closing:
+            raise unavailable("the server is shutting down; retry on another connection")
+        if len(self._queue) >= self._max_pending:
+            raise unavailable("the server is overloaded; retry with the same client_msg_id")
 
     @property
     def pending(self) -> int:
@@ -178,7 +200,7 @@ class GroupCommitWriter:
     ) -> None:
         if isinstance(outcomes, TidingsError):
             for pending in batch:
-                _settle_error(pending.future, outcomes)
+                _settle_error(pending, outcomes)
             return
         self.batches += 1
         self.committed_writes += len(batch)
@@ -192,7 +214,7 @@ class GroupCommitWriter:
         # this batch is queued, so they leave in commit order.
         for pending, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, TidingsError):
-                _settle_error(pending.future, outcome)
+                _settle_error(pending, outcome)
                 continue
             try:
                 if pending.on_committed is not None and isinstance(outcome, StoredMessage):
@@ -200,12 +222,19 @@ class GroupCommitWriter:
                 self._committed(pending, outcome)
             except Exception:
                 log.exception("publishing a committed write failed")
-            if not pending.future.done():
-                pending.future.set_result(outcome)
+            future = pending.future
+            if future is not None and not future.done():
+                future.set_result(outcome)
 
 
-def _settle_error(future: asyncio.Future[WriteOutcome], error: TidingsError) -> None:
-    if not future.done():
+def _settle_error(pending: PendingWrite, error: TidingsError) -> None:
+    if pending.on_failed is not None:
+        try:
+            pending.on_failed(error)
+        except Exception:
+            log.exception("answering a failed write failed")
+    future = pending.future
+    if future is not None and not future.done():
         future.set_exception(error)
         # Nobody may be waiting any more (the client left): retrieve it so
         # asyncio does not log "exception was never retrieved".
