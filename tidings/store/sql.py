@@ -104,8 +104,12 @@ class SqlStore:
         # Private conversations known to exist: never deleted, so never stale.
         self._known_private: set[str] = set()
         self._batch_engine = engines.batch
-        # One thread, so batches run one at a time and in order.
-        self._batch_thread = ThreadPoolExecutor(1, thread_name_prefix="tidings-batch")
+        # SQLite's batches: one thread, so they run one at a time and in order.
+        self._batch_thread = (
+            ThreadPoolExecutor(1, thread_name_prefix="tidings-batch")
+            if engines.batch is not None
+            else None
+        )
 
     @classmethod
     def from_url(
@@ -125,7 +129,8 @@ class SqlStore:
             raise unavailable(f"cannot open the database: {_reason(exc)}") from exc
 
     async def close(self) -> None:
-        self._batch_thread.shutdown(wait=True)
+        if self._batch_thread is not None:
+            self._batch_thread.shutdown(wait=True)
         await self._engines.dispose()
 
     async def ping(self) -> None:
@@ -149,7 +154,7 @@ class SqlStore:
             attempts -= 1
             batch = WriteBatch(self._insert_ignore, self._known_private, requests, separator_gap_ms)
             try:
-                if self._batch_engine is not None:
+                if self._batch_thread is not None:
                     result = await asyncio.get_running_loop().run_in_executor(
                         self._batch_thread, self._run_in_batch_thread, batch
                     )
