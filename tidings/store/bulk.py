@@ -22,12 +22,13 @@ from typing import Any
 
 from sqlalchemy import Table, insert
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.dml import UpdateBase
 
-# (statement, dialect name) -> (SQL text, where each driver parameter comes
-# from in the caller's row tuple). Callers pass module-level statements.
-_compiled: dict[tuple[ClauseElement, str], tuple[str, tuple[int, ...]]] = {}
+# (statement, dialect+driver, columns) -> (SQL text, where each driver parameter comes
+# from in the caller's row tuple), or None for a driver with named
+# parameters. Callers pass module-level statements.
+_compiled: dict[tuple[UpdateBase, str, tuple[str, ...]], tuple[str, tuple[int, ...]] | None] = {}
 # (table, columns) -> PostgreSQL's INSERT from arrays.
 _unnest_inserts: dict[tuple[Table, tuple[str, ...]], str] = {}
 
@@ -36,7 +37,7 @@ def insert_many(
     conn: Connection, table: Table, names: Sequence[str], rows: Sequence[tuple[Any, ...]]
 ) -> None:
     """Insert ``rows`` (values of the columns ``names``, in that order) into ``table``."""
-    if conn.dialect.name != "postgresql":
+    if conn.dialect.driver != "asyncpg":  # the SQL below is in asyncpg's $n style
         execute_many(conn, _plain_insert(table), names, rows)
         return
     key = (table, tuple(names))
@@ -55,10 +56,10 @@ def insert_many(
     conn.exec_driver_sql(sql, tuple(list(column) for column in zip(*rows, strict=True)))
 
 
-_plain_inserts: dict[Table, ClauseElement] = {}
+_plain_inserts: dict[Table, UpdateBase] = {}
 
 
-def _plain_insert(table: Table) -> ClauseElement:
+def _plain_insert(table: Table) -> UpdateBase:
     # One statement object per table, so _compiled keys on it.
     found = _plain_inserts.get(table)
     if found is None:
@@ -68,12 +69,17 @@ def _plain_insert(table: Table) -> ClauseElement:
 
 def execute_many(
     conn: Connection,
-    statement: ClauseElement,
+    statement: UpdateBase,
     names: Sequence[str],
     rows: Sequence[tuple[Any, ...]],
 ) -> None:
     """Run ``statement`` once per row; each row holds the values of ``names``, in that order."""
-    sql, order = _compile(conn, statement, tuple(names))
+    found = _compile(conn, statement, tuple(names))
+    if found is None:
+        # A driver with named parameters: SQLAlchemy's way, dicts per row.
+        conn.execute(statement, [dict(zip(names, row, strict=True)) for row in rows])
+        return
+    sql, order = found
     if order == tuple(range(len(names))):
         conn.exec_driver_sql(sql, list(rows))
     else:
@@ -81,16 +87,15 @@ def execute_many(
 
 
 def _compile(
-    conn: Connection, statement: ClauseElement, names: tuple[str, ...]
-) -> tuple[str, tuple[int, ...]]:
-    key = (statement, conn.dialect.name)
-    found = _compiled.get(key)
-    if found is None:
+    conn: Connection, statement: UpdateBase, names: tuple[str, ...]
+) -> tuple[str, tuple[int, ...]] | None:
+    """The SQL and parameter order for this driver; None if its parameters are named."""
+    key = (statement, f"{conn.dialect.name}+{conn.dialect.driver}", names)
+    if key not in _compiled:
         compiled = statement.compile(dialect=conn.dialect, column_keys=list(names))
         assert isinstance(compiled, SQLCompiler)
         positions = compiled.positiontup
-        if positions is None:  # pragma: no cover - every supported driver is positional
-            raise TypeError(f"{conn.dialect.name}: execute_many needs a positional paramstyle")
-        found = (str(compiled), tuple(names.index(p) for p in positions))
-        _compiled[key] = found
-    return found
+        _compiled[key] = (
+            None if positions is None else (str(compiled), tuple(names.index(p) for p in positions))
+        )
+    return _compiled[key]
