@@ -61,6 +61,20 @@ class RawSocket:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        self.head = ""  # the status line and headers answering the upgrade
+
+    def header(self, name: str) -> str | None:
+        for line in self.head.split("\r\n")[1:]:
+            key, _, value = line.partition(":")
+            if key.strip().lower() == name.lower():
+                return value.strip()
+        return None
+
+    async def json_body(self) -> dict[str, object]:
+        size = int(self.header("Content-Length") or 0)
+        value = msgspec.json.decode(await asyncio.wait_for(self.reader.readexactly(size), 10))
+        assert isinstance(value, dict)
+        return value
 
     @classmethod
     async def upgrade(
@@ -83,6 +97,7 @@ class RawSocket:
         writer.write(request.encode() + b"\r\n" + then)
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
         status = int(head.split(b" ", 2)[1])
+
         if status == 101:
             accept = [
                 line.split(b":", 1)[1].strip()
@@ -90,7 +105,9 @@ class RawSocket:
                 if line.lower().startswith(b"sec-websocket-accept:")
             ]
             assert accept == [base64.b64encode(hashlib.sha1(key.encode() + GUID).digest())], head
-        return status, cls(reader, writer)
+        sock = cls(reader, writer)
+        sock.head = head.decode("latin-1")
+        return status, sock
 
     async def read_frame(self, within: float = 10) -> tuple[int, bytes]:
         first, second = await asyncio.wait_for(self.reader.readexactly(2), within)
@@ -267,11 +284,10 @@ async def test_a_broken_frame_closes_with_the_rfc_code(
     [
         {"Upgrade": None},
         {"Connection": "keep-alive"},
-        {"Sec-WebSocket-Version": "8"},
         {"Sec-WebSocket-Key": "not base64!"},
         {"Sec-WebSocket-Key": base64.b64encode(b"short").decode()},
     ],
-    ids=["no upgrade", "no connection upgrade", "version 8", "key not base64", "key short"],
+    ids=["no upgrade", "no connection upgrade", "key not base64", "key short"],
 )
 async def test_a_bad_upgrade_request_gets_400_bad_request(
     server: RunningServer, headers: dict[str, str]
@@ -279,6 +295,21 @@ async def test_a_bad_upgrade_request_gets_400_bad_request(
     status, sock = await RawSocket.upgrade(server, headers=headers)
     try:
         assert status == 400
+        body = await sock.json_body()
+        assert body["error"]["code"] == "bad_request"  # type: ignore[index]
+    finally:
+        sock.close()
+
+
+async def test_an_unknown_websocket_version_gets_426_naming_version_13(
+    server: RunningServer,
+) -> None:
+    status, sock = await RawSocket.upgrade(server, headers={"Sec-WebSocket-Version": "8"})
+    try:
+        assert status == 426
+        assert sock.header("Sec-WebSocket-Version") == "13"  # RFC 6455 §4.2.2
+        body = await sock.json_body()
+        assert body["error"]["code"] == "bad_request"  # type: ignore[index]
     finally:
         sock.close()
 

@@ -58,7 +58,12 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if exc.status < 400:
             raise
         code = _STATUS_CODES.get(exc.status, ErrorCode.BAD_REQUEST)
-        return _refusal(request, code, exc.reason, exc.status)
+        response = _refusal(request, code, exc.reason, exc.status)
+        # Headers the status needs (Allow for 405, Sec-WebSocket-Version for 426).
+        for name, value in exc.headers.items():
+            if name.lower() not in ("content-type", "content-length"):
+                response.headers[name] = value
+        return response
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
         return _refusal(request, ErrorCode.INTERNAL, "internal error", 500)

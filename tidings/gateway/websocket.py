@@ -77,7 +77,10 @@ def upgrade_key(request: web.Request) -> str:
     if "upgrade" not in tokens:
         raise TidingsError(ErrorCode.BAD_REQUEST, "GET /ws needs Connection: Upgrade", status=400)
     if headers.get("Sec-WebSocket-Version", "").strip() != "13":
-        raise TidingsError(ErrorCode.BAD_REQUEST, "Sec-WebSocket-Version 13 only", status=400)
+        # RFC 6455 §4.2.2: name the versions spoken here.
+        raise web.HTTPUpgradeRequired(
+            reason="Sec-WebSocket-Version 13 only", headers={"Sec-WebSocket-Version": "13"}
+        )
     key = headers.get("Sec-WebSocket-Key", "").strip()
     try:
         valid = len(base64.b64decode(key, validate=True)) == 16
