@@ -858,6 +858,8 @@ class Socket:
         For tests and drills: the server sees the peer vanish and must cope.
         """
         raw = self._ws.get_extra_info("socket")  # asyncio's TransportSocket
+        if raw is None:
+            return  # the transport is gone already: the server closed it first
         shutdown = getattr(raw, "shutdown", None)
         if shutdown is None:
             raise RuntimeError(f"cannot drop the connection: no shutdown() on {raw!r}")
