@@ -25,7 +25,7 @@ import aiohttp
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, assume, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -58,6 +58,7 @@ SERVICE_TOKEN = "fuzzing-service-token-0123456789"
 # Logging out would revoke the token every other generated request uses; the
 # authorization matrix (tests/test_authorization.py) covers that endpoint.
 SKIPPED_OPERATIONS = {"DELETE /api/v1/sessions/current"}
+FRAMING_HEADERS = {"content-length", "transfer-encoding", "host", "connection", "expect", "upgrade"}
 
 
 def contract_error_problem(status: int, body: object) -> str | None:
@@ -108,6 +109,11 @@ def fuzz_operation(
     )
     @given(case=operation.as_strategy(generation_mode=mode, path_parameters=fixed or None))
     def run(case: schemathesis.Case) -> None:
+        # Negative cases may carry made-up headers. A broken Content-Length or
+        # Transfer-Encoding breaks HTTP framing itself: aiohttp's parser answers
+        # it with plain text before any route runs (like the over-long header
+        # case, xfailed below), so it says nothing about the API's contract.
+        assume(not FRAMING_HEADERS & {name.lower() for name in (case.headers or {})})
         response = case.call(base_url=base_url, session=session, headers=auth, timeout=30)
         report.requests += 1
         report.statuses[response.status_code] += 1
