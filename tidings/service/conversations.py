@@ -8,8 +8,6 @@ reads go through the group-commit writer; everything else reads the store.
 
 from __future__ import annotations
 
-import asyncio
-
 from tidings.config import Settings
 from tidings.errors import ErrorCode, TidingsError, bad_request, not_found, not_member
 from tidings.ids import ConversationRef, GroupRef, PrivateRef, UserId, parse_conversation
@@ -55,26 +53,6 @@ class Conversations:
 
     # -- sending ------------------------------------------------------------
 
-    def submit_send(
-        self,
-        sender: UserId,
-        conversation: str,
-        body: object,
-        client_msg_id: object = None,
-        *,
-        on_committed: OnCommitted | None = None,
-        origin: int | None = None,
-    ) -> asyncio.Future[WriteOutcome]:
-        """Check a send and queue it; the future resolves after its commit.
-
-        Raises ``TidingsError`` at once for what can be refused without the
-        store (bad fields, a private conversation of others, the rate limit).
-        ``on_committed`` runs right after the commit, in commit order: the
-        WebSocket edge queues its ack there so it keeps its place among events.
-        """
-        request = self._send_request(sender, conversation, body, client_msg_id)
-        return self.writer.submit(request, on_committed=on_committed, origin=origin)
-
     def queue_send(
         self,
         sender: UserId,
@@ -86,7 +64,13 @@ class Conversations:
         on_failed: OnFailed,
         origin: int | None = None,
     ) -> None:
-        """``submit_send`` for a caller that answers from the callbacks alone (no future)."""
+        """Check a send and queue it; the callbacks answer it after the commit.
+
+        Raises ``TidingsError`` at once for what can be refused without the
+        store (bad fields, a private conversation of others, the rate limit).
+        ``on_committed`` runs right after the commit, in commit order: the
+        WebSocket edge queues its ack there so it keeps its place among events.
+        """
         request = self._send_request(sender, conversation, body, client_msg_id)
         self.writer.enqueue(request, on_committed=on_committed, on_failed=on_failed, origin=origin)
 
@@ -104,7 +88,8 @@ class Conversations:
     async def send(
         self, sender: UserId, conversation: str, body: object, client_msg_id: object = None
     ) -> StoredMessage:
-        outcome = await self.submit_send(sender, conversation, body, client_msg_id)
+        request = self._send_request(sender, conversation, body, client_msg_id)
+        outcome = await self.writer.submit(request)
         assert isinstance(outcome, StoredMessage)
         return outcome
 

@@ -55,8 +55,8 @@ class PendingWrite:
     on_failed: OnFailed | None = None
 
 
-# A batch handed to the store, and its commit running there.
-_InFlight = tuple[list[PendingWrite], "asyncio.Task[list[WriteOutcome]]"]
+# A batch handed to the store (its writes, their requests), and its commit running there.
+_InFlight = tuple[list[PendingWrite], list[WriteRequest], "asyncio.Task[list[WriteOutcome]]"]
 
 
 class GroupCommitWriter:
@@ -100,16 +100,12 @@ class GroupCommitWriter:
             self._task = None
 
     def submit(
-        self,
-        request: WriteRequest,
-        *,
-        on_committed: OnCommitted | None = None,
-        origin: int | None = None,
+        self, request: WriteRequest, *, origin: int | None = None
     ) -> asyncio.Future[WriteOutcome]:
         """Queue a write; the future resolves with its outcome after the commit."""
         self._check_room()
         future: asyncio.Future[WriteOutcome] = asyncio.get_running_loop().create_future()
-        self._queue.append(PendingWrite(request, future, on_committed, origin, time.monotonic()))
+        self._queue.append(PendingWrite(request, future, None, origin, time.monotonic()))
         self._wakeup.set()
         return future
 
@@ -175,7 +171,7 @@ class GroupCommitWriter:
                     await self._wakeup.wait()
                     continue
                 in_flight = self._start()
-            batch, commit = in_flight
+            batch, requests, commit = in_flight
             try:
                 outcomes: list[WriteOutcome] | TidingsError = await commit
             except TidingsError as error:
@@ -184,7 +180,7 @@ class GroupCommitWriter:
                 log.exception("a write batch failed; its %d writes answer unavailable", len(batch))
                 outcomes = unavailable()
             in_flight = self._start() if self._queue else None
-            await self._finish(batch, outcomes)
+            await self._finish(batch, requests, outcomes)
 
     def _start(self) -> _InFlight:
         """Take the next batch off the queue and hand it to the store."""
@@ -193,10 +189,13 @@ class GroupCommitWriter:
         commit = asyncio.get_running_loop().create_task(
             self._store.commit_batch(requests, self._gap_ms), name="group-commit-batch"
         )
-        return batch, commit
+        return batch, requests, commit
 
     async def _finish(
-        self, batch: list[PendingWrite], outcomes: list[WriteOutcome] | TidingsError
+        self,
+        batch: list[PendingWrite],
+        requests: list[WriteRequest],
+        outcomes: list[WriteOutcome] | TidingsError,
     ) -> None:
         if isinstance(outcomes, TidingsError):
             for pending in batch:
@@ -207,7 +206,7 @@ class GroupCommitWriter:
         self._count_sends(batch)
         if self._after_commit is not None:
             try:
-                await self._after_commit([p.request for p in batch], outcomes)
+                await self._after_commit(requests, outcomes)
             except Exception:
                 log.exception("a chat-list update after a commit failed")
         # Committed: from here on, nothing awaits until every ack and event of
