@@ -100,18 +100,19 @@ async def test_repeats_of_many_senders_find_exactly_their_own_messages(store: Sq
     firsts = await store.commit_batch(
         [_send(s, chats[s], f"{s}/{k}", f"{s}-{k}") for s in (a, b, c) for k in range(3)], GAP
     )
-    # Each sender repeats its own keys; a's key "b-0" belongs to b, so it is new for a.
+    # Each sender repeats two of its three keys; a's key "b-0" belongs to b,
+    # so it is new for a.
     again = await store.commit_batch(
-        [_send(s, chats[s], "retry", f"{s}-{k}") for s in (c, b, a) for k in (2, 0, 1)]
+        [_send(s, chats[s], "retry", f"{s}-{k}") for s in (c, b, a) for k in (2, 0)]
         + [_send(a, chats[a], "mine", f"{b}-0")],
         GAP,
     )
     original = {_stored(o).message.client_msg_id: _stored(o).message for o in firsts}
-    for outcome in again[:9]:
+    for outcome in again[:6]:
         repeat = _stored(outcome)
         assert not repeat.fresh
         assert repeat.message == original[repeat.message.client_msg_id]
-    new = _stored(again[9])
+    new = _stored(again[6])
     assert new.fresh and new.message.sender == a and new.message.body == "mine"
     assert new.message.seq == 4
 

@@ -164,7 +164,7 @@ class WriteBatch:
                 list(first_of),
             )
         )
-        stored = {(r[0], r[1]): (r[2], r[3]) for r in rows if (r[0], r[1]) in first_of}
+        stored = {(r[0], r[1]): (r[2], r[3]) for r in rows}  # exactly the keys asked for
         if not stored:
             return repeats
         found = self.conn.execute(

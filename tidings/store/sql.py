@@ -508,17 +508,16 @@ class SqlStore:
     ) -> dict[tuple[ConversationId, UserId], int]:
         if not pairs:
             return {}
-        wanted = set(pairs)
         rows = await self._read(
             where_keys(
                 select(members.c.conversation_id, members.c.user_id, members.c.read_seq),
                 self._dialect,
                 (members.c.conversation_id, members.c.user_id),
-                list(wanted),
+                list(set(pairs)),
             )
         )
-        found = {(ConversationId(r.conversation_id), UserId(r.user_id)): r.read_seq for r in rows}
-        return {pair: seq for pair, seq in found.items() if pair in wanted}
+        # where_keys returns exactly the pairs asked for, no other combination.
+        return {(ConversationId(r.conversation_id), UserId(r.user_id)): r.read_seq for r in rows}
 
     # -- plumbing -----------------------------------------------------------
 
