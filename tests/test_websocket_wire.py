@@ -78,7 +78,12 @@ class RawSocket:
 
     @classmethod
     async def upgrade(
-        cls, server: RunningServer, *, headers: dict[str, str] | None = None, then: bytes = b""
+        cls,
+        server: RunningServer,
+        *,
+        headers: dict[str, str] | None = None,
+        then: bytes = b"",
+        method: str = "GET",
     ) -> tuple[int, RawSocket]:
         """Send the upgrade request (and ``then`` in the same write); the status and socket."""
         host, port = server.url.removeprefix("http://").split(":")
@@ -91,7 +96,7 @@ class RawSocket:
             "Sec-WebSocket-Key": key,
             "Sec-WebSocket-Version": "13",
         } | (headers or {})
-        request = "GET /ws HTTP/1.1\r\n" + "".join(
+        request = f"{method} /ws HTTP/1.1\r\n" + "".join(
             f"{name}: {value}\r\n" for name, value in sent.items() if value is not None
         )
         writer.write(request.encode() + b"\r\n" + then)
@@ -304,6 +309,20 @@ async def test_a_bad_upgrade_request_gets_a_bad_request_answer(
             assert sock.header(answer_header[0]) == answer_header[1]
         body = await sock.json_body()
         assert body["error"]["code"] == "bad_request"  # type: ignore[index]
+    finally:
+        sock.close()
+
+
+async def test_an_upgrade_by_another_method_than_get_gets_405_naming_get(
+    server: RunningServer,
+) -> None:
+    status, sock = await RawSocket.upgrade(server, method="POST", headers={"Content-Length": "0"})
+    try:
+        assert status == 405
+        allowed = {m.strip() for m in (sock.header("Allow") or "").split(",")}
+        assert "GET" in allowed and "POST" not in allowed  # RFC 9110 §15.5.6
+        body = await sock.json_body()
+        assert body["error"]["code"] == "method_not_allowed"  # type: ignore[index]
     finally:
         sock.close()
 
