@@ -20,11 +20,12 @@ through ``AsyncConnection.run_sync``, each statement one round trip.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Insert, bindparam, delete, select, update
+from sqlalchemy import Insert, Select, bindparam, delete, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.schema import Table
 
@@ -42,7 +43,8 @@ from tidings.store import (
     WriteRequest,
 )
 from tidings.store.bulk import execute_many, insert_many
-from tidings.store.keyset import where_keys
+from tidings.store.compiled import fetch
+from tidings.store.keyset import in_list, keys_params, list_param, where_keys
 from tidings.store.rows import MESSAGE_COLUMNS, message_from_row
 from tidings.store.schema import client_msg_ids, conversations, members, messages, users
 
@@ -151,29 +153,12 @@ class WriteBatch:
         if not first_of:
             return repeats
         dialect = self.conn.dialect.name
-        rows = self.conn.execute(
-            where_keys(
-                select(
-                    client_msg_ids.c.sender_id,
-                    client_msg_ids.c.client_msg_id,
-                    client_msg_ids.c.conversation_id,
-                    client_msg_ids.c.seq,
-                ),
-                dialect,
-                (client_msg_ids.c.sender_id, client_msg_ids.c.client_msg_id),
-                list(first_of),
-            )
-        )
+        rows = fetch(self.conn, _stored_keys(dialect), keys_params(dialect, list(first_of)))
         stored = {(r[0], r[1]): (r[2], r[3]) for r in rows}  # exactly the keys asked for
         if not stored:
             return repeats
-        found = self.conn.execute(
-            where_keys(
-                select(*MESSAGE_COLUMNS),
-                dialect,
-                (messages.c.conversation_id, messages.c.seq),
-                list(set(stored.values())),
-            )
+        found = fetch(
+            self.conn, _messages_at(dialect), keys_params(dialect, list(set(stored.values())))
         )
         by_position = {(row[0], row[1]): message_from_row(row) for row in found}
         stale: list[dict[str, Any]] = []
@@ -240,16 +225,9 @@ class WriteBatch:
     def _lock_positions(self, ids: set[str]) -> dict[str, _Position]:
         if not ids:
             return {}
-        rows = self.conn.execute(
-            select(
-                conversations.c.id,
-                conversations.c.kind,
-                conversations.c.last_seq,
-                conversations.c.last_sent_at,
-            )
-            .where(conversations.c.id.in_(sorted(ids)))
-            .order_by(conversations.c.id)
-            .with_for_update()
+        dialect = self.conn.dialect.name
+        rows = fetch(
+            self.conn, _locked_positions(dialect), {"ids": list_param(dialect, sorted(ids))}
         )
         return {row[0]: _Position(row[1], row[2], row[3]) for row in rows}
 
@@ -257,11 +235,8 @@ class WriteBatch:
         found: dict[str, dict[int, int]] = {cid: {} for cid in ids}
         if not ids:
             return found
-        rows = self.conn.execute(
-            select(members.c.conversation_id, members.c.user_id, members.c.read_seq)
-            .where(members.c.conversation_id.in_(sorted(ids)))
-            .order_by(members.c.conversation_id, members.c.join_rank)
-        )
+        dialect = self.conn.dialect.name
+        rows = fetch(self.conn, _members_of(dialect), {"ids": list_param(dialect, sorted(ids))})
         for cid, uid, read_seq in rows:
             found[cid][uid] = read_seq
         return found
@@ -382,6 +357,59 @@ _MOVE_READ = (
     )
     .values(read_seq=bindparam("b_seq"))
 )
+
+
+# The batch's look-ups, built once per dialect so they run as driver SQL
+# (store/compiled.py); each takes its list as one parameter.
+
+
+@functools.cache
+def _stored_keys(dialect: str) -> Select[Any]:
+    """The stored (sender, client_msg_id) keys among ``keys_params``, with their positions."""
+    return where_keys(
+        select(
+            client_msg_ids.c.sender_id,
+            client_msg_ids.c.client_msg_id,
+            client_msg_ids.c.conversation_id,
+            client_msg_ids.c.seq,
+        ),
+        dialect,
+        (client_msg_ids.c.sender_id, client_msg_ids.c.client_msg_id),
+    )
+
+
+@functools.cache
+def _messages_at(dialect: str) -> Select[Any]:
+    """The messages at the (conversation, seq) positions of ``keys_params``."""
+    return where_keys(
+        select(*MESSAGE_COLUMNS), dialect, (messages.c.conversation_id, messages.c.seq)
+    )
+
+
+@functools.cache
+def _locked_positions(dialect: str) -> Select[Any]:
+    """The conversations in ``:ids``, locked in id order (no deadlock between batches)."""
+    return (
+        select(
+            conversations.c.id,
+            conversations.c.kind,
+            conversations.c.last_seq,
+            conversations.c.last_sent_at,
+        )
+        .where(in_list(conversations.c.id, dialect, "ids"))
+        .order_by(conversations.c.id)
+        .with_for_update()
+    )
+
+
+@functools.cache
+def _members_of(dialect: str) -> Select[Any]:
+    """The members of the conversations in ``:ids`` with their read positions."""
+    return (
+        select(members.c.conversation_id, members.c.user_id, members.c.read_seq)
+        .where(in_list(members.c.conversation_id, dialect, "ids"))
+        .order_by(members.c.conversation_id, members.c.join_rank)
+    )
 
 
 def _as_repeat(outcome: SendOutcome | None) -> SendOutcome:

@@ -23,13 +23,10 @@ from typing import Any
 
 from sqlalchemy import Table, insert
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import UpdateBase
 
-# (statement, dialect+driver, columns) -> (SQL text, where each driver parameter comes
-# from in the caller's row tuple), or None for a driver with named
-# parameters. Callers pass module-level statements.
-_compiled: dict[tuple[UpdateBase, str, tuple[str, ...]], tuple[str, tuple[int, ...]] | None] = {}
+from tidings.store.compiled import plan
+
 # (table, columns) -> PostgreSQL's INSERT from arrays.
 _unnest_inserts: dict[tuple[Table, tuple[str, ...]], str] = {}
 
@@ -70,7 +67,7 @@ def execute_many(
     rows: Sequence[tuple[Any, ...]],
 ) -> None:
     """Run ``statement`` once per row; each row holds the values of ``names``, in that order."""
-    found = _compile(conn, statement, tuple(names))
+    found = _row_order(conn, statement, tuple(names))
     if found is None:
         # A driver with named parameters: SQLAlchemy's way, dicts per row.
         conn.execute(statement, [dict(zip(names, row, strict=True)) for row in rows])
@@ -82,16 +79,12 @@ def execute_many(
         conn.exec_driver_sql(sql, [tuple(row[i] for i in order) for row in rows])
 
 
-def _compile(
+def _row_order(
     conn: Connection, statement: UpdateBase, names: tuple[str, ...]
 ) -> tuple[str, tuple[int, ...]] | None:
-    """The SQL and parameter order for this driver; None if its parameters are named."""
-    key = (statement, f"{conn.dialect.name}+{conn.dialect.driver}", names)
-    if key not in _compiled:
-        compiled = statement.compile(dialect=conn.dialect, column_keys=list(names))
-        assert isinstance(compiled, SQLCompiler)
-        positions = compiled.positiontup
-        _compiled[key] = (
-            None if positions is None else (str(compiled), tuple(names.index(p) for p in positions))
-        )
-    return _compiled[key]
+    """The SQL and, for each driver parameter, its index in a row of ``names``."""
+    found = plan(conn, statement, names)
+    if found is None:
+        return None
+    sql, order, _ = found
+    return sql, tuple(names.index(name) for name in order)

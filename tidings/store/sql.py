@@ -12,6 +12,7 @@ never half of it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,7 @@ from typing import Any
 from sqlalchemy import (
     Insert,
     Row,
+    Select,
     delete,
     insert,
     select,
@@ -46,7 +48,7 @@ from tidings.store import (
 )
 from tidings.store.batch import BatchResult, WriteBatch
 from tidings.store.engines import Engines, create_engines
-from tidings.store.keyset import where_keys
+from tidings.store.keyset import keys_params, where_keys
 from tidings.store.migrate import upgrade
 from tidings.store.rows import (
     CHAT_LIST,
@@ -509,12 +511,7 @@ class SqlStore:
         if not pairs:
             return {}
         rows = await self._read(
-            where_keys(
-                select(members.c.conversation_id, members.c.user_id, members.c.read_seq),
-                self._dialect,
-                (members.c.conversation_id, members.c.user_id),
-                list(set(pairs)),
-            )
+            _read_positions(self._dialect), keys_params(self._dialect, list(set(pairs)))
         )
         # where_keys returns exactly the pairs asked for, no other combination.
         return {(ConversationId(r.conversation_id), UserId(r.user_id)): r.read_seq for r in rows}
@@ -625,6 +622,16 @@ async def _load_group(conn: AsyncConnection, gid: GroupId) -> Group | None:
         .order_by(members.c.join_rank)
     )
     return Group(id=gid, name=head.name, owner_id=head.owner_id, member_ids=[r[0] for r in rows])
+
+
+@functools.cache
+def _read_positions(dialect: str) -> Select[Any]:
+    """Read positions of the (conversation, user) pairs of ``keys_params``."""
+    return where_keys(
+        select(members.c.conversation_id, members.c.user_id, members.c.read_seq),
+        dialect,
+        (members.c.conversation_id, members.c.user_id),
+    )
 
 
 # The chat list: one indexed query per user. A member sees the conversation's
