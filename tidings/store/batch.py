@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Insert, Select, bindparam, delete, select, update
+from sqlalchemy import Insert, Select, bindparam, delete, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.schema import Table
 
@@ -42,7 +42,7 @@ from tidings.store import (
     WriteOutcome,
     WriteRequest,
 )
-from tidings.store.bulk import execute_many, insert_many
+from tidings.store.bulk import insert_many, update_many
 from tidings.store.compiled import fetch
 from tidings.store.keyset import in_list, keys_params, list_param, where_keys
 from tidings.store.rows import MESSAGE_COLUMNS, message_from_row
@@ -326,10 +326,18 @@ class WriteBatch:
             insert_many(self.conn, client_msg_ids, _KEY_FIELDS, key_rows)
         dirty = [(cid, p.last_seq, p.last_sent_at) for cid, p in positions.items() if p.dirty]
         if dirty:
-            execute_many(self.conn, _MOVE_HEAD, ("b_id", "b_seq", "b_at"), dirty)
+            update_many(self.conn, conversations, ("id",), ("last_seq", "last_sent_at"), dirty)
         if moved:
             rows = [(c, u, s) for (c, u), s in moved.items()]
-            execute_many(self.conn, _MOVE_READ, ("b_cid", "b_uid", "b_seq"), rows)
+            # A read position never moves backwards.
+            update_many(
+                self.conn,
+                members,
+                ("conversation_id", "user_id"),
+                ("read_seq",),
+                rows,
+                only_up="read_seq",
+            )
 
 
 _MESSAGE_FIELDS = (
@@ -342,21 +350,6 @@ _MESSAGE_FIELDS = (
     "time_separator",
 )
 _KEY_FIELDS = ("sender_id", "client_msg_id", "conversation_id", "seq")
-_MOVE_HEAD = (
-    update(conversations)
-    .where(conversations.c.id == bindparam("b_id"))
-    .values(last_seq=bindparam("b_seq"), last_sent_at=bindparam("b_at"))
-)
-# The guard keeps read_seq from ever moving backwards.
-_MOVE_READ = (
-    update(members)
-    .where(
-        members.c.conversation_id == bindparam("b_cid"),
-        members.c.user_id == bindparam("b_uid"),
-        members.c.read_seq < bindparam("b_seq"),
-    )
-    .values(read_seq=bindparam("b_seq"))
-)
 
 
 # The batch's look-ups, built once per dialect so they run as driver SQL
