@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -341,3 +342,25 @@ async def test_reads_and_writes_outlive_the_database_closing_every_connection(
         await store.ping()
     finally:
         await store.close()
+
+
+async def test_sqlite_copies_its_wal_into_the_database_file_while_serving(tmp_path: Path) -> None:
+    # The commits themselves checkpoint only past 10,000 WAL pages (~40 MB); a
+    # thread of the store copies the WAL into the database file much sooner.
+    path = tmp_path / "wal.db"
+    store = SqlStore.from_url(f"sqlite+aiosqlite:///{path}")
+    await store.open()
+    try:
+        a, b = await _users(store, 2)
+        before = path.stat().st_size
+        for batch in range(20):  # 400 KB of bodies, ~100+ pages
+            sends = [_send(a, f"p:{a}-{b}", "x" * 1000, f"{batch}.{i}") for i in range(20)]
+            await store.commit_batch(sends, GAP)
+        deadline = asyncio.get_running_loop().time() + 10
+        while path.stat().st_size < before + 400_000:
+            assert asyncio.get_running_loop().time() < deadline, "the WAL was never copied"
+            await asyncio.sleep(0.05)
+    finally:
+        await store.close()
+    # The thread ends with the store: no connection left on the file.
+    assert not any(t.name == "tidings-wal-checkpoint" for t in threading.enumerate())

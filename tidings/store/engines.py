@@ -30,6 +30,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tidings.config import SettingsError
+from tidings.store.checkpoint import WalCheckpointer
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +41,12 @@ class Engines:
     dialect: str  # "sqlite" | "postgresql" | "mysql"
     # SQLite only: a synchronous engine for write batches, used from one thread.
     batch: Engine | None = None
+    # SQLite only: copies the WAL into the database beside the write path.
+    checkpointer: WalCheckpointer | None = None
 
     async def dispose(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         await self.writer.dispose()
         await self.reader.dispose()
         if self.batch is not None:
@@ -88,7 +93,9 @@ def create_engines(url_text: str, *, sqlite_synchronous: str = "FULL") -> Engine
 # latency. A checkpoint's cost follows the distinct pages it copies, and
 # hot pages repeat, so ten times the interval costs about the same per
 # checkpoint (6-15 ms): 117-128 slow commits in a 5 s run became 15-17,
-# p99 23-45 ms became 13-16 ms. The WAL file then stays up to ~40 MB (4 KiB pages).
+# p99 23-45 ms became 13-16 ms. The WAL file then stays up to ~40 MB (4 KiB
+# pages). Since then a thread checkpoints beside the write path
+# (checkpoint.py) and this limit is only the backstop.
 WAL_AUTOCHECKPOINT_PAGES = 10_000
 
 
@@ -119,7 +126,10 @@ def _sqlite_engines(url: URL, synchronous: str) -> Engines:
     _configure_sqlite(writer.sync_engine, synchronous, begin="BEGIN IMMEDIATE")
     _configure_sqlite(batch, synchronous, begin="BEGIN IMMEDIATE")
     _configure_sqlite(reader.sync_engine, synchronous, begin="BEGIN")
-    return Engines(writer, reader, snapshot=reader, dialect="sqlite", batch=batch)
+    checkpointer = WalCheckpointer(database, synchronous=synchronous)
+    return Engines(
+        writer, reader, snapshot=reader, dialect="sqlite", batch=batch, checkpointer=checkpointer
+    )
 
 
 def _configure_sqlite(engine: Engine, synchronous: str, *, begin: str) -> None:

@@ -129,6 +129,8 @@ class SqlStore:
             await upgrade(self._writer, pg_partitions=self._pg_partitions)
         except (SQLAlchemyError, OSError) as exc:
             raise unavailable(f"cannot open the database: {_reason(exc)}") from exc
+        if self._engines.checkpointer is not None:
+            self._engines.checkpointer.start()
 
     async def close(self) -> None:
         if self._batch_thread is not None:
