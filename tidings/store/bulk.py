@@ -120,7 +120,7 @@ def _plain_update(
 
 @functools.cache
 def _plain_insert(table: Table) -> UpdateBase:
-    # One statement object per table, so _compiled keys on it.
+    # One statement object per table, so compiled.plan's cache keys on it.
     return insert(table)
 
 

@@ -4,8 +4,8 @@ By default SQLite checkpoints inside the commit that takes the WAL past
 ``wal_autocheckpoint`` pages: that commit copies the WAL's pages into the
 database file and fsyncs it while every send of its batch, and the batches
 queued behind it, wait. At 10,000 sends/s that was a 6-15 ms commit about
-every 1.5 s (with the limit at 10,000 pages, see ``engines.py``), the
-tallest waves in the open-loop latency.
+every second (with the limit at 10,000 pages, see ``engines.py``), the
+tallest waves left in the open-loop latency.
 
 This thread runs ``PRAGMA wal_checkpoint(PASSIVE)`` on its own connection
 every ``interval`` seconds instead. A passive checkpoint never waits for
@@ -40,7 +40,6 @@ class WalCheckpointer:
         self._interval = interval
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self.passes = 0
 
     def start(self) -> None:
         if self._thread is None:
@@ -55,10 +54,6 @@ class WalCheckpointer:
             self._thread.join()
             self._thread = None
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
     def _run(self) -> None:
         connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         try:
@@ -68,7 +63,6 @@ class WalCheckpointer:
             while not self._stopping.wait(self._interval):
                 try:
                     connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                    self.passes += 1
                     failing = False
                 except sqlite3.Error as exc:
                     # The commits' own checkpoints still bound the WAL: say so once.
