@@ -285,44 +285,48 @@ async def test_a_broken_frame_closes_with_the_rfc_code(
 
 
 @pytest.mark.parametrize(
-    ("headers", "status", "answer_header"),
+    ("method", "headers", "status", "code", "answer_header"),
     [
-        ({"Upgrade": None}, 400, None),
-        ({"Connection": "keep-alive"}, 400, None),
-        ({"Sec-WebSocket-Key": "not base64!"}, 400, None),
-        ({"Sec-WebSocket-Key": base64.b64encode(b"short").decode()}, 400, None),
+        ("GET", {"Upgrade": None}, 400, "bad_request", None),
+        ("GET", {"Connection": "keep-alive"}, 400, "bad_request", None),
+        ("GET", {"Sec-WebSocket-Key": "not base64!"}, 400, "bad_request", None),
+        (
+            "GET",
+            {"Sec-WebSocket-Key": base64.b64encode(b"short").decode()},
+            400,
+            "bad_request",
+            None,
+        ),
         # RFC 6455 §4.2.2: an unknown version is refused naming the versions spoken.
-        ({"Sec-WebSocket-Version": "8"}, 426, ("Sec-WebSocket-Version", "13")),
+        (
+            "GET",
+            {"Sec-WebSocket-Version": "8"},
+            426,
+            "bad_request",
+            ("Sec-WebSocket-Version", "13"),
+        ),
+        # RFC 9110 §15.5.6: a 405 names the methods the resource takes.
+        ("POST", {"Content-Length": "0"}, 405, "method_not_allowed", ("Allow", "GET")),
     ],
-    ids=["no upgrade", "no connection upgrade", "key not base64", "key short", "version 8"],
+    ids=["no upgrade", "no connection upgrade", "key not base64", "key short", "version 8", "post"],
 )
-async def test_a_bad_upgrade_request_gets_a_bad_request_answer(
+async def test_a_bad_upgrade_request_gets_a_contract_error(
     server: RunningServer,
+    method: str,
     headers: dict[str, str],
     status: int,
+    code: str,
     answer_header: tuple[str, str] | None,
 ) -> None:
-    answered, sock = await RawSocket.upgrade(server, headers=headers)
+    answered, sock = await RawSocket.upgrade(server, method=method, headers=headers)
     try:
         assert answered == status
         if answer_header is not None:
-            assert sock.header(answer_header[0]) == answer_header[1]
+            name, wanted = answer_header
+            listed = {v.strip() for v in (sock.header(name) or "").split(",")}
+            assert wanted in listed and method not in listed, sock.head
         body = await sock.json_body()
-        assert body["error"]["code"] == "bad_request"  # type: ignore[index]
-    finally:
-        sock.close()
-
-
-async def test_an_upgrade_by_another_method_than_get_gets_405_naming_get(
-    server: RunningServer,
-) -> None:
-    status, sock = await RawSocket.upgrade(server, method="POST", headers={"Content-Length": "0"})
-    try:
-        assert status == 405
-        allowed = {m.strip() for m in (sock.header("Allow") or "").split(",")}
-        assert "GET" in allowed and "POST" not in allowed  # RFC 9110 §15.5.6
-        body = await sock.json_body()
-        assert body["error"]["code"] == "method_not_allowed"  # type: ignore[index]
+        assert body["error"]["code"] == code  # type: ignore[index]
     finally:
         sock.close()
 
