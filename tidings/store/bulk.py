@@ -23,15 +23,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Table, bindparam, insert, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql.dml import UpdateBase
 
 from tidings.store.compiled import plan
-
-# (table, columns) -> PostgreSQL's INSERT from arrays.
-_unnest_inserts: dict[tuple[Table, tuple[str, ...]], str] = {}
-# (table, keys, values, only_up) -> PostgreSQL's UPDATE from arrays.
-_unnest_updates: dict[tuple[Table, tuple[str, ...], tuple[str, ...], str | None], str] = {}
 
 
 def insert_many(
@@ -41,20 +36,8 @@ def insert_many(
     if conn.dialect.driver != "asyncpg":  # the SQL below is in asyncpg's $n style
         execute_many(conn, _plain_insert(table), names, rows)
         return
-    key = (table, tuple(names))
-    sql = _unnest_inserts.get(key)
-    if sql is None:
-        quote = conn.dialect.identifier_preparer.quote
-        arrays = ", ".join(
-            f"${i}::{table.c[name].type.compile(dialect=conn.dialect)}[]"
-            for i, name in enumerate(names, start=1)
-        )
-        sql = (
-            f"INSERT INTO {conn.dialect.identifier_preparer.format_table(table)} "
-            f"({', '.join(quote(name) for name in names)}) SELECT * FROM unnest({arrays})"
-        )
-        _unnest_inserts[key] = sql
-    conn.exec_driver_sql(sql, tuple(list(column) for column in zip(*rows, strict=True)))
+    sql = _unnest_insert(conn.dialect, table, tuple(names))
+    conn.exec_driver_sql(sql, _columns(rows))
 
 
 def update_many(
@@ -77,30 +60,48 @@ def update_many(
         names = tuple(f"b_{name}" for name in (*keys, *values))
         execute_many(conn, _plain_update(*shape), names, rows)
         return
-    sql = _unnest_updates.get(shape)
-    if sql is None:
-        sql = _unnest_updates[shape] = _unnest_update_sql(conn, *shape)
-    conn.exec_driver_sql(sql, tuple(list(column) for column in zip(*rows, strict=True)))
+    conn.exec_driver_sql(_unnest_update(conn.dialect, *shape), _columns(rows))
 
 
-def _unnest_update_sql(
-    conn: Connection,
+def _columns(rows: Sequence[tuple[Any, ...]]) -> tuple[list[Any], ...]:
+    """Rows turned into one list per column: the arrays ``unnest`` takes."""
+    return tuple(list(column) for column in zip(*rows, strict=True))
+
+
+def _arrays(dialect: Dialect, table: Table, names: tuple[str, ...]) -> str:
+    """``$1::type[], $2::type[], …``: one typed array parameter per column, in asyncpg's style."""
+    return ", ".join(
+        f"${i}::{table.c[name].type.compile(dialect=dialect)}[]"
+        for i, name in enumerate(names, start=1)
+    )
+
+
+@functools.cache
+def _unnest_insert(dialect: Dialect, table: Table, names: tuple[str, ...]) -> str:
+    quote = dialect.identifier_preparer.quote
+    return (
+        f"INSERT INTO {dialect.identifier_preparer.format_table(table)} "
+        f"({', '.join(quote(name) for name in names)}) "
+        f"SELECT * FROM unnest({_arrays(dialect, table, names)})"
+    )
+
+
+@functools.cache
+def _unnest_update(
+    dialect: Dialect,
     table: Table,
     keys: tuple[str, ...],
     values: tuple[str, ...],
     only_up: str | None,
 ) -> str:
-    quote = conn.dialect.identifier_preparer.quote
+    quote = dialect.identifier_preparer.quote
     names = (*keys, *values)
-    arrays = ", ".join(
-        f"${i}::{table.c[name].type.compile(dialect=conn.dialect)}[]"
-        for i, name in enumerate(names, start=1)
-    )
+    arrays = _arrays(dialect, table, names)
     conditions = [f"t.{quote(k)} = u.{quote(k)}" for k in keys]
     if only_up is not None:
         conditions.append(f"t.{quote(only_up)} < u.{quote(only_up)}")
     return (
-        f"UPDATE {conn.dialect.identifier_preparer.format_table(table)} AS t "
+        f"UPDATE {dialect.identifier_preparer.format_table(table)} AS t "
         f"SET {', '.join(f'{quote(v)} = u.{quote(v)}' for v in values)} "
         f"FROM unnest({arrays}) AS u({', '.join(quote(n) for n in names)}) "
         f"WHERE {' AND '.join(conditions)}"
@@ -131,7 +132,7 @@ def execute_many(
     rows: Sequence[tuple[Any, ...]],
 ) -> None:
     """Run ``statement`` once per row; each row holds the values of ``names``, in that order."""
-    found = _row_order(conn, statement, tuple(names))
+    found = _row_order(conn.dialect, statement, tuple(names))
     if found is None:
         # A driver with named parameters: SQLAlchemy's way, dicts per row.
         conn.execute(statement, [dict(zip(names, row, strict=True)) for row in rows])
@@ -143,11 +144,12 @@ def execute_many(
         conn.exec_driver_sql(sql, [tuple(row[i] for i in order) for row in rows])
 
 
+@functools.cache
 def _row_order(
-    conn: Connection, statement: UpdateBase, names: tuple[str, ...]
+    dialect: Dialect, statement: UpdateBase, names: tuple[str, ...]
 ) -> tuple[str, tuple[int, ...]] | None:
     """The SQL and, for each driver parameter, its index in a row of ``names``."""
-    found = plan(conn, statement, names)
+    found = plan(dialect, statement, names)
     if found is None:
         return None
     sql, order, _ = found

@@ -19,11 +19,12 @@ placeholders follows the list).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Select
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
@@ -31,43 +32,34 @@ from sqlalchemy.sql.elements import ClauseElement
 # the statement's own literals (e.g. a JSON path).
 Plan = tuple[str, tuple[str, ...], dict[str, Any]]
 
-# (statement, dialect+driver, column keys) -> its plan, or None for SQLAlchemy's way.
-# Callers pass module-level statements (or ones cached per dialect), so this stays small.
-_plans: dict[tuple[ClauseElement, str, tuple[str, ...]], Plan | None] = {}
 
-
+@functools.cache
 def plan(
-    conn: Connection, statement: ClauseElement, column_keys: Sequence[str] = ()
+    dialect: Dialect, statement: ClauseElement, column_keys: tuple[str, ...] = ()
 ) -> Plan | None:
-    """How to run ``statement`` as driver SQL on ``conn``; None when only SQLAlchemy can."""
-    key = (statement, f"{conn.dialect.name}+{conn.dialect.driver}", tuple(column_keys))
-    try:
-        return _plans[key]
-    except KeyError:
-        pass
-    compiled = statement.compile(
-        dialect=conn.dialect, column_keys=list(column_keys) if column_keys else None
-    )
+    """How to run ``statement`` as driver SQL; None when only SQLAlchemy can.
+
+    Cached per (dialect, statement): callers pass module-level statements, or
+    ones cached per dialect, so the cache stays small.
+    """
+    compiled = statement.compile(dialect=dialect, column_keys=list(column_keys) or None)
     assert isinstance(compiled, SQLCompiler)
     order = compiled.positiontup
-    found: Plan | None = None
-    expands = compiled.literal_execute_params or compiled.post_compile_params
-    if order is not None and not expands:
-        literals = {
-            name: bind.effective_value
-            for bind, name in compiled.bind_names.items()
-            if not bind.required
-        }
-        found = (str(compiled), tuple(order), literals)
-    _plans[key] = found
-    return found
+    if order is None or compiled.literal_execute_params or compiled.post_compile_params:
+        return None
+    literals = {
+        name: bind.effective_value
+        for bind, name in compiled.bind_names.items()
+        if not bind.required
+    }
+    return str(compiled), tuple(order), literals
 
 
 def fetch(conn: Connection, statement: Select[Any], params: Mapping[str, Any]) -> Sequence[Any]:
     """The rows of ``statement`` run with ``params`` (its named parameters)."""
-    found = plan(conn, statement)
+    found = plan(conn.dialect, statement)
     if found is None:
-        return conn.execute(statement, dict(params)).all()
+        return conn.execute(statement, params).all()
     sql, order, literals = found
     values = tuple(params[name] if name in params else literals[name] for name in order)
     return conn.exec_driver_sql(sql, values).all()
