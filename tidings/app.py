@@ -20,6 +20,7 @@ from tidings.broker import Broker
 from tidings.broker.local import LocalBroker
 from tidings.config import Settings
 from tidings.errors import TidingsError
+from tidings.events import Event, MessageCreated, SessionRevoked
 from tidings.gateway import admin as admin_routes
 from tidings.gateway import http, webclient
 from tidings.gateway.context import Edge
@@ -33,7 +34,6 @@ from tidings.presence.local import LocalPresence
 from tidings.service.accounts import Accounts
 from tidings.service.admin import Admin
 from tidings.service.conversations import Conversations
-from tidings.service.events import Event, MessageCreated, SessionRevoked
 from tidings.service.groups import Groups
 from tidings.service.webhooks import WebhookSender
 from tidings.state import ChatListState

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from tidings.service.events import Event
+from tidings.events import Event
 
 Subscriber = Callable[[Event], None]
 Watcher = Callable[[bool], None]

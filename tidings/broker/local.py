@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tidings.broker import Subscriber, Watcher
-from tidings.service.events import Event
+from tidings.events import Event
 
 
 class LocalBroker:

@@ -25,7 +25,7 @@ from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
 from tidings.broker import Subscriber, Watcher
-from tidings.service.events import Event
+from tidings.events import Event
 
 log = logging.getLogger(__name__)
 

@@ -13,12 +13,7 @@ import secrets
 import time
 from collections.abc import Callable
 
-from tidings.gateway import frames
-from tidings.gateway.connection import Connection, WriteCoalescer
-from tidings.gateway.ordering import Deliver, SeqOrderer
-from tidings.gateway.wire import WebSocketWire
-from tidings.ids import UserId
-from tidings.service.events import (
+from tidings.events import (
     ConversationAdded,
     ConversationRemoved,
     Event,
@@ -27,6 +22,11 @@ from tidings.service.events import (
     ReadMoved,
     SessionRevoked,
 )
+from tidings.gateway import frames
+from tidings.gateway.connection import Connection, WriteCoalescer
+from tidings.gateway.ordering import Deliver, SeqOrderer
+from tidings.gateway.wire import WebSocketWire
+from tidings.ids import UserId
 
 
 class Hub:

@@ -24,8 +24,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from tidings.events import MessageCreated
 from tidings.ids import UserId
-from tidings.service.events import MessageCreated
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from tidings.errors import ErrorCode, TidingsError, bad_request, not_found
+from tidings.events import Publisher, SessionRevoked
 from tidings.ids import UserId
 from tidings.models import Session, User
 from tidings.ratelimit import TokenBucket
-from tidings.service.events import Publisher, SessionRevoked
 from tidings.service.text import without_nul
 from tidings.store import Store
 

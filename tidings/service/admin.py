@@ -16,12 +16,12 @@ import msgspec
 
 from tidings.config import Settings
 from tidings.errors import bad_request, not_found
+from tidings.events import Publisher, Pushed, SessionRevoked
 from tidings.ids import GroupId, UserId
 from tidings.models import Group, User
 from tidings.presence import NodeStats, Presence
 from tidings.service.accounts import Accounts, check_display_name
 from tidings.service.conversations import Conversations
-from tidings.service.events import Publisher, Pushed, SessionRevoked
 from tidings.service.groups import Groups
 from tidings.store import Store, StoredMessage
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from tidings.config import Settings
 from tidings.errors import ErrorCode, TidingsError, bad_request, not_found, not_member
+from tidings.events import Publisher
 from tidings.ids import ConversationRef, GroupRef, PrivateRef, UserId, parse_conversation
 from tidings.metrics import Metrics
 from tidings.models import Conversation, Message, iso_ms, now_ms
 from tidings.ratelimit import TokenBucket
-from tidings.service.events import Publisher, message_created, read_moved
+from tidings.service.recipients import message_created, read_moved
 from tidings.service.text import without_nul
 from tidings.service.writer import GroupCommitWriter, OnCommitted, OnFailed, PendingWrite
 from tidings.state import ChatListState

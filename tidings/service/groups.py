@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 from tidings.config import Settings
 from tidings.errors import bad_request, not_found, not_member
+from tidings.events import ConversationAdded, ConversationRemoved, Publisher
 from tidings.ids import GroupId, UserId, group_id
 from tidings.models import Conversation, Group, iso_ms
-from tidings.service.events import ConversationAdded, ConversationRemoved, Publisher
 from tidings.service.text import without_nul
 from tidings.state import ChatListState
 from tidings.store import GroupChange, Store

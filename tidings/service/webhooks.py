@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from tidings.service.events import ConversationAdded, ConversationRemoved, Event, MessageCreated
+from tidings.events import ConversationAdded, ConversationRemoved, Event, MessageCreated
 
 log = logging.getLogger(__name__)
 

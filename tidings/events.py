@@ -1,6 +1,6 @@
 """What happened, and to whom it must be told: the events the service publishes.
 
-The service chooses every event's recipients here and nowhere else; the
+The service (``service/recipients.py``) chooses every event's recipients; the
 broker carries events to the nodes, and each node's hub hands them to its
 own connections. ``origin`` names the connection that caused an event,
 which gets an ack instead of the event. Events are tagged msgspec Structs
@@ -15,7 +15,6 @@ import msgspec
 
 from tidings.ids import ConversationId, UserId
 from tidings.models import Conversation, Message
-from tidings.store import ReadResult, StoredMessage
 
 
 class MessageCreated(msgspec.Struct, frozen=True, tag="message"):
@@ -66,17 +65,6 @@ class Pushed(msgspec.Struct, frozen=True, tag="push"):
 Event = (
     MessageCreated | ReadMoved | ConversationAdded | ConversationRemoved | SessionRevoked | Pushed
 )
-
-
-def message_created(stored: StoredMessage, origin: int | None) -> MessageCreated:
-    """Every member at commit time; the sending connection is skipped by ``origin``."""
-    return MessageCreated(stored.message, stored.recipients, origin)
-
-
-def read_moved(result: ReadResult, peer: UserId | None, origin: int | None) -> ReadMoved:
-    """The reader's other devices, and in a private chat the peer (a read receipt)."""
-    recipients = (result.user,) if peer is None else (result.user, peer)
-    return ReadMoved(result.conversation, result.user, result.read_seq, recipients, origin)
 
 
 class Publisher(Protocol):

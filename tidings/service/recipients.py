@@ -1,0 +1,22 @@
+"""Who hears what: the recipients of the service's message and read events, chosen here.
+
+The broker carries these events to the nodes and each node's hub hands them
+to its own connections; neither chooses a recipient.
+"""
+
+from __future__ import annotations
+
+from tidings.events import MessageCreated, ReadMoved
+from tidings.ids import UserId
+from tidings.store import ReadResult, StoredMessage
+
+
+def message_created(stored: StoredMessage, origin: int | None) -> MessageCreated:
+    """Every member at commit time; the sending connection is skipped by ``origin``."""
+    return MessageCreated(stored.message, stored.recipients, origin)
+
+
+def read_moved(result: ReadResult, peer: UserId | None, origin: int | None) -> ReadMoved:
+    """The reader's other devices, and in a private chat the peer (a read receipt)."""
+    recipients = (result.user,) if peer is None else (result.user, peer)
+    return ReadMoved(result.conversation, result.user, result.read_seq, recipients, origin)
