@@ -1,16 +1,19 @@
 """Wiring: the one place that builds the store, broker, services and edge.
 
-Each class's constructor shows what it needs; nothing is global. Start
-order: store (migrate), broker, writer; stop order is the reverse, with
-sockets closed (1001) before the writer's last batch is committed.
+Each class's constructor shows what it needs; nothing is global. The
+builders below each make one part: the cluster (broker, seq orderer, the
+chat list's Redis copy), the services, presence, the metrics' gauges, the
+web application, and the start and stop order. Start: store (migrate),
+broker, presence, chat-list copy, webhooks, writer; stop is the reverse,
+with sockets closed (1001) before the writer's last batch is committed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -20,7 +23,7 @@ from tidings.broker import Broker
 from tidings.broker.local import LocalBroker
 from tidings.config import Settings
 from tidings.errors import TidingsError
-from tidings.events import Event, MessageCreated, SessionRevoked
+from tidings.events import Event, MessageCreated
 from tidings.gateway import admin as admin_routes
 from tidings.gateway import http, webclient
 from tidings.gateway.context import Edge
@@ -29,14 +32,18 @@ from tidings.gateway.ordering import Deliver, SeqOrderer
 from tidings.gateway.websocket import CLOSE_IDLE, websocket
 from tidings.ids import ConversationId, UserId
 from tidings.metrics import Metrics
-from tidings.presence import NodeStats, Presence
+from tidings.models import NodeStats
+from tidings.nodes import NodeId, new_node_id
+from tidings.presence import Presence
 from tidings.presence.local import LocalPresence
 from tidings.service.accounts import Accounts
 from tidings.service.admin import Admin
 from tidings.service.conversations import Conversations
 from tidings.service.groups import Groups
+from tidings.service.recipients import missed_messages
 from tidings.service.webhooks import WebhookSender
 from tidings.state import ChatListState
+from tidings.store import Store
 from tidings.store.engines import describe
 from tidings.store.sql import SqlStore
 
@@ -48,68 +55,102 @@ log = logging.getLogger("tidings")
 
 
 def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> web.Application:
+    node = new_node_id()
     store = SqlStore.from_url(
         settings.database_url,
         sqlite_synchronous=settings.sqlite_synchronous,
         pg_partitions=settings.pg_partitions,
     )
-    node = secrets.token_hex(4)
-    broker: Broker
-    orderer: Callable[[Deliver], SeqOrderer] | None = None
-    redis_broker: RedisBroker | None = None
-    if settings.redis_url:
-        # Imported here: redis-py is the `redis` extra, and `make run` has no extras.
-        from tidings.broker.redis import RedisBroker
-
-        broker = redis_broker = RedisBroker(settings.redis_url, prefix=settings.redis_prefix)
-
-        async def fetch(
-            conversation: str, after: int, before: int, recipients: tuple[UserId, ...]
-        ) -> list[MessageCreated]:
-            conversation_id = ConversationId(conversation)
-            limit = max(1, min(before - after - 1, 200))
-            found = await store.history(
-                conversation_id, None, before=None, after=after, limit=limit
-            )
-            # A member who joined after a missing message must not get it.
-            joined = await store.joined_seqs(conversation_id)
-            return [
-                MessageCreated(
-                    m, tuple(u for u in recipients if joined.get(u, m.seq) < m.seq), None
-                )
-                for m in found
-                if m.seq < before
-            ]
-
-        def orderer(deliver: Deliver) -> SeqOrderer:
-            return SeqOrderer(deliver, fetch)
-    else:
-        broker = LocalBroker()
+    cluster = build_cluster(settings, store, node)
     webhooks = (
         WebhookSender(settings.webhook_url, settings.service_token or "")
         if settings.webhook_url
         else None
     )
-    publisher = Outbound(broker, webhooks)
+    publisher = Outbound(cluster.broker, webhooks)
+    metrics = Metrics()
     hasher = hasher or PasswordHasher(
         time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib
     )
-    metrics = Metrics()
     accounts = Accounts(
         store, publisher, hasher, login_failures_per_minute=settings.login_failures_per_minute
     )
-    state: ChatListState | None = None
+    conversations = Conversations(store, publisher, settings, metrics, cluster.chat_list)
+    groups = Groups(store, publisher, settings, cluster.chat_list)
+    hub = Hub(node, cluster.orderer)
+    presence = build_presence(settings, node, hub, conversations)
+    admin = Admin(store, accounts, conversations, groups, presence, publisher, settings)
+    add_gauges(metrics, hub, conversations, cluster.redis_chat_list, webhooks)
+
+    cluster.broker.subscribe(accounts.hear)
+    cluster.broker.subscribe(hub)
+    cluster.broker.watch(hub.broker_state)
+
+    edge = Edge(
+        settings,
+        accounts,
+        conversations,
+        groups,
+        hub,
+        admin,
+        metrics,
+        presence,
+        readiness_check(store, cluster.redis_broker),
+    )
+    app = web.Application(
+        client_max_size=settings.max_http_body_bytes,
+        middlewares=[http.errors_middleware],
+    )
+    app[Edge.KEY] = edge
+    http.add_routes(app)
+    admin_routes.add_routes(app)
+    app.router.add_get("/ws", websocket)
+    webclient.add_routes(app)
+    add_lifecycle(app, settings, store, cluster, presence, webhooks, conversations, hub)
+    return app
+
+
+@dataclass(slots=True)
+class Cluster:
+    """What makes one node part of many: the broker, and with Redis the seq
+    orderer for events from other nodes and the chat list's Redis copy."""
+
+    broker: Broker
+    orderer: Callable[[Deliver], SeqOrderer] | None = None
+    chat_list: ChatListState | None = None
+    redis_broker: RedisBroker | None = None
     redis_chat_list: RedisChatList | None = None
-    if settings.redis_url and settings.redis_chat_list:
+
+
+def build_cluster(settings: Settings, store: Store, node: NodeId) -> Cluster:
+    if not settings.redis_url:
+        return Cluster(LocalBroker())
+    # Imported here: redis-py is the `redis` extra, and `make run` has no extras.
+    from tidings.broker.redis import RedisBroker
+
+    broker = RedisBroker(settings.redis_url, node=node, prefix=settings.redis_prefix)
+
+    async def fetch(
+        conversation: str, after: int, before: int, recipients: tuple[UserId, ...]
+    ) -> list[MessageCreated]:
+        return await missed_messages(store, ConversationId(conversation), after, before, recipients)
+
+    def orderer(deliver: Deliver) -> SeqOrderer:
+        return SeqOrderer(deliver, fetch)
+
+    cluster = Cluster(broker, orderer, redis_broker=broker)
+    if settings.redis_chat_list:
         from tidings.state.redis import RedisChatList
 
-        state = redis_chat_list = RedisChatList(
+        cluster.chat_list = cluster.redis_chat_list = RedisChatList(
             settings.redis_url, store, prefix=settings.redis_prefix, node=node
         )
-    conversations = Conversations(store, publisher, settings, metrics, state)
-    groups = Groups(store, publisher, settings, state)
-    hub = Hub(orderer)
+    return cluster
 
+
+def build_presence(
+    settings: Settings, node: NodeId, hub: Hub, conversations: Conversations
+) -> Presence:
     def node_stats() -> NodeStats:
         return NodeStats(
             node=node,
@@ -119,28 +160,22 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
             pending_writes=conversations.writer.pending,
         )
 
-    presence: Presence
-    if settings.redis_url:
-        from tidings.presence.redis import RedisPresence
+    if not settings.redis_url:
+        return LocalPresence(hub, node_stats)
+    from tidings.presence.redis import RedisPresence
 
-        presence = RedisPresence(
-            settings.redis_url, hub, node_stats, node=node, prefix=settings.redis_prefix
-        )
-    else:
-        presence = LocalPresence(hub, node_stats)
-    admin = Admin(store, accounts, conversations, groups, presence, publisher, settings)
+    return RedisPresence(
+        settings.redis_url, hub, node_stats, node=node, prefix=settings.redis_prefix
+    )
 
-    async def readiness() -> dict[str, str]:
-        checks: dict[str, str] = {}
-        try:
-            await store.ping()
-            checks["database"] = "ok"
-        except TidingsError as exc:
-            checks["database"] = exc.message
-        if redis_broker is not None:
-            checks["redis"] = "ok" if redis_broker.up else "not subscribed to the other nodes"
-        return checks
 
+def add_gauges(
+    metrics: Metrics,
+    hub: Hub,
+    conversations: Conversations,
+    redis_chat_list: RedisChatList | None,
+    webhooks: WebhookSender | None,
+) -> None:
     metrics.gauge(
         "tidings_connections", "Open WebSockets on this node.", lambda: hub.connection_count
     )
@@ -165,42 +200,52 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
             lambda: cached.rebuilds,
         )
     if webhooks is not None:
+        sender = webhooks
         metrics.gauge(
-            "tidings_webhook_backlog", "Webhook deliveries waiting.", lambda: webhooks.backlog
+            "tidings_webhook_backlog", "Webhook deliveries waiting.", lambda: sender.backlog
         )
         metrics.gauge(
             "tidings_webhook_dropped",
             "Webhook deliveries dropped (queue full).",
-            lambda: webhooks.dropped,
+            lambda: sender.dropped,
         )
-    edge = Edge(settings, accounts, conversations, groups, hub, admin, metrics, presence, readiness)
 
-    def on_event(event: Event) -> None:
-        if isinstance(event, SessionRevoked):
-            accounts.forget_token(event.token_hash)
-        hub(event)
 
-    broker.subscribe(on_event)
-    broker.watch(hub.broker_state)
+def readiness_check(
+    store: Store, redis_broker: RedisBroker | None
+) -> Callable[[], Awaitable[dict[str, str]]]:
+    async def readiness() -> dict[str, str]:
+        checks: dict[str, str] = {}
+        try:
+            await store.ping()
+            checks["database"] = "ok"
+        except TidingsError as exc:
+            checks["database"] = exc.message
+        if redis_broker is not None:
+            checks["redis"] = "ok" if redis_broker.up else "not subscribed to the other nodes"
+        return checks
 
-    app = web.Application(
-        client_max_size=settings.max_http_body_bytes,
-        middlewares=[http.errors_middleware],
-    )
-    app[Edge.KEY] = edge
-    http.add_routes(app)
-    admin_routes.add_routes(app)
-    app.router.add_get("/ws", websocket)
-    webclient.add_routes(app)
+    return readiness
 
+
+def add_lifecycle(
+    app: web.Application,
+    settings: Settings,
+    store: Store,
+    cluster: Cluster,
+    presence: Presence,
+    webhooks: WebhookSender | None,
+    conversations: Conversations,
+    hub: Hub,
+) -> None:
     idle_watch: list[asyncio.Task[None]] = []
 
     async def start(_app: web.Application) -> None:
         await store.open()
-        await broker.start()
+        await cluster.broker.start()
         await presence.start()
-        if state is not None:
-            await state.start()
+        if cluster.chat_list is not None:
+            await cluster.chat_list.start()
         if webhooks is not None:
             await webhooks.start()
         conversations.writer.start()
@@ -215,18 +260,17 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
 
     async def stop(_app: web.Application) -> None:
         await conversations.writer.close()
-        if state is not None:
-            await state.close()
+        if cluster.chat_list is not None:
+            await cluster.chat_list.close()
         if webhooks is not None:
             await webhooks.close()
         await presence.close()
-        await broker.close()
+        await cluster.broker.close()
         await store.close()
 
     app.on_startup.append(start)
     app.on_shutdown.append(shutdown)
     app.on_cleanup.append(stop)
-    return app
 
 
 class Outbound:

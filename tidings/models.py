@@ -56,6 +56,31 @@ class Conversation(msgspec.Struct, frozen=True):
     peer_read_seq: int | None = None
 
 
+class GroupOnline(msgspec.Struct, frozen=True):
+    """``GET /api/v1/admin/groups/{id}/online``: members, those online, their connections."""
+
+    members: int
+    online: int
+    connections: int
+
+
+class NodeStats(msgspec.Struct, frozen=True):
+    """One server process's figures, as ``GET /api/v1/admin/stats`` lists them."""
+
+    node: str
+    connections: int
+    users_online: int
+    messages_per_second: float
+    pending_writes: int = 0
+
+
+class Stats(msgspec.Struct, frozen=True):
+    """``GET /api/v1/admin/stats``: open connections in all, and per node."""
+
+    connections: int
+    nodes: list[NodeStats]
+
+
 class Session(msgspec.Struct, frozen=True):
     token: str
     user: User

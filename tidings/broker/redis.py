@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
-import struct
 from collections import deque
 
 import msgspec
@@ -26,6 +24,7 @@ from redis.exceptions import RedisError
 
 from tidings.broker import Subscriber, Watcher
 from tidings.events import Event
+from tidings.nodes import NODE_ID_LENGTH, NodeId
 
 log = logging.getLogger(__name__)
 
@@ -36,27 +35,27 @@ _MAX_BACKOFF = 5.0
 _LISTEN_WAIT = 3.0
 
 
-_NODE = struct.Struct("!Q")  # the sender's node id, before the msgpack list of events
-
-
 class RedisBroker:
     def __init__(
         self,
         url: str,
         *,
+        node: NodeId,
         prefix: str = "tidings:",
         max_backlog: int = 100_000,
         connect_timeout: float = 5.0,
     ) -> None:
         self._url = url
         self._channel = f"{prefix}events"
-        self._node = secrets.randbits(62)
         self._redis = aioredis.Redis.from_url(
             url, socket_connect_timeout=connect_timeout, health_check_interval=10
         )
         self._subscribers: list[Subscriber] = []
         self._watchers: list[Watcher] = []
-        self._node_prefix = _NODE.pack(self._node)
+        # Every message starts with the sending node's id.
+        self._node_prefix = node.encode()
+        if len(self._node_prefix) != NODE_ID_LENGTH:
+            raise ValueError(f"a node id is {NODE_ID_LENGTH} characters: {node!r}")
         self._outbox: deque[Event] = deque()
         self._outbox_ready = asyncio.Event()
         self._outbox_empty = asyncio.Event()
@@ -69,10 +68,6 @@ class RedisBroker:
         self._closed = False
         self.up = False
         self.dropped = 0
-
-    @property
-    def node_id(self) -> int:
-        return self._node
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)
@@ -164,10 +159,10 @@ class RedisBroker:
             backoff = min(backoff * 2, _MAX_BACKOFF)
 
     def _deliver(self, data: bytes) -> None:
-        if data[: _NODE.size] == self._node_prefix:
+        if data[:NODE_ID_LENGTH] == self._node_prefix:
             return  # our own: this node's subscribers had it at publish time
         try:
-            events = self._decoder.decode(data[_NODE.size :])
+            events = self._decoder.decode(data[NODE_ID_LENGTH:])
         except msgspec.DecodeError:
             log.warning("ignored a message that does not decode (%d bytes)", len(data))
             return

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import secrets
 import time
 from collections.abc import Callable
 
@@ -27,14 +26,18 @@ from tidings.gateway.connection import Connection, WriteCoalescer
 from tidings.gateway.ordering import Deliver, SeqOrderer
 from tidings.gateway.wire import WebSocketWire
 from tidings.ids import UserId
+from tidings.nodes import NodeId
 
 
 class Hub:
-    def __init__(self, orderer: Callable[[Deliver], SeqOrderer] | None = None) -> None:
+    def __init__(
+        self, node: NodeId, orderer: Callable[[Deliver], SeqOrderer] | None = None
+    ) -> None:
         """``orderer`` builds the seq orderer when events come from several nodes."""
         self._by_user: dict[UserId, list[Connection]] = {}
-        # Connection ids are unique across nodes: a random node prefix and a counter.
-        self._ids = itertools.count((secrets.randbits(30) << 32) + 1)
+        # Connection ids are unique across nodes: the node's id above a counter
+        # (30 bits of it, so ids stay below 2**62).
+        self._ids = itertools.count(((int(node, 16) >> 2) << 32) + 1)
         self._orderer = orderer(self._deliver_message) if orderer is not None else None
         # False while this node cannot hear the other nodes: no new sockets.
         self.accepting = True
@@ -87,6 +90,10 @@ class Hub:
 
     def connections_of(self, user: UserId) -> list[Connection]:
         return self._by_user.get(user, [])
+
+    def open_sockets(self, user: UserId) -> int:
+        connections = self._by_user.get(user)
+        return 0 if connections is None else len(connections)
 
     def is_online(self, user: UserId) -> bool:
         return user in self._by_user

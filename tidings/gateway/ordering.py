@@ -64,7 +64,6 @@ class SeqOrderer:
         self._idle_forget = idle_forget
         self._tracks: dict[str, _Track] = {}
         self._last_sweep = time.monotonic()
-        self.fetched = 0
 
     def offer(self, event: MessageCreated) -> None:
         conversation, seq = event.message.conversation, event.message.seq
@@ -133,7 +132,6 @@ class SeqOrderer:
             seq = found.message.seq
             if track.next is not None and seq >= track.next and seq not in track.pending:
                 track.pending[seq] = (found, arrived)
-        self.fetched += len(missing)
         if track.next is not None and track.next not in track.pending and track.pending:
             # Still a hole the store cannot fill (it should not happen): skip it.
             log.warning(

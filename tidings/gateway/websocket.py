@@ -320,7 +320,7 @@ def _send(edge: Edge, connection: Connection, frame: frames.ClientFrame) -> None
         _string(fields, "conversation"),
         fields.get("body"),
         fields.get("client_msg_id"),
-        on_committed=acked,
+        on_stored=acked,
         on_failed=failed,
         origin=connection.id,
     )

@@ -10,20 +10,24 @@ Guarantees every adapter gives:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
-import msgspec
-
 from tidings.ids import UserId
+from tidings.models import NodeStats
 
 
-class NodeStats(msgspec.Struct, frozen=True):
-    node: str
-    connections: int
-    users_online: int
-    messages_per_second: float
-    pending_writes: int
+class LocalSockets(Protocol):
+    """This node's open sockets, as presence needs them (the gateway's hub gives them)."""
+
+    def open_sockets(self, user: UserId) -> int:
+        """How many sockets ``user`` has open on this node."""
+
+    def counts(self) -> dict[UserId, int]:
+        """Open sockets per connected user on this node."""
+
+    def on_change(self, listener: Callable[[UserId], None]) -> None:
+        """Call ``listener(user)`` after a user's sockets on this node change."""
 
 
 class Presence(Protocol):

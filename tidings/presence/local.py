@@ -1,17 +1,17 @@
-"""Presence on one node: the hub already knows every socket."""
+"""Presence on one node: the node's own sockets are all there is."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from tidings.gateway.hub import Hub
 from tidings.ids import UserId
-from tidings.presence import NodeStats
+from tidings.models import NodeStats
+from tidings.presence import LocalSockets
 
 
 class LocalPresence:
-    def __init__(self, hub: Hub, stats: Callable[[], NodeStats]) -> None:
-        self._hub = hub
+    def __init__(self, sockets: LocalSockets, stats: Callable[[], NodeStats]) -> None:
+        self._sockets = sockets
         self._stats = stats
 
     async def start(self) -> None:
@@ -21,7 +21,7 @@ class LocalPresence:
         return None
 
     async def connections(self, users: Sequence[UserId]) -> dict[UserId, int]:
-        return {user: len(self._hub.connections_of(user)) for user in users}
+        return {user: self._sockets.open_sockets(user) for user in users}
 
     async def nodes(self) -> list[NodeStats]:
         return [self._stats()]

@@ -4,7 +4,7 @@ Each node writes ``{prefix}presence:{node}`` (a hash user -> open sockets)
 as its sockets come and go, and refreshes ``{prefix}nodes`` (node -> its
 figures and a timestamp) every few seconds. A node that stops refreshing
 is left out after ``node_ttl`` and its hash expires. A query sums the live
-nodes' hashes, counting this node's own sockets from its hub, exactly.
+nodes' hashes, counting this node's own sockets, exactly.
 """
 
 from __future__ import annotations
@@ -14,62 +14,50 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-import msgspec
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
 from tidings.errors import unavailable
-from tidings.gateway.hub import Hub
 from tidings.ids import UserId
-from tidings.presence import NodeStats
+from tidings.models import NodeStats
+from tidings.nodes import (
+    NodeId,
+    NodeReport,
+    decode_report,
+    encode_report,
+    is_live,
+    registry_key,
+)
+from tidings.presence import LocalSockets
 
 log = logging.getLogger(__name__)
-
-
-class NodeReport(msgspec.Struct):
-    at: float
-    stats: NodeStats
-
-
-def nodes_key(prefix: str) -> str:
-    """The hash of every node's last report (node -> msgpack ``NodeReport``)."""
-    return f"{prefix}nodes"
-
-
-def read_report(raw: bytes | str) -> NodeReport | None:
-    """A node's last report, or None if it is not one."""
-    try:
-        data = raw if isinstance(raw, bytes) else raw.encode()
-        return msgspec.msgpack.decode(data, type=NodeReport)
-    except msgspec.DecodeError:
-        return None
 
 
 class RedisPresence:
     def __init__(
         self,
         url: str,
-        hub: Hub,
+        sockets: LocalSockets,
         stats: Callable[[], NodeStats],
         *,
-        node: str,
+        node: NodeId,
         prefix: str = "tidings:",
         node_ttl: float = 15.0,
     ) -> None:
         self._redis = aioredis.Redis.from_url(url, socket_connect_timeout=5)
-        self._hub = hub
+        self._sockets = sockets
         self._stats = stats
         self._node = node
         self._prefix = prefix
         self._key = f"{prefix}presence:{node}"
-        self._nodes_key = nodes_key(prefix)
+        self._nodes_key = registry_key(prefix)
         self._ttl = node_ttl
         self._dirty: set[UserId] = set()
         self._wake = asyncio.Event()
         self._resync = True  # write the whole map on start and after an outage
         self._task: asyncio.Task[None] | None = None
         self._closed = False
-        hub.on_change(self._changed)
+        sockets.on_change(self._changed)
 
     def _changed(self, user: UserId) -> None:
         self._dirty.add(user)
@@ -109,7 +97,7 @@ class RedisPresence:
             raise unavailable("node figures need Redis, which does not answer") from exc
 
     async def _connections(self, users: Sequence[UserId]) -> dict[UserId, int]:
-        counts = {user: len(self._hub.connections_of(user)) for user in users}
+        counts = {user: self._sockets.open_sockets(user) for user in users}
         if not users:
             return counts
         others = [n for n in await self._live_nodes() if n.node != self._node]
@@ -128,8 +116,8 @@ class RedisPresence:
         now = time.time()
         live = []
         for value in raw.values():
-            report = read_report(value)
-            if report is not None and now - report.at <= self._ttl:
+            report = decode_report(value)
+            if report is not None and is_live(report, now, self._ttl):
                 live.append(report.stats)
         return live
 
@@ -164,7 +152,7 @@ class RedisPresence:
 
     async def _write_all(self) -> None:
         self._dirty.clear()
-        counts = self._hub.counts()
+        counts = self._sockets.counts()
         pipe = self._redis.pipeline(transaction=True)
         pipe.delete(self._key)
         if counts:
@@ -176,7 +164,7 @@ class RedisPresence:
         users, self._dirty = self._dirty, set()
         pipe = self._redis.pipeline(transaction=False)
         for user in users:
-            count = len(self._hub.connections_of(user))
+            count = self._sockets.open_sockets(user)
             if count:
                 pipe.hset(self._key, str(user), count)
             else:
@@ -188,7 +176,7 @@ class RedisPresence:
             raise
 
     async def _beat(self) -> None:
-        report = msgspec.msgpack.encode(NodeReport(time.time(), self._stats()))
+        report = encode_report(NodeReport(time.time(), self._stats()))
         pipe = self._redis.pipeline(transaction=False)
         pipe.hset(self._nodes_key, self._node, report)
         pipe.expire(self._key, int(self._ttl * 3))

@@ -18,7 +18,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from tidings.errors import ErrorCode, TidingsError, bad_request, not_found
-from tidings.events import Publisher, SessionRevoked
+from tidings.events import Event, Publisher, SessionRevoked
 from tidings.ids import UserId
 from tidings.models import Session, User
 from tidings.ratelimit import TokenBucket
@@ -119,9 +119,10 @@ class Accounts:
         self._remember(token_hash, user)
         return user
 
-    def forget_token(self, token_hash: str) -> None:
-        """Drop a revoked token from this node's cache (a logout on any node)."""
-        self._tokens.pop(token_hash, None)
+    def hear(self, event: Event) -> None:
+        """The broker's subscriber: a token revoked on any node leaves this node's cache."""
+        if isinstance(event, SessionRevoked):
+            self._tokens.pop(event.token_hash, None)
 
     async def user(self, user_id: UserId) -> User:
         found = await self._store.user(user_id)

@@ -18,8 +18,8 @@ from tidings.config import Settings
 from tidings.errors import bad_request, not_found
 from tidings.events import Publisher, Pushed, SessionRevoked
 from tidings.ids import GroupId, UserId
-from tidings.models import Group, User
-from tidings.presence import NodeStats, Presence
+from tidings.models import Group, GroupOnline, NodeStats, User
+from tidings.presence import Presence
 from tidings.service.accounts import Accounts, check_display_name
 from tidings.service.conversations import Conversations
 from tidings.service.groups import Groups
@@ -29,12 +29,6 @@ MAX_USER_PAGE = 1000
 MAX_PUSH_BYTES = 64 * 1024
 
 _encode = msgspec.json.Encoder().encode
-
-
-class GroupOnline(msgspec.Struct, frozen=True):
-    members: int
-    online: int
-    connections: int
 
 
 class Admin:

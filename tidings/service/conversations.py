@@ -8,6 +8,7 @@ reads go through the group-commit writer; everything else reads the store.
 
 from __future__ import annotations
 
+from tidings.chatlist import chat_entry
 from tidings.config import Settings
 from tidings.errors import ErrorCode, TidingsError, bad_request, not_found, not_member
 from tidings.events import Publisher
@@ -17,7 +18,7 @@ from tidings.models import Conversation, Message, iso_ms, now_ms
 from tidings.ratelimit import TokenBucket
 from tidings.service.recipients import message_created, read_moved
 from tidings.service.text import without_nul
-from tidings.service.writer import GroupCommitWriter, OnCommitted, OnFailed, PendingWrite
+from tidings.service.writer import GroupCommitWriter, OnFailed, OnStored, PendingWrite
 from tidings.state import ChatListState
 from tidings.store import ReadRequest, ReadResult, SendRequest, Store, StoredMessage, WriteOutcome
 
@@ -49,7 +50,7 @@ class Conversations:
             separator_gap_ms=int(settings.time_separator_seconds * 1000),
             max_batch=settings.write_batch_max,
             metrics=metrics,
-            after_commit=None if state is None else state.committed,
+            mirror=None if state is None else state.committed,
         )
 
     # -- sending ------------------------------------------------------------
@@ -61,7 +62,7 @@ class Conversations:
         body: object,
         client_msg_id: object,
         *,
-        on_committed: OnCommitted,
+        on_stored: OnStored,
         on_failed: OnFailed,
         origin: int | None = None,
     ) -> None:
@@ -69,11 +70,11 @@ class Conversations:
 
         Raises ``TidingsError`` at once for what can be refused without the
         store (bad fields, a private conversation of others, the rate limit).
-        ``on_committed`` runs right after the commit, in commit order: the
+        ``on_stored`` runs right after the commit, in commit order: the
         WebSocket edge queues its ack there so it keeps its place among events.
         """
         request = self._send_request(sender, conversation, body, client_msg_id)
-        self.writer.enqueue(request, on_committed=on_committed, on_failed=on_failed, origin=origin)
+        self.writer.enqueue(request, on_stored=on_stored, on_failed=on_failed, origin=origin)
 
     def _send_request(
         self, sender: UserId, conversation: str, body: object, client_msg_id: object
@@ -208,13 +209,11 @@ class Conversations:
         peer = await self._store.user(ref.peer_of(user))
         if peer is None:
             raise not_found(f"no user {ref.peer_of(user)}")
-        return Conversation(
-            id=ref.id,
-            type="private",
+        return chat_entry(
+            conversation=ref.id,
             title=peer.display_name,
-            peer_id=peer.id,
             group_id=None,
-            unread=0,
+            peer_id=peer.id,
             last_seq=0,
             read_seq=0,
             last_message=None,

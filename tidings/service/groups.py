@@ -1,4 +1,7 @@
-"""Groups: create, look up, add and remove members.
+"""Groups: create, look up, add and remove members, and who may do which.
+
+The membership rules (the owner adds and removes others, anyone may leave,
+the size limit) are here; the store runs them under the group's lock.
 
 A member added (at creation or later) gets a ``conversation`` event with
 its new chat-list entry; a member removed gets ``conversation_removed``.
@@ -10,14 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from tidings.chatlist import chat_entry
 from tidings.config import Settings
-from tidings.errors import bad_request, not_found, not_member
+from tidings.errors import ErrorCode, TidingsError, bad_request, not_found, not_member
 from tidings.events import ConversationAdded, ConversationRemoved, Publisher
 from tidings.ids import GroupId, UserId, group_id
-from tidings.models import Conversation, Group, iso_ms
+from tidings.models import Group, iso_ms
 from tidings.service.text import without_nul
 from tidings.state import ChatListState
-from tidings.store import GroupChange, Store
+from tidings.store import GroupChange, Roster, Store
 
 MAX_GROUP_NAME = 100
 MAX_ID = 2**63 - 1  # what every database stores in a BIGINT
@@ -57,16 +61,35 @@ class Groups:
         return group
 
     async def add(self, actor: UserId | None, gid: GroupId, user_ids: Sequence[UserId]) -> Group:
-        change = await self._store.add_members(
-            gid, actor, user_ids, self._settings.max_group_members
-        )
+        limit = self._settings.max_group_members
+
+        def rule(roster: Roster, joining: Sequence[UserId]) -> None:
+            if actor is not None:
+                if actor not in roster.ranks:
+                    raise not_member(roster.conversation)
+                if actor != roster.owner:
+                    raise TidingsError(ErrorCode.FORBIDDEN, "only the group's owner adds members")
+            if len(roster.ranks) + len(joining) > limit:
+                raise bad_request(f"a group has at most {limit} members")
+
+        change = await self._store.add_members(gid, user_ids, rule)
         await self._changed(change)
         self._announce(change)
         assert change.group is not None
         return change.group
 
     async def remove(self, actor: UserId | None, gid: GroupId, user: UserId) -> None:
-        change = await self._store.remove_member(gid, actor, user)
+        def rule(roster: Roster, leaving: Sequence[UserId]) -> None:
+            if actor is not None and actor not in roster.ranks:
+                raise not_member(roster.conversation)
+            if user not in roster.ranks:
+                raise not_found(f"user {user} is not a member of {roster.conversation}")
+            if actor is not None and actor != user and actor != roster.owner:
+                raise TidingsError(
+                    ErrorCode.FORBIDDEN, "only the group's owner removes other members"
+                )
+
+        change = await self._store.remove_member(gid, user, rule)
         await self._changed(change)
         for left in change.left:
             self._broker.publish(ConversationRemoved(left, group_id(gid)))
@@ -81,13 +104,11 @@ class Groups:
         group = change.group
         if group is None or not change.joined:
             return
-        entry = Conversation(
-            id=group_id(GroupId(group.id)),
-            type="group",
+        entry = chat_entry(
+            conversation=group_id(GroupId(group.id)),
             title=group.name,
-            peer_id=None,
             group_id=group.id,
-            unread=0,
+            peer_id=None,
             last_seq=change.joined_seq,
             read_seq=change.joined_seq,
             last_message=None,

@@ -34,14 +34,16 @@ from tidings.store import (
 
 log = logging.getLogger(__name__)
 
-# Called synchronously right after the commit, in commit order.
-OnCommitted = Callable[[StoredMessage], None]
-# Called instead when the write fails (refused by the store, or storage down).
+# The three hooks around a commit, in the order they run:
+# 1. Awaited once per batch after its commit, before any ack: the chat-list copy
+#    (Redis) that must show the batch to anyone who got an ack. It must not raise.
+MirrorBatch = Callable[[Sequence[WriteRequest], Sequence[WriteOutcome]], Awaitable[None]]
+# 2. Called for each write, synchronously and in commit order: publish its events.
+PublishOutcome = Callable[["PendingWrite", WriteOutcome], None]
+# 3. A send's own callback with its stored message (the sender's ack), right
+#    after 2; or, when the write fails (refused, or storage down), its OnFailed.
+OnStored = Callable[[StoredMessage], None]
 OnFailed = Callable[[TidingsError], None]
-Committed = Callable[["PendingWrite", WriteOutcome], None]
-# Awaited after each commit, before its acks: a cache that must show the batch
-# to anyone who got an ack. It must not raise.
-AfterCommit = Callable[[Sequence[WriteRequest], Sequence[WriteOutcome]], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -49,7 +51,7 @@ class PendingWrite:
     request: WriteRequest
     # None when the submitter takes its outcome through the callbacks only.
     future: asyncio.Future[WriteOutcome] | None
-    on_committed: OnCommitted | None = None
+    on_stored: OnStored | None = None
     origin: int | None = None
     queued_at: float = 0.0
     on_failed: OnFailed | None = None
@@ -65,18 +67,18 @@ class GroupCommitWriter:
     def __init__(
         self,
         store: Store,
-        committed: Committed,
+        publish: PublishOutcome,
         *,
         separator_gap_ms: int,
         max_batch: int = 1000,
         max_pending: int = 100_000,
         metrics: Metrics | None = None,
-        after_commit: AfterCommit | None = None,
+        mirror: MirrorBatch | None = None,
     ) -> None:
         self._metrics = metrics
-        self._after_commit = after_commit
+        self._mirror = mirror
         self._store = store
-        self._committed = committed
+        self._publish = publish
         self._gap_ms = separator_gap_ms
         self._max_batch = max_batch
         self._max_pending = max_pending
@@ -84,8 +86,6 @@ class GroupCommitWriter:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        self.batches = 0
-        self.committed_writes = 0
         self._per_second: deque[list[int]] = deque(maxlen=16)
 
     def start(self) -> None:
@@ -113,14 +113,14 @@ class GroupCommitWriter:
         self,
         request: WriteRequest,
         *,
-        on_committed: OnCommitted,
+        on_stored: OnStored,
         on_failed: OnFailed,
         origin: int | None = None,
     ) -> None:
         """Queue a write whose outcome only the callbacks need: no future, no extra callback."""
         self._check_room()
         self._queue.append(
-            PendingWrite(request, None, on_committed, origin, time.monotonic(), on_failed)
+            PendingWrite(request, None, on_stored, origin, time.monotonic(), on_failed)
         )
         self._wakeup.set()
 
@@ -201,12 +201,10 @@ class GroupCommitWriter:
             for pending in batch:
                 _settle_error(pending, outcomes)
             return
-        self.batches += 1
-        self.committed_writes += len(batch)
         self._count_sends(batch)
-        if self._after_commit is not None:
+        if self._mirror is not None:
             try:
-                await self._after_commit(requests, outcomes)
+                await self._mirror(requests, outcomes)
             except Exception:
                 log.exception("a chat-list update after a commit failed")
         # Committed: from here on, nothing awaits until every ack and event of
@@ -216,9 +214,9 @@ class GroupCommitWriter:
                 _settle_error(pending, outcome)
                 continue
             try:
-                if pending.on_committed is not None and isinstance(outcome, StoredMessage):
-                    pending.on_committed(outcome)
-                self._committed(pending, outcome)
+                if pending.on_stored is not None and isinstance(outcome, StoredMessage):
+                    pending.on_stored(outcome)
+                self._publish(pending, outcome)
             except Exception:
                 log.exception("publishing a committed write failed")
             future = pending.future

@@ -38,6 +38,7 @@ import msgspec
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
+from tidings.chatlist import chat_entry, shown_time
 from tidings.ids import (
     ConversationId,
     GroupId,
@@ -47,7 +48,7 @@ from tidings.ids import (
     parse_conversation,
 )
 from tidings.models import Conversation, Message, iso_ms
-from tidings.presence.redis import nodes_key, read_report
+from tidings.nodes import NodeId, decode_report, is_live, registry_key
 from tidings.state import lua
 from tidings.store import ReadResult, SendRequest, Store, StoredMessage, WriteOutcome, WriteRequest
 
@@ -65,7 +66,7 @@ class RedisChatList:
         store: Store,
         *,
         prefix: str = "tidings:",
-        node: str,
+        node: NodeId,
         node_ttl: float = 15.0,
         key_ttl: int = 3600,
         timeout: float = 2.0,
@@ -77,7 +78,7 @@ class RedisChatList:
         )
         self._store = store
         self._prefix = f"{prefix}cl:"
-        self._nodes_key = nodes_key(prefix)
+        self._nodes_key = registry_key(prefix)
         self._node = node
         self._node_ttl = node_ttl
         self._ttl = key_ttl
@@ -249,9 +250,8 @@ class RedisChatList:
             seq_part, _, sent_at = head_b.decode().partition("|")
             read_seq, last_seq = int(read_b), int(seq_part)
             joined_seq, joined_at = _joined(join_b)
-            visible = last_seq > joined_seq
             last = None
-            if visible and message_b:
+            if last_seq > joined_seq and message_b:
                 last = msgspec.msgpack.decode(message_b, type=Message)
             if isinstance(ref, PrivateRef):
                 peer: UserId | None = peers[ref.id]
@@ -265,17 +265,15 @@ class RedisChatList:
                 peer, peer_read, group = None, None, ref.group
                 title = group_names.get(ref.group, "")
             entries.append(
-                Conversation(
-                    id=ref.id,
-                    type="group" if group is not None else "private",
+                chat_entry(
+                    conversation=ref.id,
                     title=title,
-                    peer_id=peer,
                     group_id=group,
-                    unread=max(0, last_seq - read_seq),
+                    peer_id=peer,
                     last_seq=last_seq,
                     read_seq=read_seq,
                     last_message=last,
-                    updated_at=sent_at if visible else joined_at,
+                    updated_at=shown_time(last_seq, joined_seq, sent_at, joined_at),
                     peer_read_seq=peer_read,
                 )
             )
@@ -325,8 +323,8 @@ class RedisChatList:
     async def _reap_dead_nodes(self) -> None:
         now = time.time()
         for node, raw in (await self._redis.hgetall(self._nodes_key)).items():
-            report = read_report(raw)
-            if report is None or now - report.at <= self._node_ttl:
+            report = decode_report(raw)
+            if report is None or is_live(report, now, self._node_ttl):
                 continue
             name = node.decode() if isinstance(node, bytes) else node
             if name == self._node:
@@ -355,7 +353,7 @@ def _newest(flat: list[bytes], heads: list[bytes], limit: int) -> list[bytes]:
     for cid, head in zip(cids, heads, strict=True):
         seq, _, sent_at = head.partition(b"|")
         joined_seq, joined_at = _joined(joins.get(cid, b""))
-        keyed.append((sent_at if int(seq) > joined_seq else joined_at.encode(), cid))
+        keyed.append((shown_time(int(seq), joined_seq, sent_at, joined_at.encode()), cid))
     keyed.sort(key=lambda row: row[1])
     keyed.sort(key=lambda row: row[0], reverse=True)
     return [cid for _, cid in keyed[:limit]]

@@ -20,7 +20,7 @@ MySQL/MariaDB through SQLAlchemy Core.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -107,6 +107,25 @@ class GroupChange:
     joined_seq: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Roster:
+    """A group's members as the store found them under the group's lock.
+
+    What the service's membership rules decide on (``GroupRule``): the store
+    applies a change only after the rule let it through, inside the same
+    transaction, so no concurrent change can slip between rule and write.
+    """
+
+    conversation: ConversationId
+    owner: UserId
+    ranks: dict[UserId, int]  # member -> seniority (0 = the first to join)
+
+
+# Called under the lock with the roster and the users a change would add (the
+# ones not in yet) or remove; raises TidingsError to refuse the change.
+GroupRule = Callable[[Roster, Sequence[UserId]], None]
+
+
 class Store(Protocol):
     async def open(self) -> None:
         """Connect and bring the schema to the latest migration."""
@@ -145,20 +164,16 @@ class Store(Protocol):
     async def group(self, group_id: GroupId) -> Group | None: ...
 
     async def add_members(
-        self,
-        group_id: GroupId,
-        actor: UserId | None,
-        user_ids: Sequence[UserId],
-        max_members: int,
+        self, group_id: GroupId, user_ids: Sequence[UserId], rule: GroupRule
     ) -> GroupChange:
-        """Add users (the owner only; ``actor`` None: the service API); members
-        already in are left as they are."""
+        """Add the users ``rule`` lets in (it sees those not in yet; members
+        already in are left as they are); unknown users are ``not_found``."""
 
     async def remove_member(
-        self, group_id: GroupId, actor: UserId | None, user_id: UserId
+        self, group_id: GroupId, user_id: UserId, rule: GroupRule
     ) -> GroupChange:
-        """A member removes itself, the owner anyone (``actor`` None: the service
-        API); the owner's seat passes to the longest-standing member."""
+        """Remove a member if ``rule`` lets it; the owner's seat passes to the
+        longest-standing member, and a group left by everyone is deleted."""
 
     async def list_users(self, after_id: int, limit: int) -> list[User]: ...
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Row, Select, and_, bindparam, case, select
 
+from tidings.chatlist import chat_entry
 from tidings.models import Conversation, Message, User, iso_ms, message_id
 from tidings.store.schema import conversations, groups, members, messages, users
 
@@ -80,6 +81,7 @@ def user_from_row(row: Row[Any]) -> User:
     return User(id=row.id, username=row.username, display_name=row.display_name)
 
 
+# chatlist.shown_time in SQL: the chat-list query orders by it.
 _VISIBLE = conversations.c.last_seq > members.c.joined_seq
 UPDATED_AT = case((_VISIBLE, conversations.c.last_sent_at), else_=members.c.joined_at)
 _PEER = members.alias("peer")
@@ -137,16 +139,14 @@ def entry_from_row(row: Row[Any]) -> Conversation:
             )
         )
     is_group = row.kind == "group"
-    return Conversation(
-        id=row.conversation_id,
-        type=row.kind,
+    return chat_entry(
+        conversation=row.conversation_id,
         title=(row.group_name if is_group else row.peer_name) or "",
-        peer_id=None if is_group else row.peer_id,
         group_id=row.group_id if is_group else None,
-        unread=max(0, row.last_seq - row.read_seq),
+        peer_id=row.peer_id,
         last_seq=row.last_seq,
         read_seq=row.read_seq,
         last_message=last,
         updated_at=iso_ms(row.updated_at),
-        peer_read_seq=None if is_group else row.peer_read_seq,
+        peer_read_seq=row.peer_read_seq,
     )

@@ -35,14 +35,16 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.schema import Table
 
-from tidings.errors import ErrorCode, TidingsError, bad_request, not_found, not_member, unavailable
+from tidings.errors import ErrorCode, TidingsError, bad_request, not_found, unavailable
 from tidings.ids import ConversationId, GroupId, UserId, group_id
 from tidings.models import Conversation, Group, Message, User, now_ms
 from tidings.store import (
     ConversationHead,
     GroupChange,
+    GroupRule,
     MemberPosition,
     Membership,
+    Roster,
     WriteOutcome,
     WriteRequest,
 )
@@ -323,25 +325,16 @@ class SqlStore:
             return await _load_group(conn, group_id_)
 
     async def add_members(
-        self,
-        group_id_: GroupId,
-        actor: UserId | None,
-        user_ids: Sequence[UserId],
-        max_members: int,
+        self, group_id_: GroupId, user_ids: Sequence[UserId], rule: GroupRule
     ) -> GroupChange:
         cid = group_id(group_id_)
         async with self._write_transaction() as conn:
             head = await _lock_group(conn, group_id_)
             current = await _member_ranks(conn, cid)
-            if actor is not None and actor not in current:
-                raise not_member(cid)
-            if actor is not None and actor != head.owner_id:
-                raise TidingsError(ErrorCode.FORBIDDEN, "only the group's owner adds members")
             wanted = [u for u in dict.fromkeys(user_ids) if u not in current]
+            rule(Roster(cid, UserId(head.owner_id), current), wanted)
             await _require_users(conn, wanted)
             last_seq, now = 0, now_ms()
-            if len(current) + len(wanted) > max_members:
-                raise bad_request(f"a group has at most {max_members} members")
             if wanted:
                 last_seq = await _lock_conversation(conn, cid)
                 await conn.execute(
@@ -368,20 +361,15 @@ class SqlStore:
         return GroupChange(group, joined=tuple(wanted), joined_at=now, joined_seq=last_seq)
 
     async def remove_member(
-        self, group_id_: GroupId, actor: UserId | None, user_id: UserId
+        self, group_id_: GroupId, user_id: UserId, rule: GroupRule
     ) -> GroupChange:
         cid = group_id(group_id_)
         async with self._write_transaction() as conn:
             head = await _lock_group(conn, group_id_)
             current = await _member_ranks(conn, cid)
-            if actor is not None and actor not in current:
-                raise not_member(cid)
+            rule(Roster(cid, UserId(head.owner_id), current), (user_id,))
             if user_id not in current:
                 raise not_found(f"user {user_id} is not a member of {cid}")
-            if actor is not None and actor != user_id and actor != head.owner_id:
-                raise TidingsError(
-                    ErrorCode.FORBIDDEN, "only the group's owner removes other members"
-                )
             await _lock_conversation(conn, cid)
             await conn.execute(
                 delete(members).where(

@@ -1,0 +1,54 @@
+"""A chat-list entry by the contract's rules, whoever builds it.
+
+The store builds entries from SQL rows, the Redis copy from its hashes, the
+service for events and for a private chat before its first message: all
+through ``chat_entry``, so unread, the entry's time and what a group or a
+private entry carries are decided here once. (The SQL twin of
+``shown_time`` is ``store/rows.UPDATED_AT``, which the chat-list query
+orders by.)
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from tidings.models import Conversation, Message
+
+Stamp = TypeVar("Stamp")
+
+
+def shown_time(last_seq: int, joined_seq: int, last_sent_at: Stamp, joined_at: Stamp) -> Stamp:
+    """An entry's time: its last message's, if the member can see it; else when they joined."""
+    return last_sent_at if last_seq > joined_seq else joined_at
+
+
+def chat_entry(
+    *,
+    conversation: str,
+    title: str,
+    group_id: int | None,
+    peer_id: int | None,
+    last_seq: int,
+    read_seq: int,
+    last_message: Message | None,
+    updated_at: str,
+    peer_read_seq: int | None = None,
+) -> Conversation:
+    """One entry: a group's when ``group_id`` is given, else a private chat with ``peer_id``.
+
+    Unread is a difference of positions (never a counter), and never negative.
+    """
+    is_group = group_id is not None
+    return Conversation(
+        id=conversation,
+        type="group" if is_group else "private",
+        title=title,
+        peer_id=None if is_group else peer_id,
+        group_id=group_id,
+        unread=max(0, last_seq - read_seq),
+        last_seq=last_seq,
+        read_seq=read_seq,
+        last_message=last_message,
+        updated_at=updated_at,
+        peer_read_seq=None if is_group else peer_read_seq,
+    )
