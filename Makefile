@@ -28,6 +28,7 @@ migrate: $(STAMP_RUN)
 lint: $(STAMP_DEV)
 	$(BIN)/ruff check tidings tests bench examples
 	$(BIN)/ruff format --check tidings tests bench examples
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP_DEV)
 	$(BIN)/mypy

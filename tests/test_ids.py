@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from tidings.ids import GroupRef, PrivateRef, UserId, parse_conversation, private_id
+from tidings.ids import (
+    GroupId,
+    GroupRef,
+    PrivateRef,
+    UserId,
+    group_conversation,
+    parse_conversation,
+)
 
 
 def test_a_private_id_names_both_users_smaller_first() -> None:
@@ -12,12 +19,12 @@ def test_a_private_id_names_both_users_smaller_first() -> None:
     assert isinstance(ref, PrivateRef)
     assert (ref.low, ref.high) == (3, 17)
     assert ref.peer_of(UserId(3)) == 17 and ref.peer_of(UserId(17)) == 3
-    assert private_id(UserId(17), UserId(3)) == "p:3-17"
 
 
 def test_a_group_id_names_the_group() -> None:
     ref = parse_conversation("g:5")
     assert isinstance(ref, GroupRef) and ref.group == 5
+    assert group_conversation(GroupId(5)) == "g:5"
 
 
 @pytest.mark.parametrize(

@@ -41,11 +41,11 @@ from tidings.service.admin import Admin
 from tidings.service.conversations import Conversations
 from tidings.service.groups import Groups
 from tidings.service.recipients import missed_messages
-from tidings.service.webhooks import WebhookSender
 from tidings.state import ChatListState
 from tidings.store import Store
 from tidings.store.engines import describe
 from tidings.store.sql import SqlStore
+from tidings.webhooks import WebhookSender
 
 if TYPE_CHECKING:
     from tidings.broker.redis import RedisBroker

@@ -16,6 +16,9 @@ UserId = NewType("UserId", int)
 GroupId = NewType("GroupId", int)
 ConversationId = NewType("ConversationId", str)
 
+# The largest id or seq any of the databases stores (a signed BIGINT).
+MAX_BIGINT = 2**63 - 1
+
 _PRIVATE = re.compile(r"p:([1-9][0-9]{0,17})-([1-9][0-9]{0,17})")
 _GROUP = re.compile(r"g:([1-9][0-9]{0,17})")
 
@@ -46,12 +49,8 @@ class GroupRef:
 ConversationRef = PrivateRef | GroupRef
 
 
-def private_id(a: UserId, b: UserId) -> ConversationId:
-    low, high = (a, b) if a < b else (b, a)
-    return ConversationId(f"p:{low}-{high}")
-
-
-def group_id(group: GroupId) -> ConversationId:
+def group_conversation(group: GroupId) -> ConversationId:
+    """The id of group ``group``'s conversation: ``g:{group}``."""
     return ConversationId(f"g:{group}")
 
 

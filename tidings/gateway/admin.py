@@ -22,9 +22,9 @@ from tidings.gateway.http import (
     read_json,
     string_field,
 )
-from tidings.ids import GroupId, UserId
+from tidings.ids import MAX_BIGINT, GroupId, UserId
 from tidings.service.admin import Admin
-from tidings.service.groups import MAX_ID, user_ids_field
+from tidings.service.groups import user_ids_field
 
 
 def _admin(request: web.Request) -> Admin:
@@ -97,7 +97,7 @@ async def push(request: web.Request) -> web.Response:
     user_ids = user_ids_field(body["user_ids"], "user_ids") if "user_ids" in body else None
     group = body.get("group_id")
     if group is not None and (
-        isinstance(group, bool) or not isinstance(group, int) or not 0 < group <= MAX_ID
+        isinstance(group, bool) or not isinstance(group, int) or not 0 < group <= MAX_BIGINT
     ):
         raise bad_request("group_id: an integer")
     everyone = body.get("all", False)
@@ -129,7 +129,7 @@ async def send_as(request: web.Request) -> web.Response:
     admin = _admin(request)
     body = await read_json(request)
     sender = body.get("sender_id")
-    if isinstance(sender, bool) or not isinstance(sender, int) or not 0 < sender <= MAX_ID:
+    if isinstance(sender, bool) or not isinstance(sender, int) or not 0 < sender <= MAX_BIGINT:
         raise bad_request("sender_id: a user id")
     stored = await admin.send_as(
         UserId(sender),
@@ -144,7 +144,7 @@ async def create_group(request: web.Request) -> web.Response:
     admin = _admin(request)
     body = await read_json(request)
     owner = body.get("owner_id")
-    if isinstance(owner, bool) or not isinstance(owner, int) or not 0 < owner <= MAX_ID:
+    if isinstance(owner, bool) or not isinstance(owner, int) or not 0 < owner <= MAX_BIGINT:
         raise bad_request("owner_id: a user id")
     group = await admin.create_group(UserId(owner), body.get("name"), body.get("member_ids", []))
     return json_response(group, 201)

@@ -12,7 +12,14 @@ from tidings.chatlist import chat_entry
 from tidings.config import Settings
 from tidings.errors import ErrorCode, TidingsError, bad_request, not_found, not_member
 from tidings.events import Publisher
-from tidings.ids import ConversationRef, GroupRef, PrivateRef, UserId, parse_conversation
+from tidings.ids import (
+    MAX_BIGINT,
+    ConversationRef,
+    GroupRef,
+    PrivateRef,
+    UserId,
+    parse_conversation,
+)
 from tidings.metrics import Metrics
 from tidings.models import Conversation, Message, iso_ms, now_ms
 from tidings.ratelimit import TokenBucket
@@ -27,7 +34,6 @@ DEFAULT_PAGE = 50
 MAX_PAGE = 200
 DEFAULT_CHAT_LIST = 100
 MAX_CHAT_LIST = 1000
-MAX_SEQ = 2**63 - 1
 
 
 class Conversations:
@@ -102,7 +108,7 @@ class Conversations:
     ) -> Conversation:
         """Move the user's read_seq forward to ``seq`` (clamped to last_seq)."""
         ref = self._conversation(conversation)
-        if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_SEQ:
+        if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_BIGINT:
             raise bad_request("seq: a non-negative integer")
         if isinstance(ref, PrivateRef) and not ref.has(user):
             raise not_member(ref.id)

@@ -17,14 +17,13 @@ from tidings.chatlist import chat_entry
 from tidings.config import Settings
 from tidings.errors import ErrorCode, TidingsError, bad_request, not_found, not_member
 from tidings.events import ConversationAdded, ConversationRemoved, Publisher
-from tidings.ids import GroupId, UserId, group_id
+from tidings.ids import MAX_BIGINT, GroupId, UserId, group_conversation
 from tidings.models import Group, iso_ms
 from tidings.service.text import without_nul
 from tidings.state import ChatListState
 from tidings.store import GroupChange, Roster, Store
 
 MAX_GROUP_NAME = 100
-MAX_ID = 2**63 - 1  # what every database stores in a BIGINT
 
 
 class Groups:
@@ -57,7 +56,7 @@ class Groups:
         if group is None:
             raise not_found(f"no group {gid}")
         if user not in group.member_ids:
-            raise not_member(group_id(gid))
+            raise not_member(group_conversation(gid))
         return group
 
     async def add(self, actor: UserId | None, gid: GroupId, user_ids: Sequence[UserId]) -> Group:
@@ -92,7 +91,7 @@ class Groups:
         change = await self._store.remove_member(gid, user, rule)
         await self._changed(change)
         for left in change.left:
-            self._broker.publish(ConversationRemoved(left, group_id(gid)))
+            self._broker.publish(ConversationRemoved(left, group_conversation(gid)))
 
     async def _changed(self, change: GroupChange) -> None:
         """Before the events: who gets one must find the change in its chat list."""
@@ -105,7 +104,7 @@ class Groups:
         if group is None or not change.joined:
             return
         entry = chat_entry(
-            conversation=group_id(GroupId(group.id)),
+            conversation=group_conversation(GroupId(group.id)),
             title=group.name,
             group_id=group.id,
             peer_id=None,
@@ -127,7 +126,7 @@ def _group_name(name: object) -> str:
 def user_ids_field(value: object, field: str) -> list[UserId]:
     """A list of user ids from a request field, or ``bad_request`` naming the field."""
     if not isinstance(value, list) or not all(
-        isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_ID for v in value
+        isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_BIGINT for v in value
     ):
         raise bad_request(f"{field}: positive integer user ids")
     return [UserId(v) for v in value]

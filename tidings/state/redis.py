@@ -134,7 +134,7 @@ class RedisChatList:
                 head = heads.get(message.conversation)
                 if head is None or message.seq > head.seq:
                     heads[message.conversation] = message
-                private = message.conversation.startswith("p:")
+                private = isinstance(parse_conversation(message.conversation), PrivateRef)
                 _forward(reads, (message.sender, message.conversation), message.seq, private)
                 ref = request.conversation if isinstance(request, SendRequest) else None
                 if message.seq == 1 and isinstance(ref, PrivateRef):
@@ -208,7 +208,7 @@ class RedisChatList:
         args: list[Any] = [self._prefix, epoch, user, generation, self._ttl]
         for position in await self._store.member_positions(user):
             args += [position.conversation, position.read_seq]
-            if position.conversation.startswith("g:"):
+            if isinstance(parse_conversation(position.conversation), GroupRef):
                 joined = f"{position.joined_seq}|{iso_ms(position.joined_at)}"
                 args += [f"j:{position.conversation}", joined]
         await self._install(args=args)

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Row, Select, and_, bindparam, case, select
 
 from tidings.chatlist import chat_entry
+from tidings.ids import MAX_BIGINT
 from tidings.models import Conversation, Message, User, iso_ms, message_id
 from tidings.store.schema import conversations, groups, members, messages, users
 
@@ -68,7 +69,7 @@ def _history_page(member_only: bool, newest_first: bool) -> Select[Any]:
     return query.order_by(order).limit(bindparam("limit"))
 
 
-NO_END = 2**63 - 1  # above every seq: BIGINT's maximum
+NO_END = MAX_BIGINT  # above every seq
 NEWEST_FIRST, OLDEST_FIRST = True, False
 HISTORY_PAGES = {
     (member_only, newest_first): _history_page(member_only, newest_first)

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.schema import Table
 
 from tidings.errors import ErrorCode, TidingsError, bad_request, not_found, unavailable
-from tidings.ids import ConversationId, GroupId, UserId, group_id
+from tidings.ids import ConversationId, GroupId, UserId, group_conversation
 from tidings.models import Conversation, Group, Message, User, now_ms
 from tidings.store import (
     ConversationHead,
@@ -291,7 +291,7 @@ class SqlStore:
                 )
             )
             gid = GroupId(int(result.inserted_primary_key[0]))  # type: ignore[index]
-            cid = group_id(gid)
+            cid = group_conversation(gid)
             await conn.execute(
                 insert(conversations).values(
                     id=cid,
@@ -320,16 +320,16 @@ class SqlStore:
         group = Group(id=gid, name=name, owner_id=owner, member_ids=[int(u) for u in ordered])
         return GroupChange(group, joined=tuple(ordered), joined_at=now, joined_seq=0)
 
-    async def group(self, group_id_: GroupId) -> Group | None:
+    async def group(self, gid: GroupId) -> Group | None:
         async with self._read_transaction() as conn:
-            return await _load_group(conn, group_id_)
+            return await _load_group(conn, gid)
 
     async def add_members(
-        self, group_id_: GroupId, user_ids: Sequence[UserId], rule: GroupRule
+        self, gid: GroupId, user_ids: Sequence[UserId], rule: GroupRule
     ) -> GroupChange:
-        cid = group_id(group_id_)
+        cid = group_conversation(gid)
         async with self._write_transaction() as conn:
-            head = await _lock_group(conn, group_id_)
+            head = await _lock_group(conn, gid)
             current = await _member_ranks(conn, cid)
             wanted = [u for u in dict.fromkeys(user_ids) if u not in current]
             rule(Roster(cid, UserId(head.owner_id), current), wanted)
@@ -354,18 +354,16 @@ class SqlStore:
                 )
                 await conn.execute(
                     update(groups)
-                    .where(groups.c.id == group_id_)
+                    .where(groups.c.id == gid)
                     .values(join_counter=head.join_counter + len(wanted))
                 )
-            group = await _load_group(conn, group_id_)
+            group = await _load_group(conn, gid)
         return GroupChange(group, joined=tuple(wanted), joined_at=now, joined_seq=last_seq)
 
-    async def remove_member(
-        self, group_id_: GroupId, user_id: UserId, rule: GroupRule
-    ) -> GroupChange:
-        cid = group_id(group_id_)
+    async def remove_member(self, gid: GroupId, user_id: UserId, rule: GroupRule) -> GroupChange:
+        cid = group_conversation(gid)
         async with self._write_transaction() as conn:
-            head = await _lock_group(conn, group_id_)
+            head = await _lock_group(conn, gid)
             current = await _member_ranks(conn, cid)
             rule(Roster(cid, UserId(head.owner_id), current), (user_id,))
             if user_id not in current:
@@ -381,14 +379,12 @@ class SqlStore:
                 # Left by everyone: the group, its conversation and history go.
                 await conn.execute(delete(messages).where(messages.c.conversation_id == cid))
                 await conn.execute(delete(conversations).where(conversations.c.id == cid))
-                await conn.execute(delete(groups).where(groups.c.id == group_id_))
+                await conn.execute(delete(groups).where(groups.c.id == gid))
                 return GroupChange(None, left=(user_id,))
             if user_id == head.owner_id:
                 heir = min(current, key=current.__getitem__)
-                await conn.execute(
-                    update(groups).where(groups.c.id == group_id_).values(owner_id=heir)
-                )
-            group = await _load_group(conn, group_id_)
+                await conn.execute(update(groups).where(groups.c.id == gid).values(owner_id=heir))
+            group = await _load_group(conn, gid)
         return GroupChange(group, left=(user_id,))
 
     # -- reads --------------------------------------------------------------
@@ -608,7 +604,7 @@ async def _load_group(conn: AsyncConnection, gid: GroupId) -> Group | None:
         return None
     rows = await conn.execute(
         select(members.c.user_id)
-        .where(members.c.conversation_id == group_id(gid))
+        .where(members.c.conversation_id == group_conversation(gid))
         .order_by(members.c.join_rank)
     )
     return Group(id=gid, name=head.name, owner_id=head.owner_id, member_ids=[r[0] for r in rows])

@@ -22,6 +22,7 @@ import aiohttp
 import msgspec
 
 from tidings.events import ConversationAdded, ConversationRemoved, Event, MessageCreated
+from tidings.ids import GroupRef, parse_conversation
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +45,14 @@ def payload_of(event: Event) -> dict[str, Any] | None:
             "group_id": event.conversation.group_id,
             "user_id": event.user,
         }
-    if isinstance(event, ConversationRemoved) and event.conversation.startswith("g:"):
-        return {
-            "event": "group.member_removed",
-            "group_id": int(event.conversation[2:]),
-            "user_id": event.user,
-        }
+    if isinstance(event, ConversationRemoved):
+        removed = parse_conversation(event.conversation)
+        if isinstance(removed, GroupRef):
+            return {
+                "event": "group.member_removed",
+                "group_id": removed.group,
+                "user_id": event.user,
+            }
     return None
 
 
@@ -74,7 +77,6 @@ class WebhookSender:
         self._workers = workers
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
-        self.delivered = 0
         self.dropped = 0
         self.failed = 0
 
@@ -137,7 +139,6 @@ class WebhookSender:
             try:
                 async with self._session.post(self._url, data=body, headers=headers) as answer:
                     if 200 <= answer.status < 300:
-                        self.delivered += 1
                         return
                     reason = f"HTTP {answer.status}"
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
