@@ -130,10 +130,8 @@ async def serve_forever(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     address = _address(site, settings)
     # What startup made (modules, SQLAlchemy's and aiohttp's tables, the
-    # app) lives as long as the process: keep the cyclic collector off it.
-    # Without this each full collection walked it all, 50-75 ms every
-    # second or so under load, which was the p99 of a private chat at
-    # 10,000 msgs/s (docs/benchmarks.md, stop 12).
+    # app) lives as long as the process: keep the cyclic collector off it,
+    # or every full collection walks it all (docs/benchmarks.md, stop 12).
     gc.freeze()
     log.info("tidings %s listening on %s (%s)", __version__, address, backends(settings))
     print(f"tidings listening on {address}", flush=True)

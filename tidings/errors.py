@@ -1,7 +1,7 @@
 """The error codes of the contract and the one exception that carries them.
 
 Every refusal the server gives, over HTTP or WebSocket, is a ``TidingsError``
-with a code from PROTOCOL.md; the edges turn it into a status and a body.
+with a code from docs/protocol.md; the edges turn it into a status and a body.
 """
 
 from __future__ import annotations

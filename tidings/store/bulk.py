@@ -3,8 +3,8 @@
 A write batch inserts and updates hundreds of rows per statement.
 SQLAlchemy's executemany turns every row's dict into the driver's
 parameters in Python (per row: compile-time parameter map, bind
-processors, a tuple), a fifth of the server's CPU in a private-chat
-benchmark (py-spy). The batch's values are plain ints, strings, bools and
+processors, a tuple), a fifth of the server's CPU under load
+(docs/benchmarks.md). The batch's values are plain ints, strings, bools and
 None, which every supported driver takes without conversion, so the
 statement is compiled once per dialect and the rows go to the driver as
 tuples in the compiled statement's parameter order.
@@ -12,8 +12,7 @@ tuples in the compiled statement's parameter order.
 Inserts and updates on PostgreSQL go further: one ``INSERT … SELECT *
 FROM unnest($1::type[], …)`` or ``UPDATE … FROM unnest(…)`` with one
 array per column instead of a statement per row (asyncpg's executemany
-runs one per row, ~18 µs each): 1,000 messages in a batch cost 17.7 ms
-the per-row way.
+runs one per row).
 """
 
 from __future__ import annotations

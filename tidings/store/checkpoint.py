@@ -3,9 +3,8 @@
 By default SQLite checkpoints inside the commit that takes the WAL past
 ``wal_autocheckpoint`` pages: that commit copies the WAL's pages into the
 database file and fsyncs it while every send of its batch, and the batches
-queued behind it, wait. At 10,000 sends/s that was a 6-15 ms commit about
-every second (with the limit at 10,000 pages, see ``engines.py``), the
-tallest waves left in the open-loop latency.
+queued behind it, wait: the tallest waves in the open-loop latency
+(docs/benchmarks.md, stop 13).
 
 This thread runs ``PRAGMA wal_checkpoint(PASSIVE)`` on its own connection
 every ``interval`` seconds instead. A passive checkpoint never waits for
@@ -14,8 +13,7 @@ it runs, so the copy and its fsync happen beside the write path, not in
 it; when a pass has copied everything, the next write transaction starts
 the WAL over from its beginning. The commits' own checkpoint stays as the
 backstop: if this thread falls behind, the WAL still stops growing at
-``wal_autocheckpoint`` pages. Measured at 10,000 sends/s, six interleaved
-rounds each: p99 15.3 ms without, 13.0 ms with (medians).
+``wal_autocheckpoint`` pages.
 """
 
 from __future__ import annotations

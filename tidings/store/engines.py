@@ -84,18 +84,11 @@ def create_engines(url_text: str, *, sqlite_synchronous: str = "FULL") -> Engine
     raise SettingsError(f"unsupported database {dialect!r}: use sqlite, postgresql or mysql")
 
 
-# SQLite checkpoints the WAL into the database inside the commit that takes
-# the WAL past this many pages, so that commit (and every send waiting on
-# it) pays for the copy and an fsync of the database file. A batch of 30
-# private sends touches ~80 pages (each conversation's and each sender's own
-# index leaves), so SQLite's default of 1,000 pages checkpointed every ~13
-# batches: a 5-10 ms commit every ~36 ms at 10,000 sends/s, the waves in the
-# latency. A checkpoint's cost follows the distinct pages it copies, and
-# hot pages repeat, so ten times the interval costs about the same per
-# checkpoint (6-15 ms): 117-128 slow commits in a 5 s run became 15-17,
-# p99 23-45 ms became 13-16 ms. The WAL file then stays up to ~40 MB (4 KiB
-# pages). Since then a thread checkpoints beside the write path
-# (checkpoint.py) and this limit is only the backstop.
+# SQLite checkpoints the WAL inside the commit that takes it past this many
+# pages, and that commit (with every send waiting on it) pays for the copy.
+# The checkpoint thread (checkpoint.py) copies beside the write path; this
+# limit, ten times SQLite's default, is its backstop and keeps the WAL file
+# under ~40 MB. Why these numbers: docs/benchmarks.md, stop 13.
 WAL_AUTOCHECKPOINT_PAGES = 10_000
 
 
@@ -113,7 +106,7 @@ def _sqlite_engines(url: URL, synchronous: str) -> Engines:
     reader = create_async_engine(url, pool_size=4, max_overflow=4, hide_parameters=True)
     # The same file through the plain sqlite3 driver: a batch runs whole in
     # the store's batch thread, with no hop to aiosqlite's thread and back per
-    # statement (~0.7 ms each here; a batch has about nine).
+    # statement.
     batch = create_engine(
         url.set(drivername="sqlite+pysqlite"),
         poolclass=QueuePool,
