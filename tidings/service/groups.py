@@ -42,14 +42,8 @@ class Groups:
     async def create(self, owner: UserId, name: object, member_ids: object) -> Group:
         title = _group_name(name)
         ids = user_ids_field(member_ids, "member_ids")
-        limit = self._settings.max_group_members
-        if len(set(ids) | {owner}) > limit:
-            raise bad_request(f"a group has at most {limit} members")
-        change = await self._store.create_group(owner, title, ids)
-        await self._changed(change)
-        self._announce(change)
-        assert change.group is not None
-        return change.group
+        self._check_size(len(set(ids) | {owner}))
+        return await self._joined(await self._store.create_group(owner, title, ids))
 
     async def get(self, user: UserId, gid: GroupId) -> Group:
         group = await self._store.group(gid)
@@ -60,25 +54,18 @@ class Groups:
         return group
 
     async def add(self, actor: UserId | None, gid: GroupId, user_ids: Sequence[UserId]) -> Group:
-        limit = self._settings.max_group_members
-
         def rule(roster: Roster, joining: Sequence[UserId]) -> None:
             if actor is not None:
                 if actor not in roster.ranks:
                     raise not_member(roster.conversation)
                 if actor != roster.owner:
                     raise TidingsError(ErrorCode.FORBIDDEN, "only the group's owner adds members")
-            if len(roster.ranks) + len(joining) > limit:
-                raise bad_request(f"a group has at most {limit} members")
+            self._check_size(len(roster.ranks) + len(joining))
 
-        change = await self._store.add_members(gid, user_ids, rule)
-        await self._changed(change)
-        self._announce(change)
-        assert change.group is not None
-        return change.group
+        return await self._joined(await self._store.add_members(gid, user_ids, rule))
 
     async def remove(self, actor: UserId | None, gid: GroupId, user: UserId) -> None:
-        def rule(roster: Roster, leaving: Sequence[UserId]) -> None:
+        def rule(roster: Roster, _leaving: Sequence[UserId]) -> None:
             if actor is not None and actor not in roster.ranks:
                 raise not_member(roster.conversation)
             if user not in roster.ranks:
@@ -92,6 +79,18 @@ class Groups:
         await self._changed(change)
         for left in change.left:
             self._broker.publish(ConversationRemoved(left, group_conversation(gid)))
+
+    def _check_size(self, members: int) -> None:
+        limit = self._settings.max_group_members
+        if members > limit:
+            raise bad_request(f"a group has at most {limit} members")
+
+    async def _joined(self, change: GroupChange) -> Group:
+        """After members joined: the chat lists first, then the events."""
+        await self._changed(change)
+        self._announce(change)
+        assert change.group is not None
+        return change.group
 
     async def _changed(self, change: GroupChange) -> None:
         """Before the events: who gets one must find the change in its chat list."""
