@@ -362,3 +362,32 @@ async def test_a_server_fault_during_auth_closes_the_socket_with_1011(
         assert await sock.closed_with() == 1011
     finally:
         sock.close()
+
+
+def test_the_aiohttp_pin_is_the_range_the_wire_layer_was_tested_on() -> None:
+    """pyproject.toml allows exactly the aiohttp versions wire.py accepts at import."""
+    from tidings.gateway.wire import TESTED_AIOHTTP
+
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    oldest, newest = (".".join(map(str, version)) for version in TESTED_AIOHTTP)
+    assert f'"aiohttp>={oldest},<={newest}",' in pyproject
+
+
+@pytest.mark.parametrize("version", ["3.10.11", "3.14.6", "3.15.0", "4.0.0a1"])
+def test_an_untested_aiohttp_is_refused_with_what_to_install(
+    version: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tidings.gateway import wire
+
+    monkeypatch.delenv(wire.ALLOW_UNTESTED, raising=False)
+    with pytest.raises(ImportError, match=r"aiohttp>=3\.11\.0,<=3\.14\.5"):
+        wire._check_aiohttp(version)
+    monkeypatch.setenv(wire.ALLOW_UNTESTED, "1")
+    wire._check_aiohttp(version)  # the escape hatch for trying a candidate
+
+
+@pytest.mark.parametrize("version", ["3.11.0", "3.12.15", "3.14.5"])
+def test_a_tested_aiohttp_is_accepted(version: str) -> None:
+    from tidings.gateway import wire
+
+    wire._check_aiohttp(version)

@@ -10,7 +10,8 @@ then holds this object, the transport and the ``Connection``.
 
 What it does of RFC 6455, as a server: client frames must be masked;
 fragmented messages are joined; a message over ``max_size`` closes with
-1009, text that is not UTF-8 with 1007, any other protocol error with
+1009, text that is not UTF-8 with 1007 (as soon as its bytes arrive,
+even mid-frame), any other protocol error with
 1002; pings are answered with pongs; a close frame is answered with a close
 of the same code and the server then closes TCP (§7.1.1). Extensions and
 subprotocols are never negotiated, so reserved bits are an error.
@@ -22,12 +23,39 @@ import asyncio
 import base64
 import codecs
 import hashlib
+import os
+import re
 import struct
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import aiohttp
 from aiohttp import web
-from aiohttp._websocket.helpers import websocket_mask  # C (Cython); aiohttp is pinned
+
+# take_over() relies on aiohttp internals (see its docstring), and the C
+# unmasking below is aiohttp's too: both are checked only on the versions
+# .ci/aiohttp-matrix runs the wire tests on. Keep in step with the aiohttp
+# line of pyproject.toml (tests/test_websocket_wire.py checks that).
+TESTED_AIOHTTP = ((3, 11, 0), (3, 14, 5))
+ALLOW_UNTESTED = "TIDINGS_ALLOW_UNTESTED_AIOHTTP"
+
+
+def _check_aiohttp(version: str) -> None:
+    numbers = tuple(int(part) for part in re.findall(r"\d+", version)[:3])
+    oldest, newest = TESTED_AIOHTTP
+    if not oldest <= numbers <= newest and os.environ.get(ALLOW_UNTESTED) != "1":
+        raise ImportError(
+            f"tidings' WebSocket layer was tested with aiohttp {'.'.join(map(str, oldest))}"
+            f" to {'.'.join(map(str, newest))}, and aiohttp {version} is installed: install"
+            f" a tested one (pip install 'aiohttp>={'.'.join(map(str, oldest))},"
+            f"<={'.'.join(map(str, newest))}'), or set {ALLOW_UNTESTED}=1 to try this one"
+            " (as .ci/aiohttp-matrix does before the range is widened)"
+        )
+
+
+_check_aiohttp(aiohttp.__version__)
+
+from aiohttp._websocket.helpers import websocket_mask  # noqa: E402 - C (Cython), after the check
 
 OP_CONTINUATION = 0x0
 OP_TEXT = 0x1
@@ -432,9 +460,8 @@ def take_over(
     after the upgrade request, which aiohttp buffered, reach the listener
     (``listen(wire)``) before anything read later. aiohttp has no hijack
     API; this relies on its protocol's ``transport``/``connection_lost``
-    and reads its ``_message_tail`` (with a default). Checked with aiohttp
-    3.11.18 and 3.14.5 (tests/test_websocket_wire.py): run that file on
-    any aiohttp upgrade.
+    and reads its ``_message_tail`` (with a default), on the aiohttp
+    versions of ``TESTED_AIOHTTP`` only (``.ci/aiohttp-matrix``).
     """
     transport: Any = request.transport
     handler: Any = request.protocol
