@@ -212,7 +212,8 @@ class WebSocketWire(asyncio.Protocol):
                     self._check_partial_text(buffer, head, size)
                 break
             mask = bytes(buffer[head : head + 4])
-            payload = bytearray(buffer[head + 4 : end])
+            with memoryview(buffer) as view:  # one copy, of the payload only
+                payload = bytearray(view[head + 4 : end])
             websocket_mask(mask, payload)
             at = end
             self._frame(first & 0x80, opcode, payload)
@@ -232,7 +233,8 @@ class WebSocketWire(asyncio.Protocol):
             self._text = _utf8()
         turn = self._checked % 4
         mask = bytes(buffer[head : head + 4])
-        chunk = bytearray(buffer[start:size])
+        with memoryview(buffer) as view:
+            chunk = bytearray(view[start:size])
         websocket_mask(mask[turn:] + mask[:turn], chunk)
         try:
             self._text.decode(chunk)
