@@ -36,6 +36,11 @@ typecheck: $(STAMP_DEV)
 test: $(STAMP_DEV) lint typecheck
 	$(BIN)/python -m pytest
 
+# The wire tests against the oldest and newest aiohttp pyproject.toml allows.
+.PHONY: wire-matrix
+wire-matrix: $(STAMP_DEV)
+	.ci/aiohttp-matrix
+
 # The benchmarks of docs/benchmarks.md: a spawned server pinned to CPU 0, the load
 # on CPU 1. Pass more with BENCH_ARGS, e.g. make bench BENCH_ARGS="private --repeat 3".
 BENCH_ARGS ?= --repeat 3 --connections 10000,19000

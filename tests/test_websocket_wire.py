@@ -211,6 +211,51 @@ async def test_a_frame_split_over_many_packets_is_read_whole(
         sock.close()
 
 
+async def test_a_message_at_a_raised_size_limit_in_64_byte_fragments_is_read_whole(
+    tmp_path: Path,
+) -> None:
+    """One fragment per 64 bytes of the limit is allowed: 4,096 at 256 KiB."""
+    limit = 256 * 1024
+    server, runner = await start_server(settings_for(tmp_path, max_frame_bytes=limit))
+    try:
+        status, sock = await RawSocket.upgrade(server)
+        assert status == 101
+        text = b'{"type":"auth","token":"not a token"' + b" " * (limit - 38) + b"}"
+        parts = [text[at : at + 64] for at in range(0, len(text), 64)]
+        assert len(parts) == limit // 64
+        await sock.send(
+            frame(TEXT, parts[0], fin=False)
+            + b"".join(
+                frame(0x0, part, fin=index == len(parts) - 1)
+                for index, part in enumerate(parts[1:], start=1)
+            )
+        )
+        # Read whole and understood: refused as a bad token, not as too big (1009).
+        assert (await sock.read_json())["type"] == "error"
+        assert await sock.closed_with() == 4001
+        sock.close()
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize("fragmented", [False, True], ids=["one frame", "fragments"])
+async def test_invalid_utf_8_closes_1007_before_the_rest_of_the_message_is_sent(
+    server: RunningServer, alice: Account, fragmented: bool
+) -> None:
+    """RFC 6455 §8.1: fail fast, whether the message or only its frame is unfinished."""
+    sock = await authenticated(server, alice)
+    try:
+        start = b'{"type":"ping","ref":"\xf4\x90'  # U+110000 and up: never valid UTF-8
+        if fragmented:
+            await sock.send(frame(TEXT, start, fin=False))
+        else:
+            whole = frame(TEXT, start + b' never sent"}')
+            await sock.send(whole[: -len(b' never sent"}')])
+        assert await sock.closed_with() == 1007
+    finally:
+        sock.close()
+
+
 async def test_a_burst_of_sends_comes_back_as_whole_frames_in_order(
     server: RunningServer, alice: Account, bob: Account
 ) -> None:
@@ -362,3 +407,32 @@ async def test_a_server_fault_during_auth_closes_the_socket_with_1011(
         assert await sock.closed_with() == 1011
     finally:
         sock.close()
+
+
+def test_the_aiohttp_pin_is_the_range_the_wire_layer_was_tested_on() -> None:
+    """pyproject.toml allows exactly the aiohttp versions wire.py accepts at import."""
+    from tidings.gateway.wire import TESTED_AIOHTTP
+
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    oldest, newest = (".".join(map(str, version)) for version in TESTED_AIOHTTP)
+    assert f'"aiohttp>={oldest},<={newest}",' in pyproject
+
+
+@pytest.mark.parametrize("version", ["3.10.11", "3.14.6", "3.15.0", "4.0.0a1"])
+def test_an_untested_aiohttp_is_refused_with_what_to_install(
+    version: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tidings.gateway import wire
+
+    monkeypatch.delenv(wire.ALLOW_UNTESTED, raising=False)
+    with pytest.raises(ImportError, match=r"aiohttp>=3\.11\.0,<=3\.14\.5"):
+        wire._check_aiohttp(version)
+    monkeypatch.setenv(wire.ALLOW_UNTESTED, "1")
+    wire._check_aiohttp(version)  # the escape hatch for trying a candidate
+
+
+@pytest.mark.parametrize("version", ["3.11.0", "3.12.15", "3.14.5"])
+def test_a_tested_aiohttp_is_accepted(version: str) -> None:
+    from tidings.gateway import wire
+
+    wire._check_aiohttp(version)

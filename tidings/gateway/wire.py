@@ -10,7 +10,8 @@ then holds this object, the transport and the ``Connection``.
 
 What it does of RFC 6455, as a server: client frames must be masked;
 fragmented messages are joined; a message over ``max_size`` closes with
-1009, text that is not UTF-8 with 1007, any other protocol error with
+1009, text that is not UTF-8 with 1007 (as soon as its bytes arrive,
+even mid-frame), any other protocol error with
 1002; pings are answered with pongs; a close frame is answered with a close
 of the same code and the server then closes TCP (§7.1.1). Extensions and
 subprotocols are never negotiated, so reserved bits are an error.
@@ -20,12 +21,41 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import codecs
 import hashlib
+import os
+import re
 import struct
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import aiohttp
 from aiohttp import web
+
+# take_over() relies on aiohttp internals (see its docstring), and the C
+# unmasking below is aiohttp's too: both are checked only on the versions
+# .ci/aiohttp-matrix runs the wire tests on. Keep in step with the aiohttp
+# line of pyproject.toml (tests/test_websocket_wire.py checks that).
+TESTED_AIOHTTP = ((3, 11, 0), (3, 14, 5))
+ALLOW_UNTESTED = "TIDINGS_ALLOW_UNTESTED_AIOHTTP"
+
+
+def _check_aiohttp(version: str) -> None:
+    numbers = tuple(int(part) for part in re.findall(r"\d+", version)[:3])
+    oldest, newest = TESTED_AIOHTTP
+    if not oldest <= numbers <= newest and os.environ.get(ALLOW_UNTESTED) != "1":
+        raise ImportError(
+            f"tidings' WebSocket layer was tested with aiohttp {'.'.join(map(str, oldest))}"
+            f" to {'.'.join(map(str, newest))}, and aiohttp {version} is installed: install"
+            f" a tested one (pip install 'aiohttp>={'.'.join(map(str, oldest))},"
+            f"<={'.'.join(map(str, newest))}'), or set {ALLOW_UNTESTED}=1 to try this one"
+            " (as .ci/aiohttp-matrix does before the range is widened)"
+        )
+
+
+_check_aiohttp(aiohttp.__version__)
+
+from aiohttp._websocket.helpers import websocket_mask  # noqa: E402 - C (Cython), after the check
 
 OP_CONTINUATION = 0x0
 OP_TEXT = 0x1
@@ -39,9 +69,6 @@ CLOSE_INVALID_TEXT = 1007
 CLOSE_TOO_BIG = 1009
 CLOSE_NO_STATUS = 1005
 
-# Empty continuation frames add nothing to a message's size but one list
-# entry each: without a bound a client could grow that list for ever.
-MAX_FRAGMENTS = 1024
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _U16 = struct.Struct("!H")
 _U64 = struct.Struct("!Q")
@@ -71,16 +98,14 @@ def close_frame(code: int, reason: bytes = b"") -> bytes:
     return bytes((0x80 | OP_CLOSE, len(payload))) + payload
 
 
-def _unmask(payload: bytes, mask: bytes) -> bytes:
-    # XOR of two whole integers: one C-level operation instead of a Python
-    # loop per byte.
-    size = len(payload)
-    if not size:
-        return payload
-    key = (mask * (size // 4 + 1))[:size]
-    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(
-        size, "little"
-    )
+# A fragmented message's bytes are joined as they come, so its memory is
+# bounded by the message size limit; empty continuation frames would add
+# nothing but parsing work, so a message may have one fragment for every 64
+# bytes of that limit (1,024 at the default 64 KiB; a 4 MiB message in
+# 64-byte fragments fits a 4 MiB limit), and never fewer than 1,024.
+FRAGMENT_BYTES = 64
+MIN_FRAGMENTS = 1024
+_utf8 = codecs.getincrementaldecoder("utf-8")
 
 
 class WebSocketWire(asyncio.Protocol):
@@ -91,9 +116,11 @@ class WebSocketWire(asyncio.Protocol):
         "listener",
         "max_size",
         "_unparsed",
+        "_message",
+        "_message_opcode",
         "_fragments",
-        "_fragment_opcode",
-        "_fragment_size",
+        "_text",
+        "_checked",
         "_write_paused",
         "_drain_waiter",
         "_close_sent",
@@ -107,10 +134,16 @@ class WebSocketWire(asyncio.Protocol):
         self.transport = transport
         self.listener: Listener | None = None
         self.max_size = max_size
-        self._unparsed = b""
-        self._fragments: list[bytes] | None = None
-        self._fragment_opcode = 0
-        self._fragment_size = 0
+        # Bytes of an incomplete frame, kept between reads (None when idle).
+        self._unparsed: bytearray | None = None
+        # The unmasked payload so far of a fragmented message, and its opcode.
+        self._message: bytearray | None = None
+        self._message_opcode = 0
+        self._fragments = 0
+        # The UTF-8 check of a text message that is not yet whole, and how
+        # many bytes of the incomplete frame it has seen (§8.1: fail fast).
+        self._text: codecs.IncrementalDecoder | None = None
+        self._checked = 0
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._close_sent = False
@@ -131,7 +164,24 @@ class WebSocketWire(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._input_closed:
             return
-        buffer = self._unparsed + data if self._unparsed else data
+        pending = self._unparsed
+        if pending is None:
+            # The usual case: whole frames in one read, parsed in place.
+            at = self._parse(data)
+            if at < len(data) and not self._input_closed:
+                self._unparsed = bytearray(memoryview(data)[at:])
+            return
+        # The rest of a frame: appending is amortised O(1) a byte, so a big
+        # frame over many reads costs its size once, not its size squared.
+        pending += data
+        at = self._parse(pending)
+        if self._input_closed or at == len(pending):
+            self._unparsed = None
+        elif at:
+            del pending[:at]  # bytes before a frame's start, moved at most once
+
+    def _parse(self, buffer: bytes | bytearray) -> int:
+        """Handle the whole frames in ``buffer``; the offset of the first incomplete one."""
         size = len(buffer)
         at = 0
         while not self._input_closed:
@@ -155,15 +205,43 @@ class WebSocketWire(asyncio.Protocol):
             problem = self._header_problem(first, second, opcode, length)
             if problem is not None:
                 self.fail(*problem)
-                return
+                break
             end = head + 4 + length
             if end > size:
+                if size > head + 4 and self._is_text(opcode):
+                    self._check_partial_text(buffer, head, size)
                 break
-            mask = buffer[head : head + 4]
-            payload = _unmask(buffer[head + 4 : end], mask)
+            mask = bytes(buffer[head : head + 4])
+            with memoryview(buffer) as view:  # one copy, of the payload only
+                payload = bytearray(view[head + 4 : end])
+            websocket_mask(mask, payload)
             at = end
             self._frame(first & 0x80, opcode, payload)
-        self._unparsed = buffer[at:] if at < size and not self._input_closed else b""
+        return at
+
+    def _is_text(self, opcode: int) -> bool:
+        if opcode == OP_TEXT:
+            return self._message is None  # else a protocol error once the frame is whole
+        return opcode == OP_CONTINUATION and self._text is not None
+
+    def _check_partial_text(self, buffer: bytes | bytearray, head: int, size: int) -> None:
+        """Fail fast on text that cannot become UTF-8, before its frame is whole (§8.1)."""
+        start = head + 4 + self._checked
+        if start >= size:
+            return
+        if self._text is None:  # a text frame's first bytes; no message was open
+            self._text = _utf8()
+        turn = self._checked % 4
+        mask = bytes(buffer[head : head + 4])
+        with memoryview(buffer) as view:
+            chunk = bytearray(view[start:size])
+        websocket_mask(mask[turn:] + mask[:turn], chunk)
+        try:
+            self._text.decode(chunk)
+        except UnicodeDecodeError:
+            self.fail(CLOSE_INVALID_TEXT, "text that is not UTF-8")
+            return
+        self._checked = size - head - 4
 
     def _header_problem(
         self, first: int, second: int, opcode: int, length: int
@@ -180,34 +258,40 @@ class WebSocketWire(asyncio.Protocol):
             return None
         if opcode > OP_BINARY:
             return CLOSE_PROTOCOL_ERROR, f"unknown opcode {opcode}"
-        if length + (self._fragment_size if opcode == OP_CONTINUATION else 0) > self.max_size:
+        message = self._message
+        if length + (len(message) if message is not None and not opcode else 0) > self.max_size:
             return CLOSE_TOO_BIG, f"message over {self.max_size} bytes"
         return None
 
-    def _frame(self, fin: int, opcode: int, payload: bytes) -> None:
+    def _frame(self, fin: int, opcode: int, payload: bytearray) -> None:
         if opcode in (OP_TEXT, OP_BINARY):
-            if self._fragments is not None:
+            if self._message is not None:
                 self.fail(CLOSE_PROTOCOL_ERROR, "a new message began before the last one ended")
-            elif fin:
+                return
+            text_in_parts = opcode == OP_TEXT and (not fin or self._text is not None)
+            if text_in_parts and not self._check_text(payload, fin):
+                return
+            if fin:
                 self._deliver(opcode, payload)
             else:
-                self._fragments = [payload]
-                self._fragment_opcode = opcode
-                self._fragment_size = len(payload)
+                self._message = payload
+                self._message_opcode = opcode
+                self._fragments = 1
         elif opcode == OP_CONTINUATION:
-            if self._fragments is None:
+            message = self._message
+            if message is None:
                 self.fail(CLOSE_PROTOCOL_ERROR, "a continuation frame without a message")
                 return
-            if len(self._fragments) >= MAX_FRAGMENTS:
-                self.fail(CLOSE_TOO_BIG, f"a message in over {MAX_FRAGMENTS} fragments")
+            self._fragments += 1
+            if self._fragments > max(MIN_FRAGMENTS, self.max_size // FRAGMENT_BYTES):
+                self.fail(CLOSE_TOO_BIG, "a message in too many fragments")
                 return
-            self._fragments.append(payload)
-            self._fragment_size += len(payload)
+            if self._text is not None and not self._check_text(payload, fin):
+                return
+            message += payload
             if fin:
-                whole = b"".join(self._fragments)
-                self._fragments = None
-                self._fragment_size = 0
-                self._deliver(self._fragment_opcode, whole)
+                self._message = None
+                self._deliver(self._message_opcode, message)
         elif opcode == OP_PING:
             if not self.closing:
                 self.transport.write(bytes((0x80 | OP_PONG, len(payload))) + payload)
@@ -219,18 +303,35 @@ class WebSocketWire(asyncio.Protocol):
         else:
             self._peer_closed(payload)
 
-    def _deliver(self, opcode: int, payload: bytes) -> None:
-        data: str | bytes = payload
+    def _check_text(self, payload: bytearray, fin: int) -> bool:
+        """Feed a whole frame of a text message to its UTF-8 check; False if it failed."""
+        decoder = self._text
+        if decoder is None:
+            decoder = self._text = _utf8()
+        checked, self._checked = self._checked, 0
+        try:
+            decoder.decode(memoryview(payload)[checked:], final=bool(fin))
+        except UnicodeDecodeError:
+            self.fail(CLOSE_INVALID_TEXT, "text that is not UTF-8")
+            return False
+        if fin:
+            self._text = None
+        return True
+
+    def _deliver(self, opcode: int, payload: bytearray) -> None:
+        data: str | bytes
         if opcode == OP_TEXT:
             try:
                 data = payload.decode()
             except UnicodeDecodeError:
                 self.fail(CLOSE_INVALID_TEXT, "text that is not UTF-8")
                 return
+        else:
+            data = bytes(payload)
         if self.listener is not None:
             self.listener.on_message(data)
 
-    def _peer_closed(self, payload: bytes) -> None:
+    def _peer_closed(self, payload: bytearray) -> None:
         self._input_closed = True
         code = CLOSE_NO_STATUS
         if len(payload) == 1:
@@ -284,9 +385,14 @@ class WebSocketWire(asyncio.Protocol):
     def fail(self, code: int, reason: str) -> None:
         """The peer broke the protocol: stop reading and close with ``code``."""
         self._input_closed = True
-        self._unparsed = b""
-        self._fragments = None
+        self._forget_input()
         self.start_close(code, reason)
+
+    def _forget_input(self) -> None:
+        self._unparsed = None
+        self._message = None
+        self._text = None
+        self._checked = 0
 
     def start_close(self, code: int, reason: str, abort_after: float = 5.0) -> None:
         """Send a close frame; the socket ends on the peer's close, or after ``abort_after``."""
@@ -330,8 +436,7 @@ class WebSocketWire(asyncio.Protocol):
     def connection_lost(self, exc: BaseException | None) -> None:
         self._lost = True
         self._input_closed = True
-        self._unparsed = b""
-        self._fragments = None
+        self._forget_input()
         if self._abort_timer is not None:
             self._abort_timer.cancel()
             self._abort_timer = None
@@ -357,9 +462,8 @@ def take_over(
     after the upgrade request, which aiohttp buffered, reach the listener
     (``listen(wire)``) before anything read later. aiohttp has no hijack
     API; this relies on its protocol's ``transport``/``connection_lost``
-    and reads its ``_message_tail`` (with a default). Checked with aiohttp
-    3.11.18 and 3.14.5 (tests/test_websocket_wire.py): run that file on
-    any aiohttp upgrade.
+    and reads its ``_message_tail`` (with a default), on the aiohttp
+    versions of ``TESTED_AIOHTTP`` only (``.ci/aiohttp-matrix``).
     """
     transport: Any = request.transport
     handler: Any = request.protocol
