@@ -13,18 +13,11 @@ from typing import Any
 from aiohttp import web
 
 from tidings.errors import ErrorCode, TidingsError, bad_request
+from tidings.gateway import requests
 from tidings.gateway.context import Edge
-from tidings.gateway.http import (
-    json_response,
-    parse_id,
-    path_id,
-    query_int,
-    read_json,
-    string_field,
-)
-from tidings.ids import MAX_BIGINT, GroupId, UserId
+from tidings.gateway.http import json_response, parse_id, path_id, query_int, read_body
+from tidings.ids import GroupId, UserId
 from tidings.service.admin import Admin
-from tidings.service.groups import user_ids_field
 
 
 def _admin(request: web.Request) -> Admin:
@@ -53,10 +46,8 @@ def _group_id(request: web.Request) -> GroupId:
 
 async def create_user(request: web.Request) -> web.Response:
     admin = _admin(request)
-    body = await read_json(request)
-    user = await admin.create_user(
-        string_field(body, "username"), string_field(body, "display_name", required=False)
-    )
+    body = await read_body(request, requests.AdminCreateUser)
+    user = await admin.create_user(body.username, body.display_name)
     return json_response(user, 201)
 
 
@@ -74,8 +65,8 @@ async def get_user(request: web.Request) -> web.Response:
 
 async def update_user(request: web.Request) -> web.Response:
     admin = _admin(request)
-    body = await read_json(request)
-    user = await admin.set_display_name(_user_id(request), string_field(body, "display_name"))
+    body = await read_body(request, requests.AdminUpdateUser)
+    user = await admin.set_display_name(_user_id(request), body.display_name)
     return json_response(user)
 
 
@@ -91,23 +82,12 @@ async def revoke_tokens(request: web.Request) -> web.Response:
 
 async def push(request: web.Request) -> web.Response:
     admin = _admin(request)
-    body = await read_json(request)
-    if "event" not in body:
-        raise bad_request("event: any JSON value is required")
-    user_ids = user_ids_field(body["user_ids"], "user_ids") if "user_ids" in body else None
-    group = body.get("group_id")
-    if group is not None and (
-        isinstance(group, bool) or not isinstance(group, int) or not 0 < group <= MAX_BIGINT
-    ):
-        raise bad_request("group_id: an integer")
-    everyone = body.get("all", False)
-    if not isinstance(everyone, bool):
-        raise bad_request("all: true or false")
+    body = await read_body(request, requests.AdminPush)
     count = await admin.push(
-        body["event"],
-        user_ids=user_ids,
-        group=GroupId(group) if group is not None else None,
-        everyone=everyone,
+        body.event,
+        user_ids=None if body.user_ids is None else [UserId(u) for u in body.user_ids],
+        group=None if body.group_id is None else GroupId(body.group_id),
+        everyone=body.all,
     )
     return json_response({"connections": count})
 
@@ -127,26 +107,19 @@ async def presence(request: web.Request) -> web.Response:
 
 async def send_as(request: web.Request) -> web.Response:
     admin = _admin(request)
-    body = await read_json(request)
-    sender = body.get("sender_id")
-    if isinstance(sender, bool) or not isinstance(sender, int) or not 0 < sender <= MAX_BIGINT:
-        raise bad_request("sender_id: a user id")
+    body = await read_body(request, requests.AdminSend)
     stored = await admin.send_as(
-        UserId(sender),
-        request.match_info["conversation"],
-        body.get("body"),
-        body.get("client_msg_id"),
+        UserId(body.sender_id), request.match_info["conversation"], body.body, body.client_msg_id
     )
     return json_response(stored.message, 201 if stored.fresh else 200)
 
 
 async def create_group(request: web.Request) -> web.Response:
     admin = _admin(request)
-    body = await read_json(request)
-    owner = body.get("owner_id")
-    if isinstance(owner, bool) or not isinstance(owner, int) or not 0 < owner <= MAX_BIGINT:
-        raise bad_request("owner_id: a user id")
-    group = await admin.create_group(UserId(owner), body.get("name"), body.get("member_ids", []))
+    body = await read_body(request, requests.AdminCreateGroup)
+    group = await admin.create_group(
+        UserId(body.owner_id), body.name, [UserId(u) for u in body.member_ids]
+    )
     return json_response(group, 201)
 
 
@@ -156,9 +129,8 @@ async def get_group(request: web.Request) -> web.Response:
 
 async def set_members(request: web.Request) -> web.Response:
     admin = _admin(request)
-    body = await read_json(request)
-    members = user_ids_field(body.get("member_ids"), "member_ids")
-    group = await admin.set_members(_group_id(request), members)
+    body = await read_body(request, requests.AdminSetMembers)
+    group = await admin.set_members(_group_id(request), [UserId(u) for u in body.member_ids])
     if group is None:
         return web.Response(status=204)  # everyone removed: the group is gone
     return json_response(group)

@@ -6,6 +6,7 @@ frame is encoded once, so a fan-out writes the same bytes to every socket.
 
 from __future__ import annotations
 
+import re
 import struct
 from typing import Any
 
@@ -30,17 +31,6 @@ class _NoRef:
 NO_REF: Any = _NoRef()
 
 
-class ClientFrame:
-    """A decoded client frame: a JSON object with a string ``type``."""
-
-    __slots__ = ("fields", "type", "ref")
-
-    def __init__(self, fields: dict[str, Any], type_: str, ref: Any) -> None:
-        self.fields = fields
-        self.type = type_
-        self.ref = ref
-
-
 class FrameError(TidingsError):
     """A frame that cannot be handled, answered with ``ref`` when it had one."""
 
@@ -49,20 +39,87 @@ class FrameError(TidingsError):
         self.ref = ref
 
 
+# -- what clients send: one tagged union, decoded once -------------------------
+# ``ref`` is any JSON value, echoed back in the answer; absent, the answer has none.
+
+
+class AuthFrame(msgspec.Struct, frozen=True, tag="auth", tag_field="type"):
+    token: str
+    ref: Any = NO_REF
+
+
+class SendFrame(msgspec.Struct, frozen=True, tag="send", tag_field="type"):
+    conversation: str
+    body: str
+    client_msg_id: str | None = None
+    ref: Any = NO_REF
+
+
+class ReadFrame(msgspec.Struct, frozen=True, tag="read", tag_field="type"):
+    conversation: str
+    seq: int
+    ref: Any = NO_REF
+
+
+class PingFrame(msgspec.Struct, frozen=True, tag="ping", tag_field="type"):
+    ref: Any = NO_REF
+
+
+ClientFrame = AuthFrame | SendFrame | ReadFrame | PingFrame
+CLIENT_FRAME_TYPES = frozenset(
+    str(kind.__struct_config__.tag) for kind in (AuthFrame, SendFrame, ReadFrame, PingFrame)
+)
+_frame_decoder = msgspec.json.Decoder(ClientFrame)
+
+
+def frame_type(frame: ClientFrame) -> str:
+    """The ``type`` a decoded frame had on the wire."""
+    return str(frame.__struct_config__.tag)
+
+
 def decode(data: str | bytes) -> ClientFrame:
+    """The frame ``data`` holds, or ``FrameError`` with the contract's code (and its ref)."""
     try:
-        value = _decoder.decode(data)
+        return _frame_decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise _refusal(data, exc) from None
     except (msgspec.DecodeError, UnicodeDecodeError):
         raise FrameError(ErrorCode.BAD_REQUEST, "a frame is one JSON object") from None
     except RecursionError:  # msgspec's answer to JSON nested too deep
         raise FrameError(ErrorCode.BAD_REQUEST, "the frame is nested too deep") from None
+
+
+def _refusal(data: str | bytes, error: msgspec.ValidationError) -> FrameError:
+    """Why a JSON frame is not one of ours: the slow path, so it may decode again."""
+    try:
+        value = _decoder.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return FrameError(ErrorCode.BAD_REQUEST, "a frame is one JSON object")
     if not isinstance(value, dict):
-        raise FrameError(ErrorCode.BAD_REQUEST, "a frame is one JSON object")
+        return FrameError(ErrorCode.BAD_REQUEST, "a frame is one JSON object")
     ref = value.get("ref", NO_REF)
     kind = value.get("type")
     if not isinstance(kind, str):
-        raise FrameError(ErrorCode.BAD_REQUEST, "a frame needs a string 'type'", ref)
-    return ClientFrame(value, kind, ref)
+        return FrameError(ErrorCode.BAD_REQUEST, "a frame needs a string 'type'", ref)
+    if kind not in CLIENT_FRAME_TYPES:
+        return FrameError(ErrorCode.UNKNOWN_TYPE, f"unknown frame type {kind!r}", ref)
+    return FrameError(ErrorCode.BAD_REQUEST, field_problem(error), ref)
+
+
+_PATH = re.compile(r" - at `\$\.?(.*)`$")
+_MISSING = re.compile(r"missing required field `(.*)`")
+
+
+def field_problem(error: msgspec.ValidationError) -> str:
+    """msgspec's complaint as ``field: what is wrong`` (``$.a[0]`` becomes ``a[0]``)."""
+    text = str(error)
+    missing = _MISSING.search(text)
+    if missing is not None:
+        return f"{missing.group(1)}: required"
+    at = _PATH.search(text)
+    if at is None:
+        return text
+    return f"{at.group(1) or 'the object'}: {text[: at.start()]}"
 
 
 def wire_text(payload: bytes) -> bytes:

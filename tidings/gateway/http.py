@@ -14,16 +14,16 @@ import msgspec
 from aiohttp import web
 
 from tidings.errors import ErrorCode, TidingsError, bad_request, not_found
+from tidings.gateway import requests
 from tidings.gateway.context import Edge
 from tidings.gateway.openapi import openapi_document
+from tidings.gateway.requests import Body, decode_body
 from tidings.ids import GroupId, UserId, parse_conversation
 from tidings.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from tidings.service.groups import user_ids_field
 
 log = logging.getLogger(__name__)
 
 _encode = msgspec.json.Encoder().encode
-_decoder = msgspec.json.Decoder()
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -77,26 +77,9 @@ def _refusal(request: web.Request, code: ErrorCode, message: str, status: int) -
 # -- request parsing --------------------------------------------------------
 
 
-async def read_json(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
-    try:
-        value = _decoder.decode(raw)
-    except (msgspec.DecodeError, UnicodeDecodeError):
-        raise TidingsError(ErrorCode.BAD_REQUEST, "the body is not JSON", status=400) from None
-    except RecursionError:  # msgspec's answer to JSON nested too deep
-        raise bad_request("the body is nested too deep") from None
-    if not isinstance(value, dict):
-        raise bad_request("the body must be a JSON object")
-    return value
-
-
-def string_field(body: dict[str, Any], name: str, *, required: bool = True) -> Any:
-    value = body.get(name)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str):
-        raise bad_request(f"{name}: a string is required")
-    return value
+async def read_body(request: web.Request, kind: type[Body]) -> Body:
+    """The request's JSON body as a ``kind`` (``gateway/requests.py``), decoded once."""
+    return decode_body(await request.read(), kind)
 
 
 # Ids and numbers in URLs: ASCII digits only (str.isdigit() also takes "²" and
@@ -153,21 +136,15 @@ def _token(request: web.Request) -> str:
 
 async def sign_up(request: web.Request) -> web.Response:
     edge = request.app[Edge.KEY]
-    body = await read_json(request)
-    user = await edge.accounts.sign_up(
-        string_field(body, "username"),
-        string_field(body, "password"),
-        string_field(body, "display_name", required=False),
-    )
+    body = await read_body(request, requests.SignUp)
+    user = await edge.accounts.sign_up(body.username, body.password, body.display_name)
     return json_response(user, 201)
 
 
 async def log_in(request: web.Request) -> web.Response:
     edge = request.app[Edge.KEY]
-    body = await read_json(request)
-    session = await edge.accounts.log_in(
-        string_field(body, "username"), string_field(body, "password"), client_address(request)
-    )
+    body = await read_body(request, requests.LogIn)
+    session = await edge.accounts.log_in(body.username, body.password, client_address(request))
     return json_response(session)
 
 
@@ -202,8 +179,8 @@ async def find_user(request: web.Request) -> web.Response:
 async def create_group(request: web.Request) -> web.Response:
     edge = request.app[Edge.KEY]
     user = await _user(request, edge)
-    body = await read_json(request)
-    group = await edge.groups.create(user, body.get("name"), body.get("member_ids", []))
+    body = await read_body(request, requests.CreateGroup)
+    group = await edge.groups.create(user, body.name, [UserId(u) for u in body.member_ids])
     return json_response(group, 201)
 
 
@@ -217,11 +194,8 @@ async def add_members(request: web.Request) -> web.Response:
     edge = request.app[Edge.KEY]
     user = await _user(request, edge)
     gid = GroupId(path_id(request, "group_id"))
-    body = await read_json(request)
-    if "user_ids" in body:
-        ids = user_ids_field(body["user_ids"], "user_ids")
-    else:
-        ids = user_ids_field([body.get("user_id")], "user_id")
+    body = await read_body(request, requests.AddMembers)
+    ids = [UserId(u) for u in body.ids()]
     return json_response(await edge.groups.add(user, gid, ids))
 
 
@@ -265,9 +239,9 @@ async def history(request: web.Request) -> web.Response:
 async def send(request: web.Request) -> web.Response:
     edge = request.app[Edge.KEY]
     user = await _user(request, edge)
-    body = await read_json(request)
+    body = await read_body(request, requests.Send)
     stored = await edge.conversations.send(
-        user, request.match_info["conversation"], body.get("body"), body.get("client_msg_id")
+        user, request.match_info["conversation"], body.body, body.client_msg_id
     )
     return json_response(stored.message, 201 if stored.fresh else 200)
 
@@ -275,10 +249,8 @@ async def send(request: web.Request) -> web.Response:
 async def mark_read(request: web.Request) -> web.Response:
     edge = request.app[Edge.KEY]
     user = await _user(request, edge)
-    body = await read_json(request)
-    entry = await edge.conversations.mark_read(
-        user, request.match_info["conversation"], body.get("seq")
-    )
+    body = await read_body(request, requests.Read)
+    entry = await edge.conversations.mark_read(user, request.match_info["conversation"], body.seq)
     return json_response(entry)
 
 

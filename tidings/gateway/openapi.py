@@ -1,8 +1,9 @@
 """The OpenAPI 3.1 document served at ``/openapi.json``.
 
 Schemas of the values come from the msgspec Structs in ``tidings.models``,
-so they cannot drift from what the server encodes; the paths are listed
-here next to their request bodies.
+and of the request bodies from those in ``gateway/requests.py``, so they
+cannot drift from what the server encodes and decodes; the paths are
+listed here.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import msgspec
 
 from tidings import __version__
+from tidings.gateway.requests import BODIES
 from tidings.models import Conversation, Group, Message, Session, User
 
 _ERROR = {
@@ -99,7 +101,8 @@ _CONVERSATION = _path("conversation", {"type": "string", "pattern": r"^(p:\d+-\d
 @cache
 def openapi_document() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
-        [User, Group, Message, Conversation, Session], ref_template="#/components/schemas/{name}"
+        [User, Group, Message, Conversation, Session, *BODIES],
+        ref_template="#/components/schemas/{name}",
     )
     components["Error"] = _ERROR
     conversations = _object(
@@ -114,12 +117,7 @@ def openapi_document() -> dict[str, Any]:
                 _ref("User"),
                 auth=False,
                 errors=(409,),
-                body=_object(
-                    ["username", "password"],
-                    username=_STRING,
-                    password=_STRING,
-                    display_name=_STRING,
-                ),
+                body=_ref("SignUp"),
             )
         },
         "/api/v1/sessions": {
@@ -129,7 +127,7 @@ def openapi_document() -> dict[str, Any]:
                 _ref("Session"),
                 auth=False,
                 errors=(401, 429),
-                body=_object(["username", "password"], username=_STRING, password=_STRING),
+                body=_ref("LogIn"),
             )
         },
         "/api/v1/sessions/current": {"delete": _op("Log out", 204)},
@@ -142,7 +140,7 @@ def openapi_document() -> dict[str, Any]:
                 "Create a group",
                 201,
                 _ref("Group"),
-                body=_object(["name"], name=_STRING, member_ids=_IDS),
+                body=_ref("CreateGroup"),
             )
         },
         "/api/v1/groups/{group_id}": {
@@ -154,7 +152,7 @@ def openapi_document() -> dict[str, Any]:
                 200,
                 _ref("Group"),
                 params=[_path("group_id")],
-                body=_object([], user_id=_INT, user_ids=_IDS),
+                body=_ref("AddMembers"),
                 errors=(403, 404),
             )
         },
@@ -197,7 +195,7 @@ def openapi_document() -> dict[str, Any]:
                 201,
                 _ref("Message"),
                 params=[_CONVERSATION],
-                body=_object(["body"], body=_STRING, client_msg_id=_STRING),
+                body=_ref("Send"),
                 errors=(403, 404, 413, 429, 503),
                 also={200: _REPEAT},
             ),
@@ -208,7 +206,7 @@ def openapi_document() -> dict[str, Any]:
                 200,
                 _ref("Conversation"),
                 params=[_CONVERSATION],
-                body=_object(["seq"], seq=_INT),
+                body=_ref("Read"),
                 errors=(403, 404, 503),
             )
         },
@@ -254,7 +252,7 @@ def _admin_paths() -> dict[str, Any]:
                 _ref("User"),
                 service=True,
                 errors=(409,),
-                body=_object(["username"], username=_STRING, display_name=_STRING),
+                body=_ref("AdminCreateUser"),
             ),
             "get": _op(
                 "Users, ascending by id",
@@ -273,7 +271,7 @@ def _admin_paths() -> dict[str, Any]:
                 _ref("User"),
                 service=True,
                 params=user,
-                body=_object(["display_name"], display_name=_STRING),
+                body=_ref("AdminUpdateUser"),
                 errors=(404,),
             ),
         },
@@ -300,9 +298,7 @@ def _admin_paths() -> dict[str, Any]:
                 200,
                 _object(["connections"], connections=_INT),
                 service=True,
-                body=_object(
-                    ["event"], event={}, user_ids=_IDS, group_id=_INT, all={"type": "boolean"}
-                ),
+                body=_ref("AdminPush"),
                 errors=(404,),
             )
         },
@@ -330,9 +326,7 @@ def _admin_paths() -> dict[str, Any]:
                 _ref("Message"),
                 service=True,
                 params=[_CONVERSATION],
-                body=_object(
-                    ["sender_id", "body"], sender_id=_INT, body=_STRING, client_msg_id=_STRING
-                ),
+                body=_ref("AdminSend"),
                 errors=(403, 404, 413, 503),
                 also={200: _REPEAT},
             )
@@ -343,7 +337,7 @@ def _admin_paths() -> dict[str, Any]:
                 201,
                 _ref("Group"),
                 service=True,
-                body=_object(["owner_id", "name"], owner_id=_INT, name=_STRING, member_ids=_IDS),
+                body=_ref("AdminCreateGroup"),
                 errors=(404,),
             )
         },
@@ -358,7 +352,7 @@ def _admin_paths() -> dict[str, Any]:
                 _ref("Group"),
                 service=True,
                 params=group,
-                body=_object(["member_ids"], member_ids=_IDS),
+                body=_ref("AdminSetMembers"),
                 errors=(404,),
                 also={204: "everyone removed: the group is gone"},
             )

@@ -201,9 +201,9 @@ class Session:
         wire = self.wire
         try:
             frame = frames.decode(data)
-            token = frame.fields.get("token")
-            if frame.type != "auth" or not isinstance(token, str):
+            if not isinstance(frame, frames.AuthFrame):
                 raise TidingsError(ErrorCode.UNAUTHORIZED, "the first frame must be an auth frame")
+            token = frame.token
             user_id = await edge.accounts.authenticate(token)
             user = await edge.accounts.user(user_id)
         except TidingsError as exc:
@@ -261,16 +261,14 @@ def _handle(
     try:
         frame = frames.decode(data)
         ref = frame.ref
-        if frame.type == "send":
+        if isinstance(frame, frames.SendFrame):
             _send(edge, connection, frame)
-        elif frame.type == "read":
+        elif isinstance(frame, frames.ReadFrame):
             return _read(edge, connection, frame)
-        elif frame.type == "ping":
+        elif isinstance(frame, frames.PingFrame):
             connection.push(frames.pong(ref))
-        elif frame.type == "auth":
-            raise TidingsError(ErrorCode.BAD_REQUEST, "this connection is already authenticated")
         else:
-            raise TidingsError(ErrorCode.UNKNOWN_TYPE, f"unknown frame type {frame.type!r}")
+            raise TidingsError(ErrorCode.BAD_REQUEST, "this connection is already authenticated")
     except frames.FrameError as exc:
         _error(edge, connection, exc.code, exc.message, exc.ref)
     except TidingsError as exc:
@@ -281,12 +279,11 @@ def _handle(
     return None
 
 
-async def _read(edge: Edge, connection: Connection, frame: frames.ClientFrame) -> None:
+async def _read(edge: Edge, connection: Connection, frame: frames.ReadFrame) -> None:
     ref = frame.ref
     try:
-        conversation = _string(frame.fields, "conversation")
         entry = await edge.conversations.mark_read(
-            connection.user, conversation, frame.fields.get("seq"), origin=connection.id
+            connection.user, frame.conversation, frame.seq, origin=connection.id
         )
         connection.push(frames.ack_conversation(ref, entry))
     except TidingsError as exc:
@@ -301,11 +298,10 @@ def _error(edge: Edge, connection: Connection, code: ErrorCode, message: str, re
     connection.push(frames.error(code, message, ref))
 
 
-def _send(edge: Edge, connection: Connection, frame: frames.ClientFrame) -> None:
+def _send(edge: Edge, connection: Connection, frame: frames.SendFrame) -> None:
     ref = frame.ref
     if not connection.bucket.take():
         raise TidingsError(ErrorCode.RATE_LIMITED, "this connection sends too fast")
-    fields = frame.fields
 
     def acked(stored: StoredMessage) -> None:
         connection.push(frames.ack_message(ref, stored.message))
@@ -317,20 +313,13 @@ def _send(edge: Edge, connection: Connection, frame: frames.ClientFrame) -> None
     # loop per message just to learn that nothing went wrong.
     edge.conversations.queue_send(
         connection.user,
-        _string(fields, "conversation"),
-        fields.get("body"),
-        fields.get("client_msg_id"),
+        frame.conversation,
+        frame.body,
+        frame.client_msg_id,
         on_stored=acked,
         on_failed=failed,
         origin=connection.id,
     )
-
-
-def _string(fields: dict[str, Any], name: str) -> str:
-    value = fields.get(name)
-    if not isinstance(value, str):
-        raise TidingsError(ErrorCode.BAD_REQUEST, f"{name}: a string")
-    return value
 
 
 def origin_allowed(origin: str, host: str, allowed: str) -> bool:

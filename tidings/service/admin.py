@@ -130,12 +130,12 @@ class Admin:
     # -- messages and groups on a user's behalf -------------------------------
 
     async def send_as(
-        self, sender: UserId, conversation: str, body: object, client_msg_id: object
+        self, sender: UserId, conversation: str, body: str, client_msg_id: str | None
     ) -> StoredMessage:
         await self._accounts.user(sender)
         return await self._conversations.send(sender, conversation, body, client_msg_id)
 
-    async def create_group(self, owner: UserId, name: object, member_ids: object) -> Group:
+    async def create_group(self, owner: UserId, name: str, member_ids: Sequence[UserId]) -> Group:
         await self._accounts.user(owner)
         return await self._groups.create(owner, name, member_ids)
 

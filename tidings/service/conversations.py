@@ -65,8 +65,8 @@ class Conversations:
         self,
         sender: UserId,
         conversation: str,
-        body: object,
-        client_msg_id: object,
+        body: str,
+        client_msg_id: str | None,
         *,
         on_stored: OnStored,
         on_failed: OnFailed,
@@ -83,7 +83,7 @@ class Conversations:
         self.writer.enqueue(request, on_stored=on_stored, on_failed=on_failed, origin=origin)
 
     def _send_request(
-        self, sender: UserId, conversation: str, body: object, client_msg_id: object
+        self, sender: UserId, conversation: str, body: str, client_msg_id: str | None
     ) -> SendRequest:
         ref = self._conversation(conversation)
         text = self._body(body)
@@ -94,7 +94,7 @@ class Conversations:
         return SendRequest(sender, ref, text, key)
 
     async def send(
-        self, sender: UserId, conversation: str, body: object, client_msg_id: object = None
+        self, sender: UserId, conversation: str, body: str, client_msg_id: str | None = None
     ) -> StoredMessage:
         request = self._send_request(sender, conversation, body, client_msg_id)
         outcome = await self.writer.submit(request)
@@ -104,11 +104,11 @@ class Conversations:
     # -- reading ------------------------------------------------------------
 
     async def mark_read(
-        self, user: UserId, conversation: str, seq: object, *, origin: int | None = None
+        self, user: UserId, conversation: str, seq: int, *, origin: int | None = None
     ) -> Conversation:
         """Move the user's read_seq forward to ``seq`` (clamped to last_seq)."""
         ref = self._conversation(conversation)
-        if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_BIGINT:
+        if not 0 <= seq <= MAX_BIGINT:
             raise bad_request("seq: a non-negative integer")
         if isinstance(ref, PrivateRef) and not ref.has(user):
             raise not_member(ref.id)
@@ -172,8 +172,8 @@ class Conversations:
             )
         return ref
 
-    def _body(self, body: object) -> str:
-        if not isinstance(body, str) or not body:
+    def _body(self, body: str) -> str:
+        if not body:
             raise bad_request("body: a non-empty string")
         if len(body) > self._settings.max_body_chars:
             raise TidingsError(
@@ -238,9 +238,9 @@ class Conversations:
             self._broker.publish(read_moved(outcome, peer, pending.origin))
 
 
-def _client_msg_id(value: object) -> str | None:
+def _client_msg_id(value: str | None) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not 1 <= len(value) <= MAX_CLIENT_MSG_ID:
+    if not 1 <= len(value) <= MAX_CLIENT_MSG_ID:
         raise bad_request(f"client_msg_id: a string of 1 to {MAX_CLIENT_MSG_ID} characters")
     return without_nul(value, "client_msg_id")

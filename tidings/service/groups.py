@@ -17,7 +17,7 @@ from tidings.chatlist import chat_entry
 from tidings.config import Settings
 from tidings.errors import ErrorCode, TidingsError, bad_request, not_found, not_member
 from tidings.events import ConversationAdded, ConversationRemoved, Publisher
-from tidings.ids import MAX_BIGINT, GroupId, UserId, group_conversation
+from tidings.ids import GroupId, UserId, group_conversation
 from tidings.models import Group, iso_ms
 from tidings.service.text import without_nul
 from tidings.state import ChatListState
@@ -39,11 +39,10 @@ class Groups:
         self._broker = broker
         self._settings = settings
 
-    async def create(self, owner: UserId, name: object, member_ids: object) -> Group:
+    async def create(self, owner: UserId, name: str, member_ids: Sequence[UserId]) -> Group:
         title = _group_name(name)
-        ids = user_ids_field(member_ids, "member_ids")
-        self._check_size(len(set(ids) | {owner}))
-        return await self._joined(await self._store.create_group(owner, title, ids))
+        self._check_size(len(set(member_ids) | {owner}))
+        return await self._joined(await self._store.create_group(owner, title, member_ids))
 
     async def get(self, user: UserId, gid: GroupId) -> Group:
         group = await self._store.group(gid)
@@ -116,16 +115,7 @@ class Groups:
             self._broker.publish(ConversationAdded(user, entry))
 
 
-def _group_name(name: object) -> str:
-    if not isinstance(name, str) or not 1 <= len(name.strip()) <= MAX_GROUP_NAME:
+def _group_name(name: str) -> str:
+    if not 1 <= len(name.strip()) <= MAX_GROUP_NAME:
         raise bad_request(f"name: 1 to {MAX_GROUP_NAME} characters")
     return without_nul(name.strip(), "name")
-
-
-def user_ids_field(value: object, field: str) -> list[UserId]:
-    """A list of user ids from a request field, or ``bad_request`` naming the field."""
-    if not isinstance(value, list) or not all(
-        isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_BIGINT for v in value
-    ):
-        raise bad_request(f"{field}: positive integer user ids")
-    return [UserId(v) for v in value]

@@ -1,0 +1,134 @@
+"""What HTTP clients send: each request body as a Struct, decoded once at the edge.
+
+A body that is not JSON is ``bad_request`` with status 400; JSON of the
+wrong shape (not an object, a field missing or of the wrong type) is
+``bad_request`` with 422, naming the field. Rules beyond the shape (a
+body's length, a name's characters, who may do what) are the service's,
+shared by HTTP, WebSocket and the integration API. The OpenAPI document
+takes its request schemas from these Structs.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+
+from tidings.errors import ErrorCode, TidingsError, bad_request
+from tidings.gateway.frames import field_problem
+from tidings.ids import MAX_BIGINT
+
+# A user or group id in a body: what every database stores as a key.
+Id = Annotated[int, msgspec.Meta(gt=0, le=MAX_BIGINT)]
+
+
+class SignUp(msgspec.Struct, frozen=True):
+    username: str
+    password: str
+    display_name: str | None = None
+
+
+class LogIn(msgspec.Struct, frozen=True):
+    username: str
+    password: str
+
+
+class CreateGroup(msgspec.Struct, frozen=True):
+    name: str
+    member_ids: list[Id] = []
+
+
+class AddMembers(msgspec.Struct, frozen=True):
+    """One user (``user_id``) or several (``user_ids``, which wins when both are given)."""
+
+    user_id: Id | None = None
+    user_ids: list[Id] | None = None
+
+    def ids(self) -> list[Id]:
+        if self.user_ids is not None:
+            return self.user_ids
+        if self.user_id is None:
+            raise bad_request("user_id: required (or user_ids)")
+        return [self.user_id]
+
+
+class Send(msgspec.Struct, frozen=True):
+    body: str
+    client_msg_id: str | None = None
+
+
+class Read(msgspec.Struct, frozen=True):
+    seq: int
+
+
+# -- the integration API -------------------------------------------------------
+
+
+class AdminCreateUser(msgspec.Struct, frozen=True):
+    username: str
+    display_name: str | None = None
+
+
+class AdminUpdateUser(msgspec.Struct, frozen=True):
+    display_name: str
+
+
+class AdminPush(msgspec.Struct, frozen=True):
+    """To ``user_ids``, a group's members, or ``all``: ``event`` is any JSON value."""
+
+    event: Any
+    user_ids: list[Id] | None = None
+    group_id: Id | None = None
+    all: bool = False
+
+
+class AdminSend(msgspec.Struct, frozen=True):
+    sender_id: Id
+    body: str
+    client_msg_id: str | None = None
+
+
+class AdminCreateGroup(msgspec.Struct, frozen=True):
+    owner_id: Id
+    name: str
+    member_ids: list[Id] = []
+
+
+class AdminSetMembers(msgspec.Struct, frozen=True):
+    member_ids: list[Id]
+
+
+BODIES: tuple[type[msgspec.Struct], ...] = (
+    SignUp,
+    LogIn,
+    CreateGroup,
+    AddMembers,
+    Send,
+    Read,
+    AdminCreateUser,
+    AdminUpdateUser,
+    AdminPush,
+    AdminSend,
+    AdminCreateGroup,
+    AdminSetMembers,
+)
+
+Body = TypeVar("Body", bound=msgspec.Struct)
+
+
+def decode_body(raw: bytes, kind: type[Body]) -> Body:
+    """``raw`` as a ``kind``, or the contract's refusal."""
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except msgspec.ValidationError as exc:
+        raise _refusal(raw, exc) from None
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        raise TidingsError(ErrorCode.BAD_REQUEST, "the body is not JSON", status=400) from None
+    except RecursionError:  # msgspec's answer to JSON nested too deep
+        raise bad_request("the body is nested too deep") from None
+
+
+def _refusal(raw: bytes, error: msgspec.ValidationError) -> TidingsError:
+    if str(error).startswith("Expected `object`") and " - at `$" not in str(error):
+        return bad_request("the body must be a JSON object")
+    return bad_request(field_problem(error))
