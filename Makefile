@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 
-.PHONY: run test lint typecheck migrate bench clean
+.PHONY: run test lint typecheck webcheck migrate bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,14 @@ lint: $(STAMP_DEV)
 typecheck: $(STAMP_DEV)
 	$(BIN)/mypy
 
-test: $(STAMP_DEV) lint typecheck
+test: $(STAMP_DEV) lint typecheck webcheck
 	$(BIN)/python -m pytest
+
+# The web client's pure modules under node --test, and every module type-checked
+# from its JSDoc by TypeScript (fetched by npx, pinned; nothing is built).
+webcheck:
+	node --test tests/web/
+	npx --yes -p typescript@5.7.3 tsc -p tsconfig.json
 
 # The wire tests against the oldest and newest aiohttp pyproject.toml allows.
 .PHONY: wire-matrix

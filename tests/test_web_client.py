@@ -36,6 +36,7 @@ from tidings.config import Settings
 from tidings.models import User
 
 CHROMIUM = Path(os.environ.get("TIDINGS_CHROMIUM", "/usr/bin/chromium"))
+WEB = Path(__file__).resolve().parent.parent / "tidings" / "web"
 CHROMIUM_ARGS = [
     "--headless=new",
     "--no-sandbox",
@@ -271,15 +272,17 @@ async def test_the_page_and_its_files_are_served_with_secure_headers(
         assert re.findall(r'(?:src|href)="([^"]+)"', page) == [
             "/static/favicon.svg",
             "/static/style.css",
-            "/static/app.js",
+            "/static/main.js",
         ]
         assert "<script>" not in page and "<style" not in page and "style=" not in page
 
         async with http.get(web_server.url + "/", headers={"If-None-Match": etag}) as response:
             assert response.status == 304
             assert response.headers["X-Frame-Options"] == "DENY"
+        modules = sorted(p.name for p in WEB.glob("*.js"))
+        assert "main.js" in modules and "app.js" not in modules
         for name, kind in [
-            ("app.js", "text/javascript"),
+            *((module, "text/javascript") for module in modules),
             ("style.css", "text/css"),
             ("favicon.svg", "image/svg+xml"),
         ]:

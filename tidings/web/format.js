@@ -1,0 +1,109 @@
+// @ts-check
+// Pure formatting: times, names, ids. No DOM, no state: unit-tested with node --test.
+
+const WEEKDAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+
+/** @param {number} n */
+const pad = (n) => String(n).padStart(2, "0");
+/** @param {Date} d */
+export const hhmm = (d) => `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+/** @param {Date} d */
+export const isoDate = (d) => `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+
+/**
+ * Whole local days between `d` and `now` (0 today, 1 yesterday).
+ * @param {Date} d
+ * @param {Date} [now]
+ */
+export function daysAgo(d, now = new Date()) {
+  const today = new Date(now.getFullYear(), now.getMonth(), now.getDate());
+  const day = new Date(d.getFullYear(), d.getMonth(), d.getDate());
+  return Math.round((today.getTime() - day.getTime()) / 86400000);
+}
+
+/**
+ * The chat list's time: HH:MM today, "Yesterday", a weekday within a week, else the date.
+ * @param {string | null | undefined} iso
+ * @param {Date} [now]
+ */
+export function listTime(iso, now = new Date()) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  const ago = daysAgo(d, now);
+  if (ago <= 0) return hhmm(d);
+  if (ago === 1) return "Yesterday";
+  if (ago < 7) return WEEKDAYS[d.getDay()];
+  return isoDate(d);
+}
+
+/**
+ * A time line in a conversation: the same, with the time of day after the day.
+ * @param {string} iso
+ * @param {Date} [now]
+ */
+export function lineTime(iso, now = new Date()) {
+  const d = new Date(iso);
+  const ago = daysAgo(d, now);
+  if (ago <= 0) return hhmm(d);
+  if (ago === 1) return `Yesterday ${hhmm(d)}`;
+  if (ago < 7) return `${WEEKDAYS[d.getDay()]} ${hhmm(d)}`;
+  return `${isoDate(d)} ${hhmm(d)}`;
+}
+
+/**
+ * A stable small number for a string (FNV-1a), e.g. an avatar's colour.
+ * @param {string} text
+ */
+export function hash(text) {
+  let h = 2166136261;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 16777619);
+  }
+  return h >>> 0;
+}
+
+/**
+ * One or two letters for an avatar.
+ * @param {string | null | undefined} name
+ */
+export function initials(name) {
+  const words = String(name || "?").trim().split(/\s+/).filter(Boolean);
+  if (words.length >= 2) {
+    return (Array.from(words[0])[0] + Array.from(words[1])[0]).toUpperCase();
+  }
+  return (Array.from(words[0] || "?")[0] || "?").toUpperCase();
+}
+
+/**
+ * The id of the private conversation of two users: the smaller id first.
+ * @param {number} a
+ * @param {number} b
+ */
+export function privateId(a, b) {
+  return a < b ? `p:${a}-${b}` : `p:${b}-${a}`;
+}
+
+/** 32 hex digits: a client_msg_id (crypto.randomUUID needs a secure context; this does not). */
+export function randomId() {
+  const bytes = new Uint8Array(16);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * A chat-list row's second line: the last message, in a group with its sender.
+ * @param {import("./types.js").Conversation} entry
+ * @param {number} me
+ * @param {(id: number) => string} nameOf
+ */
+export function preview(entry, me, nameOf) {
+  const last = entry.last_message;
+  if (!last) return entry.type === "group" ? "No messages yet" : "Say hello";
+  const text = last.body.replace(/\s+/g, " ");
+  if (entry.type === "group") {
+    const who = last.sender === me ? "You" : nameOf(last.sender);
+    return `${who}: ${text}`;
+  }
+  return text;
+}

@@ -1,0 +1,72 @@
+// @ts-check
+// The WebSocket frames of the protocol: building what the client sends, reading
+// what the server sends, and what an error answer means for a pending send.
+
+/** @typedef {import("./types.js").ClientFrame} ClientFrame */
+/** @typedef {import("./types.js").ServerFrame} ServerFrame */
+
+/** @param {string} token @returns {ClientFrame} */
+export const authFrame = (token) => ({ type: "auth", token });
+
+/** @returns {ClientFrame} */
+export const pingFrame = () => ({ type: "ping" });
+
+/**
+ * A send, with the ref `m:{client_msg_id}` so its answer finds it again.
+ * @param {{cmid: string, conversation: string, body: string}} pending
+ * @returns {ClientFrame}
+ */
+export const sendFrame = (pending) => ({
+  type: "send",
+  ref: `m:${pending.cmid}`,
+  conversation: pending.conversation,
+  body: pending.body,
+  client_msg_id: pending.cmid,
+});
+
+/**
+ * @param {string} ref
+ * @param {string} conversation
+ * @param {number} seq
+ * @returns {ClientFrame}
+ */
+export const readFrame = (ref, conversation, seq) => ({ type: "read", ref, conversation, seq });
+
+/**
+ * A server frame, or null for anything that is not a JSON object with a string type.
+ * @param {string} text
+ * @returns {ServerFrame | null}
+ */
+export function parseServerFrame(text) {
+  let frame;
+  try {
+    frame = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  return frame && typeof frame === "object" && typeof frame.type === "string" ? frame : null;
+}
+
+/**
+ * The client_msg_id an error answers, if it answers a send of this client.
+ * @param {unknown} ref
+ */
+export function sendRefId(ref) {
+  return typeof ref === "string" && ref.startsWith("m:") ? ref.slice(2) : null;
+}
+
+/** Codes after which the same send (same client_msg_id) is tried again. */
+const RETRIED = new Set(["unavailable", "rate_limited", "internal"]);
+
+/**
+ * What an error answer to a send means: try again, or a failure to show.
+ * @param {string} code
+ * @param {string} [message]
+ * @returns {{retry: true} | {retry: false, label: string}}
+ */
+export function sendOutcome(code, message) {
+  if (RETRIED.has(code)) return { retry: true };
+  if (code === "too_large") return { retry: false, label: "Too long" };
+  if (code === "not_member") return { retry: false, label: "Not a member" };
+  return { retry: false, label: message || "Not sent" };
+}

@@ -1,0 +1,212 @@
+// @ts-check
+// The live part: the socket's frames applied to the state, sync after every
+// (re)connect, and sending and reading through the socket (HTTP when it is down).
+
+import { $ } from "./dom.js";
+import { randomId } from "./format.js";
+import { readFrame, sendFrame, sendOutcome, sendRefId } from "./frames.js";
+import { addMessages, catchUp, removePendingFor } from "./history.js";
+import { openFromRoute } from "./nav.js";
+import {
+  api, dropConversation, enc, fetchEntry, loadGroup, mergeEntry, notePeerRead,
+} from "./people.js";
+import { render } from "./render.js";
+import { S, me, savePending } from "./state.js";
+import { LiveSocket } from "./socket.js";
+import { applyMessage, applyOwnRead, goneEntries } from "./store.js";
+import { sizeComposer } from "./view-chat.js";
+
+export const socket = new LiveSocket({
+  url: `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws`,
+  token: () => S.token,
+  onFrame,
+  onState: setConnection,
+  onClose: async (code) => {
+    if (code === 4001 || code === 4003) {
+      // Refused or logged out: a 401 here signs this tab out (see people.api).
+      try {
+        await api("GET", "/me");
+      } catch {
+        if (!S.token) return false;
+      }
+    }
+    return true;
+  },
+});
+
+/** @param {import("./types.js").ServerFrame} frame */
+function onFrame(frame) {
+  switch (frame.type) {
+    case "auth_ok":
+      S.me = frame.user;
+      sync();
+      break;
+    case "message":
+      onMessage(frame.message);
+      break;
+    case "ack":
+      if (frame.message) {
+        removePendingFor(frame.message);
+        onMessage(frame.message);
+      } else if (frame.conversation) {
+        mergeEntry(frame.conversation);
+        render({ list: true });
+      }
+      break;
+    case "read":
+      onRead(frame);
+      break;
+    case "conversation":
+      mergeEntry(frame.conversation);
+      if (frame.conversation.group_id) loadGroup(frame.conversation.group_id);
+      render({ list: true });
+      break;
+    case "conversation_removed":
+      dropConversation(frame.conversation, true);
+      break;
+    case "error":
+      onError(frame);
+      break;
+    default:
+      break; // pong, push and anything newer
+  }
+}
+
+/** @param {import("./types.js").Message} message */
+function onMessage(message) {
+  const entry = S.entries.get(message.conversation);
+  if (!entry) fetchEntry(message.conversation);
+  else if (applyMessage(entry, message, me().id, S.clock + 1)) S.clock += 1;
+  render({ list: true });
+  addMessages(message.conversation, [message], false);
+  if (message.conversation === S.openId && message.sender !== me().id) markOpenRead();
+}
+
+/** @param {{conversation: string, user: number, seq: number}} frame */
+function onRead(frame) {
+  if (frame.user !== me().id) {
+    notePeerRead(frame.conversation, frame.seq);
+    return;
+  }
+  const entry = S.entries.get(frame.conversation);
+  if (!entry) return;
+  const outcome = applyOwnRead(entry, frame.seq);
+  if (outcome === "ignored") return;
+  if (outcome === "refetch") fetchEntry(frame.conversation); // the exact count of what is left
+  render({ list: true });
+}
+
+/** @param {{ref?: unknown, code: string, message: string}} frame */
+function onError(frame) {
+  const cmid = sendRefId(frame.ref);
+  const pending = cmid && S.pending.find((p) => p.cmid === cmid);
+  if (!pending) return;
+  const outcome = sendOutcome(frame.code, frame.message);
+  if (outcome.retry) {
+    setTimeout(() => sendPending(pending), 1500 + Math.random() * 1000);
+    return;
+  }
+  pending.state = "failed";
+  pending.error = outcome.label;
+  savePending();
+  render({ pane: true });
+}
+
+/**
+ * After every (re)connect: the list, then each loaded conversation `after` its
+ * last seq, then whatever is still unsent.
+ */
+export async function sync() {
+  const generation = ++S.syncGen;
+  const started = S.clock;
+  try {
+    const data = await api("GET", "/conversations?limit=1000");
+    if (generation !== S.syncGen) return;
+    const listed = new Set();
+    for (const entry of data.conversations) {
+      listed.add(entry.id);
+      mergeEntry(entry, false);
+    }
+    for (const id of goneEntries(S.entries, listed, started)) dropConversation(id, true);
+    render({ list: true, pane: true });
+    if (S.openId && !S.entries.has(S.openId)) await openFromRoute();
+    for (const id of S.convs.keys()) catchUp(id);
+    for (const pending of S.pending) if (pending.state === "sending") sendPending(pending);
+    markOpenRead();
+    if (S.openId) {
+      const entry = S.entries.get(S.openId);
+      if (entry && entry.group_id) loadGroup(entry.group_id);
+    }
+  } catch {
+    // offline again: the next auth_ok runs this once more
+  }
+}
+
+/** @param {import("./state.js").Pending} pending */
+export function sendPending(pending) {
+  if (!S.pending.includes(pending)) return;
+  pending.state = "sending";
+  pending.error = null;
+  socket.send(sendFrame(pending));
+}
+
+export function sendMessage() {
+  const box = $("compose");
+  const body = box.value;
+  if (!S.openId || !body.trim()) return;
+  /** @type {import("./state.js").Pending} */
+  const pending = { cmid: randomId(), conversation: S.openId, body, state: "sending", error: null };
+  S.pending.push(pending);
+  savePending();
+  box.value = "";
+  sizeComposer();
+  sendPending(pending);
+  render({ pane: true, scroll: "bottom" });
+}
+
+export function markOpenRead() {
+  const id = S.openId;
+  if (!id || document.visibilityState !== "visible") return;
+  const entry = S.entries.get(id);
+  if (!entry || entry.local || (entry.read_seq >= entry.last_seq && entry.unread === 0)) return;
+  const seq = entry.last_seq;
+  entry.read_seq = seq;
+  entry.unread = 0;
+  render({ list: true });
+  if (!socket.send(readFrame(`r:${++S.refs}`, id, seq))) {
+    api("POST", `/conversations/${enc(id)}/read`, { seq })
+      .then((updated) => {
+        mergeEntry(updated);
+        render({ list: true });
+      })
+      .catch(() => {});
+  }
+}
+
+/**
+ * @param {import("./socket.js").SocketState} state
+ * @param {number} [seconds]
+ */
+function setConnection(state, seconds) {
+  const banner = $("conn-banner");
+  $("conn-dot").className = `dot ${state}`;
+  const text = $("conn-text");
+  if (state !== S.connState && S.pending.length) render({ pane: true });
+  S.connState = state;
+  if (state === "online") {
+    banner.hidden = true;
+    text.textContent = "Online";
+    document.body.classList.remove("offline");
+    return;
+  }
+  document.body.classList.add("offline");
+  banner.hidden = false;
+  if (state === "offline") {
+    text.textContent = "Offline";
+    banner.textContent = seconds && seconds > 0
+      ? `Offline. Reconnecting in ${seconds} s…` : "Offline. Reconnecting…";
+  } else {
+    text.textContent = state === "connecting" ? "Connecting…" : "Reconnecting…";
+    banner.textContent = state === "connecting" ? "Connecting…" : "Reconnecting…";
+  }
+}

@@ -1,0 +1,129 @@
+// @ts-check
+// tidings web client: ES modules, no build step, no dependencies. This module
+// wires the page's controls to the views and starts a session if one is stored.
+//
+// The protocol modules (types, api, frames, socket, store, format) hold no DOM
+// and can be imported by any web app (docs/web-client.md); the rest are this
+// client's state (state.js), data (people, history, live), navigation and views.
+
+import { $ } from "./dom.js";
+import { loadOlder } from "./history.js";
+import { markOpenRead, sendMessage, socket } from "./live.js";
+import { closeConversation, openConversation, openFromRoute } from "./nav.js";
+import { setAuthMode, signOut, signedOut, startSession, submitAuth, toggleAuthMode } from "./session.js";
+import { S, load } from "./state.js";
+import { sizeComposer } from "./view-chat.js";
+import { createGroup, startPrivateChat } from "./view-dialogs.js";
+import { addMember, leaveGroup, toggleMembers } from "./view-members.js";
+
+/** @param {Event} event */
+function chatFromEvent(event) {
+  const item = /** @type {any} */ (event.target).closest(".chat");
+  return item ? item.dataset.id : null;
+}
+
+function wire() {
+  $("auth-form").addEventListener("submit", submitAuth);
+  $("auth-switch").addEventListener("click", toggleAuthMode);
+  $("btn-signout").addEventListener("click", signOut);
+  $("btn-new-chat").addEventListener("click", () => {
+    $("chat-user").value = "";
+    $("chat-error").textContent = "";
+    $("dlg-chat").showModal();
+  });
+  $("btn-new-group").addEventListener("click", () => {
+    $("group-name").value = "";
+    $("group-members").value = "";
+    $("group-error").textContent = "";
+    $("dlg-group").showModal();
+  });
+  for (const button of document.querySelectorAll("dialog [data-close]")) {
+    button.addEventListener("click", () => button.closest("dialog")?.close());
+  }
+  $("form-chat").addEventListener("submit", startPrivateChat);
+  $("form-group").addEventListener("submit", createGroup);
+
+  const list = $("chat-list");
+  list.addEventListener("click", (/** @type {Event} */ event) => {
+    const id = chatFromEvent(event);
+    if (id) openConversation(id);
+  });
+  list.addEventListener("keydown", (/** @type {KeyboardEvent} */ event) => {
+    const item = /** @type {any} */ (event.target).closest(".chat");
+    if (!item) return;
+    if (event.key === "Enter" || event.key === " ") {
+      event.preventDefault();
+      openConversation(item.dataset.id);
+    } else if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+      event.preventDefault();
+      const next = event.key === "ArrowDown" ? item.nextElementSibling : item.previousElementSibling;
+      if (next) next.focus();
+    }
+  });
+
+  $("btn-back").addEventListener("click", () => {
+    const id = S.openId;
+    closeConversation();
+    $("app").classList.remove("show-pane"); // now, so the row below can take the focus
+    const item = id && list.querySelector(`.chat[data-id="${CSS.escape(id)}"]`);
+    if (item) item.focus();
+  });
+  $("btn-members").addEventListener("click", toggleMembers);
+  $("btn-members-close").addEventListener("click", toggleMembers);
+  $("members-add").addEventListener("submit", addMember);
+  $("btn-leave").addEventListener("click", leaveGroup);
+
+  const compose = $("compose");
+  compose.addEventListener("keydown", (/** @type {KeyboardEvent} */ event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      sendMessage();
+    } else if (event.key === "Escape" && S.openId) {
+      compose.blur();
+    }
+  });
+  compose.addEventListener("input", sizeComposer);
+  $("composer").addEventListener("submit", (/** @type {Event} */ event) => {
+    event.preventDefault();
+    sendMessage();
+    compose.focus();
+  });
+
+  const box = $("messages");
+  box.addEventListener("scroll", () => {
+    if (box.scrollTop < 80 && S.openId) loadOlder(S.openId);
+  });
+
+  window.addEventListener("hashchange", () => {
+    if (S.token) openFromRoute();
+  });
+  window.addEventListener("online", () => socket.reconnectNow());
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible") {
+      markOpenRead();
+      socket.reconnectNow();
+    }
+  });
+  window.addEventListener("focus", markOpenRead);
+  // Another tab signed out (or in as someone else): follow it.
+  window.addEventListener("storage", (event) => {
+    if (event.key !== "tidings.session") return;
+    const session = load(localStorage, "tidings.session", null);
+    if (!session && S.token) signedOut("You signed out in another tab.");
+    else if (session && (!S.me || session.user.id !== S.me.id)) location.reload();
+  });
+}
+
+function main() {
+  wire();
+  const session = load(localStorage, "tidings.session", null);
+  if (session && session.token && session.user) {
+    startSession(session.token, session.user);
+  } else {
+    setAuthMode(false);
+    $("auth").hidden = false;
+    $("auth-username").focus();
+  }
+}
+
+main();

@@ -1,0 +1,122 @@
+// @ts-check
+// Signing up, in and out; a session's start and end.
+
+import { $, avatar } from "./dom.js";
+import { socket } from "./live.js";
+import { openFromRoute, routeId } from "./nav.js";
+import { api } from "./people.js";
+import { render } from "./render.js";
+import { S, load, pendingKey, peerReadKey, save } from "./state.js";
+
+let signUpMode = false;
+
+/** @param {boolean} signUp */
+export function setAuthMode(signUp) {
+  signUpMode = signUp;
+  $("auth-title").textContent = signUp ? "Create your tidings account" : "Sign in to tidings";
+  $("auth-submit").textContent = signUp ? "Sign up" : "Sign in";
+  $("auth-display-row").hidden = !signUp;
+  $("auth-switch-text").textContent = signUp ? "Have an account?" : "New here?";
+  $("auth-switch").textContent = signUp ? "Sign in" : "Create an account";
+  $("auth-password").autocomplete = signUp ? "new-password" : "current-password";
+  $("auth-error").textContent = "";
+}
+
+export const toggleAuthMode = () => setAuthMode(!signUpMode);
+
+/** @param {Event} event */
+export async function submitAuth(event) {
+  event.preventDefault();
+  const username = $("auth-username").value.trim();
+  const password = $("auth-password").value;
+  const error = $("auth-error");
+  error.textContent = "";
+  if (username.length < 3 || password.length < 8) {
+    error.textContent = "A username of 3 or more characters and a password of 8 or more.";
+    return;
+  }
+  $("auth-submit").disabled = true;
+  try {
+    if (signUpMode) {
+      const display = $("auth-display").value.trim();
+      await api("POST", "/users", display ? { username, password, display_name: display }
+        : { username, password });
+    }
+    const session = await api("POST", "/sessions", { username, password });
+    $("auth-password").value = "";
+    save(localStorage, "tidings.session", { token: session.token, user: session.user });
+    startSession(session.token, session.user);
+  } catch (failure) {
+    const code = /** @type {any} */ (failure).code;
+    error.textContent = code === "username_taken" ? "That username is taken."
+      : code === "unauthorized" ? "Wrong username or password."
+        : failure instanceof Error ? failure.message : String(failure);
+  } finally {
+    $("auth-submit").disabled = false;
+  }
+}
+
+/**
+ * @param {string} token
+ * @param {import("./types.js").User} me
+ */
+export function startSession(token, me) {
+  S.token = token;
+  S.me = me;
+  S.users.set(me.id, me);
+  S.pending = load(sessionStorage, pendingKey(), []);
+  S.peerRead = load(localStorage, peerReadKey(), {});
+  $("auth").hidden = true;
+  $("app").hidden = false;
+  $("me-name").textContent = me.display_name;
+  $("me-name").title = `@${me.username} · id ${me.id}`;
+  const mine = avatar(`u${me.id}`, me.display_name);
+  $("me-avatar").replaceWith(mine);
+  mine.id = "me-avatar";
+  render({ list: true, pane: true });
+  socket.connect();
+  if (routeId()) openFromRoute();
+}
+
+function resetState() {
+  S.token = null;
+  socket.stop();
+  S.entries.clear();
+  S.convs.clear();
+  S.groups.clear();
+  S.pending = [];
+  S.openId = null;
+  S.me = null;
+  document.title = "tidings";
+  $("chat-list").replaceChildren();
+  $("messages").replaceChildren();
+  $("app").classList.remove("show-pane");
+  if (routeId()) history.replaceState(null, "", location.pathname);
+  localStorage.removeItem("tidings.session");
+  $("app").hidden = true;
+  $("auth").hidden = false;
+  $("members").hidden = true;
+}
+
+/** @param {string} [message]  why, shown on the sign-in form */
+export function signedOut(message) {
+  if (!S.token) return;
+  resetState();
+  setAuthMode(false);
+  $("auth-error").textContent = message || "";
+  $("auth-username").focus();
+}
+
+export async function signOut() {
+  const token = S.token;
+  if (S.me) sessionStorage.removeItem(pendingKey());
+  resetState();
+  setAuthMode(false);
+  $("auth-username").focus();
+  try {
+    await fetch("/api/v1/sessions/current", { method: "DELETE",
+      headers: { Authorization: `Bearer ${token}` } });
+  } catch {
+    // offline: the token dies with its storage here anyway
+  }
+}

@@ -1,0 +1,85 @@
+// @ts-check
+// The web client's one state object, and what it keeps in the browser's storage.
+
+/** @typedef {import("./store.js").Entry} Entry */
+/** @typedef {import("./store.js").History} History */
+
+/**
+ * A message typed here and not yet acked (kept in sessionStorage: a reload keeps it).
+ * @typedef {object} Pending
+ * @property {string} cmid           its client_msg_id: a resend never stores it twice
+ * @property {string} conversation
+ * @property {string} body
+ * @property {"sending" | "failed"} state
+ * @property {string | null} error
+ */
+
+export const PAGE = 50;
+export const CATCH_UP_PAGE = 200;
+
+export const S = {
+  /** @type {string | null} */
+  token: null,
+  /** @type {import("./types.js").User | null} */
+  me: null,
+  /** @type {Map<string, Entry>} conversation id -> chat-list entry */
+  entries: new Map(),
+  /** @type {Map<string, History>} conversation id -> loaded history */
+  convs: new Map(),
+  /** @type {Map<number, import("./types.js").User>} */
+  users: new Map(),
+  /** @type {Map<number, Promise<void>>} */
+  userFetches: new Map(),
+  /** @type {Map<number, import("./types.js").Group>} */
+  groups: new Map(),
+  /** @type {Map<string, Promise<Entry | null>>} */
+  entryFetches: new Map(),
+  /** @type {Pending[]} */
+  pending: [],
+  /** @type {Record<string, number>} private conversation id -> the peer's read seq */
+  peerRead: {},
+  /** @type {string | null} */
+  openId: null,
+  syncGen: 0,
+  refs: 0,
+  membersOpen: false,
+  connState: "",
+  clock: 0, // counts live updates of entries, so a list fetched earlier cannot drop them
+};
+
+/** The signed-in user (only called while signed in). */
+export function me() {
+  if (!S.me) throw new Error("not signed in");
+  return S.me;
+}
+
+/**
+ * @param {Storage} storage
+ * @param {string} key
+ * @param {any} fallback
+ */
+export function load(storage, key, fallback) {
+  try {
+    const raw = storage.getItem(key);
+    return raw ? JSON.parse(raw) : fallback;
+  } catch {
+    return fallback;
+  }
+}
+
+/**
+ * @param {Storage} storage
+ * @param {string} key
+ * @param {unknown} value
+ */
+export function save(storage, key, value) {
+  try {
+    storage.setItem(key, JSON.stringify(value));
+  } catch {
+    // storage full or disabled: the client still works for this page's life
+  }
+}
+
+export const pendingKey = () => `tidings.pending.${me().id}`;
+export const peerReadKey = () => `tidings.peerRead.${me().id}`;
+export const savePending = () => save(sessionStorage, pendingKey(), S.pending);

@@ -1,0 +1,139 @@
+// @ts-check
+// Pure state updates of the chat list and of a conversation's history: each takes
+// the current value and what happened, and says what changed. No DOM, no I/O.
+
+/** @typedef {import("./types.js").Conversation} Conversation */
+/** @typedef {import("./types.js").Message} Message */
+
+/**
+ * A chat-list entry as the client keeps it: `local` until the server knows the
+ * conversation (a private chat before its first message), `clock` the live
+ * update that last touched it (a list fetched before that cannot undo it).
+ * @typedef {Conversation & {local: boolean, clock: number}} Entry
+ */
+
+/**
+ * The loaded part of one conversation's history.
+ * @typedef {object} History
+ * @property {Map<number, Message>} msgs  by seq
+ * @property {boolean} loaded    the newest page is in
+ * @property {boolean} loading
+ * @property {boolean} hasMore   older messages exist on the server
+ * @property {number} minSeq     the oldest loaded seq (0: none)
+ * @property {number} maxSeq     every seq up to this one is loaded
+ * @property {boolean} catching  a catch-up is running
+ * @property {boolean} again     another catch-up was asked for meanwhile
+ * @property {boolean} older     an older page is on its way
+ */
+
+/** @returns {History} */
+export function newHistory() {
+  return { msgs: new Map(), loaded: false, loading: false, hasMore: false, minSeq: 0,
+    maxSeq: 0, catching: false, again: false, older: false };
+}
+
+/**
+ * Newest first, as the server orders them: by time, then by id.
+ * @param {Iterable<Entry>} entries
+ */
+export function sortEntries(entries) {
+  return [...entries].sort((a, b) =>
+    a.updated_at < b.updated_at ? 1 : a.updated_at > b.updated_at ? -1 : a.id < b.id ? -1 : 1);
+}
+
+/**
+ * An entry from the server merged over what the client has: a live event may be
+ * newer than a list fetched just before it, so positions never move back.
+ * @param {Entry | undefined} old
+ * @param {Conversation} entry
+ * @param {boolean} live   from an event (true) or a fetched list (false)
+ * @param {number} clock   this update's clock, for a live one
+ * @returns {Entry}
+ */
+export function mergeEntry(old, entry, live, clock) {
+  /** @type {Entry} */
+  let next = { ...entry, local: false, clock: live ? clock : old ? old.clock : 0 };
+  if (old && !old.local) {
+    if (old.last_seq > next.last_seq) {
+      next = { ...next, last_seq: old.last_seq, last_message: old.last_message,
+        updated_at: old.updated_at, unread: old.unread };
+    }
+    if (old.read_seq > next.read_seq) {
+      next = { ...next, read_seq: old.read_seq, unread: Math.min(old.unread, next.unread) };
+    }
+  }
+  return next;
+}
+
+/**
+ * A message event on its entry; false when the entry already had it.
+ * @param {Entry} entry
+ * @param {Message} message
+ * @param {number} me
+ * @param {number} clock
+ */
+export function applyMessage(entry, message, me, clock) {
+  if (message.seq <= entry.last_seq) return false;
+  entry.last_seq = message.seq;
+  entry.last_message = message;
+  entry.updated_at = message.sent_at;
+  entry.local = false;
+  entry.clock = clock;
+  if (message.sender === me) {
+    entry.read_seq = message.seq; // sending marks everything before it read
+    entry.unread = 0;
+  } else {
+    entry.unread += 1;
+  }
+  return true;
+}
+
+/**
+ * The user's own read position moved (on another device, or here).
+ * "exact": the count is known (nothing left); "refetch": some is left, ask the server
+ * for the exact count; "ignored": not a move forward.
+ * @param {Entry} entry
+ * @param {number} seq
+ * @returns {"exact" | "refetch" | "ignored"}
+ */
+export function applyOwnRead(entry, seq) {
+  if (seq <= entry.read_seq) return "ignored";
+  entry.read_seq = seq;
+  if (seq >= entry.last_seq) {
+    entry.unread = 0;
+    return "exact";
+  }
+  return "refetch";
+}
+
+/**
+ * Messages into a loaded history, deduped by seq. `complete`: the server has
+ * nothing after the highest of them. True when a gap remains (catch up).
+ * @param {History} history
+ * @param {Message[]} messages
+ * @param {boolean} complete
+ */
+export function addToHistory(history, messages, complete) {
+  for (const message of messages) {
+    if (!history.msgs.has(message.seq)) history.msgs.set(message.seq, message);
+  }
+  if (!history.minSeq && messages.length) history.minSeq = Math.min(...messages.map((m) => m.seq));
+  while (history.msgs.has(history.maxSeq + 1)) history.maxSeq += 1;
+  if (complete) {
+    history.maxSeq = Math.max(history.maxSeq, ...history.msgs.keys());
+    return false;
+  }
+  return [...history.msgs.keys()].some((seq) => seq > history.maxSeq);
+}
+
+/**
+ * Entries a fresh list no longer has (left or removed while away), unless they
+ * are local or a live update touched them after the list was asked for.
+ * @param {Map<string, Entry>} entries
+ * @param {Set<string>} listed
+ * @param {number} askedAt  the clock when the list was asked for
+ */
+export function goneEntries(entries, listed, askedAt) {
+  return [...entries].filter(([id, entry]) =>
+    !listed.has(id) && !entry.local && !(entry.clock > askedAt)).map(([id]) => id);
+}

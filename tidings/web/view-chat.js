@@ -1,0 +1,114 @@
+// @ts-check
+// The open conversation: its header, messages with time lines and read status,
+// the pending sends, and the composer.
+
+import { $, avatar, el } from "./dom.js";
+import { lineTime } from "./format.js";
+import { loadOlder } from "./history.js";
+import { sendPending, socket } from "./live.js";
+import { user, userName } from "./people.js";
+import { render } from "./render.js";
+import { S, me, savePending } from "./state.js";
+
+/**
+ * "Sent" or "Read" under the last own message of a private chat.
+ * @param {import("./types.js").Message} message
+ * @param {number} lastOwnSeq
+ * @param {import("./store.js").Entry} entry
+ */
+function statusFor(message, lastOwnSeq, entry) {
+  if (entry.type !== "private" || message.sender !== me().id || message.seq !== lastOwnSeq) {
+    return null;
+  }
+  const read = (S.peerRead[entry.id] || 0) >= message.seq;
+  return el("div", read ? "status read" : "status", read ? "Read" : "Sent");
+}
+
+/**
+ * @param {import("./store.js").Entry} entry
+ * @param {{sender: number, body: string, seq: number, sent_at?: string}} message
+ * @param {{pending?: boolean, status?: any}} options
+ */
+function messageNode(entry, message, options) {
+  const own = message.sender === me().id;
+  const row = el("div", `msg ${own ? "own" : "other"}${options.pending ? " pending" : ""}`);
+  if (message.seq) row.dataset.seq = String(message.seq);
+  row.appendChild(avatar(`u${message.sender}`, userName(message.sender), "small"));
+  const column = el("div", "msg-col");
+  if (!own && entry.type === "group") column.appendChild(el("div", "sender", userName(message.sender)));
+  const line = el("div", "msg-line");
+  const bubble = el("div", "bubble", message.body);
+  if (message.sent_at) bubble.title = new Date(message.sent_at).toLocaleString();
+  line.appendChild(bubble);
+  if (options.status) line.appendChild(options.status);
+  column.appendChild(line);
+  row.appendChild(column);
+  return row;
+}
+
+export function renderPane() {
+  const id = S.openId;
+  const entry = id ? S.entries.get(id) : undefined;
+  $("app").classList.toggle("show-pane", Boolean(entry));
+  $("pane-empty").hidden = Boolean(entry);
+  $("pane-chat").hidden = !entry;
+  if (!id || !entry) return;
+  $("pane-title").textContent = entry.title;
+  let sub = "";
+  if (entry.type === "group") {
+    const group = entry.group_id === null ? undefined : S.groups.get(entry.group_id);
+    sub = group ? `${group.member_ids.length} members` : "";
+  } else if (entry.peer_id !== null) {
+    const peer = user(entry.peer_id);
+    sub = peer ? `@${peer.username}` : "";
+  }
+  $("pane-sub").textContent = sub;
+  $("btn-members").hidden = entry.type !== "group";
+
+  const c = S.convs.get(id);
+  const box = $("messages");
+  const nodes = [];
+  if (!c || !c.loaded) {
+    nodes.push(el("div", "loading", "Loading…"));
+  } else {
+    if (c.hasMore) nodes.push(el("div", "loading older", "Scroll up for older messages"));
+    else if (c.msgs.size) nodes.push(el("div", "history-start", "Beginning of the conversation"));
+    const messages = [...c.msgs.values()].sort((a, b) => a.seq - b.seq);
+    let lastOwnSeq = 0;
+    for (const message of messages) if (message.sender === me().id) lastOwnSeq = message.seq;
+    for (const message of messages) {
+      if (message.time_separator) {
+        const timeLine = el("div", "time-line");
+        timeLine.appendChild(el("span", null, lineTime(message.sent_at)));
+        nodes.push(timeLine);
+      }
+      nodes.push(messageNode(entry, message, { status: statusFor(message, lastOwnSeq, entry) }));
+    }
+  }
+  for (const pending of S.pending) {
+    if (pending.conversation !== id) continue;
+    let status;
+    if (pending.state === "failed") {
+      status = el("button", "status failed", `${pending.error || "Not sent"} · Retry`);
+      status.type = "button";
+      status.addEventListener("click", () => {
+        sendPending(pending);
+        savePending();
+        render({ pane: true });
+      });
+    } else {
+      status = el("div", "status sending", socket.authed ? "Sending…" : "Waiting for network…");
+    }
+    nodes.push(messageNode(entry, { sender: me().id, body: pending.body, seq: 0 },
+      { pending: true, status }));
+  }
+  box.replaceChildren(...nodes);
+  if (c && c.loaded && c.hasMore && box.scrollHeight <= box.clientHeight) loadOlder(id);
+}
+
+/** The composer grows with its text, up to 160 px. */
+export function sizeComposer() {
+  const box = $("compose");
+  box.style.height = "auto";
+  box.style.height = `${Math.min(box.scrollHeight, 160)}px`;
+}

@@ -1,0 +1,53 @@
+// @ts-check
+// The chat list: every conversation, newest first, with its unread badge.
+
+import { $, avatar, el } from "./dom.js";
+import { listTime, preview } from "./format.js";
+import { userName } from "./people.js";
+import { S, me } from "./state.js";
+import { sortEntries } from "./store.js";
+
+/** @param {import("./store.js").Entry} entry */
+export function avatarKey(entry) {
+  return entry.type === "group" ? `g${entry.group_id}` : `u${entry.peer_id}`;
+}
+
+export function renderList() {
+  const list = $("chat-list");
+  const active = /** @type {any} */ (document.activeElement);
+  const focused = active && active.closest ? active.closest(".chat") : null;
+  const focusedId = focused && list.contains(focused) ? focused.dataset.id : null;
+  const entries = sortEntries(S.entries.values());
+  let total = 0;
+  const items = entries.map((entry) => {
+    total += entry.unread;
+    const item = el("li", "chat");
+    item.dataset.id = entry.id;
+    item.setAttribute("role", "option");
+    item.tabIndex = 0;
+    item.setAttribute("aria-selected", String(entry.id === S.openId));
+    if (entry.id === S.openId) item.classList.add("active");
+    item.appendChild(avatar(avatarKey(entry), entry.title));
+    const main = el("div", "chat-main");
+    const top = el("div", "chat-top");
+    top.appendChild(el("span", "chat-title", entry.title));
+    top.appendChild(el("span", "chat-time", entry.last_message ? listTime(entry.updated_at) : ""));
+    const bottom = el("div", "chat-bottom");
+    bottom.appendChild(el("span", "chat-preview", preview(entry, me().id, userName)));
+    if (entry.unread > 0) {
+      const badge = el("span", "badge", entry.unread > 99 ? "99+" : String(entry.unread));
+      badge.setAttribute("aria-label", `${entry.unread} unread`);
+      bottom.appendChild(badge);
+    }
+    main.append(top, bottom);
+    item.appendChild(main);
+    return item;
+  });
+  list.replaceChildren(...items);
+  $("chat-empty").hidden = entries.length > 0;
+  document.title = total > 0 ? `(${total}) tidings` : "tidings";
+  if (focusedId) {
+    const again = list.querySelector(`.chat[data-id="${CSS.escape(focusedId)}"]`);
+    if (again) again.focus();
+  }
+}
