@@ -37,6 +37,7 @@ from typing import Any
 import msgspec
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
 from tidings.chatlist import chat_entry, shown_time
 from tidings.ids import (
@@ -49,12 +50,13 @@ from tidings.ids import (
 )
 from tidings.models import Conversation, Message, iso_ms
 from tidings.nodes import NodeId, decode_report, is_live, registry_key
-from tidings.state import lua
+from tidings.state import binding, lua
 from tidings.store import ReadResult, SendRequest, Store, StoredMessage, WriteOutcome, WriteRequest
 
 log = logging.getLogger(__name__)
 
 _FAILURES = (RedisError, OSError, TimeoutError)
+_BIND_FAILURES = (*_FAILURES, SQLAlchemyError)
 _PAGE_ENTRY = 5  # values per entry in PAGE's answer
 _GROUP_NAMES_CACHED = 100_000
 
@@ -77,7 +79,10 @@ class RedisChatList:
             url, socket_connect_timeout=timeout, socket_timeout=timeout, health_check_interval=10
         )
         self._store = store
-        self._prefix = f"{prefix}cl:"
+        self._base_prefix = prefix
+        # Bound at start to this database's identity and generation
+        # (state.binding); until then the copy is neither read nor written.
+        self._prefix = ""
         self._nodes_key = registry_key(prefix)
         self._node = node
         self._node_ttl = node_ttl
@@ -90,8 +95,10 @@ class RedisChatList:
         self._fill = self._redis.register_script(lua.FILL)
         self._bump = self._redis.register_script(lua.BUMP)
         self._reap = self._redis.register_script(lua.REAP)
-        # True from a failed update until the namespace has been dropped.
-        self._stale = False
+        # True from a failed update until the namespace has been dropped,
+        # and before the namespace is bound.
+        self._stale = True
+        self._bound = False
         # While the drop is on its way, updates go to Redis again: each lands
         # before it (and is dropped with the rest) or after it (and counts).
         self._dropping = False
@@ -107,6 +114,11 @@ class RedisChatList:
         return not self._stale
 
     async def start(self) -> None:
+        try:
+            await self._bind()
+            self._stale = False  # the copy of this database as it is: kept, not dropped
+        except _BIND_FAILURES as exc:
+            log.warning("chat list: cannot bind the Redis copy yet (%s); serving from SQL", exc)
         self._task = asyncio.create_task(self._watch(), name="redis-chat-list")
 
     async def close(self) -> None:
@@ -296,6 +308,11 @@ class RedisChatList:
         backoff = 0.2
         while not self._closed:
             try:
+                if not self._bound:
+                    # Updates were not applied meanwhile: the stale path below
+                    # drops whatever the namespace held.
+                    await self._bind()
+                    continue
                 if self._stale:
                     failures = self._failures
                     self._dropping = True
@@ -316,9 +333,13 @@ class RedisChatList:
                     await asyncio.wait_for(self._wake.wait(), self._node_ttl / 3)
                 except TimeoutError:
                     pass
-            except _FAILURES:
+            except _BIND_FAILURES:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+
+    async def _bind(self) -> None:
+        self._prefix = await binding.bind(self._redis, self._base_prefix, self._store.deployment())
+        self._bound = True
 
     async def _reap_dead_nodes(self) -> None:
         now = time.time()

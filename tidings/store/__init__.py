@@ -27,6 +27,7 @@ from typing import Protocol
 from tidings.errors import TidingsError
 from tidings.ids import ConversationId, ConversationRef, GroupId, UserId
 from tidings.models import Conversation, Group, Message, User
+from tidings.store.deployment import DeploymentRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,3 +222,6 @@ class Store(Protocol):
         self, pairs: Sequence[tuple[ConversationId, UserId]]
     ) -> dict[tuple[ConversationId, UserId], int]:
         """The read_seq of each (conversation, member) pair that exists."""
+
+    def deployment(self) -> DeploymentRecord:
+        """Which database this is (identity, generation), for copies kept elsewhere."""
