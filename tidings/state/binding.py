@@ -21,7 +21,7 @@ import logging
 
 from redis import asyncio as aioredis
 
-from tidings.store.deployment import Deployment, DeploymentRecord
+from tidings.store import Deployment, DeploymentRecord
 
 log = logging.getLogger(__name__)
 
@@ -65,18 +65,18 @@ async def _copy_ahead(
     recent = await record.recently_sent(checked)
     if not recent:
         return None
-    base = f"{space}{_text(epoch)}:h:"
+    base = f"{space}{as_text(epoch)}:h:"
     heads = await redis.mget([base + c for c in recent])
     last_seqs = await record.last_seqs(recent)  # after the copy: see the module's note
     for conversation, head in zip(recent, heads, strict=True):
         if head is None:
             continue
-        copy_seq = int(_text(head).partition("|")[0])
+        copy_seq = int(as_text(head).partition("|")[0])
         sql_seq = last_seqs.get(conversation, 0)
         if copy_seq > sql_seq:
             return conversation, copy_seq, sql_seq
     return None
 
 
-def _text(value: bytes | str) -> str:
+def as_text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value

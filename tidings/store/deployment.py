@@ -1,53 +1,20 @@
-"""The deployment row: which database this is, and which generation of it.
-
-The identity is random, made by the migration that created the row, and
-travels with every dump of the database. The generation moves on whenever
-the database may have gone back in time (``tidings restored``, or a node
-that finds a derived copy ahead of the database at start). Whatever is
-derived from the database elsewhere is keyed by both (``Deployment.name``),
-so a copy of another database, or of this one before a restore, is never
-read again.
-"""
+"""The deployment row on SQL (``store.Deployment`` says what it means)."""
 
 from __future__ import annotations
 
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tidings.ids import ConversationId
+from tidings.store import Deployment
 from tidings.store.schema import conversations, deployment
 
 _ROW = 1
 _IN_CHUNK = 500
-
-
-@dataclass(frozen=True, slots=True)
-class Deployment:
-    identity: str
-    generation: int
-
-    @property
-    def name(self) -> str:
-        """The part of a derived key namespace that names this database as it is now."""
-        return f"{self.identity}.{self.generation}"
-
-
-class DeploymentRecord(Protocol):
-    async def current(self) -> Deployment: ...
-
-    async def next_generation(
-        self, seen: Deployment, *, new_identity: bool = False
-    ) -> Deployment: ...
-
-    async def recently_sent(self, limit: int) -> list[ConversationId]: ...
-
-    async def last_seqs(self, ids: Sequence[ConversationId]) -> dict[ConversationId, int]: ...
 
 
 class SqlDeployment:
