@@ -40,6 +40,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from tidings.chatlist import chat_entry, shown_time
+from tidings.errors import TidingsError
 from tidings.ids import (
     ConversationId,
     GroupId,
@@ -51,6 +52,7 @@ from tidings.ids import (
 from tidings.models import Conversation, Message, iso_ms
 from tidings.nodes import NodeId, decode_report, is_live, registry_key
 from tidings.state import binding, lua
+from tidings.state.claim import claim_prefix
 from tidings.store import ReadResult, SendRequest, Store, StoredMessage, WriteOutcome, WriteRequest
 
 log = logging.getLogger(__name__)
@@ -333,12 +335,23 @@ class RedisChatList:
                     await asyncio.wait_for(self._wake.wait(), self._node_ttl / 3)
                 except TimeoutError:
                     pass
+            except TidingsError as exc:  # the prefix is another deployment's: SQL it is
+                log.error("chat list: %s", exc)
+                await asyncio.sleep(self._node_ttl)
             except _BIND_FAILURES:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
     async def _bind(self) -> None:
-        self._prefix = await binding.bind(self._redis, self._base_prefix, self._store.deployment())
+        record = self._store.deployment()
+        await claim_prefix(
+            self._redis,
+            self._base_prefix,
+            (await record.current()).identity,
+            node=self._node,
+            node_ttl=self._node_ttl,
+        )
+        self._prefix = await binding.bind(self._redis, self._base_prefix, record)
         self._bound = True
 
     async def _reap_dead_nodes(self) -> None:
