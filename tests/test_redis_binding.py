@@ -28,7 +28,7 @@ from tests.backends import BACKENDS, database_url, redis_url
 from tests.conftest import FAST_HASHER, PASSWORD, RunningServer, settings_for
 from tests.test_redis_chat_list import metric
 from tidings.app import build_app
-from tidings.client import Client
+from tidings.client import ApiError, Client
 from tidings.errors import TidingsError
 from tidings.store.migrate import upgrade
 
@@ -304,6 +304,7 @@ async def test_a_restored_postgresql_dump_taken_mid_traffic(
             stop.set()
             await traffic
             seen = {e.id: e.last_seq for e in await clients[3].conversations()}
+            old_token = clients[3].token
         finally:
             await before.stop()
 
@@ -320,6 +321,7 @@ async def test_a_restored_postgresql_dump_taken_mid_traffic(
                 restored_db,
                 "--redis",
                 redis,
+                "--sign-out",
                 stdout=asyncio.subprocess.PIPE,
                 env=env,
             )
@@ -327,11 +329,16 @@ async def test_a_restored_postgresql_dump_taken_mid_traffic(
             assert process.returncode == 0
             assert "generation 1 ->" in out and "generation 2" in out
             assert "g:1: the database is at seq" in out, out
+            assert "sessions ended" in out
 
         after = Deployment(restored_db, redis, prefix, tmp_path)
         try:
             server = await after.server()
             oracle = await after.server(redis_chat_list=False)
+            if procedure == "tidings restored":  # with --sign-out
+                with pytest.raises(ApiError) as refused:
+                    await after.client(server, old_token).conversations()
+                assert refused.value.status == 401
             clients = await logged_in(after, server, *names)
             await assert_lists_are_sql(after, clients, oracle)
             now = {e.id: e for e in await clients[3].conversations()}

@@ -65,6 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     restored.add_argument("--database", dest="database_url", help="SQLAlchemy URL")
     restored.add_argument("--redis", dest="redis_url", help="Redis URL (to report what was lost)")
     restored.add_argument(
+        "--sign-out",
+        action="store_true",
+        help="end every session: clients log in again (and drop what the restore lost)",
+    )
+    restored.add_argument(
         "--new-identity",
         action="store_true",
         help="the database is a copy for another deployment (staging from production's backup)",
@@ -77,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parser.parse_args(given)
     new_identity = bool(vars(args).pop("new_identity", False))
+    sign_out = bool(vars(args).pop("sign_out", False))
     flags = {k: v for k, v in vars(args).items() if k != "command"}
     try:
         settings = Settings.from_env(**flags)
@@ -94,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "restored":
         try:
-            asyncio.run(_restored(settings, new_identity=new_identity))
+            asyncio.run(_restored(settings, new_identity=new_identity, sign_out=sign_out))
         except ModuleNotFoundError as exc:
             log.error("cannot mark the restore: %s", _missing_extra(exc.name or ""))
             return 1
@@ -129,7 +135,7 @@ async def _migrate(settings: Settings) -> None:
     log.info("schema of %s is up to date", settings.database_url)
 
 
-async def _restored(settings: Settings, *, new_identity: bool) -> None:
+async def _restored(settings: Settings, *, new_identity: bool, sign_out: bool) -> None:
     from tidings.state.restore import restored
 
     done = await restored(
@@ -137,6 +143,7 @@ async def _restored(settings: Settings, *, new_identity: bool) -> None:
         settings.redis_url,
         settings.redis_prefix,
         new_identity=new_identity,
+        sign_out=sign_out,
         pg_partitions=settings.pg_partitions,
     )
     for lost in done.went_back:
@@ -144,6 +151,8 @@ async def _restored(settings: Settings, *, new_identity: bool) -> None:
             f"{lost.conversation}: the database is at seq {lost.database_seq}, clients may have "
             f"seen up to {lost.copy_seq} ({lost.copy_seq - lost.database_seq} messages lost)"
         )
+    if sign_out:
+        print(f"{done.signed_out} sessions ended: every client logs in again")
     print(
         f"deployment {done.before.identity} generation {done.before.generation} -> "
         f"{done.after.identity} generation {done.after.generation}: "

@@ -8,6 +8,10 @@ copy, which conversations lost messages and how many: the seqs between the
 database's last seq and the copy's are given to the next messages sent
 there (docs/operations.md says what a client that had seen them gets).
 
+``--sign-out`` ends every session, so every client logs in again: a client
+that keeps history only for a session (the web client) then drops what it
+had of the messages the restore lost.
+
 ``--new-identity`` is for a database copied to make another deployment
 (staging from production's backup): it gets an identity of its own, so
 the two never share a copy even on one Redis with one prefix.
@@ -17,12 +21,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import delete
+
 from tidings.ids import ConversationId
 from tidings.state.binding import as_text, namespace
 from tidings.store import Deployment
 from tidings.store.deployment import SqlDeployment
 from tidings.store.engines import create_engines
 from tidings.store.migrate import upgrade
+from tidings.store.schema import sessions
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +46,7 @@ class Restored:
     before: Deployment
     after: Deployment
     went_back: list[WentBack]
+    signed_out: int
 
 
 async def restored(
@@ -47,6 +55,7 @@ async def restored(
     prefix: str,
     *,
     new_identity: bool = False,
+    sign_out: bool = False,
     pg_partitions: int = 16,
 ) -> Restored:
     engines = create_engines(database_url)
@@ -58,9 +67,13 @@ async def restored(
         before = await record.current()
         went_back = [] if redis_url is None else await _went_back(redis_url, prefix, before, record)
         after = await record.next_generation(before, new_identity=new_identity)
+        signed_out = 0
+        if sign_out:
+            async with engines.writer.begin() as conn:
+                signed_out = (await conn.execute(delete(sessions))).rowcount
     finally:
         await engines.dispose()
-    return Restored(before, after, went_back)
+    return Restored(before, after, went_back, signed_out)
 
 
 async def _went_back(
