@@ -18,9 +18,10 @@ read-modify-write from PHP, which lost counts under concurrency. Here
 
 Redis is derived state, of one database as it is now: the namespace is
 the database's identity and generation (``state.binding``), so a copy of
-another database, or of this one before a restore, is never read. Whatever is absent (a new Redis, a FLUSHALL, an
-expired key) is rebuilt from SQL when a list is read, guarded by
-generations so a rebuild never hides a newer update. Whatever may be
+another database, or of this one before a restore, is never read.
+Whatever is absent (a new Redis, a FLUSHALL, an expired key) is rebuilt
+from SQL when a list is read, guarded by generations so a rebuild never
+hides a newer update. Whatever may be
 wrong is dropped whole by moving to a new namespace: this node does it
 when it failed to update Redis after a commit (and reads SQL until then);
 every node does it when another node stops reporting (it may have died
