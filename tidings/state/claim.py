@@ -52,7 +52,8 @@ async def claim_prefix(
                 raise unavailable(
                     f"the Redis prefix {prefix!r} is in use by another database (deployment "
                     f"{seen}, {len(live)} node(s) live, e.g. {live[0]}); this database is "
-                    f"deployment {identity}: give it a TIDINGS_REDIS_PREFIX of its own"
+                    f"deployment {identity}: give it a TIDINGS_REDIS_PREFIX of its own (a node "
+                    f"that was killed stops counting {node_ttl:g} s after its last report)"
                 )
         if await take(args=[key, seen, identity]):
             return
