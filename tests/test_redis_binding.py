@@ -30,6 +30,7 @@ from tests.test_redis_chat_list import metric
 from tidings.app import build_app
 from tidings.client import ApiError, Client
 from tidings.errors import TidingsError
+from tidings.state.restore import restored
 from tidings.store.migrate import upgrade
 
 
@@ -360,3 +361,31 @@ async def test_a_restored_postgresql_dump_taken_mid_traffic(
             await after.stop()
     with contextlib.suppress(FileNotFoundError):
         dump.unlink()
+
+
+async def test_running_nodes_follow_a_generation_moved_under_them(
+    tmp_path: Path, shared_redis: tuple[str, str]
+) -> None:
+    """Another node's start check, or ``tidings restored`` run too early: nodes follow."""
+    redis, prefix = shared_redis
+    async with database_url("postgresql", tmp_path) as database:
+        deployment = Deployment(database, redis, prefix, tmp_path)
+        try:
+            server = await deployment.server()
+            oracle = await deployment.server(redis_chat_list=False)
+            ann, ben = await signed_up(deployment, server, "ann", "ben")
+            await ann.send("p:1-2", "before")
+            await assert_lists_are_sql(deployment, [ann, ben], oracle)
+            done = await restored(database, redis, prefix)
+            assert (done.before.generation, done.after.generation) == (1, 2)
+            for _ in range(100):  # the node looks every lease third (5 s)
+                if any(n.endswith(".2") for n in await namespaces(redis, prefix)):
+                    break
+                await ann.conversations()
+                await asyncio.sleep(0.1)
+            await ann.send("p:1-2", "after")
+            await assert_lists_are_sql(deployment, [ann, ben], oracle)
+            assert any(n.endswith(".2") for n in await namespaces(redis, prefix))
+            assert await metric(server, "tidings_chat_list_redis_trusted") == 1
+        finally:
+            await deployment.stop()

@@ -332,6 +332,8 @@ class RedisChatList:
                         log.info("chat list: Redis copy dropped; it is rebuilt from SQL as read")
                     continue
                 await self._reap_dead_nodes()
+                if await self._generation_moved():
+                    continue
                 backoff = 0.2
                 self._wake.clear()
                 try:
@@ -356,6 +358,25 @@ class RedisChatList:
         )
         self._prefix = await binding.bind(self._redis, self._base_prefix, record)
         self._bound = True
+
+    async def _generation_moved(self) -> bool:
+        """Another node (or ``tidings restored``) moved the generation on: follow it.
+
+        One primary-key read per node lease third. Until the new namespace
+        is bound and dropped once (what this node skipped meanwhile is not
+        in it), lists come from SQL.
+        """
+        current = await self._store.deployment().current()
+        if binding.namespace(self._base_prefix, current) == self._prefix:
+            return False
+        log.warning(
+            "chat list: the database is at generation %d now (restored?); "
+            "the Redis copy of the one before is no longer read",
+            current.generation,
+        )
+        self._stale = True
+        self._bound = False
+        return True
 
     async def _reap_dead_nodes(self) -> None:
         now = time.time()
