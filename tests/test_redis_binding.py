@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import os
 import secrets
 import sys
@@ -29,7 +28,6 @@ from tests.conftest import FAST_HASHER, PASSWORD, RunningServer, settings_for
 from tests.test_redis_chat_list import metric
 from tidings.app import build_app
 from tidings.client import ApiError, Client
-from tidings.errors import TidingsError
 from tidings.state.restore import restored
 from tidings.store.migrate import upgrade
 
@@ -47,14 +45,8 @@ class Deployment:
         settings = settings_for(self.tmp_path, **(given | {"redis_prefix": self.prefix} | changes))
         app = build_app(settings, hasher=FAST_HASHER)
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5)
-        try:
-            await runner.setup()
-        except Exception:
-            # What started before the refusal (broker, presence) is stopped:
-            # the process would exit here.
-            await app.cleanup()
-            raise
         self._runners.append(runner)
+        await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
@@ -200,9 +192,6 @@ async def test_a_restart_on_the_same_database_keeps_the_copy(
             await deployment.stop()
 
 
-# A start that fails half-way leaves a Redis socket to the collector (the
-# process would exit there); collected here, not in the next test.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_another_database_cannot_join_a_prefix_in_use(
     tmp_path: Path, shared_redis: tuple[str, str]
 ) -> None:
@@ -216,13 +205,29 @@ async def test_another_database_cannot_join_a_prefix_in_use(
         refused = Deployment(staging, redis, prefix, tmp_path)
         try:
             await running.server()
-            with pytest.raises(TidingsError, match="in use by another database"):
-                await refused.server()
+            env = {
+                **os.environ,
+                "TIDINGS_DATABASE_URL": staging,
+                "TIDINGS_REDIS_URL": redis,
+                "TIDINGS_REDIS_PREFIX": prefix,
+                "TIDINGS_PORT": "0",
+            }
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "tidings",
+                "serve",
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+            )
+            out, err = await asyncio.wait_for(process.communicate(), 60)
+            assert process.returncode == 1, out
+            assert "in use by another database" in err.decode()
             await refused.server(redis_prefix=f"{prefix}staging:")  # its own prefix: fine
         finally:
             await refused.stop()
             await running.stop()
-    gc.collect()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

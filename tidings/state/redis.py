@@ -124,6 +124,9 @@ class RedisChatList:
             self._stale = False  # the copy of this database as it is: kept, not dropped
         except _BIND_FAILURES as exc:
             log.warning("chat list: cannot bind the Redis copy yet (%s); serving from SQL", exc)
+        except TidingsError:
+            await self._redis.aclose()  # the node does not start: nothing is left open
+            raise
         self._task = asyncio.create_task(self._watch(), name="redis-chat-list")
 
     async def close(self) -> None:
