@@ -2,7 +2,7 @@
 
 Everything under a prefix is shared by the nodes that use it: the event
 channel (``{prefix}events``: every message of every conversation), the
-presence hashes, the node registry, the rate limits. Two deployments on one
+presence hashes, the node registry (rate limits are per node). Two deployments on one
 Redis with one prefix (staging pointed at production's Redis with the
 default prefix) would deliver each other's messages to users who happen to
 have the same ids. So the prefix records the identity of the database
