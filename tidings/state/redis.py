@@ -379,6 +379,9 @@ class RedisChatList:
         )
         self._stale = True
         self._bound = False
+        # Ids of groups created after the backup are given again by the
+        # restored database: names cached for them are another group's.
+        self._group_names_cache.clear()
         return True
 
     async def _reap_dead_nodes(self) -> None:
