@@ -27,6 +27,7 @@ from tests.conftest import (
 from tidings.client import Client
 from tidings.state import lua
 from tidings.state.redis import RedisChatList
+from tidings.store.sql import SqlStore
 
 pytestmark = pytest.mark.parametrize("stack", ["postgresql+redis"], indirect=True)
 
@@ -78,6 +79,13 @@ async def redis_keys(server: RunningServer, pattern: str) -> list[bytes]:
         return [k async for k in redis.scan_iter(f"{server.settings.redis_prefix}{pattern}")]
     finally:
         await redis.aclose()
+
+
+async def copy_namespace(server: RunningServer) -> str:
+    """The one chat-list namespace of this test's prefix: ``{prefix}cl:{identity}.{gen}:``."""
+    epochs = await redis_keys(server, "cl:*epoch")
+    assert len(epochs) == 1, epochs
+    return epochs[0].decode().removesuffix("epoch")
 
 
 async def flush(server: RunningServer) -> None:
@@ -221,15 +229,19 @@ async def test_a_node_that_stops_reporting_drops_the_redis_copy(pair: Pair) -> N
     settings = pair.cached.settings
     assert settings.redis_url is not None
     redis = aioredis.Redis.from_url(settings.redis_url)
+    store = SqlStore.from_url(settings.database_url)
     watcher = RedisChatList(
         settings.redis_url,
-        None,
+        store,
         prefix=settings.redis_prefix,
-        node="watcher",
-        node_ttl=0.5,  # type: ignore[arg-type]
+        node="watcher",  # type: ignore[arg-type]
+        node_ttl=0.5,
     )
     try:
-        epoch = await redis.get(f"{settings.redis_prefix}cl:epoch")
+        await watcher._bind()  # to the namespace of this database, as the servers are
+        space = await copy_namespace(pair.cached)
+        epoch = await redis.get(f"{space}epoch")
+        assert epoch is not None
         # A node whose last report is old: killed with SIGKILL, say.
         nodes = f"{settings.redis_prefix}nodes"
         live = await redis.hgetall(nodes)
@@ -237,13 +249,14 @@ async def test_a_node_that_stops_reporting_drops_the_redis_copy(pair: Pair) -> N
         await redis.hset(nodes, "dead-node", next(iter(live.values())))
         await asyncio.sleep(0.6)
         await watcher._reap_dead_nodes()
-        assert await redis.get(f"{settings.redis_prefix}cl:epoch") != epoch
+        assert await redis.get(f"{space}epoch") != epoch
         assert not await redis.hexists(nodes, "dead-node")
         # The lists come back, rebuilt from SQL, exact.
         await bob.mark_read(private(*pair.ids), 1)
         await pair.assert_same()
     finally:
         await watcher.close()
+        await store.close()
         await redis.aclose()
 
 

@@ -1,4 +1,4 @@
-"""The ``tidings`` command: ``serve``, ``migrate`` and ``bench``."""
+"""The ``tidings`` command: ``serve``, ``migrate``, ``restored`` and ``bench``."""
 
 from __future__ import annotations
 
@@ -58,12 +58,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     migrate = commands.add_parser("migrate", help="bring the database schema up to date")
     migrate.add_argument("--database", dest="database_url", help="SQLAlchemy URL")
 
+    restored = commands.add_parser(
+        "restored",
+        help="after restoring the database from a backup: never trust a copy made before it",
+    )
+    restored.add_argument("--database", dest="database_url", help="SQLAlchemy URL")
+    restored.add_argument("--redis", dest="redis_url", help="Redis URL (to report what was lost)")
+    restored.add_argument(
+        "--sign-out",
+        action="store_true",
+        help="end every session: clients log in again (and drop what the restore lost)",
+    )
+    restored.add_argument(
+        "--new-identity",
+        action="store_true",
+        help="the database is a copy for another deployment (staging from production's backup)",
+    )
+
     commands.add_parser("bench", help="run the benchmarks (tidings bench --help)", add_help=False)
     commands.add_parser("soak", help="run the soak test (tidings soak --help)", add_help=False)
     for name in ("user", "group", "push", "stats"):
         commands.add_parser(name, help=f"the admin API (tidings {name} --help)", add_help=False)
 
     args = parser.parse_args(given)
+    new_identity = bool(vars(args).pop("new_identity", False))
+    sign_out = bool(vars(args).pop("sign_out", False))
     flags = {k: v for k, v in vars(args).items() if k != "command"}
     try:
         settings = Settings.from_env(**flags)
@@ -77,6 +96,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_migrate(settings))
         except ModuleNotFoundError as exc:
             log.error("cannot migrate: %s", _missing_extra(exc.name or ""))
+            return 1
+        return 0
+    if args.command == "restored":
+        try:
+            asyncio.run(_restored(settings, new_identity=new_identity, sign_out=sign_out))
+        except ModuleNotFoundError as exc:
+            log.error("cannot mark the restore: %s", _missing_extra(exc.name or ""))
             return 1
         return 0
     try:
@@ -107,6 +133,31 @@ async def _migrate(settings: Settings) -> None:
     finally:
         await engines.dispose()
     log.info("schema of %s is up to date", settings.database_url)
+
+
+async def _restored(settings: Settings, *, new_identity: bool, sign_out: bool) -> None:
+    from tidings.state.restore import restored
+
+    done = await restored(
+        settings.database_url,
+        settings.redis_url,
+        settings.redis_prefix,
+        new_identity=new_identity,
+        sign_out=sign_out,
+        pg_partitions=settings.pg_partitions,
+    )
+    for lost in done.went_back:
+        print(
+            f"{lost.conversation}: the database is at seq {lost.database_seq}, clients may have "
+            f"seen up to {lost.copy_seq} ({lost.copy_seq - lost.database_seq} messages lost)"
+        )
+    if sign_out:
+        print(f"{done.signed_out} sessions ended: every client logs in again")
+    print(
+        f"deployment {done.before.identity} generation {done.before.generation} -> "
+        f"{done.after.identity} generation {done.after.generation}: "
+        "Redis copies made before are no longer read"
+    )
 
 
 async def serve_forever(settings: Settings) -> None:

@@ -1,6 +1,8 @@
 """The Lua scripts of the Redis chat list: each one atomic, none a read-modify-write from Python.
 
-Keys, under ``{prefix}cl:``:
+Keys, under the namespace ``{prefix}cl:{identity}.{generation}:`` of the
+database the copy is built from (``state.binding``; the scripts take it as
+their ``prefix`` argument):
 
 - ``epoch``: the namespace in use. Every other key lives under
   ``{epoch}:``. Changing it drops the whole cache at once (after a node

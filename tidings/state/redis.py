@@ -16,9 +16,12 @@ read-modify-write from PHP, which lost counts under concurrency. Here
   titles: group names are cached here (a group is never renamed and its
   id never reused), display names come from SQL by primary key.
 
-Redis is derived state. Whatever is absent (a new Redis, a FLUSHALL, an
-expired key) is rebuilt from SQL when a list is read, guarded by
-generations so a rebuild never hides a newer update. Whatever may be
+Redis is derived state, of one database as it is now: the namespace is
+the database's identity and generation (``state.binding``), so a copy of
+another database, or of this one before a restore, is never read.
+Whatever is absent (a new Redis, a FLUSHALL, an expired key) is rebuilt
+from SQL when a list is read, guarded by generations so a rebuild never
+hides a newer update. Whatever may be
 wrong is dropped whole by moving to a new namespace: this node does it
 when it failed to update Redis after a commit (and reads SQL until then);
 every node does it when another node stops reporting (it may have died
@@ -37,8 +40,10 @@ from typing import Any
 import msgspec
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
 from tidings.chatlist import chat_entry, shown_time
+from tidings.errors import TidingsError
 from tidings.ids import (
     ConversationId,
     GroupId,
@@ -49,12 +54,14 @@ from tidings.ids import (
 )
 from tidings.models import Conversation, Message, iso_ms
 from tidings.nodes import NodeId, decode_report, is_live, registry_key
-from tidings.state import lua
+from tidings.state import binding, lua
+from tidings.state.claim import claim_prefix
 from tidings.store import ReadResult, SendRequest, Store, StoredMessage, WriteOutcome, WriteRequest
 
 log = logging.getLogger(__name__)
 
 _FAILURES = (RedisError, OSError, TimeoutError)
+_BIND_FAILURES = (*_FAILURES, SQLAlchemyError)
 _PAGE_ENTRY = 5  # values per entry in PAGE's answer
 _GROUP_NAMES_CACHED = 100_000
 
@@ -77,7 +84,10 @@ class RedisChatList:
             url, socket_connect_timeout=timeout, socket_timeout=timeout, health_check_interval=10
         )
         self._store = store
-        self._prefix = f"{prefix}cl:"
+        self._base_prefix = prefix
+        # Bound at start to this database's identity and generation
+        # (state.binding); until then the copy is neither read nor written.
+        self._prefix = ""
         self._nodes_key = registry_key(prefix)
         self._node = node
         self._node_ttl = node_ttl
@@ -90,8 +100,10 @@ class RedisChatList:
         self._fill = self._redis.register_script(lua.FILL)
         self._bump = self._redis.register_script(lua.BUMP)
         self._reap = self._redis.register_script(lua.REAP)
-        # True from a failed update until the namespace has been dropped.
-        self._stale = False
+        # True from a failed update until the namespace has been dropped,
+        # and before the namespace is bound.
+        self._stale = True
+        self._bound = False
         # While the drop is on its way, updates go to Redis again: each lands
         # before it (and is dropped with the rest) or after it (and counts).
         self._dropping = False
@@ -107,6 +119,14 @@ class RedisChatList:
         return not self._stale
 
     async def start(self) -> None:
+        try:
+            await self._bind()
+            self._stale = False  # the copy of this database as it is: kept, not dropped
+        except _BIND_FAILURES as exc:
+            log.warning("chat list: cannot bind the Redis copy yet (%s); serving from SQL", exc)
+        except TidingsError:
+            await self._redis.aclose()  # the node does not start: nothing is left open
+            raise
         self._task = asyncio.create_task(self._watch(), name="redis-chat-list")
 
     async def close(self) -> None:
@@ -296,6 +316,11 @@ class RedisChatList:
         backoff = 0.2
         while not self._closed:
             try:
+                if not self._bound:
+                    # Updates were not applied meanwhile: the stale path below
+                    # drops whatever the namespace held.
+                    await self._bind()
+                    continue
                 if self._stale:
                     failures = self._failures
                     self._dropping = True
@@ -310,15 +335,54 @@ class RedisChatList:
                         log.info("chat list: Redis copy dropped; it is rebuilt from SQL as read")
                     continue
                 await self._reap_dead_nodes()
+                if await self._generation_moved():
+                    continue
                 backoff = 0.2
                 self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), self._node_ttl / 3)
                 except TimeoutError:
                     pass
-            except _FAILURES:
+            except TidingsError as exc:  # the prefix is another deployment's: SQL it is
+                log.error("chat list: %s", exc)
+                await asyncio.sleep(self._node_ttl)
+            except _BIND_FAILURES:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+
+    async def _bind(self) -> None:
+        record = self._store.deployment()
+        await claim_prefix(
+            self._redis,
+            self._base_prefix,
+            (await record.current()).identity,
+            node=self._node,
+            node_ttl=self._node_ttl,
+        )
+        self._prefix = await binding.bind(self._redis, self._base_prefix, record)
+        self._bound = True
+
+    async def _generation_moved(self) -> bool:
+        """Another node (or ``tidings restored``) moved the generation on: follow it.
+
+        One primary-key read per node lease third. Until the new namespace
+        is bound and dropped once (what this node skipped meanwhile is not
+        in it), lists come from SQL.
+        """
+        current = await self._store.deployment().current()
+        if binding.namespace(self._base_prefix, current) == self._prefix:
+            return False
+        log.warning(
+            "chat list: the database is at generation %d now (restored?); "
+            "the Redis copy of the one before is no longer read",
+            current.generation,
+        )
+        self._stale = True
+        self._bound = False
+        # Ids of groups created after the backup are given again by the
+        # restored database: names cached for them are another group's.
+        self._group_names_cache.clear()
+        return True
 
     async def _reap_dead_nodes(self) -> None:
         now = time.time()

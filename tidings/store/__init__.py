@@ -221,3 +221,40 @@ class Store(Protocol):
         self, pairs: Sequence[tuple[ConversationId, UserId]]
     ) -> dict[tuple[ConversationId, UserId], int]:
         """The read_seq of each (conversation, member) pair that exists."""
+
+    def deployment(self) -> DeploymentRecord:
+        """Which database this is (identity, generation), for copies kept elsewhere."""
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """Which database this is, and which generation of it.
+
+    The identity is random, made by the migration that created the row, and
+    travels with every dump of the database. The generation moves on
+    whenever the database may have gone back in time (``tidings restored``,
+    or a node that finds a derived copy ahead of the database at start).
+    Whatever is derived from the database elsewhere is keyed by both
+    (``name``), so a copy of another database, or of this one before a
+    restore, is never read again.
+    """
+
+    identity: str
+    generation: int
+
+    @property
+    def name(self) -> str:
+        """The part of a derived key namespace that names this database as it is now."""
+        return f"{self.identity}.{self.generation}"
+
+
+class DeploymentRecord(Protocol):
+    async def current(self) -> Deployment: ...
+
+    async def next_generation(
+        self, seen: Deployment, *, new_identity: bool = False
+    ) -> Deployment: ...
+
+    async def recently_sent(self, limit: int) -> list[ConversationId]: ...
+
+    async def last_seqs(self, ids: Sequence[ConversationId]) -> dict[ConversationId, int]: ...

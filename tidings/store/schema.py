@@ -149,3 +149,17 @@ client_msg_ids = Table(
     Column("conversation_id", String(48), nullable=False),
     Column("seq", BigInteger, nullable=False),
 )
+
+deployment = Table(
+    "deployment",
+    metadata,
+    # One row (id 1): who this database is, for whatever is derived from it
+    # elsewhere (the Redis chat list keys its copy by both columns).
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    # Random, made by the migration that created the row; a dump carries it.
+    Column("identity", String(32), nullable=False),
+    # Moved on whenever the database may have gone back in time (a restore):
+    # a copy built from an earlier generation is never read again.
+    Column("generation", BigInteger, nullable=False),
+    Column("changed_at", BigInteger, nullable=False),
+)

@@ -49,6 +49,7 @@ from tidings.store import (
     WriteRequest,
 )
 from tidings.store.batch import BatchResult, WriteBatch
+from tidings.store.deployment import SqlDeployment
 from tidings.store.engines import Engines, create_engines
 from tidings.store.keyset import keys_params, where_keys
 from tidings.store.migrate import upgrade
@@ -133,6 +134,9 @@ class SqlStore:
             raise unavailable(f"cannot open the database: {_reason(exc)}") from exc
         if self._engines.checkpointer is not None:
             self._engines.checkpointer.start()
+
+    def deployment(self) -> SqlDeployment:
+        return SqlDeployment(self._writer)
 
     async def close(self) -> None:
         if self._batch_thread is not None:
