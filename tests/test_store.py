@@ -12,7 +12,7 @@ from tests.backends import BACKENDS, database_url
 from tidings.errors import ErrorCode, TidingsError
 from tidings.ids import ConversationId, GroupId, UserId, parse_conversation
 from tidings.models import Message
-from tidings.store import ReadRequest, ReadResult, Roster, SendRequest, StoredMessage
+from tidings.store import ReadRequest, ReadResult, Roster, SendRequest, SeqsLost, StoredMessage
 from tidings.store.sql import SqlStore
 
 GAP = 300_000
@@ -368,3 +368,24 @@ async def test_sqlite_copies_its_wal_into_the_database_file_while_serving(tmp_pa
     # The thread's connection closes with the store: the last connection to
     # close folds the WAL into the database and removes it.
     assert not (tmp_path / "wal.db-wal").exists()
+
+
+async def test_seqs_lost_in_a_restore_are_never_given_again(store: SqlStore) -> None:
+    """After a restore the next message goes on past what clients saw; read-up members stay read."""
+    owner, reader, behind = await _users(store, 3)
+    change = await store.create_group(owner, "g", [reader, behind])
+    assert change.group is not None
+    conversation = ConversationId(f"g:{change.group.id}")
+    await store.commit_batch([_send(owner, conversation, f"m{i}") for i in range(4)], GAP)
+    await store.commit_batch([_read(reader, conversation, 4), _read(behind, conversation, 2)], GAP)
+    # Clients had seen up to seq 9 before the database went back to seq 4.
+    await store.deployment().skip_lost_seqs([SeqsLost(conversation, 4, 9)])
+    ok = await store.commit_batch([_send(owner, conversation, "after the restore")], GAP)
+    assert _stored(ok[0]).message.seq == 10
+    reader_entry = await store.chat_entry(reader, conversation)
+    behind_entry = await store.chat_entry(behind, conversation)
+    assert reader_entry is not None and (reader_entry.read_seq, reader_entry.unread) == (9, 1)
+    assert behind_entry is not None and (behind_entry.read_seq, behind_entry.unread) == (2, 8)
+    # Run twice (a second node at start, say): nothing moves back or again.
+    await store.deployment().skip_lost_seqs([SeqsLost(conversation, 4, 9)])
+    assert (await store.chat_entry(reader, conversation)).last_seq == 10  # type: ignore[union-attr]

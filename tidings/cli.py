@@ -149,7 +149,8 @@ async def _restored(settings: Settings, *, new_identity: bool, sign_out: bool) -
     for lost in done.went_back:
         print(
             f"{lost.conversation}: the database is at seq {lost.database_seq}, clients may have "
-            f"seen up to {lost.copy_seq} ({lost.copy_seq - lost.database_seq} messages lost)"
+            f"seen up to {lost.copy_seq} ({lost.copy_seq - lost.database_seq} messages lost); "
+            f"its next message gets seq {lost.copy_seq + 1}"
         )
     if sign_out:
         print(f"{done.signed_out} sessions ended: every client logs in again")

@@ -13,6 +13,11 @@ compared with the copy's heads, and a copy ahead of the database (a seq
 SQL has not got) means the database went back in time: the generation
 moves on. The copy is read before SQL (each head is written after its
 commit), so traffic from running nodes cannot look like a restore.
+
+Either way, before the old copy is left behind, every conversation it
+shows further than the database (``lost_seqs``) has its seqs moved on past
+what clients saw (``DeploymentRecord.skip_lost_seqs``): a seq, and so a
+message id, is never given to two messages.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ import logging
 
 from redis import asyncio as aioredis
 
-from tidings.store import Deployment, DeploymentRecord
+from tidings.ids import ConversationId
+from tidings.store import Deployment, DeploymentRecord, SeqsLost
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +58,8 @@ async def bind(
             sql_seq,
             deployment.generation,
         )
+        space = namespace(prefix, deployment)
+        await record.skip_lost_seqs(await lost_seqs(redis, space, record))
         deployment = await record.next_generation(deployment)
 
 
@@ -76,6 +84,31 @@ async def _copy_ahead(
         if copy_seq > sql_seq:
             return conversation, copy_seq, sql_seq
     return None
+
+
+async def lost_seqs(redis: aioredis.Redis, space: str, record: DeploymentRecord) -> list[SeqsLost]:
+    """Every conversation whose copied head in ``space`` is past the database's last seq."""
+    epoch = await redis.get(f"{space}epoch")
+    if epoch is None:
+        return []
+    heads_prefix = f"{space}{as_text(epoch)}:h:"
+    keys = [key async for key in redis.scan_iter(f"{heads_prefix}*", count=1000)]
+    copied: dict[ConversationId, int] = {}
+    for start in range(0, len(keys), 1000):
+        chunk = keys[start : start + 1000]
+        for key, head in zip(chunk, await redis.mget(chunk), strict=True):
+            if head is not None:
+                conversation = ConversationId(as_text(key).removeprefix(heads_prefix))
+                copied[conversation] = int(as_text(head).partition("|")[0])
+    in_sql = await record.last_seqs(list(copied))  # after the copy: see the module's note
+    return sorted(
+        (
+            SeqsLost(conversation, in_sql.get(conversation, 0), seq)
+            for conversation, seq in copied.items()
+            if seq > in_sql.get(conversation, 0)
+        ),
+        key=lambda lost: lost.conversation,
+    )
 
 
 def as_text(value: bytes | str) -> str:

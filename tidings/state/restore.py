@@ -4,9 +4,10 @@ A restored database is this database gone back in time: the Redis copy of
 its chat lists (and any other derived copy) is ahead of it. This moves the
 database's generation on, so no node reads that copy again (it is rebuilt
 from SQL as lists are read; the old keys expire), and says, from the old
-copy, which conversations lost messages and how many: the seqs between the
-database's last seq and the copy's are given to the next messages sent
-there (docs/operations.md says what a client that had seen them gets).
+copy, which conversations lost messages and how many. Those conversations'
+seqs move on past the copy's (``binding.lost_seqs``), so the next message
+sent there gets a seq no client has seen: a lost seq is never given to
+another message (docs/operations.md says what clients see).
 
 ``--sign-out`` ends every session, so every client logs in again: a client
 that keeps history only for a session (the web client) then drops what it
@@ -23,9 +24,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete
 
-from tidings.ids import ConversationId
-from tidings.state.binding import as_text, namespace
-from tidings.store import Deployment
+from tidings.state.binding import lost_seqs, namespace
+from tidings.store import Deployment, SeqsLost
 from tidings.store.deployment import SqlDeployment
 from tidings.store.engines import create_engines
 from tidings.store.migrate import upgrade
@@ -33,19 +33,10 @@ from tidings.store.schema import sessions
 
 
 @dataclass(frozen=True, slots=True)
-class WentBack:
-    """A conversation the copy had seen further than the restored database has."""
-
-    conversation: ConversationId
-    database_seq: int
-    copy_seq: int
-
-
-@dataclass(frozen=True, slots=True)
 class Restored:
     before: Deployment
     after: Deployment
-    went_back: list[WentBack]
+    went_back: list[SeqsLost]
     signed_out: int
 
 
@@ -66,6 +57,7 @@ async def restored(
         record = SqlDeployment(engines.writer)
         before = await record.current()
         went_back = [] if redis_url is None else await _went_back(redis_url, prefix, before, record)
+        await record.skip_lost_seqs(went_back)
         after = await record.next_generation(before, new_identity=new_identity)
         signed_out = 0
         if sign_out:
@@ -78,32 +70,11 @@ async def restored(
 
 async def _went_back(
     redis_url: str, prefix: str, deployment: Deployment, record: SqlDeployment
-) -> list[WentBack]:
+) -> list[SeqsLost]:
     from redis import asyncio as aioredis  # the `redis` extra
 
     redis = aioredis.Redis.from_url(redis_url)
     try:
-        space = namespace(prefix, deployment)
-        epoch = await redis.get(f"{space}epoch")
-        if epoch is None:
-            return []
-        heads_prefix = f"{space}{as_text(epoch)}:h:"
-        keys = [key async for key in redis.scan_iter(f"{heads_prefix}*", count=1000)]
-        copied: dict[ConversationId, int] = {}
-        for start in range(0, len(keys), 1000):
-            chunk = keys[start : start + 1000]
-            for key, head in zip(chunk, await redis.mget(chunk), strict=True):
-                if head is not None:
-                    conversation = ConversationId(as_text(key).removeprefix(heads_prefix))
-                    copied[conversation] = int(as_text(head).partition("|")[0])
+        return await lost_seqs(redis, namespace(prefix, deployment), record)
     finally:
         await redis.aclose()
-    in_sql = await record.last_seqs(list(copied))  # after the copy, as binding reads them
-    return sorted(
-        (
-            WentBack(conversation, in_sql.get(conversation, 0), seq)
-            for conversation, seq in copied.items()
-            if seq > in_sql.get(conversation, 0)
-        ),
-        key=lambda lost: lost.conversation,
-    )

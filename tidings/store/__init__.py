@@ -248,8 +248,24 @@ class Deployment:
         return f"{self.identity}.{self.generation}"
 
 
+@dataclass(frozen=True, slots=True)
+class SeqsLost:
+    """A conversation a restore took back: clients may have seen up to ``copy_seq``."""
+
+    conversation: ConversationId
+    database_seq: int
+    copy_seq: int
+
+
 class DeploymentRecord(Protocol):
     async def current(self) -> Deployment: ...
+
+    async def skip_lost_seqs(self, lost: Sequence[SeqsLost]) -> None:
+        """Seqs go on after the highest one clients saw: a lost seq is never given again.
+
+        Each conversation's ``last_seq`` moves up to ``copy_seq``; a member who
+        had read all that survived has read up to it too (nothing to count).
+        """
 
     async def next_generation(
         self, seen: Deployment, *, new_identity: bool = False

@@ -10,8 +10,8 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tidings.ids import ConversationId
-from tidings.store import Deployment
-from tidings.store.schema import conversations, deployment
+from tidings.store import Deployment, SeqsLost
+from tidings.store.schema import conversations, deployment, members
 
 _ROW = 1
 _IN_CHUNK = 500
@@ -71,3 +71,24 @@ class SqlDeployment:
                 for row in await conn.execute(query):
                     found[ConversationId(row.id)] = int(row.last_seq)
         return found
+
+    async def skip_lost_seqs(self, lost: Sequence[SeqsLost]) -> None:
+        async with self._engine.begin() as conn:
+            for gap in lost:
+                await conn.execute(
+                    update(conversations)
+                    .where(
+                        conversations.c.id == gap.conversation,
+                        conversations.c.last_seq < gap.copy_seq,
+                    )
+                    .values(last_seq=gap.copy_seq)
+                )
+                await conn.execute(
+                    update(members)
+                    .where(
+                        members.c.conversation_id == gap.conversation,
+                        members.c.read_seq >= gap.database_seq,
+                        members.c.read_seq < gap.copy_seq,
+                    )
+                    .values(read_seq=gap.copy_seq)
+                )
