@@ -192,8 +192,9 @@ async def test_a_restart_on_the_same_database_keeps_the_copy(
             await deployment.stop()
 
 
+@pytest.mark.parametrize("chat_list", ["true", "false"])
 async def test_another_database_cannot_join_a_prefix_in_use(
-    tmp_path: Path, shared_redis: tuple[str, str]
+    chat_list: str, tmp_path: Path, shared_redis: tuple[str, str]
 ) -> None:
     """Its nodes would receive the running deployment's events (one channel per prefix)."""
     redis, prefix = shared_redis
@@ -210,6 +211,7 @@ async def test_another_database_cannot_join_a_prefix_in_use(
                 "TIDINGS_DATABASE_URL": staging,
                 "TIDINGS_REDIS_URL": redis,
                 "TIDINGS_REDIS_PREFIX": prefix,
+                "TIDINGS_REDIS_CHAT_LIST": chat_list,
                 "TIDINGS_PORT": "0",
             }
             process = await asyncio.create_subprocess_exec(

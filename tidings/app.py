@@ -106,7 +106,7 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
     admin_routes.add_routes(app)
     app.router.add_get("/ws", websocket)
     webclient.add_routes(app)
-    add_lifecycle(app, settings, store, cluster, presence, webhooks, conversations, hub)
+    add_lifecycle(app, settings, node, store, cluster, presence, webhooks, conversations, hub)
     return app
 
 
@@ -231,6 +231,7 @@ def readiness_check(
 def add_lifecycle(
     app: web.Application,
     settings: Settings,
+    node: NodeId,
     store: Store,
     cluster: Cluster,
     presence: Presence,
@@ -242,6 +243,13 @@ def add_lifecycle(
 
     async def start(_app: web.Application) -> None:
         await store.open()
+        if settings.redis_url and cluster.chat_list is None:
+            # The Redis chat list claims the prefix as it binds its copy; without
+            # it the events and presence still share the prefix: claim it here.
+            from tidings.state.claim import claim_prefix_at
+
+            identity = (await store.deployment().current()).identity
+            await claim_prefix_at(settings.redis_url, settings.redis_prefix, identity, node=node)
         await cluster.broker.start()
         await presence.start()
         if cluster.chat_list is not None:

@@ -59,6 +59,18 @@ async def claim_prefix(
             return
 
 
+async def claim_prefix_at(
+    url: str, prefix: str, identity: str, *, node: NodeId, node_ttl: float = 15.0
+) -> None:
+    """``claim_prefix`` on a connection of its own: for a node without the Redis chat list,
+    whose broker and presence share the prefix all the same."""
+    redis = aioredis.Redis.from_url(url, socket_connect_timeout=5)
+    try:
+        await claim_prefix(redis, prefix, identity, node=node, node_ttl=node_ttl)
+    finally:
+        await redis.aclose()
+
+
 async def _live_nodes(
     redis: aioredis.Redis, prefix: str, node: NodeId, node_ttl: float
 ) -> list[str]:
