@@ -33,26 +33,10 @@ from hypothesis import HealthCheck, assume, event, example, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import Account, private
+from tests.contract import CONTRACT_CODES
 from tidings.client import Socket
 from tidings.gateway import frames
 
-# The codes PROTOCOL.md lists under "Errors". `internal` and
-# `method_not_allowed` are this server's extensions, and a frame must never
-# earn `internal` (a server bug), so they are deliberately absent.
-CONTRACT_CODES = frozenset(
-    {
-        "unauthorized",
-        "forbidden",
-        "not_found",
-        "bad_request",
-        "unknown_type",
-        "not_member",
-        "too_large",
-        "rate_limited",
-        "username_taken",
-        "unavailable",
-    }
-)
 MAX_BODY = 4000  # the default TIDINGS_MAX_BODY_CHARS
 MAX_SEQ = 2**63 - 1
 ABSENT: Any = object()  # a field left out of the frame

@@ -35,22 +35,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.conftest import PASSWORD, Account, RunningServer, ServerFactory, private
+from tests.contract import CONTRACT_CODES
 from tidings.client import Client
 
-CONTRACT_CODES = frozenset(
-    {
-        "unauthorized",
-        "forbidden",
-        "not_found",
-        "bad_request",
-        "unknown_type",
-        "not_member",
-        "too_large",
-        "rate_limited",
-        "username_taken",
-        "unavailable",
-    }
-)
 MAX_HTTP_BODY = 256 * 1024  # the default TIDINGS_MAX_HTTP_BODY_BYTES
 EXAMPLES_PER_OPERATION = 25
 ADMIN_PREFIX = "/api/v1/admin/"

@@ -4,7 +4,6 @@ what each membership change means for history, the chat list and live events."""
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -12,20 +11,10 @@ import msgspec
 import pytest
 
 from tests.conftest import PASSWORD, Account, AccountFactory, ServerFactory
+from tests.contract import ISO_MS, assert_error
 from tidings.client import Client, Socket
 
 GROUPS = "/api/v1/groups"
-ISO_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
-Answer = tuple[int, Any]
-
-
-def assert_error(answer: Answer, status: int, code: str) -> None:
-    """The contract's error: the status and ``{"error": {"code", "message"}}``."""
-    got_status, body = answer
-    assert got_status == status, body
-    assert isinstance(body, dict) and isinstance(body.get("error"), dict), body
-    assert body["error"]["code"] == code, body
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"], body
 
 
 def members_path(group_id: int, user_id: int | None = None) -> str:

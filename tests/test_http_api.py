@@ -5,26 +5,15 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
-from typing import Any
 
 import msgspec
 import pytest
 
 from tests.conftest import PASSWORD, Account, RunningServer, ServerFactory, private
+from tests.contract import ISO_MS, Answer, assert_error
 from tidings.client import Client, private_conversation
 
 SIGN_UP, LOG_IN = "/api/v1/users", "/api/v1/sessions"
-ISO_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
-Answer = tuple[int, Any]
-
-
-def assert_error(answer: Answer, status: int, code: str) -> None:
-    """The contract's error: the status and ``{"error": {"code", "message"}}``."""
-    got_status, body = answer
-    assert got_status == status, body
-    assert isinstance(body, dict) and isinstance(body.get("error"), dict), body
-    assert body["error"]["code"] == code, body
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"], body
 
 
 def msgs(conversation: str, query: str = "") -> str:
