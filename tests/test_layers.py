@@ -43,7 +43,12 @@ def test_the_package_keeps_every_layer_contract(tmp_path: Path) -> None:
     [
         ("presence/local.py", "from tidings.gateway.hub import Hub", "Layers point down"),
         ("service/groups.py", "import sqlalchemy", "The rules know no transport and no database"),
-        ("client.py", "import tidings.store", "The client is the SDK"),
+        ("client/transport.py", "import tidings.store", "The client is the SDK"),
+        (
+            "client/errors.py",
+            "from tidings.client.stream import Client",
+            "The client's modules point down",
+        ),
         ("gateway/http.py", "import tidings.store.sql", "Only the wiring picks adapters"),
     ],
 )

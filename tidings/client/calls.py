@@ -1,0 +1,99 @@
+"""The HTTP calls of one user (account, groups, chat list, history, send, read);
+:class:`~tidings.client.Client` adds the WebSocket side on top."""
+
+from __future__ import annotations
+
+import msgspec
+
+from tidings.client.conversations import conversation_path
+from tidings.client.transport import HttpBase
+from tidings.models import Conversation, Group, Message, Session, User
+
+
+class _Conversations(msgspec.Struct):
+    conversations: list[Conversation]
+
+
+class _Messages(msgspec.Struct):
+    messages: list[Message]
+
+
+class UserCalls(HttpBase):
+    """The user's HTTP calls: the base of :class:`~tidings.client.Client`."""
+
+    async def signup(self, username: str, password: str, display_name: str | None = None) -> User:
+        """Create an account (it does not log in: call :meth:`login` next)."""
+        body: dict[str, str] = {"username": username, "password": password}
+        if display_name is not None:
+            body["display_name"] = display_name
+        return await self._fetch(User, "POST", "/api/v1/users", body)
+
+    async def login(self, username: str, password: str) -> Session:
+        """Log in and use the new token for every later call and :meth:`connect`."""
+        body = {"username": username, "password": password}
+        session = await self._fetch(Session, "POST", "/api/v1/sessions", body)
+        self.token = session.token
+        return session
+
+    async def logout(self) -> None:
+        """Revoke the current token. ``self.token`` is kept (now useless); reset it if you like."""
+        await self._call("DELETE", "/api/v1/sessions/current")
+
+    async def me(self) -> User:
+        return await self._fetch(User, "GET", "/api/v1/me")
+
+    async def user(self, user_id: int) -> User:
+        return await self._fetch(User, "GET", f"/api/v1/users/{user_id}")
+
+    async def create_group(self, name: str, member_ids: list[int]) -> Group:
+        """Create a group owned by the caller, who is a member whether listed or not."""
+        body = {"name": name, "member_ids": member_ids}
+        return await self._fetch(Group, "POST", "/api/v1/groups", body)
+
+    async def group(self, group_id: int) -> Group:
+        return await self._fetch(Group, "GET", f"/api/v1/groups/{group_id}")
+
+    async def add_members(self, group_id: int, user_ids: list[int]) -> Group:
+        """Add users to a group (owner only) and return the group as it is now."""
+        path = f"/api/v1/groups/{group_id}/members"
+        return await self._fetch(Group, "POST", path, {"user_ids": user_ids})
+
+    async def remove_member(self, group_id: int, user_id: int) -> None:
+        """Remove a member (the owner removes anyone; pass your own id to leave)."""
+        await self._call("DELETE", f"/api/v1/groups/{group_id}/members/{user_id}")
+
+    async def conversations(self, limit: int | None = None) -> list[Conversation]:
+        """The caller's chat list, newest first (server default: 100 entries)."""
+        params = None if limit is None else {"limit": str(limit)}
+        found = await self._fetch(_Conversations, "GET", "/api/v1/conversations", None, params)
+        return found.conversations
+
+    async def messages(
+        self,
+        conversation: str,
+        *,
+        before: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
+    ) -> list[Message]:
+        """A page of history, ascending by seq: the latest by default, else just
+        ``before`` or ``after`` a seq. To catch up after a reconnect, pass
+        ``after=<last seen seq>`` and repeat until a page comes back short."""
+        given = {"before": before, "after": after, "limit": limit}
+        params = {key: str(value) for key, value in given.items() if value is not None}
+        path = conversation_path(conversation) + "/messages"
+        return (await self._fetch(_Messages, "GET", path, None, params)).messages
+
+    async def send(self, conversation: str, body: str, client_msg_id: str | None = None) -> Message:
+        """Send a message. Give a ``client_msg_id`` to retry safely: a repeat
+        returns the original message instead of storing a second one."""
+        payload: dict[str, str] = {"body": body}
+        if client_msg_id is not None:
+            payload["client_msg_id"] = client_msg_id
+        path = conversation_path(conversation) + "/messages"
+        return await self._fetch(Message, "POST", path, payload)
+
+    async def mark_read(self, conversation: str, seq: int) -> Conversation:
+        """Mark messages up to ``seq`` read; returns the updated chat-list entry."""
+        path = conversation_path(conversation) + "/read"
+        return await self._fetch(Conversation, "POST", path, {"seq": seq})
