@@ -353,7 +353,7 @@ AUTH_FRAMES: dict[str, Any] = {
     "token-of-another-field": lambda s: {"type": "auth", "password": PASSWORD, "user": "alice"},
     "auth-with-ref": lambda s: {"type": "auth", "ref": "r1", "token": s.tokens["revoked"]},
 }
-# PROTOCOL.md: a first frame that is not `auth` closes with 4001 "too"; the
+# docs/protocol.md: a first frame that is not `auth` closes with 4001 "too"; the
 # unauthorized error before the close is allowed, nothing else is.
 NOT_AUTH_FRAMES: dict[str, Any] = {
     "ping-first": lambda s: {"type": "ping", "ref": 1},

@@ -1,4 +1,4 @@
-"""The HTTP API of PROTOCOL.md, row by row: what succeeds, and how each refusal looks."""
+"""The HTTP API of docs/protocol.md, row by row: what succeeds, and how each refusal looks."""
 
 from __future__ import annotations
 

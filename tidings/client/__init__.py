@@ -1,4 +1,4 @@
-"""A typed async client and SDK for the tidings wire contract (PROTOCOL.md).
+"""A typed async client and SDK for the tidings wire contract (docs/protocol.md).
 
 The SDK in six lines: one user's client that sends, then keeps a
 connection open and sees every event, reconnecting and catching up by

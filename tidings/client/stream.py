@@ -235,7 +235,7 @@ class Client(UserCalls):
         self._baselined = True
 
     async def _catch_up(self) -> AsyncIterator[Frame]:
-        """The messages that came while disconnected (PROTOCOL.md, guarantee 4)."""
+        """The messages that came while disconnected (docs/protocol.md, guarantee 4)."""
         for entry in await self.conversations(limit=CHAT_LIST_LIMIT):
             if entry.last_seq > self.last_seen.get(entry.id, 0):
                 async for frame in self._fetch_after(entry.id):
