@@ -45,6 +45,7 @@ def test_the_package_keeps_every_layer_contract(tmp_path: Path) -> None:
         ("service/groups.py", "import sqlalchemy", "The rules know no transport and no database"),
         ("client.py", "import tidings.store", "The client is the SDK"),
         ("gateway/http.py", "import tidings.store.sql", "Only the wiring picks adapters"),
+        ("harness/spawn.py", "import tidings.store", "The harness drives a server from outside"),
     ],
 )
 def test_a_wrong_import_breaks_its_contract(

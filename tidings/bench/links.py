@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from tidings.bench.wsframes import FrameProtocol, open_socket
+from tidings.harness.wsframes import FrameProtocol, open_socket
 
 AUTH_TIMEOUT = 30.0
 
