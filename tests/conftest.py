@@ -13,10 +13,8 @@ import itertools
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -31,6 +29,13 @@ from tests.backends import database_url, redis_url, unavailable
 from tidings.app import build_app
 from tidings.client import Client
 from tidings.config import Settings
+from tidings.harness.spawn import (
+    CHEAP_HASHING,
+    ServerProcess,
+    free_port,
+    serve_command,
+    serve_env,
+)
 from tidings.models import User
 
 # Cheap hashing for tests: the cost of argon2 is a setting, its use is not.
@@ -60,13 +65,6 @@ class Account:
     @property
     def id(self) -> int:
         return self.user.id
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def settings_for(tmp_path: Path, **changes: Any) -> Settings:
@@ -178,62 +176,29 @@ async def no_event(socket_: Any, within: float = 0.3) -> None:
     raise AssertionError(f"expected no event, got {event}")
 
 
-@dataclass
-class ServerProcess:
-    url: str
-    process: subprocess.Popen[bytes]
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def terminate(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(20)
-
-
 @pytest.fixture
 def spawn_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
-    """Run ``python -m tidings serve`` in a subprocess on a temp database."""
-    processes: list[subprocess.Popen[bytes]] = []
+    """Run ``python -m tidings serve`` in a subprocess on a temp database (``tidings.harness``)."""
+    servers: list[ServerProcess] = []
 
     def spawn(stderr_to: Path | None = None, **env_changes: str) -> ServerProcess:
         """``stderr_to``: a file for the server's logs (else they go to the test's stderr)."""
-        port = free_port()
-        env = dict(os.environ)
-        env.update(
-            TIDINGS_HOST="127.0.0.1",
-            TIDINGS_PORT=str(port),
-            TIDINGS_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'spawned.db'}",
-            TIDINGS_LOG_LEVEL="WARNING",
+        settings = {
+            "TIDINGS_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'spawned.db'}",
+            "TIDINGS_LOG_LEVEL": "WARNING",
             # Cheap password hashing, as in-process servers get (FAST_HASHER).
-            TIDINGS_ARGON2_TIME_COST="1",
-            TIDINGS_ARGON2_MEMORY_KIB="1024",
+            **CHEAP_HASHING,
+        }
+        env = serve_env(settings | env_changes)
+        server = ServerProcess(
+            serve_command(), env, cwd=tmp_path, log=stderr_to, discard_stdout=True
         )
-        env.update(env_changes)
-        port = int(env["TIDINGS_PORT"])
-        with contextlib.ExitStack() as files:
-            stderr = files.enter_context(stderr_to.open("ab")) if stderr_to else None
-            process = subprocess.Popen(
-                [sys.executable, "-m", "tidings", "serve"],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                cwd=tmp_path,
-            )
-        processes.append(process)
-        assert process.stdout is not None
-        line = process.stdout.readline().decode()
-        assert "listening on" in line, f"server did not start: {line!r}"
-        return ServerProcess(f"http://127.0.0.1:{port}", process)
+        servers.append(server)
+        return server
 
     yield spawn
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
-        if process.stdout is not None:
-            process.stdout.close()
+    for server in servers:
+        server.kill()
 
 
 @pytest.fixture

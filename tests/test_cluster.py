@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PASSWORD, ServerProcess, no_event, settings_for, start_server
+from tests.conftest import PASSWORD, no_event, settings_for, start_server
 from tidings.client import Client, Socket
+from tidings.harness.spawn import ServerProcess
 
 pytestmark = pytest.mark.slow
 

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from tests.backends import unavailable
-from tests.conftest import PASSWORD, ServerProcess, free_port
+from tests.conftest import PASSWORD
 from tidings.client import Client
+from tidings.harness.spawn import ServerProcess, free_port
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.conftest import ServerProcess
 from tidings.client import ApiError, Client
+from tidings.harness.spawn import ServerProcess
 
 pytestmark = pytest.mark.slow
 

@@ -50,6 +50,7 @@ def test_the_package_keeps_every_layer_contract(tmp_path: Path) -> None:
             "The client's modules point down",
         ),
         ("gateway/http.py", "import tidings.store.sql", "Only the wiring picks adapters"),
+        ("harness/spawn.py", "import tidings.store", "The harness drives a server from outside"),
     ],
 )
 def test_a_wrong_import_breaks_its_contract(

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PASSWORD, Account, AccountFactory, RunningServer, ServerProcess
+from tests.conftest import PASSWORD, Account, AccountFactory, RunningServer
 from tidings.client import (
     AdminClient,
     ApiError,
@@ -20,6 +20,7 @@ from tidings.client import (
     message_of,
     private_conversation,
 )
+from tidings.harness.spawn import ServerProcess
 
 TOKEN = "sdk-s3cret"
 Spawn = Callable[..., ServerProcess]

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ServerProcess
 from tidings.client import ApiError, Client, Socket
+from tidings.harness.spawn import ServerProcess
 from tidings.models import Conversation, Message
 from tidings.soak.actor import Actor, Attempt, SessionLog
 from tidings.soak.check import check_chat_lists, check_deliveries, check_store

@@ -7,7 +7,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from tests.conftest import free_port
+from tidings.harness.spawn import free_port
 
 # Runs the command as if the optional extras were not installed: importing
 # them raises ModuleNotFoundError, as on a fresh `pip install tidings`.

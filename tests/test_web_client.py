@@ -29,10 +29,11 @@ from aiohttp import web
 
 from tests import conftest
 from tests.backends import services_required
-from tests.conftest import FAST_HASHER, PASSWORD, free_port
+from tests.conftest import FAST_HASHER, PASSWORD
 from tidings.app import build_app
 from tidings.client import Client
 from tidings.config import Settings
+from tidings.harness.spawn import free_port
 from tidings.models import User
 
 CHROMIUM = Path(os.environ.get("TIDINGS_CHROMIUM", "/usr/bin/chromium"))

@@ -22,9 +22,18 @@ import pytest
 
 from tests.conftest import Account, RunningServer, private, settings_for, start_server
 from tidings.gateway.context import Edge
+from tidings.harness.wsframes import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    client_frame,
+    server_frame,
+)
 
+TEXT, BINARY, CLOSE, PING, PONG = OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
 
 
 @pytest.fixture
@@ -35,20 +44,8 @@ def stack() -> str:
 def frame(
     opcode: int, payload: bytes, *, fin: bool = True, masked: bool = True, rsv: int = 0
 ) -> bytes:
-    """One client frame; masked unless told otherwise."""
-    first = (0x80 if fin else 0) | rsv | opcode
-    size = len(payload)
-    mask_bit = 0x80 if masked else 0
-    if size < 126:
-        head = bytes((first, mask_bit | size))
-    elif size < 1 << 16:
-        head = struct.pack("!BBH", first, mask_bit | 126, size)
-    else:
-        head = struct.pack("!BBQ", first, mask_bit | 127, size)
-    if not masked:
-        return head + payload
-    mask = os.urandom(4)
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    """One client frame (the harness codec) with a random mask key; masked unless told otherwise."""
+    return client_frame(payload, opcode, fin=fin, rsv=rsv, mask=os.urandom(4) if masked else None)
 
 
 def json_frame(value: object, **options: bool) -> bytes:
@@ -62,6 +59,7 @@ class RawSocket:
         self.reader = reader
         self.writer = writer
         self.head = ""  # the status line and headers answering the upgrade
+        self.buffer = bytearray()  # received, not yet read as a frame
 
     def header(self, name: str) -> str | None:
         for line in self.head.split("\r\n")[1:]:
@@ -115,14 +113,15 @@ class RawSocket:
         return status, sock
 
     async def read_frame(self, within: float = 10) -> tuple[int, bytes]:
-        first, second = await asyncio.wait_for(self.reader.readexactly(2), within)
-        assert not second & 0x80, "a server frame is never masked"
-        size = second & 0x7F
-        if size == 126:
-            size = struct.unpack("!H", await self.reader.readexactly(2))[0]
-        elif size == 127:
-            size = struct.unpack("!Q", await self.reader.readexactly(8))[0]
-        return first & 0x0F, await self.reader.readexactly(size)
+        """The next server frame, decoded by the harness codec (it refuses a masked one)."""
+        while (found := server_frame(self.buffer)) is None:
+            data = await asyncio.wait_for(self.reader.read(65536), within)
+            if not data:
+                raise asyncio.IncompleteReadError(bytes(self.buffer), None)
+            self.buffer += data
+        opcode, _, payload, taken = found
+        del self.buffer[:taken]
+        return opcode, payload
 
     async def read_json(self) -> dict[str, object]:
         opcode, payload = await self.read_frame()
@@ -138,8 +137,14 @@ class RawSocket:
             if opcode == CLOSE:
                 code: int = struct.unpack("!H", payload[:2])[0]
                 self.writer.write(frame(CLOSE, payload[:2]))
-                assert await asyncio.wait_for(self.reader.read(), within) == b""
+                assert await self.rest(within) == b""
                 return code
+
+    async def rest(self, within: float = 10) -> bytes:
+        """What the server sends after the frames read, until it ends TCP."""
+        rest = bytes(self.buffer) + await asyncio.wait_for(self.reader.read(), within)
+        self.buffer.clear()
+        return rest
 
     async def send(self, data: bytes) -> None:
         self.writer.write(data)
@@ -288,7 +293,7 @@ async def test_a_client_close_is_answered_with_its_code_and_the_server_ends_tcp(
         await sock.send(frame(CLOSE, struct.pack("!H", 4321) + b"bye"))
         opcode, payload = await sock.read_frame()
         assert (opcode, payload[:2]) == (CLOSE, struct.pack("!H", 4321))
-        assert await asyncio.wait_for(sock.reader.read(), 10) == b""
+        assert await sock.rest() == b""
     finally:
         sock.close()
 

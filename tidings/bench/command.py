@@ -24,7 +24,8 @@ from tidings.bench.context import Context
 from tidings.bench.fleet import raise_open_files_limit
 from tidings.bench.probe import ServerProbe
 from tidings.bench.scenarios import chatlist, connect, group, history, private
-from tidings.bench.server import SpawnedServer, spawn_socketio_peer, spawn_tidings
+from tidings.bench.server import spawn_socketio_peer, spawn_tidings
+from tidings.harness.spawn import ServerProcess
 
 SCENARIOS = ("connect", "private", "private-open", "group", "chatlist", "history")
 DEFAULT_SCENARIOS = ("connect", "private", "private-open", "group", "chatlist")
@@ -150,12 +151,12 @@ class _Spawner:
     def __init__(self, options: argparse.Namespace, workdir: str) -> None:
         self.options = options
         self.workdir = workdir
-        self.server: SpawnedServer | None = None
+        self.server: ServerProcess | None = None
 
     def sqlite_url(self) -> str:
         return f"sqlite+aiosqlite:///{self.workdir}/bench.db"
 
-    def start(self) -> SpawnedServer:
+    def start(self) -> ServerProcess:
         o = self.options
         if o.target == "socketio":
             self.server = spawn_socketio_peer(o.redis, o.server_cpus, self.workdir)

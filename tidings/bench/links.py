@@ -1,7 +1,7 @@
 """One authenticated load connection, in the dialect of the server under test.
 
 A :class:`Link` hides the wire format so that one workload drives both
-tidings (its contract, PROTOCOL.md) and the python-socketio peer (Engine.IO
+tidings (its contract, docs/protocol.md) and the python-socketio peer (Engine.IO
 4 / Socket.IO 5 text packets): ``send(target, body, ref, cmid)`` writes a
 frame, and the callbacks ``on_ack(ref, ok)`` and ``on_message(cmid)`` report
 what came back. Decoding reads only the fields the bench needs.
@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from tidings.bench.wsframes import FrameProtocol, open_socket
+from tidings.harness.wsframes import FrameProtocol, open_socket
 
 AUTH_TIMEOUT = 30.0
 

@@ -3,26 +3,24 @@
 A soak restarts a node on the same port and the same database so that its
 clients come back to the *same* service, as after a deploy or a crash: the
 point is that nothing acked is lost and nothing is stored twice across the
-restart, not that a fresh server works. Only processes started here are
-ever signalled, by their own PID (other servers may run on the machine).
+restart, not that a fresh server works. Nodes are started and stopped by
+:mod:`tidings.harness.spawn` (only its own processes are ever signalled), in
+a thread, so that the soak's clients keep running meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
-import socket
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 
-#: How long a node may take to listen after start (migrations run first).
-START_TIMEOUT = 60.0
+from tidings.harness.spawn import CHEAP_HASHING, ServerProcess, serve_command, serve_env
+
 #: How long SIGTERM may take to drain before the node is killed (and the fault reported).
 DRAIN_TIMEOUT = 30.0
 
@@ -30,20 +28,12 @@ DRAIN_TIMEOUT = 30.0
 #: users) and no rate or connection limits (a soak is a flood on purpose, and an
 #: abruptly dropped socket may linger on the server until it notices).
 SOAK_ENV = {
-    "TIDINGS_ARGON2_TIME_COST": "1",
-    "TIDINGS_ARGON2_MEMORY_KIB": "1024",
+    **CHEAP_HASHING,
     "TIDINGS_RATE_LIMIT_CONNECTION": "0",
     "TIDINGS_RATE_LIMIT_USER": "0",
     "TIDINGS_MAX_CONNECTIONS_PER_USER": "0",
     "TIDINGS_LOG_LEVEL": "WARNING",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -69,67 +59,36 @@ class Node:
 
     def __init__(self, index: int, env: dict[str, str], workdir: Path) -> None:
         self.index = index
-        self.port = free_port()
+        self._env = serve_env({**SOAK_ENV, **env})
+        self.port = int(self._env["TIDINGS_PORT"])
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"node{index}.log"
         self._workdir = workdir
-        self._env = {**os.environ, **SOAK_ENV, **env}
-        self._env.update(TIDINGS_HOST="127.0.0.1", TIDINGS_PORT=str(self.port))
-        self._process: asyncio.subprocess.Process | None = None
+        self._server: ServerProcess | None = None
         self.incarnation = 0
 
     @property
     def pid(self) -> int | None:
-        return None if self._process is None else self._process.pid
+        return None if self._server is None else self._server.pid
 
     async def start(self) -> None:
         """Start the process and wait until it accepts connections."""
         with self.log_path.open("ab") as log:
             log.write(f"--- start {self.incarnation} at {time.time():.3f}\n".encode())
-            log.flush()
-            self._process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "tidings",
-                "serve",
-                env=self._env,
-                cwd=self._workdir,
-                stdout=log,
-                stderr=asyncio.subprocess.STDOUT,
-            )
         self.incarnation += 1
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + START_TIMEOUT
-        while loop.time() < deadline:
-            if self._process.returncode is not None:
-                raise RuntimeError(f"node {self.index} exited at start:\n{self.log_tail()}")
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-            except OSError:
-                await asyncio.sleep(0.05)
-                continue
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-            return
-        await self.stop(signal.SIGKILL)
-        raise RuntimeError(f"node {self.index} not listening after {START_TIMEOUT}s")
+        self._server = ServerProcess(
+            serve_command(), self._env, cwd=self._workdir, log=self.log_path, wait=False
+        )
+        try:
+            await asyncio.to_thread(self._server.wait_listening)
+        except RuntimeError as exc:
+            raise RuntimeError(f"node {self.index}: {exc}") from None
 
     async def stop(self, sig: signal.Signals) -> tuple[int | None, float, bool]:
         """Signal the process; return (exit code, seconds to exit, exited by itself)."""
-        process = self._process
-        if process is None or process.returncode is not None:
-            return (None if process is None else process.returncode), 0.0, True
-        started = time.monotonic()
-        process.send_signal(sig)
-        drained = True
-        try:
-            await asyncio.wait_for(process.wait(), DRAIN_TIMEOUT)
-        except TimeoutError:
-            drained = False
-            process.kill()
-            await process.wait()
-        return process.returncode, time.monotonic() - started, drained
+        if self._server is None:
+            return None, 0.0, True
+        return await asyncio.to_thread(self._server.stop, sig, DRAIN_TIMEOUT)
 
     async def restart(self, sig: signal.Signals, at_seconds: float) -> Fault:
         """Stop with ``sig`` and start again on the same port and database."""
