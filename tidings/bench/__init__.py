@@ -6,12 +6,3 @@ loop), ``group``, ``chatlist`` and ``history``; each prints a JSON line
 runs in child processes with a lean socket client so that it is not the
 bottleneck; see docs/benchmarks.md for the method and the figures.
 """
-
-from __future__ import annotations
-
-
-def main(argv: list[str]) -> int:
-    """Run ``tidings bench`` with ``argv`` (the arguments after ``bench``)."""
-    from tidings.bench.command import main as run
-
-    return run(argv)

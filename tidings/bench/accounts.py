@@ -61,7 +61,3 @@ async def make_user(
         login = await client.login(username, PASSWORD)
         user = login.user
         return BenchUser(user.id, username, login.token)
-
-
-def client_of(url: str, user: BenchUser, session: aiohttp.ClientSession | None = None) -> Client:
-    return Client(url, user.token, session=session)

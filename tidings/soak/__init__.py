@@ -9,12 +9,3 @@ message lost or stored twice, every connection's events in seq order,
 every chat list equal to a recomputation, no memory or task growth.
 See docs/reliability.md for the commands and the figures.
 """
-
-from __future__ import annotations
-
-
-def main(argv: list[str]) -> int:
-    """Run ``tidings soak`` with ``argv`` (the arguments after ``soak``)."""
-    from tidings.soak.command import main as run
-
-    return run(argv)
