@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import PASSWORD, Account, ServerFactory, no_event, private
 from tests.contract import assert_error
 from tidings.client import ApiError, Client
+from tidings.service import accounts
 
 ME, PASSWORD_PATH, LOG_IN = "/api/v1/me", "/api/v1/me/password", "/api/v1/sessions"
 NEW_PASSWORD = "a brand new secret"
@@ -102,6 +103,23 @@ async def test_online_peers_get_their_private_entry_with_the_new_title(
         )
         await no_event(carol_ws)
         await no_event(alice_ws)
+
+
+async def test_past_many_peers_only_the_online_ones_are_told(
+    alice: Account, bob: Account, carol: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user with very many peers: presence picks who hears of the rename."""
+    monkeypatch.setattr(accounts, "TELL_EVERY_PEER_UP_TO", 0)
+    await alice.client.send(private(alice, bob), "hi bob")
+    await alice.client.send(private(alice, carol), "hi carol")  # carol stays offline
+    async with await bob.client.connect() as bob_ws:
+        await alice.client.set_display_name("Alice of Many")
+        event = await bob_ws.next_event()
+        assert event == {
+            "type": "conversation",
+            "conversation": await entry_of(bob, private(alice, bob)),
+        }
+    assert (await entry_of(carol, private(alice, carol)))["title"] == "Alice of Many"
 
 
 @pytest.mark.parametrize(

@@ -30,8 +30,10 @@ from tidings.store import Store
 USERNAME = re.compile(r"[A-Za-z0-9_.\-]{3,32}")
 MAX_DISPLAY_NAME = 64
 _TOKEN_CACHE_SIZE = 100_000
-# A rename builds its online peers' entries this many at a time.
+# A rename builds its peers' entries this many at a time; up to this many
+# peers, all of them get the event, online or not; past it, the online only.
 _PEERS_PER_QUERY = 500
+TELL_EVERY_PEER_UP_TO = 1000
 
 
 def hash_token(token: str) -> str:
@@ -102,7 +104,11 @@ class Accounts:
         peers = await self._store.private_peers(user_id)
         if not peers:
             return
-        if self._presence is not None:
+        # Presence lags a socket just opened on another node by a Redis round
+        # trip: asking it could miss a peer that connected a moment ago. So
+        # every peer is told (the hub drops events for users not connected)
+        # unless there are so many that only the online ones are worth it.
+        if len(peers) > TELL_EVERY_PEER_UP_TO and self._presence is not None:
             try:
                 counts = await self._presence.connections(peers)
             except TidingsError:
