@@ -290,3 +290,21 @@ async def test_a_v1_client_reads_a_peers_rename_as_v1_values(alice: Account, bob
     async with Client(alice.client.base_url) as other:
         with pytest.raises(ApiError):
             await other.login("alice", PASSWORD)
+
+
+async def test_openapi_describes_both_routes_with_their_bodies(alice: Account) -> None:
+    status, document = await alice.client.request("GET", "/openapi.json")
+    assert status == 200 and isinstance(document, dict)
+    paths, schemas = document["paths"], document["components"]["schemas"]
+
+    def body_schema(path: str, method: str) -> dict[str, Any]:
+        ref = paths[path][method]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        found: dict[str, Any] = schemas[ref.rsplit("/", 1)[1]]
+        return found
+
+    rename = body_schema(ME, "patch")
+    assert rename["required"] == ["display_name"]
+    assert "200" in paths[ME]["patch"]["responses"]
+    change = body_schema(PASSWORD_PATH, "post")
+    assert sorted(change["required"]) == ["current", "new"]
+    assert {"204", "401", "403", "422"} <= set(paths[PASSWORD_PATH]["post"]["responses"])

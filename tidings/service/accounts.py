@@ -130,8 +130,7 @@ class Accounts:
         ``current`` is ``forbidden`` and counts as a failed login from
         ``address``, under the same limit.
         """
-        if not 8 <= len(new) <= 256:
-            raise bad_request("new: 8 to 256 characters")
+        check_password(new, "new")
         failures = self._failure_bucket(address)
         _check_not_limited(failures)
         stored_hash = await self._store.password_hash(user_id)
@@ -227,9 +226,9 @@ def check_username(username: str) -> None:
         raise bad_request("username: 3 to 32 characters of A-Z a-z 0-9 _ . -")
 
 
-def check_password(password: str) -> None:
+def check_password(password: str, field: str = "password") -> None:
     if not 8 <= len(password) <= 256:
-        raise bad_request("password: 8 to 256 characters")
+        raise bad_request(f"{field}: 8 to 256 characters")
 
 
 def check_display_name(name: str) -> str:
