@@ -149,6 +149,27 @@ async def test_users_are_listed_in_pages_and_renamed(admin: Client) -> None:
     assert status == 404
 
 
+async def test_a_rename_reaches_the_users_online_peers_as_its_own_rename_does(
+    admin: Client, admin_server: RunningServer
+) -> None:
+    _, shop = await call(admin, "POST", "/users", {"username": "shop"})
+    _, buyer = await call(admin, "POST", "/users", {"username": "buyer"})
+    conversation = f"p:{shop['id']}-{buyer['id']}"
+    body = {"sender_id": shop["id"], "body": "your order shipped"}
+    assert (await call(admin, "POST", f"/conversations/{conversation}/messages", body))[0] == 201
+    _, minted = await call(admin, "POST", f"/users/{buyer['id']}/tokens")
+    async with Client(admin_server.url, token=minted["token"]) as client:
+        ws = await client.connect()
+        status, _ = await call(admin, "PATCH", f"/users/{shop['id']}", {"display_name": "Shop"})
+        assert status == 200
+        event = await ws.next_event()
+        assert event["type"] == "conversation"
+        entry = event["conversation"]
+        assert isinstance(entry, dict)
+        assert (entry["id"], entry["title"], entry["unread"]) == (conversation, "Shop", 1)
+        await ws.close()
+
+
 async def test_revoking_a_users_tokens_closes_its_sockets(
     admin: Client, admin_server: RunningServer
 ) -> None:

@@ -138,6 +138,8 @@ GROUP_PATHS = "/api/v1/conversations/g:{group}"
 # Every user endpoint, with a body that would succeed for the right caller.
 ENDPOINTS: list[tuple[str, str, Any]] = [
     ("GET", "/api/v1/me", None),
+    ("PATCH", "/api/v1/me", {"display_name": "Mallory"}),
+    ("POST", "/api/v1/me/password", {"current": PASSWORD, "new": "taken over"}),
     ("GET", "/api/v1/users/{bob}", None),
     ("GET", "/api/v1/users?username=bob", None),
     ("DELETE", "/api/v1/sessions/current", None),
@@ -241,6 +243,7 @@ async def test_a_refused_request_changes_nothing(scene: Scene) -> None:
         SECRET_BODIES[3],
     ]
     assert (await alice.me()).display_name == DISPLAY["alice"]
+    assert (await scene.client("none").login("alice", PASSWORD)).user.id == scene.users["alice"].id
 
 
 ALLOWED: list[tuple[str, str, str, Any, int]] = [

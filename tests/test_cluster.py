@@ -83,6 +83,28 @@ async def test_a_users_two_devices_on_two_nodes_both_get_events(cluster: Cluster
         await client.close()
 
 
+async def test_a_rename_and_a_password_change_reach_every_node(cluster: Cluster) -> None:
+    alice, alice_id = await cluster.account("alice", node=0)
+    bob, bob_id = await cluster.account("bob", node=1)
+    conversation = conversation_of(alice_id, bob_id)
+    await alice.send(conversation, "hi")
+    phone = cluster.client_on(2, None)
+    await phone.login("alice", PASSWORD)
+    async with await bob.connect() as b, await phone.connect() as alice_phone:
+        await alice.set_display_name("Alice Renamed")
+        event = await b.next_event()
+        assert event["conversation"]["title"] == "Alice Renamed"  # type: ignore[index]
+        async with cluster.client_on(2, bob.token) as bob_elsewhere:
+            assert (await bob_elsewhere.conversations())[0].title == "Alice Renamed"
+        await alice.change_password(PASSWORD, "a new password")
+        assert await alice_phone.wait_closed() == 4003
+        status, _ = await phone.request("GET", "/api/v1/me")
+        assert status == 401
+        assert (await alice.me()).display_name == "Alice Renamed"
+    for client in (alice, bob, phone):
+        await client.close()
+
+
 async def test_sends_to_one_group_from_every_node_are_gapless_and_in_order(
     cluster: Cluster,
 ) -> None:

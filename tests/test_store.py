@@ -389,3 +389,43 @@ async def test_seqs_lost_in_a_restore_are_never_given_again(store: SqlStore) -> 
     # Run twice (a second node at start, say): nothing moves back or again.
     await store.deployment().skip_lost_seqs([SeqsLost(conversation, 4, 9)])
     assert (await store.chat_entry(reader, conversation)).last_seq == 10  # type: ignore[union-attr]
+
+
+async def test_a_new_password_hash_revokes_every_session_but_the_one_kept(store: SqlStore) -> None:
+    user, other = await _users(store, 2)
+    assert await store.password_hash(user) is None  # made without a password
+    for token_hash in ("kept", "old-1", "old-2"):
+        await store.create_session(token_hash, user)
+    await store.create_session("someone-else", other)
+    revoked = await store.set_password_hash(user, "hash-2", keep_session="kept")
+    assert sorted(revoked) == ["old-1", "old-2"]
+    assert await store.password_hash(user) == "hash-2"
+    assert await store.session_user("kept") == user
+    assert [await store.session_user(h) for h in ("old-1", "old-2")] == [None, None]
+    assert await store.session_user("someone-else") == other
+    assert await store.password_hash(other) is None  # only the user's row changed
+    # Without a session to keep, every one goes.
+    assert await store.set_password_hash(user, "hash-3") == ["kept"]
+    assert await store.session_user("kept") is None
+    assert await store.password_hash(UserId(999_999)) is None
+
+
+async def test_a_users_peers_and_their_entries_of_the_private_chat(store: SqlStore) -> None:
+    user, peer, quiet, stranger = await _users(store, 4)
+    change = await store.create_group(user, "g", [stranger])  # a group makes no peer
+    assert change.group is not None
+    up, uq = f"p:{user}-{peer}", f"p:{user}-{quiet}"
+    await store.commit_batch(
+        [_send(user, up, "hi"), _send(peer, up, "yo"), _send(quiet, uq, "x")], GAP
+    )
+    assert sorted(await store.private_peers(user)) == sorted([peer, quiet])
+    assert await store.private_peers(stranger) == []
+    await store.set_display_name(user, "New name")
+    entries = await store.peer_entries(user, [peer, quiet, stranger])
+    assert sorted(entries) == sorted([peer, quiet])  # no private chat with stranger
+    for member, entry in entries.items():
+        assert entry == await store.chat_entry(member, entry.id)  # type: ignore[arg-type]
+        assert (entry.title, entry.peer_id, entry.type) == ("New name", user, "private")
+    assert (entries[peer].last_seq, entries[peer].read_seq) == (2, 2)
+    assert (entries[quiet].unread, entries[quiet].last_message.body) == (0, "x")  # type: ignore[union-attr]
+    assert await store.peer_entries(user, []) == {}

@@ -72,13 +72,17 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
     hasher = hasher or PasswordHasher(
         time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib
     )
-    accounts = Accounts(
-        store, publisher, hasher, login_failures_per_minute=settings.login_failures_per_minute
-    )
     conversations = Conversations(store, publisher, settings, metrics, cluster.chat_list)
     groups = Groups(store, publisher, settings, cluster.chat_list)
     hub = Hub(node, cluster.orderer)
     presence = build_presence(settings, node, hub, conversations)
+    accounts = Accounts(
+        store,
+        publisher,
+        hasher,
+        presence=presence,
+        login_failures_per_minute=settings.login_failures_per_minute,
+    )
     admin = Admin(store, accounts, conversations, groups, presence, publisher, settings)
     add_gauges(metrics, hub, conversations, cluster.redis_chat_list, webhooks)
 

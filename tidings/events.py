@@ -32,7 +32,8 @@ class ReadMoved(msgspec.Struct, frozen=True, tag="read"):
 
 
 class ConversationAdded(msgspec.Struct, frozen=True, tag="conversation"):
-    """A chat list gained a conversation without a message (e.g. a group join)."""
+    """A ``conversation`` event: a chat list gained an entry without a message (a
+    group join), or what an entry shows changed (the peer's new display name)."""
 
     user: UserId
     conversation: Conversation

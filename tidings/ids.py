@@ -49,6 +49,11 @@ class GroupRef:
 ConversationRef = PrivateRef | GroupRef
 
 
+def private_conversation(a: UserId, b: UserId) -> ConversationId:
+    """The id of the private conversation of users ``a`` and ``b``: ``p:{low}-{high}``."""
+    return ConversationId(f"p:{min(a, b)}-{max(a, b)}")
+
+
 def group_conversation(group: GroupId) -> ConversationId:
     """The id of group ``group``'s conversation: ``g:{group}``."""
     return ConversationId(f"g:{group}")

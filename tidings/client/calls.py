@@ -42,6 +42,15 @@ class UserCalls(HttpBase):
     async def me(self) -> User:
         return await self._fetch(User, "GET", "/api/v1/me")
 
+    async def set_display_name(self, display_name: str) -> User:
+        """Rename the caller (1 to 64 characters, trimmed); peers online hear of it."""
+        body = {"display_name": display_name}
+        return await self._fetch(User, "PATCH", "/api/v1/me", body)
+
+    async def change_password(self, current: str, new: str) -> None:
+        """Set a new password; every other session is revoked, this client's token stays."""
+        await self._call("POST", "/api/v1/me/password", {"current": current, "new": new})
+
     async def user(self, user_id: int) -> User:
         return await self._fetch(User, "GET", f"/api/v1/users/{user_id}")
 

@@ -160,6 +160,25 @@ async def me(request: web.Request) -> web.Response:
     return json_response(await edge.accounts.user(await _user(request, edge)))
 
 
+async def update_me(request: web.Request) -> web.Response:
+    """``PATCH /api/v1/me``: the caller's new display name; its online peers hear of it."""
+    edge = request.app[Edge.KEY]
+    user = await _user(request, edge)
+    body = await read_body(request, requests.UpdateMe)
+    return json_response(await edge.accounts.set_display_name(user, body.display_name))
+
+
+async def change_password(request: web.Request) -> web.Response:
+    """``POST /api/v1/me/password``: every other session of the caller is revoked."""
+    edge = request.app[Edge.KEY]
+    user = await _user(request, edge)
+    body = await read_body(request, requests.ChangePassword)
+    await edge.accounts.change_password(
+        user, _token(request), body.current, body.new, client_address(request)
+    )
+    return web.Response(status=204)
+
+
 async def get_user(request: web.Request) -> web.Response:
     edge = request.app[Edge.KEY]
     await _user(request, edge)
@@ -285,6 +304,8 @@ def add_routes(app: web.Application) -> None:
             web.post("/api/v1/sessions", log_in),
             web.delete("/api/v1/sessions/current", log_out),
             web.get("/api/v1/me", me),
+            web.patch("/api/v1/me", update_me),
+            web.post("/api/v1/me/password", change_password),
             web.get("/api/v1/users", find_user),
             web.get("/api/v1/users/{user_id}", get_user),
             web.post("/api/v1/groups", create_group),

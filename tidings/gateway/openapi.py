@@ -131,7 +131,23 @@ def openapi_document() -> dict[str, Any]:
             )
         },
         "/api/v1/sessions/current": {"delete": _op("Log out", 204)},
-        "/api/v1/me": {"get": _op("The caller", 200, _ref("User"))},
+        "/api/v1/me": {
+            "get": _op("The caller", 200, _ref("User")),
+            "patch": _op(
+                "Set the caller's display name (its online peers get a conversation event)",
+                200,
+                _ref("User"),
+                body=_ref("UpdateMe"),
+            ),
+        },
+        "/api/v1/me/password": {
+            "post": _op(
+                "Change the caller's password (every other session is revoked)",
+                204,
+                body=_ref("ChangePassword"),
+                errors=(403, 429),
+            )
+        },
         "/api/v1/users/{user_id}": {
             "get": _op("A user", 200, _ref("User"), params=[_path("user_id")], errors=(404,))
         },

@@ -33,6 +33,15 @@ class LogIn(msgspec.Struct, frozen=True):
     password: str
 
 
+class UpdateMe(msgspec.Struct, frozen=True):
+    display_name: str
+
+
+class ChangePassword(msgspec.Struct, frozen=True):
+    current: str
+    new: str
+
+
 class CreateGroup(msgspec.Struct, frozen=True):
     name: str
     member_ids: list[Id] = []
@@ -101,6 +110,8 @@ class AdminSetMembers(msgspec.Struct, frozen=True):
 BODIES: tuple[type[msgspec.Struct], ...] = (
     SignUp,
     LogIn,
+    UpdateMe,
+    ChangePassword,
     CreateGroup,
     AddMembers,
     Send,

@@ -1,4 +1,5 @@
-"""Accounts and sessions: sign up, log in, log out, and who a token belongs to.
+"""Accounts and sessions: sign up, log in, log out, who a token belongs to,
+and what a user changes of its own account (display name, password).
 
 Passwords are hashed with argon2 in a worker thread (it takes tens of
 milliseconds of CPU by design and must not stall the event loop). Tokens
@@ -18,9 +19,10 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from tidings.errors import ErrorCode, TidingsError, bad_request, not_found
-from tidings.events import Event, Publisher, SessionRevoked
+from tidings.events import ConversationAdded, Event, Publisher, SessionRevoked
 from tidings.ids import UserId
 from tidings.models import Session, User
+from tidings.presence import Presence
 from tidings.ratelimit import TokenBucket
 from tidings.service.text import without_nul
 from tidings.store import Store
@@ -28,6 +30,10 @@ from tidings.store import Store
 USERNAME = re.compile(r"[A-Za-z0-9_.\-]{3,32}")
 MAX_DISPLAY_NAME = 64
 _TOKEN_CACHE_SIZE = 100_000
+# A rename builds its peers' entries this many at a time; up to this many
+# peers, all of them get the event, online or not; past it, the online only.
+_PEERS_PER_QUERY = 500
+TELL_EVERY_PEER_UP_TO = 1000
 
 
 def hash_token(token: str) -> str:
@@ -41,11 +47,13 @@ class Accounts:
         broker: Publisher,
         hasher: PasswordHasher,
         *,
+        presence: Presence | None = None,
         login_failures_per_minute: int = 20,
     ) -> None:
         self._store = store
         self._broker = broker
         self._hasher = hasher
+        self._presence = presence
         self._failures_per_minute = login_failures_per_minute
         self._failures: dict[str, TokenBucket] = {}
         self._tokens: OrderedDict[str, UserId] = OrderedDict()
@@ -69,10 +77,7 @@ class Accounts:
     async def log_in(self, username: str, password: str, address: str = "") -> Session:
         """A new session; ``rate_limited`` once ``address`` failed too often lately."""
         failures = self._failure_bucket(address)
-        if failures is not None and failures.empty():
-            raise TidingsError(
-                ErrorCode.RATE_LIMITED, "too many failed logins from here; wait a minute"
-            )
+        _check_not_limited(failures)
         found = await self._store.credentials(username) if USERNAME.fullmatch(username) else None
         stored_hash = found[1] if found is not None else None
         ok = await asyncio.to_thread(self._verify, stored_hash or self._decoy_hash, password)
@@ -81,6 +86,66 @@ class Accounts:
                 failures.take()
             raise TidingsError(ErrorCode.UNAUTHORIZED, "wrong username or password")
         return Session(token=await self.issue_token(UserId(found[0].id)), user=found[0])
+
+    async def set_display_name(self, user_id: UserId, display_name: str) -> User:
+        """Rename a user (``PATCH /api/v1/me``, and the integration API's rename).
+
+        Chat lists take titles from the users table when read, so every
+        fetch after this shows the new name; the user's peers that are
+        online get their private entry at once, as a ``conversation`` event.
+        """
+        updated = await self._store.set_display_name(user_id, check_display_name(display_name))
+        if updated is None:
+            raise not_found(f"no user {user_id}")
+        await self._tell_peers(user_id)
+        return updated
+
+    async def _tell_peers(self, user_id: UserId) -> None:
+        peers = await self._store.private_peers(user_id)
+        if not peers:
+            return
+        # Presence lags a socket just opened on another node by a Redis round
+        # trip: asking it could miss a peer that connected a moment ago. So
+        # every peer is told (the hub drops events for users not connected)
+        # unless there are so many that only the online ones are worth it.
+        if len(peers) > TELL_EVERY_PEER_UP_TO and self._presence is not None:
+            try:
+                counts = await self._presence.connections(peers)
+            except TidingsError:
+                pass  # presence unknown (Redis away): tell every peer, as if online
+            else:
+                peers = [peer for peer in peers if counts.get(peer)]
+        for start in range(0, len(peers), _PEERS_PER_QUERY):
+            chunk = peers[start : start + _PEERS_PER_QUERY]
+            entries = await self._store.peer_entries(user_id, chunk)
+            for peer, entry in entries.items():
+                self._broker.publish(ConversationAdded(peer, entry))
+
+    async def change_password(
+        self, user_id: UserId, token: str, current: str, new: str, address: str = ""
+    ) -> None:
+        """Set a new password; every other session of the user is revoked.
+
+        The session of ``token`` (the one that asked) stays. A wrong
+        ``current`` is ``forbidden`` and counts as a failed login from
+        ``address``, under the same limit.
+        """
+        check_password(new, "new")
+        failures = self._failure_bucket(address)
+        _check_not_limited(failures)
+        stored_hash = await self._store.password_hash(user_id)
+        ok = await asyncio.to_thread(self._verify, stored_hash or self._decoy_hash, current)
+        if stored_hash is None or not ok:
+            if failures is not None:
+                failures.take()
+            raise TidingsError(ErrorCode.FORBIDDEN, "current: not the password of this account")
+        new_hash = await asyncio.to_thread(self._hasher.hash, new)
+        revoked = await self._store.set_password_hash(
+            user_id, new_hash, keep_session=hash_token(token)
+        )
+        for token_hash in revoked:
+            self._tokens.pop(token_hash, None)
+            self._broker.publish(SessionRevoked(token_hash))
 
     def _failure_bucket(self, address: str) -> TokenBucket | None:
         per_minute = self._failures_per_minute
@@ -149,14 +214,21 @@ class Accounts:
             return False
 
 
+def _check_not_limited(failures: TokenBucket | None) -> None:
+    if failures is not None and failures.empty():
+        raise TidingsError(
+            ErrorCode.RATE_LIMITED, "too many failed password attempts from here; wait a minute"
+        )
+
+
 def check_username(username: str) -> None:
     if not USERNAME.fullmatch(username):
         raise bad_request("username: 3 to 32 characters of A-Z a-z 0-9 _ . -")
 
 
-def check_password(password: str) -> None:
+def check_password(password: str, field: str = "password") -> None:
     if not 8 <= len(password) <= 256:
-        raise bad_request("password: 8 to 256 characters")
+        raise bad_request(f"{field}: 8 to 256 characters")
 
 
 def check_display_name(name: str) -> str:

@@ -20,7 +20,7 @@ from tidings.events import Publisher, Pushed, SessionRevoked
 from tidings.ids import GroupId, UserId
 from tidings.models import Group, GroupOnline, NodeStats, User
 from tidings.presence import Presence
-from tidings.service.accounts import Accounts, check_display_name
+from tidings.service.accounts import Accounts
 from tidings.service.conversations import Conversations
 from tidings.service.groups import Groups
 from tidings.store import Store, StoredMessage
@@ -64,10 +64,8 @@ class Admin:
         return await self._accounts.user(user_id)
 
     async def set_display_name(self, user_id: UserId, display_name: str) -> User:
-        updated = await self._store.set_display_name(user_id, check_display_name(display_name))
-        if updated is None:
-            raise not_found(f"no user {user_id}")
-        return updated
+        """As the user's own rename: its online peers hear of it."""
+        return await self._accounts.set_display_name(user_id, display_name)
 
     async def mint_token(self, user_id: UserId) -> str:
         await self._accounts.user(user_id)

@@ -182,6 +182,26 @@ class Store(Protocol):
     async def delete_sessions_of(self, user_id: UserId) -> list[str]:
         """Revoke every token of a user; returns the hashes of those revoked."""
 
+    async def password_hash(self, user_id: UserId) -> str | None:
+        """The user's password hash; None for a user without a password, or no such user."""
+
+    async def set_password_hash(
+        self, user_id: UserId, password_hash: str, *, keep_session: str | None = None
+    ) -> list[str]:
+        """Store a new password hash and, in the same transaction, revoke every
+        session of the user but ``keep_session`` (a token hash); returns the
+        hashes of those revoked. No session made with the old password outlives
+        the change but the one kept."""
+
+    async def private_peers(self, user_id: UserId) -> list[UserId]:
+        """The users with whom ``user_id`` has a private conversation."""
+
+    async def peer_entries(
+        self, user_id: UserId, peers: Sequence[UserId]
+    ) -> dict[UserId, Conversation]:
+        """Each of ``peers``' chat-list entry for its private conversation with
+        ``user_id`` (those that exist)."""
+
     async def membership(self, conversation: ConversationId, user: UserId) -> Membership | None: ...
 
     async def joined_seqs(self, conversation: ConversationId) -> dict[UserId, int]:

@@ -36,7 +36,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.schema import Table
 
 from tidings.errors import ErrorCode, TidingsError, bad_request, not_found, unavailable
-from tidings.ids import ConversationId, GroupId, UserId, group_conversation
+from tidings.ids import (
+    ConversationId,
+    GroupId,
+    UserId,
+    group_conversation,
+    private_conversation,
+)
 from tidings.models import Conversation, Group, Message, User, now_ms
 from tidings.store import (
     ConversationHead,
@@ -279,6 +285,47 @@ class SqlStore:
             hashes = [row[0] for row in rows]
             await conn.execute(delete(sessions).where(sessions.c.user_id == user_id))
         return hashes
+
+    async def password_hash(self, user_id: UserId) -> str | None:
+        rows = await self._read(select(users.c.password_hash).where(users.c.id == user_id))
+        return rows[0].password_hash if rows else None
+
+    async def set_password_hash(
+        self, user_id: UserId, password_hash: str, *, keep_session: str | None = None
+    ) -> list[str]:
+        others = sessions.c.user_id == user_id
+        if keep_session is not None:
+            others = others & (sessions.c.token_hash != keep_session)
+        async with self._write_transaction() as conn:
+            await conn.execute(
+                update(users).where(users.c.id == user_id).values(password_hash=password_hash)
+            )
+            rows = await conn.execute(select(sessions.c.token_hash).where(others))
+            hashes = [row[0] for row in rows]
+            await conn.execute(delete(sessions).where(others))
+        return hashes
+
+    async def private_peers(self, user_id: UserId) -> list[UserId]:
+        rows = await self._read(
+            select(members.c.peer_id).where(
+                members.c.user_id == user_id, members.c.peer_id.is_not(None)
+            )
+        )
+        return [UserId(row.peer_id) for row in rows]
+
+    async def peer_entries(
+        self, user_id: UserId, peers: Sequence[UserId]
+    ) -> dict[UserId, Conversation]:
+        ids = sorted({private_conversation(user_id, peer) for peer in peers if peer != user_id})
+        found: dict[UserId, Conversation] = {}
+        for start in range(0, len(ids), _IN_CHUNK):
+            query = CHAT_LIST.add_columns(members.c.user_id.label("member_id")).where(
+                members.c.conversation_id.in_(ids[start : start + _IN_CHUNK]),
+                members.c.user_id != user_id,
+            )
+            for row in await self._read(query):
+                found[UserId(row.member_id)] = entry_from_row(row)
+        return found
 
     # -- groups -------------------------------------------------------------
 
