@@ -580,3 +580,34 @@ async def test_a_lost_ack_is_resent_and_stored_once(
     stored = [m.body for m in await alice_api.messages(conversation)]
     assert stored == ["hello", "only once"]
     await expect(bubbles(page)).to_have_text(stored)
+
+
+async def test_a_long_paste_is_never_cut(web_server: WebServer, browser: Browser) -> None:
+    alice, alice_api = await web_server.account("alice", "Alice")
+    bob, _ = await web_server.account("bob", "Bob")
+    conversation = f"p:{alice.id}-{bob.id}"
+    await alice_api.send(conversation, "hello")
+    page = await browser.page("bob")
+    await sign_in(page, browser.url, "bob")
+    await chat(page, "Alice").click()
+    await expect(bubbles(page)).to_have_text(["hello"])
+
+    # Near the limit the count shows; over it, nothing is sent and nothing is cut.
+    await page.fill("#compose", "x" * 3700)
+    await expect(page.locator("#compose-count")).to_have_text("3700 / 4000")
+    text = "y" * 5000
+    await page.fill("#compose", text)
+    await page.press("#compose", "Enter")
+    await expect(page.locator("#compose-count")).to_contain_text("5000 / 4000")
+    await expect(page.locator("#btn-send")).to_be_disabled()
+    assert await page.input_value("#compose") == text
+    await expect(page.locator(".msg.pending")).to_have_count(0)
+    await asyncio.sleep(0.5)
+    assert [m.body for m in await alice_api.messages(conversation)] == ["hello"]
+
+    # Shortened to the limit, it goes whole.
+    await page.fill("#compose", "z" * 4000)
+    await expect(page.locator("#btn-send")).to_be_enabled()
+    await page.press("#compose", "Enter")
+    await expect(bubbles(page)).to_have_count(2)
+    assert [m.body for m in await alice_api.messages(conversation)] == ["hello", "z" * 4000]

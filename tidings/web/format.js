@@ -107,3 +107,35 @@ export function preview(entry, me, nameOf) {
   }
   return text;
 }
+
+/** The server's longest body (TIDINGS_MAX_BODY_CHARS; no endpoint says it, so its default). */
+export const MAX_BODY_CHARS = 4000;
+
+/**
+ * A body's length as the server counts it: code points, not UTF-16 units.
+ * @param {string} text
+ */
+export function bodyLength(text) {
+  let n = 0;
+  for (const _ of text) n++;
+  return n;
+}
+
+/**
+ * The composer's state for its text: the count to show (null while far from
+ * the limit, from 90 % of it on) and whether the text may be sent. Nothing
+ * is ever cut: a text over the limit stays in the box and is not sent.
+ * @param {string} text
+ * @param {number} [max]
+ * @returns {{length: number, count: string | null, over: boolean, sendable: boolean}}
+ */
+export function composerCheck(text, max = MAX_BODY_CHARS) {
+  const length = bodyLength(text);
+  const over = length > max;
+  return {
+    length,
+    count: length >= Math.floor(max * 0.9) ? `${length} / ${max}` : null,
+    over,
+    sendable: !over && text.trim() !== "",
+  };
+}

@@ -3,7 +3,7 @@
 // (re)connect, and sending and reading through the socket (HTTP when it is down).
 
 import { $ } from "./dom.js";
-import { randomId } from "./format.js";
+import { composerCheck, randomId } from "./format.js";
 import { readFrame, sendFrame, sendOutcome, sendRefId } from "./frames.js";
 import { addMessages, catchUp, removePendingFor } from "./history.js";
 import { openFromRoute } from "./nav.js";
@@ -153,7 +153,11 @@ export function sendPending(pending) {
 export function sendMessage() {
   const box = $("compose");
   const body = box.value;
-  if (!S.openId || !body.trim()) return;
+  // Never cut: a body over the server's limit stays in the box, unsent.
+  if (!S.openId || !composerCheck(body).sendable) {
+    sizeComposer();
+    return;
+  }
   /** @type {import("./state.js").Pending} */
   const pending = { cmid: randomId(), conversation: S.openId, body, state: "sending", error: null };
   S.pending.push(pending);

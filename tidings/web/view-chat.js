@@ -3,7 +3,7 @@
 // the pending sends, and the composer.
 
 import { $, avatar, el } from "./dom.js";
-import { lineTime } from "./format.js";
+import { MAX_BODY_CHARS, composerCheck, lineTime } from "./format.js";
 import { loadOlder } from "./history.js";
 import { sendPending, socket } from "./live.js";
 import { user, userName } from "./people.js";
@@ -106,9 +106,17 @@ export function renderPane() {
   if (c && c.loaded && c.hasMore && box.scrollHeight <= box.clientHeight) loadOlder(id);
 }
 
-/** The composer grows with its text, up to 160 px. */
+/** The composer grows with its text, up to 160 px, and counts it near the limit. */
 export function sizeComposer() {
   const box = $("compose");
   box.style.height = "auto";
   box.style.height = `${Math.min(box.scrollHeight, 160)}px`;
+  const check = composerCheck(box.value);
+  const count = $("compose-count");
+  count.textContent = check.over
+    ? `${check.count} · too long to send, shorten it by ${check.length - MAX_BODY_CHARS}`
+    : check.count || "";
+  count.classList.toggle("over", check.over);
+  box.setAttribute("aria-invalid", String(check.over));
+  $("btn-send").disabled = check.over;
 }
