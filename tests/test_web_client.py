@@ -469,8 +469,11 @@ async def test_history_scrolls_up_and_the_phone_layout(
     await chat(page, "Alice").click()
     await expect(page.locator(".sidebar")).to_be_hidden()
     await expect(bubbles(page).last).to_have_text("message 120")
-    await expect(bubbles(page)).to_have_count(50)
-    await expect(page).to_have_title("tidings")
+    # It opens at the first unread message, with older pages loading above it;
+    # what was not on screen stays unread.
+    await expect(page.locator("#new-line")).to_be_in_viewport()
+    await expect(page.locator("#new-line ~ .msg .bubble").first).to_have_text("message 1")
+    await expect(page).not_to_have_title("tidings")
     # Scrolling up loads older pages until the first message.
     for _ in range(10):
         if await bubbles(page).count() == 120:
@@ -481,6 +484,7 @@ async def test_history_scrolls_up_and_the_phone_layout(
     await expect(bubbles(page).first).to_have_text("message 1")
     await expect(page.locator(".history-start")).to_be_visible()
     await page.locator("#messages").evaluate("box => { box.scrollTop = box.scrollHeight; }")
+    await expect(page).to_have_title("tidings")
     await send(page, "caught up")
     await expect(bubbles(page).last).to_have_text("caught up")
     await screenshot(page, "phone-chat")
@@ -611,3 +615,52 @@ async def test_a_long_paste_is_never_cut(web_server: WebServer, browser: Browser
     await page.press("#compose", "Enter")
     await expect(bubbles(page)).to_have_count(2)
     assert [m.body for m in await alice_api.messages(conversation)] == ["hello", "z" * 4000]
+
+
+async def test_only_what_was_on_screen_is_marked_read(
+    web_server: WebServer, browser: Browser
+) -> None:
+    alice, alice_api = await web_server.account("alice", "Alice")
+    bob, bob_api = await web_server.account("bob", "Bob")
+    conversation = f"p:{alice.id}-{bob.id}"
+    for n in range(1, 41):
+        await alice_api.send(conversation, f"old {n}")
+    await bob_api.mark_read(conversation, 37)  # three left unread
+
+    async def read_seq() -> int:
+        entries = await bob_api.conversations()
+        return next(e.read_seq for e in entries if e.id == conversation)
+
+    page = await browser.page("bob")
+    await sign_in(page, browser.url, "bob")
+    await chat(page, "Alice").click()
+    # A "new messages" line above the first unread message, and they are read once seen.
+    line = page.locator("#new-line")
+    await expect(line).to_have_text("New messages")
+    following = line.locator("xpath=following-sibling::div[contains(@class,'msg')][1]")
+    await expect(following.locator(".bubble")).to_have_text("old 38")
+    await expect(chat(page, "Alice").locator(".badge")).to_have_count(0)
+    for _ in range(50):
+        if await read_seq() == 40:
+            break
+        await asyncio.sleep(0.1)
+    assert await read_seq() == 40
+
+    # Scrolled up, a new message is not read: it was never on screen.
+    await page.locator("#messages").evaluate("box => { box.scrollTop = 0; }")
+    await expect(page.locator("#btn-latest")).to_be_visible()
+    await alice_api.send(conversation, "while you read old ones")
+    await expect(page.locator("#btn-latest")).to_have_text("1 new message ↓")
+    await expect(chat(page, "Alice").locator(".badge")).to_have_text("1")
+    await asyncio.sleep(0.5)
+    assert await read_seq() == 40
+
+    # The button jumps to it, and then it is read.
+    await page.click("#btn-latest")
+    await expect(page.locator("#btn-latest")).to_be_hidden()
+    await expect(chat(page, "Alice").locator(".badge")).to_have_count(0)
+    for _ in range(50):
+        if await read_seq() == 41:
+            break
+        await asyncio.sleep(0.1)
+    assert await read_seq() == 41

@@ -59,3 +59,12 @@ test("a preview names a group message's sender, and 'You' for one's own", () => 
   assert.equal(preview({ ...entry, last_message: null }, 9, names), "No messages yet");
   assert.equal(preview({ ...entry, type: "private", last_message: null }, 9, names), "Say hello");
 });
+
+test("a count takes the singular for one only", async () => {
+  const { plural } = await import("../../tidings/web/format.js");
+  assert.equal(plural(1, "member"), "1 member");
+  assert.equal(plural(2, "member"), "2 members");
+  assert.equal(plural(0, "member"), "0 members");
+  assert.equal(plural(3, "new message"), "3 new messages");
+  assert.equal(plural(2, "person", "people"), "2 people");
+});

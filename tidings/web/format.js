@@ -108,6 +108,16 @@ export function preview(entry, me, nameOf) {
   return text;
 }
 
+/**
+ * A count with its noun: "1 member", "2 members", "0 members".
+ * @param {number} n
+ * @param {string} one
+ * @param {string} [many]  default: one + "s"
+ */
+export function plural(n, one, many) {
+  return `${n} ${n === 1 ? one : many ?? `${one}s`}`;
+}
+
 /** The server's longest body (TIDINGS_MAX_BODY_CHARS; no endpoint says it, so its default). */
 export const MAX_BODY_CHARS = 4000;
 

@@ -13,7 +13,7 @@ import {
 import { render } from "./render.js";
 import { S, me, savePending } from "./state.js";
 import { LiveSocket } from "./socket.js";
-import { applyMessage, applyOwnRead, goneEntries } from "./store.js";
+import { applyMessage, applyOwnRead, goneEntries, readUpTo, unreadAfter } from "./store.js";
 import { sizeComposer } from "./view-chat.js";
 
 export const socket = new LiveSocket({
@@ -168,15 +168,20 @@ export function sendMessage() {
   render({ pane: true, scroll: "bottom" });
 }
 
+/**
+ * Mark the open conversation read up to the last message that was on screen
+ * in a visible tab (S.seen, kept by watchRows); never further.
+ */
 export function markOpenRead() {
   const id = S.openId;
-  if (!id || document.visibilityState !== "visible") return;
+  if (!id) return;
   const entry = S.entries.get(id);
-  if (!entry || entry.local || (entry.read_seq >= entry.last_seq && entry.unread === 0)) return;
-  const seq = entry.last_seq;
+  if (!entry || entry.local) return;
+  const seq = readUpTo(S.seen, entry.read_seq, document.visibilityState === "visible");
+  if (!seq) return;
   entry.read_seq = seq;
-  entry.unread = 0;
-  render({ list: true });
+  entry.unread = unreadAfter(S.convs.get(id), seq, entry.last_seq, me().id);
+  render({ list: true, latest: true });
   if (!socket.send(readFrame(`r:${++S.refs}`, id, seq))) {
     api("POST", `/conversations/${enc(id)}/read`, { seq })
       .then((updated) => {
@@ -185,6 +190,33 @@ export function markOpenRead() {
       })
       .catch(() => {});
   }
+}
+
+/** @type {IntersectionObserver | null} */
+let rowObserver = null;
+
+/**
+ * Watch the open conversation's message rows: which are on screen (at least
+ * half of one, or half the box for a tall one) is kept in S.seen.
+ * @param {HTMLElement} box  #messages, after its rows were replaced
+ */
+export function watchRows(box) {
+  if (!rowObserver) {
+    rowObserver = new IntersectionObserver((changes) => {
+      for (const change of changes) {
+        const seq = Number(/** @type {HTMLElement} */ (change.target).dataset.seq);
+        const root = change.rootBounds;
+        const enough = change.intersectionRatio >= 0.5
+          || (root !== null && change.intersectionRect.height >= root.height * 0.5);
+        if (change.isIntersecting && enough) S.seen.add(seq);
+        else S.seen.delete(seq);
+      }
+      markOpenRead();
+    }, { root: box, threshold: [0, 0.5, 1] });
+  }
+  rowObserver.disconnect();
+  S.seen.clear();
+  for (const row of box.querySelectorAll(".msg[data-seq]")) rowObserver.observe(row);
 }
 
 /**

@@ -12,7 +12,7 @@ import { markOpenRead, sendMessage, socket } from "./live.js";
 import { closeConversation, openConversation, openFromRoute } from "./nav.js";
 import { setAuthMode, signOut, signedOut, startSession, submitAuth, toggleAuthMode } from "./session.js";
 import { S, load } from "./state.js";
-import { sizeComposer } from "./view-chat.js";
+import { sizeComposer, updateLatest } from "./view-chat.js";
 import { createGroup, startPrivateChat } from "./view-dialogs.js";
 import { addMember, leaveGroup, toggleMembers } from "./view-members.js";
 
@@ -92,6 +92,11 @@ function wire() {
   const box = $("messages");
   box.addEventListener("scroll", () => {
     if (box.scrollTop < 80 && S.openId) loadOlder(S.openId);
+    updateLatest();
+  });
+  $("btn-latest").addEventListener("click", () => {
+    box.scrollTop = box.scrollHeight;
+    box.focus();
   });
 
   window.addEventListener("hashchange", () => {

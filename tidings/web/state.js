@@ -43,6 +43,10 @@ export const S = {
   syncGen: 0,
   refs: 0,
   membersOpen: false,
+  /** @type {Set<number>} seqs of the open conversation's messages on screen now */
+  seen: new Set(),
+  /** @type {{id: string, after: number} | null} the "new messages" line of the open chat */
+  newLine: null,
   connState: "",
   clock: 0, // counts live updates of entries, so a list fetched earlier cannot drop them
 };

@@ -3,9 +3,9 @@
 // the pending sends, and the composer.
 
 import { $, avatar, el } from "./dom.js";
-import { MAX_BODY_CHARS, composerCheck, lineTime } from "./format.js";
+import { MAX_BODY_CHARS, composerCheck, lineTime, plural } from "./format.js";
 import { loadOlder } from "./history.js";
-import { sendPending, socket } from "./live.js";
+import { sendPending, socket, watchRows } from "./live.js";
 import { user, userName } from "./people.js";
 import { render } from "./render.js";
 import { S, me, savePending } from "./state.js";
@@ -57,7 +57,7 @@ export function renderPane() {
   let sub = "";
   if (entry.type === "group") {
     const group = entry.group_id === null ? undefined : S.groups.get(entry.group_id);
-    sub = group ? `${group.member_ids.length} members` : "";
+    sub = group ? plural(group.member_ids.length, "member") : "";
   } else if (entry.peer_id !== null) {
     const peer = user(entry.peer_id);
     sub = peer ? `@${peer.username}` : "";
@@ -76,7 +76,16 @@ export function renderPane() {
     const messages = [...c.msgs.values()].sort((a, b) => a.seq - b.seq);
     let lastOwnSeq = 0;
     for (const message of messages) if (message.sender === me().id) lastOwnSeq = message.seq;
+    const mark = S.newLine && S.newLine.id === id ? S.newLine.after : null;
+    let marked = false;
     for (const message of messages) {
+      if (mark !== null && !marked && message.seq > mark && message.sender !== me().id) {
+        marked = true;
+        const line = el("div", "new-line");
+        line.id = "new-line";
+        line.appendChild(el("span", null, "New messages"));
+        nodes.push(line);
+      }
       if (message.time_separator) {
         const timeLine = el("div", "time-line");
         timeLine.appendChild(el("span", null, lineTime(message.sent_at)));
@@ -103,7 +112,22 @@ export function renderPane() {
       { pending: true, status }));
   }
   box.replaceChildren(...nodes);
+  watchRows(box);
   if (c && c.loaded && c.hasMore && box.scrollHeight <= box.clientHeight) loadOlder(id);
+}
+
+/** The jump-to-latest button: shown when scrolled up, with the count of unseen messages. */
+export function updateLatest() {
+  const button = $("btn-latest");
+  const entry = S.openId ? S.entries.get(S.openId) : undefined;
+  const box = $("messages");
+  const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 60;
+  button.hidden = !entry || atBottom;
+  if (button.hidden || !entry) return;
+  const label = entry.unread > 0 ? plural(entry.unread, "new message") : "Latest";
+  button.textContent = `${label} ↓`;
+  button.setAttribute("aria-label", entry.unread > 0
+    ? `${label} below: jump to the latest` : "Jump to the latest message");
 }
 
 /** The composer grows with its text, up to 160 px, and counts it near the limit. */
