@@ -664,3 +664,51 @@ async def test_only_what_was_on_screen_is_marked_read(
             break
         await asyncio.sleep(0.1)
     assert await read_seq() == 41
+
+
+async def test_a_silent_drop_shows_offline_within_seconds(
+    web_server: WebServer, browser: Browser
+) -> None:
+    alice, alice_api = await web_server.account("alice", "Alice")
+    bob, _ = await web_server.account("bob", "Bob")
+    conversation = f"p:{alice.id}-{bob.id}"
+    await alice_api.send(conversation, "hello")
+
+    line = {"down": False}
+    silenced: list[dict[str, bool]] = []
+
+    def route(ws: Any) -> None:
+        # A line that goes quiet without a close: nothing passes either way,
+        # and while it is down a new connection is cut at once.
+        if line["down"]:
+            asyncio.get_running_loop().create_task(ws.close(code=1011))
+            return
+        server = ws.connect_to_server()
+        state = {"silent": False}
+        silenced.append(state)
+        server.on_message(lambda frame: None if state["silent"] else ws.send(frame))
+        ws.on_message(lambda frame: None if state["silent"] else server.send(frame))
+
+    page = await browser.page("bob")
+    await page.route_web_socket(re.compile(r"/ws$"), route)
+    await sign_in(page, browser.url, "bob")
+    await chat(page, "Alice").click()
+    await expect(bubbles(page)).to_have_text(["hello"])
+
+    browser.console.server_down = True
+    line["down"] = True
+    for state in silenced:
+        state["silent"] = True
+    await send(page, "into the quiet")
+    # Not 60 s of a green "Online": a few seconds, and the message says it waits.
+    await expect(page.locator("#conn-text")).not_to_have_text("Online", timeout=7000)
+    await expect(page.locator("#conn-dot")).not_to_have_class(re.compile("online"))
+    await expect(page.locator(".msg.pending .status")).to_have_text("Waiting for network…")
+
+    line["down"] = False
+    await expect(page.locator("#conn-text")).to_have_text("Online", timeout=20000)
+    await expect(page.locator(".msg.pending")).to_have_count(0)
+    browser.console.server_down = False
+    stored = [m.body for m in await alice_api.messages(conversation)]
+    assert stored == ["hello", "into the quiet"]
+    await expect(bubbles(page)).to_have_text(stored)

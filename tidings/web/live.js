@@ -147,7 +147,9 @@ export function sendPending(pending) {
   if (!S.pending.includes(pending)) return;
   pending.state = "sending";
   pending.error = null;
-  socket.send(sendFrame(pending));
+  // "Sending…" is only honest on a live line: a ping right behind the send
+  // gives the line up within seconds if nothing answers (then "Waiting for network…").
+  if (socket.send(sendFrame(pending))) socket.probe();
 }
 
 export function sendMessage() {

@@ -103,6 +103,8 @@ function wire() {
     if (S.token) openFromRoute();
   });
   window.addEventListener("online", () => socket.reconnectNow());
+  // The browser knows the network is gone: say so now, not after a missed pong.
+  window.addEventListener("offline", () => socket.abandon(4000));
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible") {
       markOpenRead();
