@@ -712,3 +712,41 @@ async def test_a_silent_drop_shows_offline_within_seconds(
     stored = [m.body for m in await alice_api.messages(conversation)]
     assert stored == ["hello", "into the quiet"]
     await expect(bubbles(page)).to_have_text(stored)
+
+
+async def test_drafts_stay_with_their_chat_across_switches_and_reloads(
+    web_server: WebServer, browser: Browser
+) -> None:
+    alice, alice_api = await web_server.account("alice", "Alice")
+    bob, _ = await web_server.account("bob", "Bob")
+    carol, _ = await web_server.account("carol", "Carol")
+    await alice_api.send(f"p:{alice.id}-{bob.id}", "hi Bob")
+    await alice_api.send(f"p:{alice.id}-{carol.id}", "hi Carol")
+    page = await browser.page("alice")
+    await sign_in(page, browser.url, "alice")
+
+    await chat(page, "Bob").click()
+    await page.fill("#compose", "half a thought for Bob")
+    await chat(page, "Carol").click()
+    await expect(page.locator("#compose")).to_have_value("")
+    await expect(chat(page, "Bob").locator(".chat-preview")).to_have_text(
+        "Draft: half a thought for Bob"
+    )
+    await page.fill("#compose", "and one for Carol")
+    await chat(page, "Bob").click()
+    await expect(page.locator("#compose")).to_have_value("half a thought for Bob")
+
+    await page.reload()
+    await expect(page.locator("#conn-text")).to_have_text("Online")
+    await expect(page.locator("#pane-title")).to_have_text("Bob")
+    await expect(page.locator("#compose")).to_have_value("half a thought for Bob")
+    await chat(page, "Carol").click()
+    await expect(page.locator("#compose")).to_have_value("and one for Carol")
+
+    # Sent, it is no longer a draft.
+    await page.press("#compose", "Enter")
+    await expect(bubbles(page).last).to_have_text("and one for Carol")
+    await page.reload()
+    await expect(page.locator("#pane-title")).to_have_text("Carol")
+    await expect(bubbles(page).last).to_have_text("and one for Carol")
+    await expect(page.locator("#compose")).to_have_value("")

@@ -11,9 +11,11 @@ import {
   api, dropConversation, enc, fetchEntry, loadGroup, mergeEntry, notePeerRead,
 } from "./people.js";
 import { render } from "./render.js";
-import { S, me, savePending } from "./state.js";
+import { S, draftsKey, me, save, savePending } from "./state.js";
 import { LiveSocket } from "./socket.js";
-import { applyMessage, applyOwnRead, goneEntries, readUpTo, unreadAfter } from "./store.js";
+import {
+  applyMessage, applyOwnRead, goneEntries, readUpTo, unreadAfter, withDraft,
+} from "./store.js";
 import { sizeComposer } from "./view-chat.js";
 
 export const socket = new LiveSocket({
@@ -165,6 +167,7 @@ export function sendMessage() {
   S.pending.push(pending);
   savePending();
   box.value = "";
+  saveDraft();
   sizeComposer();
   sendPending(pending);
   render({ pane: true, scroll: "bottom" });
@@ -174,6 +177,17 @@ export function sendMessage() {
  * Mark the open conversation read up to the last message that was on screen
  * in a visible tab (S.seen, kept by watchRows); never further.
  */
+/** The composer's text is the open conversation's draft, kept on this device. */
+export function saveDraft() {
+  const id = S.openId;
+  if (!id || !S.me) return;
+  const before = S.drafts[id] || "";
+  const text = $("compose").value;
+  S.drafts = withDraft(S.drafts, id, text);
+  save(localStorage, draftsKey(), S.drafts);
+  if (Boolean(before.trim()) !== Boolean(text.trim())) render({ list: true });
+}
+
 export function markOpenRead() {
   const id = S.openId;
   if (!id) return;

@@ -8,7 +8,7 @@
 
 import { $ } from "./dom.js";
 import { loadOlder } from "./history.js";
-import { markOpenRead, sendMessage, socket } from "./live.js";
+import { markOpenRead, saveDraft, sendMessage, socket } from "./live.js";
 import { closeConversation, openConversation, openFromRoute } from "./nav.js";
 import { setAuthMode, signOut, signedOut, startSession, submitAuth, toggleAuthMode } from "./session.js";
 import { S, load } from "./state.js";
@@ -82,7 +82,10 @@ function wire() {
       compose.blur();
     }
   });
-  compose.addEventListener("input", sizeComposer);
+  compose.addEventListener("input", () => {
+    sizeComposer();
+    saveDraft();
+  });
   $("composer").addEventListener("submit", (/** @type {Event} */ event) => {
     event.preventDefault();
     sendMessage();

@@ -30,7 +30,7 @@ export function showConversation(id) {
     S.newLine = entry.unread > 0 ? { id, after: entry.read_seq } : null;
     S.membersOpen = false;
     $("members").hidden = true;
-    $("compose").value = "";
+    $("compose").value = S.drafts[id] || "";
     sizeComposer();
   }
   if (entry.type === "group" && entry.group_id !== null) loadGroup(entry.group_id);

@@ -6,7 +6,7 @@ import { socket } from "./live.js";
 import { openFromRoute, routeId } from "./nav.js";
 import { api } from "./people.js";
 import { render } from "./render.js";
-import { S, load, pendingKey, peerReadKey, save } from "./state.js";
+import { S, draftsKey, load, pendingKey, peerReadKey, save } from "./state.js";
 
 let signUpMode = false;
 
@@ -66,6 +66,7 @@ export function startSession(token, me) {
   S.users.set(me.id, me);
   S.pending = load(sessionStorage, pendingKey(), []);
   S.peerRead = load(localStorage, peerReadKey(), {});
+  S.drafts = load(localStorage, draftsKey(), {});
   $("auth").hidden = true;
   $("app").hidden = false;
   $("me-name").textContent = me.display_name;
@@ -85,6 +86,7 @@ function resetState() {
   S.convs.clear();
   S.groups.clear();
   S.pending = [];
+  S.drafts = {};
   S.openId = null;
   S.me = null;
   document.title = "tidings";
@@ -109,7 +111,10 @@ export function signedOut(message) {
 
 export async function signOut() {
   const token = S.token;
-  if (S.me) sessionStorage.removeItem(pendingKey());
+  if (S.me) {
+    sessionStorage.removeItem(pendingKey());
+    localStorage.removeItem(draftsKey()); // signing out leaves nothing typed behind
+  }
   resetState();
   setAuthMode(false);
   $("auth-username").focus();

@@ -36,6 +36,8 @@ export const S = {
   entryFetches: new Map(),
   /** @type {Pending[]} */
   pending: [],
+  /** @type {Record<string, string>} conversation id -> the unsent text typed there */
+  drafts: {},
   /** @type {Record<string, number>} private conversation id -> the peer's read seq */
   peerRead: {},
   /** @type {string | null} */
@@ -87,3 +89,4 @@ export function save(storage, key, value) {
 export const pendingKey = () => `tidings.pending.${me().id}`;
 export const peerReadKey = () => `tidings.peerRead.${me().id}`;
 export const savePending = () => save(sessionStorage, pendingKey(), S.pending);
+export const draftsKey = () => `tidings.drafts.${me().id}`;

@@ -171,3 +171,18 @@ export function unreadAfter(history, readSeq, lastSeq, me) {
   }
   return count + Math.max(0, lastSeq - Math.max(history.maxSeq, readSeq));
 }
+
+/**
+ * The drafts (conversation id -> unsent text) with one conversation's text
+ * set; an empty or blank text removes it. A new object: the old one is kept.
+ * @param {Record<string, string>} drafts
+ * @param {string} id
+ * @param {string} text
+ * @returns {Record<string, string>}
+ */
+export function withDraft(drafts, id, text) {
+  const next = { ...drafts };
+  if (text.trim()) next[id] = text;
+  else delete next[id];
+  return next;
+}

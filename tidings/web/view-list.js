@@ -33,7 +33,14 @@ export function renderList() {
     top.appendChild(el("span", "chat-title", entry.title));
     top.appendChild(el("span", "chat-time", entry.last_message ? listTime(entry.updated_at) : ""));
     const bottom = el("div", "chat-bottom");
-    bottom.appendChild(el("span", "chat-preview", preview(entry, me().id, userName)));
+    const draft = entry.id !== S.openId ? S.drafts[entry.id] : undefined;
+    if (draft) {
+      const line = el("span", "chat-preview");
+      line.append(el("span", "draft", "Draft:"), ` ${draft.replace(/\s+/g, " ")}`);
+      bottom.appendChild(line);
+    } else {
+      bottom.appendChild(el("span", "chat-preview", preview(entry, me().id, userName)));
+    }
     if (entry.unread > 0) {
       const badge = el("span", "badge", entry.unread > 99 ? "99+" : String(entry.unread));
       badge.setAttribute("aria-label", `${entry.unread} unread`);
