@@ -68,3 +68,13 @@ test("a count takes the singular for one only", async () => {
   assert.equal(plural(3, "new message"), "3 new messages");
   assert.equal(plural(2, "person", "people"), "2 people");
 });
+
+test("the chat filter matches every word, ignoring case and accents", async () => {
+  const { filterMatches } = await import("../../tidings/web/format.js");
+  assert.equal(filterMatches(["Carol Jones", "carol"], ""), true);
+  assert.equal(filterMatches(["Carol Jones", "carol"], "car"), true);
+  assert.equal(filterMatches(["Carol Jones", "carol"], "JONES car"), true);
+  assert.equal(filterMatches(["Carol Jones", "carol"], "bob"), false);
+  assert.equal(filterMatches(["Zoë", ""], "zoe"), true);
+  assert.equal(filterMatches(["Weekend hike", ""], "hike  "), true);
+});

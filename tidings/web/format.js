@@ -149,3 +149,22 @@ export function composerCheck(text, max = MAX_BODY_CHARS) {
     sendable: !over && text.trim() !== "",
   };
 }
+
+/**
+ * Folded for matching: lower case, accents off.
+ * @param {string} text
+ */
+const fold = (text) => text.normalize("NFD").replace(/\p{M}/gu, "").toLowerCase();
+
+/**
+ * Whether a chat matches the list's filter: every word of the query is in
+ * one of its texts (title, username), ignoring case and accents.
+ * @param {string[]} texts
+ * @param {string} query
+ */
+export function filterMatches(texts, query) {
+  const words = fold(query).split(/\s+/).filter(Boolean);
+  if (!words.length) return true;
+  const haystack = texts.map(fold).join("\n");
+  return words.every((word) => haystack.includes(word));
+}

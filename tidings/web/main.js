@@ -14,6 +14,7 @@ import { setAuthMode, signOut, signedOut, startSession, submitAuth, toggleAuthMo
 import { S, load } from "./state.js";
 import { sizeComposer, updateLatest } from "./view-chat.js";
 import { createGroup, startPrivateChat } from "./view-dialogs.js";
+import { renderList, rove } from "./view-list.js";
 import { addMember, leaveGroup, toggleMembers } from "./view-members.js";
 
 /** @param {Event} event */
@@ -54,10 +55,36 @@ function wire() {
     if (event.key === "Enter" || event.key === " ") {
       event.preventDefault();
       openConversation(item.dataset.id);
-    } else if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+    } else if (["ArrowDown", "ArrowUp", "Home", "End"].includes(event.key)) {
       event.preventDefault();
-      const next = event.key === "ArrowDown" ? item.nextElementSibling : item.previousElementSibling;
-      if (next) next.focus();
+      const rows = [...list.querySelectorAll(".chat")];
+      const at = rows.indexOf(item);
+      const next = event.key === "Home" ? rows[0] : event.key === "End" ? rows[rows.length - 1]
+        : event.key === "ArrowDown" ? rows[Math.min(at + 1, rows.length - 1)] : rows[Math.max(at - 1, 0)];
+      if (next) rove(next, true);
+    }
+  });
+  list.addEventListener("focusin", (/** @type {FocusEvent} */ event) => {
+    const item = /** @type {any} */ (event.target).closest(".chat");
+    if (item) rove(item, false);
+  });
+  const filter = $("chat-filter");
+  filter.addEventListener("input", () => {
+    S.filter = filter.value;
+    renderList();
+  });
+  filter.addEventListener("keydown", (/** @type {KeyboardEvent} */ event) => {
+    const first = list.querySelector(".chat[tabindex='0']") || list.querySelector(".chat");
+    if (event.key === "ArrowDown" && first) {
+      event.preventDefault();
+      rove(first, true);
+    } else if (event.key === "Enter" && list.querySelector(".chat")) {
+      event.preventDefault();
+      openConversation(list.querySelector(".chat").dataset.id);
+    } else if (event.key === "Escape" && filter.value) {
+      filter.value = "";
+      S.filter = "";
+      renderList();
     }
   });
 

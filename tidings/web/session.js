@@ -88,6 +88,9 @@ function resetState() {
   S.pending = [];
   S.drafts = {};
   S.openId = null;
+  S.filter = "";
+  S.roving = null;
+  $("chat-filter").value = "";
   S.me = null;
   document.title = "tidings";
   $("chat-list").replaceChildren();

@@ -45,6 +45,9 @@ export const S = {
   syncGen: 0,
   refs: 0,
   membersOpen: false,
+  filter: "",
+  /** @type {string | null} the chat-list row that is the list's one Tab stop */
+  roving: null,
   /** @type {Set<number>} seqs of the open conversation's messages on screen now */
   seen: new Set(),
   /** @type {{id: string, after: number} | null} the "new messages" line of the open chat */

@@ -2,7 +2,7 @@
 // The chat list: every conversation, newest first, with its unread badge.
 
 import { $, avatar, el } from "./dom.js";
-import { listTime, preview } from "./format.js";
+import { filterMatches, listTime, preview } from "./format.js";
 import { userName } from "./people.js";
 import { S, me } from "./state.js";
 import { sortEntries } from "./store.js";
@@ -12,6 +12,17 @@ export function avatarKey(entry) {
   return entry.type === "group" ? `g${entry.group_id}` : `u${entry.peer_id}`;
 }
 
+/**
+ * Move the list's one Tab stop to this row (and the focus, if asked).
+ * @param {HTMLElement} item
+ * @param {boolean} focus
+ */
+export function rove(item, focus) {
+  for (const row of $("chat-list").querySelectorAll(".chat")) row.tabIndex = row === item ? 0 : -1;
+  S.roving = item.dataset.id || null;
+  if (focus) item.focus();
+}
+
 export function renderList() {
   const list = $("chat-list");
   const active = /** @type {any} */ (document.activeElement);
@@ -19,12 +30,19 @@ export function renderList() {
   const focusedId = focused && list.contains(focused) ? focused.dataset.id : null;
   const entries = sortEntries(S.entries.values());
   let total = 0;
-  const items = entries.map((entry) => {
-    total += entry.unread;
+  for (const entry of entries) total += entry.unread;
+  const shown = entries.filter((entry) => {
+    const peer = entry.peer_id !== null ? S.users.get(entry.peer_id) : undefined;
+    return filterMatches([entry.title, peer ? peer.username : ""], S.filter);
+  });
+  // One Tab stop for the whole list (the focused row, the last one, the open one, or the first).
+  const ids = shown.map((entry) => entry.id);
+  const stop = [focusedId, S.roving, S.openId].find((id) => id && ids.includes(id)) || ids[0];
+  const items = shown.map((entry) => {
     const item = el("li", "chat");
     item.dataset.id = entry.id;
     item.setAttribute("role", "option");
-    item.tabIndex = 0;
+    item.tabIndex = entry.id === stop ? 0 : -1;
     item.setAttribute("aria-selected", String(entry.id === S.openId));
     if (entry.id === S.openId) item.classList.add("active");
     item.appendChild(avatar(avatarKey(entry), entry.title));
@@ -52,6 +70,7 @@ export function renderList() {
   });
   list.replaceChildren(...items);
   $("chat-empty").hidden = entries.length > 0;
+  $("chat-nomatch").hidden = !entries.length || shown.length > 0;
   document.title = total > 0 ? `(${total}) tidings` : "tidings";
   if (focusedId) {
     const again = list.querySelector(`.chat[data-id="${CSS.escape(focusedId)}"]`);
