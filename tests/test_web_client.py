@@ -422,7 +422,14 @@ async def test_group_chat_with_members(web_server: WebServer, browser: Browser) 
     )
     await expect(alice.locator("#pane-sub")).to_have_text("3 members")
     await expect(chat(carol, "Weekend hike")).to_be_visible()
+    # Added after two messages: a clear state, not "No messages yet".
+    await expect(chat(carol, "Weekend hike").locator(".chat-preview")).to_have_text(
+        "You joined: new messages show here"
+    )
     await chat(carol, "Weekend hike").click()
+    await expect(carol.locator("#messages .history-start")).to_have_text(
+        "You joined this group. Messages sent before you joined are not shown to you."
+    )
     await send(carol, "Count me in")
     await expect(alice.locator(".msg.other .sender")).to_have_text(["Bob", "Carol Jones"])
     await expect(bob.locator(".msg.other .sender")).to_have_text(["Alice", "Carol Jones"])
@@ -437,6 +444,20 @@ async def test_group_chat_with_members(web_server: WebServer, browser: Browser) 
     await expect(bob.locator("#members-add")).to_be_hidden()
     await alice.click('#members .remove[aria-label="Remove Bob"]')
     await expect(alice.locator("#members .member-name")).to_have_text(["Alice", "Carol Jones"])
+    # Bob's open chat says so, and keeps saying so (not a toast that goes away).
+    await expect(bob.locator("#removed-note")).to_contain_text(
+        "You were removed from “Weekend hike”"
+    )
+    await expect(bob.locator("#composer")).to_be_hidden()
+    await expect(chat(bob, "Weekend hike").locator(".chat-preview")).to_have_text(
+        "You are no longer a member"
+    )
+    await asyncio.sleep(4.5)
+    await expect(bob.locator("#removed-note")).to_be_visible()
+    await expect(bob.locator(".msg .bubble")).to_have_text(
+        ["Who's in for Saturday?", "Me!", "Count me in"]
+    )
+    await bob.click("#btn-forget")
     await expect(chat(bob, "Weekend hike")).to_have_count(0)
     await expect(bob.locator("#pane-empty")).to_be_visible()
 

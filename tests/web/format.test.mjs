@@ -56,7 +56,10 @@ test("a preview names a group message's sender, and 'You' for one's own", () => 
   const names = (/** @type {number} */ id) => `User ${id}`;
   assert.equal(preview(entry, 9, names), "User 5: hi there");
   assert.equal(preview(entry, 5, names), "You: hi there");
-  assert.equal(preview({ ...entry, last_message: null }, 9, names), "No messages yet");
+  assert.equal(preview({ ...entry, last_message: null, last_seq: 0 }, 9, names), "No messages yet");
+  // Added after messages were sent: none of them is for this member.
+  assert.equal(preview({ ...entry, last_message: null }, 9, names),
+    "You joined: new messages show here");
   assert.equal(preview({ ...entry, type: "private", last_message: null }, 9, names), "Say hello");
 });
 

@@ -99,7 +99,11 @@ export function randomId() {
  */
 export function preview(entry, me, nameOf) {
   const last = entry.last_message;
-  if (!last) return entry.type === "group" ? "No messages yet" : "Say hello";
+  if (!last) {
+    if (entry.type !== "group") return "Say hello";
+    // A member added later sees only what comes after joining.
+    return entry.last_seq > 0 ? "You joined: new messages show here" : "No messages yet";
+  }
   const text = last.body.replace(/\s+/g, " ");
   if (entry.type === "group") {
     const who = last.sender === me ? "You" : nameOf(last.sender);

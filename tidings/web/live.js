@@ -192,7 +192,7 @@ export function markOpenRead() {
   const id = S.openId;
   if (!id) return;
   const entry = S.entries.get(id);
-  if (!entry || entry.local) return;
+  if (!entry || entry.local || entry.removed) return;
   const seq = readUpTo(S.seen, entry.read_seq, document.visibilityState === "visible");
   if (!seq) return;
   entry.read_seq = seq;

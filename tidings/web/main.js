@@ -99,6 +99,14 @@ function wire() {
   $("btn-members-close").addEventListener("click", toggleMembers);
   $("members-add").addEventListener("submit", addMember);
   $("btn-leave").addEventListener("click", leaveGroup);
+  $("btn-forget").addEventListener("click", () => {
+    const id = S.openId;
+    if (!id) return;
+    S.entries.delete(id);
+    S.convs.delete(id);
+    closeConversation();
+    $("chat-filter").focus();
+  });
 
   const compose = $("compose");
   compose.addEventListener("keydown", (/** @type {KeyboardEvent} */ event) => {

@@ -8,8 +8,9 @@
 /**
  * A chat-list entry as the client keeps it: `local` until the server knows the
  * conversation (a private chat before its first message), `clock` the live
- * update that last touched it (a list fetched before that cannot undo it).
- * @typedef {Conversation & {local: boolean, clock: number}} Entry
+ * update that last touched it (a list fetched before that cannot undo it),
+ * `removed` once the user was taken out of it (kept, so the chat says so).
+ * @typedef {Conversation & {local: boolean, clock: number, removed?: boolean}} Entry
  */
 
 /**

@@ -63,7 +63,14 @@ export function renderPane() {
     sub = peer ? `@${peer.username}` : "";
   }
   $("pane-sub").textContent = sub;
-  $("btn-members").hidden = entry.type !== "group";
+  $("btn-members").hidden = entry.type !== "group" || Boolean(entry.removed);
+  $("composer").hidden = Boolean(entry.removed);
+  $("removed-note").hidden = !entry.removed;
+  if (entry.removed) {
+    $("removed-text").textContent = entry.type === "group"
+      ? `You were removed from “${entry.title}”. You can read what is here, but not write.`
+      : "You can no longer write in this chat.";
+  }
 
   const c = S.convs.get(id);
   const box = $("messages");
@@ -71,8 +78,19 @@ export function renderPane() {
   if (!c || !c.loaded) {
     nodes.push(el("div", "loading", "Loading…"));
   } else {
-    if (c.hasMore) nodes.push(el("div", "loading older", "Scroll up for older messages"));
-    else if (c.msgs.size) nodes.push(el("div", "history-start", "Beginning of the conversation"));
+    const first = c.msgs.size ? Math.min(...c.msgs.keys()) : entry.last_seq + 1;
+    if (c.hasMore) {
+      nodes.push(el("div", "loading older", "Scroll up for older messages"));
+    } else if (entry.type === "group" && first > 1) {
+      // Added after the group's first message: what came before is not for this member.
+      nodes.push(el("div", "history-start joined",
+        "You joined this group. Messages sent before you joined are not shown to you."));
+    } else if (c.msgs.size) {
+      nodes.push(el("div", "history-start", "Beginning of the conversation"));
+    } else {
+      nodes.push(el("div", "history-start", entry.type === "group"
+        ? "No messages yet." : "No messages yet. Say hello."));
+    }
     const messages = [...c.msgs.values()].sort((a, b) => a.seq - b.seq);
     let lastOwnSeq = 0;
     for (const message of messages) if (message.sender === me().id) lastOwnSeq = message.seq;

@@ -56,6 +56,8 @@ export function renderList() {
       const line = el("span", "chat-preview");
       line.append(el("span", "draft", "Draft:"), ` ${draft.replace(/\s+/g, " ")}`);
       bottom.appendChild(line);
+    } else if (entry.removed) {
+      bottom.appendChild(el("span", "chat-preview removed", "You are no longer a member"));
     } else {
       bottom.appendChild(el("span", "chat-preview", preview(entry, me().id, userName)));
     }
