@@ -815,3 +815,72 @@ async def test_the_chat_list_filters_and_is_one_tab_stop(
     await expect(page.locator("#chat-list .chat").nth(2)).to_be_focused()
     await page.keyboard.press("Enter")
     await expect(page.locator("#pane-title")).to_have_text((await titles(page))[2])
+
+
+# The contrast of an element's text on the first opaque background behind it.
+CONTRAST = """
+element => {
+  const rgb = (text) => (text.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => [r, g, b].map((c) => {
+    c /= 255;
+    return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+  }).reduce((sum, c, i) => sum + c * [0.2126, 0.7152, 0.0722][i], 0);
+  let node = element;
+  let background = [255, 255, 255];
+  while (node && node.nodeType === 1) {
+    const colour = rgb(getComputedStyle(node).backgroundColor);
+    if (colour.length === 3 || (colour.length === 4 && colour[3] === 1)) {
+      background = colour.slice(0, 3);
+      break;
+    }
+    node = node.parentElement;
+  }
+  const [a, b] = [lum(rgb(getComputedStyle(element).color)), lum(background)].sort((x, y) => y - x);
+  return (a + 0.05) / (b + 0.05);
+}
+"""
+
+
+async def test_text_contrast_is_aa_and_the_message_list_shows_focus(
+    web_server: WebServer, browser: Browser
+) -> None:
+    alice, alice_api = await web_server.account("alice", "Alice")
+    bob, bob_api = await web_server.account("bob", "Bob")
+    carol, _ = await web_server.account("carol", "Carol")
+    await bob_api.send(f"p:{alice.id}-{bob.id}", "hi Alice")
+    await alice_api.send(f"p:{alice.id}-{carol.id}", "hi Carol")
+    page = await browser.page("alice")
+    await sign_in(page, browser.url, "alice")
+    await chat(page, "Bob").click()
+    await send(page, "hello Bob")
+    await expect(page.locator(".msg.own .status")).to_have_text("Sent")
+    await bob_api.mark_read(f"p:{alice.id}-{bob.id}", 2)
+    await expect(page.locator(".msg.own .status")).to_have_text("Read")
+
+    checks = {
+        "Send button": "#btn-send",
+        "Read": ".msg.own .status.read",
+        "selected row's time": "#chat-list .chat.active .chat-time",
+        "selected row's preview": "#chat-list .chat.active .chat-preview",
+        "other row's time": "#chat-list .chat:not(.active) .chat-time",
+        "other row's preview": "#chat-list .chat:not(.active) .chat-preview",
+        "status line": "#conn-text",
+        "chat subtitle": "#pane-sub",
+        "history start": "#messages .history-start",
+        "composer hint": ".composer .hint",
+    }
+    low = {}
+    for name, selector in checks.items():
+        ratio = await page.locator(selector).first.evaluate(CONTRAST)
+        if ratio < 4.5:
+            low[name] = round(ratio, 2)
+    assert low == {}, f"below 4.5:1: {low}"
+
+    # The message list, reached by keyboard, shows that it has the focus.
+    await page.focus("#compose")
+    await page.keyboard.press("Shift+Tab")
+    await expect(page.locator("#messages")).to_be_focused()
+    outline = await page.locator("#messages").evaluate(
+        "box => getComputedStyle(box).outlineStyle + ' ' + getComputedStyle(box).outlineWidth"
+    )
+    assert outline.split()[0] != "none" and outline.split()[1] != "0px", outline
