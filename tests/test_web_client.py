@@ -443,6 +443,7 @@ async def test_group_chat_with_members(web_server: WebServer, browser: Browser) 
     await expect(bob.locator("#members .remove")).to_have_count(0)
     await expect(bob.locator("#members-add")).to_be_hidden()
     await alice.click('#members .remove[aria-label="Remove Bob"]')
+    await alice.click("#dlg-confirm-ok")
     await expect(alice.locator("#members .member-name")).to_have_text(["Alice", "Carol Jones"])
     # Bob's open chat says so, and keeps saying so (not a toast that goes away).
     await expect(bob.locator("#removed-note")).to_contain_text(
@@ -884,3 +885,50 @@ async def test_text_contrast_is_aa_and_the_message_list_shows_focus(
         "box => getComputedStyle(box).outlineStyle + ' ' + getComputedStyle(box).outlineWidth"
     )
     assert outline.split()[0] != "none" and outline.split()[1] != "0px", outline
+
+
+async def test_links_confirmations_counts_and_sign_up_sentences(
+    web_server: WebServer, browser: Browser
+) -> None:
+    # Sign-up errors read as sentences.
+    page = await browser.page("newcomer")
+    await page.goto(browser.url)
+    await page.click("#auth-switch")
+    await page.fill("#auth-username", "a b")
+    await page.fill("#auth-password", PASSWORD)
+    await page.press("#auth-password", "Enter")
+    await expect(page.locator("#auth-error")).to_have_text(
+        "Choose a username of 3 to 32 characters, using only letters, digits, dots, dashes "
+        "and underscores."
+    )
+
+    alice, alice_api = await web_server.account("alice", "Alice")
+    bob, bob_api = await web_server.account("bob", "Bob")
+    group = await alice_api.create_group("Tea", [bob.id])
+    text = "see https://example.com/a?b=1. not javascript:alert(1) <b>bold</b> <img src=x>"
+    await bob_api.send(f"g:{group.id}", text)
+    await sign_in(page, browser.url, "alice")
+    await chat(page, "Tea").click()
+    bubble = page.locator(".msg.other .bubble")
+    await expect(bubble).to_have_text(text)
+    links = bubble.locator("a")
+    await expect(links).to_have_count(1)
+    await expect(links).to_have_attribute("href", "https://example.com/a?b=1")
+    await expect(links).to_have_attribute("target", "_blank")
+    await expect(links).to_have_attribute("rel", "noopener noreferrer")
+    await expect(bubble.locator("b, img")).to_have_count(0)
+
+    # Removing a member asks first; cancelled, nothing happens.
+    await expect(page.locator("#pane-sub")).to_have_text("2 members")
+    await page.click("#btn-members")
+    await page.click('#members .remove[aria-label="Remove Bob"]')
+    await expect(page.locator("#dlg-confirm")).to_be_visible()
+    await expect(page.locator("#dlg-confirm-text")).to_contain_text("Remove Bob from “Tea”?")
+    await page.click("#dlg-confirm-cancel")
+    await expect(page.locator("#dlg-confirm")).to_be_hidden()
+    await asyncio.sleep(0.3)
+    assert (await alice_api.group(group.id)).member_ids == [alice.id, bob.id]
+    await page.click('#members .remove[aria-label="Remove Bob"]')
+    await page.click("#dlg-confirm-ok")
+    await expect(page.locator("#members .member-name")).to_have_text(["Alice"])
+    await expect(page.locator("#pane-sub")).to_have_text("1 member")

@@ -172,3 +172,60 @@ export function filterMatches(texts, query) {
   const haystack = texts.map(fold).join("\n");
   return words.every((word) => haystack.includes(word));
 }
+
+/**
+ * A message's text cut into plain parts and links: only http and https
+ * addresses become links (a trailing full stop, comma, bracket or quote stays
+ * text). The caller builds text nodes and <a> elements from these, never HTML.
+ * @param {string} text
+ * @returns {({text: string, href?: undefined} | {text: string, href: string})[]}
+ */
+export function linkParts(text) {
+  /** @type {({text: string, href?: undefined} | {text: string, href: string})[]} */
+  const parts = [];
+  const pattern = /\bhttps?:\/\/[^\s<>"'`]+/gi;
+  let at = 0;
+  for (const match of text.matchAll(pattern)) {
+    let url = match[0];
+    const start = match.index ?? 0;
+    while (/[.,;:!?)\]}]$/.test(url)) {
+      if (url.endsWith(")") && (url.match(/\(/g) || []).length >= (url.match(/\)/g) || []).length) {
+        break; // a balanced bracket is part of the address (Wikipedia's, say)
+      }
+      url = url.slice(0, -1);
+    }
+    let href = null;
+    try {
+      const parsed = new URL(url);
+      if ((parsed.protocol === "http:" || parsed.protocol === "https:") && parsed.hostname) {
+        href = parsed.href;
+      }
+    } catch {
+      href = null;
+    }
+    if (!href) continue;
+    if (start > at) parts.push({ text: text.slice(at, start) });
+    parts.push({ text: url, href });
+    at = start + url.length;
+  }
+  if (at < text.length || !parts.length) parts.push({ text: text.slice(at) });
+  return parts;
+}
+
+/**
+ * A field error of the API (`"username: 3 to 32 characters of …"`) as a sentence.
+ * @param {string} message
+ */
+export function fieldMessage(message) {
+  const field = /^(\w+):/.exec(message);
+  switch (field && field[1]) {
+    case "username":
+      return "Choose a username of 3 to 32 characters, using only letters, digits, dots, dashes and underscores.";
+    case "password":
+      return "Choose a password of 8 to 256 characters.";
+    case "display_name":
+      return "A display name is 1 to 64 characters.";
+    default:
+      return message;
+  }
+}

@@ -2,6 +2,7 @@
 // Signing up, in and out; a session's start and end.
 
 import { $, avatar } from "./dom.js";
+import { fieldMessage } from "./format.js";
 import { socket } from "./live.js";
 import { openFromRoute, routeId } from "./nav.js";
 import { api } from "./people.js";
@@ -31,8 +32,13 @@ export async function submitAuth(event) {
   const password = $("auth-password").value;
   const error = $("auth-error");
   error.textContent = "";
+  if (signUpMode && !/^[A-Za-z0-9_.-]{3,32}$/.test(username)) {
+    error.textContent = fieldMessage("username:");
+    return;
+  }
   if (username.length < 3 || password.length < 8) {
-    error.textContent = "A username of 3 or more characters and a password of 8 or more.";
+    error.textContent = signUpMode ? fieldMessage("password:")
+      : "Enter your username and a password of 8 or more characters.";
     return;
   }
   $("auth-submit").disabled = true;
@@ -50,7 +56,7 @@ export async function submitAuth(event) {
     const code = /** @type {any} */ (failure).code;
     error.textContent = code === "username_taken" ? "That username is taken."
       : code === "unauthorized" ? "Wrong username or password."
-        : failure instanceof Error ? failure.message : String(failure);
+        : failure instanceof Error ? fieldMessage(failure.message) : String(failure);
   } finally {
     $("auth-submit").disabled = false;
   }

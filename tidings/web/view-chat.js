@@ -3,7 +3,7 @@
 // the pending sends, and the composer.
 
 import { $, avatar, el } from "./dom.js";
-import { MAX_BODY_CHARS, composerCheck, lineTime, plural } from "./format.js";
+import { MAX_BODY_CHARS, composerCheck, lineTime, linkParts, plural } from "./format.js";
 import { loadOlder } from "./history.js";
 import { sendPending, socket, watchRows } from "./live.js";
 import { user, userName } from "./people.js";
@@ -37,7 +37,18 @@ function messageNode(entry, message, options) {
   const column = el("div", "msg-col");
   if (!own && entry.type === "group") column.appendChild(el("div", "sender", userName(message.sender)));
   const line = el("div", "msg-line");
-  const bubble = el("div", "bubble", message.body);
+  const bubble = el("div", "bubble");
+  for (const part of linkParts(message.body)) {
+    if (part.href) {
+      const link = el("a", null, part.text); // text only: never HTML from a message
+      link.href = part.href;
+      link.target = "_blank";
+      link.rel = "noopener noreferrer";
+      bubble.appendChild(link);
+    } else {
+      bubble.appendChild(document.createTextNode(part.text));
+    }
+  }
   if (message.sent_at) bubble.title = new Date(message.sent_at).toLocaleString();
   line.appendChild(bubble);
   if (options.status) line.appendChild(options.status);
