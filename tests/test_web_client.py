@@ -15,6 +15,7 @@ the test. Screenshots go to TIDINGS_SCREENSHOT_DIR (default: a
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import tempfile
@@ -932,3 +933,77 @@ async def test_links_confirmations_counts_and_sign_up_sentences(
     await page.click("#dlg-confirm-ok")
     await expect(page.locator("#members .member-name")).to_have_text(["Alice"])
     await expect(page.locator("#pane-sub")).to_have_text("1 member")
+
+
+async def test_the_profile_changes_the_name_and_the_password(
+    web_server: WebServer, browser: Browser
+) -> None:
+    await web_server.account("alice", "Alice")
+    page = await browser.page("alice")
+    calls: list[tuple[str, Any]] = []
+
+    # The server side (PATCH /me, POST /me/password) as its contract says,
+    # answered here so the page is tested on its own.
+    async def me_route(route: Any) -> None:
+        request = route.request
+        if request.method != "PATCH":
+            await route.continue_()
+            return
+        body = request.post_data_json
+        calls.append(("PATCH /me", body))
+        user = json.loads(await page.evaluate("localStorage['tidings.session']"))["user"]
+        await route.fulfill(status=200, json={**user, "display_name": body["display_name"]})
+
+    async def password_route(route: Any) -> None:
+        body = route.request.post_data_json
+        calls.append(("POST /me/password", body))
+        if body["current"] != PASSWORD:
+            error = {"code": "forbidden", "message": "current: wrong password"}
+            await route.fulfill(status=403, json={"error": error})
+        else:
+            await route.fulfill(status=204)
+
+    await page.route(re.compile(r"/api/v1/me$"), me_route)
+    await page.route(re.compile(r"/api/v1/me/password$"), password_route)
+    await sign_in(page, browser.url, "alice")
+
+    await page.click("#btn-profile")
+    await expect(page.locator("#profile-name")).to_have_value("Alice")
+    await page.fill("#profile-name", "   ")
+    await page.click("#form-name button[type=submit]")
+    await expect(page.locator("#profile-name-msg")).to_have_text(
+        "A display name is 1 to 64 characters."
+    )
+    await page.fill("#profile-name", "  Alice B. ")
+    await page.click("#form-name button[type=submit]")
+    await expect(page.locator("#profile-name-msg")).to_have_text("Display name saved.")
+    await expect(page.locator("#me-name")).to_have_text("Alice B.")
+
+    # The 403 is logged by Chromium as a failed resource: expected here.
+    browser.console.server_down = True
+    await page.fill("#profile-current", "not it at all")
+    await page.fill("#profile-new", "a new password")
+    await page.fill("#profile-again", "a new password")
+    await page.click("#form-password button[type=submit]")
+    await expect(page.locator("#profile-password-msg")).to_have_text(
+        "The current password is wrong."
+    )
+    browser.console.server_down = False
+    await page.fill("#profile-current", PASSWORD)
+    await page.fill("#profile-new", "short")
+    await page.fill("#profile-again", "short")
+    await page.click("#form-password button[type=submit]")
+    await expect(page.locator("#profile-password-msg")).to_have_text(
+        "Choose a password of 8 to 256 characters."
+    )
+    await page.fill("#profile-new", "a new password")
+    await page.fill("#profile-again", "a new password")
+    await page.click("#form-password button[type=submit]")
+    await expect(page.locator("#profile-password-msg")).to_contain_text("Password changed.")
+    assert calls == [
+        ("PATCH /me", {"display_name": "Alice B."}),
+        ("POST /me/password", {"current": "not it at all", "new": "a new password"}),
+        ("POST /me/password", {"current": PASSWORD, "new": "a new password"}),
+    ]
+    await page.reload()
+    await expect(page.locator("#me-name")).to_have_text("Alice B.")

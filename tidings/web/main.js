@@ -16,6 +16,7 @@ import { sizeComposer, updateLatest } from "./view-chat.js";
 import { createGroup, startPrivateChat } from "./view-dialogs.js";
 import { renderList, rove } from "./view-list.js";
 import { addMember, leaveGroup, toggleMembers } from "./view-members.js";
+import { openProfile, saveName, savePassword } from "./view-profile.js";
 
 /** @param {Event} event */
 function chatFromEvent(event) {
@@ -27,6 +28,9 @@ function wire() {
   $("auth-form").addEventListener("submit", submitAuth);
   $("auth-switch").addEventListener("click", toggleAuthMode);
   $("btn-signout").addEventListener("click", signOut);
+  $("btn-profile").addEventListener("click", openProfile);
+  $("form-name").addEventListener("submit", saveName);
+  $("form-password").addEventListener("submit", savePassword);
   $("btn-new-chat").addEventListener("click", () => {
     $("chat-user").value = "";
     $("chat-error").textContent = "";
