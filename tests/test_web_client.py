@@ -1007,3 +1007,50 @@ async def test_the_profile_changes_the_name_and_the_password(
     ]
     await page.reload()
     await expect(page.locator("#me-name")).to_have_text("Alice B.")
+
+
+async def test_a_hidden_tab_notifies_once_turned_on(
+    web_server: WebServer, browser: Browser
+) -> None:
+    alice, _ = await web_server.account("alice", "Alice")
+    bob, bob_api = await web_server.account("bob", "Bob")
+    conversation = f"p:{alice.id}-{bob.id}"
+    page = await browser.page("alice")
+    # A granted Notification and a tab that can be told it is hidden.
+    await page.add_init_script("""
+      window.__notes = [];
+      window.__hidden = false;
+      window.Notification = class {
+        static permission = "granted";
+        static requestPermission() { return Promise.resolve("granted"); }
+        constructor(title, options) { window.__notes.push([title, options.body, options.tag]); }
+        close() {}
+      };
+      Object.defineProperty(document, "visibilityState",
+        { get: () => (window.__hidden ? "hidden" : "visible"), configurable: true });
+    """)
+    await sign_in(page, browser.url, "alice")
+    await bob_api.send(conversation, "first")
+    await expect(chat(page, "Bob")).to_be_visible()
+    await page.evaluate("window.__hidden = true")
+    await bob_api.send(conversation, "while hidden, off")
+    await expect(chat(page, "Bob").locator(".badge")).to_have_text("2")
+    assert await page.evaluate("window.__notes") == []  # off by default
+
+    await page.evaluate("window.__hidden = false")
+    await page.click("#btn-profile")
+    await expect(page.locator("#notice-sound")).not_to_be_checked()
+    await page.check("#notice-notify")
+    await page.check("#notice-sound")
+    await page.click("#dlg-profile [data-close]")
+    await page.evaluate("window.__hidden = true")
+    await bob_api.send(conversation, "while hidden, on")
+    await expect(chat(page, "Bob").locator(".badge")).to_have_text("3")
+    assert await page.evaluate("window.__notes") == [["Bob", "while hidden, on", conversation]]
+    await page.evaluate("window.__hidden = false")
+    await bob_api.send(conversation, "while visible")
+    await expect(chat(page, "Bob").locator(".badge")).to_have_text("4")
+    assert len(await page.evaluate("window.__notes")) == 1
+    await page.reload()
+    await page.click("#btn-profile")
+    await expect(page.locator("#notice-notify")).to_be_checked()

@@ -229,3 +229,37 @@ export function fieldMessage(message) {
       return message;
   }
 }
+
+/**
+ * @typedef {object} NoticeSettings  what this device does for a message while the tab is hidden
+ * @property {boolean} sound   a short tone (off unless turned on)
+ * @property {boolean} notify  a system notification (off unless turned on and allowed)
+ */
+
+/** @type {NoticeSettings} */
+export const DEFAULT_NOTICES = { sound: false, notify: false };
+
+/**
+ * Whether a message gets a sound and a notification: only others' messages,
+ * only while the tab is hidden, each only when turned on.
+ * @param {NoticeSettings} settings
+ * @param {{hidden: boolean, own: boolean, removed?: boolean}} what
+ */
+export function noticeFor(settings, what) {
+  const due = what.hidden && !what.own && !what.removed;
+  return { sound: due && settings.sound, notify: due && settings.notify };
+}
+
+/**
+ * A notification's title and body for a message (the body cut to 140 characters:
+ * only the notification, never a message, is shortened).
+ * @param {string} title   the conversation's
+ * @param {"private" | "group"} type
+ * @param {string} sender
+ * @param {string} body
+ */
+export function noticeText(title, type, sender, body) {
+  const text = body.replace(/\s+/g, " ").trim();
+  const short = [...text].length > 140 ? `${[...text].slice(0, 139).join("")}…` : text;
+  return { title, body: type === "group" ? `${sender}: ${short}` : short };
+}

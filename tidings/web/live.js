@@ -6,9 +6,10 @@ import { $ } from "./dom.js";
 import { composerCheck, randomId } from "./format.js";
 import { readFrame, sendFrame, sendOutcome, sendRefId } from "./frames.js";
 import { addMessages, catchUp, removePendingFor } from "./history.js";
-import { openFromRoute } from "./nav.js";
+import { openConversation, openFromRoute } from "./nav.js";
+import { noticeMessage } from "./notices.js";
 import {
-  api, dropConversation, enc, fetchEntry, loadGroup, mergeEntry, notePeerRead,
+  api, dropConversation, enc, fetchEntry, loadGroup, mergeEntry, notePeerRead, userName,
 } from "./people.js";
 import { render } from "./render.js";
 import { S, draftsKey, me, save, savePending } from "./state.js";
@@ -77,8 +78,14 @@ function onFrame(frame) {
 /** @param {import("./types.js").Message} message */
 function onMessage(message) {
   const entry = S.entries.get(message.conversation);
-  if (!entry) fetchEntry(message.conversation);
-  else if (applyMessage(entry, message, me().id, S.clock + 1)) S.clock += 1;
+  if (!entry) {
+    fetchEntry(message.conversation).then((found) => {
+      if (found) noticeMessage(message, userName, openConversation);
+    });
+  } else if (applyMessage(entry, message, me().id, S.clock + 1)) {
+    S.clock += 1;
+    noticeMessage(message, userName, openConversation);
+  }
   render({ list: true });
   addMessages(message.conversation, [message], false);
   if (message.conversation === S.openId && message.sender !== me().id) markOpenRead();

@@ -17,6 +17,7 @@ import { createGroup, startPrivateChat } from "./view-dialogs.js";
 import { renderList, rove } from "./view-list.js";
 import { addMember, leaveGroup, toggleMembers } from "./view-members.js";
 import { openProfile, saveName, savePassword } from "./view-profile.js";
+import { saveNoticeSettings } from "./notices.js";
 
 /** @param {Event} event */
 function chatFromEvent(event) {
@@ -31,6 +32,8 @@ function wire() {
   $("btn-profile").addEventListener("click", openProfile);
   $("form-name").addEventListener("submit", saveName);
   $("form-password").addEventListener("submit", savePassword);
+  $("notice-sound").addEventListener("change", saveNoticeSettings);
+  $("notice-notify").addEventListener("change", saveNoticeSettings);
   $("btn-new-chat").addEventListener("click", () => {
     $("chat-user").value = "";
     $("chat-error").textContent = "";

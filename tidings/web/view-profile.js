@@ -3,6 +3,7 @@
 
 import { ApiError, changePassword, displayNameProblem, newPasswordProblem, updateMe } from "./api.js";
 import { $, avatar } from "./dom.js";
+import { showNoticeSettings } from "./notices.js";
 import { api } from "./people.js";
 import { render } from "./render.js";
 import { S, me, save } from "./state.js";
@@ -15,6 +16,7 @@ export function openProfile() {
     $(id).textContent = "";
     $(id).className = "error";
   }
+  showNoticeSettings();
   $("dlg-profile").showModal();
   $("profile-name").focus();
 }
