@@ -18,6 +18,8 @@ import asyncio
 import json
 import os
 import re
+import shutil
+import tarfile
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -1054,3 +1056,99 @@ async def test_a_hidden_tab_notifies_once_turned_on(
     await page.reload()
     await page.click("#btn-profile")
     await expect(page.locator("#notice-notify")).to_be_checked()
+
+
+AXE_VERSION = "4.14.1"
+
+
+async def _axe_source(tmp_path: Path) -> str:
+    """axe-core's script, for the test only (never served): TIDINGS_AXE_JS, or npm pack."""
+    given = os.environ.get("TIDINGS_AXE_JS")
+    if given:
+        return await asyncio.to_thread(Path(given).read_text)
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.skip("npm is missing: no axe-core (or set TIDINGS_AXE_JS)")
+    process = await asyncio.create_subprocess_exec(
+        npm,
+        "pack",
+        f"axe-core@{AXE_VERSION}",
+        "--pack-destination",
+        str(tmp_path),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    if await process.wait() != 0:
+        pytest.skip("npm pack axe-core failed (offline?); set TIDINGS_AXE_JS")
+
+    def extract() -> str:
+        with tarfile.open(tmp_path / f"axe-core-{AXE_VERSION}.tgz") as archive:
+            member = archive.extractfile("package/axe.min.js")
+            assert member is not None
+            return member.read().decode()
+
+    return await asyncio.to_thread(extract)
+
+
+async def _axe_serious(page: Any, axe: str, screen: str) -> list[str]:
+    if not await page.evaluate("typeof window.axe !== 'undefined'"):
+        await page.add_script_tag(content=axe)
+    found = await page.evaluate(
+        """async () => {
+          const result = await axe.run(document, {
+            runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
+          });
+          return result.violations
+            .filter((v) => v.impact === "serious" || v.impact === "critical")
+            .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
+        }"""
+    )
+    return [f"{screen}: {line}" for line in found]
+
+
+async def test_the_main_screens_have_no_serious_axe_violations(
+    web_server: WebServer, browser: Browser, tmp_path: Path
+) -> None:
+    axe = await _axe_source(tmp_path)
+    alice, alice_api = await web_server.account("alice", "Alice")
+    bob, bob_api = await web_server.account("bob", "Bob")
+    group = await alice_api.create_group("Tea", [bob.id])
+    await bob_api.send(f"p:{alice.id}-{bob.id}", "hi Alice, see https://example.com")
+    await bob_api.send(f"g:{group.id}", "tea at four?")
+    problems: list[str] = []
+    for width, viewport in [("desktop", DESKTOP), ("phone", PHONE)]:
+        # The page's CSP rightly refuses an injected script: bypassed for this check only.
+        context = await browser.browser.new_context(viewport=viewport, bypass_csp=True)
+        page = await browser.page(f"alice-{width}", context=context)
+        await page.goto(browser.url)
+        await expect(page.locator("#auth-form")).to_be_visible()
+        problems += await _axe_serious(page, axe, f"{width} sign-in")
+        await page.click("#auth-switch")
+        problems += await _axe_serious(page, axe, f"{width} sign-up")
+        await page.click("#auth-switch")
+        await page.fill("#auth-username", "alice")
+        await page.fill("#auth-password", PASSWORD)
+        await page.click("#auth-submit")
+        await expect(page.locator("#conn-text")).to_have_text("Online")
+        await expect(page.locator("#chat-list .chat")).to_have_count(2)
+        problems += await _axe_serious(page, axe, f"{width} chat list")
+        await chat(page, "Bob").click()
+        await expect(bubbles(page)).to_have_count(1)
+        problems += await _axe_serious(page, axe, f"{width} private chat")
+        if width == "phone":
+            await page.click("#btn-back")
+        await chat(page, "Tea").click()
+        await page.click("#btn-members")
+        await expect(page.locator("#members .member-name")).to_have_count(2)
+        problems += await _axe_serious(page, axe, f"{width} group and members")
+        await page.click("#btn-members-close")
+        if width == "phone":
+            await page.click("#btn-back")
+        await page.click("#btn-profile")
+        problems += await _axe_serious(page, axe, f"{width} profile")
+        await page.keyboard.press("Escape")
+        await page.click("#btn-new-chat")
+        problems += await _axe_serious(page, axe, f"{width} new chat")
+        await page.keyboard.press("Escape")
+        await context.close()
+    assert problems == []
