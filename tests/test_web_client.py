@@ -453,11 +453,13 @@ async def test_group_chat_with_members(web_server: WebServer, browser: Browser) 
         "You were removed from “Weekend hike”"
     )
     await expect(bob.locator("#composer")).to_be_hidden()
+    await expect(bob.locator("#pane-sub")).to_have_text("You are no longer a member")
     await expect(chat(bob, "Weekend hike").locator(".chat-preview")).to_have_text(
         "You are no longer a member"
     )
     await asyncio.sleep(4.5)
     await expect(bob.locator("#removed-note")).to_be_visible()
+    await screenshot(bob, "removed-from-group")
     await expect(bob.locator(".msg .bubble")).to_have_text(
         ["Who's in for Saturday?", "Me!", "Count me in"]
     )
@@ -683,6 +685,7 @@ async def test_only_what_was_on_screen_is_marked_read(
     await expect(page.locator("#btn-latest")).to_be_visible()
     await alice_api.send(conversation, "while you read old ones")
     await expect(page.locator("#btn-latest")).to_have_text("1 new message ↓")
+    await screenshot(page, "scrolled-up-new-message")
     await expect(chat(page, "Alice").locator(".badge")).to_have_text("1")
     await asyncio.sleep(0.5)
     assert await read_seq() == 40

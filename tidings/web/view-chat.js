@@ -66,7 +66,9 @@ export function renderPane() {
   if (!id || !entry) return;
   $("pane-title").textContent = entry.title;
   let sub = "";
-  if (entry.type === "group") {
+  if (entry.removed) {
+    sub = "You are no longer a member";
+  } else if (entry.type === "group") {
     const group = entry.group_id === null ? undefined : S.groups.get(entry.group_id);
     sub = group ? plural(group.member_ids.length, "member") : "";
   } else if (entry.peer_id !== null) {
