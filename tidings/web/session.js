@@ -96,6 +96,8 @@ function resetState() {
   S.openId = null;
   S.filter = "";
   S.roving = null;
+  S.newLine = null;
+  S.seen.clear();
   $("chat-filter").value = "";
   S.me = null;
   document.title = "tidings";
