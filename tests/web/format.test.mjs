@@ -56,6 +56,28 @@ test("a preview names a group message's sender, and 'You' for one's own", () => 
   const names = (/** @type {number} */ id) => `User ${id}`;
   assert.equal(preview(entry, 9, names), "User 5: hi there");
   assert.equal(preview(entry, 5, names), "You: hi there");
-  assert.equal(preview({ ...entry, last_message: null }, 9, names), "No messages yet");
+  assert.equal(preview({ ...entry, last_message: null, last_seq: 0 }, 9, names), "No messages yet");
+  // Added after messages were sent: none of them is for this member.
+  assert.equal(preview({ ...entry, last_message: null }, 9, names),
+    "You joined: new messages show here");
   assert.equal(preview({ ...entry, type: "private", last_message: null }, 9, names), "Say hello");
+});
+
+test("a count takes the singular for one only", async () => {
+  const { plural } = await import("../../tidings/web/format.js");
+  assert.equal(plural(1, "member"), "1 member");
+  assert.equal(plural(2, "member"), "2 members");
+  assert.equal(plural(0, "member"), "0 members");
+  assert.equal(plural(3, "new message"), "3 new messages");
+  assert.equal(plural(2, "person", "people"), "2 people");
+});
+
+test("the chat filter matches every word, ignoring case and accents", async () => {
+  const { filterMatches } = await import("../../tidings/web/format.js");
+  assert.equal(filterMatches(["Carol Jones", "carol"], ""), true);
+  assert.equal(filterMatches(["Carol Jones", "carol"], "car"), true);
+  assert.equal(filterMatches(["Carol Jones", "carol"], "JONES car"), true);
+  assert.equal(filterMatches(["Carol Jones", "carol"], "bob"), false);
+  assert.equal(filterMatches(["Zoë", ""], "zoe"), true);
+  assert.equal(filterMatches(["Weekend hike", ""], "hike  "), true);
 });

@@ -76,3 +76,17 @@ test("a server that cannot be reached is ApiError status 0, code network", async
   const api = createApi({ token: () => null, fetch: async () => { throw new TypeError("down"); } });
   await assert.rejects(api("GET", "/me"), (error) => error.status === 0 && error.code === "network");
 });
+
+test("the heartbeat pings when idle and gives up on an unanswered ping", async () => {
+  const { heartbeat } = await import("../../tidings/web/socket.js");
+  const { pingFrame } = await import("../../tidings/web/frames.js");
+  const timing = { idleMs: 5000, answerMs: 4000 };
+  assert.equal(heartbeat(10000, 9000, 0, timing), "wait");
+  assert.equal(heartbeat(14000, 9000, 0, timing), "ping");
+  assert.equal(heartbeat(15000, 9000, 14000, timing), "wait"); // ping out, not yet due
+  assert.equal(heartbeat(18000, 9000, 14000, timing), "dead"); // 4 s without a word
+  assert.equal(heartbeat(18000, 14500, 14000, timing), "wait"); // answered
+  assert.equal(heartbeat(19500, 14500, 14000, timing), "ping"); // idle again
+  assert.deepEqual(pingFrame(), { type: "ping" });
+  assert.deepEqual(pingFrame("h:1"), { type: "ping", ref: "h:1" });
+});

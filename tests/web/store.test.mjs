@@ -85,3 +85,14 @@ test("entries gone from a fresh list are dropped, unless local or touched since"
   ]);
   assert.deepEqual(goneEntries(entries, new Set(["p:1-2"]), 5), ["g:5"]);
 });
+
+test("a draft is kept per conversation, and a blank one is dropped", async () => {
+  const { withDraft } = await import("../../tidings/web/store.js");
+  const first = withDraft({}, "p:1-2", "half a thought");
+  assert.deepEqual(first, { "p:1-2": "half a thought" });
+  const second = withDraft(first, "g:7", "for the group");
+  assert.deepEqual(second, { "p:1-2": "half a thought", "g:7": "for the group" });
+  assert.deepEqual(first, { "p:1-2": "half a thought" }); // not changed in place
+  assert.deepEqual(withDraft(second, "p:1-2", "  \n"), { "g:7": "for the group" });
+  assert.deepEqual(withDraft(second, "g:7", ""), { "p:1-2": "half a thought" });
+});

@@ -68,3 +68,46 @@ export function createApi(options) {
     return data;
   };
 }
+
+/** @typedef {(method: string, path: string, body?: unknown) => Promise<any>} Api */
+
+/**
+ * What is wrong with a display name, or null: 1 to 64 characters once trimmed.
+ * @param {string} name
+ */
+export function displayNameProblem(name) {
+  const length = [...name.trim()].length;
+  return length >= 1 && length <= 64 ? null : "A display name is 1 to 64 characters.";
+}
+
+/**
+ * What is wrong with a new password, or null: 8 to 256 characters, typed twice alike.
+ * @param {string} password
+ * @param {string} again
+ */
+export function newPasswordProblem(password, again) {
+  const length = [...password].length;
+  if (length < 8 || length > 256) return "Choose a password of 8 to 256 characters.";
+  if (password !== again) return "The two new passwords differ.";
+  return null;
+}
+
+/**
+ * PATCH /me: a new display name (trimmed); the updated user.
+ * @param {Api} api
+ * @param {string} displayName
+ * @returns {Promise<import("./types.js").User>}
+ */
+export const updateMe = (api, displayName) =>
+  api("PATCH", "/me", { display_name: displayName.trim() });
+
+/**
+ * POST /me/password: 204 (null); every other session of the user is revoked.
+ * An ApiError 403 `forbidden` when `current` is wrong, 422 for a new one outside 8-256.
+ * @param {Api} api
+ * @param {string} current
+ * @param {string} next
+ * @returns {Promise<null>}
+ */
+export const changePassword = (api, current, next) =>
+  api("POST", "/me/password", { current, new: next });

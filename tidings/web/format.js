@@ -99,11 +99,167 @@ export function randomId() {
  */
 export function preview(entry, me, nameOf) {
   const last = entry.last_message;
-  if (!last) return entry.type === "group" ? "No messages yet" : "Say hello";
+  if (!last) {
+    if (entry.type !== "group") return "Say hello";
+    // A member added later sees only what comes after joining.
+    return entry.last_seq > 0 ? "You joined: new messages show here" : "No messages yet";
+  }
   const text = last.body.replace(/\s+/g, " ");
   if (entry.type === "group") {
     const who = last.sender === me ? "You" : nameOf(last.sender);
     return `${who}: ${text}`;
   }
   return text;
+}
+
+/**
+ * A count with its noun: "1 member", "2 members", "0 members".
+ * @param {number} n
+ * @param {string} one
+ * @param {string} [many]  default: one + "s"
+ */
+export function plural(n, one, many) {
+  return `${n} ${n === 1 ? one : many ?? `${one}s`}`;
+}
+
+/** The server's longest body (TIDINGS_MAX_BODY_CHARS; no endpoint says it, so its default). */
+export const MAX_BODY_CHARS = 4000;
+
+/**
+ * A body's length as the server counts it: code points, not UTF-16 units.
+ * @param {string} text
+ */
+export function bodyLength(text) {
+  let n = 0;
+  for (const _ of text) n++;
+  return n;
+}
+
+/**
+ * The composer's state for its text: the count to show (null while far from
+ * the limit, from 90 % of it on) and whether the text may be sent. Nothing
+ * is ever cut: a text over the limit stays in the box and is not sent.
+ * @param {string} text
+ * @param {number} [max]
+ * @returns {{length: number, count: string | null, over: boolean, sendable: boolean}}
+ */
+export function composerCheck(text, max = MAX_BODY_CHARS) {
+  const length = bodyLength(text);
+  const over = length > max;
+  return {
+    length,
+    count: length >= Math.floor(max * 0.9) ? `${length} / ${max}` : null,
+    over,
+    sendable: !over && text.trim() !== "",
+  };
+}
+
+/**
+ * Folded for matching: lower case, accents off.
+ * @param {string} text
+ */
+const fold = (text) => text.normalize("NFD").replace(/\p{M}/gu, "").toLowerCase();
+
+/**
+ * Whether a chat matches the list's filter: every word of the query is in
+ * one of its texts (title, username), ignoring case and accents.
+ * @param {string[]} texts
+ * @param {string} query
+ */
+export function filterMatches(texts, query) {
+  const words = fold(query).split(/\s+/).filter(Boolean);
+  if (!words.length) return true;
+  const haystack = texts.map(fold).join("\n");
+  return words.every((word) => haystack.includes(word));
+}
+
+/**
+ * A message's text cut into plain parts and links: only http and https
+ * addresses become links (a trailing full stop, comma, bracket or quote stays
+ * text). The caller builds text nodes and <a> elements from these, never HTML.
+ * @param {string} text
+ * @returns {({text: string, href?: undefined} | {text: string, href: string})[]}
+ */
+export function linkParts(text) {
+  /** @type {({text: string, href?: undefined} | {text: string, href: string})[]} */
+  const parts = [];
+  const pattern = /\bhttps?:\/\/[^\s<>"'`]+/gi;
+  let at = 0;
+  for (const match of text.matchAll(pattern)) {
+    let url = match[0];
+    const start = match.index ?? 0;
+    while (/[.,;:!?)\]}]$/.test(url)) {
+      if (url.endsWith(")") && (url.match(/\(/g) || []).length >= (url.match(/\)/g) || []).length) {
+        break; // a balanced bracket is part of the address (Wikipedia's, say)
+      }
+      url = url.slice(0, -1);
+    }
+    let href = null;
+    try {
+      const parsed = new URL(url);
+      if ((parsed.protocol === "http:" || parsed.protocol === "https:") && parsed.hostname) {
+        href = parsed.href;
+      }
+    } catch {
+      href = null;
+    }
+    if (!href) continue;
+    if (start > at) parts.push({ text: text.slice(at, start) });
+    parts.push({ text: url, href });
+    at = start + url.length;
+  }
+  if (at < text.length || !parts.length) parts.push({ text: text.slice(at) });
+  return parts;
+}
+
+/**
+ * A field error of the API (`"username: 3 to 32 characters of …"`) as a sentence.
+ * @param {string} message
+ */
+export function fieldMessage(message) {
+  const field = /^(\w+):/.exec(message);
+  switch (field && field[1]) {
+    case "username":
+      return "Choose a username of 3 to 32 characters, using only letters, digits, dots, dashes and underscores.";
+    case "password":
+      return "Choose a password of 8 to 256 characters.";
+    case "display_name":
+      return "A display name is 1 to 64 characters.";
+    default:
+      return message;
+  }
+}
+
+/**
+ * @typedef {object} NoticeSettings  what this device does for a message while the tab is hidden
+ * @property {boolean} sound   a short tone (off unless turned on)
+ * @property {boolean} notify  a system notification (off unless turned on and allowed)
+ */
+
+/** @type {NoticeSettings} */
+export const DEFAULT_NOTICES = { sound: false, notify: false };
+
+/**
+ * Whether a message gets a sound and a notification: only others' messages,
+ * only while the tab is hidden, each only when turned on.
+ * @param {NoticeSettings} settings
+ * @param {{hidden: boolean, own: boolean, removed?: boolean}} what
+ */
+export function noticeFor(settings, what) {
+  const due = what.hidden && !what.own && !what.removed;
+  return { sound: due && settings.sound, notify: due && settings.notify };
+}
+
+/**
+ * A notification's title and body for a message (the body cut to 140 characters:
+ * only the notification, never a message, is shortened).
+ * @param {string} title   the conversation's
+ * @param {"private" | "group"} type
+ * @param {string} sender
+ * @param {string} body
+ */
+export function noticeText(title, type, sender, body) {
+  const text = body.replace(/\s+/g, " ").trim();
+  const short = [...text].length > 140 ? `${[...text].slice(0, 139).join("")}…` : text;
+  return { title, body: type === "group" ? `${sender}: ${short}` : short };
 }

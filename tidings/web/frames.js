@@ -8,8 +8,8 @@
 /** @param {string} token @returns {ClientFrame} */
 export const authFrame = (token) => ({ type: "auth", token });
 
-/** @returns {ClientFrame} */
-export const pingFrame = () => ({ type: "ping" });
+/** @param {unknown} [ref] @returns {ClientFrame} */
+export const pingFrame = (ref) => (ref === undefined ? { type: "ping" } : { type: "ping", ref });
 
 /**
  * A send, with the ref `m:{client_msg_id}` so its answer finds it again.

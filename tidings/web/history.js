@@ -80,18 +80,26 @@ export async function loadLatest(id) {
   const c = conv(id);
   if (c.loaded || c.loading) return;
   c.loading = true;
+  // Opened with more unread than a page: from the first unread on (the rest
+  // comes by catch-up), so the "new messages" line is where it belongs.
+  const entry = S.entries.get(id);
+  const mark = S.newLine && S.newLine.id === id ? S.newLine.after : null;
+  const from = mark !== null && entry && entry.last_seq - mark > PAGE ? mark : null;
   try {
-    const data = await api("GET", `/conversations/${enc(id)}/messages?limit=${PAGE}`);
+    const data = await api("GET", from === null ? `/conversations/${enc(id)}/messages?limit=${PAGE}`
+      : `/conversations/${enc(id)}/messages?after=${from}&limit=${PAGE}`);
     if (S.convs.get(id) !== c) return;
     c.loaded = true;
-    c.hasMore = data.messages.length >= PAGE && data.messages[0].seq > 1;
+    c.hasMore = from === null
+      ? data.messages.length >= PAGE && data.messages[0].seq > 1
+      : data.messages.length > 0 && data.messages[0].seq > 1;
     c.minSeq = data.messages.length ? data.messages[0].seq : 0;
     c.maxSeq = data.messages.length ? data.messages[data.messages.length - 1].seq : 0;
     addMessages(id, data.messages, true);
-    if (S.openId === id) render({ pane: true, scroll: "bottom" });
-    // Anything that arrived while this page was in flight.
-    const entry = S.entries.get(id);
-    if (entry && entry.last_seq > c.maxSeq) catchUp(id);
+    if (S.openId === id) render({ pane: true, scroll: S.newLine?.id === id ? "unread" : "bottom" });
+    // Anything that arrived while this page was in flight, or after it.
+    const now = S.entries.get(id);
+    if (now && now.last_seq > c.maxSeq) catchUp(id);
   } catch (error) {
     if (error instanceof ApiError && error.status === 403) dropConversation(id, true);
   } finally {

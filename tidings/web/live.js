@@ -3,17 +3,20 @@
 // (re)connect, and sending and reading through the socket (HTTP when it is down).
 
 import { $ } from "./dom.js";
-import { randomId } from "./format.js";
+import { composerCheck, randomId } from "./format.js";
 import { readFrame, sendFrame, sendOutcome, sendRefId } from "./frames.js";
 import { addMessages, catchUp, removePendingFor } from "./history.js";
-import { openFromRoute } from "./nav.js";
+import { openConversation, openFromRoute } from "./nav.js";
+import { noticeMessage } from "./notices.js";
 import {
-  api, dropConversation, enc, fetchEntry, loadGroup, mergeEntry, notePeerRead,
+  api, dropConversation, enc, fetchEntry, loadGroup, mergeEntry, notePeerRead, userName,
 } from "./people.js";
 import { render } from "./render.js";
-import { S, me, savePending } from "./state.js";
+import { S, draftsKey, me, save, savePending } from "./state.js";
 import { LiveSocket } from "./socket.js";
-import { applyMessage, applyOwnRead, goneEntries } from "./store.js";
+import {
+  applyMessage, applyOwnRead, goneEntries, readUpTo, unreadAfter, withDraft,
+} from "./store.js";
 import { sizeComposer } from "./view-chat.js";
 
 export const socket = new LiveSocket({
@@ -75,8 +78,14 @@ function onFrame(frame) {
 /** @param {import("./types.js").Message} message */
 function onMessage(message) {
   const entry = S.entries.get(message.conversation);
-  if (!entry) fetchEntry(message.conversation);
-  else if (applyMessage(entry, message, me().id, S.clock + 1)) S.clock += 1;
+  if (!entry) {
+    fetchEntry(message.conversation).then((found) => {
+      if (found) noticeMessage(message, userName, openConversation);
+    });
+  } else if (applyMessage(entry, message, me().id, S.clock + 1)) {
+    S.clock += 1;
+    noticeMessage(message, userName, openConversation);
+  }
   render({ list: true });
   addMessages(message.conversation, [message], false);
   if (message.conversation === S.openId && message.sender !== me().id) markOpenRead();
@@ -147,32 +156,55 @@ export function sendPending(pending) {
   if (!S.pending.includes(pending)) return;
   pending.state = "sending";
   pending.error = null;
-  socket.send(sendFrame(pending));
+  // "Sending…" is only honest on a live line: a ping right behind the send
+  // gives the line up within seconds if nothing answers (then "Waiting for network…").
+  if (socket.send(sendFrame(pending))) socket.probe();
 }
 
 export function sendMessage() {
   const box = $("compose");
   const body = box.value;
-  if (!S.openId || !body.trim()) return;
+  // Never cut: a body over the server's limit stays in the box, unsent.
+  if (!S.openId || !composerCheck(body).sendable) {
+    sizeComposer();
+    return;
+  }
   /** @type {import("./state.js").Pending} */
   const pending = { cmid: randomId(), conversation: S.openId, body, state: "sending", error: null };
   S.pending.push(pending);
   savePending();
   box.value = "";
+  saveDraft();
   sizeComposer();
   sendPending(pending);
   render({ pane: true, scroll: "bottom" });
 }
 
+/**
+ * Mark the open conversation read up to the last message that was on screen
+ * in a visible tab (S.seen, kept by watchRows); never further.
+ */
+/** The composer's text is the open conversation's draft, kept on this device. */
+export function saveDraft() {
+  const id = S.openId;
+  if (!id || !S.me) return;
+  const before = S.drafts[id] || "";
+  const text = $("compose").value;
+  S.drafts = withDraft(S.drafts, id, text);
+  save(localStorage, draftsKey(), S.drafts);
+  if (Boolean(before.trim()) !== Boolean(text.trim())) render({ list: true });
+}
+
 export function markOpenRead() {
   const id = S.openId;
-  if (!id || document.visibilityState !== "visible") return;
+  if (!id) return;
   const entry = S.entries.get(id);
-  if (!entry || entry.local || (entry.read_seq >= entry.last_seq && entry.unread === 0)) return;
-  const seq = entry.last_seq;
+  if (!entry || entry.local || entry.removed) return;
+  const seq = readUpTo(S.seen, entry.read_seq, document.visibilityState === "visible");
+  if (!seq) return;
   entry.read_seq = seq;
-  entry.unread = 0;
-  render({ list: true });
+  entry.unread = unreadAfter(S.convs.get(id), seq, entry.last_seq, me().id);
+  render({ list: true, latest: true });
   if (!socket.send(readFrame(`r:${++S.refs}`, id, seq))) {
     api("POST", `/conversations/${enc(id)}/read`, { seq })
       .then((updated) => {
@@ -181,6 +213,33 @@ export function markOpenRead() {
       })
       .catch(() => {});
   }
+}
+
+/** @type {IntersectionObserver | null} */
+let rowObserver = null;
+
+/**
+ * Watch the open conversation's message rows: which are on screen (at least
+ * half of one, or half the box for a tall one) is kept in S.seen.
+ * @param {HTMLElement} box  #messages, after its rows were replaced
+ */
+export function watchRows(box) {
+  if (!rowObserver) {
+    rowObserver = new IntersectionObserver((changes) => {
+      for (const change of changes) {
+        const seq = Number(/** @type {HTMLElement} */ (change.target).dataset.seq);
+        const root = change.rootBounds;
+        const enough = change.intersectionRatio >= 0.5
+          || (root !== null && change.intersectionRect.height >= root.height * 0.5);
+        if (change.isIntersecting && enough) S.seen.add(seq);
+        else S.seen.delete(seq);
+      }
+      markOpenRead();
+    }, { root: box, threshold: [0, 0.5, 1] });
+  }
+  rowObserver.disconnect();
+  S.seen.clear();
+  for (const row of box.querySelectorAll(".msg[data-seq]")) rowObserver.observe(row);
 }
 
 /**

@@ -8,13 +8,16 @@
 
 import { $ } from "./dom.js";
 import { loadOlder } from "./history.js";
-import { markOpenRead, sendMessage, socket } from "./live.js";
+import { markOpenRead, saveDraft, sendMessage, socket } from "./live.js";
 import { closeConversation, openConversation, openFromRoute } from "./nav.js";
 import { setAuthMode, signOut, signedOut, startSession, submitAuth, toggleAuthMode } from "./session.js";
 import { S, load } from "./state.js";
-import { sizeComposer } from "./view-chat.js";
+import { sizeComposer, updateLatest } from "./view-chat.js";
 import { createGroup, startPrivateChat } from "./view-dialogs.js";
+import { renderList, rove } from "./view-list.js";
 import { addMember, leaveGroup, toggleMembers } from "./view-members.js";
+import { openProfile, saveName, savePassword } from "./view-profile.js";
+import { saveNoticeSettings } from "./notices.js";
 
 /** @param {Event} event */
 function chatFromEvent(event) {
@@ -26,6 +29,11 @@ function wire() {
   $("auth-form").addEventListener("submit", submitAuth);
   $("auth-switch").addEventListener("click", toggleAuthMode);
   $("btn-signout").addEventListener("click", signOut);
+  $("btn-profile").addEventListener("click", openProfile);
+  $("form-name").addEventListener("submit", saveName);
+  $("form-password").addEventListener("submit", savePassword);
+  $("notice-sound").addEventListener("change", saveNoticeSettings);
+  $("notice-notify").addEventListener("change", saveNoticeSettings);
   $("btn-new-chat").addEventListener("click", () => {
     $("chat-user").value = "";
     $("chat-error").textContent = "";
@@ -54,10 +62,36 @@ function wire() {
     if (event.key === "Enter" || event.key === " ") {
       event.preventDefault();
       openConversation(item.dataset.id);
-    } else if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+    } else if (["ArrowDown", "ArrowUp", "Home", "End"].includes(event.key)) {
       event.preventDefault();
-      const next = event.key === "ArrowDown" ? item.nextElementSibling : item.previousElementSibling;
-      if (next) next.focus();
+      const rows = [...list.querySelectorAll(".chat")];
+      const at = rows.indexOf(item);
+      const next = event.key === "Home" ? rows[0] : event.key === "End" ? rows[rows.length - 1]
+        : event.key === "ArrowDown" ? rows[Math.min(at + 1, rows.length - 1)] : rows[Math.max(at - 1, 0)];
+      if (next) rove(next, true);
+    }
+  });
+  list.addEventListener("focusin", (/** @type {FocusEvent} */ event) => {
+    const item = /** @type {any} */ (event.target).closest(".chat");
+    if (item) rove(item, false);
+  });
+  const filter = $("chat-filter");
+  filter.addEventListener("input", () => {
+    S.filter = filter.value;
+    renderList();
+  });
+  filter.addEventListener("keydown", (/** @type {KeyboardEvent} */ event) => {
+    const first = list.querySelector(".chat[tabindex='0']") || list.querySelector(".chat");
+    if (event.key === "ArrowDown" && first) {
+      event.preventDefault();
+      rove(first, true);
+    } else if (event.key === "Enter" && list.querySelector(".chat")) {
+      event.preventDefault();
+      openConversation(list.querySelector(".chat").dataset.id);
+    } else if (event.key === "Escape" && filter.value) {
+      filter.value = "";
+      S.filter = "";
+      renderList();
     }
   });
 
@@ -72,6 +106,14 @@ function wire() {
   $("btn-members-close").addEventListener("click", toggleMembers);
   $("members-add").addEventListener("submit", addMember);
   $("btn-leave").addEventListener("click", leaveGroup);
+  $("btn-forget").addEventListener("click", () => {
+    const id = S.openId;
+    if (!id) return;
+    S.entries.delete(id);
+    S.convs.delete(id);
+    closeConversation();
+    $("chat-filter").focus();
+  });
 
   const compose = $("compose");
   compose.addEventListener("keydown", (/** @type {KeyboardEvent} */ event) => {
@@ -82,7 +124,10 @@ function wire() {
       compose.blur();
     }
   });
-  compose.addEventListener("input", sizeComposer);
+  compose.addEventListener("input", () => {
+    sizeComposer();
+    saveDraft();
+  });
   $("composer").addEventListener("submit", (/** @type {Event} */ event) => {
     event.preventDefault();
     sendMessage();
@@ -92,12 +137,19 @@ function wire() {
   const box = $("messages");
   box.addEventListener("scroll", () => {
     if (box.scrollTop < 80 && S.openId) loadOlder(S.openId);
+    updateLatest();
+  });
+  $("btn-latest").addEventListener("click", () => {
+    box.scrollTop = box.scrollHeight;
+    box.focus();
   });
 
   window.addEventListener("hashchange", () => {
     if (S.token) openFromRoute();
   });
   window.addEventListener("online", () => socket.reconnectNow());
+  // The browser knows the network is gone: say so now, not after a missed pong.
+  window.addEventListener("offline", () => socket.abandon(4000));
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible") {
       markOpenRead();

@@ -27,14 +27,15 @@ export function showConversation(id) {
   const entry = S.entries.get(id);
   if (!entry) return;
   if (changed) {
+    S.newLine = entry.unread > 0 ? { id, after: entry.read_seq } : null;
     S.membersOpen = false;
     $("members").hidden = true;
-    $("compose").value = "";
+    $("compose").value = S.drafts[id] || "";
     sizeComposer();
   }
   if (entry.type === "group" && entry.group_id !== null) loadGroup(entry.group_id);
   else if (entry.peer_id !== null) user(entry.peer_id);
-  render({ list: true, pane: true, scroll: "bottom" });
+  render({ list: true, pane: true, scroll: S.newLine ? "unread" : "bottom" });
   loadLatest(id);
   markOpenRead();
   const active = /** @type {any} */ (document.activeElement);

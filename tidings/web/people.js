@@ -2,7 +2,7 @@
 // Users, groups and chat-list entries: fetched once, kept in the state, merged exactly.
 
 import { ApiError, createApi } from "./api.js";
-import { notice } from "./dom.js";
+import { $, notice } from "./dom.js";
 import { closeConversation } from "./nav.js";
 import { render } from "./render.js";
 import { signedOut } from "./session.js";
@@ -157,6 +157,18 @@ export function notePeerRead(id, seq) {
  */
 export function dropConversation(id, tellUser) {
   const entry = S.entries.get(id);
+  if (entry && entry.removed) return;
+  if (tellUser && entry && !entry.local) {
+    // Taken out by someone else: the chat stays, saying so, until dismissed.
+    entry.removed = true;
+    entry.unread = 0;
+    if (S.openId === id) {
+      S.membersOpen = false;
+      $("members").hidden = true;
+    }
+    render({ list: true, pane: true });
+    return;
+  }
   S.entries.delete(id);
   S.convs.delete(id);
   if (S.openId === id) {

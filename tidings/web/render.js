@@ -4,7 +4,7 @@
 
 import { $ } from "./dom.js";
 import { S } from "./state.js";
-import { renderPane } from "./view-chat.js";
+import { renderPane, updateLatest } from "./view-chat.js";
 import { renderList } from "./view-list.js";
 import { renderMembers } from "./view-members.js";
 
@@ -13,12 +13,13 @@ import { renderMembers } from "./view-members.js";
  * @property {boolean} [list]
  * @property {boolean} [pane]
  * @property {boolean} [members]
- * @property {"bottom" | null} [scroll]
+ * @property {"bottom" | "unread" | null} [scroll]  "unread": to the "new messages" line
+ * @property {boolean} [latest]   the jump-to-latest button's count
  * @property {string | null} [focus]   an element id
  */
 
 /** @type {Required<Dirty>} */
-const dirty = { list: false, pane: false, members: false, scroll: null, focus: null };
+const dirty = { list: false, pane: false, members: false, scroll: null, focus: null, latest: false };
 let flushQueued = false;
 
 /** @param {Dirty} what */
@@ -26,6 +27,7 @@ export function render(what) {
   if (what.list) dirty.list = true;
   if (what.pane) dirty.pane = true;
   if (what.members) dirty.members = true;
+  if (what.latest) dirty.latest = true;
   if (what.scroll) dirty.scroll = what.scroll;
   if (what.focus) dirty.focus = what.focus;
   if (flushQueued) return;
@@ -38,11 +40,17 @@ export function render(what) {
       const box = $("messages");
       const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 60;
       renderPane();
-      if (dirty.scroll === "bottom" || atBottom) box.scrollTop = box.scrollHeight;
+      const line = dirty.scroll === "unread" ? $("new-line") : null;
+      if (line) {
+        box.scrollTop += line.getBoundingClientRect().top - box.getBoundingClientRect().top - 8;
+      } else if (dirty.scroll || atBottom) {
+        box.scrollTop = box.scrollHeight;
+      }
     }
+    if (dirty.pane || dirty.latest) updateLatest();
     if (dirty.members && S.membersOpen) renderMembers();
     if (dirty.focus) $(dirty.focus).focus();
-    dirty.list = dirty.pane = dirty.members = false;
+    dirty.list = dirty.pane = dirty.members = dirty.latest = false;
     dirty.scroll = dirty.focus = null;
   });
 }

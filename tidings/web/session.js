@@ -2,11 +2,12 @@
 // Signing up, in and out; a session's start and end.
 
 import { $, avatar } from "./dom.js";
+import { fieldMessage } from "./format.js";
 import { socket } from "./live.js";
 import { openFromRoute, routeId } from "./nav.js";
 import { api } from "./people.js";
 import { render } from "./render.js";
-import { S, load, pendingKey, peerReadKey, save } from "./state.js";
+import { S, draftsKey, load, pendingKey, peerReadKey, save } from "./state.js";
 
 let signUpMode = false;
 
@@ -31,8 +32,13 @@ export async function submitAuth(event) {
   const password = $("auth-password").value;
   const error = $("auth-error");
   error.textContent = "";
+  if (signUpMode && !/^[A-Za-z0-9_.-]{3,32}$/.test(username)) {
+    error.textContent = fieldMessage("username:");
+    return;
+  }
   if (username.length < 3 || password.length < 8) {
-    error.textContent = "A username of 3 or more characters and a password of 8 or more.";
+    error.textContent = signUpMode ? fieldMessage("password:")
+      : "Enter your username and a password of 8 or more characters.";
     return;
   }
   $("auth-submit").disabled = true;
@@ -50,7 +56,7 @@ export async function submitAuth(event) {
     const code = /** @type {any} */ (failure).code;
     error.textContent = code === "username_taken" ? "That username is taken."
       : code === "unauthorized" ? "Wrong username or password."
-        : failure instanceof Error ? failure.message : String(failure);
+        : failure instanceof Error ? fieldMessage(failure.message) : String(failure);
   } finally {
     $("auth-submit").disabled = false;
   }
@@ -66,6 +72,7 @@ export function startSession(token, me) {
   S.users.set(me.id, me);
   S.pending = load(sessionStorage, pendingKey(), []);
   S.peerRead = load(localStorage, peerReadKey(), {});
+  S.drafts = load(localStorage, draftsKey(), {});
   $("auth").hidden = true;
   $("app").hidden = false;
   $("me-name").textContent = me.display_name;
@@ -85,7 +92,13 @@ function resetState() {
   S.convs.clear();
   S.groups.clear();
   S.pending = [];
+  S.drafts = {};
   S.openId = null;
+  S.filter = "";
+  S.roving = null;
+  S.newLine = null;
+  S.seen.clear();
+  $("chat-filter").value = "";
   S.me = null;
   document.title = "tidings";
   $("chat-list").replaceChildren();
@@ -109,7 +122,10 @@ export function signedOut(message) {
 
 export async function signOut() {
   const token = S.token;
-  if (S.me) sessionStorage.removeItem(pendingKey());
+  if (S.me) {
+    sessionStorage.removeItem(pendingKey());
+    localStorage.removeItem(draftsKey()); // signing out leaves nothing typed behind
+  }
   resetState();
   setAuthMode(false);
   $("auth-username").focus();

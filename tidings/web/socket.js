@@ -14,6 +14,23 @@ export function backoffDelay(attempt, random = Math.random) {
   return Math.round(base * (0.75 + random() * 0.5));
 }
 
+/**
+ * What the heartbeat does now: "ping" when nothing arrived for `idleMs` and no
+ * ping is out; "dead" when a ping went unanswered (nothing at all arrived) for
+ * `answerMs`; else "wait". Any frame from the server proves the line alive.
+ * @param {number} now
+ * @param {number} lastFrameAt  when the last frame arrived
+ * @param {number} pingSentAt   when the unanswered ping went out (0: none)
+ * @param {{idleMs: number, answerMs: number}} timing
+ * @returns {"ping" | "dead" | "wait"}
+ */
+export function heartbeat(now, lastFrameAt, pingSentAt, timing) {
+  if (pingSentAt && lastFrameAt < pingSentAt) {
+    return now - pingSentAt >= timing.answerMs ? "dead" : "wait";
+  }
+  return now - lastFrameAt >= timing.idleMs ? "ping" : "wait";
+}
+
 /** @typedef {"connecting" | "reconnecting" | "online" | "offline"} SocketState */
 
 /**
@@ -23,8 +40,9 @@ export function backoffDelay(attempt, random = Math.random) {
  * @property {(frame: import("./types.js").ServerFrame) => void} onFrame  every frame, auth_ok included
  * @property {(state: SocketState, seconds?: number) => void} [onState]
  * @property {(code: number) => Promise<boolean> | boolean} [onClose]  false: do not reconnect
- * @property {number} [pingMs]   a ping this often while authenticated (default 25 s)
- * @property {number} [deadMs]   closed when nothing arrived for this long (default 70 s)
+ * @property {number} [idleMs]    a ping after this long without a frame (default 5 s)
+ * @property {number} [answerMs]  given up when a ping is not answered in this long (default 4 s)
+ * @property {number} [openMs]    given up when not authenticated this long after opening (default 10 s)
  */
 
 /** One live connection that comes back by itself after every drop. */
@@ -37,6 +55,10 @@ export class LiveSocket {
     this.authed = false;
     this.attempt = 0;
     this.lastFrameAt = 0;
+    this.pingSentAt = 0;
+    this.pings = 0;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this.openTimer = undefined;
     /** @type {ReturnType<typeof setTimeout> | undefined} */
     this.retryTimer = undefined;
     /** @type {ReturnType<typeof setInterval> | undefined} */
@@ -55,6 +77,11 @@ export class LiveSocket {
     const ws = new WebSocket(this.options.url);
     this.ws = ws;
     this.authed = false;
+    this.pingSentAt = 0;
+    clearTimeout(this.openTimer);
+    this.openTimer = setTimeout(() => {
+      if (this.ws === ws && !this.authed) this.abandon(4000);
+    }, this.options.openMs ?? 10000);
     ws.onopen = () => {
       this.lastFrameAt = Date.now();
       ws.send(JSON.stringify(authFrame(token)));
@@ -65,6 +92,7 @@ export class LiveSocket {
       const frame = parseServerFrame(String(event.data));
       if (!frame) return;
       if (frame.type === "auth_ok") {
+        clearTimeout(this.openTimer);
         this.authed = true;
         this.attempt = 0;
         this.options.onState?.("online");
@@ -78,8 +106,38 @@ export class LiveSocket {
       this.ws = null;
       this.authed = false;
       this.stopPing();
+      clearTimeout(this.openTimer);
       this.closed(event.code);
     };
+  }
+
+  /**
+   * Give the connection up now, without waiting for a close handshake that a
+   * dead line never completes: the state says so at once, and a reconnect follows.
+   * @param {number} code
+   */
+  abandon(code) {
+    const ws = this.ws;
+    if (!ws) return;
+    this.ws = null;
+    this.authed = false;
+    this.stopPing();
+    clearTimeout(this.openTimer);
+    ws.onopen = ws.onmessage = ws.onclose = null;
+    try {
+      ws.close(4000, "no answer");
+    } catch {
+      // already closing
+    }
+    this.closed(code);
+  }
+
+  /** Check the line now (after a send, on waking up): a ping, unless one is out. */
+  probe() {
+    if (!this.ws || !this.authed) return;
+    if (this.pingSentAt && this.lastFrameAt < this.pingSentAt) return;
+    this.pingSentAt = Date.now();
+    this.send(pingFrame(`h:${++this.pings}`));
   }
 
   /**
@@ -92,11 +150,13 @@ export class LiveSocket {
     return true;
   }
 
-  /** The network came back or the tab woke up: skip the rest of the wait. */
+  /** The network came back or the tab woke up: skip the rest of the wait, or check the line. */
   reconnectNow() {
     if (this.options.token() && !this.ws) {
       this.attempt = Math.min(this.attempt, 1);
       this.connect();
+    } else {
+      this.probe();
     }
   }
 
@@ -107,6 +167,7 @@ export class LiveSocket {
     this.authed = false;
     if (ws) ws.close(1000, "signed out");
     clearTimeout(this.retryTimer);
+    clearTimeout(this.openTimer);
     clearInterval(this.countdownTimer);
     this.stopPing();
     this.attempt = 0;
@@ -133,16 +194,16 @@ export class LiveSocket {
     this.retryTimer = setTimeout(() => this.connect(), delay);
   }
 
+  /** The heartbeat: each second, a ping when idle, and the line given up when one goes unanswered. */
   startPing() {
     this.stopPing();
-    const dead = this.options.deadMs ?? 70000;
+    const timing = { idleMs: this.options.idleMs ?? 5000, answerMs: this.options.answerMs ?? 4000 };
     this.pingTimer = setInterval(() => {
-      if (Date.now() - this.lastFrameAt > dead && this.ws) {
-        this.ws.close(4000, "no answer");
-        return;
-      }
-      this.send(pingFrame());
-    }, this.options.pingMs ?? 25000);
+      const now = Date.now();
+      const next = heartbeat(now, this.lastFrameAt, this.pingSentAt, timing);
+      if (next === "dead") this.abandon(4000);
+      else if (next === "ping") this.probe();
+    }, 1000);
   }
 
   stopPing() {

@@ -36,6 +36,8 @@ export const S = {
   entryFetches: new Map(),
   /** @type {Pending[]} */
   pending: [],
+  /** @type {Record<string, string>} conversation id -> the unsent text typed there */
+  drafts: {},
   /** @type {Record<string, number>} private conversation id -> the peer's read seq */
   peerRead: {},
   /** @type {string | null} */
@@ -43,6 +45,13 @@ export const S = {
   syncGen: 0,
   refs: 0,
   membersOpen: false,
+  filter: "",
+  /** @type {string | null} the chat-list row that is the list's one Tab stop */
+  roving: null,
+  /** @type {Set<number>} seqs of the open conversation's messages on screen now */
+  seen: new Set(),
+  /** @type {{id: string, after: number} | null} the "new messages" line of the open chat */
+  newLine: null,
   connState: "",
   clock: 0, // counts live updates of entries, so a list fetched earlier cannot drop them
 };
@@ -83,3 +92,4 @@ export function save(storage, key, value) {
 export const pendingKey = () => `tidings.pending.${me().id}`;
 export const peerReadKey = () => `tidings.peerRead.${me().id}`;
 export const savePending = () => save(sessionStorage, pendingKey(), S.pending);
+export const draftsKey = () => `tidings.drafts.${me().id}`;

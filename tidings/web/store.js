@@ -8,8 +8,9 @@
 /**
  * A chat-list entry as the client keeps it: `local` until the server knows the
  * conversation (a private chat before its first message), `clock` the live
- * update that last touched it (a list fetched before that cannot undo it).
- * @typedef {Conversation & {local: boolean, clock: number}} Entry
+ * update that last touched it (a list fetched before that cannot undo it),
+ * `removed` once the user was taken out of it (kept, so the chat says so).
+ * @typedef {Conversation & {local: boolean, clock: number, removed?: boolean}} Entry
  */
 
 /**
@@ -136,4 +137,53 @@ export function addToHistory(history, messages, complete) {
 export function goneEntries(entries, listed, askedAt) {
   return [...entries].filter(([id, entry]) =>
     !listed.has(id) && !entry.local && !(entry.clock > askedAt)).map(([id]) => id);
+}
+
+/**
+ * Where to mark a conversation read: the highest seq that was on screen in a
+ * visible tab, if that moves the read position forward; 0 when nothing should
+ * be sent (a hidden tab, or nothing new seen). What was never on screen is
+ * never marked read.
+ * @param {Iterable<number>} seenSeqs  seqs of the messages on screen now
+ * @param {number} readSeq             the read position already held
+ * @param {boolean} visible            document.visibilityState === "visible"
+ */
+export function readUpTo(seenSeqs, readSeq, visible) {
+  if (!visible) return 0;
+  let top = 0;
+  for (const seq of seenSeqs) if (seq > top) top = seq;
+  return top > readSeq ? top : 0;
+}
+
+/**
+ * Unread messages after a read position: others' messages in the loaded
+ * history, plus every seq past what is loaded.
+ * @param {History | undefined} history
+ * @param {number} readSeq
+ * @param {number} lastSeq
+ * @param {number} me
+ */
+export function unreadAfter(history, readSeq, lastSeq, me) {
+  if (readSeq >= lastSeq) return 0;
+  if (!history || !history.loaded) return lastSeq - readSeq;
+  let count = 0;
+  for (const message of history.msgs.values()) {
+    if (message.seq > readSeq && message.sender !== me) count += 1;
+  }
+  return count + Math.max(0, lastSeq - Math.max(history.maxSeq, readSeq));
+}
+
+/**
+ * The drafts (conversation id -> unsent text) with one conversation's text
+ * set; an empty or blank text removes it. A new object: the old one is kept.
+ * @param {Record<string, string>} drafts
+ * @param {string} id
+ * @param {string} text
+ * @returns {Record<string, string>}
+ */
+export function withDraft(drafts, id, text) {
+  const next = { ...drafts };
+  if (text.trim()) next[id] = text;
+  else delete next[id];
+  return next;
 }

@@ -3,9 +3,9 @@
 // the pending sends, and the composer.
 
 import { $, avatar, el } from "./dom.js";
-import { lineTime } from "./format.js";
+import { MAX_BODY_CHARS, composerCheck, lineTime, linkParts, plural } from "./format.js";
 import { loadOlder } from "./history.js";
-import { sendPending, socket } from "./live.js";
+import { sendPending, socket, watchRows } from "./live.js";
 import { user, userName } from "./people.js";
 import { render } from "./render.js";
 import { S, me, savePending } from "./state.js";
@@ -37,7 +37,18 @@ function messageNode(entry, message, options) {
   const column = el("div", "msg-col");
   if (!own && entry.type === "group") column.appendChild(el("div", "sender", userName(message.sender)));
   const line = el("div", "msg-line");
-  const bubble = el("div", "bubble", message.body);
+  const bubble = el("div", "bubble");
+  for (const part of linkParts(message.body)) {
+    if (part.href) {
+      const link = el("a", null, part.text); // text only: never HTML from a message
+      link.href = part.href;
+      link.target = "_blank";
+      link.rel = "noopener noreferrer";
+      bubble.appendChild(link);
+    } else {
+      bubble.appendChild(document.createTextNode(part.text));
+    }
+  }
   if (message.sent_at) bubble.title = new Date(message.sent_at).toLocaleString();
   line.appendChild(bubble);
   if (options.status) line.appendChild(options.status);
@@ -55,15 +66,24 @@ export function renderPane() {
   if (!id || !entry) return;
   $("pane-title").textContent = entry.title;
   let sub = "";
-  if (entry.type === "group") {
+  if (entry.removed) {
+    sub = "You are no longer a member";
+  } else if (entry.type === "group") {
     const group = entry.group_id === null ? undefined : S.groups.get(entry.group_id);
-    sub = group ? `${group.member_ids.length} members` : "";
+    sub = group ? plural(group.member_ids.length, "member") : "";
   } else if (entry.peer_id !== null) {
     const peer = user(entry.peer_id);
     sub = peer ? `@${peer.username}` : "";
   }
   $("pane-sub").textContent = sub;
-  $("btn-members").hidden = entry.type !== "group";
+  $("btn-members").hidden = entry.type !== "group" || Boolean(entry.removed);
+  $("composer").hidden = Boolean(entry.removed);
+  $("removed-note").hidden = !entry.removed;
+  if (entry.removed) {
+    $("removed-text").textContent = entry.type === "group"
+      ? `You were removed from “${entry.title}”. You can read what is here, but not write.`
+      : "You can no longer write in this chat.";
+  }
 
   const c = S.convs.get(id);
   const box = $("messages");
@@ -71,12 +91,32 @@ export function renderPane() {
   if (!c || !c.loaded) {
     nodes.push(el("div", "loading", "Loading…"));
   } else {
-    if (c.hasMore) nodes.push(el("div", "loading older", "Scroll up for older messages"));
-    else if (c.msgs.size) nodes.push(el("div", "history-start", "Beginning of the conversation"));
+    const first = c.msgs.size ? Math.min(...c.msgs.keys()) : entry.last_seq + 1;
+    if (c.hasMore) {
+      nodes.push(el("div", "loading older", "Scroll up for older messages"));
+    } else if (entry.type === "group" && first > 1) {
+      // Added after the group's first message: what came before is not for this member.
+      nodes.push(el("div", "history-start joined",
+        "You joined this group. Messages sent before you joined are not shown to you."));
+    } else if (c.msgs.size) {
+      nodes.push(el("div", "history-start", "Beginning of the conversation"));
+    } else {
+      nodes.push(el("div", "history-start", entry.type === "group"
+        ? "No messages yet." : "No messages yet. Say hello."));
+    }
     const messages = [...c.msgs.values()].sort((a, b) => a.seq - b.seq);
     let lastOwnSeq = 0;
     for (const message of messages) if (message.sender === me().id) lastOwnSeq = message.seq;
+    const mark = S.newLine && S.newLine.id === id ? S.newLine.after : null;
+    let marked = false;
     for (const message of messages) {
+      if (mark !== null && !marked && message.seq > mark && message.sender !== me().id) {
+        marked = true;
+        const line = el("div", "new-line");
+        line.id = "new-line";
+        line.appendChild(el("span", null, "New messages"));
+        nodes.push(line);
+      }
       if (message.time_separator) {
         const timeLine = el("div", "time-line");
         timeLine.appendChild(el("span", null, lineTime(message.sent_at)));
@@ -103,12 +143,35 @@ export function renderPane() {
       { pending: true, status }));
   }
   box.replaceChildren(...nodes);
+  watchRows(box);
   if (c && c.loaded && c.hasMore && box.scrollHeight <= box.clientHeight) loadOlder(id);
 }
 
-/** The composer grows with its text, up to 160 px. */
+/** The jump-to-latest button: shown when scrolled up, with the count of unseen messages. */
+export function updateLatest() {
+  const button = $("btn-latest");
+  const entry = S.openId ? S.entries.get(S.openId) : undefined;
+  const box = $("messages");
+  const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 60;
+  button.hidden = !entry || atBottom;
+  if (button.hidden || !entry) return;
+  const label = entry.unread > 0 ? plural(entry.unread, "new message") : "Latest";
+  button.textContent = `${label} ↓`;
+  button.setAttribute("aria-label", entry.unread > 0
+    ? `${label} below: jump to the latest` : "Jump to the latest message");
+}
+
+/** The composer grows with its text, up to 160 px, and counts it near the limit. */
 export function sizeComposer() {
   const box = $("compose");
   box.style.height = "auto";
   box.style.height = `${Math.min(box.scrollHeight, 160)}px`;
+  const check = composerCheck(box.value);
+  const count = $("compose-count");
+  count.textContent = check.over
+    ? `${check.count} · too long to send, shorten it by ${check.length - MAX_BODY_CHARS}`
+    : check.count || "";
+  count.classList.toggle("over", check.over);
+  box.setAttribute("aria-invalid", String(check.over));
+  $("btn-send").disabled = check.over;
 }

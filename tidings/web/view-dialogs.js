@@ -8,6 +8,24 @@ import { openConversation } from "./nav.js";
 import { api, fetchEntry, resolveUser } from "./people.js";
 import { S, me } from "./state.js";
 
+/**
+ * Ask before something that cannot be undone: true when confirmed.
+ * @param {string} text
+ * @param {string} action  the confirming button's label
+ * @returns {Promise<boolean>}
+ */
+export function confirmDialog(text, action) {
+  const dialog = $("dlg-confirm");
+  $("dlg-confirm-text").textContent = text;
+  $("dlg-confirm-ok").textContent = action;
+  dialog.returnValue = "";
+  dialog.showModal();
+  $("dlg-confirm-cancel").focus();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+  });
+}
+
 /** @param {unknown} failure */
 const messageOf = (failure) => (failure instanceof Error ? failure.message : String(failure));
 

@@ -2,7 +2,7 @@
 // The chat list: every conversation, newest first, with its unread badge.
 
 import { $, avatar, el } from "./dom.js";
-import { listTime, preview } from "./format.js";
+import { filterMatches, listTime, preview } from "./format.js";
 import { userName } from "./people.js";
 import { S, me } from "./state.js";
 import { sortEntries } from "./store.js";
@@ -12,6 +12,17 @@ export function avatarKey(entry) {
   return entry.type === "group" ? `g${entry.group_id}` : `u${entry.peer_id}`;
 }
 
+/**
+ * Move the list's one Tab stop to this row (and the focus, if asked).
+ * @param {HTMLElement} item
+ * @param {boolean} focus
+ */
+export function rove(item, focus) {
+  for (const row of $("chat-list").querySelectorAll(".chat")) row.tabIndex = row === item ? 0 : -1;
+  S.roving = item.dataset.id || null;
+  if (focus) item.focus();
+}
+
 export function renderList() {
   const list = $("chat-list");
   const active = /** @type {any} */ (document.activeElement);
@@ -19,12 +30,19 @@ export function renderList() {
   const focusedId = focused && list.contains(focused) ? focused.dataset.id : null;
   const entries = sortEntries(S.entries.values());
   let total = 0;
-  const items = entries.map((entry) => {
-    total += entry.unread;
+  for (const entry of entries) total += entry.unread;
+  const shown = entries.filter((entry) => {
+    const peer = entry.peer_id !== null ? S.users.get(entry.peer_id) : undefined;
+    return filterMatches([entry.title, peer ? peer.username : ""], S.filter);
+  });
+  // One Tab stop for the whole list (the focused row, the last one, the open one, or the first).
+  const ids = shown.map((entry) => entry.id);
+  const stop = [focusedId, S.roving, S.openId].find((id) => id && ids.includes(id)) || ids[0];
+  const items = shown.map((entry) => {
     const item = el("li", "chat");
     item.dataset.id = entry.id;
     item.setAttribute("role", "option");
-    item.tabIndex = 0;
+    item.tabIndex = entry.id === stop ? 0 : -1;
     item.setAttribute("aria-selected", String(entry.id === S.openId));
     if (entry.id === S.openId) item.classList.add("active");
     item.appendChild(avatar(avatarKey(entry), entry.title));
@@ -33,7 +51,16 @@ export function renderList() {
     top.appendChild(el("span", "chat-title", entry.title));
     top.appendChild(el("span", "chat-time", entry.last_message ? listTime(entry.updated_at) : ""));
     const bottom = el("div", "chat-bottom");
-    bottom.appendChild(el("span", "chat-preview", preview(entry, me().id, userName)));
+    const draft = entry.id !== S.openId ? S.drafts[entry.id] : undefined;
+    if (draft) {
+      const line = el("span", "chat-preview");
+      line.append(el("span", "draft", "Draft:"), ` ${draft.replace(/\s+/g, " ")}`);
+      bottom.appendChild(line);
+    } else if (entry.removed) {
+      bottom.appendChild(el("span", "chat-preview removed", "You are no longer a member"));
+    } else {
+      bottom.appendChild(el("span", "chat-preview", preview(entry, me().id, userName)));
+    }
     if (entry.unread > 0) {
       const badge = el("span", "badge", entry.unread > 99 ? "99+" : String(entry.unread));
       badge.setAttribute("aria-label", `${entry.unread} unread`);
@@ -45,6 +72,7 @@ export function renderList() {
   });
   list.replaceChildren(...items);
   $("chat-empty").hidden = entries.length > 0;
+  $("chat-nomatch").hidden = !entries.length || shown.length > 0;
   document.title = total > 0 ? `(${total}) tidings` : "tidings";
   if (focusedId) {
     const again = list.querySelector(`.chat[data-id="${CSS.escape(focusedId)}"]`);

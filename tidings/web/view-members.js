@@ -5,6 +5,7 @@ import { ApiError } from "./api.js";
 import { $, avatar, el } from "./dom.js";
 import { api, dropConversation, loadGroup, resolveUser, userName } from "./people.js";
 import { render } from "./render.js";
+import { confirmDialog } from "./view-dialogs.js";
 import { S, me } from "./state.js";
 
 export function renderMembers() {
@@ -30,7 +31,12 @@ export function renderMembers() {
       remove.type = "button";
       remove.title = `Remove ${userName(id)}`;
       remove.setAttribute("aria-label", `Remove ${userName(id)}`);
-      remove.addEventListener("click", () => removeMember(group.id, id));
+      remove.addEventListener("click", async () => {
+        const sure = await confirmDialog(
+          `Remove ${userName(id)} from “${entry.title}”? They will no longer see new messages.`,
+          "Remove");
+        if (sure) removeMember(group.id, id);
+      });
       item.appendChild(remove);
     }
     return item;
