@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import settings_for, start_server
-from tidings.bench import main as bench
+from tidings.bench.command import main as bench
 
 QUICK = ["--quick", "--warmup", "0.1", "--duration", "0.5", "--processes", "1", "--load-cpus", ""]
 
