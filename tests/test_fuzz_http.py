@@ -39,6 +39,7 @@ from tests.contract import CONTRACT_CODES
 from tidings.client import Client
 
 MAX_HTTP_BODY = 256 * 1024  # the default TIDINGS_MAX_HTTP_BODY_BYTES
+AIOHTTP_MAX_TARGET = 8190  # aiohttp's max_line_size: longer request targets are refused
 EXAMPLES_PER_OPERATION = 25
 ADMIN_PREFIX = "/api/v1/admin/"
 SERVICE_TOKEN = "fuzzing-service-token-0123456789"
@@ -102,6 +103,11 @@ def fuzz_operation(
         # case, xfailed below), so it says nothing about the API's contract.
         assume(not FRAMING_HEADERS & {name.lower() for name in (case.headers or {})})
         response = case.call(base_url=base_url, session=session, headers=auth, timeout=30)
+        # A negative case's query can be long enough (repeated parameters) to
+        # pass aiohttp's limit on the request target, which its parser refuses
+        # with plain text before any route runs: the over-long URL case,
+        # xfailed below, not something this operation's handler answered.
+        assume(len(response.request.path_url or "") <= AIOHTTP_MAX_TARGET)
         report.requests += 1
         report.statuses[response.status_code] += 1
         try:
