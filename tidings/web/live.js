@@ -156,9 +156,9 @@ export function sendPending(pending) {
   if (!S.pending.includes(pending)) return;
   pending.state = "sending";
   pending.error = null;
-  // "Sending…" is only honest on a live line: a ping right behind the send
-  // gives the line up within seconds if nothing answers (then "Waiting for network…").
-  if (socket.send(sendFrame(pending))) socket.probe();
+  // "Sending…" is only honest on a live line: a send unanswered (no ack, no
+  // frame at all) within seconds gives the line up (then "Waiting for network…").
+  if (socket.send(sendFrame(pending))) socket.answerExpected();
 }
 
 export function sendMessage() {

@@ -16,17 +16,18 @@ export function backoffDelay(attempt, random = Math.random) {
 
 /**
  * What the heartbeat does now: "ping" when nothing arrived for `idleMs` and no
- * ping is out; "dead" when a ping went unanswered (nothing at all arrived) for
- * `answerMs`; else "wait". Any frame from the server proves the line alive.
+ * answer is awaited; "dead" when a frame the server answers (a ping, or a send
+ * and its ack) went unanswered (nothing at all arrived) for `answerMs`; else
+ * "wait". Any frame from the server proves the line alive.
  * @param {number} now
  * @param {number} lastFrameAt  when the last frame arrived
- * @param {number} pingSentAt   when the unanswered ping went out (0: none)
+ * @param {number} askedAt      when the unanswered ping or send went out (0: none)
  * @param {{idleMs: number, answerMs: number}} timing
  * @returns {"ping" | "dead" | "wait"}
  */
-export function heartbeat(now, lastFrameAt, pingSentAt, timing) {
-  if (pingSentAt && lastFrameAt < pingSentAt) {
-    return now - pingSentAt >= timing.answerMs ? "dead" : "wait";
+export function heartbeat(now, lastFrameAt, askedAt, timing) {
+  if (askedAt && lastFrameAt < askedAt) {
+    return now - askedAt >= timing.answerMs ? "dead" : "wait";
   }
   return now - lastFrameAt >= timing.idleMs ? "ping" : "wait";
 }
@@ -55,7 +56,7 @@ export class LiveSocket {
     this.authed = false;
     this.attempt = 0;
     this.lastFrameAt = 0;
-    this.pingSentAt = 0;
+    this.askedAt = 0;
     this.pings = 0;
     /** @type {ReturnType<typeof setTimeout> | undefined} */
     this.openTimer = undefined;
@@ -77,7 +78,7 @@ export class LiveSocket {
     const ws = new WebSocket(this.options.url);
     this.ws = ws;
     this.authed = false;
-    this.pingSentAt = 0;
+    this.askedAt = 0;
     clearTimeout(this.openTimer);
     this.openTimer = setTimeout(() => {
       if (this.ws === ws && !this.authed) this.abandon(4000);
@@ -132,12 +133,23 @@ export class LiveSocket {
     this.closed(code);
   }
 
-  /** Check the line now (after a send, on waking up): a ping, unless one is out. */
+  /** Check the line now (idle, or on waking up): a ping, unless an answer is awaited. */
   probe() {
-    if (!this.ws || !this.authed) return;
-    if (this.pingSentAt && this.lastFrameAt < this.pingSentAt) return;
-    this.pingSentAt = Date.now();
+    if (!this.ws || !this.authed || this.awaitingAnswer()) return;
+    this.askedAt = Date.now();
     this.send(pingFrame(`h:${++this.pings}`));
+  }
+
+  /**
+   * A frame the server answers (a send: its ack) went out: that answer checks
+   * the line as a ping would, so no ping is added to the send.
+   */
+  answerExpected() {
+    if (!this.awaitingAnswer()) this.askedAt = Date.now();
+  }
+
+  awaitingAnswer() {
+    return this.askedAt > 0 && this.lastFrameAt < this.askedAt;
   }
 
   /**
@@ -200,7 +212,7 @@ export class LiveSocket {
     const timing = { idleMs: this.options.idleMs ?? 5000, answerMs: this.options.answerMs ?? 4000 };
     this.pingTimer = setInterval(() => {
       const now = Date.now();
-      const next = heartbeat(now, this.lastFrameAt, this.pingSentAt, timing);
+      const next = heartbeat(now, this.lastFrameAt, this.askedAt, timing);
       if (next === "dead") this.abandon(4000);
       else if (next === "ping") this.probe();
     }, 1000);
