@@ -1147,3 +1147,20 @@ async def test_the_main_screens_have_no_serious_axe_violations(
         await page.keyboard.press("Escape")
         await context.close()
     assert problems == []
+
+
+async def test_a_peer_who_renames_shows_the_new_name_at_once(
+    web_server: WebServer, browser: Browser
+) -> None:
+    """PROTOCOL-v2 §9: an online peer's list row and open chat take the new name live."""
+    alice, alice_api = await web_server.account("alice", "Alice")
+    bob, bob_api = await web_server.account("bob", "Bob")
+    await bob_api.send(f"p:{alice.id}-{bob.id}", "hi Alice")
+    page = await browser.page("alice")
+    await sign_in(page, browser.url, "alice")
+    await chat(page, "Bob").click()
+    await expect(page.locator("#pane-title")).to_have_text("Bob")
+
+    await bob_api.set_display_name("Robert")
+    await expect(chat(page, "Robert")).to_be_visible()
+    await expect(page.locator("#pane-title")).to_have_text("Robert")

@@ -62,7 +62,8 @@ function onFrame(frame) {
     case "conversation":
       mergeEntry(frame.conversation);
       if (frame.conversation.group_id) loadGroup(frame.conversation.group_id);
-      render({ list: true });
+      // The open chat's header shows the entry's title (a peer renamed: v2 §9).
+      render({ list: true, pane: frame.conversation.id === S.openId });
       break;
     case "conversation_removed":
       dropConversation(frame.conversation, true);
