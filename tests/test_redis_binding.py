@@ -96,10 +96,10 @@ async def namespaces(redis: str, prefix: str) -> set[str]:
     """The chat-list namespaces under the prefix that hold a copy: ``{identity}.{generation}``."""
     connection = aioredis.Redis.from_url(redis)
     try:
-        keys = [k.decode() async for k in connection.scan_iter(f"{prefix}cl:*epoch")]
+        keys = [k.decode() async for k in connection.scan_iter(f"{prefix}cl2:*epoch")]
     finally:
         await connection.aclose()
-    return {k.removeprefix(f"{prefix}cl:").removesuffix(":epoch") for k in keys}
+    return {k.removeprefix(f"{prefix}cl2:").removesuffix(":epoch") for k in keys}
 
 
 @pytest.fixture

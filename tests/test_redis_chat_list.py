@@ -82,8 +82,8 @@ async def redis_keys(server: RunningServer, pattern: str) -> list[bytes]:
 
 
 async def copy_namespace(server: RunningServer) -> str:
-    """The one chat-list namespace of this test's prefix: ``{prefix}cl:{identity}.{gen}:``."""
-    epochs = await redis_keys(server, "cl:*epoch")
+    """The one chat-list namespace of this test's prefix: ``{prefix}cl2:{identity}.{gen}:``."""
+    epochs = await redis_keys(server, "cl2:*epoch")
     assert len(epochs) == 1, epochs
     return epochs[0].decode().removesuffix("epoch")
 
@@ -93,7 +93,7 @@ async def flush(server: RunningServer) -> None:
     assert server.settings.redis_url is not None
     redis = aioredis.Redis.from_url(server.settings.redis_url)
     try:
-        keys = [k async for k in redis.scan_iter(f"{server.settings.redis_prefix}cl:*")]
+        keys = [k async for k in redis.scan_iter(f"{server.settings.redis_prefix}cl2:*")]
         if keys:
             await redis.delete(*keys)
     finally:
@@ -126,7 +126,7 @@ async def test_the_redis_list_is_the_sql_list(pair: Pair) -> None:
     await alice.send(f"g:{group.id}", "team, listen")
     await pair.assert_same()
     # Served from Redis: the users' indexes are there now.
-    assert await redis_keys(pair.cached, f"cl:*:u:{a}")
+    assert await redis_keys(pair.cached, f"cl2:*:u:{a}")
     assert await metric(pair.cached, "tidings_chat_list_rebuilds") >= 3
     # Carol joins late: she sees the group, not the message sent before she joined.
     await alice.add_members(group.id, [c])
@@ -175,7 +175,7 @@ async def test_the_list_stays_exact_through_flushes_mid_traffic(pair: Pair) -> N
     stop.set()
     await asyncio.gather(*tasks)
     await pair.assert_same()
-    assert await redis_keys(pair.cached, "cl:*:u:*"), "the lists were rebuilt in Redis"
+    assert await redis_keys(pair.cached, "cl2:*:u:*"), "the lists were rebuilt in Redis"
     total = sum(e.last_seq for e in await users[0].conversations() if e.id.startswith("g:"))
     assert total > 20, "too little traffic to mean anything"
 
@@ -185,7 +185,7 @@ async def test_an_evicted_last_message_is_refilled(pair: Pair) -> None:
     alice, bob = await pair.user("alice"), await pair.user("bob")
     await alice.send(private(*pair.ids), "kept in Redis")
     await pair.assert_same()
-    evicted = await redis_keys(pair.cached, f"cl:*:m:{private(*pair.ids)}")
+    evicted = await redis_keys(pair.cached, f"cl2:*:m:{private(*pair.ids)}")
     assert evicted
     assert pair.cached.settings.redis_url is not None
     redis = aioredis.Redis.from_url(pair.cached.settings.redis_url)
@@ -195,14 +195,14 @@ async def test_an_evicted_last_message_is_refilled(pair: Pair) -> None:
         await redis.aclose()
     await pair.assert_same()
     assert (await bob.conversations())[0].last_message.body == "kept in Redis"  # type: ignore[union-attr]
-    assert await redis_keys(pair.cached, f"cl:*:m:{private(*pair.ids)}")  # refilled
+    assert await redis_keys(pair.cached, f"cl2:*:m:{private(*pair.ids)}")  # refilled
 
 
 async def test_a_rebuild_never_hides_an_update_made_during_it(pair: Pair) -> None:
     """The race the generations close: SQL read, then an update, then the install."""
     assert pair.cached.settings.redis_url is not None
     redis = aioredis.Redis.from_url(pair.cached.settings.redis_url)
-    prefix = f"{pair.cached.settings.redis_prefix}cl:"
+    prefix = f"{pair.cached.settings.redis_prefix}cl2:"
     index, apply, install = (redis.register_script(s) for s in (lua.INDEX, lua.APPLY, lua.INSTALL))
     try:
         epoch, status, generation = await index(args=[prefix, 42, 60])

@@ -33,10 +33,14 @@ def chat_entry(
     last_message: Message | None,
     updated_at: str,
     peer_read_seq: int | None = None,
+    uncounted: int = 0,
+    mentioned: int = 0,
 ) -> Conversation:
     """One entry: a group's when ``group_id`` is given, else a private chat with ``peer_id``.
 
-    Unread is a difference of positions (never a counter), and never negative.
+    Unread is a difference of positions (never a counter) less the
+    ``uncounted`` seqs between them (notices, recalled messages), never
+    negative; ``mentioned`` is counted the same way (docs/architecture.md).
     """
     is_group = group_id is not None
     return Conversation(
@@ -45,10 +49,11 @@ def chat_entry(
         title=title,
         peer_id=None if is_group else peer_id,
         group_id=group_id,
-        unread=max(0, last_seq - read_seq),
+        unread=max(0, last_seq - read_seq - uncounted),
         last_seq=last_seq,
         read_seq=read_seq,
         last_message=last_message,
         updated_at=updated_at,
         peer_read_seq=None if is_group else peer_read_seq,
+        mentioned=mentioned,
     )

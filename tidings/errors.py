@@ -22,6 +22,11 @@ class ErrorCode(StrEnum):
     UNAVAILABLE = "unavailable"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     INTERNAL = "internal"
+    # PROTOCOL-v2 §10
+    RECALL_EXPIRED = "recall_expired"
+    EDIT_EXPIRED = "edit_expired"
+    MUTED = "muted"
+    GROUP_DISSOLVED = "group_dissolved"
 
 
 HTTP_STATUS: dict[ErrorCode, int] = {
@@ -37,6 +42,10 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.UNAVAILABLE: 503,
     ErrorCode.METHOD_NOT_ALLOWED: 405,
     ErrorCode.INTERNAL: 500,
+    ErrorCode.RECALL_EXPIRED: 403,
+    ErrorCode.EDIT_EXPIRED: 403,
+    ErrorCode.MUTED: 403,
+    ErrorCode.GROUP_DISSOLVED: 403,
 }
 
 
@@ -69,3 +78,7 @@ def unavailable(
     message: str = "storage is unavailable; retry with the same client_msg_id",
 ) -> TidingsError:
     return TidingsError(ErrorCode.UNAVAILABLE, message)
+
+
+def forbidden(message: str) -> TidingsError:
+    return TidingsError(ErrorCode.FORBIDDEN, message)

@@ -28,15 +28,51 @@ class Group(msgspec.Struct, frozen=True):
     member_ids: list[int]
 
 
+# PROTOCOL-v2 §1: text, image, file and voice count as unread; notices never do.
+COUNTABLE_KINDS = frozenset({"text", "image", "file", "voice"})
+NOTICE_KINDS = frozenset({"recall", "edit", "system"})
+
+
+class ReplyTo(msgspec.Struct, frozen=True):
+    """The quoted message as it reads now: ``preview`` is None once it is recalled."""
+
+    seq: int
+    sender: int
+    kind: str
+    preview: str | None
+
+
+class ForwardedFrom(msgspec.Struct, frozen=True):
+    conversation: str
+    seq: int
+    sender: int
+
+
 class Message(msgspec.Struct, frozen=True):
     id: str
     conversation: str
     seq: int
     sender: int
-    body: str
+    # None once the message is recalled.
+    body: str | None
     client_msg_id: str | None
     sent_at: str
     time_separator: bool
+    # v2 fields; their defaults read as a v1 text message.
+    kind: str = "text"
+    attachment: dict[str, object] | None = None
+    reply_to: ReplyTo | None = None
+    forwarded_from: ForwardedFrom | None = None
+    mentions: list[int] = msgspec.field(default_factory=list)
+    mention_all: bool = False
+    target_seq: int | None = None
+    recalled: bool = False
+    edited_at: str | None = None
+    system: dict[str, object] | None = None
+
+    @property
+    def countable(self) -> bool:
+        return self.kind in COUNTABLE_KINDS
 
 
 class Conversation(msgspec.Struct, frozen=True):
@@ -54,6 +90,8 @@ class Conversation(msgspec.Struct, frozen=True):
     updated_at: str
     # An extension for read receipts: in a private chat, how far the peer has read.
     peer_read_seq: int | None = None
+    # PROTOCOL-v2 §1: how many of the unread messages mention this user or all.
+    mentioned: int = 0
 
 
 class GroupOnline(msgspec.Struct, frozen=True):

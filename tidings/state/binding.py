@@ -1,6 +1,6 @@
 """Which Redis namespace holds this database's chat-list copy.
 
-The copy lives under ``{prefix}cl:{identity}.{generation}:``, the
+The copy lives under ``{prefix}cl2:{identity}.{generation}:``, the
 database's own deployment row (``store.deployment``): another database
 (a replaced one, a staging one pointed at production's Redis) has another
 identity, and a restored one has a new generation once ``tidings restored``
@@ -36,7 +36,7 @@ CHECKED_AT_START = 1000
 
 
 def namespace(prefix: str, deployment: Deployment) -> str:
-    return f"{prefix}cl:{deployment.name}:"
+    return f"{prefix}cl2:{deployment.name}:"
 
 
 async def bind(

@@ -1,6 +1,6 @@
 """The Lua scripts of the Redis chat list: each one atomic, none a read-modify-write from Python.
 
-Keys, under the namespace ``{prefix}cl:{identity}.{generation}:`` of the
+Keys, under the namespace ``{prefix}cl2:{identity}.{generation}:`` of the
 database the copy is built from (``state.binding``; the scripts take it as
 their ``prefix`` argument):
 
@@ -8,9 +8,19 @@ their ``prefix`` argument):
   ``{epoch}:``. Changing it drops the whole cache at once (after a node
   died or lost Redis between a commit and its update); a FLUSHALL drops it
   too, and the first script to run after one opens a new namespace.
-- ``{epoch}:h:{conversation}``: ``{last seq}|{its time}`` (ISO time, so
-  strings sort by time); plain strings, so one MGET fetches a thousand.
-- ``{epoch}:m:{conversation}``: the last message (msgpack).
+- ``{epoch}:h:{conversation}``: ``{last seq}|{shown seq}|{version}|{time}``:
+  the last seq (every entry), the seq of the entry the list shows (the
+  newest that is not an edit notice), the seq of the last entry that changed
+  it (itself, or an edit notice), and its time (ISO, so strings sort by
+  time); plain strings, so one MGET fetches a thousand.
+- ``{epoch}:m:{conversation}``: the shown message as it reads now (msgpack).
+- ``{epoch}:x:{conversation}``: sorted set of the seqs that do not count as
+  unread (notices, recalled messages), score = seq; ``~`` (score 0) marks
+  it complete. unread = last seq - read seq - ZCOUNT(x, (read, +inf).
+- ``{epoch}:n:{conversation}``: sorted set of mentions, ``{seq}:{user}``
+  (user 0 for @all), score = seq, ``~`` likewise; a mention counts while its
+  seq is above the read seq and not in ``x`` (recalled). h, m, x and n of a
+  conversation are filled and dropped together.
 - ``{epoch}:u:{user}``: hash conversation -> the user's read seq, plus
   ``j:{conversation}`` -> ``joined_seq|joined_at`` for groups, plus ``~``
   so that a user in no conversation still has a (complete) hash. The set
@@ -21,8 +31,9 @@ their ``prefix`` argument):
   its SQL query are unchanged, so a rebuild can never overwrite an update
   committed after its snapshot.
 
-Updates only move positions forward (``s`` and read seqs are maxima), so
-applies from several nodes may arrive in any order. Sorting a list is
+Updates only move positions forward (last seqs and read seqs are maxima,
+the shown entry is the greatest (shown seq, version), x and n only grow),
+so applies from several nodes may arrive in any order. Sorting a list is
 left to the node that reads it (Redis is shared, nodes scale out).
 Sequence numbers go through Lua numbers (doubles): exact up to 2**53.
 """
@@ -48,10 +59,12 @@ local function bump(generation, ttl)
 end
 """
 
-# ARGV: prefix, ttl, n, n x (conversation, seq, time, message), then
-# (user, conversation, read seq, create) until the end. ``create`` is "1"
-# where the update may add the conversation to the user's index (the first
-# message of a private chat); group membership goes through INVALIDATE.
+# ARGV: prefix, ttl, n, n x (conversation, last seq, shown seq, version, time,
+# message, uncounted seqs "a,b", mentions "seq:user,..."), then (user,
+# conversation, read seq, create) until the end. shown seq 0: the batch has no
+# candidate for the shown entry. ``create`` is "1" where the update may add the
+# conversation to the user's index (the first message of a private chat);
+# group membership goes through INVALIDATE.
 APPLY = (
     _EPOCH
     + """
@@ -59,17 +72,31 @@ local p, ttl = ARGV[1], ARGV[2]
 local base = p .. epoch(p) .. ':'
 local i = 4
 for _ = 1, tonumber(ARGV[3]) do
-  local hk = base .. 'h:' .. ARGV[i]
+  local cid = ARGV[i]
+  local hk, xk, nk = base .. 'h:' .. cid, base .. 'x:' .. cid, base .. 'n:' .. cid
   local cur = redis.call('GET', hk)
-  if cur then
-    if tonumber(ARGV[i + 1]) > tonumber(string.match(cur, '^%d+')) then
-      redis.call('SET', hk, ARGV[i + 1] .. '|' .. ARGV[i + 2], 'EX', ttl)
-      redis.call('SET', base .. 'm:' .. ARGV[i], ARGV[i + 3], 'EX', ttl)
+  if cur and redis.call('EXISTS', xk) == 1 and redis.call('EXISTS', nk) == 1 then
+    local last, shown, version, at = string.match(cur, '^(%d+)|(%d+)|(%d+)|(.*)$')
+    if tonumber(ARGV[i + 1]) > tonumber(last) then last = ARGV[i + 1] end
+    local ns, nv = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+    if ns > 0 and (ns > tonumber(shown) or (ns == tonumber(shown) and nv > tonumber(version))) then
+      shown, version, at = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+      redis.call('SET', base .. 'm:' .. cid, ARGV[i + 5], 'EX', ttl)
     end
+    redis.call('SET', hk, last .. '|' .. shown .. '|' .. version .. '|' .. at, 'EX', ttl)
+    for seq in string.gmatch(ARGV[i + 6], '%d+') do
+      redis.call('ZADD', xk, seq, seq)
+    end
+    for seq, user in string.gmatch(ARGV[i + 7], '(%d+):(%d+)') do
+      redis.call('ZADD', nk, seq, seq .. ':' .. user)
+    end
+    redis.call('EXPIRE', xk, ttl)
+    redis.call('EXPIRE', nk, ttl)
   else
-    bump(base .. 'cg:' .. ARGV[i], ttl)
+    if cur then redis.call('DEL', hk) end
+    bump(base .. 'cg:' .. cid, ttl)
   end
-  i = i + 4
+  i = i + 8
 end
 while i <= #ARGV do
   local uk = base .. 'u:' .. ARGV[i]
@@ -144,10 +171,10 @@ return {e, 'ok', flat, heads}
 )
 
 # ARGV: prefix, epoch, user, ttl, conversation... The entries of one page, read
-# together: 5 x (read seq, join, head, message, peer read), '' where there
-# is none; 0 when the index changed since INDEX (read it again). A visible
-# message whose key was evicted without its head drops the head, so the
-# next INDEX refills both.
+# together: 7 x (read seq, join, head, message, peer read, uncounted above the
+# read seq, mentioned), '' where there is none; 0 when the index changed since
+# INDEX (read it again). A conversation whose visible message, x or n was
+# evicted without its head drops the head, so the next INDEX refills them all.
 PAGE = (
     _EPOCH
     + """
@@ -161,16 +188,16 @@ for i = 5, #ARGV do
   local read = redis.call('HGET', uk, cid)
   local head = redis.call('GET', base .. 'h:' .. cid)
   if not read or not head then return 0 end
+  local xk, nk = base .. 'x:' .. cid, base .. 'n:' .. cid
   local join = redis.call('HGET', uk, 'j:' .. cid) or ''
   local message = redis.call('GET', base .. 'm:' .. cid)
-  if not message then
-    local joined = tonumber(string.match(join, '^%d+') or '0')
-    if tonumber(string.match(head, '^%d+')) > joined then
-      redis.call('DEL', base .. 'h:' .. cid)
-      bump(base .. 'cg:' .. cid, ttl)
-      return 0
-    end
-    message = ''
+  local shown = tonumber(string.match(head, '^%d+|(%d+)'))
+  local joined = tonumber(string.match(join, '^%d+') or '0')
+  if (not message and shown > joined)
+      or redis.call('EXISTS', xk) == 0 or redis.call('EXISTS', nk) == 0 then
+    redis.call('DEL', base .. 'h:' .. cid)
+    bump(base .. 'cg:' .. cid, ttl)
+    return 0
   end
   local peer_read = ''
   local a, b = string.match(cid, '^p:(%d+)%-(%d+)$')
@@ -179,11 +206,21 @@ for i = 5, #ARGV do
     if a == uid then peer = b end
     peer_read = redis.call('HGET', base .. 'u:' .. peer, cid) or ''
   end
+  local above = '(' .. read
+  local mentioned = 0
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', nk, above, '+inf')) do
+    local seq, user = string.match(m, '^(%d+):(%d+)$')
+    if seq and (user == uid or user == '0') and not redis.call('ZSCORE', xk, seq) then
+      mentioned = mentioned + 1
+    end
+  end
   out[#out + 1] = read
   out[#out + 1] = join
   out[#out + 1] = head
-  out[#out + 1] = message
+  out[#out + 1] = message or ''
   out[#out + 1] = peer_read
+  out[#out + 1] = redis.call('ZCOUNT', xk, above, '+inf')
+  out[#out + 1] = mentioned
 end
 return out
 """
@@ -205,19 +242,32 @@ redis.call('EXPIRE', uk, ttl)
 return 1
 """
 
-# ARGV: prefix, epoch, ttl, (conversation, generation, seq, time, message)...
+# ARGV: prefix, epoch, ttl, (conversation, generation, head, message,
+# uncounted seqs "a,b", mentions "seq:user,...")...
 FILL = """
 local p, e, ttl = ARGV[1], ARGV[2], ARGV[3]
 if redis.call('GET', p .. 'epoch') ~= e then return 0 end
 local base = p .. e .. ':'
-for i = 4, #ARGV, 5 do
-  local hk = base .. 'h:' .. ARGV[i]
+for i = 4, #ARGV, 6 do
+  local cid = ARGV[i]
+  local hk, xk, nk = base .. 'h:' .. cid, base .. 'x:' .. cid, base .. 'n:' .. cid
   if redis.call('EXISTS', hk) == 0
-      and (redis.call('GET', base .. 'cg:' .. ARGV[i]) or '0') == ARGV[i + 1] then
-    redis.call('SET', hk, ARGV[i + 2] .. '|' .. ARGV[i + 3], 'EX', ttl)
-    if ARGV[i + 4] ~= '' then
-      redis.call('SET', base .. 'm:' .. ARGV[i], ARGV[i + 4], 'EX', ttl)
+      and (redis.call('GET', base .. 'cg:' .. cid) or '0') == ARGV[i + 1] then
+    redis.call('SET', hk, ARGV[i + 2], 'EX', ttl)
+    if ARGV[i + 3] ~= '' then
+      redis.call('SET', base .. 'm:' .. cid, ARGV[i + 3], 'EX', ttl)
     end
+    redis.call('DEL', xk, nk)
+    redis.call('ZADD', xk, 0, '~')
+    redis.call('ZADD', nk, 0, '~')
+    for seq in string.gmatch(ARGV[i + 4], '%d+') do
+      redis.call('ZADD', xk, seq, seq)
+    end
+    for seq, user in string.gmatch(ARGV[i + 5], '(%d+):(%d+)') do
+      redis.call('ZADD', nk, seq, seq .. ':' .. user)
+    end
+    redis.call('EXPIRE', xk, ttl)
+    redis.call('EXPIRE', nk, ttl)
   end
 end
 return 1

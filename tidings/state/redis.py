@@ -35,7 +35,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from redis import asyncio as aioredis
@@ -52,17 +52,25 @@ from tidings.ids import (
     UserId,
     parse_conversation,
 )
-from tidings.models import Conversation, Message, iso_ms
+from tidings.models import NOTICE_KINDS, Conversation, Message, iso_ms
 from tidings.nodes import NodeId, decode_report, is_live, registry_key
 from tidings.state import binding, lua
 from tidings.state.claim import claim_prefix
-from tidings.store import ReadResult, SendRequest, Store, StoredMessage, WriteOutcome, WriteRequest
+from tidings.store import (
+    ReadResult,
+    RecallRequest,
+    SendRequest,
+    Store,
+    StoredMessage,
+    WriteOutcome,
+    WriteRequest,
+)
 
 log = logging.getLogger(__name__)
 
 _FAILURES = (RedisError, OSError, TimeoutError)
 _BIND_FAILURES = (*_FAILURES, SQLAlchemyError)
-_PAGE_ENTRY = 5  # values per entry in PAGE's answer
+_PAGE_ENTRY = 7  # values per entry in PAGE's answer
 _GROUP_NAMES_CACHED = 100_000
 
 
@@ -144,29 +152,33 @@ class RedisChatList:
     ) -> None:
         if self._stale and not self._dropping:
             return  # the namespace is to be dropped, and Redis may well hang
-        heads: dict[str, Message] = {}
+        heads: dict[str, _HeadUpdate] = {}
         reads: dict[tuple[int, str], list[int]] = {}  # (user, conversation) -> [seq, create]
         for request, outcome in zip(requests, outcomes, strict=True):
             if isinstance(outcome, StoredMessage):
                 if not outcome.fresh:
                     continue
                 message = outcome.message
-                head = heads.get(message.conversation)
-                if head is None or message.seq > head.seq:
-                    heads[message.conversation] = message
-                private = isinstance(parse_conversation(message.conversation), PrivateRef)
-                _forward(reads, (message.sender, message.conversation), message.seq, private)
+                cid = message.conversation
+                head = heads.get(cid)
+                if head is None:
+                    head = heads[cid] = _HeadUpdate(message.seq)
+                head.add(message, outcome.target)
+                if isinstance(request, RecallRequest) and request.sender is None:
+                    continue  # a moderation recall moves nobody's read position
+                private = isinstance(parse_conversation(cid), PrivateRef)
+                _forward(reads, (message.sender, cid), message.seq, private)
                 ref = request.conversation if isinstance(request, SendRequest) else None
                 if message.seq == 1 and isinstance(ref, PrivateRef):
                     peer = ref.peer_of(UserId(message.sender))
-                    _forward(reads, (peer, message.conversation), 0, True)
+                    _forward(reads, (peer, cid), 0, True)
             elif isinstance(outcome, ReadResult) and outcome.moved:
                 _forward(reads, (outcome.user, outcome.conversation), outcome.read_seq, False)
         if not heads and not reads:
             return
         args: list[Any] = [self._prefix, self._ttl, len(heads)]
-        for conversation, message in heads.items():
-            args += [conversation, message.seq, message.sent_at, msgspec.msgpack.encode(message)]
+        for conversation, head in heads.items():
+            args += [conversation, *head.args()]
         for (user, conversation), (seq, create) in reads.items():
             args += [user, conversation, seq, create]
         try:
@@ -243,8 +255,13 @@ class RedisChatList:
                 b"" if head.last_message is None else msgspec.msgpack.encode(head.last_message)
             )
             sent_at = "" if head.last_sent_at is None else iso_ms(head.last_sent_at)
-            args += [head.conversation, generations[head.conversation], head.last_seq]
-            args += [sent_at, message]
+            # SQL is the state as of last_seq: every edit up to it is applied.
+            shown = f"{head.last_seq}|{head.shown_seq}|{head.last_seq}|{sent_at}"
+            args += [head.conversation, generations[head.conversation], shown, message]
+            args += [
+                ",".join(str(seq) for seq in head.uncounted),
+                ",".join(f"{seq}:{user}" for seq, user in head.mentions),
+            ]
         await self._fill(args=args)
 
     async def _entries(
@@ -260,19 +277,24 @@ class RedisChatList:
         ]
         peer_reads = await self._store.read_seqs(unknown_reads)
         group_names = await self._group_names([r.group for r in refs if isinstance(r, GroupRef)])
+        shown: list[Message | None] = []
+        for i in range(len(refs)):
+            head = _Head.parse(values[i * _PAGE_ENTRY + 2])
+            joined_seq, _ = _joined(values[i * _PAGE_ENTRY + 1])
+            message_b = values[i * _PAGE_ENTRY + 3]
+            visible = head.shown_seq > joined_seq and message_b
+            shown.append(msgspec.msgpack.decode(message_b, type=Message) if visible else None)
+        shown = await self._fresh_replies(shown)
         entries = []
         for i, ref in enumerate(refs):
             if ref is None:
                 continue
-            read_b, join_b, head_b, message_b, peer_read_b = values[
+            read_b, join_b, head_b, _, peer_read_b, uncounted_b, mentioned_b = values[
                 i * _PAGE_ENTRY : (i + 1) * _PAGE_ENTRY
             ]
-            seq_part, _, sent_at = head_b.decode().partition("|")
-            read_seq, last_seq = int(read_b), int(seq_part)
+            head = _Head.parse(head_b)
+            read_seq = int(read_b)
             joined_seq, joined_at = _joined(join_b)
-            last = None
-            if last_seq > joined_seq and message_b:
-                last = msgspec.msgpack.decode(message_b, type=Message)
             if isinstance(ref, PrivateRef):
                 peer: UserId | None = peers[ref.id]
                 found = names.get(peers[ref.id])
@@ -290,14 +312,32 @@ class RedisChatList:
                     title=title,
                     group_id=group,
                     peer_id=peer,
-                    last_seq=last_seq,
+                    last_seq=head.last_seq,
                     read_seq=read_seq,
-                    last_message=last,
-                    updated_at=shown_time(last_seq, joined_seq, sent_at, joined_at),
+                    last_message=shown[i],
+                    updated_at=shown_time(head.shown_seq, joined_seq, head.time, joined_at),
                     peer_read_seq=peer_read,
+                    uncounted=int(uncounted_b),
+                    mentioned=int(mentioned_b),
                 )
             )
         return entries
+
+    async def _fresh_replies(self, shown: list[Message | None]) -> list[Message | None]:
+        """A kept message quotes another as it read then: preview it as it reads now."""
+        quoting = [m for m in shown if m is not None and m.reply_to is not None]
+        if not quoting:
+            return shown
+        replies = await self._store.replies(
+            [(ConversationId(m.conversation), m.reply_to.seq) for m in quoting if m.reply_to]
+        )
+        fresh: list[Message | None] = []
+        for message in shown:
+            if message is not None and message.reply_to is not None:
+                key = (ConversationId(message.conversation), message.reply_to.seq)
+                message = msgspec.structs.replace(message, reply_to=replies.get(key))
+            fresh.append(message)
+        return fresh
 
     async def _group_names(self, group_ids: list[GroupId]) -> dict[GroupId, str]:
         missing = [g for g in group_ids if g not in self._group_names_cache]
@@ -414,13 +454,63 @@ def _newest(flat: list[bytes], heads: list[bytes], limit: int) -> list[bytes]:
     joins = {flat[i][2:]: flat[i + 1] for i in range(0, len(flat), 2) if flat[i][:2] == b"j:"}
     cids = [flat[i] for i in range(0, len(flat), 2) if flat[i] != b"~" and flat[i][:2] != b"j:"]
     keyed = []
-    for cid, head in zip(cids, heads, strict=True):
-        seq, _, sent_at = head.partition(b"|")
+    for cid, raw in zip(cids, heads, strict=True):
+        head = _Head.parse(raw)
         joined_seq, joined_at = _joined(joins.get(cid, b""))
-        keyed.append((shown_time(int(seq), joined_seq, sent_at, joined_at.encode()), cid))
+        keyed.append((shown_time(head.shown_seq, joined_seq, head.time, joined_at), cid))
     keyed.sort(key=lambda row: row[1])
     keyed.sort(key=lambda row: row[0], reverse=True)
     return [cid for _, cid in keyed[:limit]]
+
+
+class _Head(NamedTuple):
+    """A conversation's head key: ``{last seq}|{shown seq}|{version}|{time}``."""
+
+    last_seq: int
+    shown_seq: int
+    time: str
+
+    @classmethod
+    def parse(cls, raw: bytes) -> _Head:
+        last, shown, _, time = raw.decode().split("|", 3)
+        return cls(int(last), int(shown), time)
+
+
+class _HeadUpdate:
+    """What one batch changes of a conversation's head, x and n (``lua.APPLY``)."""
+
+    def __init__(self, seq: int) -> None:
+        self.last_seq = seq
+        # The candidate for the shown entry: (shown seq, version, time, message).
+        self.shown: tuple[int, int, str, Message] | None = None
+        self.uncounted: list[int] = []
+        self.mentions: list[str] = []
+
+    def add(self, message: Message, target: Message | None) -> None:
+        self.last_seq = max(self.last_seq, message.seq)
+        candidate = None
+        if message.kind != "edit":
+            candidate = (message.seq, message.seq, message.sent_at, message)
+        elif target is not None:  # the edited message, should it be the shown one
+            candidate = (target.seq, message.seq, target.sent_at, target)
+        if candidate is not None and (self.shown is None or candidate[:2] > self.shown[:2]):
+            self.shown = candidate
+        if message.kind in NOTICE_KINDS:
+            self.uncounted.append(message.seq)
+            if message.kind == "recall" and message.target_seq is not None:
+                self.uncounted.append(message.target_seq)
+        elif message.mention_all:
+            self.mentions.append(f"{message.seq}:0")
+        else:
+            self.mentions += [f"{message.seq}:{u}" for u in message.mentions if u != message.sender]
+
+    def args(self) -> list[Any]:
+        if self.shown is None:
+            shown: list[Any] = [self.last_seq, 0, 0, "", b""]
+        else:
+            seq, version, at, message = self.shown
+            shown = [self.last_seq, seq, version, at, msgspec.msgpack.encode(message)]
+        return [*shown, ",".join(map(str, self.uncounted)), ",".join(self.mentions)]
 
 
 def _forward(

@@ -26,7 +26,15 @@ from typing import Protocol
 
 from tidings.errors import TidingsError
 from tidings.ids import ConversationId, ConversationRef, GroupId, UserId
-from tidings.models import Conversation, Group, Message, User
+from tidings.models import Conversation, Group, Message, ReplyTo, User
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """The message a send forwards: its conversation and seq."""
+
+    conversation: ConversationId
+    seq: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,16 +43,56 @@ class SendRequest:
     conversation: ConversationRef
     body: str
     client_msg_id: str | None
+    kind: str = "text"
+    reply_to: int | None = None
+    forward: Forward | None = None
+    # Checked against the group's members in the commit; @all is checked by the service.
+    mentions: tuple[UserId, ...] = ()
+    mention_all: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RecallRequest:
+    """Recall the message at ``target``; answered with the ``recall`` notice.
+
+    ``sender`` None is a moderation recall by the business backend: the
+    notice carries the message's own sender and no read position moves.
+    ``privileged`` (a group's owner or admin, decided by the service) may
+    recall any message at any time; others their own within ``window_ms``.
+    """
+
+    sender: UserId | None
+    conversation: ConversationRef
+    target: int
+    client_msg_id: str | None
+    body: str
+    window_ms: int
+    privileged: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EditRequest:
+    """Replace the text of the sender's own text message at ``target``."""
+
+    sender: UserId
+    conversation: ConversationRef
+    target: int
+    body: str
+    client_msg_id: str | None
+    window_ms: int
 
 
 @dataclass(frozen=True, slots=True)
 class StoredMessage:
-    """A send's result. ``fresh`` is False for a repeat of (sender, client_msg_id)."""
+    """An entry's result. ``fresh`` is False for a repeat of (sender, client_msg_id),
+    or a recall of a message already recalled (the first recall's notice)."""
 
     message: Message
     fresh: bool
     # Members at commit time, who get the message event; empty for a repeat.
     recipients: tuple[UserId, ...]
+    # For a recall or edit notice: its target as it reads after the notice.
+    target: Message | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +112,8 @@ class ReadResult:
 
 SendOutcome = StoredMessage | TidingsError
 ReadOutcome = ReadResult | TidingsError
-WriteRequest = SendRequest | ReadRequest
+EntryRequest = SendRequest | RecallRequest | EditRequest
+WriteRequest = SendRequest | RecallRequest | EditRequest | ReadRequest
 WriteOutcome = StoredMessage | ReadResult | TidingsError
 
 
@@ -86,12 +135,20 @@ class MemberPosition:
 
 @dataclass(frozen=True, slots=True)
 class ConversationHead:
-    """A conversation's newest position and message."""
+    """A conversation's newest position and shown message, and what counts above.
+
+    ``uncounted`` and ``mentions`` hold the rows above the lowest read position
+    of any member (below it they can count for no one); ``mentions`` as
+    (seq, user) with user 0 for @all.
+    """
 
     conversation: ConversationId
     last_seq: int
     last_sent_at: int | None
     last_message: Message | None
+    shown_seq: int = 0
+    uncounted: tuple[int, ...] = ()
+    mentions: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +195,8 @@ class Store(Protocol):
     async def commit_batch(
         self, requests: Sequence[WriteRequest], separator_gap_ms: int
     ) -> list[WriteOutcome]:
-        """Apply sends and reads in order, in one transaction; one outcome per request."""
+        """Apply sends, recalls, edits and reads in order, in one transaction; one
+        outcome per request."""
 
     async def create_user(
         self, username: str, display_name: str, password_hash: str | None
@@ -236,6 +294,11 @@ class Store(Protocol):
     ) -> list[ConversationHead]: ...
 
     async def group_names(self, group_ids: Sequence[GroupId]) -> dict[GroupId, str]: ...
+
+    async def replies(
+        self, positions: Sequence[tuple[ConversationId, int]]
+    ) -> dict[tuple[ConversationId, int], ReplyTo]:
+        """What a reply shows of each message at these positions, as it reads now."""
 
     async def read_seqs(
         self, pairs: Sequence[tuple[ConversationId, UserId]]

@@ -25,17 +25,20 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Insert, Select, bindparam, delete, select
+from sqlalchemy import Insert, Select, bindparam, delete, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.schema import Table
 
-from tidings.errors import not_found, not_member
+from tidings.errors import ErrorCode, TidingsError, bad_request, forbidden, not_found, not_member
 from tidings.ids import GroupRef, PrivateRef, UserId
-from tidings.models import Message, iso_ms, message_id, now_ms
+from tidings.models import NOTICE_KINDS, Message, ReplyTo, now_ms
 from tidings.store import (
+    EditRequest,
+    EntryRequest,
     ReadOutcome,
     ReadRequest,
     ReadResult,
+    RecallRequest,
     SendOutcome,
     SendRequest,
     StoredMessage,
@@ -45,8 +48,24 @@ from tidings.store import (
 from tidings.store.bulk import insert_many, update_many
 from tidings.store.compiled import fetch
 from tidings.store.keyset import in_list, keys_params, list_param, where_keys
-from tidings.store.rows import MESSAGE_COLUMNS, message_from_row
-from tidings.store.schema import client_msg_ids, conversations, members, messages, users
+from tidings.store.rows import (
+    MESSAGE_COLUMNS,
+    REPLY_SEQ,
+    decode_ids,
+    encode_ids,
+    message_from_row,
+    reply_from_row,
+    wanted_replies,
+)
+from tidings.store.schema import (
+    client_msg_ids,
+    conversations,
+    members,
+    mentions,
+    messages,
+    uncounted,
+    users,
+)
 
 InsertIgnore = Callable[[Table], Insert]
 BatchResult = tuple[list[SendOutcome], list[ReadOutcome]]
@@ -59,7 +78,38 @@ class _Position:
     kind: str
     last_seq: int
     last_sent_at: int | None
+    shown_seq: int = 0
     dirty: bool = False
+
+
+@dataclass(slots=True)
+class _Row:
+    """A message row this batch reads or writes, in ``MESSAGE_COLUMNS`` order."""
+
+    values: list[Any]
+    new: bool  # inserted by this batch (else: stored before, updated in place)
+    changed: bool = False
+
+    @property
+    def seq(self) -> int:
+        return int(self.values[1])
+
+    @property
+    def sender(self) -> int:
+        return int(self.values[2])
+
+    @property
+    def kind(self) -> str:
+        return str(self.values[7])
+
+    @property
+    def sent_at(self) -> int:
+        return int(self.values[5])
+
+    @property
+    def recall_seq(self) -> int | None:
+        value = self.values[15]
+        return None if value is None else int(value)
 
 
 class WriteBatch:
@@ -75,21 +125,28 @@ class WriteBatch:
         self.insert_ignore = insert_ignore
         # Private conversations known to exist (never deleted, so never stale).
         self.known_private = known_private
-        self.sends: list[SendRequest] = []
+        self.entries: list[EntryRequest] = []
         self.reads: list[ReadRequest] = []
-        # (kind, index into sends or reads) in arrival order.
+        # (kind, index into entries or reads) in arrival order.
         self.order: list[tuple[str, int]] = []
         for request in requests:
-            if isinstance(request, SendRequest):
-                self.order.append(("send", len(self.sends)))
-                self.sends.append(request)
-            else:
+            if isinstance(request, ReadRequest):
                 self.order.append(("read", len(self.reads)))
                 self.reads.append(request)
+            else:
+                self.order.append(("entry", len(self.entries)))
+                self.entries.append(request)
         self.gap_ms = gap_ms
         self.now = now_ms()
-        self.send_outcomes: list[SendOutcome | None] = [None] * len(self.sends)
+        self.send_outcomes: list[SendOutcome | None] = [None] * len(self.entries)
         self.created_private: list[str] = []
+        # Messages this batch refers to (quoted, forwarded, recalled, edited)
+        # or creates, by (conversation, seq): later requests see earlier ones.
+        self.rows: dict[tuple[str, int], _Row] = {}
+        self.uncounted_rows: list[tuple[Any, ...]] = []
+        self.mention_rows: list[tuple[Any, ...]] = []
+        self.unmentioned: list[dict[str, Any]] = []
+        self.rich_rows: list[list[Any]] = []
 
     def in_order(
         self,
@@ -98,7 +155,7 @@ class WriteBatch:
         read_outcomes: list[ReadOutcome],
     ) -> list[WriteOutcome]:
         sends, reads = iter(send_outcomes), iter(read_outcomes)
-        return [next(sends) if isinstance(r, SendRequest) else next(reads) for r in requests]
+        return [next(reads) if isinstance(r, ReadRequest) else next(sends) for r in requests]
 
     def run(self, conn: Connection) -> BatchResult:
         """Run the batch in ``conn``'s transaction; the caller commits."""
@@ -106,16 +163,18 @@ class WriteBatch:
         repeats = self._resolve_repeats()
         fresh = [i for i, outcome in enumerate(self.send_outcomes) if outcome is None]
         fresh = [i for i in fresh if i not in repeats]
-        self._create_private({self.sends[i].conversation for i in fresh})
-        conversation_ids: set[str] = {self.sends[i].conversation.id for i in fresh}
+        sends = [self.entries[i] for i in fresh if isinstance(self.entries[i], SendRequest)]
+        self._create_private({send.conversation for send in sends})
+        conversation_ids: set[str] = {self.entries[i].conversation.id for i in fresh}
         conversation_ids.update(r.conversation.id for r in self.reads)
         positions = self._lock_positions(conversation_ids)
-        # Members with their read positions: of every group someone sends to
+        # Members with their read positions: of every group someone writes to
         # (recipients and the membership check), and of whatever is read.
         member_conversations: set[str] = {
             c for c in conversation_ids if c in positions and positions[c].kind == "group"
         } | {r.conversation.id for r in self.reads if r.conversation.id in positions}
         read_seqs = self._read_positions(member_conversations)
+        self._load_referenced([self.entries[i] for i in fresh])
 
         message_rows: list[tuple[Any, ...]] = []
         key_rows: list[tuple[Any, ...]] = []
@@ -135,17 +194,17 @@ class WriteBatch:
             self.send_outcomes[i] = _as_repeat(self.send_outcomes[first])
         self._write(positions, message_rows, key_rows, moved)
         outcomes = [o for o in self.send_outcomes if o is not None]
-        assert len(outcomes) == len(self.sends)
+        assert len(outcomes) == len(self.entries)
         return outcomes, read_outcomes
 
     def _resolve_repeats(self) -> dict[int, int]:
         """Fill outcomes for stored repeats; map in-batch repeats to their first send."""
         first_of: dict[tuple[int, str], int] = {}
         repeats: dict[int, int] = {}
-        for i, send in enumerate(self.sends):
-            if send.client_msg_id is None:
+        for i, entry in enumerate(self.entries):
+            if entry.client_msg_id is None or entry.sender is None:
                 continue
-            key = (send.sender, send.client_msg_id)
+            key = (entry.sender, entry.client_msg_id)
             if key in first_of:
                 repeats[i] = first_of[key]
             else:
@@ -157,10 +216,7 @@ class WriteBatch:
         stored = {(r[0], r[1]): (r[2], r[3]) for r in rows}  # exactly the keys asked for
         if not stored:
             return repeats
-        found = fetch(
-            self.conn, _messages_at(dialect), keys_params(dialect, list(set(stored.values())))
-        )
-        by_position = {(row[0], row[1]): message_from_row(row) for row in found}
+        by_position = self._messages(list(set(stored.values())))
         stale: list[dict[str, Any]] = []
         for key, position in stored.items():
             message = by_position.get(position)
@@ -178,6 +234,50 @@ class WriteBatch:
                 stale,
             )
         return repeats
+
+    def _messages(self, positions: list[tuple[str, int]]) -> dict[tuple[str, int], Message]:
+        """Stored messages at ``positions``, as they read now (replies previewed)."""
+        if not positions:
+            return {}
+        dialect = self.conn.dialect.name
+        found = fetch(self.conn, _messages_at(dialect), keys_params(dialect, positions))
+        quoted = wanted_replies(found)
+        replies: dict[tuple[str, int], ReplyTo] = {}
+        if quoted:
+            rows = fetch(self.conn, _messages_at(dialect), keys_params(dialect, quoted))
+            replies = {(r[0], r[1]): reply_from_row(r) for r in rows}
+        return {
+            (row[0], row[1]): message_from_row(
+                row, None if row[REPLY_SEQ] is None else replies.get((row[0], row[REPLY_SEQ]))
+            )
+            for row in found
+        }
+
+    def _load_referenced(self, entries: Sequence[EntryRequest]) -> None:
+        """Read the stored messages these entries quote, forward, recall or edit."""
+        wanted: set[tuple[str, int]] = set()
+        forward_members: set[tuple[str, int]] = set()
+        for entry in entries:
+            cid = entry.conversation.id
+            if isinstance(entry, SendRequest):
+                if entry.reply_to is not None:
+                    wanted.add((cid, entry.reply_to))
+                if entry.forward is not None:
+                    wanted.add((entry.forward.conversation, entry.forward.seq))
+                    forward_members.add((entry.forward.conversation, entry.sender))
+            else:
+                wanted.add((cid, entry.target))
+        self.source_joined: dict[tuple[str, int], int] = {}
+        if not wanted:
+            return
+        dialect = self.conn.dialect.name
+        for row in fetch(self.conn, _messages_at(dialect), keys_params(dialect, sorted(wanted))):
+            self.rows[(row[0], row[1])] = _Row(list(row), new=False)
+        if forward_members:
+            rows = fetch(
+                self.conn, _joined_at_keys(dialect), keys_params(dialect, sorted(forward_members))
+            )
+            self.source_joined = {(r[0], r[1]): r[2] for r in rows}
 
     def _create_private(self, refs: Iterable[object]) -> None:
         new = [r for r in refs if isinstance(r, PrivateRef) and r.id not in self.known_private]
@@ -199,6 +299,7 @@ class WriteBatch:
                     "group_id": None,
                     "last_seq": 0,
                     "last_sent_at": None,
+                    "shown_seq": 0,
                     "created_at": self.now,
                 }
                 for r in new
@@ -229,16 +330,18 @@ class WriteBatch:
         rows = fetch(
             self.conn, _locked_positions(dialect), {"ids": list_param(dialect, sorted(ids))}
         )
-        return {row[0]: _Position(row[1], row[2], row[3]) for row in rows}
+        return {row[0]: _Position(row[1], row[2], row[3], row[4]) for row in rows}
 
     def _read_positions(self, ids: set[str]) -> dict[str, dict[int, int]]:
         found: dict[str, dict[int, int]] = {cid: {} for cid in ids}
+        self.joined: dict[tuple[str, int], int] = {}
         if not ids:
             return found
         dialect = self.conn.dialect.name
         rows = fetch(self.conn, _members_of(dialect), {"ids": list_param(dialect, sorted(ids))})
-        for cid, uid, read_seq in rows:
+        for cid, uid, read_seq, joined_seq in rows:
             found[cid][uid] = read_seq
+            self.joined[(cid, uid)] = joined_seq
         return found
 
     def _assign(
@@ -250,44 +353,195 @@ class WriteBatch:
         message_rows: list[tuple[Any, ...]],
         key_rows: list[tuple[Any, ...]],
     ) -> SendOutcome:
-        send = self.sends[index]
-        ref = send.conversation
+        entry = self.entries[index]
+        ref = entry.conversation
         position = positions.get(ref.id)
         if position is None:
-            if isinstance(ref, PrivateRef):
-                return not_found(f"{ref.id}: user {ref.peer_of(send.sender)} does not exist")
-            return not_found(f"no group conversation {ref.id}")
+            if isinstance(ref, PrivateRef) and isinstance(entry, SendRequest):
+                return not_found(f"{ref.id}: user {ref.peer_of(entry.sender)} does not exist")
+            return not_found(f"no conversation {ref.id}")
         if isinstance(ref, GroupRef):
             group_members = read_seqs.get(ref.id, {})
-            if send.sender not in group_members:
+            if entry.sender is not None and entry.sender not in group_members:
                 return not_member(ref.id)
             recipients = tuple(UserId(u) for u in group_members)
         else:
             recipients = (ref.low, ref.high)
+        planned: tuple[list[Any], _Row | None] | StoredMessage | TidingsError
+        if isinstance(entry, SendRequest):
+            planned = self._plan_send(entry, recipients)
+        elif isinstance(entry, RecallRequest):
+            planned = self._plan_recall(entry)
+        else:
+            planned = self._plan_edit(entry)
+        if isinstance(planned, TidingsError):
+            return planned
+        if isinstance(planned, StoredMessage):
+            return planned  # a recall of a message already recalled: its notice
+        values, target = planned
+        sender = int(values[2])
         seq = position.last_seq + 1
         previous = position.last_sent_at
         sent_at = self.now if previous is None else max(self.now, previous)
         separator = previous is None or sent_at - previous > self.gap_ms
-        position.last_seq, position.last_sent_at, position.dirty = seq, sent_at, True
-        message_rows.append(
-            (ref.id, seq, send.sender, send.body, send.client_msg_id, sent_at, separator)
-        )
-        if send.client_msg_id is not None:
-            key_rows.append((send.sender, send.client_msg_id, ref.id, seq))
-        moved[(ref.id, send.sender)] = seq
-        if ref.id in read_seqs and send.sender in read_seqs[ref.id]:
-            read_seqs[ref.id][send.sender] = seq
-        message = Message(
-            id=message_id(ref.id, seq),
-            conversation=ref.id,
-            seq=seq,
-            sender=send.sender,
-            body=send.body,
-            client_msg_id=send.client_msg_id,
-            sent_at=iso_ms(sent_at),
-            time_separator=separator,
-        )
-        return StoredMessage(message, fresh=True, recipients=recipients)
+        values[0:2] = [ref.id, seq]
+        values[4:7] = [entry.client_msg_id, sent_at, separator]
+        kind = str(values[7])
+        position.last_seq, position.dirty = seq, True
+        if kind != "edit":  # an edit does not move the conversation in the list
+            position.shown_seq, position.last_sent_at = seq, sent_at
+        row = _Row(values, new=True)
+        self.rows[(ref.id, seq)] = row
+        if kind in NOTICE_KINDS:
+            self.uncounted_rows.append((ref.id, seq))
+        if target is not None:
+            self._apply_notice(kind, seq, sent_at, values, target)
+        self._mention(ref.id, seq, sender, values)
+        if _is_v1(values):
+            message_rows.append(tuple(values[:7]))
+        else:
+            self.rich_rows.append(values)
+        if entry.client_msg_id is not None and entry.sender is not None:
+            key_rows.append((entry.sender, entry.client_msg_id, ref.id, seq))
+        if entry.sender is not None:  # an entry of one's own: one has read up to it
+            moved[(ref.id, entry.sender)] = seq
+            if ref.id in read_seqs and entry.sender in read_seqs[ref.id]:
+                read_seqs[ref.id][entry.sender] = seq
+        message = self._message(row)
+        target_message = None if target is None else self._message(target)
+        return StoredMessage(message, fresh=True, recipients=recipients, target=target_message)
+
+    def _visible(self, conversation: str, seq: int, user: int | None) -> _Row | None:
+        """The message at ``seq`` if it exists and ``user`` may see it (joined before it)."""
+        row = self.rows.get((conversation, seq))
+        if row is None or user is None:
+            return row
+        joined = self.joined.get((conversation, user), 0)
+        return row if seq > joined else None
+
+    def _plan_send(
+        self, send: SendRequest, recipients: tuple[UserId, ...]
+    ) -> tuple[list[Any], None] | TidingsError:
+        cid = send.conversation.id
+        values: list[Any] = [None] * len(MESSAGE_COLUMNS)
+        values[2], values[3], values[7] = send.sender, send.body, send.kind
+        values[13] = False
+        if send.reply_to is not None:
+            quoted = self._visible(cid, send.reply_to, send.sender)
+            if quoted is None:
+                return bad_request(f"reply_to: no message {send.reply_to} you can see in {cid}")
+            if quoted.kind in NOTICE_KINDS:
+                return bad_request(f"reply_to: {send.reply_to} is a notice, not a message")
+            values[8] = send.reply_to
+        if send.forward is not None:
+            source = send.forward
+            joined = self.source_joined.get((source.conversation, send.sender))
+            if joined is None:
+                return not_member(source.conversation)
+            original = self.rows.get((source.conversation, source.seq))
+            if original is None or source.seq <= joined:
+                return not_found(f"no message {source.seq} in {source.conversation}")
+            if original.kind in NOTICE_KINDS or original.recall_seq is not None:
+                return not_found(
+                    f"message {source.seq} in {source.conversation} cannot be forwarded"
+                )
+            values[3], values[7] = original.values[3], original.kind
+            origin = original.values
+            if origin[9] is not None:  # already a forward: keep pointing at the original
+                values[9:12] = origin[9:12]
+            else:
+                values[9:12] = [source.conversation, source.seq, original.sender]
+        if send.mentions:
+            members_here = set(recipients)
+            strangers = [u for u in send.mentions if u not in members_here]
+            if strangers:
+                return bad_request(f"mentions: {strangers[0]} is not a member of {cid}")
+            values[12] = encode_ids(send.mentions)
+        values[13] = send.mention_all
+        return values, None
+
+    def _plan_recall(
+        self, recall: RecallRequest
+    ) -> tuple[list[Any], _Row] | StoredMessage | TidingsError:
+        cid = recall.conversation.id
+        target = self._visible(cid, recall.target, recall.sender)
+        if target is None:
+            return not_found(f"no message {recall.target} in {cid}")
+        if target.kind in NOTICE_KINDS:
+            return bad_request(f"{recall.target} is a notice; only messages can be recalled")
+        if target.recall_seq is not None:
+            earlier = self.rows.get((cid, target.recall_seq))  # recalled in this very batch
+            if earlier is not None:
+                done = self._message(earlier)
+            else:
+                done = self._messages([(cid, target.recall_seq)])[(cid, target.recall_seq)]
+            return StoredMessage(done, fresh=False, recipients=(), target=self._message(target))
+        if recall.sender is not None and not recall.privileged:
+            if target.sender != recall.sender:
+                return forbidden("only its sender (or a group's owner and admins) may recall it")
+            if self.now - target.sent_at > recall.window_ms:
+                return TidingsError(
+                    ErrorCode.RECALL_EXPIRED,
+                    f"messages can be recalled within {recall.window_ms // 1000} seconds",
+                )
+        values: list[Any] = [None] * len(MESSAGE_COLUMNS)
+        sender = target.sender if recall.sender is None else recall.sender
+        values[2], values[3], values[7] = sender, recall.body, "recall"
+        values[13], values[14] = False, target.seq
+        return values, target
+
+    def _plan_edit(self, edit: EditRequest) -> tuple[list[Any], _Row] | TidingsError:
+        cid = edit.conversation.id
+        target = self._visible(cid, edit.target, edit.sender)
+        if target is None:
+            return not_found(f"no message {edit.target} in {cid}")
+        if target.sender != edit.sender:
+            return forbidden("only its sender may edit a message")
+        if target.kind != "text":
+            return forbidden("only text messages can be edited")
+        if target.recall_seq is not None:
+            return forbidden("a recalled message cannot be edited")
+        if edit.window_ms <= 0:
+            return forbidden("edits are turned off on this server")
+        if self.now - target.sent_at > edit.window_ms:
+            return TidingsError(
+                ErrorCode.EDIT_EXPIRED,
+                f"messages can be edited within {edit.window_ms // 1000} seconds",
+            )
+        values: list[Any] = [None] * len(MESSAGE_COLUMNS)
+        values[2], values[3], values[7] = edit.sender, edit.body, "edit"
+        values[13], values[14] = False, target.seq
+        return values, target
+
+    def _apply_notice(
+        self, kind: str, seq: int, sent_at: int, notice: list[Any], target: _Row
+    ) -> None:
+        """A recall or edit notice's effect on its target, in the same commit."""
+        cid = notice[0]
+        if kind == "recall":
+            target.values[15] = seq
+            target.values[3] = ""  # the content is gone, not hidden
+            self.uncounted_rows.append((cid, target.seq))
+            for user in _mentioned_rows(target.values):
+                self.unmentioned.append({"b_c": cid, "b_u": user, "b_s": target.seq})
+        else:
+            target.values[3] = notice[3]
+            target.values[16] = sent_at
+        target.changed = True
+
+    def _mention(self, cid: str, seq: int, sender: int, values: list[Any]) -> None:
+        for user in _mentioned_rows(values):
+            if user != sender:
+                self.mention_rows.append((cid, user, seq))
+
+    def _message(self, row: _Row) -> Message:
+        values = row.values
+        reply = None
+        if values[REPLY_SEQ] is not None:
+            quoted = self.rows.get((values[0], values[REPLY_SEQ]))
+            if quoted is not None:
+                reply = reply_from_row(quoted.values)
+        return message_from_row(values, reply)
 
     def _read(
         self,
@@ -322,11 +576,48 @@ class WriteBatch:
     ) -> None:
         if message_rows:
             insert_many(self.conn, messages, _MESSAGE_FIELDS, message_rows)
+        if self.rich_rows:
+            insert_many(self.conn, messages, _ALL_FIELDS, [tuple(v) for v in self.rich_rows])
+        for row in self.rows.values():
+            if row.changed and not row.new:
+                self.conn.execute(
+                    update(messages)
+                    .where(
+                        messages.c.conversation_id == row.values[0],
+                        messages.c.seq == row.values[1],
+                    )
+                    .values(body=row.values[3], recall_seq=row.values[15], edited_at=row.values[16])
+                )
+        if self.uncounted_rows:
+            insert_many(self.conn, uncounted, ("conversation_id", "seq"), self.uncounted_rows)
+        if self.mention_rows:
+            insert_many(
+                self.conn, mentions, ("conversation_id", "user_id", "seq"), self.mention_rows
+            )
+        if self.unmentioned:
+            self.conn.execute(
+                delete(mentions).where(
+                    mentions.c.conversation_id == bindparam("b_c"),
+                    mentions.c.user_id == bindparam("b_u"),
+                    mentions.c.seq == bindparam("b_s"),
+                ),
+                self.unmentioned,
+            )
         if key_rows:
             insert_many(self.conn, client_msg_ids, _KEY_FIELDS, key_rows)
-        dirty = [(cid, p.last_seq, p.last_sent_at) for cid, p in positions.items() if p.dirty]
+        dirty = [
+            (cid, p.last_seq, p.last_sent_at, p.shown_seq)
+            for cid, p in positions.items()
+            if p.dirty
+        ]
         if dirty:
-            update_many(self.conn, conversations, ("id",), ("last_seq", "last_sent_at"), dirty)
+            update_many(
+                self.conn,
+                conversations,
+                ("id",),
+                ("last_seq", "last_sent_at", "shown_seq"),
+                dirty,
+            )
         if moved:
             rows = [(c, u, s) for (c, u), s in moved.items()]
             # A read position never moves backwards.
@@ -340,6 +631,22 @@ class WriteBatch:
             )
 
 
+def _is_v1(values: list[Any]) -> bool:
+    """A plain text message: its row needs only the v1 columns (the rest default)."""
+    return (
+        values[7] == "text"
+        and not values[13]
+        and all(values[i] is None for i in range(8, len(values)) if i != 13)
+    )
+
+
+def _mentioned_rows(values: list[Any]) -> list[int]:
+    """The mention rows' users of a message row: 0 alone for @all."""
+    if values[13]:
+        return [0]
+    return decode_ids(values[12])
+
+
 _MESSAGE_FIELDS = (
     "conversation_id",
     "seq",
@@ -349,6 +656,7 @@ _MESSAGE_FIELDS = (
     "sent_at",
     "time_separator",
 )
+_ALL_FIELDS = tuple(column.name for column in MESSAGE_COLUMNS)
 _KEY_FIELDS = ("sender_id", "client_msg_id", "conversation_id", "seq")
 
 
@@ -388,6 +696,7 @@ def _locked_positions(dialect: str) -> Select[Any]:
             conversations.c.kind,
             conversations.c.last_seq,
             conversations.c.last_sent_at,
+            conversations.c.shown_seq,
         )
         .where(in_list(conversations.c.id, dialect, "ids"))
         .order_by(conversations.c.id)
@@ -399,14 +708,29 @@ def _locked_positions(dialect: str) -> Select[Any]:
 def _members_of(dialect: str) -> Select[Any]:
     """The members of the conversations in ``:ids`` with their read positions."""
     return (
-        select(members.c.conversation_id, members.c.user_id, members.c.read_seq)
+        select(
+            members.c.conversation_id,
+            members.c.user_id,
+            members.c.read_seq,
+            members.c.joined_seq,
+        )
         .where(in_list(members.c.conversation_id, dialect, "ids"))
         .order_by(members.c.conversation_id, members.c.join_rank)
+    )
+
+
+@functools.cache
+def _joined_at_keys(dialect: str) -> Select[Any]:
+    """The joined_seq of the (conversation, user) memberships of ``keys_params``."""
+    return where_keys(
+        select(members.c.conversation_id, members.c.user_id, members.c.joined_seq),
+        dialect,
+        (members.c.conversation_id, members.c.user_id),
     )
 
 
 def _as_repeat(outcome: SendOutcome | None) -> SendOutcome:
     assert outcome is not None
     if isinstance(outcome, StoredMessage):
-        return StoredMessage(outcome.message, fresh=False, recipients=())
+        return StoredMessage(outcome.message, fresh=False, recipients=(), target=outcome.target)
     return outcome

@@ -9,14 +9,32 @@ computed here, never stored.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, bindparam, case, select
+import msgspec
+from sqlalchemy import Row, Select, and_, bindparam, case, func, or_, select
 
 from tidings.chatlist import chat_entry
 from tidings.ids import MAX_BIGINT
-from tidings.models import Conversation, Message, User, iso_ms, message_id
-from tidings.store.schema import conversations, groups, members, messages, users
+from tidings.models import (
+    Conversation,
+    ForwardedFrom,
+    Message,
+    ReplyTo,
+    User,
+    iso_ms,
+    message_id,
+)
+from tidings.store.schema import (
+    conversations,
+    groups,
+    members,
+    mentions,
+    messages,
+    uncounted,
+    users,
+)
 
 MESSAGE_COLUMNS = (
     messages.c.conversation_id,
@@ -26,22 +44,72 @@ MESSAGE_COLUMNS = (
     messages.c.client_msg_id,
     messages.c.sent_at,
     messages.c.time_separator,
+    messages.c.kind,
+    messages.c.reply_seq,
+    messages.c.forward_conversation,
+    messages.c.forward_seq,
+    messages.c.forward_sender,
+    messages.c.mentions,
+    messages.c.mention_all,
+    messages.c.target_seq,
+    messages.c.recall_seq,
+    messages.c.edited_at,
+    messages.c.system,
 )
+REPLY_SEQ = 8  # the index of reply_seq in MESSAGE_COLUMNS
+PREVIEW_CHARS = 100
 
 
-def message_from_row(row: Any) -> Message:
-    """A Message from a row (or tuple) in ``MESSAGE_COLUMNS`` order."""
+def message_from_row(row: Any, reply_to: ReplyTo | None = None) -> Message:
+    """A Message from a row (or tuple) in ``MESSAGE_COLUMNS`` order, as it reads now."""
     conversation, seq = row[0], row[1]
+    recalled = row[15] is not None
+    forwarded = None if row[9] is None else ForwardedFrom(row[9], row[10], row[11])
     return Message(
         id=message_id(conversation, seq),
         conversation=conversation,
         seq=seq,
         sender=row[2],
-        body=row[3],
+        body=None if recalled else row[3],
         client_msg_id=row[4],
         sent_at=iso_ms(row[5]),
         time_separator=bool(row[6]),
+        kind=row[7],
+        reply_to=reply_to,
+        forwarded_from=forwarded,
+        mentions=decode_ids(row[12]),
+        mention_all=bool(row[13]),
+        target_seq=row[14],
+        recalled=recalled,
+        edited_at=None if row[16] is None else iso_ms(row[16]),
+        system=None if row[17] is None else msgspec.json.decode(row[17]),
     )
+
+
+def reply_from_row(row: Any) -> ReplyTo:
+    """What a reply shows of the message at ``row`` (``MESSAGE_COLUMNS`` order)."""
+    recalled = row[15] is not None
+    shown = None if recalled else preview(row[7], row[3])
+    return ReplyTo(seq=row[1], sender=row[2], kind=row[7], preview=shown)
+
+
+def preview(kind: str, body: str | None) -> str | None:
+    """PROTOCOL-v2 §1: the first 100 characters, or what stands for a file."""
+    if kind == "image":
+        return "[Image]"
+    if kind == "voice":
+        return "[Voice]"
+    if kind == "file":
+        return "[File]"
+    return None if body is None else body[:PREVIEW_CHARS]
+
+
+def encode_ids(ids: Sequence[int]) -> str | None:
+    return ",".join(str(i) for i in ids) if ids else None
+
+
+def decode_ids(text: str | None) -> list[int]:
+    return [int(part) for part in text.split(",")] if text else []
 
 
 def _history_page(member_only: bool, newest_first: bool) -> Select[Any]:
@@ -83,33 +151,50 @@ def user_from_row(row: Row[Any]) -> User:
 
 
 # chatlist.shown_time in SQL: the chat-list query orders by it.
-_VISIBLE = conversations.c.last_seq > members.c.joined_seq
+_VISIBLE = conversations.c.shown_seq > members.c.joined_seq
 UPDATED_AT = case((_VISIBLE, conversations.c.last_sent_at), else_=members.c.joined_at)
 _PEER = members.alias("peer")
+# The seqs above the member's read position that do not count: notices and
+# recalled messages. One index range each; few rows (docs/architecture.md).
+_UNCOUNTED = (
+    select(func.count())
+    .where(
+        uncounted.c.conversation_id == members.c.conversation_id,
+        uncounted.c.seq > members.c.read_seq,
+    )
+    .scalar_subquery()
+)
+_MENTIONED = (
+    select(func.count())
+    .where(
+        mentions.c.conversation_id == members.c.conversation_id,
+        or_(mentions.c.user_id == members.c.user_id, mentions.c.user_id == 0),
+        mentions.c.seq > members.c.read_seq,
+    )
+    .scalar_subquery()
+)
 CHAT_LIST = select(
     members.c.conversation_id,
-    conversations.c.kind,
+    conversations.c.kind.label("conversation_kind"),
     conversations.c.group_id,
     members.c.peer_id,
     members.c.read_seq,
     members.c.joined_at,
     conversations.c.last_seq,
     UPDATED_AT.label("updated_at"),
-    messages.c.sender_id,
-    messages.c.body,
-    messages.c.client_msg_id,
-    messages.c.sent_at,
-    messages.c.time_separator,
+    _PEER.c.read_seq.label("peer_read_seq"),
     users.c.display_name.label("peer_name"),
     groups.c.name.label("group_name"),
-    _PEER.c.read_seq.label("peer_read_seq"),
+    _UNCOUNTED.label("uncounted"),
+    _MENTIONED.label("mentioned"),
+    *MESSAGE_COLUMNS,
 ).select_from(
     members.join(conversations, conversations.c.id == members.c.conversation_id)
     .outerjoin(
         messages,
         and_(
             messages.c.conversation_id == conversations.c.id,
-            messages.c.seq == conversations.c.last_seq,
+            messages.c.seq == conversations.c.shown_seq,
             _VISIBLE,
         ),
     )
@@ -123,23 +208,19 @@ CHAT_LIST = select(
         ),
     )
 )
+CHAT_LIST_MESSAGE = 13  # where MESSAGE_COLUMNS start in a CHAT_LIST row
 
 
-def entry_from_row(row: Row[Any]) -> Conversation:
+def entry_from_row(row: Row[Any], replies: Mapping[Any, ReplyTo]) -> Conversation:
+    """A chat-list entry from a ``CHAT_LIST`` row; ``replies`` previews what it quotes."""
+    values = tuple(row)
+    message_row = values[CHAT_LIST_MESSAGE:]
     last = None
-    if row.sender_id is not None:
-        last = message_from_row(
-            (
-                row.conversation_id,
-                row.last_seq,
-                row.sender_id,
-                row.body,
-                row.client_msg_id,
-                row.sent_at,
-                row.time_separator,
-            )
-        )
-    is_group = row.kind == "group"
+    if message_row[2] is not None:  # its sender: there is a visible shown entry
+        reply_seq = message_row[REPLY_SEQ]
+        reply = None if reply_seq is None else replies.get((message_row[0], reply_seq))
+        last = message_from_row(message_row, reply)
+    is_group = row.conversation_kind == "group"
     return chat_entry(
         conversation=row.conversation_id,
         title=(row.group_name if is_group else row.peer_name) or "",
@@ -150,4 +231,16 @@ def entry_from_row(row: Row[Any]) -> Conversation:
         last_message=last,
         updated_at=iso_ms(row.updated_at),
         peer_read_seq=row.peer_read_seq,
+        uncounted=row.uncounted,
+        mentioned=row.mentioned,
     )
+
+
+def wanted_replies(rows: Sequence[Any], offset: int = 0) -> list[tuple[str, int]]:
+    """The (conversation, seq) positions that the message rows at ``offset`` quote."""
+    wanted = set()
+    for row in rows:
+        values = tuple(row)
+        if values[offset + 2] is not None and values[offset + REPLY_SEQ] is not None:
+            wanted.add((values[offset], values[offset + REPLY_SEQ]))
+    return sorted(wanted)

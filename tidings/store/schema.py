@@ -7,8 +7,10 @@ that is also why idempotency keys live in their own small table rather than
 in a global unique index on ``messages``.
 
 Unread counts are not stored: unread = ``conversations.last_seq`` minus
-``members.read_seq``, so a group message costs O(1) writes whatever the
-group's size, and counts cannot drift.
+``members.read_seq`` minus the ``uncounted`` seqs above ``read_seq`` (notices
+and recalled messages), and mentioned counts ``mentions`` rows above it; so
+a group message costs O(1) writes whatever the group's size, and counts
+cannot drift (docs/architecture.md, "Counts in v2").
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
@@ -108,8 +111,10 @@ conversations = Table(
     Column("group_id", BigInteger, nullable=True),
     # The seq authority: assigned inside the commit that stores the message.
     Column("last_seq", BigInteger, nullable=False, default=0),
-    # The original design's last_time_at: when the latest message was sent.
+    # The original design's last_time_at: when the shown entry (below) was sent.
     Column("last_sent_at", BigInteger, nullable=True),
+    # The chat list's last_message: the newest entry that is not an edit notice.
+    Column("shown_seq", BigInteger, nullable=False, server_default="0"),
     Column("created_at", BigInteger, nullable=False),
 )
 
@@ -138,6 +143,43 @@ messages = Table(
     Column("client_msg_id", ExactString(64), nullable=True),
     Column("sent_at", BigInteger, nullable=False),
     Column("time_separator", Boolean, nullable=False),
+    # PROTOCOL-v2 §1. A v1 row reads as a text message with none of these set.
+    Column("kind", String(8), nullable=False, server_default="text"),
+    Column("reply_seq", BigInteger, nullable=True),
+    Column("forward_conversation", String(48), nullable=True),
+    Column("forward_seq", BigInteger, nullable=True),
+    Column("forward_sender", BigInteger, nullable=True),
+    # Mentioned user ids, comma-separated (the mentions table is what counts).
+    Column("mentions", Text, nullable=True),
+    Column("mention_all", Boolean, nullable=False, server_default=false()),
+    # Recall and edit notices: the message they act on.
+    Column("target_seq", BigInteger, nullable=True),
+    # The seq of the notice that recalled this message (so a repeat returns it).
+    Column("recall_seq", BigInteger, nullable=True),
+    Column("edited_at", BigInteger, nullable=True),
+    # System notices: their JSON object (PROTOCOL-v2 §6).
+    Column("system", Text, nullable=True),
+)
+
+uncounted = Table(
+    "uncounted",
+    metadata,
+    # The seqs that never count as unread: notices, and messages once recalled.
+    # unread = last_seq - read_seq - (rows here above read_seq); few rows, and
+    # the count is one index range per chat-list entry.
+    Column("conversation_id", String(48), primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+)
+
+mentions = Table(
+    "mentions",
+    metadata,
+    # One row per mentioned user of a message, or one with user_id 0 for @all
+    # (then none per user): mentioned = rows for (user or 0) above read_seq.
+    # A recall deletes its message's rows.
+    Column("conversation_id", String(48), primary_key=True),
+    Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
 )
 
 client_msg_ids = Table(

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Row,
     Select,
     delete,
+    func,
     insert,
     select,
     update,
@@ -43,7 +44,7 @@ from tidings.ids import (
     group_conversation,
     private_conversation,
 )
-from tidings.models import Conversation, Group, Message, User, now_ms
+from tidings.models import Conversation, Group, Message, ReplyTo, User, now_ms
 from tidings.store import (
     ConversationHead,
     GroupChange,
@@ -61,22 +62,28 @@ from tidings.store.keyset import keys_params, where_keys
 from tidings.store.migrate import upgrade
 from tidings.store.rows import (
     CHAT_LIST,
+    CHAT_LIST_MESSAGE,
     HISTORY_PAGES,
     MESSAGE_COLUMNS,
     NEWEST_FIRST,
     NO_END,
     OLDEST_FIRST,
+    REPLY_SEQ,
     UPDATED_AT,
     entry_from_row,
     message_from_row,
+    reply_from_row,
     user_from_row,
+    wanted_replies,
 )
 from tidings.store.schema import (
     conversations,
     groups,
     members,
+    mentions,
     messages,
     sessions,
+    uncounted,
     users,
 )
 
@@ -323,8 +330,10 @@ class SqlStore:
                 members.c.conversation_id.in_(ids[start : start + _IN_CHUNK]),
                 members.c.user_id != user_id,
             )
-            for row in await self._read(query):
-                found[UserId(row.member_id)] = entry_from_row(row)
+            rows = await self._read(query)
+            replies = await self._replies_of(rows, CHAT_LIST_MESSAGE)
+            for row in rows:
+                found[UserId(row.member_id)] = entry_from_row(row, replies)
         return found
 
     # -- groups -------------------------------------------------------------
@@ -471,25 +480,50 @@ class SqlStore:
         member_only = member is not None
         if after is not None:
             params |= {"low": after, "high": NO_END}
-            rows = await self._read(HISTORY_PAGES[(member_only, OLDEST_FIRST)], params)
-            return [message_from_row(row) for row in rows]
-        params |= {"low": 0, "high": NO_END if before is None else before}
-        rows = await self._read(HISTORY_PAGES[(member_only, NEWEST_FIRST)], params)
-        return [message_from_row(row) for row in reversed(rows)]
+            rows = list(await self._read(HISTORY_PAGES[(member_only, OLDEST_FIRST)], params))
+        else:
+            params |= {"low": 0, "high": NO_END if before is None else before}
+            rows = await self._read(HISTORY_PAGES[(member_only, NEWEST_FIRST)], params)
+            rows = list(reversed(rows))
+        replies = await self._replies_of(rows)
+        return [_with_reply(row, replies) for row in rows]
 
     async def chat_list(self, user: UserId, limit: int) -> list[Conversation]:
         query = CHAT_LIST.where(members.c.user_id == user).order_by(
             UPDATED_AT.desc(), members.c.conversation_id
         )
         rows = await self._read(query.limit(limit))
-        return [entry_from_row(row) for row in rows]
+        replies = await self._replies_of(rows, CHAT_LIST_MESSAGE)
+        return [entry_from_row(row, replies) for row in rows]
 
     async def chat_entry(self, user: UserId, conversation: ConversationId) -> Conversation | None:
         query = CHAT_LIST.where(
             members.c.user_id == user, members.c.conversation_id == conversation
         )
         rows = await self._read(query)
-        return entry_from_row(rows[0]) if rows else None
+        if not rows:
+            return None
+        return entry_from_row(rows[0], await self._replies_of(rows, CHAT_LIST_MESSAGE))
+
+    async def replies(
+        self, positions: Sequence[tuple[ConversationId, int]]
+    ) -> dict[tuple[ConversationId, int], ReplyTo]:
+        if not positions:
+            return {}
+        rows = await self._read(
+            _messages_at_keys(self._dialect), keys_params(self._dialect, sorted(set(positions)))
+        )
+        found = [tuple(r) for r in rows]
+        return {(ConversationId(r[0]), r[1]): reply_from_row(r) for r in found}
+
+    async def _replies_of(
+        self, rows: Sequence[Any], offset: int = 0
+    ) -> dict[tuple[ConversationId, int], ReplyTo]:
+        """What the message rows (at ``offset`` in each row) quote, read in one query."""
+        wanted = wanted_replies(rows, offset)
+        if not wanted:
+            return {}
+        return await self.replies([(ConversationId(c), seq) for c, seq in wanted])
 
     async def member_positions(self, user: UserId) -> list[MemberPosition]:
         rows = await self._read(
@@ -511,26 +545,64 @@ class SqlStore:
         heads: list[ConversationHead] = []
         wanted = list(set(conversation_ids))
         for start in range(0, len(wanted), _IN_CHUNK):
+            chunk = wanted[start : start + _IN_CHUNK]
             query = (
                 select(
                     conversations.c.id,
                     conversations.c.last_seq,
                     conversations.c.last_sent_at,
+                    conversations.c.shown_seq,
                     *MESSAGE_COLUMNS,
                 )
                 .select_from(
                     conversations.outerjoin(
                         messages,
                         (messages.c.conversation_id == conversations.c.id)
-                        & (messages.c.seq == conversations.c.last_seq),
+                        & (messages.c.seq == conversations.c.shown_seq),
                     )
                 )
-                .where(conversations.c.id.in_(wanted[start : start + _IN_CHUNK]))
+                .where(conversations.c.id.in_(chunk))
             )
-            for row in await self._read(query):
-                last = message_from_row(tuple(row)[3:]) if row.sender_id is not None else None
+            rows = await self._read(query)
+            replies = await self._replies_of(rows, 4)
+            # Below every member's read position nothing counts for anyone.
+            lowest = (
+                select(func.min(members.c.read_seq))
+                .where(members.c.conversation_id == uncounted.c.conversation_id)
+                .scalar_subquery()
+            )
+            quiet: dict[str, list[int]] = {}
+            for row in await self._read(
+                select(uncounted.c.conversation_id, uncounted.c.seq).where(
+                    uncounted.c.conversation_id.in_(chunk), uncounted.c.seq > lowest
+                )
+            ):
+                quiet.setdefault(row.conversation_id, []).append(row.seq)
+            lowest_for_mentions = (
+                select(func.min(members.c.read_seq))
+                .where(members.c.conversation_id == mentions.c.conversation_id)
+                .scalar_subquery()
+            )
+            mentioned: dict[str, list[tuple[int, int]]] = {}
+            for row in await self._read(
+                select(mentions.c.conversation_id, mentions.c.seq, mentions.c.user_id).where(
+                    mentions.c.conversation_id.in_(chunk), mentions.c.seq > lowest_for_mentions
+                )
+            ):
+                mentioned.setdefault(row.conversation_id, []).append((row.seq, row.user_id))
+            for row in rows:
+                values = tuple(row)
+                last = _with_reply(values[4:], replies) if row.sender_id is not None else None
                 heads.append(
-                    ConversationHead(ConversationId(row.id), row.last_seq, row.last_sent_at, last)
+                    ConversationHead(
+                        ConversationId(row.id),
+                        row.last_seq,
+                        row.last_sent_at,
+                        last,
+                        shown_seq=row.shown_seq,
+                        uncounted=tuple(quiet.get(row.id, ())),
+                        mentions=tuple(mentioned.get(row.id, ())),
+                    )
                 )
         return heads
 
@@ -659,6 +731,20 @@ async def _load_group(conn: AsyncConnection, gid: GroupId) -> Group | None:
         .order_by(members.c.join_rank)
     )
     return Group(id=gid, name=head.name, owner_id=head.owner_id, member_ids=[r[0] for r in rows])
+
+
+def _with_reply(row: Any, replies: dict[tuple[ConversationId, int], ReplyTo]) -> Message:
+    reply_seq = row[REPLY_SEQ]
+    reply = None if reply_seq is None else replies.get((row[0], reply_seq))
+    return message_from_row(row, reply)
+
+
+@functools.cache
+def _messages_at_keys(dialect: str) -> Select[Any]:
+    """The messages at the (conversation, seq) positions of ``keys_params``."""
+    return where_keys(
+        select(*MESSAGE_COLUMNS), dialect, (messages.c.conversation_id, messages.c.seq)
+    )
 
 
 @functools.cache
