@@ -59,6 +59,18 @@ def test_a_message_event_carries_every_field_of_the_contract() -> None:
             "client_msg_id": None,
             "sent_at": "2026-11-26T14:41:43.123Z",
             "time_separator": True,
+            # PROTOCOL-v2 section 1: every message carries the v2 fields, with defaults
+            # that read as a v1 text message.
+            "kind": "text",
+            "attachment": None,
+            "reply_to": None,
+            "forwarded_from": None,
+            "mentions": [],
+            "mention_all": False,
+            "target_seq": None,
+            "recalled": False,
+            "edited_at": None,
+            "system": None,
         },
     }
 

@@ -37,6 +37,10 @@ class Settings:
     max_body_chars: int = 4000
     time_separator_seconds: float = 300.0
     max_group_members: int = 5000
+    # PROTOCOL-v2 §4: a sender may recall a message this long after sending it
+    # (a group's owner and admins any time), and edit a text this long (0: never).
+    recall_seconds: float = 120.0
+    edit_seconds: float = 86400.0
     # WebSocket: the contract's timeouts and bounds.
     auth_timeout_seconds: float = 10.0
     idle_timeout_seconds: float = 60.0
@@ -124,6 +128,8 @@ class Settings:
             "rate_limit_connection",
             "rate_limit_user",
             "time_separator_seconds",
+            "recall_seconds",
+            "edit_seconds",
             "login_failures_per_minute",
             "max_connections_per_user",
         ):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import time
 from datetime import date, timedelta
+from typing import Any
 
 import msgspec
 
@@ -60,7 +61,7 @@ class Message(msgspec.Struct, frozen=True):
     time_separator: bool
     # v2 fields; their defaults read as a v1 text message.
     kind: str = "text"
-    attachment: dict[str, object] | None = None
+    attachment: dict[str, Any] | None = None
     reply_to: ReplyTo | None = None
     forwarded_from: ForwardedFrom | None = None
     mentions: list[int] = msgspec.field(default_factory=list)
@@ -68,7 +69,7 @@ class Message(msgspec.Struct, frozen=True):
     target_seq: int | None = None
     recalled: bool = False
     edited_at: str | None = None
-    system: dict[str, object] | None = None
+    system: dict[str, Any] | None = None
 
     @property
     def countable(self) -> bool:

@@ -15,7 +15,14 @@ from aiohttp import web
 from tidings.errors import ErrorCode, TidingsError, bad_request
 from tidings.gateway import requests
 from tidings.gateway.context import Edge
-from tidings.gateway.http import json_response, parse_id, path_id, query_int, read_body
+from tidings.gateway.http import (
+    json_response,
+    parse_id,
+    path_id,
+    query_int,
+    read_body,
+    read_optional_body,
+)
 from tidings.ids import GroupId, UserId
 from tidings.service.admin import Admin
 
@@ -109,7 +116,24 @@ async def send_as(request: web.Request) -> web.Response:
     admin = _admin(request)
     body = await read_body(request, requests.AdminSend)
     stored = await admin.send_as(
-        UserId(body.sender_id), request.match_info["conversation"], body.body, body.client_msg_id
+        UserId(body.sender_id),
+        request.match_info["conversation"],
+        body.body,
+        body.client_msg_id,
+        body.extras(),
+    )
+    return json_response(stored.message, 201 if stored.fresh else 200)
+
+
+async def recall(request: web.Request) -> web.Response:
+    """A moderation recall (any message, any time), or one ``by`` a member with its rights."""
+    admin = _admin(request)
+    body = await read_optional_body(request, requests.AdminRecall)
+    stored = await admin.recall(
+        None if body.by is None else UserId(body.by),
+        request.match_info["conversation"],
+        path_id(request, "seq"),
+        body.client_msg_id,
     )
     return json_response(stored.message, 201 if stored.fresh else 200)
 
@@ -164,6 +188,7 @@ def add_routes(app: web.Application) -> None:
             web.post(f"{base}/push", push),
             web.get(f"{base}/presence", presence),
             web.post(f"{base}/conversations/{{conversation}}/messages", send_as),
+            web.post(f"{base}/conversations/{{conversation}}/messages/{{seq}}/recall", recall),
             web.post(f"{base}/groups", create_group),
             web.get(f"{base}/groups/{{group_id}}", get_group),
             web.put(f"{base}/groups/{{group_id}}/members", set_members),

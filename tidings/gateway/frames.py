@@ -48,8 +48,35 @@ class AuthFrame(msgspec.Struct, frozen=True, tag="auth", tag_field="type"):
     ref: Any = NO_REF
 
 
+class ForwardSource(msgspec.Struct, frozen=True):
+    conversation: str
+    seq: int
+
+
 class SendFrame(msgspec.Struct, frozen=True, tag="send", tag_field="type"):
     conversation: str
+    # Required unless the send forwards a message (then it must be absent).
+    body: str | None = None
+    client_msg_id: str | None = None
+    ref: Any = NO_REF
+    # PROTOCOL-v2 §2; absent, the send is a v1 text message.
+    kind: str | None = None
+    reply_to: int | None = None
+    forward: ForwardSource | None = None
+    mentions: list[int] = []
+    mention_all: bool = False
+
+
+class RecallFrame(msgspec.Struct, frozen=True, tag="recall", tag_field="type"):
+    conversation: str
+    seq: int
+    client_msg_id: str | None = None
+    ref: Any = NO_REF
+
+
+class EditFrame(msgspec.Struct, frozen=True, tag="edit", tag_field="type"):
+    conversation: str
+    seq: int
     body: str
     client_msg_id: str | None = None
     ref: Any = NO_REF
@@ -65,9 +92,10 @@ class PingFrame(msgspec.Struct, frozen=True, tag="ping", tag_field="type"):
     ref: Any = NO_REF
 
 
-ClientFrame = AuthFrame | SendFrame | ReadFrame | PingFrame
+ClientFrame = AuthFrame | SendFrame | RecallFrame | EditFrame | ReadFrame | PingFrame
 CLIENT_FRAME_TYPES = frozenset(
-    str(kind.__struct_config__.tag) for kind in (AuthFrame, SendFrame, ReadFrame, PingFrame)
+    str(kind.__struct_config__.tag)
+    for kind in (AuthFrame, SendFrame, RecallFrame, EditFrame, ReadFrame, PingFrame)
 )
 _frame_decoder = msgspec.json.Decoder(ClientFrame)
 

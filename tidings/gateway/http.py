@@ -82,6 +82,12 @@ async def read_body(request: web.Request, kind: type[Body]) -> Body:
     return decode_body(await request.read(), kind)
 
 
+async def read_optional_body(request: web.Request, kind: type[Body]) -> Body:
+    """Like ``read_body``, but no body at all reads as ``{}`` (every field optional)."""
+    raw = await request.read()
+    return decode_body(raw if raw.strip() else b"{}", kind)
+
+
 # Ids and numbers in URLs: ASCII digits only (str.isdigit() also takes "²" and
 # "١"), and within a signed 64-bit integer, which every database can store.
 _PATH_ID = re.compile(r"[1-9][0-9]{0,17}")
@@ -260,9 +266,39 @@ async def send(request: web.Request) -> web.Response:
     user = await _user(request, edge)
     body = await read_body(request, requests.Send)
     stored = await edge.conversations.send(
-        user, request.match_info["conversation"], body.body, body.client_msg_id
+        user, request.match_info["conversation"], body.body, body.client_msg_id, body.extras()
     )
     return json_response(stored.message, 201 if stored.fresh else 200)
+
+
+async def recall(request: web.Request) -> web.Response:
+    """PROTOCOL-v2 §4: 201 with the recall notice; 200 with it again for a repeat."""
+    edge = request.app[Edge.KEY]
+    user = await _user(request, edge)
+    body = await read_optional_body(request, requests.Recall)
+    stored = await edge.conversations.recall(
+        user, request.match_info["conversation"], path_id(request, "seq"), body.client_msg_id
+    )
+    return json_response(stored.message, 201 if stored.fresh else 200)
+
+
+async def edit(request: web.Request) -> web.Response:
+    edge = request.app[Edge.KEY]
+    user = await _user(request, edge)
+    body = await read_body(request, requests.Edit)
+    stored = await edge.conversations.edit(
+        user,
+        request.match_info["conversation"],
+        path_id(request, "seq"),
+        body.body,
+        body.client_msg_id,
+    )
+    return json_response(stored.message, 201 if stored.fresh else 200)
+
+
+async def limits(request: web.Request) -> web.Response:
+    """What a client needs to know before it offers a send, a recall or an edit."""
+    return json_response(request.app[Edge.KEY].conversations.limits())
 
 
 async def mark_read(request: web.Request) -> web.Response:
@@ -316,7 +352,10 @@ def add_routes(app: web.Application) -> None:
             web.get("/api/v1/conversations/{conversation}", get_conversation),
             web.get("/api/v1/conversations/{conversation}/messages", history),
             web.post("/api/v1/conversations/{conversation}/messages", send),
+            web.post("/api/v1/conversations/{conversation}/messages/{seq}/recall", recall),
+            web.post("/api/v1/conversations/{conversation}/messages/{seq}/edit", edit),
             web.post("/api/v1/conversations/{conversation}/read", mark_read),
+            web.get("/api/v1/limits", limits),
             web.get("/openapi.json", openapi),
             web.get("/healthz", healthz),
             web.get("/readyz", readyz),

@@ -17,6 +17,7 @@ import msgspec
 from tidings.errors import ErrorCode, TidingsError, bad_request
 from tidings.gateway.frames import field_problem
 from tidings.ids import MAX_BIGINT
+from tidings.service.conversations import Extras
 
 # A user or group id in a body: what every database stores as a key.
 Id = Annotated[int, msgspec.Meta(gt=0, le=MAX_BIGINT)]
@@ -61,7 +62,33 @@ class AddMembers(msgspec.Struct, frozen=True):
         return [self.user_id]
 
 
+class ForwardSource(msgspec.Struct, frozen=True):
+    """The message a send forwards (PROTOCOL-v2 §2)."""
+
+    conversation: str
+    seq: int
+
+
 class Send(msgspec.Struct, frozen=True):
+    # Required unless the send forwards a message (then it must be absent).
+    body: str | None = None
+    client_msg_id: str | None = None
+    kind: str | None = None
+    reply_to: int | None = None
+    forward: ForwardSource | None = None
+    mentions: list[int] = []
+    mention_all: bool = False
+
+    def extras(self) -> Extras:
+        forward = None if self.forward is None else (self.forward.conversation, self.forward.seq)
+        return Extras.of(self.kind, self.reply_to, forward, self.mentions, self.mention_all)
+
+
+class Recall(msgspec.Struct, frozen=True):
+    client_msg_id: str | None = None
+
+
+class Edit(msgspec.Struct, frozen=True):
     body: str
     client_msg_id: str | None = None
 
@@ -91,9 +118,16 @@ class AdminPush(msgspec.Struct, frozen=True):
     all: bool = False
 
 
-class AdminSend(msgspec.Struct, frozen=True):
+class AdminSend(Send, frozen=True, kw_only=True):
+    """A send as ``sender_id``, with everything a user's own send may carry."""
+
     sender_id: Id
-    body: str
+
+
+class AdminRecall(msgspec.Struct, frozen=True):
+    """A moderation recall; ``by``: recall as this member, with its rights, instead."""
+
+    by: Id | None = None
     client_msg_id: str | None = None
 
 
@@ -115,11 +149,14 @@ BODIES: tuple[type[msgspec.Struct], ...] = (
     CreateGroup,
     AddMembers,
     Send,
+    Recall,
+    Edit,
     Read,
     AdminCreateUser,
     AdminUpdateUser,
     AdminPush,
     AdminSend,
+    AdminRecall,
     AdminCreateGroup,
     AdminSetMembers,
 )

@@ -18,7 +18,7 @@ import binascii
 import logging
 import time
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,7 +31,8 @@ from tidings.gateway.context import Edge
 from tidings.gateway.wire import WebSocketWire, take_over
 from tidings.ids import UserId
 from tidings.service.accounts import hash_token
-from tidings.store import StoredMessage
+from tidings.service.conversations import Extras
+from tidings.store import EntryRequest, StoredMessage
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +263,9 @@ def _handle(
         frame = frames.decode(data)
         ref = frame.ref
         if isinstance(frame, frames.SendFrame):
-            _send(edge, connection, frame)
+            return _send(edge, connection, frame)
+        elif isinstance(frame, frames.RecallFrame | frames.EditFrame):
+            return _notice(edge, connection, frame)
         elif isinstance(frame, frames.ReadFrame):
             return _read(edge, connection, frame)
         elif isinstance(frame, frames.PingFrame):
@@ -298,28 +301,83 @@ def _error(edge: Edge, connection: Connection, code: ErrorCode, message: str, re
     connection.push(frames.error(code, message, ref))
 
 
-def _send(edge: Edge, connection: Connection, frame: frames.SendFrame) -> None:
+def _send(
+    edge: Edge, connection: Connection, frame: frames.SendFrame
+) -> Coroutine[Any, Any, None] | None:
     ref = frame.ref
     if not connection.bucket.take():
         raise TidingsError(ErrorCode.RATE_LIMITED, "this connection sends too fast")
+    acked, failed = _answers(edge, connection, ref)
+    conversations = edge.conversations
+    request = conversations.send_request(
+        connection.user, frame.conversation, frame.body, frame.client_msg_id, _extras(frame)
+    )
+    if request.mention_all:  # the group's owner is looked up first
 
+        async def checked() -> EntryRequest:
+            await conversations.check_mention_all(request)
+            return request
+
+        return _queue_after(edge, connection, ref, checked())
+    # Callbacks, not a future: a future would cost one more turn of the
+    # loop per message just to learn that nothing went wrong.
+    conversations.queue(request, on_stored=acked, on_failed=failed, origin=connection.id)
+    return None
+
+
+def _notice(
+    edge: Edge, connection: Connection, frame: frames.RecallFrame | frames.EditFrame
+) -> Coroutine[Any, Any, None] | None:
+    """A recall or an edit: a notice at its own seq, acked in commit order like a send."""
+    if not connection.bucket.take():
+        raise TidingsError(ErrorCode.RATE_LIMITED, "this connection sends too fast")
+    conversations = edge.conversations
+    if isinstance(frame, frames.EditFrame):
+        request = conversations.edit_request(
+            connection.user, frame.conversation, frame.seq, frame.body, frame.client_msg_id
+        )
+        acked, failed = _answers(edge, connection, frame.ref)
+        conversations.queue(request, on_stored=acked, on_failed=failed, origin=connection.id)
+        return None
+    prepared = conversations.recall_request(
+        connection.user, frame.conversation, frame.seq, frame.client_msg_id
+    )
+    return _queue_after(edge, connection, frame.ref, prepared)
+
+
+async def _queue_after(
+    edge: Edge,
+    connection: Connection,
+    ref: Any,
+    prepared: Awaitable[EntryRequest],
+) -> None:
+    """Queue an entry once the look-ups before it (owner, names) are done."""
+    acked, failed = _answers(edge, connection, ref)
+    try:
+        request = await prepared
+        edge.conversations.queue(request, on_stored=acked, on_failed=failed, origin=connection.id)
+    except TidingsError as exc:
+        _error(edge, connection, exc.code, exc.message, ref)
+    except Exception:
+        log.exception("a frame of user %s failed", connection.user)
+        _error(edge, connection, ErrorCode.INTERNAL, "internal error", ref)
+
+
+def _answers(
+    edge: Edge, connection: Connection, ref: Any
+) -> tuple[Callable[[StoredMessage], None], Callable[[TidingsError], None]]:
     def acked(stored: StoredMessage) -> None:
         connection.push(frames.ack_message(ref, stored.message))
 
     def failed(error: TidingsError) -> None:
         _error(edge, connection, error.code, error.message, ref)
 
-    # Callbacks, not a future: a future would cost one more turn of the
-    # loop per message just to learn that nothing went wrong.
-    edge.conversations.queue_send(
-        connection.user,
-        frame.conversation,
-        frame.body,
-        frame.client_msg_id,
-        on_stored=acked,
-        on_failed=failed,
-        origin=connection.id,
-    )
+    return acked, failed
+
+
+def _extras(frame: frames.SendFrame) -> Extras:
+    forward = None if frame.forward is None else (frame.forward.conversation, frame.forward.seq)
+    return Extras.of(frame.kind, frame.reply_to, forward, frame.mentions, frame.mention_all)
 
 
 def origin_allowed(origin: str, host: str, allowed: str) -> bool:

@@ -21,7 +21,7 @@ from tidings.ids import GroupId, UserId
 from tidings.models import Group, GroupOnline, NodeStats, User
 from tidings.presence import Presence
 from tidings.service.accounts import Accounts
-from tidings.service.conversations import Conversations
+from tidings.service.conversations import PLAIN, Conversations, Extras
 from tidings.service.groups import Groups
 from tidings.store import Store, StoredMessage
 
@@ -128,10 +128,23 @@ class Admin:
     # -- messages and groups on a user's behalf -------------------------------
 
     async def send_as(
-        self, sender: UserId, conversation: str, body: str, client_msg_id: str | None
+        self,
+        sender: UserId,
+        conversation: str,
+        body: str | None,
+        client_msg_id: str | None,
+        extras: Extras = PLAIN,
     ) -> StoredMessage:
         await self._accounts.user(sender)
-        return await self._conversations.send(sender, conversation, body, client_msg_id)
+        return await self._conversations.send(sender, conversation, body, client_msg_id, extras)
+
+    async def recall(
+        self, by: UserId | None, conversation: str, seq: int, client_msg_id: str | None
+    ) -> StoredMessage:
+        """Recall as the business backend (any message, any time) or as member ``by``."""
+        if by is not None:
+            await self._accounts.user(by)
+        return await self._conversations.recall(by, conversation, seq, client_msg_id)
 
     async def create_group(self, owner: UserId, name: str, member_ids: Sequence[UserId]) -> Group:
         await self._accounts.user(owner)

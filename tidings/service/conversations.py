@@ -8,9 +8,19 @@ reads go through the group-commit writer; everything else reads the store.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from tidings.chatlist import chat_entry
 from tidings.config import Settings
-from tidings.errors import ErrorCode, TidingsError, bad_request, not_found, not_member
+from tidings.errors import (
+    ErrorCode,
+    TidingsError,
+    bad_request,
+    forbidden,
+    not_found,
+    not_member,
+)
 from tidings.events import Publisher
 from tidings.ids import (
     MAX_BIGINT,
@@ -27,13 +37,53 @@ from tidings.service.recipients import message_created, read_moved
 from tidings.service.text import without_nul
 from tidings.service.writer import GroupCommitWriter, OnFailed, OnStored, PendingWrite
 from tidings.state import ChatListState
-from tidings.store import ReadRequest, ReadResult, SendRequest, Store, StoredMessage, WriteOutcome
+from tidings.store import (
+    EditRequest,
+    EntryRequest,
+    Forward,
+    ReadRequest,
+    ReadResult,
+    RecallRequest,
+    SendRequest,
+    Store,
+    StoredMessage,
+    WriteOutcome,
+)
 
 MAX_CLIENT_MSG_ID = 64
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
 DEFAULT_CHAT_LIST = 100
 MAX_CHAT_LIST = 1000
+MAX_MENTIONS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Extras:
+    """What a send may carry beside its body (PROTOCOL-v2 §2)."""
+
+    kind: str | None = None
+    reply_to: int | None = None
+    forward: tuple[str, int] | None = None  # (conversation, seq)
+    mentions: tuple[int, ...] = ()
+    mention_all: bool = False
+
+    @staticmethod
+    def of(
+        kind: str | None,
+        reply_to: int | None,
+        forward: tuple[str, int] | None,
+        mentions: Sequence[int],
+        mention_all: bool,
+    ) -> Extras:
+        """The extras of a send as an edge decoded them; ``PLAIN`` for a v1 send."""
+        plain = kind is None and reply_to is None and forward is None
+        if plain and not mentions and not mention_all:
+            return PLAIN
+        return Extras(kind, reply_to, forward, tuple(mentions), mention_all)
+
+
+PLAIN = Extras()
 
 
 class Conversations:
@@ -65,12 +115,13 @@ class Conversations:
         self,
         sender: UserId,
         conversation: str,
-        body: str,
+        body: str | None,
         client_msg_id: str | None,
         *,
         on_stored: OnStored,
         on_failed: OnFailed,
         origin: int | None = None,
+        extras: Extras = PLAIN,
     ) -> None:
         """Check a send and queue it; the callbacks answer it after the commit.
 
@@ -78,28 +129,180 @@ class Conversations:
         store (bad fields, a private conversation of others, the rate limit).
         ``on_stored`` runs right after the commit, in commit order: the
         WebSocket edge queues its ack there so it keeps its place among events.
+        An @all needs the group's owner first: ``send_request`` then ``queue``.
         """
-        request = self._send_request(sender, conversation, body, client_msg_id)
+        request = self.send_request(sender, conversation, body, client_msg_id, extras)
         self.writer.enqueue(request, on_stored=on_stored, on_failed=on_failed, origin=origin)
 
-    def _send_request(
-        self, sender: UserId, conversation: str, body: str, client_msg_id: str | None
+    def queue(
+        self,
+        request: EntryRequest,
+        *,
+        on_stored: OnStored,
+        on_failed: OnFailed,
+        origin: int | None = None,
+    ) -> None:
+        """Queue a checked send, recall or edit; answered through the callbacks."""
+        self.writer.enqueue(request, on_stored=on_stored, on_failed=on_failed, origin=origin)
+
+    def send_request(
+        self,
+        sender: UserId,
+        conversation: str,
+        body: str | None,
+        client_msg_id: str | None,
+        extras: Extras = PLAIN,
     ) -> SendRequest:
+        """A send checked as far as it can be without the store.
+
+        An @all (``extras.mention_all``) still needs ``check_mention_all``.
+        """
         ref = self._conversation(conversation)
-        text = self._body(body)
         key = _client_msg_id(client_msg_id)
         if isinstance(ref, PrivateRef) and not ref.has(sender):
             raise not_member(ref.id)
+        if extras is PLAIN:
+            self._rate_limit(sender)
+            return SendRequest(sender, ref, self._body(body), key)
+        forward = None
+        if extras.forward is not None:
+            if body is not None or extras.kind is not None:
+                raise bad_request("forward: no body, file_id or kind beside it")
+            source, seq = extras.forward
+            source_ref = self._conversation(source)
+            if isinstance(source_ref, PrivateRef) and not source_ref.has(sender):
+                raise not_member(source_ref.id)
+            forward = Forward(source_ref.id, _seq(seq, "forward.seq"))
+            text = ""
+        else:
+            if extras.kind not in (None, "text"):
+                raise bad_request(
+                    f"kind: {extras.kind!r} needs an uploaded file (file_id); "
+                    "this server sends text"
+                )
+            text = self._body(body)
+        reply_to = None if extras.reply_to is None else _seq(extras.reply_to, "reply_to")
+        mentions = tuple(dict.fromkeys(extras.mentions))
+        if isinstance(ref, PrivateRef) and (mentions or extras.mention_all):
+            raise bad_request("mentions: only in a group")
+        if len(mentions) > MAX_MENTIONS:
+            raise bad_request(f"mentions: at most {MAX_MENTIONS} distinct user ids")
+        if any(not 0 < m <= MAX_BIGINT for m in mentions):
+            raise bad_request("mentions: user ids, positive integers")
         self._rate_limit(sender)
-        return SendRequest(sender, ref, text, key)
+        return SendRequest(
+            sender,
+            ref,
+            text,
+            key,
+            reply_to=reply_to,
+            forward=forward,
+            mentions=tuple(UserId(m) for m in mentions),
+            mention_all=extras.mention_all,
+        )
+
+    async def check_mention_all(self, request: SendRequest) -> None:
+        """@all is the group owner's (and, with roles, its admins')."""
+        if not request.mention_all:
+            return
+        ref = request.conversation
+        assert isinstance(ref, GroupRef)  # send_request refused it elsewhere
+        group = await self._store.group(ref.group)
+        if group is None:
+            raise not_found(f"no group {ref.group}")
+        if request.sender != group.owner_id:
+            raise forbidden("mention_all: only the group's owner may mention everyone")
 
     async def send(
-        self, sender: UserId, conversation: str, body: str, client_msg_id: str | None = None
+        self,
+        sender: UserId,
+        conversation: str,
+        body: str | None,
+        client_msg_id: str | None = None,
+        extras: Extras = PLAIN,
     ) -> StoredMessage:
-        request = self._send_request(sender, conversation, body, client_msg_id)
+        request = self.send_request(sender, conversation, body, client_msg_id, extras)
+        await self.check_mention_all(request)
+        return await self.submit(request)
+
+    async def submit(self, request: EntryRequest) -> StoredMessage:
         outcome = await self.writer.submit(request)
         assert isinstance(outcome, StoredMessage)
         return outcome
+
+    def limits(self) -> dict[str, float | int]:
+        """``GET /api/v1/limits``: what a client checks before it offers an action."""
+        settings = self._settings
+        return {
+            "max_body_chars": settings.max_body_chars,
+            "max_mentions": MAX_MENTIONS,
+            "recall_seconds": settings.recall_seconds,
+            "edit_seconds": settings.edit_seconds,
+        }
+
+    # -- recall and edit ----------------------------------------------------
+
+    async def recall_request(
+        self,
+        actor: UserId | None,
+        conversation: str,
+        seq: int,
+        client_msg_id: str | None = None,
+    ) -> RecallRequest:
+        """A recall by ``actor`` (None: the business backend, a moderation recall)."""
+        ref = self._conversation(conversation)
+        target = _seq(seq, "seq")
+        key = _client_msg_id(client_msg_id)
+        window_ms = int(self._settings.recall_seconds * 1000)
+        if actor is None:
+            return RecallRequest(None, ref, target, None, "A message was recalled", window_ms, True)
+        if isinstance(ref, PrivateRef) and not ref.has(actor):
+            raise not_member(ref.id)
+        privileged = False
+        if isinstance(ref, GroupRef):
+            group = await self._store.group(ref.group)
+            if group is None:
+                raise not_found(f"no group {ref.group}")
+            privileged = group.owner_id == actor
+        user = await self._store.user(actor)
+        name = "Someone" if user is None else user.display_name
+        self._rate_limit(actor)
+        return RecallRequest(
+            actor, ref, target, key, f"{name} recalled a message", window_ms, privileged
+        )
+
+    async def recall(
+        self, actor: UserId | None, conversation: str, seq: int, client_msg_id: str | None = None
+    ) -> StoredMessage:
+        return await self.submit(await self.recall_request(actor, conversation, seq, client_msg_id))
+
+    def edit_request(
+        self,
+        actor: UserId,
+        conversation: str,
+        seq: int,
+        body: str | None,
+        client_msg_id: str | None = None,
+    ) -> EditRequest:
+        ref = self._conversation(conversation)
+        target = _seq(seq, "seq")
+        key = _client_msg_id(client_msg_id)
+        if isinstance(ref, PrivateRef) and not ref.has(actor):
+            raise not_member(ref.id)
+        text = self._body(body)
+        self._rate_limit(actor)
+        window_ms = int(self._settings.edit_seconds * 1000)
+        return EditRequest(actor, ref, target, text, key, window_ms)
+
+    async def edit(
+        self,
+        actor: UserId,
+        conversation: str,
+        seq: int,
+        body: str | None,
+        client_msg_id: str | None = None,
+    ) -> StoredMessage:
+        return await self.submit(self.edit_request(actor, conversation, seq, body, client_msg_id))
 
     # -- reading ------------------------------------------------------------
 
@@ -172,7 +375,7 @@ class Conversations:
             )
         return ref
 
-    def _body(self, body: str) -> str:
+    def _body(self, body: str | None) -> str:
         if not body:
             raise bad_request("body: a non-empty string")
         if len(body) > self._settings.max_body_chars:
@@ -236,6 +439,12 @@ class Conversations:
             ref = pending.request.conversation
             peer = ref.peer_of(outcome.user) if isinstance(ref, PrivateRef) else None
             self._broker.publish(read_moved(outcome, peer, pending.origin))
+
+
+def _seq(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_BIGINT:
+        raise bad_request(f"{name}: a positive integer (a message's seq)")
+    return value
 
 
 def _client_msg_id(value: str | None) -> str | None:
