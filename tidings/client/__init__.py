@@ -41,6 +41,7 @@ name, manage groups, stats)::
 from __future__ import annotations
 
 from tidings.client.admin import AdminClient
+from tidings.client.calls import Limits
 from tidings.client.conversations import (
     Frame,
     group_conversation,
@@ -60,10 +61,12 @@ from tidings.client.transport import Params
 from tidings.client.websocket import Socket
 from tidings.models import (
     Conversation,
+    ForwardedFrom,
     Group,
     GroupOnline,
     Message,
     NodeStats,
+    ReplyTo,
     Session,
     Stats,
     User,
@@ -79,12 +82,15 @@ __all__ = [
     "ApiError",
     "Client",
     "Conversation",
+    "ForwardedFrom",
     "Frame",
     "Group",
     "GroupOnline",
+    "Limits",
     "Message",
     "NodeStats",
     "Params",
+    "ReplyTo",
     "Session",
     "Socket",
     "Stats",

@@ -3,12 +3,12 @@ with the service token, kept apart from the user's :class:`~tidings.client.Clien
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 import aiohttp
 import msgspec
 
-from tidings.client.conversations import conversation_path
+from tidings.client.conversations import conversation_path, send_fields, with_client_msg_id
 from tidings.client.transport import HttpBase
 from tidings.models import Group, GroupOnline, Message, Stats, User
 
@@ -125,17 +125,51 @@ class AdminClient(HttpBase):
         return {int(user_id): online for user_id, online in found.online.items()}
 
     async def send_as(
-        self, sender_id: int, conversation: str, body: str, client_msg_id: str | None = None
+        self,
+        sender_id: int,
+        conversation: str,
+        body: str | None,
+        client_msg_id: str | None = None,
+        *,
+        reply_to: int | None = None,
+        forward: tuple[str, int] | None = None,
+        mentions: Sequence[int] = (),
+        mention_all: bool = False,
     ) -> Message:
         """Send a message in the name of ``sender_id`` (who must be a member).
 
         A repeat of the same (sender, ``client_msg_id``) returns the original.
+        The keywords are those of a user's own send (PROTOCOL-v2 §2).
         """
-        payload: dict[str, object] = {"sender_id": sender_id, "body": body}
-        if client_msg_id is not None:
-            payload["client_msg_id"] = client_msg_id
+        fields = send_fields(
+            body,
+            client_msg_id,
+            reply_to=reply_to,
+            forward=forward,
+            mentions=mentions,
+            mention_all=mention_all,
+        )
+        payload: dict[str, object] = {"sender_id": sender_id, **fields}
         path = conversation_path(conversation, f"{self._BASE}/conversations/") + "/messages"
         return await self._fetch(Message, "POST", path, payload)
+
+    async def recall(
+        self,
+        conversation: str,
+        seq: int,
+        *,
+        by: int | None = None,
+        client_msg_id: str | None = None,
+    ) -> Message:
+        """A moderation recall of message ``seq``, at any time; returns the notice.
+
+        ``by``: recall as that member instead, with that member's rights.
+        """
+        payload: dict[str, object] = with_client_msg_id({}, client_msg_id)
+        if by is not None:
+            payload["by"] = by
+        base = conversation_path(conversation, f"{self._BASE}/conversations/")
+        return await self._fetch(Message, "POST", f"{base}/messages/{seq}/recall", payload)
 
     async def create_group(self, name: str, owner_id: int, member_ids: Iterable[int] = ()) -> Group:
         """Create a group owned by ``owner_id``, who is a member whether listed or not."""

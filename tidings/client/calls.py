@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 
-from tidings.client.conversations import conversation_path
+from tidings.client.conversations import conversation_path, send_fields, with_client_msg_id
 from tidings.client.transport import HttpBase
 from tidings.models import Conversation, Group, Message, Session, User
 
@@ -16,6 +18,15 @@ class _Conversations(msgspec.Struct):
 
 class _Messages(msgspec.Struct):
     messages: list[Message]
+
+
+class Limits(msgspec.Struct, frozen=True):
+    """``GET /api/v1/limits``."""
+
+    max_body_chars: int
+    max_mentions: int
+    recall_seconds: float
+    edit_seconds: float
 
 
 class UserCalls(HttpBase):
@@ -93,14 +104,53 @@ class UserCalls(HttpBase):
         path = conversation_path(conversation) + "/messages"
         return (await self._fetch(_Messages, "GET", path, None, params)).messages
 
-    async def send(self, conversation: str, body: str, client_msg_id: str | None = None) -> Message:
+    async def send(
+        self,
+        conversation: str,
+        body: str | None,
+        client_msg_id: str | None = None,
+        *,
+        reply_to: int | None = None,
+        forward: tuple[str, int] | None = None,
+        mentions: Sequence[int] = (),
+        mention_all: bool = False,
+    ) -> Message:
         """Send a message. Give a ``client_msg_id`` to retry safely: a repeat
-        returns the original message instead of storing a second one."""
-        payload: dict[str, str] = {"body": body}
-        if client_msg_id is not None:
-            payload["client_msg_id"] = client_msg_id
+        returns the original message instead of storing a second one.
+
+        ``reply_to``: a seq of this conversation to quote; ``forward``:
+        ``(conversation, seq)`` of a message to copy (``body`` None then);
+        ``mentions``: member ids to @; ``mention_all``: @all (group owner).
+        """
+        payload = send_fields(
+            body,
+            client_msg_id,
+            reply_to=reply_to,
+            forward=forward,
+            mentions=mentions,
+            mention_all=mention_all,
+        )
         path = conversation_path(conversation) + "/messages"
         return await self._fetch(Message, "POST", path, payload)
+
+    async def recall(
+        self, conversation: str, seq: int, client_msg_id: str | None = None
+    ) -> Message:
+        """Recall message ``seq``; returns the recall notice (the same one on a repeat)."""
+        path = f"{conversation_path(conversation)}/messages/{seq}/recall"
+        return await self._fetch(Message, "POST", path, with_client_msg_id({}, client_msg_id))
+
+    async def edit(
+        self, conversation: str, seq: int, body: str, client_msg_id: str | None = None
+    ) -> Message:
+        """Replace the text of message ``seq``; returns the edit notice."""
+        path = f"{conversation_path(conversation)}/messages/{seq}/edit"
+        payload = with_client_msg_id({"body": body}, client_msg_id)
+        return await self._fetch(Message, "POST", path, payload)
+
+    async def limits(self) -> Limits:
+        """The server's limits: body length, mentions, the recall and edit windows."""
+        return await self._fetch(Limits, "GET", "/api/v1/limits")
 
     async def mark_read(self, conversation: str, seq: int) -> Conversation:
         """Mark messages up to ``seq`` read; returns the updated chat-list entry."""

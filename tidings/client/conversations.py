@@ -3,6 +3,7 @@ kept apart so the HTTP calls, the socket and the stream agree on them."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from urllib.parse import quote
 
 import msgspec
@@ -30,3 +31,38 @@ def message_of(event: Frame) -> Message:
 def conversation_path(conversation: str, base: str = "/api/v1/conversations/") -> str:
     """The path of a conversation under ``base``, its id quoted (``:`` kept)."""
     return base + quote(conversation, safe=":")
+
+
+def send_fields(
+    body: str | None,
+    client_msg_id: str | None,
+    *,
+    reply_to: int | None = None,
+    forward: tuple[str, int] | None = None,
+    mentions: Sequence[int] = (),
+    mention_all: bool = False,
+) -> Frame:
+    """The fields of a send (PROTOCOL-v2 §2), the same in a frame and an HTTP body.
+
+    A field left at its default is left out, so a plain send is a v1 send.
+    """
+    fields: Frame = {}
+    if body is not None:
+        fields["body"] = body
+    if client_msg_id is not None:
+        fields["client_msg_id"] = client_msg_id
+    if reply_to is not None:
+        fields["reply_to"] = reply_to
+    if forward is not None:
+        fields["forward"] = {"conversation": forward[0], "seq": forward[1]}
+    if mentions:
+        fields["mentions"] = list(mentions)
+    if mention_all:
+        fields["mention_all"] = True
+    return fields
+
+
+def with_client_msg_id(fields: Frame, client_msg_id: str | None) -> Frame:
+    if client_msg_id is not None:
+        fields["client_msg_id"] = client_msg_id
+    return fields

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Self
 
 import aiohttp
 import msgspec
 
-from tidings.client.conversations import Frame, message_of
+from tidings.client.conversations import Frame, message_of, send_fields, with_client_msg_id
 from tidings.client.errors import ApiError, error_of
 from tidings.models import Conversation, Message, User
 
@@ -205,17 +205,48 @@ class Socket:
         self.user = msgspec.convert(frame.get("user"), type=User)
         return self.user
 
-    async def send(self, conversation: str, body: str, client_msg_id: str | None = None) -> Message:
+    async def send(
+        self,
+        conversation: str,
+        body: str | None,
+        client_msg_id: str | None = None,
+        *,
+        reply_to: int | None = None,
+        forward: tuple[str, int] | None = None,
+        mentions: Sequence[int] = (),
+        mention_all: bool = False,
+    ) -> Message:
         """Send a message and wait for its ack, which means it is stored for good.
 
         Raises ApiError (``status`` None) on an error answer, e.g.
         ``rate_limited`` or ``unavailable``: retry those with the same
-        ``client_msg_id`` and the message is stored at most once.
+        ``client_msg_id`` and the message is stored at most once. The
+        keywords are those of :meth:`Client.send <tidings.client.Client.send>`.
         """
-        frame: Frame = {"type": "send", "conversation": conversation, "body": body}
-        if client_msg_id is not None:
-            frame["client_msg_id"] = client_msg_id
+        fields = send_fields(
+            body,
+            client_msg_id,
+            reply_to=reply_to,
+            forward=forward,
+            mentions=mentions,
+            mention_all=mention_all,
+        )
+        frame: Frame = {"type": "send", "conversation": conversation, **fields}
         return message_of(await self._ask(frame, "ack"))
+
+    async def recall(
+        self, conversation: str, seq: int, client_msg_id: str | None = None
+    ) -> Message:
+        """Recall message ``seq``; returns the recall notice from the ack."""
+        frame: Frame = {"type": "recall", "conversation": conversation, "seq": seq}
+        return message_of(await self._ask(with_client_msg_id(frame, client_msg_id), "ack"))
+
+    async def edit(
+        self, conversation: str, seq: int, body: str, client_msg_id: str | None = None
+    ) -> Message:
+        """Replace the text of message ``seq``; returns the edit notice from the ack."""
+        frame: Frame = {"type": "edit", "conversation": conversation, "seq": seq, "body": body}
+        return message_of(await self._ask(with_client_msg_id(frame, client_msg_id), "ack"))
 
     async def mark_read(self, conversation: str, seq: int) -> Conversation:
         """Mark messages up to ``seq`` read; returns the updated chat-list entry."""

@@ -65,6 +65,7 @@ class SendFrame(msgspec.Struct, frozen=True, tag="send", tag_field="type"):
     forward: ForwardSource | None = None
     mentions: list[int] = []
     mention_all: bool = False
+    file_id: str | None = None
 
 
 class RecallFrame(msgspec.Struct, frozen=True, tag="recall", tag_field="type"):

@@ -78,10 +78,13 @@ class Send(msgspec.Struct, frozen=True):
     forward: ForwardSource | None = None
     mentions: list[int] = []
     mention_all: bool = False
+    file_id: str | None = None
 
     def extras(self) -> Extras:
         forward = None if self.forward is None else (self.forward.conversation, self.forward.seq)
-        return Extras.of(self.kind, self.reply_to, forward, self.mentions, self.mention_all)
+        return Extras.of(
+            self.kind, self.reply_to, forward, self.mentions, self.mention_all, self.file_id
+        )
 
 
 class Recall(msgspec.Struct, frozen=True):

@@ -377,7 +377,9 @@ def _answers(
 
 def _extras(frame: frames.SendFrame) -> Extras:
     forward = None if frame.forward is None else (frame.forward.conversation, frame.forward.seq)
-    return Extras.of(frame.kind, frame.reply_to, forward, frame.mentions, frame.mention_all)
+    return Extras.of(
+        frame.kind, frame.reply_to, forward, frame.mentions, frame.mention_all, frame.file_id
+    )
 
 
 def origin_allowed(origin: str, host: str, allowed: str) -> bool:

@@ -67,6 +67,7 @@ class Extras:
     forward: tuple[str, int] | None = None  # (conversation, seq)
     mentions: tuple[int, ...] = ()
     mention_all: bool = False
+    file_id: str | None = None
 
     @staticmethod
     def of(
@@ -75,12 +76,13 @@ class Extras:
         forward: tuple[str, int] | None,
         mentions: Sequence[int],
         mention_all: bool,
+        file_id: str | None = None,
     ) -> Extras:
         """The extras of a send as an edge decoded them; ``PLAIN`` for a v1 send."""
-        plain = kind is None and reply_to is None and forward is None
+        plain = kind is None and reply_to is None and forward is None and file_id is None
         if plain and not mentions and not mention_all:
             return PLAIN
-        return Extras(kind, reply_to, forward, tuple(mentions), mention_all)
+        return Extras(kind, reply_to, forward, tuple(mentions), mention_all, file_id)
 
 
 PLAIN = Extras()
@@ -166,7 +168,7 @@ class Conversations:
             return SendRequest(sender, ref, self._body(body), key)
         forward = None
         if extras.forward is not None:
-            if body is not None or extras.kind is not None:
+            if body is not None or extras.kind is not None or extras.file_id is not None:
                 raise bad_request("forward: no body, file_id or kind beside it")
             source, seq = extras.forward
             source_ref = self._conversation(source)
@@ -174,6 +176,9 @@ class Conversations:
                 raise not_member(source_ref.id)
             forward = Forward(source_ref.id, _seq(seq, "forward.seq"))
             text = ""
+        elif extras.file_id is not None:
+            # Files come with uploads (PROTOCOL-v2 §3); until then no file is anyone's.
+            raise not_found(f"file_id: no file {extras.file_id!r} uploaded by you")
         else:
             if extras.kind not in (None, "text"):
                 raise bad_request(

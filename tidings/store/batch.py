@@ -469,21 +469,22 @@ class WriteBatch:
             return not_found(f"no message {recall.target} in {cid}")
         if target.kind in NOTICE_KINDS:
             return bad_request(f"{recall.target} is a notice; only messages can be recalled")
-        if target.recall_seq is not None:
+        may_recall = recall.sender is None or recall.privileged or target.sender == recall.sender
+        if target.recall_seq is not None and may_recall:  # a repeat: its notice, at any time
             earlier = self.rows.get((cid, target.recall_seq))  # recalled in this very batch
             if earlier is not None:
                 done = self._message(earlier)
             else:
                 done = self._messages([(cid, target.recall_seq)])[(cid, target.recall_seq)]
             return StoredMessage(done, fresh=False, recipients=(), target=self._message(target))
-        if recall.sender is not None and not recall.privileged:
-            if target.sender != recall.sender:
-                return forbidden("only its sender (or a group's owner and admins) may recall it")
-            if self.now - target.sent_at > recall.window_ms:
-                return TidingsError(
-                    ErrorCode.RECALL_EXPIRED,
-                    f"messages can be recalled within {recall.window_ms // 1000} seconds",
-                )
+        if not may_recall:
+            return forbidden("only its sender (or a group's owner and admins) may recall it")
+        timed = recall.sender is not None and not recall.privileged
+        if timed and self.now - target.sent_at > recall.window_ms:
+            return TidingsError(
+                ErrorCode.RECALL_EXPIRED,
+                f"messages can be recalled within {recall.window_ms // 1000} seconds",
+            )
         values: list[Any] = [None] * len(MESSAGE_COLUMNS)
         sender = target.sender if recall.sender is None else recall.sender
         values[2], values[3], values[7] = sender, recall.body, "recall"
