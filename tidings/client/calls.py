@@ -88,6 +88,10 @@ class UserCalls(HttpBase):
         found = await self._fetch(_Conversations, "GET", "/api/v1/conversations", None, params)
         return found.conversations
 
+    async def conversation(self, conversation: str) -> Conversation:
+        """One entry of the chat list, by conversation id."""
+        return await self._fetch(Conversation, "GET", conversation_path(conversation))
+
     async def messages(
         self,
         conversation: str,
