@@ -129,3 +129,28 @@ async def test_a_webhook_url_without_a_service_token_is_refused_at_start() -> No
 
     with pytest.raises(SettingsError, match="TIDINGS_SERVICE_TOKEN"):
         Settings.from_env({"TIDINGS_WEBHOOK_URL": "http://127.0.0.1:9/hook"})
+
+
+async def test_recalls_and_edits_are_posted_as_their_notices(
+    make_server: ServerFactory, receiver: Receiver
+) -> None:
+    server = await make_server(service_token=SECRET, webhook_url=receiver.url)
+    async with Client(server.url) as alice, Client(server.url) as bob:
+        a = await alice.signup("hooked_a", "password1")
+        b = await bob.signup("hooked_b", "password1")
+        await alice.login("hooked_a", "password1")
+        chat = f"p:{a.id}-{b.id}"
+        first = await alice.send(chat, "helo")
+        second = await alice.send(chat, "oops")
+        await alice.edit(chat, first.seq, "hello")
+        await alice.recall(chat, second.seq)
+        await alice.recall(chat, second.seq)  # a repeat: not posted again
+        await receiver.wait_for(4)
+        await asyncio.sleep(0.2)
+    posted = [body["message"] for body in receiver.bodies if body["event"] == "message.created"]
+    assert [(m["seq"], m["kind"], m["target_seq"], m["body"]) for m in posted] == [  # type: ignore[index]
+        (1, "text", None, "helo"),
+        (2, "text", None, "oops"),
+        (3, "edit", 1, "hello"),
+        (4, "recall", 2, "hooked_a recalled a message"),
+    ]

@@ -57,6 +57,7 @@ def _op(
     errors: tuple[int, ...] = (),
     also: dict[int, str] | None = None,
     service: bool = False,
+    body_required: bool = True,
 ) -> dict[str, Any]:
     """``also``: other success statuses with the same body, e.g. 200 for a repeated send."""
     operation: dict[str, Any] = {"summary": summary, "responses": {}}
@@ -75,7 +76,7 @@ def _op(
         }
     if body is not None:
         operation["requestBody"] = {
-            "required": True,
+            "required": body_required,
             "content": {"application/json": {"schema": body}},
         }
     if service:
@@ -216,6 +217,43 @@ def openapi_document() -> dict[str, Any]:
                 also={200: _REPEAT},
             ),
         },
+        "/api/v1/conversations/{conversation}/messages/{seq}/recall": {
+            "post": _op(
+                "Recall a message (PROTOCOL-v2 section 4): the recall notice",
+                201,
+                _ref("Message"),
+                params=[_CONVERSATION, _path("seq")],
+                body=_ref("Recall"),
+                body_required=False,
+                errors=(403, 404, 429, 503),
+                also={200: "already recalled: the same notice"},
+            )
+        },
+        "/api/v1/conversations/{conversation}/messages/{seq}/edit": {
+            "post": _op(
+                "Edit a text message (PROTOCOL-v2 section 4): the edit notice",
+                201,
+                _ref("Message"),
+                params=[_CONVERSATION, _path("seq")],
+                body=_ref("Edit"),
+                errors=(403, 404, 413, 429, 503),
+                also={200: _REPEAT},
+            )
+        },
+        "/api/v1/limits": {
+            "get": _op(
+                "Limits a client checks before it offers a send, a recall or an edit",
+                200,
+                _object(
+                    ["max_body_chars", "max_mentions", "recall_seconds", "edit_seconds"],
+                    max_body_chars=_INT,
+                    max_mentions=_INT,
+                    recall_seconds={"type": "number"},
+                    edit_seconds={"type": "number"},
+                ),
+                auth=False,
+            )
+        },
         "/api/v1/conversations/{conversation}/read": {
             "post": _op(
                 "Mark read up to seq",
@@ -345,6 +383,19 @@ def _admin_paths() -> dict[str, Any]:
                 body=_ref("AdminSend"),
                 errors=(403, 404, 413, 503),
                 also={200: _REPEAT},
+            )
+        },
+        f"{base}/conversations/{{conversation}}/messages/{{seq}}/recall": {
+            "post": _op(
+                "A moderation recall at any time (or, with by, as that member)",
+                201,
+                _ref("Message"),
+                service=True,
+                params=[_CONVERSATION, _path("seq")],
+                body=_ref("AdminRecall"),
+                body_required=False,
+                errors=(403, 404, 503),
+                also={200: "already recalled: the same notice"},
             )
         },
         f"{base}/groups": {
