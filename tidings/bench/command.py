@@ -87,6 +87,12 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument("--connect-users", type=int, default=20, help="connect: users (tokens)")
     sc.add_argument("--conversations", type=int, default=1000, help="chatlist: of the user")
     sc.add_argument("--chatlist-limit", type=int, help="chatlist: ?limit= (server default)")
+    sc.add_argument(
+        "--chatlist-recalls",
+        type=int,
+        default=0,
+        help="chatlist: per conversation, a peer's mentions recalled (v2 counts' worst case)",
+    )
     sc.add_argument("--http-concurrency", type=int, default=1, help="chatlist/history")
     sc.add_argument("--history-messages", type=int, default=10_000_000, help="history: rows")
     sc.add_argument("--history-conversations", type=int, default=100, help="history: spread")

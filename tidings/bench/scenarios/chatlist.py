@@ -5,6 +5,12 @@ groups it owns (a group of one costs no extra user, unlike a private chat,
 whose peer needs an argon2 sign-up), each with one message so the list is
 ordered by real activity, plus private chats with pool users already
 made. Requests then run back to back (``--http-concurrency`` at a time).
+
+``--chatlist-recalls R`` makes each group a pair with a pool user, who
+then sends R messages that @ the list's user and recalls each: 2R
+uncounted seqs and R mention rows above the user's read position in every
+conversation, the worst case for the v2 counts (PROTOCOL-v2 §1), which
+must still come in the same round trips.
 """
 
 from __future__ import annotations
@@ -30,11 +36,19 @@ async def _seed(ctx: Context, session: aiohttp.ClientSession) -> str:
     client = Client(ctx.url, user.token, session=session)
     peers = [u for u in ctx.pool.users[: count // 10] if u.id != user.id]
     gate = asyncio.Semaphore(SETUP_CONCURRENCY)
+    recalls = ctx.options.chatlist_recalls
+    other = Client(ctx.url, peers[0].token, session=session) if recalls and peers else None
 
     async def group(index: int) -> None:
         async with gate:
-            made = await client.create_group(f"list {index}", [])
-            await client.send(f"g:{made.id}", f"hello {index}")
+            members = [] if other is None else [peers[0].id]
+            made = await client.create_group(f"list {index}", members)
+            conversation = f"g:{made.id}"
+            await client.send(conversation, f"hello {index}")
+            if other is not None:
+                for _ in range(recalls):
+                    sent = await other.send(conversation, "@you", mentions=[user.id])
+                    await other.recall(conversation, sent.seq)
 
     async def private(peer_id: int) -> None:
         async with gate:
@@ -76,6 +90,7 @@ async def run(ctx: Context) -> dict[str, Any]:
         probed = ctx.probe.stop() if ctx.probe is not None else {}
     figures: dict[str, Any] = {
         "conversations": o.conversations,
+        "recalls_per_conversation": o.chatlist_recalls,
         "entries_per_page": sorted(sizes),
         "requests_per_s": round(len(samples) / o.duration, 1),
         "concurrency": o.http_concurrency,
