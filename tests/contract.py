@@ -20,6 +20,11 @@ CONTRACT_CODES = frozenset(
         "rate_limited",
         "username_taken",
         "unavailable",
+        # PROTOCOL-v2 section 10
+        "recall_expired",
+        "edit_expired",
+        "muted",
+        "group_dissolved",
     }
 )
 

@@ -220,6 +220,15 @@ def conversation_field(live: Live, choice: Any) -> Any:
     return choice
 
 
+def resolve(live: Live, frame: dict[str, Any]) -> None:
+    """Resolve the drawn conversation choices of a frame in place (a forward's too)."""
+    if "conversation" in frame:
+        frame["conversation"] = conversation_field(live, frame["conversation"])
+    forward = frame.get("forward")
+    if isinstance(forward, dict) and "conversation" in forward:
+        forward["conversation"] = conversation_field(live, forward["conversation"])
+
+
 # one_of picks its branches about evenly: repeats weigh real ids and good bodies more.
 CONVERSATIONS = st.one_of(
     *[st.tuples(st.just("mine"), st.integers(0, 9))] * 4,
@@ -238,6 +247,14 @@ SEQS = st.one_of(
     st.integers(0, 50), st.integers(), st.integers(MAX_SEQ - 2, MAX_SEQ + 2), JSON_VALUES
 )
 REFS = st.one_of(st.just(ABSENT), JSON_VALUES)
+MENTIONS = st.one_of(st.lists(st.integers(0, 5), max_size=4), JSON_VALUES)
+FORWARDS = st.one_of(
+    st.fixed_dictionaries(
+        {"conversation": st.tuples(CONVERSATION_KIND, st.integers(0, 9)), "seq": SEQS}
+    ),
+    JSON_VALUES,
+)
+V2_SEND_FIELDS = ("reply_to", "mentions", "mention_all", "forward", "kind")
 EXTRA_FIELDS = st.dictionaries(TEXT, JSON_VALUES, max_size=3)
 
 
@@ -249,7 +266,8 @@ def put(frame: dict[str, Any], name: str, value: Any) -> None:
 @st.composite
 def client_frames(draw: st.DrawFn) -> dict[str, Any]:
     """A frame as a dict, with conversation choices still unresolved."""
-    kind = draw(st.sampled_from(["send"] * 5 + ["read"] * 3 + ["ping", "auth", "?", "!"]))
+    kinds = ["send"] * 5 + ["read"] * 3 + ["recall"] * 2 + ["edit"] * 2 + ["ping", "auth", "?", "!"]
+    kind = draw(st.sampled_from(kinds))
     if kind == "?":
         kind = draw(TEXT)  # an unknown type, mostly
     elif kind == "!":
@@ -263,6 +281,18 @@ def client_frames(draw: st.DrawFn) -> dict[str, Any]:
         put(frame, "conversation", draw(CONVERSATIONS))
         put(frame, "body", draw(BODIES))
         put(frame, "client_msg_id", draw(CLIENT_MSG_IDS))
+        if draw(st.booleans()):  # PROTOCOL-v2 section 2's fields, good and bad
+            put(frame, "reply_to", draw(st.one_of(st.just(ABSENT), SEQS)))
+            put(frame, "mentions", draw(st.one_of(st.just(ABSENT), MENTIONS)))
+            put(frame, "mention_all", draw(st.one_of(st.just(ABSENT), JSON_VALUES)))
+            put(frame, "forward", draw(st.one_of(st.just(ABSENT), FORWARDS)))
+            put(frame, "kind", draw(st.one_of(st.just(ABSENT), st.just("image"), TEXT)))
+    elif kind in ("recall", "edit"):
+        put(frame, "conversation", draw(CONVERSATIONS))
+        put(frame, "seq", draw(SEQS))
+        put(frame, "client_msg_id", draw(CLIENT_MSG_IDS))
+        if kind == "edit":
+            put(frame, "body", draw(BODIES))
     elif kind == "read":
         put(frame, "conversation", draw(CONVERSATIONS))
         put(frame, "seq", draw(SEQS))
@@ -313,8 +343,10 @@ def expected(live: Live, frame: dict[str, Any]) -> str | None:
         return "pong"
     if kind == "auth":
         return "bad_request"
-    if kind not in ("send", "read"):
+    if kind not in ("send", "read", "recall", "edit"):
         return "unknown_type"
+    if kind in ("recall", "edit") or any(name in frame for name in V2_SEND_FIELDS):
+        return None  # several refusals are fair; the shape and the ack's content are checked
     mine = frame.get("conversation") in live.mine
     if kind == "read":
         seq = frame.get("seq", ABSENT)
@@ -339,15 +371,26 @@ def expected(live: Live, frame: dict[str, Any]) -> str | None:
 
 def assert_ack_content(live: Live, frame: dict[str, Any], answer: dict[str, Any]) -> None:
     """An ack carries the message sent, or the original one for a repeated client_msg_id."""
-    if frame["type"] != "send":
+    if frame["type"] == "read":
         assert answer["conversation"]["id"] == frame["conversation"]
         return
     message = answer["message"]
     cmid = frame.get("client_msg_id")
     if cmid is not None and cmid in live.originals:
-        assert message == live.originals[cmid], "a repeat acks the original message"
+        assert message == live.originals[cmid], "a repeat acks the original entry"
         return
-    assert (message["conversation"], message["body"]) == (frame["conversation"], frame["body"])
+    if frame["type"] in ("recall", "edit"):
+        assert (message["kind"], message["target_seq"]) == (frame["type"], frame["seq"])
+        if message["client_msg_id"] != cmid:  # recalled before: the first recall's notice
+            assert frame["type"] == "recall", message
+            return
+        if frame["type"] == "edit":
+            assert message["body"] == frame["body"]
+    elif "forward" in frame:
+        assert message["forwarded_from"] is not None
+    else:
+        assert message["body"] == frame["body"]
+    assert message["conversation"] == frame["conversation"]
     assert message["client_msg_id"] == cmid
     if cmid is not None:
         live.originals[cmid] = message
@@ -383,14 +426,13 @@ FUZZ = settings(
 async def test_every_generated_frame_gets_one_contract_answer_with_its_ref(
     live: Live, frame: dict[str, Any]
 ) -> None:
-    if "conversation" in frame:
-        frame["conversation"] = conversation_field(live, frame["conversation"])
+    resolve(live, frame)
     answer = await exchange(live, json.dumps(frame, ensure_ascii=False))
     assert_answer_shape(answer, frame.get("ref", ABSENT))
     want = expected(live, frame)
     got = answer.get("code", answer["type"])
     kind = frame.get("type")
-    label = kind if kind in ("send", "read", "ping", "auth") else "unknown"
+    label = kind if kind in ("send", "read", "recall", "edit", "ping", "auth") else "unknown"
     event(f"{label if isinstance(kind, str) else 'non-string type'} -> {got}")
     if want is not None:
         assert got == want, (frame, answer)
@@ -403,8 +445,7 @@ async def test_every_generated_frame_gets_one_contract_answer_with_its_ref(
 async def test_a_normal_send_still_works_after_any_generated_frame(
     live: Live, frame: dict[str, Any]
 ) -> None:
-    if "conversation" in frame:
-        frame["conversation"] = conversation_field(live, frame["conversation"])
+    resolve(live, frame)
     await exchange(live, json.dumps(frame, ensure_ascii=False))
     await assert_still_works(live)
 
