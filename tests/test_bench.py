@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +82,23 @@ async def test_private_and_group_against_the_socketio_peer(tmp_path: Path) -> No
     code = await asyncio.to_thread(bench, [*argv, "--results", str(out), *QUICK])
     assert_clean(records(out), {"private", "group"})
     assert code == 0
+
+
+async def test_recall_and_mention_traffic_is_clean_and_really_sent(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, rate_limit_connection=0, rate_limit_user=0)
+    server, runner = await start_server(settings)
+    out = tmp_path / "v2.jsonl"
+    argv = ["private", "group", "chatlist", "--url", server.url, "--results", str(out), *QUICK]
+    argv += ["--recall-every", "3", "--mention-every", "2", "--chatlist-recalls", "2"]
+    try:
+        code = await asyncio.to_thread(bench, argv)
+    finally:
+        await runner.cleanup()
+    found = records(out)
+    assert_clean(found, {"private", "group", "chatlist"})
+    assert code == 0
+    with sqlite3.connect(tmp_path / "tidings.db") as db:
+        kinds = dict(db.execute("SELECT kind, count(*) FROM messages GROUP BY kind").fetchall())
+        mentioning = db.execute("SELECT count(*) FROM messages WHERE mentions IS NOT NULL")
+        assert mentioning.fetchone()[0] > 0
+    assert kinds.get("recall", 0) > 0 and kinds.get("text", 0) > kinds["recall"]

@@ -377,3 +377,23 @@ async def test_limits_tell_clients_the_windows(make_server: ServerFactory) -> No
         limits = await client.limits()
     assert (limits.recall_seconds, limits.edit_seconds, limits.max_body_chars) == (30, 0, 500)
     assert limits.max_mentions == 50
+
+
+async def test_a_recall_or_edit_from_outside_changes_nothing(
+    alice: Account, bob: Account, carol: Account
+) -> None:
+    team = await group(alice, bob)
+    sent = await bob.client.send(team, "members only")
+    chat = private(alice, bob)
+    mine = await alice.client.send(chat, "just us")
+    for conversation, seq in ((team, sent.seq), (chat, mine.seq)):
+        answer = await carol.client.request("POST", messages_path(conversation, seq, "recall"))
+        assert_error(answer, 403, "not_member")
+        body = {"body": "hijacked"}
+        answer = await carol.client.request("POST", messages_path(conversation, seq, "edit"), body)
+        assert_error(answer, 403, "not_member")
+    assert [(m.body, m.recalled) for m in (await history(bob, team)).values()] == [
+        ("members only", False)
+    ]
+    assert [m.body for m in (await history(bob, chat)).values()] == ["just us"]
+    assert (await entry(alice, team))["unread"] == 1

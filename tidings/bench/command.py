@@ -88,6 +88,19 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument("--conversations", type=int, default=1000, help="chatlist: of the user")
     sc.add_argument("--chatlist-limit", type=int, help="chatlist: ?limit= (server default)")
     sc.add_argument(
+        "--mention-every",
+        type=int,
+        default=0,
+        help="group: every Nth send @s --mentions members (v2 traffic; 0: none)",
+    )
+    sc.add_argument("--mentions", type=int, default=5, help="group: members each mention names")
+    sc.add_argument(
+        "--recall-every",
+        type=int,
+        default=0,
+        help="private/group: every Nth send recalls the sender's last message instead",
+    )
+    sc.add_argument(
         "--chatlist-recalls",
         type=int,
         default=0,

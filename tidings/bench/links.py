@@ -36,6 +36,8 @@ class Link:
         self.sock = sock
         self.on_ack: Callable[[int, bool], None] = _ignore_ack
         self.on_message: Callable[[str], None] = _ignore_message
+        # The seq of this link's last acked text message not yet recalled (0: none).
+        self.recallable = 0
         # Frames of the handshake, queued until ``_exchange`` asks for them.
         self._handshake: asyncio.Queue[bytes] | None = asyncio.Queue()
         sock.attach(self._payload)
@@ -45,6 +47,14 @@ class Link:
 
     def send(self, target: str, body: str, ref: int, cmid: str) -> None:
         raise NotImplementedError
+
+    def send_mentioning(
+        self, target: str, body: str, ref: int, cmid: str, mentions: tuple[int, ...]
+    ) -> None:
+        raise NotImplementedError(f"{type(self).__name__} has no mentions")
+
+    def recall(self, target: str, seq: int, ref: int, cmid: str) -> None:
+        raise NotImplementedError(f"{type(self).__name__} has no recall")
 
     def close(self) -> None:
         self.sock.close()
@@ -81,6 +91,8 @@ class Link:
 
 class _Message(msgspec.Struct):
     client_msg_id: str | None = None
+    seq: int = 0
+    kind: str = "text"
 
 
 class _Frame(msgspec.Struct):
@@ -93,6 +105,21 @@ class _SendFrame(msgspec.Struct, tag="send", tag_field="type"):
     ref: int
     conversation: str
     body: str
+    client_msg_id: str
+
+
+class _MentionFrame(msgspec.Struct, tag="send", tag_field="type"):
+    ref: int
+    conversation: str
+    body: str
+    client_msg_id: str
+    mentions: tuple[int, ...]
+
+
+class _RecallFrame(msgspec.Struct, tag="recall", tag_field="type"):
+    ref: int
+    conversation: str
+    seq: int
     client_msg_id: str
 
 
@@ -114,6 +141,14 @@ class TidingsLink(Link):
     def send(self, target: str, body: str, ref: int, cmid: str) -> None:
         self.sock.send(_encode(_SendFrame(ref, target, body, cmid)))
 
+    def send_mentioning(
+        self, target: str, body: str, ref: int, cmid: str, mentions: tuple[int, ...]
+    ) -> None:
+        self.sock.send(_encode(_MentionFrame(ref, target, body, cmid, mentions)))
+
+    def recall(self, target: str, seq: int, ref: int, cmid: str) -> None:
+        self.sock.send(_encode(_RecallFrame(ref, target, seq, cmid)))
+
     def _payload(self, payload: bytes) -> None:
         if self._handshake_answer(payload):
             return
@@ -123,6 +158,8 @@ class TidingsLink(Link):
             if frame.message is not None and frame.message.client_msg_id is not None:
                 self.on_message(frame.message.client_msg_id)
         elif kind == "ack":
+            if frame.message is not None and frame.message.kind == "text":
+                self.recallable = frame.message.seq
             if frame.ref is not None:
                 self.on_ack(frame.ref, True)
         elif kind == "error" and frame.ref is not None:

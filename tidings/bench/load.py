@@ -219,7 +219,20 @@ class _Sender:
         self.sent += 1
         self.in_flight += 1
         cmid = f"{self.load._prefix}{time.monotonic_ns()}.{self.sent}"
-        self.link.send(self.target, self._body, self.sent, cmid)
+        spec = self.load.spec
+        link = self.link
+        # A recall notice is an entry like a message: acked, then delivered to
+        # every member with this cmid, so the loss and latency counts hold.
+        if spec.recall_every and self.sent % spec.recall_every == 0:
+            seq = link.recallable
+            if seq:
+                link.recallable = 0  # never recalled twice: a repeat would not be delivered
+                link.recall(self.target, seq, self.sent, cmid)
+                return
+        if spec.mention_every and self.sent % spec.mention_every == 0:
+            link.send_mentioning(self.target, self._body, self.sent, cmid, spec.mention_ids)
+            return
+        link.send(self.target, self._body, self.sent, cmid)
 
     def fill(self, count: int) -> None:
         for _ in range(count):

@@ -32,6 +32,11 @@ class WorkerSpec:
     nonce: str = "run"
     connect_concurrency: int = 200
     hold: bool = False  # connect scenario: open, report, hold until told to stop
+    # v2 traffic (tidings only): every Nth send @s these users (0: never), and
+    # every Nth send is instead a recall of the sender's last acked message.
+    mention_ids: tuple[int, ...] = ()
+    mention_every: int = 0
+    recall_every: int = 0
 
 
 @dataclass(slots=True)

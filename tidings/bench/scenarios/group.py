@@ -39,8 +39,17 @@ async def run(ctx: Context) -> dict[str, Any]:
     members = await group_members(ctx, o.members, o.senders)
     # Deal senders first so that they spread over the processes.
     nonce = ctx.nonce()  # one per run: receivers ignore other runs' messages by it
+    mentioned = tuple(m.user_id for m in members[o.senders : o.senders + o.mentions])
     specs = [
-        ctx.spec(part, window=o.group_window, nonce=nonce) for part in split(members, o.processes)
+        ctx.spec(
+            part,
+            window=o.group_window,
+            nonce=nonce,
+            mention_ids=mentioned,
+            mention_every=o.mention_every,
+            recall_every=o.recall_every,
+        )
+        for part in split(members, o.processes)
     ]
     results, probed = await asyncio.to_thread(ctx.run_fleet, specs)
     figures: dict[str, Any] = {
@@ -48,6 +57,8 @@ async def run(ctx: Context) -> dict[str, Any]:
         "senders": o.senders,
         "mode": f"closed window {o.group_window}",
     }
+    if o.mention_every or o.recall_every:
+        figures["v2"] = f"mention 1/{o.mention_every or '-'} recall 1/{o.recall_every or '-'}"
     figures.update(delivery_summary(results, o.duration))
     figures["messages_per_s"] = round(figures["delivered_per_s"] / max(1, o.members - 1), 1)
     figures.update(probed)

@@ -39,7 +39,13 @@ async def run(ctx: Context, *, open_loop: bool) -> dict[str, Any]:
     rate = o.rate / len(groups) if open_loop else 0.0
     nonce = ctx.nonce()  # one per run: receivers ignore other runs' messages by it
     specs = [
-        ctx.spec([m for pair in group for m in pair], window=o.window, rate=rate, nonce=nonce)
+        ctx.spec(
+            [m for pair in group for m in pair],
+            window=o.window,
+            rate=rate,
+            nonce=nonce,
+            recall_every=o.recall_every,
+        )
         for group in groups
     ]
     results, probed = await asyncio.to_thread(ctx.run_fleet, specs)
@@ -47,6 +53,8 @@ async def run(ctx: Context, *, open_loop: bool) -> dict[str, Any]:
         "pairs": o.pairs,
         "mode": f"open {o.rate:g}/s" if open_loop else f"closed window {o.window}",
     }
+    if o.recall_every:
+        figures["v2"] = f"recall 1/{o.recall_every}"
     figures.update(delivery_summary(results, o.duration))
     figures.update(probed)
     return figures
