@@ -69,7 +69,7 @@ from tidings.store.rows import (
     NO_END,
     OLDEST_FIRST,
     REPLY_SEQ,
-    UPDATED_AT,
+    chat_list_page,
     entry_from_row,
     message_from_row,
     reply_from_row,
@@ -489,10 +489,7 @@ class SqlStore:
         return [_with_reply(row, replies) for row in rows]
 
     async def chat_list(self, user: UserId, limit: int) -> list[Conversation]:
-        query = CHAT_LIST.where(members.c.user_id == user).order_by(
-            UPDATED_AT.desc(), members.c.conversation_id
-        )
-        rows = await self._read(query.limit(limit))
+        rows = await self._read(chat_list_page(user, limit))
         replies = await self._replies_of(rows, CHAT_LIST_MESSAGE)
         return [entry_from_row(row, replies) for row in rows]
 
