@@ -18,7 +18,7 @@ import binascii
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -263,9 +263,9 @@ def _handle(
         frame = frames.decode(data)
         ref = frame.ref
         if isinstance(frame, frames.SendFrame):
-            return _send(edge, connection, frame)
+            _send(edge, connection, frame)
         elif isinstance(frame, frames.RecallFrame | frames.EditFrame):
-            return _notice(edge, connection, frame)
+            _notice(edge, connection, frame)
         elif isinstance(frame, frames.ReadFrame):
             return _read(edge, connection, frame)
         elif isinstance(frame, frames.PingFrame):
@@ -301,66 +301,37 @@ def _error(edge: Edge, connection: Connection, code: ErrorCode, message: str, re
     connection.push(frames.error(code, message, ref))
 
 
-def _send(
-    edge: Edge, connection: Connection, frame: frames.SendFrame
-) -> Coroutine[Any, Any, None] | None:
+def _send(edge: Edge, connection: Connection, frame: frames.SendFrame) -> None:
     ref = frame.ref
     if not connection.bucket.take():
         raise TidingsError(ErrorCode.RATE_LIMITED, "this connection sends too fast")
     acked, failed = _answers(edge, connection, ref)
-    conversations = edge.conversations
-    request = conversations.send_request(
+    request = edge.conversations.send_request(
         connection.user, frame.conversation, frame.body, frame.client_msg_id, _extras(frame)
     )
-    if request.mention_all:  # the group's owner is looked up first
-
-        async def checked() -> EntryRequest:
-            await conversations.check_mention_all(request)
-            return request
-
-        return _queue_after(edge, connection, ref, checked())
     # Callbacks, not a future: a future would cost one more turn of the
     # loop per message just to learn that nothing went wrong.
-    conversations.queue(request, on_stored=acked, on_failed=failed, origin=connection.id)
-    return None
+    edge.conversations.queue(request, on_stored=acked, on_failed=failed, origin=connection.id)
 
 
 def _notice(
     edge: Edge, connection: Connection, frame: frames.RecallFrame | frames.EditFrame
-) -> Coroutine[Any, Any, None] | None:
+) -> None:
     """A recall or an edit: a notice at its own seq, acked in commit order like a send."""
     if not connection.bucket.take():
         raise TidingsError(ErrorCode.RATE_LIMITED, "this connection sends too fast")
     conversations = edge.conversations
+    request: EntryRequest
     if isinstance(frame, frames.EditFrame):
         request = conversations.edit_request(
             connection.user, frame.conversation, frame.seq, frame.body, frame.client_msg_id
         )
-        acked, failed = _answers(edge, connection, frame.ref)
-        conversations.queue(request, on_stored=acked, on_failed=failed, origin=connection.id)
-        return None
-    prepared = conversations.recall_request(
-        connection.user, frame.conversation, frame.seq, frame.client_msg_id
-    )
-    return _queue_after(edge, connection, frame.ref, prepared)
-
-
-async def _queue_after(
-    edge: Edge,
-    connection: Connection,
-    ref: Any,
-    prepared: Awaitable[EntryRequest],
-) -> None:
-    """Queue an entry once the look-ups before it (owner, names) are done."""
-    acked, failed = _answers(edge, connection, ref)
-    try:
-        request = await prepared
-        edge.conversations.queue(request, on_stored=acked, on_failed=failed, origin=connection.id)
-    except TidingsError as exc:
-        _error(edge, connection, exc.code, exc.message, ref)
-    except Exception:
-        log.exception("a frame of user %s failed", connection.user)
-        _error(edge, connection, ErrorCode.INTERNAL, "internal error", ref)
+    else:
+        request = conversations.recall_request(
+            connection.user, frame.conversation, frame.seq, frame.client_msg_id
+        )
+    acked, failed = _answers(edge, connection, frame.ref)
+    conversations.queue(request, on_stored=acked, on_failed=failed, origin=connection.id)
 
 
 def _answers(

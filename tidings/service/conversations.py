@@ -17,7 +17,6 @@ from tidings.errors import (
     ErrorCode,
     TidingsError,
     bad_request,
-    forbidden,
     not_found,
     not_member,
 )
@@ -131,7 +130,6 @@ class Conversations:
         store (bad fields, a private conversation of others, the rate limit).
         ``on_stored`` runs right after the commit, in commit order: the
         WebSocket edge queues its ack there so it keeps its place among events.
-        An @all needs the group's owner first: ``send_request`` then ``queue``.
         """
         request = self.send_request(sender, conversation, body, client_msg_id, extras)
         self.writer.enqueue(request, on_stored=on_stored, on_failed=on_failed, origin=origin)
@@ -157,7 +155,7 @@ class Conversations:
     ) -> SendRequest:
         """A send checked as far as it can be without the store.
 
-        An @all (``extras.mention_all``) still needs ``check_mention_all``.
+        Who may @all (the group's owner) is checked by the store, in the batch.
         """
         ref = self._conversation(conversation)
         key = _client_msg_id(client_msg_id)
@@ -206,18 +204,6 @@ class Conversations:
             mention_all=extras.mention_all,
         )
 
-    async def check_mention_all(self, request: SendRequest) -> None:
-        """@all is the group owner's (and, with roles, its admins')."""
-        if not request.mention_all:
-            return
-        ref = request.conversation
-        assert isinstance(ref, GroupRef)  # send_request refused it elsewhere
-        group = await self._store.group(ref.group)
-        if group is None:
-            raise not_found(f"no group {ref.group}")
-        if request.sender != group.owner_id:
-            raise forbidden("mention_all: only the group's owner may mention everyone")
-
     async def send(
         self,
         sender: UserId,
@@ -227,7 +213,6 @@ class Conversations:
         extras: Extras = PLAIN,
     ) -> StoredMessage:
         request = self.send_request(sender, conversation, body, client_msg_id, extras)
-        await self.check_mention_all(request)
         return await self.submit(request)
 
     async def submit(self, request: EntryRequest) -> StoredMessage:
@@ -247,39 +232,33 @@ class Conversations:
 
     # -- recall and edit ----------------------------------------------------
 
-    async def recall_request(
+    def recall_request(
         self,
         actor: UserId | None,
         conversation: str,
         seq: int,
         client_msg_id: str | None = None,
     ) -> RecallRequest:
-        """A recall by ``actor`` (None: the business backend, a moderation recall)."""
+        """A recall by ``actor`` (None: the business backend, a moderation recall).
+
+        Who may recall what (its sender within the window, a group's owner
+        any time) is checked by the store, in the batch, with the names.
+        """
         ref = self._conversation(conversation)
         target = _seq(seq, "seq")
         key = _client_msg_id(client_msg_id)
         window_ms = int(self._settings.recall_seconds * 1000)
         if actor is None:
-            return RecallRequest(None, ref, target, None, "A message was recalled", window_ms, True)
+            return RecallRequest(None, ref, target, None, "A message was recalled", window_ms)
         if isinstance(ref, PrivateRef) and not ref.has(actor):
             raise not_member(ref.id)
-        privileged = False
-        if isinstance(ref, GroupRef):
-            group = await self._store.group(ref.group)
-            if group is None:
-                raise not_found(f"no group {ref.group}")
-            privileged = group.owner_id == actor
-        user = await self._store.user(actor)
-        name = "Someone" if user is None else user.display_name
         self._rate_limit(actor)
-        return RecallRequest(
-            actor, ref, target, key, f"{name} recalled a message", window_ms, privileged
-        )
+        return RecallRequest(actor, ref, target, key, "{name} recalled a message", window_ms)
 
     async def recall(
         self, actor: UserId | None, conversation: str, seq: int, client_msg_id: str | None = None
     ) -> StoredMessage:
-        return await self.submit(await self.recall_request(actor, conversation, seq, client_msg_id))
+        return await self.submit(self.recall_request(actor, conversation, seq, client_msg_id))
 
     def edit_request(
         self,

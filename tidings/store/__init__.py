@@ -57,8 +57,10 @@ class RecallRequest:
 
     ``sender`` None is a moderation recall by the business backend: the
     notice carries the message's own sender and no read position moves.
-    ``privileged`` (a group's owner or admin, decided by the service) may
-    recall any message at any time; others their own within ``window_ms``.
+    A group's owner (and admins) may recall any message at any time, others
+    their own within ``window_ms``; the store checks it in the batch. The
+    notice's ``body`` is this text with ``{name}`` replaced by the display
+    name of who recalls.
     """
 
     sender: UserId | None
@@ -67,7 +69,6 @@ class RecallRequest:
     client_msg_id: str | None
     body: str
     window_ms: int
-    privileged: bool = False
 
 
 @dataclass(frozen=True, slots=True)

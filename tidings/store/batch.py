@@ -60,6 +60,7 @@ from tidings.store.rows import (
 from tidings.store.schema import (
     client_msg_ids,
     conversations,
+    groups,
     members,
     mentions,
     messages,
@@ -268,6 +269,7 @@ class WriteBatch:
             else:
                 wanted.add((cid, entry.target))
         self.source_joined: dict[tuple[str, int], int] = {}
+        self._load_owners_and_names(entries)
         if not wanted:
             return
         dialect = self.conn.dialect.name
@@ -278,6 +280,40 @@ class WriteBatch:
                 self.conn, _joined_at_keys(dialect), keys_params(dialect, sorted(forward_members))
             )
             self.source_joined = {(r[0], r[1]): r[2] for r in rows}
+
+    def _load_owners_and_names(self, entries: Sequence[EntryRequest]) -> None:
+        """Who owns the groups recalled in or @all-ed, and the names of who recalls.
+
+        Read here, in the batch's transaction, so that a recall or an @all
+        costs the edge no look-up of its own: one query each per batch, and
+        only for batches that have such entries.
+        """
+        self.owners: dict[int, int] = {}
+        self.names: dict[int, str] = {}
+        groups_asked: set[int] = set()
+        recallers: set[int] = set()
+        for entry in entries:
+            ref = entry.conversation
+            recall = isinstance(entry, RecallRequest) and entry.sender is not None
+            if recall and entry.sender is not None:
+                recallers.add(entry.sender)
+            at_all = isinstance(entry, SendRequest) and entry.mention_all
+            if (recall or at_all) and isinstance(ref, GroupRef):
+                groups_asked.add(ref.group)
+        if groups_asked:
+            rows = self.conn.execute(
+                select(groups.c.id, groups.c.owner_id).where(groups.c.id.in_(sorted(groups_asked)))
+            )
+            self.owners = {row[0]: row[1] for row in rows}
+        if recallers:
+            rows = self.conn.execute(
+                select(users.c.id, users.c.display_name).where(users.c.id.in_(sorted(recallers)))
+            )
+            self.names = {row[0]: row[1] for row in rows}
+
+    def _owns(self, user: int | None, ref: object) -> bool:
+        """Whether ``user`` owns the group of ``ref`` (its admins too, once roles exist)."""
+        return isinstance(ref, GroupRef) and user is not None and self.owners.get(ref.group) == user
 
     def _create_private(self, refs: Iterable[object]) -> None:
         new = [r for r in refs if isinstance(r, PrivateRef) and r.id not in self.known_private]
@@ -457,6 +493,8 @@ class WriteBatch:
             if strangers:
                 return bad_request(f"mentions: {strangers[0]} is not a member of {cid}")
             values[12] = encode_ids(send.mentions)
+        if send.mention_all and not self._owns(send.sender, send.conversation):
+            return forbidden("mention_all: only the group's owner may mention everyone")
         values[13] = send.mention_all
         return values, None
 
@@ -469,7 +507,8 @@ class WriteBatch:
             return not_found(f"no message {recall.target} in {cid}")
         if target.kind in NOTICE_KINDS:
             return bad_request(f"{recall.target} is a notice; only messages can be recalled")
-        may_recall = recall.sender is None or recall.privileged or target.sender == recall.sender
+        privileged = recall.sender is None or self._owns(recall.sender, recall.conversation)
+        may_recall = privileged or target.sender == recall.sender
         if target.recall_seq is not None and may_recall:  # a repeat: its notice, at any time
             earlier = self.rows.get((cid, target.recall_seq))  # recalled in this very batch
             if earlier is not None:
@@ -479,15 +518,15 @@ class WriteBatch:
             return StoredMessage(done, fresh=False, recipients=(), target=self._message(target))
         if not may_recall:
             return forbidden("only its sender (or a group's owner and admins) may recall it")
-        timed = recall.sender is not None and not recall.privileged
-        if timed and self.now - target.sent_at > recall.window_ms:
+        if not privileged and self.now - target.sent_at > recall.window_ms:
             return TidingsError(
                 ErrorCode.RECALL_EXPIRED,
                 f"messages can be recalled within {recall.window_ms // 1000} seconds",
             )
         values: list[Any] = [None] * len(MESSAGE_COLUMNS)
         sender = target.sender if recall.sender is None else recall.sender
-        values[2], values[3], values[7] = sender, recall.body, "recall"
+        name = self.names.get(sender, "Someone")
+        values[2], values[3], values[7] = sender, recall.body.replace("{name}", name), "recall"
         values[13], values[14] = False, target.seq
         return values, target
 

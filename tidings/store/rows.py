@@ -173,6 +173,8 @@ _MENTIONED = (
     )
     .scalar_subquery()
 )
+
+
 def _chat_list(source: Any) -> Select[Any]:
     """The chat-list columns for the member rows of ``source`` (``members`` or a join with it)."""
     return select(
