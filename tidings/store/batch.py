@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Insert, Select, bindparam, delete, select, update
+from sqlalchemy import Insert, Select, bindparam, delete, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.schema import Table
 
@@ -618,16 +618,16 @@ class WriteBatch:
             insert_many(self.conn, messages, _MESSAGE_FIELDS, message_rows)
         if self.rich_rows:
             insert_many(self.conn, messages, _ALL_FIELDS, [tuple(v) for v in self.rich_rows])
-        for row in self.rows.values():
-            if row.changed and not row.new:
-                self.conn.execute(
-                    update(messages)
-                    .where(
-                        messages.c.conversation_id == row.values[0],
-                        messages.c.seq == row.values[1],
-                    )
-                    .values(body=row.values[3], recall_seq=row.values[15], edited_at=row.values[16])
-                )
+        changed = [row.values for row in self.rows.values() if row.changed and not row.new]
+        targets = [(v[0], v[1], v[3], v[15], v[16]) for v in changed]
+        if targets:  # the stored messages recalled or edited by this batch, in one statement
+            update_many(
+                self.conn,
+                messages,
+                ("conversation_id", "seq"),
+                ("body", "recall_seq", "edited_at"),
+                targets,
+            )
         if self.uncounted_rows:
             insert_many(self.conn, uncounted, ("conversation_id", "seq"), self.uncounted_rows)
         if self.mention_rows:
@@ -673,10 +673,14 @@ class WriteBatch:
 
 def _is_v1(values: list[Any]) -> bool:
     """A plain text message: its row needs only the v1 columns (the rest default)."""
+    # Only a send sets these at insert (reply, forward, mentions, @all); a
+    # notice is never "text", and recall_seq, edited_at come later by update.
     return (
         values[7] == "text"
+        and values[8] is None
+        and values[9] is None
+        and values[12] is None
         and not values[13]
-        and all(values[i] is None for i in range(8, len(values)) if i != 13)
     )
 
 
