@@ -31,7 +31,7 @@ from sqlalchemy.sql.schema import Table
 
 from tidings.errors import ErrorCode, TidingsError, bad_request, forbidden, not_found, not_member
 from tidings.ids import GroupRef, PrivateRef, UserId
-from tidings.models import NOTICE_KINDS, Message, ReplyTo, now_ms
+from tidings.models import NOTICE_KINDS, Message, ReplyTo, iso_ms, message_id, now_ms
 from tidings.store import (
     EditRequest,
     EntryRequest,
@@ -269,6 +269,7 @@ class WriteBatch:
             else:
                 wanted.add((cid, entry.target))
         self.source_joined: dict[tuple[str, int], int] = {}
+        self.referenced = wanted
         self._load_owners_and_names(entries)
         if not wanted:
             return
@@ -403,6 +404,10 @@ class WriteBatch:
             recipients = tuple(UserId(u) for u in group_members)
         else:
             recipients = (ref.low, ref.high)
+        if isinstance(entry, SendRequest) and _plain(entry):
+            return self._assign_plain(
+                entry, position, recipients, read_seqs, moved, message_rows, key_rows
+            )
         planned: tuple[list[Any], _Row | None] | StoredMessage | TidingsError
         if isinstance(entry, SendRequest):
             planned = self._plan_send(entry, recipients)
@@ -446,6 +451,48 @@ class WriteBatch:
         message = self._message(row)
         target_message = None if target is None else self._message(target)
         return StoredMessage(message, fresh=True, recipients=recipients, target=target_message)
+
+    def _assign_plain(
+        self,
+        send: SendRequest,
+        position: _Position,
+        recipients: tuple[UserId, ...],
+        read_seqs: dict[str, dict[int, int]],
+        moved: dict[tuple[str, int], int],
+        message_rows: list[tuple[Any, ...]],
+        key_rows: list[tuple[Any, ...]],
+    ) -> StoredMessage:
+        """A v1 text message: the v1 path, with no overlay row unless this very
+        batch refers to its seq (a guessed reply, recall or edit of it)."""
+        cid = send.conversation.id
+        seq = position.last_seq + 1
+        previous = position.last_sent_at
+        sent_at = self.now if previous is None else max(self.now, previous)
+        separator = previous is None or sent_at - previous > self.gap_ms
+        position.last_seq, position.shown_seq, position.last_sent_at = seq, seq, sent_at
+        position.dirty = True
+        values = (cid, seq, send.sender, send.body, send.client_msg_id, sent_at, separator)
+        message_rows.append(values)
+        if (cid, seq) in self.referenced:
+            row: list[Any] = [None] * len(MESSAGE_COLUMNS)
+            row[0:8], row[13] = [*values, "text"], False
+            self.rows[(cid, seq)] = _Row(row, new=True)
+        if send.client_msg_id is not None:
+            key_rows.append((send.sender, send.client_msg_id, cid, seq))
+        moved[(cid, send.sender)] = seq
+        if cid in read_seqs and send.sender in read_seqs[cid]:
+            read_seqs[cid][send.sender] = seq
+        message = Message(
+            id=message_id(cid, seq),
+            conversation=cid,
+            seq=seq,
+            sender=send.sender,
+            body=send.body,
+            client_msg_id=send.client_msg_id,
+            sent_at=iso_ms(sent_at),
+            time_separator=separator,
+        )
+        return StoredMessage(message, fresh=True, recipients=recipients)
 
     def _visible(self, conversation: str, seq: int, user: int | None) -> _Row | None:
         """The message at ``seq`` if it exists and ``user`` may see it (joined before it)."""
@@ -681,6 +728,17 @@ def _is_v1(values: list[Any]) -> bool:
         and values[9] is None
         and values[12] is None
         and not values[13]
+    )
+
+
+def _plain(send: SendRequest) -> bool:
+    """A v1 send: text with nothing of PROTOCOL-v2 section 2."""
+    return (
+        send.reply_to is None
+        and send.forward is None
+        and not send.mentions
+        and not send.mention_all
+        and send.kind == "text"
     )
 
 
