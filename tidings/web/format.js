@@ -104,6 +104,14 @@ export function preview(entry, me, nameOf) {
     // A member added later sees only what comes after joining.
     return entry.last_seq > 0 ? "You joined: new messages show here" : "No messages yet";
   }
+  // A notice (a recall, a group's system line) reads as its own text.
+  if (last.kind && last.kind !== "text" && !["image", "file", "voice"].includes(last.kind)) {
+    if (last.kind === "recall") {
+      return last.sender === me ? "You recalled a message" : `${nameOf(last.sender)} recalled a message`;
+    }
+    return (last.body || "").replace(/\s+/g, " ");
+  }
+  if (last.recalled || last.body === null) return "[Recalled]";
   const text = last.body.replace(/\s+/g, " ");
   if (entry.type === "group") {
     const who = last.sender === me ? "You" : nameOf(last.sender);

@@ -12,17 +12,26 @@ export const authFrame = (token) => ({ type: "auth", token });
 export const pingFrame = (ref) => (ref === undefined ? { type: "ping" } : { type: "ping", ref });
 
 /**
- * A send, with the ref `m:{client_msg_id}` so its answer finds it again.
- * @param {{cmid: string, conversation: string, body: string}} pending
+ * A send, with the ref `m:{client_msg_id}` so its answer finds it again; a
+ * quote and mentions (PROTOCOL-v2 §2) only when there are any.
+ * @param {{cmid: string, conversation: string, body: string, reply_to?: number | null,
+ *   mentions?: number[], mention_all?: boolean}} pending
  * @returns {ClientFrame}
  */
-export const sendFrame = (pending) => ({
-  type: "send",
-  ref: `m:${pending.cmid}`,
-  conversation: pending.conversation,
-  body: pending.body,
-  client_msg_id: pending.cmid,
-});
+export function sendFrame(pending) {
+  /** @type {ClientFrame} */
+  const frame = {
+    type: "send",
+    ref: `m:${pending.cmid}`,
+    conversation: pending.conversation,
+    body: pending.body,
+    client_msg_id: pending.cmid,
+  };
+  if (pending.reply_to) frame.reply_to = pending.reply_to;
+  if (pending.mentions && pending.mentions.length) frame.mentions = pending.mentions;
+  if (pending.mention_all) frame.mention_all = true;
+  return frame;
+}
 
 /**
  * @param {string} ref
@@ -68,5 +77,6 @@ export function sendOutcome(code, message) {
   if (RETRIED.has(code)) return { retry: true };
   if (code === "too_large") return { retry: false, label: "Too long" };
   if (code === "not_member") return { retry: false, label: "Not a member" };
+  if (code === "forbidden") return { retry: false, label: message || "Not allowed" };
   return { retry: false, label: message || "Not sent" };
 }

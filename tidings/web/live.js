@@ -17,6 +17,8 @@ import { LiveSocket } from "./socket.js";
 import {
   applyMessage, applyOwnRead, goneEntries, readUpTo, unreadAfter, withDraft,
 } from "./store.js";
+import { mentionsIn } from "./messages.js";
+import { sendEdit } from "./view-actions.js";
 import { sizeComposer } from "./view-chat.js";
 
 export const socket = new LiveSocket({
@@ -85,7 +87,12 @@ function onMessage(message) {
     });
   } else if (applyMessage(entry, message, me().id, S.clock + 1)) {
     S.clock += 1;
-    noticeMessage(message, userName, openConversation);
+    if (message.kind === "recall" && message.sender !== me().id) {
+      // A recalled message may have been unread, or @ this user: the exact counts.
+      fetchEntry(message.conversation);
+    } else if (message.kind !== "edit") {
+      noticeMessage(message, userName, openConversation);
+    }
   }
   render({ list: true });
   addMessages(message.conversation, [message], false);
@@ -130,6 +137,7 @@ export async function sync() {
   const generation = ++S.syncGen;
   const started = S.clock;
   try {
+    api("GET", "/limits").then((limits) => { S.limits = limits; }).catch(() => {});
     const data = await api("GET", "/conversations?limit=1000");
     if (generation !== S.syncGen) return;
     const listed = new Set();
@@ -170,8 +178,21 @@ export function sendMessage() {
     sizeComposer();
     return;
   }
+  if (S.target && S.target.mode === "edit" && S.target.conversation === S.openId) {
+    sendEdit().then(() => {
+      saveDraft();
+      sizeComposer();
+    });
+    return;
+  }
+  const quoted = S.target && S.target.conversation === S.openId ? S.target.seq : null;
+  const group = S.entries.get(S.openId)?.type === "group";
+  const tagged = group ? mentionsIn(body, S.picked) : { mentions: [], mention_all: false };
+  S.target = null;
+  S.picked = new Map();
   /** @type {import("./state.js").Pending} */
-  const pending = { cmid: randomId(), conversation: S.openId, body, state: "sending", error: null };
+  const pending = { cmid: randomId(), conversation: S.openId, body, state: "sending", error: null,
+    reply_to: quoted, mentions: tagged.mentions, mention_all: tagged.mention_all };
   S.pending.push(pending);
   savePending();
   box.value = "";

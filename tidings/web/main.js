@@ -9,6 +9,7 @@
 import { $ } from "./dom.js";
 import { loadOlder } from "./history.js";
 import { markOpenRead, saveDraft, sendMessage, socket } from "./live.js";
+import { cancelTarget, pickFirst, updatePicker } from "./view-actions.js";
 import { closeConversation, openConversation, openFromRoute } from "./nav.js";
 import { setAuthMode, signOut, signedOut, startSession, submitAuth, toggleAuthMode } from "./session.js";
 import { S, load } from "./state.js";
@@ -119,14 +120,21 @@ function wire() {
   compose.addEventListener("keydown", (/** @type {KeyboardEvent} */ event) => {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
-      sendMessage();
+      if (!pickFirst()) sendMessage();
     } else if (event.key === "Escape" && S.openId) {
-      compose.blur();
+      if (!$("mention-picker").hidden) $("mention-picker").hidden = true;
+      else if (S.target) cancelTarget();
+      else compose.blur();
     }
   });
   compose.addEventListener("input", () => {
     sizeComposer();
     saveDraft();
+    updatePicker();
+  });
+  $("btn-target-cancel").addEventListener("click", () => {
+    cancelTarget();
+    compose.focus();
   });
   $("composer").addEventListener("submit", (/** @type {Event} */ event) => {
     event.preventDefault();

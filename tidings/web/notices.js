@@ -53,7 +53,7 @@ export function noticeMessage(message, nameOf, open) {
   });
   if (due.sound) chime();
   if (due.notify && "Notification" in window && Notification.permission === "granted") {
-    const text = noticeText(entry.title, entry.type, nameOf(message.sender), message.body);
+    const text = noticeText(entry.title, entry.type, nameOf(message.sender), message.body || "");
     const shown = new Notification(text.title, { body: text.body, tag: message.conversation });
     shown.onclick = () => {
       window.focus();

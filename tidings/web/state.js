@@ -12,6 +12,15 @@
  * @property {string} body
  * @property {"sending" | "failed"} state
  * @property {string | null} error
+ * @property {number | null} [reply_to]   v2: the seq it quotes
+ * @property {number[]} [mentions]
+ * @property {boolean} [mention_all]
+ */
+
+/**
+ * What the composer is doing beside plain writing: quoting a message, or editing one.
+ * @typedef {{mode: "reply" | "edit", conversation: string, seq: number, text: string | null,
+ *   sender: number}} ComposeTarget
  */
 
 export const PAGE = 50;
@@ -53,6 +62,16 @@ export const S = {
   /** @type {{id: string, after: number} | null} the "new messages" line of the open chat */
   newLine: null,
   connState: "",
+  /** @type {ComposeTarget | null} */
+  target: null,
+  /** @type {Map<number, string>} who the composer's text @s (id 0: all) -> name */
+  picked: new Map(),
+  /** @type {Map<string, string>} "{conversation}#{seq}" -> the text of an own recalled message */
+  recalledText: new Map(),
+  /** @type {{max_body_chars: number, recall_seconds: number, edit_seconds: number}} */
+  limits: { max_body_chars: 4000, recall_seconds: 120, edit_seconds: 86400 },
+  /** @type {import("./types.js").Message | null} the message being forwarded */
+  forwarding: null,
   clock: 0, // counts live updates of entries, so a list fetched earlier cannot drop them
 };
 

@@ -2,6 +2,8 @@
 // Pure state updates of the chat list and of a conversation's history: each takes
 // the current value and what happened, and says what changed. No DOM, no I/O.
 
+import { applyNotice } from "./messages.js";
+
 /** @typedef {import("./types.js").Conversation} Conversation */
 /** @typedef {import("./types.js").Message} Message */
 
@@ -76,18 +78,34 @@ export function mergeEntry(old, entry, live, clock) {
 export function applyMessage(entry, message, me, clock) {
   if (message.seq <= entry.last_seq) return false;
   entry.last_seq = message.seq;
-  entry.last_message = message;
-  entry.updated_at = message.sent_at;
   entry.local = false;
   entry.clock = clock;
-  if (message.sender === me) {
-    entry.read_seq = message.seq; // sending marks everything before it read
-    entry.unread = 0;
+  const kind = message.kind || "text";
+  if (kind === "edit") {
+    // An edit does not move the chat; it changes the last message if that is its target.
+    const last = entry.last_message;
+    if (last && last.seq === message.target_seq) {
+      entry.last_message = { ...last, body: message.body, edited_at: message.sent_at };
+    }
   } else {
+    entry.last_message = message;
+    entry.updated_at = message.sent_at;
+  }
+  if (message.sender === me) {
+    entry.read_seq = message.seq; // sending (a message, a recall, an edit) marks all before it read
+    entry.unread = 0;
+    entry.mentioned = 0;
+  } else if (COUNTED.has(kind)) {
     entry.unread += 1;
+    if (message.mention_all || (message.mentions || []).includes(me)) {
+      entry.mentioned = (entry.mentioned || 0) + 1;
+    }
   }
   return true;
 }
+
+/** Kinds that count as unread (PROTOCOL-v2 §1); notices never do. */
+const COUNTED = new Set(["text", "image", "file", "voice"]);
 
 /**
  * The user's own read position moved (on another device, or here).
@@ -102,6 +120,7 @@ export function applyOwnRead(entry, seq) {
   entry.read_seq = seq;
   if (seq >= entry.last_seq) {
     entry.unread = 0;
+    entry.mentioned = 0;
     return "exact";
   }
   return "refetch";
@@ -117,6 +136,14 @@ export function applyOwnRead(entry, seq) {
 export function addToHistory(history, messages, complete) {
   for (const message of messages) {
     if (!history.msgs.has(message.seq)) history.msgs.set(message.seq, message);
+  }
+  // A recall or edit changes its target here too (when the target is loaded).
+  for (const message of messages) applyNotice(history.msgs, message);
+  // A target loaded after its notice (an older page): the notice, already here, applies now.
+  const arrived = new Set(messages.map((m) => m.seq));
+  for (const message of [...history.msgs.values()]) {
+    const target = message.target_seq;
+    if (target != null && arrived.has(target)) applyNotice(history.msgs, message);
   }
   if (!history.minSeq && messages.length) history.minSeq = Math.min(...messages.map((m) => m.seq));
   while (history.msgs.has(history.maxSeq + 1)) history.maxSeq += 1;
@@ -168,7 +195,8 @@ export function unreadAfter(history, readSeq, lastSeq, me) {
   if (!history || !history.loaded) return lastSeq - readSeq;
   let count = 0;
   for (const message of history.msgs.values()) {
-    if (message.seq > readSeq && message.sender !== me) count += 1;
+    if (message.seq > readSeq && message.sender !== me && COUNTED.has(message.kind || "text")
+      && !message.recalled) count += 1;
   }
   return count + Math.max(0, lastSeq - Math.max(history.maxSeq, readSeq));
 }

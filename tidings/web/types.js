@@ -14,10 +14,21 @@
  * @property {string} conversation  "p:{a}-{b}" or "g:{group}"
  * @property {number} seq           1, 2, 3, ... per conversation
  * @property {number} sender
- * @property {string} body
+ * @property {string | null} body   null once recalled
  * @property {string | null} client_msg_id
  * @property {string} sent_at       ISO 8601 with milliseconds and Z
  * @property {boolean} time_separator
+ * @property {string} [kind]        v2: text, image, file, voice; notices: recall, edit, system
+ * @property {unknown} [attachment]
+ * @property {{seq: number, sender: number, kind: string, preview: string | null} | null} [reply_to]
+ * @property {{conversation: string, seq: number, sender: number} | null} [forwarded_from]
+ * @property {number[]} [mentions]
+ * @property {boolean} [mention_all]
+ * @property {number | null} [target_seq]  a notice's target
+ * @property {boolean} [recalled]
+ * @property {string | null} [edited_at]
+ * @property {unknown} [system]
+ * @property {number} [recalled_by]  this client's note: who recalled it (from the notice)
  */
 
 /**
@@ -33,6 +44,7 @@
  * @property {Message | null} last_message
  * @property {string} updated_at
  * @property {number | null} [peer_read_seq]
+ * @property {number} [mentioned]   v2: unread messages that mention this user or all
  */
 
 /**
@@ -68,7 +80,8 @@
  * A frame the client sends.
  * @typedef {(
  *   {type: "auth", token: string} |
- *   {type: "send", ref?: unknown, conversation: string, body: string, client_msg_id?: string} |
+ *   {type: "send", ref?: unknown, conversation: string, body: string, client_msg_id?: string,
+ *    reply_to?: number, mentions?: number[], mention_all?: boolean} |
  *   {type: "read", ref?: unknown, conversation: string, seq: number} |
  *   {type: "ping", ref?: unknown}
  * )} ClientFrame

@@ -7,8 +7,10 @@ import { MAX_BODY_CHARS, composerCheck, lineTime, linkParts, plural } from "./fo
 import { loadOlder } from "./history.js";
 import { sendPending, socket, watchRows } from "./live.js";
 import { user, userName } from "./people.js";
+import { drawn, mentionsMe, recallLine } from "./messages.js";
 import { render } from "./render.js";
 import { S, me, savePending } from "./state.js";
+import { actionsNode, jumpTo, reEdit, renderTarget } from "./view-actions.js";
 
 /**
  * "Sent" or "Read" under the last own message of a private chat.
@@ -25,20 +27,66 @@ function statusFor(message, lastOwnSeq, entry) {
 }
 
 /**
+ * The grey line in place of a recalled message; your own offers "Re-edit"
+ * while this page still holds its text.
  * @param {import("./store.js").Entry} entry
- * @param {{sender: number, body: string, seq: number, sent_at?: string}} message
+ * @param {import("./types.js").Message} message
+ */
+function recalledNode(entry, message) {
+  const line = el("div", "notice-line recalled");
+  line.dataset.seq = String(message.seq);
+  line.appendChild(el("span", null, recallLine(message, me().id, userName)));
+  const text = S.recalledText.get(`${entry.id}#${message.seq}`);
+  if (text && (message.recalled_by ?? message.sender) === me().id) {
+    const button = el("button", "link re-edit", "Re-edit");
+    button.type = "button";
+    button.addEventListener("click", () => reEdit(text));
+    line.append(" · ", button);
+  }
+  return line;
+}
+
+/**
+ * @param {import("./store.js").Entry} entry
+ * @param {NonNullable<import("./types.js").Message["reply_to"]>} quoted
+ */
+function quoteNode(entry, quoted) {
+  const quote = el("button", "quote");
+  quote.type = "button";
+  const who = quoted.sender === me().id ? "You" : userName(quoted.sender);
+  quote.textContent = `${who}: ${quoted.preview ?? "[Recalled]"}`;
+  quote.title = "Show the quoted message";
+  quote.addEventListener("click", () => jumpTo(entry.id, quoted.seq));
+  return quote;
+}
+
+/**
+ * @param {import("./store.js").Entry} entry
+ * @param {import("./types.js").Message | {sender: number, body: string, seq: number,
+ *   sent_at?: string, reply_to?: undefined}} message
  * @param {{pending?: boolean, status?: any}} options
  */
 function messageNode(entry, message, options) {
   const own = message.sender === me().id;
+  if ("kind" in message && message.kind === "system") {
+    const line = el("div", "notice-line");
+    line.appendChild(el("span", null, message.body || ""));
+    return line;
+  }
+  if ("recalled" in message && message.recalled) return recalledNode(entry, message);
   const row = el("div", `msg ${own ? "own" : "other"}${options.pending ? " pending" : ""}`);
   if (message.seq) row.dataset.seq = String(message.seq);
+  if ("kind" in message && mentionsMe(message, me().id)) row.classList.add("mentions-me");
   row.appendChild(avatar(`u${message.sender}`, userName(message.sender), "small"));
   const column = el("div", "msg-col");
   if (!own && entry.type === "group") column.appendChild(el("div", "sender", userName(message.sender)));
   const line = el("div", "msg-line");
   const bubble = el("div", "bubble");
-  for (const part of linkParts(message.body)) {
+  if ("forwarded_from" in message && message.forwarded_from) {
+    bubble.appendChild(el("div", "forwarded", "Forwarded"));
+  }
+  if (message.reply_to) bubble.appendChild(quoteNode(entry, message.reply_to));
+  for (const part of linkParts(message.body || "")) {
     if (part.href) {
       const link = el("a", null, part.text); // text only: never HTML from a message
       link.href = part.href;
@@ -49,9 +97,13 @@ function messageNode(entry, message, options) {
       bubble.appendChild(document.createTextNode(part.text));
     }
   }
+  if ("edited_at" in message && message.edited_at) bubble.appendChild(el("span", "edited", " (edited)"));
   if (message.sent_at) bubble.title = new Date(message.sent_at).toLocaleString();
   line.appendChild(bubble);
   if (options.status) line.appendChild(options.status);
+  if ("kind" in message && message.seq && !options.pending && !entry.removed) {
+    line.appendChild(actionsNode(entry, message));
+  }
   column.appendChild(line);
   row.appendChild(column);
   return row;
@@ -104,9 +156,17 @@ export function renderPane() {
       nodes.push(el("div", "history-start", entry.type === "group"
         ? "No messages yet." : "No messages yet. Say hello."));
     }
-    const messages = [...c.msgs.values()].sort((a, b) => a.seq - b.seq);
+    // Who recalled what, from the notices (a group's owner may recall others' messages).
+    for (const notice of c.msgs.values()) {
+      const target = notice.kind === "recall" && notice.target_seq != null
+        ? c.msgs.get(notice.target_seq) : undefined;
+      if (target && target.recalled_by === undefined) target.recalled_by = notice.sender;
+    }
+    const messages = drawn(c.msgs.values());
     let lastOwnSeq = 0;
-    for (const message of messages) if (message.sender === me().id) lastOwnSeq = message.seq;
+    for (const message of messages) {
+      if (message.sender === me().id && !message.recalled) lastOwnSeq = message.seq;
+    }
     const mark = S.newLine && S.newLine.id === id ? S.newLine.after : null;
     let marked = false;
     for (const message of messages) {
@@ -143,6 +203,7 @@ export function renderPane() {
       { pending: true, status }));
   }
   box.replaceChildren(...nodes);
+  renderTarget();
   watchRows(box);
   if (c && c.loaded && c.hasMore && box.scrollHeight <= box.clientHeight) loadOlder(id);
 }

@@ -59,7 +59,10 @@ export function renderList() {
     } else if (entry.removed) {
       bottom.appendChild(el("span", "chat-preview removed", "You are no longer a member"));
     } else {
-      bottom.appendChild(el("span", "chat-preview", preview(entry, me().id, userName)));
+      const line = el("span", "chat-preview");
+      if ((entry.mentioned || 0) > 0) line.appendChild(el("span", "mention-mark", "[@me] "));
+      line.append(preview(entry, me().id, userName));
+      bottom.appendChild(line);
     }
     if (entry.unread > 0) {
       const badge = el("span", "badge", entry.unread > 99 ? "99+" : String(entry.unread));
