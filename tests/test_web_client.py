@@ -1164,3 +1164,101 @@ async def test_a_peer_who_renames_shows_the_new_name_at_once(
     await bob_api.set_display_name("Robert")
     await expect(chat(page, "Robert")).to_be_visible()
     await expect(page.locator("#pane-title")).to_have_text("Robert")
+
+
+# -- messages that do more (PROTOCOL-v2 sections 1, 2, 4) ---------------------------
+
+
+def row(page: Any, seq: int) -> Any:
+    return page.locator(f'#messages [data-seq="{seq}"]')
+
+
+async def act_on(page: Any, seq: int, action: str) -> None:
+    """Open a message's menu (hover) and take one of its actions."""
+    await row(page, seq).hover()
+    await row(page, seq).locator(f'.msg-action:text-is("{action}")').click()
+
+
+async def test_reply_mention_edit_recall_and_forward_in_the_browser(
+    web_server: WebServer, browser: Browser
+) -> None:
+    alice_user, alice_api = await web_server.account("alice", "Alice")
+    bob_user, bob_api = await web_server.account("bob", "Bob")
+    carol_user, carol_api = await web_server.account("carol", "Carol")
+    group = await alice_api.create_group("Trip", [bob_user.id, carol_user.id])
+    trip = f"g:{group.id}"
+    await alice_api.send(f"p:{alice_user.id}-{bob_user.id}", "hi Bob")
+    first = await carol_api.send(trip, "first plan: the lake")
+    alice = await browser.page("alice")
+    bob = await browser.page("bob")
+    await sign_in(alice, browser.url, "alice")
+    await sign_in(bob, browser.url, "bob")
+    await chat(alice, "Trip").click()
+    await expect(row(alice, first.seq)).to_be_visible()
+
+    # Reply: the quote bar, then the quote in the bubble on both sides.
+    await act_on(alice, first.seq, "Reply")
+    await expect(alice.locator("#compose-target-text")).to_have_text(
+        "Replying to Carol: first plan: the lake"
+    )
+    await send(alice, "sounds good")
+    reply = row(alice, first.seq + 1)
+    await expect(reply.locator(".quote")).to_have_text("Carol: first plan: the lake")
+    await expect(alice.locator("#compose-target")).to_be_hidden()
+
+    # @ picker: "@Bo" offers Bob, Enter picks him; Bob's list says [@me] until he reads.
+    await alice.fill("#compose", "@Bo")
+    await expect(alice.locator("#mention-picker .mention-choice")).to_have_text(["Bob"])
+    await alice.press("#compose", "Enter")
+    await expect(alice.locator("#compose")).to_have_value("@Bob ")
+    await alice.type("#compose", "bring the map")
+    await alice.press("#compose", "Enter")
+    await expect(row(alice, first.seq + 2).locator(".bubble")).to_have_text("@Bob bring the map")
+    await expect(chat(bob, "Trip").locator(".mention-mark")).to_have_text("[@me]")
+    await expect(chat(bob, "Trip").locator(".badge")).to_have_text("3")
+    stored = (await bob_api.messages(trip, after=first.seq + 1))[0]
+    assert stored.mentions == [bob_user.id]
+    await screenshot(bob, "v2-mentioned-list")
+    await chat(bob, "Trip").click()
+    await expect(row(bob, first.seq + 2)).to_have_class(re.compile(r"\bmentions-me\b"))
+    await expect(chat(bob, "Trip").locator(".mention-mark")).to_have_count(0)
+    await expect(row(bob, first.seq + 1).locator(".quote")).to_have_text(
+        "Carol: first plan: the lake"
+    )
+    # Bob jumps to the quoted message.
+    await row(bob, first.seq + 1).locator(".quote").click()
+    await expect(row(bob, first.seq)).to_have_class(re.compile(r"\bflash\b"))
+
+    # Edit: Alice's own reply, "(edited)" on both sides, in place.
+    await act_on(alice, first.seq + 1, "Edit")
+    await expect(alice.locator("#compose")).to_have_value("sounds good")
+    await alice.fill("#compose", "sounds great")
+    await alice.press("#compose", "Enter")
+    for page in (alice, bob):
+        await expect(row(page, first.seq + 1).locator(".bubble")).to_have_text(
+            "Carol: first plan: the lake" + "sounds great (edited)"
+        )
+
+    # Recall: a grey line on both sides, "Re-edit" for the sender only.
+    await act_on(alice, first.seq + 2, "Recall")
+    await expect(row(alice, first.seq + 2)).to_have_text("You recalled a message · Re-edit")
+    await expect(row(bob, first.seq + 2)).to_have_text("Alice recalled a message")
+    await expect(row(bob, first.seq + 2).locator(".re-edit")).to_have_count(0)
+    await screenshot(alice, "v2-chat")
+    await row(alice, first.seq + 2).locator(".re-edit").click()
+    await expect(alice.locator("#compose")).to_have_value("@Bob bring the map")
+    await alice.fill("#compose", "")
+    # Bob cannot recall or edit Alice's messages: no such actions in his menu.
+    await row(bob, first.seq + 1).hover()
+    await expect(row(bob, first.seq + 1).locator(".msg-action")).to_have_text(["Reply", "Forward"])
+
+    # Forward Carol's message to the private chat with Bob.
+    await act_on(alice, first.seq, "Forward")
+    await alice.locator('#forward-list .forward-to:text-is("Bob")').click()
+    await expect(alice.locator("#toast")).to_have_text("Forwarded")
+    await chat(bob, "Alice").click()
+    forwarded = bob.locator("#messages .msg", has_text="first plan: the lake")
+    await expect(forwarded.locator(".forwarded")).to_have_text("Forwarded")
+    await screenshot(bob, "v2-forwarded")
+    latest = (await bob_api.messages(f"p:{alice_user.id}-{bob_user.id}"))[-1]
+    assert latest.forwarded_from is not None and latest.forwarded_from.seq == first.seq

@@ -46,6 +46,8 @@ export function actionsNode(entry, message) {
   const add = (label, act) => {
     const button = el("button", "msg-action", label);
     button.type = "button";
+    // Out of the Tab order: Tab goes from the message list to the composer in one step.
+    button.tabIndex = -1;
     button.addEventListener("click", (/** @type {Event} */ event) => {
       event.stopPropagation();
       act();
