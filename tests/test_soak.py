@@ -145,6 +145,56 @@ def test_the_checks_find_lost_and_doubled_messages_and_wrong_chat_lists() -> Non
     assert found.counts["chat_list"] == 1
 
 
+def test_the_checks_hold_the_chat_list_to_the_v2_counts() -> None:
+    """A recall and an edit by user 2, a mention of user 1: every v2 rule is checked."""
+    world, actors, histories = _doctored()
+    history = histories["g:1"]
+    mention = Message(**{**_fields(history[4]), "mentions": [1]})  # seq 5 @s user 1
+    recalled = Message(**{**_fields(history[3]), "body": None, "recalled": True})  # seq 4
+    recall = Message(
+        **{
+            **_fields(_message("g:1", 7, 2, "r7")),
+            "body": "b recalled a message",
+            "kind": "recall",
+            "target_seq": 4,
+        }
+    )
+    edit = Message(**{**_fields(_message("g:1", 8, 2, "e8")), "kind": "edit", "target_seq": 6})
+    edited = Message(**{**_fields(history[5]), "body": edit.body, "edited_at": edit.sent_at})
+    histories["g:1"] = [*history[:3], recalled, mention, edited, recall, edit]
+    actors[1].attempts["c5"].mentions = (1,)
+    actors[1].attempts["r7"] = Attempt("r7", "g:1", "", 1, recall, kind="recall", target=4)
+    actors[1].attempts["e8"] = Attempt("e8", "g:1", edit.body or "", 1, edit, kind="edit", target=6)
+    found, figures = check_store(world, actors, histories)
+    assert sum(found.counts.values()) == 0, found.examples
+
+    def entry(**changes: Any) -> Conversation:
+        right = Conversation(
+            id="g:1",
+            type="group",
+            title="g",
+            peer_id=None,
+            group_id=1,
+            unread=2,  # 5 and 6: 4 is recalled, 7 and 8 are notices
+            last_seq=8,
+            read_seq=3,
+            last_message=histories["g:1"][6],  # the recall notice: the edit does not count
+            updated_at=histories["g:1"][6].sent_at,
+            mentioned=1,
+        )
+        return Conversation(**{**_fields(right), **changes})
+
+    for wrong, expected in [
+        ({}, 0),
+        ({"mentioned": 0}, 1),
+        ({"unread": 3}, 1),  # the recalled message counted
+        ({"last_message": edit, "updated_at": edit.sent_at}, 2),  # an edit notice shown
+    ]:
+        found, figures = check_store(world, actors, histories)
+        check_chat_lists(world, actors, histories, {(1, 0): [entry(**wrong)]}, found, figures)
+        assert found.counts["chat_list"] == expected, (wrong, found.examples)
+
+
 def _fields(message: Message) -> dict[str, Any]:
     return {name: getattr(message, name) for name in message.__struct_fields__}
 

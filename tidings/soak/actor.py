@@ -10,7 +10,12 @@ server to the contract afterwards:
 - every connection is a :class:`SessionLog`: the ``message`` events it
   received live, in arrival order, and the seqs acked on it;
 - after every (re)connect the client catches up each conversation with
-  ``GET …/messages?after=<last seen seq>`` (guarantee 4).
+  ``GET …/messages?after=<last seen seq>`` (guarantee 4);
+- PROTOCOL-v2 traffic: some group sends @ other members, and now and then
+  the client recalls or edits one of its own acked messages. A recall or
+  an edit is an attempt like a send (its own ``client_msg_id``, resent
+  until acked), with ``kind`` and ``target`` so the checks can find its
+  notice and its effect on the target.
 
 "Last seen" moves with events and history only, never with acks: an ack
 is not ordered with the events of other nodes (a node acks its own commit
@@ -42,6 +47,10 @@ PAGE = 200
 MAX_PAGES = 10_000
 #: Errors of a send after which the same client_msg_id is sent again later.
 RETRYABLE = {"closed", "unavailable", "rate_limited", "timeout", "network"}
+#: Refusals a recall or an edit may fairly get (a window passed; an edit
+#: resent after its target was recalled): declined, not a server bug.
+DECLINED = {"forbidden", "recall_expired", "edit_expired"}
+DECLINED |= {f"http:{code}" for code in DECLINED}
 _NETWORK = (aiohttp.ClientError, OSError, TimeoutError)
 
 # Bodies of several shapes: plain, non-ASCII and emoji, JSON-looking, near the size limit.
@@ -54,10 +63,14 @@ class Attempt:
 
     cmid: str
     conversation: str
-    body: str
+    body: str  # a recall's is "" (the server words its notice)
     tries: int = 0
     acked: Message | None = None
     refused: str | None = None  # a non-retryable error code: a server bug for a valid send
+    kind: str = "text"  # "text", or "recall" / "edit" of ``target``
+    target: int = 0
+    mentions: tuple[int, ...] = ()
+    declined: str | None = None  # a recall or edit fairly refused (DECLINED)
 
 
 @dataclass
@@ -91,6 +104,10 @@ class Tally:
     cross_repeat_probes: int = 0
     reads: int = 0
     reads_unacked: int = 0
+    mentions: int = 0
+    recalls: int = 0
+    edits: int = 0
+    declined: int = 0
     catch_up_pages: int = 0
     caught_up_messages: int = 0
     errors: Counter[str] = field(default_factory=Counter)
@@ -104,9 +121,16 @@ class Tally:
 
 class Actor:
     def __init__(
-        self, user_id: int, token: str, conversations: list[str], rng: random.Random
+        self,
+        user_id: int,
+        token: str,
+        conversations: list[str],
+        rng: random.Random,
+        members_of: dict[str, list[int]] | None = None,
     ) -> None:
         self.user_id = user_id
+        self.members_of = members_of or {}  # group conversation -> member ids
+        self.touched: set[tuple[str, int]] = set()  # own messages a recall was sent for
         self.token = token
         self.conversations = conversations
         self.rng = rng
@@ -270,6 +294,8 @@ class Actor:
             await self._repeat(sock, log)
         elif roll < 0.88:
             await self._send_http(client, self._new_attempt())
+        elif roll < 0.93:
+            await self._recall_or_edit(sock, log)
         else:
             await asyncio.sleep(self.rng.uniform(0, 0.2))
 
@@ -282,16 +308,57 @@ class Actor:
             filler = "x" * self.rng.randint(3000, 3900)  # near the 4,000-character limit
         else:
             filler = self.rng.choice(_FILLERS) * self.rng.randint(1, 8)
-        attempt = Attempt(cmid, conversation, f"{cmid} {filler}")
+        others = [u for u in self.members_of.get(conversation, []) if u != self.user_id]
+        mentions: tuple[int, ...] = ()
+        if others and self.rng.random() < 0.25:
+            mentions = tuple(self.rng.sample(others, self.rng.randint(1, min(3, len(others)))))
+            self.tally.mentions += 1
+        attempt = Attempt(cmid, conversation, f"{cmid} {filler}", mentions=mentions)
         self.attempts[cmid] = attempt
         self.pending[cmid] = attempt
         return attempt
+
+    async def _recall_or_edit(self, sock: Socket, log: SessionLog) -> None:
+        """Recall or edit one of this client's own acked text messages, not recalled yet."""
+        own = [
+            a.acked
+            for a in self.attempts.values()
+            if a.kind == "text"
+            and a.acked is not None
+            and (a.conversation, a.acked.seq) not in self.touched
+        ]
+        if not own:
+            return
+        target = self.rng.choice(own)
+        self._counter += 1
+        cmid = f"u{self.user_id}-{self._counter}"
+        if self.rng.random() < 0.5:
+            self.touched.add((target.conversation, target.seq))
+            attempt = Attempt(cmid, target.conversation, "", kind="recall", target=target.seq)
+            self.tally.recalls += 1
+        else:
+            body = f"{cmid} edited {self.rng.choice(_FILLERS)}"
+            attempt = Attempt(cmid, target.conversation, body, kind="edit", target=target.seq)
+            self.tally.edits += 1
+        self.attempts[cmid] = attempt
+        self.pending[cmid] = attempt
+        await self._send_ws(sock, log, attempt)
+
+    async def _deliver(self, sock: Socket, attempt: Attempt) -> Message:
+        """The attempt's frame: a send, a recall or an edit, with its client_msg_id."""
+        if attempt.kind == "recall":
+            return await sock.recall(attempt.conversation, attempt.target, attempt.cmid)
+        if attempt.kind == "edit":
+            return await sock.edit(attempt.conversation, attempt.target, attempt.body, attempt.cmid)
+        return await sock.send(
+            attempt.conversation, attempt.body, attempt.cmid, mentions=attempt.mentions
+        )
 
     async def _send_ws(self, sock: Socket, log: SessionLog | None, attempt: Attempt) -> None:
         attempt.tries += 1
         self.tally.sends_ws += 1
         try:
-            message = await sock.send(attempt.conversation, attempt.body, attempt.cmid)
+            message = await self._deliver(sock, attempt)
         except ApiError as exc:
             self._refused(attempt, exc.code)
             return
@@ -307,7 +374,10 @@ class Actor:
         self.tally.sends_http += 1
         try:
             message = await asyncio.wait_for(
-                client.send(attempt.conversation, attempt.body, attempt.cmid), REQUEST_TIMEOUT
+                client.send(
+                    attempt.conversation, attempt.body, attempt.cmid, mentions=attempt.mentions
+                ),
+                REQUEST_TIMEOUT,
             )
         except ApiError as exc:
             self._refused(attempt, exc.code if exc.retryable else f"http:{exc.code}")
@@ -319,6 +389,11 @@ class Actor:
 
     def _refused(self, attempt: Attempt, code: str) -> None:
         self.tally.errors[code] += 1
+        if attempt.kind != "text" and code in DECLINED:
+            attempt.declined = code
+            self.tally.declined += 1
+            self.pending.pop(attempt.cmid, None)
+            return
         if code not in RETRYABLE:
             attempt.refused = code
             self.pending.pop(attempt.cmid, None)
@@ -326,8 +401,31 @@ class Actor:
 
     def _acked(self, attempt: Attempt, message: Message) -> bool:
         """Check an ack against what was sent; False (and a problem) if it does not match."""
-        expected = (attempt.conversation, self.user_id, attempt.body, attempt.cmid)
-        got = (message.conversation, message.sender, message.body, message.client_msg_id)
+        # A recall's text is the server's ("{name} recalled a message"); an edit's
+        # and a send's are ours. A send's body may read as edited or recalled
+        # since (a repeat answers the message as it reads now): not compared.
+        body = attempt.body if attempt.kind == "edit" else None
+        target = attempt.target or None
+        expected: list[object] = [
+            attempt.conversation,
+            self.user_id,
+            attempt.cmid,
+            attempt.kind,
+            target,
+            body,
+        ]
+        got_body = message.body if attempt.kind == "edit" else None
+        got: list[object] = [
+            message.conversation,
+            message.sender,
+            message.client_msg_id,
+            message.kind,
+            message.target_seq,
+            got_body,
+        ]
+        if attempt.kind == "text" and not message.recalled and message.edited_at is None:
+            expected.append(attempt.body)
+            got.append(message.body)
         if got != expected:
             self.tally.problem(f"ack of {attempt.cmid} is another message: {got!r:.200}")
             return False
@@ -345,7 +443,7 @@ class Actor:
     async def _repeat(self, sock: Socket, log: SessionLog) -> None:
         """Send an acked message again (same client_msg_id): the original must come back,
         even when the repeat names another conversation (the id is scoped to the sender)."""
-        done = [a for a in self.attempts.values() if a.acked is not None]
+        done = [a for a in self.attempts.values() if a.acked is not None and a.kind == "text"]
         if not done:
             return
         original = self.rng.choice(done)
@@ -392,8 +490,10 @@ class Actor:
                 f"read of {conversation} to {seq} answered read_seq {entry.read_seq} "
                 f"(it was {before}): it moved backwards or fell short"
             )
-        if entry.unread != entry.last_seq - entry.read_seq:
-            self.tally.problem(f"read ack of {conversation}: unread {entry.unread} != last - read")
+        if not 0 <= entry.unread <= entry.last_seq - entry.read_seq:
+            self.tally.problem(
+                f"read ack of {conversation}: unread {entry.unread} past last - read"
+            )
         self.read_acked[conversation] = max(before, entry.read_seq)
 
     # -- after the run ----------------------------------------------------------------
@@ -408,7 +508,13 @@ class Actor:
         found = created = 0
         for attempt in list(self.pending.values()):
             path = "/api/v1/conversations/" + attempt.conversation + "/messages"
-            body = {"body": attempt.body, "client_msg_id": attempt.cmid}
+            body: dict[str, object] = {"body": attempt.body, "client_msg_id": attempt.cmid}
+            if attempt.kind == "text" and attempt.mentions:
+                body["mentions"] = list(attempt.mentions)
+            if attempt.kind != "text":
+                path += f"/{attempt.target}/{attempt.kind}"
+                if attempt.kind == "recall":
+                    del body["body"]
             while loop.time() < deadline:
                 attempt.tries += 1
                 try:
@@ -427,7 +533,10 @@ class Actor:
                 if status in (429, 503):
                     await asyncio.sleep(0.2)
                     continue
-                self._refused(attempt, f"http_{status}")
+                code = answer.get("error", {}).get("code") if isinstance(answer, dict) else None
+                self._refused(
+                    attempt, f"http:{code}" if code in ("forbidden",) else f"http_{status}"
+                )
                 break
         return found, created
 

@@ -15,11 +15,31 @@ from datetime import datetime
 
 from tidings.client import private_conversation
 from tidings.models import Conversation, Message
-from tidings.soak.actor import Actor
+from tidings.soak.actor import Actor, Attempt
 from tidings.soak.world import World
 
 #: The contract's default gap after which a message carries a time separator.
 SEPARATOR_SECONDS = 300
+#: PROTOCOL-v2 section 1: the kinds that count as unread; the rest are notices.
+COUNTABLE = frozenset({"text", "image", "file", "voice"})
+
+
+@dataclass
+class Effects:
+    """What a conversation's notices did to their targets: the last edit's text, recalls."""
+
+    edited: dict[int, Message] = field(default_factory=dict)  # target seq -> last edit notice
+    recalled: set[int] = field(default_factory=set)
+
+    @staticmethod
+    def of(history: list[Message]) -> Effects:
+        found = Effects()
+        for message in history:  # in seq order: a later edit wins
+            if message.kind == "edit" and message.target_seq is not None:
+                found.edited[message.target_seq] = message
+            elif message.kind == "recall" and message.target_seq is not None:
+                found.recalled.add(message.target_seq)
+        return found
 
 
 @dataclass
@@ -62,6 +82,7 @@ def check_store(
     by_key: dict[tuple[int, str], Message] = {}
     ids: set[str] = set()
     for conversation, messages in histories.items():
+        effects = Effects.of(messages)
         seqs = [m.seq for m in messages]
         if seqs != list(range(1, len(seqs) + 1)):
             found.add("seq_gaps", f"{conversation}: seqs are not 1..{len(seqs)}")
@@ -84,13 +105,19 @@ def check_store(
             origin = attempts.get(message.client_msg_id)
             if origin is None or origin[0].user_id != message.sender:
                 found.add("strays", f"{message.id} was never sent by {message.sender}")
-            elif (origin[1].conversation, origin[1].body) != (conversation, message.body):
-                found.add("corrupt", f"{message.id} differs from what was sent")
+            else:
+                wrong = _entry_problem(origin[1], message, effects)
+                if wrong:
+                    found.add("corrupt", f"{message.id}: {wrong}")
             separator = previous is None or _gap(previous, message) > SEPARATOR_SECONDS
             if message.time_separator != separator:
                 found.add("separators", f"{message.id}: time_separator {message.time_separator}")
             previous = message
     for cmid, (actor, attempt) in attempts.items():
+        if attempt.declined is not None:
+            if by_key.get((actor.user_id, cmid)) is not None:
+                found.add("corrupt", f"{cmid} was refused ({attempt.declined}) yet stored")
+            continue
         stored = by_key.get((actor.user_id, cmid))
         if attempt.acked is not None:
             figures.acked += 1
@@ -100,6 +127,32 @@ def check_store(
         elif attempt.acked is not None and attempt.acked.id != stored.id:
             found.add("corrupt", f"{cmid} acked as {attempt.acked.id}, stored as {stored.id}")
     return found, figures
+
+
+def _entry_problem(attempt: Attempt, message: Message, effects: Effects) -> str | None:
+    """What is wrong with a stored entry against its attempt and the notices on it."""
+    if attempt.conversation != message.conversation or attempt.kind != message.kind:
+        return f"stored as a {message.kind} in {message.conversation}"
+    if attempt.kind in ("recall", "edit"):
+        if message.target_seq != attempt.target:
+            return f"targets {message.target_seq}, not {attempt.target}"
+        if attempt.kind == "edit" and message.body != attempt.body:
+            return "the edit's text differs from what was sent"
+        return None
+    if sorted(message.mentions) != sorted(set(attempt.mentions)):
+        return f"mentions {message.mentions} != {list(attempt.mentions)}"
+    if message.seq in effects.recalled:
+        return None if message.recalled and message.body is None else "recalled, yet not blank"
+    if message.recalled:
+        return "blank with no recall notice"
+    edit = effects.edited.get(message.seq)
+    if edit is not None:
+        if (message.body, message.edited_at) != (edit.body, edit.sent_at):
+            return "does not read as its last edit"
+        return None
+    if message.edited_at is not None or message.body != attempt.body:
+        return "differs from what was sent"
+    return None
 
 
 def _gap(earlier: Message, later: Message) -> float:
@@ -201,13 +254,15 @@ def check_chat_lists(
 
 
 def _entry_errors(actor: Actor, entry: Conversation, history: list[Message]) -> list[str]:
+    """The entry against PROTOCOL-v2 section 1's rules, recomputed from full history."""
     user = actor.user_id
     wrong: list[str] = []
-    last = history[-1] if history else None
+    shown = [m for m in history if m.kind != "edit"]
+    last = shown[-1] if shown else None
     if entry.last_seq != len(history):
         wrong.append(f"last_seq {entry.last_seq} != {len(history)}")
-    if (entry.last_message.id if entry.last_message else None) != (last.id if last else None):
-        wrong.append("last_message is not the last stored message")
+    if entry.last_message != last:
+        wrong.append("last_message is not the newest entry (edits aside) as it reads now")
     if last is not None and entry.updated_at != last.sent_at:
         wrong.append(f"updated_at {entry.updated_at} != last sent_at {last.sent_at}")
     own = max((m.seq for m in history if m.sender == user), default=0)
@@ -215,12 +270,16 @@ def _entry_errors(actor: Actor, entry: Conversation, history: list[Message]) -> 
     high = max(low, actor.read_tried.get(entry.id, 0))
     if not low <= entry.read_seq <= high:
         wrong.append(f"read_seq {entry.read_seq} not in [{low}, {high}] (own last {own})")
-    others_after = sum(1 for m in history if m.seq > entry.read_seq and m.sender != user)
-    if entry.unread != others_after or entry.unread != entry.last_seq - entry.read_seq:
-        wrong.append(
-            f"unread {entry.unread}: {others_after} unread by others, "
-            f"last_seq - read_seq = {entry.last_seq - entry.read_seq}"
-        )
+    unread = [
+        m
+        for m in history
+        if m.seq > entry.read_seq and m.sender != user and m.kind in COUNTABLE and not m.recalled
+    ]
+    if entry.unread != len(unread):
+        wrong.append(f"unread {entry.unread}: {len(unread)} countable unread by others")
+    mentioned = sum(1 for m in unread if m.mention_all or user in m.mentions)
+    if entry.mentioned != mentioned:
+        wrong.append(f"mentioned {entry.mentioned}: {mentioned} unread mention this user")
     if entry.type == "private":
         if entry.peer_id is None or private_conversation(user, entry.peer_id) != entry.id:
             wrong.append(f"peer_id {entry.peer_id}")

@@ -199,7 +199,13 @@ async def _soak(options: Options, urls: list[str], nodes: list[Node], note: Any)
         note(f"soak: setting up {options.clients} users on {len(urls)} node(s)")
         world = await build_world(http, urls[0], options.clients, rng)
     actors = [
-        Actor(m.id, m.token, world.conversations_of[m.id], random.Random(f"{options.seed}/{i}"))
+        Actor(
+            m.id,
+            m.token,
+            world.conversations_of[m.id],
+            random.Random(f"{options.seed}/{i}"),
+            world.groups,
+        )
         for i, m in enumerate(world.members)
     ]
 
@@ -378,6 +384,10 @@ def _report(
         "settled_stored_now": settled["stored_now"],
         "repeat_probes": total("repeat_probes"),
         "cross_conversation_repeats": total("cross_repeat_probes"),
+        "mentioning_sends": total("mentions"),
+        "recalls": total("recalls"),
+        "edits": total("edits"),
+        "recalls_edits_declined": total("declined"),
         "reads": total("reads"),
         "reads_unanswered": total("reads_unacked"),
         "connects": total("connects"),
