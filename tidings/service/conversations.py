@@ -112,28 +112,6 @@ class Conversations:
 
     # -- sending ------------------------------------------------------------
 
-    def queue_send(
-        self,
-        sender: UserId,
-        conversation: str,
-        body: str | None,
-        client_msg_id: str | None,
-        *,
-        on_stored: OnStored,
-        on_failed: OnFailed,
-        origin: int | None = None,
-        extras: Extras = PLAIN,
-    ) -> None:
-        """Check a send and queue it; the callbacks answer it after the commit.
-
-        Raises ``TidingsError`` at once for what can be refused without the
-        store (bad fields, a private conversation of others, the rate limit).
-        ``on_stored`` runs right after the commit, in commit order: the
-        WebSocket edge queues its ack there so it keeps its place among events.
-        """
-        request = self.send_request(sender, conversation, body, client_msg_id, extras)
-        self.writer.enqueue(request, on_stored=on_stored, on_failed=on_failed, origin=origin)
-
     def queue(
         self,
         request: EntryRequest,
@@ -142,7 +120,14 @@ class Conversations:
         on_failed: OnFailed,
         origin: int | None = None,
     ) -> None:
-        """Queue a checked send, recall or edit; answered through the callbacks."""
+        """Queue a checked send, recall or edit; the callbacks answer it after the commit.
+
+        Check it first (``send_request``, ``recall_request``, ``edit_request``:
+        they raise ``TidingsError`` at once for what can be refused without
+        the store). ``on_stored`` runs right after the commit, in commit
+        order: the WebSocket edge queues its ack there so it keeps its place
+        among events.
+        """
         self.writer.enqueue(request, on_stored=on_stored, on_failed=on_failed, origin=origin)
 
     def send_request(
