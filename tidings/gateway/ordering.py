@@ -14,7 +14,12 @@ than the hold) is still delivered, late, rather than lost.
 
 Each event keeps the moment it reached this node, so a held event goes
 only to connections that were open then: a client that connects during the
-hold already finds the message in history and must not get it twice.
+hold already finds the message in history and must not get it twice. That
+moment never goes back along a conversation's seqs: a seq that reached this
+node *before* an earlier seq counts as arriving with it, so a connection
+that got seq 5 live also gets seq 6 live, even when 6 came first (else its
+live stream skipped 6, caught up from history but a gap on the line; the
+two-node soak found it as ``live_gaps``).
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ Fetch = Callable[[str, int, int, tuple[UserId, ...]], Awaitable[list[MessageCrea
 
 
 class _Track:
-    __slots__ = ("base", "next", "pending", "timer", "touched")
+    __slots__ = ("base", "next", "pending", "timer", "touched", "delivered_arrival")
 
     def __init__(self) -> None:
         self.base: int | None = None  # the first seq delivered here
@@ -45,6 +50,8 @@ class _Track:
         self.pending: dict[int, tuple[MessageCreated, float]] = {}
         self.timer: asyncio.TimerHandle | None = None
         self.touched = time.monotonic()
+        # The latest arrival among the events delivered so far (see the module text).
+        self.delivered_arrival = 0.0
 
 
 class SeqOrderer:
@@ -90,7 +97,9 @@ class SeqOrderer:
         """Deliver the run of consecutive seqs from ``next``; wait for the rest."""
         assert track.next is not None
         while track.next in track.pending:
-            self._deliver(*track.pending.pop(track.next))
+            event, arrived = track.pending.pop(track.next)
+            track.delivered_arrival = max(track.delivered_arrival, arrived)
+            self._deliver(event, track.delivered_arrival)
             track.next += 1
         if track.pending and track.timer is None:
             self._arm(conversation, track, self._gap_wait)
