@@ -1262,3 +1262,18 @@ async def test_reply_mention_edit_recall_and_forward_in_the_browser(
     await screenshot(bob, "v2-forwarded")
     latest = (await bob_api.messages(f"p:{alice_user.id}-{bob_user.id}"))[-1]
     assert latest.forwarded_from is not None and latest.forwarded_from.seq == first.seq
+
+    # By keyboard: Up selects the last message, Right opens its menu, Enter acts.
+    await bob.focus("#messages")
+    await bob.keyboard.press("ArrowUp")
+    await expect(row(bob, latest.seq)).to_be_focused()
+    await bob.keyboard.press("ArrowRight")
+    await expect(row(bob, latest.seq).locator(".msg-action").first).to_be_focused()
+    await expect(row(bob, latest.seq).locator(".msg-action").first).to_have_text("Reply")
+    await bob.keyboard.press("Enter")
+    await expect(bob.locator("#compose-target-text")).to_have_text(
+        "Replying to Alice: first plan: the lake"
+    )
+    await expect(bob.locator("#compose")).to_be_focused()
+    await bob.keyboard.press("Escape")
+    await expect(bob.locator("#compose-target")).to_be_hidden()

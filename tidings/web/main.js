@@ -9,7 +9,7 @@
 import { $ } from "./dom.js";
 import { loadOlder } from "./history.js";
 import { markOpenRead, saveDraft, sendMessage, socket } from "./live.js";
-import { cancelTarget, pickFirst, updatePicker } from "./view-actions.js";
+import { cancelTarget, messagesKey, pickFirst, updatePicker } from "./view-actions.js";
 import { closeConversation, openConversation, openFromRoute } from "./nav.js";
 import { setAuthMode, signOut, signedOut, startSession, submitAuth, toggleAuthMode } from "./session.js";
 import { S, load } from "./state.js";
@@ -143,6 +143,9 @@ function wire() {
   });
 
   const box = $("messages");
+  box.addEventListener("keydown", (/** @type {KeyboardEvent} */ event) => {
+    if (messagesKey(event)) event.preventDefault();
+  });
   box.addEventListener("scroll", () => {
     if (box.scrollTop < 80 && S.openId) loadOlder(S.openId);
     updateLatest();

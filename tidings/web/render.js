@@ -39,7 +39,16 @@ export function render(what) {
     if (dirty.pane) {
       const box = $("messages");
       const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 60;
+      // A message focused by keyboard keeps the focus through the redraw.
+      const active = /** @type {any} */ (document.activeElement);
+      const held = active && box.contains(active) && active.closest
+        ? active.closest(".msg[data-seq]") : null;
       renderPane();
+      const again = held ? box.querySelector(`.msg[data-seq="${held.dataset.seq}"]`) : null;
+      if (again instanceof HTMLElement) {
+        again.tabIndex = -1;
+        again.focus({ preventScroll: true });
+      }
       const line = dirty.scroll === "unread" ? $("new-line") : null;
       if (line) {
         box.scrollTop += line.getBoundingClientRect().top - box.getBoundingClientRect().top - 8;

@@ -46,7 +46,8 @@ export function actionsNode(entry, message) {
   const add = (label, act) => {
     const button = el("button", "msg-action", label);
     button.type = "button";
-    // Out of the Tab order: Tab goes from the message list to the composer in one step.
+    // Out of the Tab order: Tab goes from the message list to the composer in
+    // one step; the keyboard reaches the menu with the arrows (messagesKey).
     button.tabIndex = -1;
     button.addEventListener("click", (/** @type {Event} */ event) => {
       event.stopPropagation();
@@ -246,4 +247,49 @@ function pick(id, name) {
   $("mention-picker").hidden = true;
   box.focus();
   render({});
+}
+
+/**
+ * The message list by keyboard: Up and Down move between messages, Right
+ * opens the focused message's menu (Left and Right move in it, Enter takes
+ * the action), Left or Escape goes back to the message. True if handled.
+ * @param {KeyboardEvent} event
+ */
+export function messagesKey(event) {
+  const box = $("messages");
+  const active = /** @type {HTMLElement | null} */ (document.activeElement);
+  if (!active || !box.contains(active)) return false;
+  const rows = /** @type {HTMLElement[]} */ ([...box.querySelectorAll(".msg[data-seq]")]);
+  const row = /** @type {HTMLElement | null} */ (active.closest(".msg[data-seq]"));
+  const inMenu = active.classList.contains("msg-action");
+  /** @param {HTMLElement} target */
+  const focus = (target) => {
+    target.focus();
+    target.scrollIntoView({ block: "nearest" });
+  };
+  if (event.key === "ArrowUp" || event.key === "ArrowDown") {
+    if (!rows.length) return false;
+    const at = row ? rows.indexOf(row) : rows.length;
+    const next = event.key === "ArrowUp" ? Math.max(0, at - 1) : Math.min(rows.length - 1, at + 1);
+    rows[next].tabIndex = -1;
+    focus(rows[next]);
+    return true;
+  }
+  if (!row) return false;
+  const buttons = /** @type {HTMLElement[]} */ ([...row.querySelectorAll(".msg-action")]);
+  if (event.key === "ArrowRight" && buttons.length) {
+    const at = inMenu ? buttons.indexOf(active) : -1;
+    focus(buttons[Math.min(buttons.length - 1, at + 1)]);
+    return true;
+  }
+  if (event.key === "ArrowLeft" && inMenu) {
+    const at = buttons.indexOf(active);
+    focus(at > 0 ? buttons[at - 1] : row);
+    return true;
+  }
+  if (event.key === "Escape" && inMenu) {
+    focus(row);
+    return true;
+  }
+  return false;
 }
