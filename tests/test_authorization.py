@@ -153,11 +153,13 @@ ENDPOINTS: list[tuple[str, str, Any]] = [
     ("GET", PRIVATE_PATHS + "/messages?after=0", None),
     ("POST", PRIVATE_PATHS + "/messages", {"body": "hi"}),
     ("POST", PRIVATE_PATHS + "/read", {"seq": 1}),
+    ("PATCH", PRIVATE_PATHS, {"pinned": True}),
     ("GET", GROUP_PATHS, None),
     ("GET", GROUP_PATHS + "/messages", None),
     ("GET", GROUP_PATHS + "/messages?before=3", None),
     ("POST", GROUP_PATHS + "/messages", {"body": "hi"}),
     ("POST", GROUP_PATHS + "/read", {"seq": 1}),
+    ("PATCH", GROUP_PATHS, {"muted": True, "draft": "later"}),
 ]
 CONVERSATION_ENDPOINTS = [e for e in ENDPOINTS if e[1].startswith("/api/v1/conversations/")]
 GROUP_CONVERSATION_ENDPOINTS = [e for e in CONVERSATION_ENDPOINTS if "g:" in e[1]]

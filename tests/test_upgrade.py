@@ -1,4 +1,4 @@
-"""A database a v1 server made, upgraded in place by this server (Alembic 0003).
+"""A database a v1 server made, upgraded in place by this server (Alembic 0003, 0004).
 
 The v1 server is the real one: the package as it stood in git just before
 the v2 migration was added, run as a subprocess on a fresh database of each
@@ -80,6 +80,12 @@ def with_defaults(entry: dict[str, Any]) -> dict[str, Any]:
     last = entry["last_message"]
     return entry | {
         "mentioned": 0,
+        # PROTOCOL-v2 §5 (migration 0004): nothing kept on any entry.
+        "pinned": False,
+        "muted": False,
+        "marked_unread": False,
+        "draft": None,
+        "hidden": False,
         "last_message": None if last is None else last | V2_MESSAGE_DEFAULTS,
     }
 

@@ -38,9 +38,11 @@ from tidings.presence import Presence
 from tidings.presence.local import LocalPresence
 from tidings.service.accounts import Accounts
 from tidings.service.admin import Admin
+from tidings.service.chatlists import ChatLists
 from tidings.service.conversations import Conversations
 from tidings.service.groups import Groups
 from tidings.service.recipients import missed_messages
+from tidings.service.typing import Typing
 from tidings.state import ChatListState
 from tidings.store import Store
 from tidings.store.engines import describe
@@ -73,7 +75,9 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
         time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib
     )
     conversations = Conversations(store, publisher, settings, metrics, cluster.chat_list)
+    chat_lists = ChatLists(store, publisher, cluster.chat_list)
     groups = Groups(store, publisher, settings, cluster.chat_list)
+    typing = Typing(store, publisher)
     hub = Hub(node, cluster.orderer)
     presence = build_presence(settings, node, hub, conversations)
     accounts = Accounts(
@@ -87,6 +91,7 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
     add_gauges(metrics, hub, conversations, cluster.redis_chat_list, webhooks)
 
     cluster.broker.subscribe(accounts.hear)
+    cluster.broker.subscribe(typing.hear)
     cluster.broker.subscribe(hub)
     cluster.broker.watch(hub.broker_state)
 
@@ -94,7 +99,9 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
         settings,
         accounts,
         conversations,
+        chat_lists,
         groups,
+        typing,
         hub,
         admin,
         metrics,

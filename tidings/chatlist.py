@@ -10,9 +10,9 @@ orders by.)
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
-from tidings.models import Conversation, Message
+from tidings.models import Conversation, Draft, Message
 
 Stamp = TypeVar("Stamp")
 
@@ -20,6 +20,58 @@ Stamp = TypeVar("Stamp")
 def shown_time(last_seq: int, joined_seq: int, last_sent_at: Stamp, joined_at: Stamp) -> Stamp:
     """An entry's time: its last message's, if the member can see it; else when they joined."""
     return last_sent_at if last_seq > joined_seq else joined_at
+
+
+class EntryState(NamedTuple):
+    """What one user keeps on one entry (PROTOCOL-v2 §5); the default reads as v1."""
+
+    pinned: bool = False
+    muted: bool = False
+    marked_unread: bool = False
+    hidden: bool = False
+    draft: Draft | None = None
+
+
+PLAIN = EntryState()
+
+
+class EntryChange(NamedTuple):
+    """A user's change to one entry (``PATCH /api/v1/conversations/{id}``):
+    None leaves a field as it is; ``draft`` counts only with ``set_draft``
+    (then None or an empty string clears it)."""
+
+    at: int  # milliseconds since the epoch: the draft's time
+    pinned: bool | None = None
+    muted: bool | None = None
+    marked_unread: bool | None = None
+    hidden: bool | None = None
+    set_draft: bool = False
+    draft: str | None = None
+
+    def empty(self) -> bool:
+        fields = (self.pinned, self.muted, self.marked_unread, self.hidden)
+        return all(value is None for value in fields) and not self.set_draft
+
+
+def entry_time(entry: Conversation) -> str:
+    """When an entry last changed for the list's order: the later of its
+    message's time and its draft's (ISO strings in one format compare as times)."""
+    if entry.draft is not None and entry.draft.updated_at > entry.updated_at:
+        return entry.draft.updated_at
+    return entry.updated_at
+
+
+def in_list_order(entries: list[Conversation]) -> list[Conversation]:
+    """Pinned entries first, then the rest; within each, newest first, then by id."""
+    ordered = sorted(entries, key=lambda e: e.id)
+    ordered.sort(key=entry_time, reverse=True)
+    ordered.sort(key=lambda e: not e.pinned)
+    return ordered
+
+
+def total_unread(entries: list[Conversation]) -> int:
+    """PROTOCOL-v2 §5 over ``entries``: unread of those not muted, a marked one with none as 1."""
+    return sum(e.unread if e.unread else int(e.marked_unread) for e in entries if not e.muted)
 
 
 def chat_entry(
@@ -35,6 +87,7 @@ def chat_entry(
     peer_read_seq: int | None = None,
     uncounted: int = 0,
     mentioned: int = 0,
+    state: EntryState = PLAIN,
 ) -> Conversation:
     """One entry: a group's when ``group_id`` is given, else a private chat with ``peer_id``.
 
@@ -56,4 +109,9 @@ def chat_entry(
         updated_at=updated_at,
         peer_read_seq=None if is_group else peer_read_seq,
         mentioned=mentioned,
+        pinned=state.pinned,
+        muted=state.muted,
+        marked_unread=state.marked_unread,
+        draft=state.draft,
+        hidden=state.hidden,
     )

@@ -39,6 +39,23 @@ class ConversationAdded(msgspec.Struct, frozen=True, tag="conversation"):
     conversation: Conversation
 
 
+class EntryChanged(msgspec.Struct, frozen=True, tag="entry"):
+    """A user changed an entry of their own list (PROTOCOL-v2 §5): their other
+    connections (all but ``origin``) get it as a ``conversation`` event."""
+
+    user: UserId
+    conversation: Conversation
+    origin: int | None
+
+
+class TypingStarted(msgspec.Struct, frozen=True, tag="typing"):
+    """A member is typing (PROTOCOL-v2 §5): told to the other members, never stored."""
+
+    conversation: ConversationId
+    user: UserId
+    recipients: tuple[UserId, ...]
+
+
 class ConversationRemoved(msgspec.Struct, frozen=True, tag="conversation_removed"):
     """A chat list lost a conversation: its user left or was removed."""
 
@@ -64,7 +81,14 @@ class Pushed(msgspec.Struct, frozen=True, tag="push"):
 
 
 Event = (
-    MessageCreated | ReadMoved | ConversationAdded | ConversationRemoved | SessionRevoked | Pushed
+    MessageCreated
+    | ReadMoved
+    | ConversationAdded
+    | EntryChanged
+    | ConversationRemoved
+    | SessionRevoked
+    | Pushed
+    | TypingStarted
 )
 
 

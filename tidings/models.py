@@ -76,6 +76,13 @@ class Message(msgspec.Struct, frozen=True):
         return self.kind in COUNTABLE_KINDS
 
 
+class Draft(msgspec.Struct, frozen=True):
+    """A half-written message kept on the server, so every device of its user has it."""
+
+    body: str
+    updated_at: str
+
+
 class Conversation(msgspec.Struct, frozen=True):
     """One entry of a user's chat list."""
 
@@ -93,6 +100,20 @@ class Conversation(msgspec.Struct, frozen=True):
     peer_read_seq: int | None = None
     # PROTOCOL-v2 §1: how many of the unread messages mention this user or all.
     mentioned: int = 0
+    # PROTOCOL-v2 §5: the entry as this user keeps it, the same on every device.
+    pinned: bool = False
+    muted: bool = False
+    marked_unread: bool = False
+    draft: Draft | None = None
+    # An extension: whether the entry is hidden now (listed only with ?hidden=true).
+    hidden: bool = False
+
+
+class ChatList(msgspec.Struct, frozen=True):
+    """``GET /api/v1/conversations``: the entries, and PROTOCOL-v2 §5's total."""
+
+    conversations: list[Conversation]
+    total_unread: int = 0
 
 
 class GroupOnline(msgspec.Struct, frozen=True):

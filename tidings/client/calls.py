@@ -9,11 +9,14 @@ import msgspec
 
 from tidings.client.conversations import conversation_path, send_fields, with_client_msg_id
 from tidings.client.transport import HttpBase
-from tidings.models import Conversation, Group, Message, Session, User
+from tidings.models import ChatList, Conversation, Group, Message, Session, User
 
 
-class _Conversations(msgspec.Struct):
-    conversations: list[Conversation]
+class Unset:
+    """A parameter not given (where None means "clear it")."""
+
+
+UNSET = Unset()
 
 
 class _Messages(msgspec.Struct):
@@ -82,11 +85,46 @@ class UserCalls(HttpBase):
         """Remove a member (the owner removes anyone; pass your own id to leave)."""
         await self._call("DELETE", f"/api/v1/groups/{group_id}/members/{user_id}")
 
-    async def conversations(self, limit: int | None = None) -> list[Conversation]:
-        """The caller's chat list, newest first (server default: 100 entries)."""
-        params = None if limit is None else {"limit": str(limit)}
-        found = await self._fetch(_Conversations, "GET", "/api/v1/conversations", None, params)
-        return found.conversations
+    async def conversations(
+        self, limit: int | None = None, *, hidden: bool = False
+    ) -> list[Conversation]:
+        """The caller's chat list: pinned first, then newest first (server
+        default: 100 entries); hidden entries too with ``hidden=True``."""
+        return (await self.chat_list(limit, hidden=hidden)).conversations
+
+    async def chat_list(self, limit: int | None = None, *, hidden: bool = False) -> ChatList:
+        """The chat list with ``total_unread`` (PROTOCOL-v2 §5)."""
+        params: dict[str, str] = {}
+        if limit is not None:
+            params["limit"] = str(limit)
+        if hidden:
+            params["hidden"] = "true"
+        return await self._fetch(ChatList, "GET", "/api/v1/conversations", None, params or None)
+
+    async def update_conversation(
+        self,
+        conversation: str,
+        *,
+        pinned: bool | None = None,
+        muted: bool | None = None,
+        hidden: bool | None = None,
+        marked_unread: bool | None = None,
+        draft: str | None | Unset = UNSET,
+    ) -> Conversation:
+        """Change what the caller keeps on an entry (None: leave it; ``draft=None``
+        clears the draft); the caller's other connections get the entry."""
+        body: dict[str, object] = {}
+        for name, value in (
+            ("pinned", pinned),
+            ("muted", muted),
+            ("hidden", hidden),
+            ("marked_unread", marked_unread),
+        ):
+            if value is not None:
+                body[name] = value
+        if not isinstance(draft, Unset):
+            body["draft"] = draft
+        return await self._fetch(Conversation, "PATCH", conversation_path(conversation), body)
 
     async def conversation(self, conversation: str) -> Conversation:
         """One entry of the chat list, by conversation id."""

@@ -254,6 +254,17 @@ class Socket:
         answer = await self._ask(frame, "ack")
         return msgspec.convert(answer.get("conversation"), type=Conversation)
 
+    async def typing(self, conversation: str) -> None:
+        """Tell the other members that this user is typing (PROTOCOL-v2 §5).
+
+        No answer comes: the server relays at most one every 2 seconds per
+        user and conversation, and a refusal (``not_member``) arrives as an
+        ``error`` event.
+        """
+        await self.send_raw(
+            msgspec.json.encode({"type": "typing", "conversation": conversation}).decode()
+        )
+
     async def ping(self) -> None:
         """Ping at the application level and wait for the pong."""
         await self._ask({"type": "ping"}, "pong")

@@ -14,8 +14,10 @@ from tidings.metrics import Metrics
 from tidings.presence import Presence
 from tidings.service.accounts import Accounts
 from tidings.service.admin import Admin
+from tidings.service.chatlists import ChatLists
 from tidings.service.conversations import Conversations
 from tidings.service.groups import Groups
+from tidings.service.typing import Typing
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +27,9 @@ class Edge:
     settings: Settings
     accounts: Accounts
     conversations: Conversations
+    chat_lists: ChatLists
     groups: Groups
+    typing: Typing
     hub: Hub
     admin: Admin
     metrics: Metrics

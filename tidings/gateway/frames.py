@@ -89,14 +89,21 @@ class ReadFrame(msgspec.Struct, frozen=True, tag="read", tag_field="type"):
     ref: Any = NO_REF
 
 
+class TypingFrame(msgspec.Struct, frozen=True, tag="typing", tag_field="type"):
+    """PROTOCOL-v2 §5: no ack; an error frame only when it is refused."""
+
+    conversation: str
+    ref: Any = NO_REF
+
+
 class PingFrame(msgspec.Struct, frozen=True, tag="ping", tag_field="type"):
     ref: Any = NO_REF
 
 
-ClientFrame = AuthFrame | SendFrame | RecallFrame | EditFrame | ReadFrame | PingFrame
+ClientFrame = AuthFrame | SendFrame | RecallFrame | EditFrame | ReadFrame | TypingFrame | PingFrame
 CLIENT_FRAME_TYPES = frozenset(
     str(kind.__struct_config__.tag)
-    for kind in (AuthFrame, SendFrame, RecallFrame, EditFrame, ReadFrame, PingFrame)
+    for kind in (AuthFrame, SendFrame, RecallFrame, EditFrame, ReadFrame, TypingFrame, PingFrame)
 )
 _frame_decoder = msgspec.json.Decoder(ClientFrame)
 
@@ -207,6 +214,10 @@ def read_event(conversation: str, user: int, seq: int) -> bytes:
 
 def conversation_event(conversation: Conversation) -> bytes:
     return encode({"type": "conversation", "conversation": conversation})
+
+
+def typing_event(conversation: str, user: int) -> bytes:
+    return encode({"type": "typing", "conversation": conversation, "user": user})
 
 
 def conversation_removed_event(conversation: str) -> bytes:

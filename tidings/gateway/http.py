@@ -20,6 +20,7 @@ from tidings.gateway.openapi import openapi_document
 from tidings.gateway.requests import Body, decode_body
 from tidings.ids import GroupId, UserId, parse_conversation
 from tidings.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from tidings.models import now_ms
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,16 @@ def query_int(request: web.Request, name: str) -> int | None:
     if not _QUERY_INT.fullmatch(text):
         raise bad_request(f"{name}: an integer of at most 18 digits")
     return int(text)
+
+
+def query_bool(request: web.Request, name: str) -> bool:
+    """``?name=true`` or ``false`` (also 1 and 0); absent is false."""
+    text = request.query.get(name)
+    if text is None:
+        return False
+    if text not in ("true", "false", "1", "0"):
+        raise bad_request(f"{name}: true or false")
+    return text in ("true", "1")
 
 
 async def _user(request: web.Request, edge: Edge) -> UserId:
@@ -235,8 +246,21 @@ async def remove_member(request: web.Request) -> web.Response:
 async def chat_list(request: web.Request) -> web.Response:
     edge = request.app[Edge.KEY]
     user = await _user(request, edge)
-    entries = await edge.conversations.chat_list(user, query_int(request, "limit"))
-    return json_response({"conversations": entries})
+    with_hidden = query_bool(request, "hidden")
+    found = await edge.chat_lists.chat_list(
+        user, query_int(request, "limit"), with_hidden=with_hidden
+    )
+    return json_response(found)
+
+
+async def update_entry(request: web.Request) -> web.Response:
+    edge = request.app[Edge.KEY]
+    user = await _user(request, edge)
+    body = await read_body(request, requests.PatchEntry)
+    entry = await edge.chat_lists.update_entry(
+        user, request.match_info["conversation"], body.change(now_ms())
+    )
+    return json_response(entry)
 
 
 async def get_conversation(request: web.Request) -> web.Response:
@@ -350,6 +374,7 @@ def add_routes(app: web.Application) -> None:
             web.delete("/api/v1/groups/{group_id}/members/{user_id}", remove_member),
             web.get("/api/v1/conversations", chat_list),
             web.get("/api/v1/conversations/{conversation}", get_conversation),
+            web.patch("/api/v1/conversations/{conversation}", update_entry),
             web.get("/api/v1/conversations/{conversation}/messages", history),
             web.post("/api/v1/conversations/{conversation}/messages", send),
             web.post("/api/v1/conversations/{conversation}/messages/{seq}/recall", recall),

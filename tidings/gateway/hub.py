@@ -15,11 +15,13 @@ from collections.abc import Callable
 from tidings.events import (
     ConversationAdded,
     ConversationRemoved,
+    EntryChanged,
     Event,
     MessageCreated,
     Pushed,
     ReadMoved,
     SessionRevoked,
+    TypingStarted,
 )
 from tidings.gateway import frames
 from tidings.gateway.connection import Connection, WriteCoalescer
@@ -126,6 +128,12 @@ class Hub:
             self._fan_out(event.recipients, frame, event.origin)
         elif isinstance(event, ConversationAdded):
             self._fan_out((event.user,), frames.conversation_event(event.conversation), None)
+        elif isinstance(event, EntryChanged):
+            frame = frames.conversation_event(event.conversation)
+            self._fan_out((event.user,), frame, event.origin)
+        elif isinstance(event, TypingStarted):
+            frame = frames.typing_event(event.conversation, event.user)
+            self._fan_out(event.recipients, frame, None)
         elif isinstance(event, ConversationRemoved):
             frame = frames.conversation_removed_event(event.conversation)
             self._fan_out((event.user,), frame, None)

@@ -15,7 +15,7 @@ import msgspec
 
 from tidings import __version__
 from tidings.gateway.requests import BODIES
-from tidings.models import Conversation, Group, Message, Session, User
+from tidings.models import ChatList, Conversation, Group, Message, Session, User
 
 _ERROR = {
     "type": "object",
@@ -102,13 +102,10 @@ _CONVERSATION = _path("conversation", {"type": "string", "pattern": r"^(p:\d+-\d
 @cache
 def openapi_document() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
-        [User, Group, Message, Conversation, Session, *BODIES],
+        [User, Group, Message, Conversation, ChatList, Session, *BODIES],
         ref_template="#/components/schemas/{name}",
     )
     components["Error"] = _ERROR
-    conversations = _object(
-        ["conversations"], conversations={"type": "array", "items": _ref("Conversation")}
-    )
     messages = _object(["messages"], messages={"type": "array", "items": _ref("Message")})
     paths: dict[str, Any] = {
         "/api/v1/users": {
@@ -183,10 +180,19 @@ def openapi_document() -> dict[str, Any]:
         },
         "/api/v1/conversations": {
             "get": _op(
-                "The chat list, newest first",
+                "The chat list: pinned first, then newest first; total_unread (PROTOCOL-v2 §5)",
                 200,
-                conversations,
-                params=[_query("limit")],
+                _ref("ChatList"),
+                params=[
+                    _query("limit"),
+                    {
+                        "name": "hidden",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "boolean"},
+                        "description": "true: hidden entries too",
+                    },
+                ],
                 errors=(422,),
             )
         },
@@ -197,7 +203,15 @@ def openapi_document() -> dict[str, Any]:
                 _ref("Conversation"),
                 params=[_CONVERSATION],
                 errors=(403, 404),
-            )
+            ),
+            "patch": _op(
+                "Pin, mute, hide, mark unread or keep a draft (PROTOCOL-v2 §5): the entry",
+                200,
+                _ref("Conversation"),
+                params=[_CONVERSATION],
+                body=_ref("PatchEntry"),
+                errors=(403, 404, 413),
+            ),
         },
         "/api/v1/conversations/{conversation}/messages": {
             "get": _op(

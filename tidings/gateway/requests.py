@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import msgspec
 
+from tidings.chatlist import EntryChange
 from tidings.errors import ErrorCode, TidingsError, bad_request
 from tidings.gateway.frames import field_problem
 from tidings.ids import MAX_BIGINT
@@ -100,6 +101,31 @@ class Read(msgspec.Struct, frozen=True):
     seq: int
 
 
+class PatchEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """PROTOCOL-v2 §5: what a user keeps on a chat-list entry; absent fields stay."""
+
+    pinned: bool | msgspec.UnsetType = msgspec.UNSET
+    muted: bool | msgspec.UnsetType = msgspec.UNSET
+    hidden: bool | msgspec.UnsetType = msgspec.UNSET
+    marked_unread: bool | msgspec.UnsetType = msgspec.UNSET
+    # A string of at most 4,000 characters; null (or "") clears it.
+    draft: str | None | msgspec.UnsetType = msgspec.UNSET
+
+    def change(self, at: int) -> EntryChange:
+        def given(value: bool | msgspec.UnsetType) -> bool | None:
+            return None if value is msgspec.UNSET else bool(value)
+
+        return EntryChange(
+            at=at,
+            pinned=given(self.pinned),
+            muted=given(self.muted),
+            marked_unread=given(self.marked_unread),
+            hidden=given(self.hidden),
+            set_draft=self.draft is not msgspec.UNSET,
+            draft=None if self.draft is msgspec.UNSET else self.draft,
+        )
+
+
 # -- the integration API -------------------------------------------------------
 
 
@@ -155,6 +181,7 @@ BODIES: tuple[type[msgspec.Struct], ...] = (
     Recall,
     Edit,
     Read,
+    PatchEntry,
     AdminCreateUser,
     AdminUpdateUser,
     AdminPush,

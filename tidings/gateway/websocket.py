@@ -268,6 +268,8 @@ def _handle(
             _notice(edge, connection, frame)
         elif isinstance(frame, frames.ReadFrame):
             return _read(edge, connection, frame)
+        elif isinstance(frame, frames.TypingFrame):
+            return _typing(edge, connection, frame)
         elif isinstance(frame, frames.PingFrame):
             connection.push(frames.pong(ref))
         else:
@@ -294,6 +296,16 @@ async def _read(edge: Edge, connection: Connection, frame: frames.ReadFrame) -> 
     except Exception:
         log.exception("a read of user %s failed", connection.user)
         _error(edge, connection, ErrorCode.INTERNAL, "internal error", ref)
+
+
+async def _typing(edge: Edge, connection: Connection, frame: frames.TypingFrame) -> None:
+    try:
+        await edge.typing.typing(connection.user, frame.conversation)
+    except TidingsError as exc:
+        _error(edge, connection, exc.code, exc.message, frame.ref)
+    except Exception:
+        log.exception("a typing frame of user %s failed", connection.user)
+        _error(edge, connection, ErrorCode.INTERNAL, "internal error", frame.ref)
 
 
 def _error(edge: Edge, connection: Connection, code: ErrorCode, message: str, ref: Any) -> None:

@@ -52,8 +52,6 @@ from tidings.store import (
 MAX_CLIENT_MSG_ID = 64
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
-DEFAULT_CHAT_LIST = 100
-MAX_CHAT_LIST = 1000
 MAX_MENTIONS = 50
 
 
@@ -323,16 +321,6 @@ class Conversations:
         if not found:
             await self._check_readable(user, ref)
         return found
-
-    async def chat_list(self, user: UserId, limit: int | None = None) -> list[Conversation]:
-        if limit is not None and limit < 1:
-            raise bad_request("limit: a positive integer")
-        size = min(limit or DEFAULT_CHAT_LIST, MAX_CHAT_LIST)
-        if self._state is not None:
-            cached = await self._state.chat_list(user, size)
-            if cached is not None:
-                return cached
-        return await self._store.chat_list(user, size)
 
     # -- rules --------------------------------------------------------------
 

@@ -19,10 +19,11 @@ these promises:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from tidings.ids import UserId
+from tidings.chatlist import EntryState
+from tidings.ids import ConversationId, UserId
 from tidings.models import Conversation
 from tidings.store import WriteOutcome, WriteRequest
 
@@ -40,5 +41,14 @@ class ChatListState(Protocol):
     async def members_changed(self, users: Sequence[UserId]) -> None:
         """These users joined or left conversations: their lists are rebuilt."""
 
-    async def chat_list(self, user: UserId, limit: int) -> list[Conversation] | None:
-        """The user's newest ``limit`` entries, or None: ask the store."""
+    async def chat_list(
+        self,
+        user: UserId,
+        limit: int,
+        states: Mapping[ConversationId, EntryState],
+        *,
+        with_hidden: bool = False,
+    ) -> list[Conversation] | None:
+        """The user's first ``limit`` entries in the list's order, or None: ask
+        the store. ``states`` are the user's entry states (from the store:
+        the copy does not keep them)."""

@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import msgspec
@@ -42,7 +42,7 @@ from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from tidings.chatlist import chat_entry, shown_time
+from tidings.chatlist import PLAIN, EntryState, chat_entry, shown_time
 from tidings.errors import TidingsError
 from tidings.ids import (
     ConversationId,
@@ -208,7 +208,14 @@ class RedisChatList:
 
     # -- reading ----------------------------------------------------------------
 
-    async def chat_list(self, user: UserId, limit: int) -> list[Conversation] | None:
+    async def chat_list(
+        self,
+        user: UserId,
+        limit: int,
+        states: Mapping[ConversationId, EntryState],
+        *,
+        with_hidden: bool = False,
+    ) -> list[Conversation] | None:
         if self._stale:
             return None
         try:
@@ -222,12 +229,12 @@ class RedisChatList:
                 elif status == b"c":
                     await self._fill_conversations(epoch, reply[2:])
                 else:
-                    page = _newest(reply[2], reply[3], limit)
+                    page = _first(reply[2], reply[3], limit, states, with_hidden)
                     if not page:
                         return []
                     values = await self._page(args=[self._prefix, epoch, user, self._ttl, *page])
                     if values != 0:
-                        return await self._entries(user, page, values)
+                        return await self._entries(user, page, values, states)
             return None
         except _FAILURES as exc:
             # Stop asking a Redis that hangs (each read would wait out the
@@ -265,7 +272,11 @@ class RedisChatList:
         await self._fill(args=args)
 
     async def _entries(
-        self, user: UserId, page: list[bytes], values: list[bytes]
+        self,
+        user: UserId,
+        page: list[bytes],
+        values: list[bytes],
+        states: Mapping[ConversationId, EntryState],
     ) -> list[Conversation]:
         refs = [parse_conversation(c.decode()) for c in page]
         peers = {r.id: r.peer_of(user) for r in refs if isinstance(r, PrivateRef)}
@@ -319,6 +330,7 @@ class RedisChatList:
                     peer_read_seq=peer_read,
                     uncounted=int(uncounted_b),
                     mentioned=int(mentioned_b),
+                    state=states.get(ref.id, PLAIN),
                 )
             )
         return entries
@@ -449,18 +461,33 @@ def _joined(join: bytes) -> tuple[int, str]:
     return int(seq), at
 
 
-def _newest(flat: list[bytes], heads: list[bytes], limit: int) -> list[bytes]:
-    """The ``limit`` newest conversations of an index: by time, then id, as SQL orders them."""
+def _first(
+    flat: list[bytes],
+    heads: list[bytes],
+    limit: int,
+    states: Mapping[ConversationId, EntryState],
+    with_hidden: bool,
+) -> list[bytes]:
+    """The first ``limit`` conversations of an index in the list's order, as
+    SQL orders them: pinned first, then by the later of the entry's time and
+    its draft's, then by id; hidden ones only ``with_hidden``."""
     joins = {flat[i][2:]: flat[i + 1] for i in range(0, len(flat), 2) if flat[i][:2] == b"j:"}
     cids = [flat[i] for i in range(0, len(flat), 2) if flat[i] != b"~" and flat[i][:2] != b"j:"]
     keyed = []
     for cid, raw in zip(cids, heads, strict=True):
+        state = states.get(ConversationId(cid.decode()), PLAIN) if states else PLAIN
+        if state.hidden and not with_hidden:
+            continue
         head = _Head.parse(raw)
         joined_seq, joined_at = _joined(joins.get(cid, b""))
-        keyed.append((shown_time(head.shown_seq, joined_seq, head.time, joined_at), cid))
-    keyed.sort(key=lambda row: row[1])
-    keyed.sort(key=lambda row: row[0], reverse=True)
-    return [cid for _, cid in keyed[:limit]]
+        at = shown_time(head.shown_seq, joined_seq, head.time, joined_at)
+        if state.draft is not None and state.draft.updated_at > at:
+            at = state.draft.updated_at
+        keyed.append((not state.pinned, at, cid))
+    keyed.sort(key=lambda row: row[2])
+    keyed.sort(key=lambda row: row[1], reverse=True)
+    keyed.sort(key=lambda row: row[0])
+    return [cid for _, _, cid in keyed[:limit]]
 
 
 class _Head(NamedTuple):

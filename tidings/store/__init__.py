@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from tidings.chatlist import EntryChange, EntryState
 from tidings.errors import TidingsError
 from tidings.ids import ConversationId, ConversationRef, GroupId, UserId
 from tidings.models import Conversation, Group, Message, ReplyTo, User
@@ -279,7 +280,24 @@ class Store(Protocol):
         or the oldest above ``after``. With ``member``, only what that member may
         see (after it joined), and nothing if it is not a member."""
 
-    async def chat_list(self, user: UserId, limit: int) -> list[Conversation]: ...
+    async def chat_list(
+        self, user: UserId, limit: int, *, with_hidden: bool = False
+    ) -> list[Conversation]:
+        """Pinned entries first, then the rest, newest first by the later of
+        the entry's time and its draft's; hidden entries only ``with_hidden``."""
+
+    async def total_unread(self, user: UserId) -> int:
+        """PROTOCOL-v2 §5: over the user's entries that are not muted, the sum
+        of unread, an entry marked unread with none counting 1."""
+
+    async def entry_states(self, user: UserId) -> dict[ConversationId, EntryState]:
+        """The user's entries that keep any state (pinned, muted, marked, hidden, a draft)."""
+
+    async def update_entry(
+        self, user: UserId, conversation: ConversationId, change: EntryChange
+    ) -> bool:
+        """Apply ``change`` to the user's entry; False if the user has no such
+        entry. Hiding records the conversation's last seq as it is now."""
 
     async def chat_entry(
         self, user: UserId, conversation: ConversationId

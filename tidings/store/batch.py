@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Insert, Select, bindparam, delete, select
+from sqlalchemy import Insert, Select, bindparam, delete, select, true, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.schema import Table
 
@@ -147,6 +147,11 @@ class WriteBatch:
         self.uncounted_rows: list[tuple[Any, ...]] = []
         self.mention_rows: list[tuple[Any, ...]] = []
         self.unmentioned: list[dict[str, Any]] = []
+        # PROTOCOL-v2 §5: a send clears its sender's draft there (and, as a
+        # read of one's own, a mark); a read clears the reader's mark even
+        # when it moves nothing.
+        self.senders: set[tuple[str, int]] = set()
+        self.still_reads: list[dict[str, Any]] = []
         self.rich_rows: list[list[Any]] = []
 
     def in_order(
@@ -446,6 +451,8 @@ class WriteBatch:
             key_rows.append((entry.sender, entry.client_msg_id, ref.id, seq))
         if entry.sender is not None:  # an entry of one's own: one has read up to it
             moved[(ref.id, entry.sender)] = seq
+            if isinstance(entry, SendRequest):
+                self.senders.add((ref.id, entry.sender))
             if ref.id in read_seqs and entry.sender in read_seqs[ref.id]:
                 read_seqs[ref.id][entry.sender] = seq
         message = self._message(row)
@@ -480,6 +487,7 @@ class WriteBatch:
         if send.client_msg_id is not None:
             key_rows.append((send.sender, send.client_msg_id, cid, seq))
         moved[(cid, send.sender)] = seq
+        self.senders.add((cid, send.sender))
         if cid in read_seqs and send.sender in read_seqs[cid]:
             read_seqs[cid][send.sender] = seq
         message = Message(
@@ -649,6 +657,8 @@ class WriteBatch:
             return not_member(cid)
         target = max(current, min(read.seq, position.last_seq))
         if target == current:
+            if (cid, read.user) not in moved:
+                self.still_reads.append({"b_c": cid, "b_u": read.user})
             return ReadResult(read.user, cid, current, moved=False)
         read_seqs[cid][read.user] = target
         moved[(cid, read.user)] = target
@@ -706,16 +716,20 @@ class WriteBatch:
                 dirty,
             )
         if moved:
-            rows = [(c, u, s) for (c, u), s in moved.items()]
-            # A read position never moves backwards.
-            update_many(
-                self.conn,
-                members,
-                ("conversation_id", "user_id"),
-                ("read_seq",),
-                rows,
-                only_up="read_seq",
-            )
+            # A read position never moves backwards. A read clears the mark
+            # of an entry marked unread; a send also clears the draft.
+            senders = self.senders
+            by_read = [(c, u, s, False) for (c, u), s in moved.items() if (c, u) not in senders]
+            by_send = [
+                (c, u, s, False, None, None) for (c, u), s in moved.items() if (c, u) in senders
+            ]
+            keys = ("conversation_id", "user_id")
+            if by_read:
+                update_many(self.conn, members, keys, _READ_SETS, by_read, only_up="read_seq")
+            if by_send:
+                update_many(self.conn, members, keys, _SEND_SETS, by_send, only_up="read_seq")
+        if self.still_reads:
+            self.conn.execute(_CLEAR_MARK, self.still_reads)
 
 
 def _is_v1(values: list[Any]) -> bool:
@@ -748,6 +762,18 @@ def _mentioned_rows(values: list[Any]) -> list[int]:
         return [0]
     return decode_ids(values[12])
 
+
+_READ_SETS = ("read_seq", "marked_unread")
+_SEND_SETS = ("read_seq", "marked_unread", "draft", "draft_at")
+_CLEAR_MARK = (
+    update(members)
+    .where(
+        members.c.conversation_id == bindparam("b_c"),
+        members.c.user_id == bindparam("b_u"),
+        members.c.marked_unread == true(),
+    )
+    .values(marked_unread=False)
+)
 
 _MESSAGE_FIELDS = (
     "conversation_id",

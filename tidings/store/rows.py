@@ -13,12 +13,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
-from sqlalchemy import Row, Select, and_, bindparam, case, func, or_, select
+from sqlalchemy import Row, Select, and_, bindparam, case, false, func, or_, select, true
 
-from tidings.chatlist import chat_entry
+from tidings.chatlist import EntryState, chat_entry
 from tidings.ids import MAX_BIGINT
 from tidings.models import (
     Conversation,
+    Draft,
     ForwardedFrom,
     Message,
     ReplyTo,
@@ -175,6 +176,88 @@ _MENTIONED = (
 )
 
 
+# PROTOCOL-v2 §5. An entry is hidden while no countable entry lies above the
+# seq it was hidden at (notices and recalled messages do not bring it back).
+_UNCOUNTED_SINCE_HIDDEN = (
+    select(func.count())
+    .where(
+        uncounted.c.conversation_id == members.c.conversation_id,
+        uncounted.c.seq > members.c.hidden_seq,
+    )
+    .scalar_subquery()
+)
+HIDDEN = case(
+    (members.c.hidden_seq.is_(None), 0),
+    (conversations.c.last_seq - members.c.hidden_seq > _UNCOUNTED_SINCE_HIDDEN, 0),
+    else_=1,
+)
+# The list's order within the pinned and the rest: the later of the entry's
+# time and its draft's.
+ORDER_AT = case((members.c.draft_at > UPDATED_AT, members.c.draft_at), else_=UPDATED_AT)
+_HAS_STATE = or_(
+    members.c.pinned == true(),
+    members.c.muted == true(),
+    members.c.marked_unread == true(),
+    members.c.hidden_seq.is_not(None),
+    members.c.draft_at.is_not(None),
+)
+STATE_COLUMNS = (
+    members.c.pinned,
+    members.c.muted,
+    members.c.marked_unread,
+    HIDDEN.label("hidden"),
+    members.c.draft,
+    members.c.draft_at,
+)
+
+
+def state_from_row(row: Any) -> EntryState:
+    """The entry state of a row that has ``STATE_COLUMNS`` by name."""
+    draft = None
+    if row.draft is not None and row.draft_at is not None:
+        draft = Draft(body=row.draft, updated_at=iso_ms(row.draft_at))
+    return EntryState(
+        pinned=bool(row.pinned),
+        muted=bool(row.muted),
+        marked_unread=bool(row.marked_unread),
+        hidden=bool(row.hidden),
+        draft=draft,
+    )
+
+
+def entry_states(user: int) -> Select[Any]:
+    """The user's entries that keep any state (few: most entries keep none)."""
+    return (
+        select(members.c.conversation_id, *STATE_COLUMNS)
+        .select_from(members.join(conversations, conversations.c.id == members.c.conversation_id))
+        .where(members.c.user_id == user, _HAS_STATE)
+    )
+
+
+def total_unread(user: int) -> Select[Any]:
+    """PROTOCOL-v2 §5's ``total_unread`` over all the user's entries.
+
+    Only entries with something above the read position look into
+    ``uncounted`` (a CASE is evaluated lazily), so a list of read chats costs
+    one pass over the user's memberships.
+    """
+    unread = case(
+        (
+            conversations.c.last_seq > members.c.read_seq,
+            conversations.c.last_seq - members.c.read_seq - _UNCOUNTED,
+        ),
+        else_=0,
+    )
+    rows = (
+        select(unread.label("unread"), members.c.marked_unread.label("marked"))
+        .select_from(members.join(conversations, conversations.c.id == members.c.conversation_id))
+        .where(members.c.user_id == user, members.c.muted == false())
+        .subquery("entries")
+    )
+    counted = case((rows.c.unread > 0, rows.c.unread), (rows.c.marked == true(), 1), else_=0)
+    return select(func.coalesce(func.sum(counted), 0))
+
+
 def _chat_list(source: Any) -> Select[Any]:
     """The chat-list columns for the member rows of ``source`` (``members`` or a join with it)."""
     return select(
@@ -191,6 +274,7 @@ def _chat_list(source: Any) -> Select[Any]:
         groups.c.name.label("group_name"),
         _UNCOUNTED.label("uncounted"),
         _MENTIONED.label("mentioned"),
+        *STATE_COLUMNS,
         *MESSAGE_COLUMNS,
     ).select_from(
         source.join(conversations, conversations.c.id == members.c.conversation_id)
@@ -217,30 +301,38 @@ def _chat_list(source: Any) -> Select[Any]:
 CHAT_LIST = _chat_list(members)
 
 
-def chat_list_page(user: int, limit: int) -> Select[Any]:
+def chat_list_page(user: int, limit: int, *, with_hidden: bool = False) -> Select[Any]:
     """A user's chat list, newest first: the page is chosen first, on narrow rows,
     and only its entries get their last message, names and counts.
 
     (SQLite computes every selected column of every candidate row before it
     sorts: with the whole list in one query, a user in 1,000 conversations
     paid 1,000 last messages and 2,000 count lookups for a page of 100.) A
-    derived table, not ``IN (... LIMIT)``, which MySQL refuses.
+    derived table, not ``IN (... LIMIT)``, which MySQL refuses. Pinned
+    entries first (PROTOCOL-v2 §5); hidden ones only ``with_hidden``.
     """
     page = (
-        select(members.c.conversation_id.label("cid"), UPDATED_AT.label("at"))
+        select(
+            members.c.conversation_id.label("cid"),
+            members.c.pinned.label("pin"),
+            ORDER_AT.label("at"),
+        )
         .select_from(members.join(conversations, conversations.c.id == members.c.conversation_id))
         .where(members.c.user_id == user)
-        .order_by(UPDATED_AT.desc(), members.c.conversation_id)
-        .limit(limit)
-        .subquery("page")
     )
-    source = page.join(
-        members, and_(members.c.conversation_id == page.c.cid, members.c.user_id == user)
+    if not with_hidden:
+        page = page.where(HIDDEN == 0)
+    page = page.order_by(members.c.pinned.desc(), ORDER_AT.desc(), members.c.conversation_id).limit(
+        limit
     )
-    return _chat_list(source).order_by(page.c.at.desc(), page.c.cid)
+    paged = page.subquery("page")
+    source = paged.join(
+        members, and_(members.c.conversation_id == paged.c.cid, members.c.user_id == user)
+    )
+    return _chat_list(source).order_by(paged.c.pin.desc(), paged.c.at.desc(), paged.c.cid)
 
 
-CHAT_LIST_MESSAGE = 13  # where MESSAGE_COLUMNS start in a CHAT_LIST row
+CHAT_LIST_MESSAGE = 19  # where MESSAGE_COLUMNS start in a CHAT_LIST row
 
 
 def entry_from_row(row: Row[Any], replies: Mapping[Any, ReplyTo]) -> Conversation:
@@ -265,6 +357,7 @@ def entry_from_row(row: Row[Any], replies: Mapping[Any, ReplyTo]) -> Conversatio
         peer_read_seq=row.peer_read_seq,
         uncounted=row.uncounted,
         mentioned=row.mentioned,
+        state=state_from_row(row),
     )
 
 

@@ -130,6 +130,15 @@ members = Table(
     Column("read_seq", BigInteger, nullable=False),
     Column("joined_at", BigInteger, nullable=False),
     Column("join_rank", BigInteger, nullable=False, default=0),
+    # PROTOCOL-v2 §5: the entry as this user keeps it. Hidden is a position
+    # (the last seq when hidden): the entry shows again once a countable
+    # message lies above it, with no write to anyone's row at send time.
+    Column("pinned", Boolean, nullable=False, server_default=false()),
+    Column("muted", Boolean, nullable=False, server_default=false()),
+    Column("marked_unread", Boolean, nullable=False, server_default=false()),
+    Column("hidden_seq", BigInteger, nullable=True),
+    Column("draft", Text, nullable=True),
+    Column("draft_at", BigInteger, nullable=True),
     Index("ix_members_user_id", "user_id"),
 )
 

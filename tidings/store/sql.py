@@ -23,6 +23,7 @@ from sqlalchemy import (
     Insert,
     Row,
     Select,
+    and_,
     delete,
     func,
     insert,
@@ -36,6 +37,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.schema import Table
 
+from tidings.chatlist import EntryChange, EntryState
 from tidings.errors import ErrorCode, TidingsError, bad_request, not_found, unavailable
 from tidings.ids import (
     ConversationId,
@@ -71,8 +73,11 @@ from tidings.store.rows import (
     REPLY_SEQ,
     chat_list_page,
     entry_from_row,
+    entry_states,
     message_from_row,
     reply_from_row,
+    state_from_row,
+    total_unread,
     user_from_row,
     wanted_replies,
 )
@@ -488,10 +493,46 @@ class SqlStore:
         replies = await self._replies_of(rows)
         return [_with_reply(row, replies) for row in rows]
 
-    async def chat_list(self, user: UserId, limit: int) -> list[Conversation]:
-        rows = await self._read(chat_list_page(user, limit))
+    async def chat_list(
+        self, user: UserId, limit: int, *, with_hidden: bool = False
+    ) -> list[Conversation]:
+        rows = await self._read(chat_list_page(user, limit, with_hidden=with_hidden))
         replies = await self._replies_of(rows, CHAT_LIST_MESSAGE)
         return [entry_from_row(row, replies) for row in rows]
+
+    async def total_unread(self, user: UserId) -> int:
+        rows = await self._read(total_unread(user))
+        return int(rows[0][0])
+
+    async def entry_states(self, user: UserId) -> dict[ConversationId, EntryState]:
+        rows = await self._read(entry_states(user))
+        return {ConversationId(row.conversation_id): state_from_row(row) for row in rows}
+
+    async def update_entry(
+        self, user: UserId, conversation: ConversationId, change: EntryChange
+    ) -> bool:
+        values: dict[str, Any] = {}
+        for name in ("pinned", "muted", "marked_unread"):
+            if getattr(change, name) is not None:
+                values[name] = getattr(change, name)
+        if change.hidden is not None:
+            values["hidden_seq"] = (
+                select(conversations.c.last_seq)
+                .where(conversations.c.id == conversation)
+                .scalar_subquery()
+                if change.hidden
+                else None
+            )
+        if change.set_draft:
+            values["draft"] = change.draft or None
+            values["draft_at"] = change.at if change.draft else None
+        mine = and_(members.c.conversation_id == conversation, members.c.user_id == user)
+        if not values:
+            return bool(await self._read(select(members.c.user_id).where(mine)))
+        async with self._write_transaction() as conn:
+            result = await conn.execute(update(members).where(mine).values(values))
+        # MySQL counts matched rows here too: SQLAlchemy connects with FOUND_ROWS.
+        return bool(result.rowcount)
 
     async def chat_entry(self, user: UserId, conversation: ConversationId) -> Conversation | None:
         query = CHAT_LIST.where(
