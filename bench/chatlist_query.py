@@ -1,5 +1,7 @@
 """The chat-list query on SQLite, shape against shape: the one-query form of stop 14
-(every candidate row fully computed, then sorted) against the page-first form.
+(every candidate row fully computed, then sorted) against the page-first form
+(which since stop 16 also orders pinned entries first and carries
+total_unread), and the total_unread subquery alone.
 
     .venv/bin/python bench/chatlist_query.py [RECALLS]
 
@@ -87,10 +89,16 @@ def main() -> None:
             .order_by(rows.UPDATED_AT.desc(), members.c.conversation_id)
             .limit(PAGE)
         )
-        shapes = {"one query": sql(one_query), "page first": sql(rows.chat_list_page(user, PAGE))}
+        shapes = {
+            "one query": sql(one_query),
+            "page first": sql(rows.chat_list_page(user, PAGE)),
+            "total alone": sql(rows.total_unread(user)),
+        }
         db = sqlite3.connect(database)
         answers = {name: db.execute(text).fetchall() for name, text in shapes.items()}
-        assert answers["one query"] == answers["page first"] and len(answers["page first"]) == PAGE
+        # The page-first form carries total_unread (PROTOCOL-v2 §5) as its last column.
+        paged = [row[:-1] for row in answers["page first"]]
+        assert answers["one query"] == paged and len(paged) == PAGE
         times: dict[str, list[float]] = {name: [] for name in shapes}
         for _ in range(40):
             for name, text in shapes.items():

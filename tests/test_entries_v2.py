@@ -134,9 +134,17 @@ async def test_marked_unread_counts_one_until_a_read(alice: Account, bob: Accoun
     status, entry = await patch(alice, chat, {"marked_unread": True})
     assert status == 200 and entry["marked_unread"] is True and entry["unread"] == 0
     assert (await alice.client.chat_list()).total_unread == 1
-    # A read at the same position (nothing new to read) clears the mark, over HTTP...
-    entry_after = await alice.client.mark_read(chat, sent.seq)
-    assert entry_after.marked_unread is False
+    # A read at the same position (nothing new to read) clears the mark, over
+    # HTTP, and the other devices get the entry (no read event: nothing moved)...
+    async with await alice.client.connect() as other_device:
+        entry_after = await alice.client.mark_read(chat, sent.seq)
+        assert entry_after.marked_unread is False
+        event = await other_device.next_event()
+        assert event["type"] == "conversation" and event["conversation"]["id"] == chat
+        assert event["conversation"]["marked_unread"] is False
+        # A repeat clears nothing and tells no one.
+        await alice.client.mark_read(chat, sent.seq)
+        await no_event(other_device)
     assert (await alice.client.chat_list()).total_unread == 0
     # ... and over the WebSocket, and a read that moves clears it too.
     await patch(alice, chat, {"marked_unread": True})
@@ -304,11 +312,16 @@ async def test_total_unread_matches_a_recomputation_after_random_changes(
     senders = {chats[0]: bob, chats[1]: carol, chats[2]: carol}
     for chat in chats:
         await senders[chat].client.send(chat, "start")
-    for step in range(40):
+    last_sent: dict[str, int] = {}
+    for step in range(50):
         chat = rng.choice(chats)
-        action = rng.randrange(6)
+        action = rng.randrange(7)
         if action == 0:
-            await senders[chat].client.send(chat, f"m{step}")
+            last_sent[chat] = (await senders[chat].client.send(chat, f"m{step}")).seq
+        elif action == 6:
+            # A recalled message no longer counts: the total follows (uncounted seqs).
+            if chat in last_sent:
+                await senders[chat].client.recall(chat, last_sent.pop(chat))
         elif action == 1:
             entry = await alice.client.conversation(chat)
             await alice.client.mark_read(chat, rng.randint(entry.read_seq, entry.last_seq))

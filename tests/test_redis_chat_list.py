@@ -53,8 +53,8 @@ class Pair:
 
     async def assert_same(self, limit: int | None = None) -> None:
         for client, user_id in zip(self.clients, self.ids, strict=True):
-            cached = await client.conversations(limit)
-            expected = await self.oracles[user_id].conversations(limit)
+            cached = await client.chat_list(limit)  # the entries and total_unread
+            expected = await self.oracles[user_id].chat_list(limit)
             assert cached == expected, f"user {user_id}"
 
     async def close(self) -> None:

@@ -21,10 +21,11 @@ import pytest
 
 from tidings.client import ApiError, Client, Socket
 from tidings.harness.spawn import ServerProcess
-from tidings.models import Conversation, Message
+from tidings.models import ChatList, Conversation, Draft, Message
 from tidings.soak.actor import Actor, Attempt, SessionLog
 from tidings.soak.check import check_chat_lists, check_deliveries, check_store
 from tidings.soak.command import Options, Report, run_soak
+from tidings.soak.keep import Kept, order_errors
 from tidings.soak.nodes import SOAK_ENV
 from tidings.soak.world import Member, World
 
@@ -141,7 +142,7 @@ def test_the_checks_find_lost_and_doubled_messages_and_wrong_chat_lists() -> Non
         updated_at=history[-1].sent_at,
     )
     found, figures = check_store(world, actors, histories)
-    check_chat_lists(world, actors, histories, {(1, 0): [entry]}, found, figures)
+    check_chat_lists(world, actors, histories, {(1, 0): ChatList([entry])}, found, figures)
     assert found.counts["chat_list"] == 1
 
 
@@ -191,8 +192,60 @@ def test_the_checks_hold_the_chat_list_to_the_v2_counts() -> None:
         ({"last_message": edit, "updated_at": edit.sent_at}, 2),  # an edit notice shown
     ]:
         found, figures = check_store(world, actors, histories)
-        check_chat_lists(world, actors, histories, {(1, 0): [entry(**wrong)]}, found, figures)
+        listed = ChatList([entry(**wrong)], total_unread=entry(**wrong).unread)
+        check_chat_lists(world, actors, histories, {(1, 0): listed}, found, figures)
         assert found.counts["chat_list"] == expected, (wrong, found.examples)
+
+
+def test_the_checks_hold_entries_to_what_their_user_kept() -> None:
+    """PROTOCOL-v2 §5 in the soak: pinned, a draft a later send cleared, hidden until a
+    countable message, the order and total_unread; each wrong value is one finding."""
+    world, actors, histories = _doctored()
+    history = histories["g:1"]
+    user = actors[0]  # user 1, whose own messages are seqs 1-3
+    user.kept["g:1"] = Kept(
+        pinned={True},
+        muted={True},
+        drafts={"half"},
+        draft_clock=0,  # every send of user 1 came after it (their clocks are 1 and up)
+        hidden_seq=2,  # hidden as of seq 2: seqs 3-6 are countable, so it shows again
+    )
+    for clock, attempt in enumerate(user.attempts.values(), start=1):
+        attempt.born = clock
+
+    def entry(**changes: Any) -> Conversation:
+        right = Conversation(
+            id="g:1",
+            type="group",
+            title="g",
+            peer_id=None,
+            group_id=1,
+            unread=3,
+            last_seq=6,
+            read_seq=3,
+            last_message=history[-1],
+            updated_at=history[-1].sent_at,
+            pinned=True,
+            muted=True,
+        )
+        return Conversation(**{**_fields(right), **changes})
+
+    draft = Draft(body="half", updated_at=history[-1].sent_at)
+    for wrong, total, expected in [
+        ({}, 0, 0),  # muted: out of the total
+        ({"pinned": False}, 0, 1),
+        ({"draft": draft}, 0, 1),  # a later send of the user's cleared it
+        ({"hidden": True}, 0, 1),  # a countable message came after seq 2
+        ({"marked_unread": True}, 0, 1),  # never marked
+        ({}, 3, 1),  # a muted entry counted in the total
+    ]:
+        found, figures = check_store(world, actors, histories)
+        listed = ChatList([entry(**wrong)], total_unread=total)
+        check_chat_lists(world, actors, histories, {(1, 0): listed}, found, figures)
+        assert found.counts["chat_list"] == expected, (wrong, found.examples)
+    # Unpinned entries after pinned ones: the order is checked too.
+    assert order_errors([entry(pinned=False), entry(id="g:2")]) != []
+    assert order_errors([entry(id="g:2"), entry(pinned=False)]) == []
 
 
 def _fields(message: Message) -> dict[str, Any]:

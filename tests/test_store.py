@@ -218,7 +218,7 @@ async def test_the_parts_of_the_chat_list_agree_with_the_chat_list(store: SqlSto
     assert late_positions[0].joined_at > 0
 
     heads = {h.conversation: h for h in await store.conversation_heads([group, private])}
-    listed = {e.id: e for e in await store.chat_list(owner, 10)}
+    listed = {e.id: e for e in (await store.chat_list(owner, 10)).conversations}
     for conversation in (group, private):
         head, entry = heads[conversation], listed[conversation]
         assert head.last_seq == entry.last_seq

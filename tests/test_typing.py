@@ -118,3 +118,27 @@ async def test_typing_crosses_nodes(make_server: ServerFactory, stack: str) -> N
     finally:
         await near.close()
         await far.close()
+
+
+async def test_a_big_group_relays_at_most_ten_typists_per_window(
+    alice: Account, make_account: AccountFactory
+) -> None:
+    """More names than ten say nothing a person reads; each would be written to
+    every member's sockets. The one left out is heard in the next window."""
+    typists = [await make_account(f"typist{i}", f"Typist {i}") for i in range(11)]
+    team = await group(alice, *typists)
+    sockets = [await t.client.connect() for t in typists]
+    try:
+        async with await alice.client.connect() as listener:
+            for socket in sockets:
+                await socket.typing(team)
+            heard = [(await listener.next_event())["user"] for _ in range(10)]
+            await no_event(listener, within=0.5)
+            assert len(set(heard)) == 10
+            (left_out,) = {t.id for t in typists} - set(heard)
+            await asyncio.sleep(2.0)
+            await sockets[[t.id for t in typists].index(left_out)].typing(team)
+            assert await listener.next_event() == typing_of(team, left_out)
+    finally:
+        for socket in sockets:
+            await socket.close()

@@ -768,7 +768,7 @@ async def test_drafts_stay_with_their_chat_across_switches_and_reloads(
     await chat(page, "Carol").click()
     await expect(page.locator("#compose")).to_have_value("")
     await expect(chat(page, "Bob").locator(".chat-preview")).to_have_text(
-        "Draft: half a thought for Bob"
+        "[Draft] half a thought for Bob"
     )
     await page.fill("#compose", "and one for Carol")
     await chat(page, "Bob").click()
@@ -1277,3 +1277,93 @@ async def test_reply_mention_edit_recall_and_forward_in_the_browser(
     await expect(bob.locator("#compose")).to_be_focused()
     await bob.keyboard.press("Escape")
     await expect(bob.locator("#compose-target")).to_be_hidden()
+
+
+async def test_pin_mute_mark_hide_drafts_and_typing_follow_the_person_across_devices(
+    web_server: WebServer, browser: Browser
+) -> None:
+    """PROTOCOL-v2 §5 in the web client: two browser contexts are two devices of alice."""
+    alice, _ = await web_server.account("alice", "Alice")
+    bob, bob_api = await web_server.account("bob", "Bob")
+    carol, carol_api = await web_server.account("carol", "Carol")
+    private_chat = f"p:{alice.id}-{bob.id}"
+    tea = f"g:{(await carol_api.create_group('Tea', [alice.id])).id}"
+    await carol_api.send(tea, "tea at four?")
+    await carol_api.send(tea, "or five")
+    await bob_api.send(private_chat, "hi Alice")
+    laptop = await browser.page("alice-laptop")
+    phone = await browser.page("alice-phone")
+    for page in (laptop, phone):
+        await sign_in(page, browser.url, "alice")
+        await expect(page.locator("#chat-list .chat")).to_have_count(2)
+        assert await titles(page) == ["Bob", "Tea"]
+        await expect(page).to_have_title("(3) tidings")
+
+    # Pin from the row's menu (right-click): pinned first, on both devices.
+    await chat(laptop, "Tea").click(button="right")
+    await expect(laptop.locator("#entry-menu")).to_be_visible()
+    await laptop.get_by_role("menuitem", name="Pin to top").click()
+    for page in (laptop, phone):
+        await expect(page.locator("#chat-list .chat").first).to_have_class(re.compile("pinned"))
+        await expect(page.locator("#chat-list .chat-title").first).to_have_text("Tea")
+    await screenshot(phone, "v2-pinned-on-the-other-device")
+
+    # Mute by keyboard (Shift+F10 on the row): the badge greys, the total leaves it out.
+    await chat(laptop, "Bob").focus()
+    await laptop.keyboard.press("Shift+F10")
+    await expect(laptop.get_by_role("menuitem", name="Pin to top")).to_be_focused()
+    await laptop.keyboard.press("ArrowDown")
+    await expect(laptop.get_by_role("menuitem", name="Mute notifications")).to_be_focused()
+    await laptop.keyboard.press("Enter")
+    await expect(laptop.locator("#entry-menu")).to_be_hidden()
+    await expect(chat(laptop, "Bob")).to_be_focused()
+    for page in (laptop, phone):
+        await expect(chat(page, "Bob").locator(".badge")).to_have_class(re.compile("muted"))
+        await expect(chat(page, "Bob").locator(".chat-mark.muted")).to_be_visible()
+        await expect(page).to_have_title("(2) tidings")
+    await chat(laptop, "Bob").hover()
+    await screenshot(laptop, "v2-muted-and-the-menu-button")
+
+    # A draft typed on the laptop shows in the phone's list; the send clears it.
+    await chat(laptop, "Bob").click()
+    await laptop.fill("#compose", "see you at eight")
+    await expect(chat(phone, "Bob").locator(".chat-preview")).to_have_text(
+        "[Draft] see you at eight"
+    )
+    # The phone opens the chat and finds the text in its composer.
+    await chat(phone, "Bob").click()
+    await expect(phone.locator("#compose")).to_have_value("see you at eight")
+    await chat(phone, "Tea").click()
+    await laptop.press("#compose", "Enter")
+    await expect(bubbles(laptop).last).to_have_text("see you at eight")
+    await expect(chat(phone, "Bob").locator(".chat-preview")).to_have_text("see you at eight")
+
+    # Typing: bob types, alice's open chat says so.
+    async with await bob_api.connect() as bob_socket:
+        await bob_socket.typing(private_chat)
+        await expect(laptop.locator("#pane-sub")).to_have_text("typing…")
+        await screenshot(laptop, "v2-typing")
+        await bob_socket.send(private_chat, "great")
+        await expect(laptop.locator("#pane-sub")).to_have_text("@bob")
+
+    # Mark unread on the phone: a dot on both; opening it on the laptop clears both.
+    await chat(laptop, "Tea").click()
+    await chat(phone, "Bob").hover()
+    await chat(phone, "Bob").locator(".chat-more").click()  # the mouse's way in
+    await phone.get_by_role("menuitem", name="Mark as unread").click()
+    for page in (laptop, phone):
+        await expect(chat(page, "Bob").locator(".badge.dot")).to_be_visible()
+    await chat(laptop, "Bob").click()
+    for page in (laptop, phone):
+        await expect(chat(page, "Bob").locator(".badge")).to_have_count(0)
+
+    # Hide the group on the phone: gone on both, back on both with carol's next message.
+    await chat(phone, "Tea").click(button="right")
+    await phone.get_by_role("menuitem", name="Hide chat").click()
+    for page in (laptop, phone):
+        await expect(chat(page, "Tea")).to_have_count(0)
+    await carol_api.send(tea, "five it is")
+    for page in (laptop, phone):
+        await expect(chat(page, "Tea")).to_have_count(1)
+        await expect(page.locator("#chat-list .chat-title").first).to_have_text("Tea")
+    await screenshot(laptop, "v2-chat-list-controls")

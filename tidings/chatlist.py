@@ -53,27 +53,6 @@ class EntryChange(NamedTuple):
         return all(value is None for value in fields) and not self.set_draft
 
 
-def entry_time(entry: Conversation) -> str:
-    """When an entry last changed for the list's order: the later of its
-    message's time and its draft's (ISO strings in one format compare as times)."""
-    if entry.draft is not None and entry.draft.updated_at > entry.updated_at:
-        return entry.draft.updated_at
-    return entry.updated_at
-
-
-def in_list_order(entries: list[Conversation]) -> list[Conversation]:
-    """Pinned entries first, then the rest; within each, newest first, then by id."""
-    ordered = sorted(entries, key=lambda e: e.id)
-    ordered.sort(key=entry_time, reverse=True)
-    ordered.sort(key=lambda e: not e.pinned)
-    return ordered
-
-
-def total_unread(entries: list[Conversation]) -> int:
-    """PROTOCOL-v2 §5 over ``entries``: unread of those not muted, a marked one with none as 1."""
-    return sum(e.unread if e.unread else int(e.marked_unread) for e in entries if not e.muted)
-
-
 def chat_entry(
     *,
     conversation: str,

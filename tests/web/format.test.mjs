@@ -81,3 +81,11 @@ test("the chat filter matches every word, ignoring case and accents", async () =
   assert.equal(filterMatches(["Zoë", ""], "zoe"), true);
   assert.equal(filterMatches(["Weekend hike", ""], "hike  "), true);
 });
+
+test("who is typing, for the header", async () => {
+  const { typingText } = await import("../../tidings/web/format.js");
+  assert.equal(typingText([]), "");
+  assert.equal(typingText(["Alice"]), "Alice is typing…");
+  assert.equal(typingText(["Alice", "Bob"]), "Alice and Bob are typing…");
+  assert.equal(typingText(["Alice", "Bob", "Carol"]), "3 people are typing…");
+});

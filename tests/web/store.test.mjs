@@ -96,3 +96,53 @@ test("a draft is kept per conversation, and a blank one is dropped", async () =>
   assert.deepEqual(withDraft(second, "p:1-2", "  \n"), { "g:7": "for the group" });
   assert.deepEqual(withDraft(second, "g:7", ""), { "p:1-2": "half a thought" });
 });
+
+test("pinned entries come first; a draft's time counts (PROTOCOL-v2 §5)", async () => {
+  const { entryTime } = await import("../../tidings/web/store.js");
+  const draft = { body: "later", updated_at: "2026-12-02T12:00:00.000Z" };
+  const sorted = sortEntries([
+    entry({ id: "p:1-3", updated_at: "2026-12-02T10:00:00.000Z" }),
+    entry({ id: "g:7", updated_at: "2026-12-02T11:00:00.000Z" }),
+    entry({ id: "p:1-2", updated_at: "2026-12-02T09:00:00.000Z", pinned: true }),
+    entry({ id: "p:1-4", updated_at: "2026-12-02T08:00:00.000Z", draft }),
+    entry({ id: "g:9", updated_at: "2026-12-02T07:00:00.000Z", pinned: true, draft }),
+  ]);
+  assert.deepEqual(sorted.map((e) => e.id), ["g:9", "p:1-2", "p:1-4", "g:7", "p:1-3"]);
+  assert.equal(entryTime(entry({ updated_at: "2026-12-02T13:00:00.000Z", draft })),
+    "2026-12-02T13:00:00.000Z");
+});
+
+test("the total leaves muted entries out and counts a marked one as 1", async () => {
+  const { totalUnread, badgeOf } = await import("../../tidings/web/store.js");
+  const entries = [
+    entry({ id: "a", unread: 3 }),
+    entry({ id: "b", unread: 5, muted: true }),
+    entry({ id: "c", unread: 0, marked_unread: true }),
+    entry({ id: "d", unread: 2, marked_unread: true }),
+    entry({ id: "e", unread: 0, marked_unread: true, muted: true }),
+  ];
+  assert.equal(totalUnread(entries), 6);
+  assert.deepEqual(badgeOf(entries[1]), { text: "5", label: "5 unread, muted", muted: true });
+  assert.deepEqual(badgeOf(entries[2]), { text: "", label: "marked unread", muted: false });
+  assert.equal(badgeOf(entry({ unread: 0 })), null);
+  assert.equal(badgeOf(entry({ unread: 120 }))?.text, "99+");
+});
+
+test("a message unhides an entry; one's own send clears the draft and the mark", () => {
+  const e = entry({ last_seq: 1, read_seq: 1, hidden: true, marked_unread: true,
+    draft: { body: "x", updated_at: "2026-12-02T09:00:00.000Z" } });
+  applyMessage(e, { ...message(2), kind: "edit", target_seq: 1 }, ME, 1);
+  assert.equal(e.hidden, true, "a notice does not bring it back");
+  applyMessage(e, message(3), ME, 2);
+  assert.equal(e.hidden, false);
+  assert.equal(e.marked_unread, true, "a peer's message keeps the mark");
+  assert.notEqual(e.draft, null, "a peer's message keeps the draft");
+  applyMessage(e, message(4, ME), ME, 3);
+  assert.deepEqual([e.draft, e.marked_unread], [null, false]);
+});
+
+test("an own read from another device clears the mark", () => {
+  const e = entry({ last_seq: 4, read_seq: 2, unread: 2, marked_unread: true });
+  assert.equal(applyOwnRead(e, 4), "exact");
+  assert.equal(e.marked_unread, false);
+});

@@ -101,6 +101,12 @@ def parser() -> argparse.ArgumentParser:
         help="private/group: every Nth send recalls the sender's last message instead",
     )
     sc.add_argument(
+        "--typing-rate",
+        type=float,
+        default=0.0,
+        help="group: typing frames/s from the members, round robin (v2 §5; 0: none)",
+    )
+    sc.add_argument(
         "--chatlist-recalls",
         type=int,
         default=0,

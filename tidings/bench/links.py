@@ -23,6 +23,10 @@ def _ignore_ack(ref: int, ok: bool) -> None:
     pass
 
 
+def _ignore_typing() -> None:
+    pass
+
+
 def _ignore_message(cmid: str) -> None:
     pass
 
@@ -38,6 +42,7 @@ class Link:
         self.on_message: Callable[[str], None] = _ignore_message
         # The seq of this link's last acked text message not yet recalled (0: none).
         self.recallable = 0
+        self.on_typing: Callable[[], None] = _ignore_typing
         # Frames of the handshake, queued until ``_exchange`` asks for them.
         self._handshake: asyncio.Queue[bytes] | None = asyncio.Queue()
         sock.attach(self._payload)
@@ -55,6 +60,9 @@ class Link:
 
     def recall(self, target: str, seq: int, ref: int, cmid: str) -> None:
         raise NotImplementedError(f"{type(self).__name__} has no recall")
+
+    def typing(self, target: str) -> None:
+        raise NotImplementedError(f"{type(self).__name__} has no typing")
 
     def close(self) -> None:
         self.sock.close()
@@ -123,6 +131,10 @@ class _RecallFrame(msgspec.Struct, tag="recall", tag_field="type"):
     client_msg_id: str
 
 
+class _TypingFrame(msgspec.Struct, tag="typing", tag_field="type"):
+    conversation: str
+
+
 _decode_frame = msgspec.json.Decoder(_Frame).decode
 _encode = msgspec.json.Encoder().encode
 
@@ -149,6 +161,9 @@ class TidingsLink(Link):
     def recall(self, target: str, seq: int, ref: int, cmid: str) -> None:
         self.sock.send(_encode(_RecallFrame(ref, target, seq, cmid)))
 
+    def typing(self, target: str) -> None:
+        self.sock.send(_encode(_TypingFrame(target)))
+
     def _payload(self, payload: bytes) -> None:
         if self._handshake_answer(payload):
             return
@@ -164,6 +179,8 @@ class TidingsLink(Link):
                 self.on_ack(frame.ref, True)
         elif kind == "error" and frame.ref is not None:
             self.on_ack(frame.ref, False)
+        elif kind == "typing":
+            self.on_typing()
 
 
 # --- python-socketio peer (bench/peers/socketio_relay.py) ----------------------

@@ -70,6 +70,7 @@ class Load:
         self.result.connections = len(self.links)
         for member, link in zip(spec.members, self.links, strict=True):
             self._wire(member, link)
+            link.on_typing = self._typing_heard
 
     def _wire(self, member: Member, link: Link) -> None:
         if member.sends_to is not None:
@@ -83,6 +84,32 @@ class Load:
                     self.result.listeners_by_target.get(target, 0) + 1
                 )
             link.on_message = self._receiver(heard, member.listens[0])
+
+    def _typing_heard(self) -> None:
+        if self.window_start <= time.monotonic_ns() <= self.window_end:
+            self.result.typing_heard += 1
+
+    async def _typing_loop(self, start_at: float, stop_at: float) -> None:
+        """Typing frames at ``typing_rate``/s, round robin over the listening members."""
+        typists = [
+            (link, member.listens[0])
+            for member, link in zip(self.spec.members, self.links, strict=True)
+            if member.listens
+        ]
+        if not typists:
+            return
+        began = time.monotonic()
+        done = 0
+        measured_from = start_at + self.spec.warmup
+        while (now := time.monotonic()) < stop_at:
+            due = int((now - began) * self.spec.typing_rate) - done
+            for _ in range(max(due, 0)):
+                link, target = typists[done % len(typists)]
+                link.typing(target)
+                done += 1
+                if now >= measured_from:
+                    self.result.typing_sent += 1
+            await asyncio.sleep(OPEN_LOOP_TICK)
 
     def _receiver(self, heard: set[str], target: str) -> Callable[[str], None]:
         result = self.result
@@ -125,12 +152,17 @@ class Load:
             )
         self.running = True
         stop_at = start_at + spec.warmup + spec.duration
+        typing = None
+        if spec.typing_rate > 0:
+            typing = asyncio.ensure_future(self._typing_loop(start_at, stop_at))
         if self._senders and spec.rate > 0:
             await self._open_loop(stop_at)
         else:
             for sender in self._senders:
                 sender.fill(spec.window)
             await asyncio.sleep(max(0.0, stop_at - time.monotonic()))
+        if typing is not None:
+            await typing
         self.running = False
         await self._drain()
         if len(cpu) == 2:

@@ -37,6 +37,8 @@ class WorkerSpec:
     mention_ids: tuple[int, ...] = ()
     mention_every: int = 0
     recall_every: int = 0
+    # Typing frames/s over this worker's listening members, round robin (0: none).
+    typing_rate: float = 0.0
 
 
 @dataclass(slots=True)
@@ -58,5 +60,7 @@ class WorkerResult:
     listeners_by_target: dict[str, int] = field(default_factory=dict)
     latencies_us: bytes = b""  # array('I') of send-to-delivery latencies in the window
     window_seconds: float = 0.0
+    typing_sent: int = 0  # typing frames sent in the measured window
+    typing_heard: int = 0  # typing events received in the measured window
     cpu_seconds: float = 0.0  # this process's CPU time within the measured window
     behind: int = 0  # open loop: sends that were due but skipped (the cap was reached)

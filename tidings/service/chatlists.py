@@ -42,18 +42,18 @@ class ChatLists:
         size = min(limit or DEFAULT_CHAT_LIST, MAX_CHAT_LIST)
         if self._state is not None:
             # The Redis copy keeps positions, not what each user keeps on an
-            # entry: that comes from SQL, beside the total, at the same time.
-            states, total = await asyncio.gather(
-                self._store.entry_states(user), self._store.total_unread(user)
-            )
-            cached = await self._state.chat_list(user, size, states, with_hidden=with_hidden)
-            if cached is not None:
-                return ChatList(conversations=cached, total_unread=total)
-        entries, total = await asyncio.gather(
-            self._store.chat_list(user, size, with_hidden=with_hidden),
-            self._store.total_unread(user),
-        )
-        return ChatList(conversations=entries, total_unread=total)
+            # entry: those few rows come from SQL while the copy's index is read.
+            states = asyncio.ensure_future(self._store.entry_states(user))
+            try:
+                cached = await self._state.chat_list(user, size, states, with_hidden=with_hidden)
+                if cached is not None:
+                    return cached
+            finally:
+                if not states.done():
+                    states.cancel()
+                elif not states.cancelled():
+                    states.exception()  # retrieved: the fallback below reports its own
+        return await self._store.chat_list(user, size, with_hidden=with_hidden)
 
     async def update_entry(
         self, user: UserId, conversation: str, change: EntryChange, *, origin: int | None = None

@@ -20,7 +20,7 @@ from tidings.errors import (
     not_found,
     not_member,
 )
-from tidings.events import Publisher
+from tidings.events import EntryChanged, Publisher
 from tidings.ids import (
     MAX_BIGINT,
     ConversationRef,
@@ -284,7 +284,12 @@ class Conversations:
             raise not_member(ref.id)
         outcome = await self.writer.submit(ReadRequest(user, ref, seq), origin=origin)
         assert isinstance(outcome, ReadResult)
-        return await self.entry(user, ref)
+        entry = await self.entry(user, ref)
+        if outcome.unmarked:
+            # Nothing moved, so no read event: the other devices learn of the
+            # cleared mark from the entry (PROTOCOL-v2 §5).
+            self._broker.publish(EntryChanged(user, entry, origin))
+        return entry
 
     async def entry(self, user: UserId, ref: ConversationRef) -> Conversation:
         """The user's chat-list entry for one conversation."""

@@ -4,7 +4,12 @@ connections on every node, at most once per user and conversation every
 
 A typing frame must cost next to nothing, since a busy group types far
 more than it sends: the rate check is a dict look-up, and a group's
-members come from a per-node cache, not a query per frame. The cache is
+members come from a per-node cache, not a query per frame. And a relay is
+written to every other member's sockets, so in a big group where many
+type at once, at most ``MAX_TYPISTS`` different typists are relayed per
+conversation and 2-second window on a node: more names than that say
+nothing a person reads ("several people are typing"), and 1,000 typists
+in a group of 500 would otherwise cost 250,000 frames a second. The cache is
 dropped for a group whenever its membership changes (the ``conversation``
 and ``conversation_removed`` events every node hears), with a version per
 group so a read racing a change is never installed, and entries expire
@@ -27,6 +32,7 @@ from tidings.ids import ConversationId, GroupRef, PrivateRef, UserId, parse_conv
 from tidings.store import Store
 
 TYPING_INTERVAL = 2.0  # seconds between two relays of one user in one conversation
+MAX_TYPISTS = 10  # relayed per conversation and window on one node
 MEMBERS_TTL = 60.0
 MAX_CACHED = 10_000
 
@@ -38,6 +44,8 @@ class Typing:
         self._relayed: dict[tuple[UserId, str], float] = {}
         self._members: dict[str, tuple[float, frozenset[UserId]]] = {}
         self._versions: dict[str, int] = {}
+        # conversation -> (start of its current window, typists relayed in it)
+        self._windows: dict[str, tuple[float, int]] = {}
 
     async def typing(self, user: UserId, conversation: str) -> None:
         """Relay that ``user`` types in ``conversation`` (or drop it: too soon)."""
@@ -59,9 +67,16 @@ class Typing:
         key = (user, ref.id)
         if now - self._relayed.get(key, -TYPING_INTERVAL) < TYPING_INTERVAL:
             return
+        started, relayed = self._windows.get(ref.id, (now, 0))
+        if now - started >= TYPING_INTERVAL:
+            started, relayed = now, 0
+        if relayed >= MAX_TYPISTS:
+            return  # enough names for this window; this typist may be heard in the next
         if len(self._relayed) > MAX_CACHED:
             self._relayed = {k: t for k, t in self._relayed.items() if now - t < TYPING_INTERVAL}
+            self._windows = {c: w for c, w in self._windows.items() if now - w[0] < TYPING_INTERVAL}
         self._relayed[key] = now
+        self._windows[ref.id] = (started, relayed + 1)
         if recipients:
             self._broker.publish(TypingStarted(ConversationId(ref.id), user, recipients))
 

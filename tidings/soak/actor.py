@@ -38,7 +38,8 @@ import aiohttp
 import msgspec
 
 from tidings.client import ApiError, Client, Socket, message_of
-from tidings.models import Message
+from tidings.models import Conversation, Message
+from tidings.soak.keep import Act, Kept, take_answer, take_silence
 
 CONNECT_TIMEOUT = 5.0
 REQUEST_TIMEOUT = 10.0
@@ -71,6 +72,7 @@ class Attempt:
     target: int = 0
     mentions: tuple[int, ...] = ()
     declined: str | None = None  # a recall or edit fairly refused (DECLINED)
+    born: int = 0  # the actor's clock when it was made (keep.py orders acts by it)
 
 
 @dataclass
@@ -107,6 +109,7 @@ class Tally:
     mentions: int = 0
     recalls: int = 0
     edits: int = 0
+    entry_changes: int = 0  # PATCHes of an entry (PROTOCOL-v2 §5)
     declined: int = 0
     catch_up_pages: int = 0
     caught_up_messages: int = 0
@@ -143,6 +146,9 @@ class Actor:
         self.read_acked: dict[str, int] = {}  # highest read_seq an ack returned
         self.read_tried: dict[str, int] = {}  # highest seq of a read that got no answer
         self.own_history: dict[str, str] = {}  # client_msg_id -> id of own messages read back
+        self.kept: dict[str, Kept] = {}  # what this user keeps on its entries (keep.py)
+        self.read_acts: dict[str, list[Act]] = defaultdict(list)
+        self.clock = 0  # orders this user's own acts
         self._counter = 0
         self._clients: list[Client] = []
 
@@ -296,6 +302,8 @@ class Actor:
             await self._send_http(client, self._new_attempt())
         elif roll < 0.93:
             await self._recall_or_edit(sock, log)
+        elif roll < 0.965:
+            await self._keep(client)
         else:
             await asyncio.sleep(self.rng.uniform(0, 0.2))
 
@@ -314,6 +322,8 @@ class Actor:
             mentions = tuple(self.rng.sample(others, self.rng.randint(1, min(3, len(others)))))
             self.tally.mentions += 1
         attempt = Attempt(cmid, conversation, f"{cmid} {filler}", mentions=mentions)
+        self.clock += 1
+        attempt.born = self.clock
         self.attempts[cmid] = attempt
         self.pending[cmid] = attempt
         return attempt
@@ -340,9 +350,47 @@ class Actor:
             body = f"{cmid} edited {self.rng.choice(_FILLERS)}"
             attempt = Attempt(cmid, target.conversation, body, kind="edit", target=target.seq)
             self.tally.edits += 1
+        self.clock += 1
+        attempt.born = self.clock
         self.attempts[cmid] = attempt
         self.pending[cmid] = attempt
         await self._send_ws(sock, log, attempt)
+
+    async def _keep(self, client: Client) -> None:
+        """Pin, mute, mark unread, hide or draft an entry (PROTOCOL-v2 §5) over HTTP."""
+        conversation = self.rng.choice(self.conversations)
+        what = self.rng.choice(("pinned", "muted", "marked_unread", "hidden", "draft", "draft"))
+        change: dict[str, object]
+        if what == "draft":
+            self._counter += 1
+            text = f"draft {self._counter} {self.rng.choice(_FILLERS)}"
+            change = {"draft": self.rng.choice((text, text, None, ""))}
+        else:
+            change = {what: self.rng.random() < 0.6}
+        self.clock += 1
+        clock = self.clock
+        kept = self.kept.setdefault(conversation, Kept())
+        mine = [a for a in self.pending.values() if a.conversation == conversation]
+        unsure_sends = any(a.kind == "text" for a in mine)
+        unsure_acts = bool(mine) or any(not a.done for a in self.read_acts[conversation])
+        self.tally.entry_changes += 1
+        path = f"/api/v1/conversations/{conversation}"
+        try:
+            status, answer = await asyncio.wait_for(
+                client.request("PATCH", path, change), REQUEST_TIMEOUT
+            )
+        except _NETWORK:
+            take_silence(kept, change, clock)
+            return
+        if status == 200:
+            entry = msgspec.convert(answer, type=Conversation)
+            take_answer(kept, change, entry, clock, unsure_sends, unsure_acts)
+        elif status == 404 and conversation.startswith("p:"):
+            pass  # a private chat before its first message has no entry yet
+        elif status >= 500:
+            take_silence(kept, change, clock)  # a database failure mid-way: maybe applied
+        else:
+            self.tally.problem(f"PATCH {conversation} {change} answered {status}: {answer!r:.200}")
 
     async def _deliver(self, sock: Socket, attempt: Attempt) -> Message:
         """The attempt's frame: a send, a recall or an edit, with its client_msg_id."""
@@ -477,8 +525,12 @@ class Actor:
         top = self.watermark[conversation]
         seq = self.rng.choice((top, top, self.rng.randint(0, top)))
         self.tally.reads += 1
+        self.clock += 1
+        act = Act(self.clock, "read")
+        self.read_acts[conversation].append(act)
         try:
             entry = await sock.mark_read(conversation, seq)
+            act.done = True
         except (ApiError, TimeoutError) as exc:
             self.tally.reads_unacked += 1
             self.tally.errors[f"read:{getattr(exc, 'code', 'timeout')}"] += 1

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from tidings.client import private_conversation
-from tidings.models import Conversation, Message
+from tidings.models import ChatList, Conversation, Message
 from tidings.soak.actor import Actor, Attempt
+from tidings.soak.keep import Act, entry_state_errors, order_errors, total_errors
 from tidings.soak.world import World
 
 #: The contract's default gap after which a message carries a time separator.
@@ -219,13 +220,15 @@ def check_chat_lists(
     world: World,
     actors: list[Actor],
     histories: dict[str, list[Message]],
-    lists: dict[tuple[int, int], list[Conversation]],
+    lists: dict[tuple[int, int], ChatList],
     found: Findings,
     figures: Figures,
 ) -> None:
-    """Each user's chat list, on every node, equals a recomputation from history."""
+    """Each user's chat list, on every node, equals a recomputation from history and
+    from what the user kept on its entries (hidden ones are asked for too)."""
     by_user = {actor.user_id: actor for actor in actors}
-    for (user, node), entries in lists.items():
+    for (user, node), listed in lists.items():
+        entries = listed.conversations
         actor = by_user[user]
         where = f"user {user} on node {node}"
         expected = {
@@ -237,20 +240,38 @@ def check_chat_lists(
                 "chat_list",
                 f"{where}: extra {sorted(got - expected)}, missing {sorted(expected - got)}",
             )
-        stamps = [e.updated_at for e in entries]
-        if stamps != sorted(stamps, reverse=True):
-            found.add("chat_list", f"{where}: not ordered newest first")
+        for text in order_errors(entries) + total_errors(listed.total_unread, entries):
+            found.add("chat_list", f"{where}: {text}")
         for entry in entries:
             figures.chat_entries_checked += 1
             history = histories.get(entry.id, [])
             wrong = _entry_errors(actor, entry, history)
+            wrong += entry_state_errors(
+                actor.kept.get(entry.id), acts_of(actor, entry.id), entry, history
+            )
             if entry.peer_id is not None and entry.peer_read_seq is not None:
-                peer_list = lists.get((entry.peer_id, node), [])
-                peer_read = {e.id: e.read_seq for e in peer_list}.get(entry.id)
+                peer_list = lists.get((entry.peer_id, node))
+                peer_entries = [] if peer_list is None else peer_list.conversations
+                peer_read = {e.id: e.read_seq for e in peer_entries}.get(entry.id)
                 if peer_read is not None and peer_read != entry.peer_read_seq:
                     wrong.append(f"peer_read_seq {entry.peer_read_seq} != peer's {peer_read}")
             for text in wrong:
                 found.add("chat_list", f"{where} {entry.id}: {text}")
+
+
+def acts_of(actor: Actor, conversation: str) -> list[Act]:
+    """The user's own acts in a conversation: sends, recalls and edits, and reads."""
+    acts = [
+        Act(
+            a.born,
+            "send" if a.kind == "text" else "entry",
+            done=a.acked is not None,
+            failed=a.refused is not None or a.declined is not None,
+        )
+        for a in actor.attempts.values()
+        if a.conversation == conversation
+    ]
+    return acts + actor.read_acts.get(conversation, [])
 
 
 def _entry_errors(actor: Actor, entry: Conversation, history: list[Message]) -> list[str]:

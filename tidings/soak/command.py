@@ -38,7 +38,7 @@ from typing import Any
 import aiohttp
 
 from tidings.client import CHAT_LIST_LIMIT, Client
-from tidings.models import Conversation, Message
+from tidings.models import ChatList, Message
 from tidings.soak.actor import PAGE, Actor
 from tidings.soak.check import Figures, Findings, check_chat_lists, check_deliveries, check_store
 from tidings.soak.nodes import Fault, Node, Sample, scrape
@@ -246,11 +246,12 @@ async def _soak(options: Options, urls: list[str], nodes: list[Node], note: Any)
     note("soak: reading back the history and the chat lists")
     async with _session() as http:
         histories = await _histories(world, urls[0], http)
-        lists: dict[tuple[int, int], list[Conversation]] = {}
+        lists: dict[tuple[int, int], ChatList] = {}
         for index, url in enumerate(urls):
             for actor in actors:
                 client = Client(url, actor.token, session=http)
-                lists[(actor.user_id, index)] = await client.conversations(CHAT_LIST_LIMIT)
+                # Hidden entries too: each is checked against what the user kept.
+                lists[(actor.user_id, index)] = await client.chat_list(CHAT_LIST_LIMIT, hidden=True)
 
     found, figures = check_store(world, actors, histories)
     check_deliveries(actors, histories, found, figures)
@@ -387,6 +388,7 @@ def _report(
         "mentioning_sends": total("mentions"),
         "recalls": total("recalls"),
         "edits": total("edits"),
+        "entry_changes": total("entry_changes"),
         "recalls_edits_declined": total("declined"),
         "reads": total("reads"),
         "reads_unanswered": total("reads_unacked"),

@@ -19,12 +19,12 @@ these promises:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Protocol
 
 from tidings.chatlist import EntryState
 from tidings.ids import ConversationId, UserId
-from tidings.models import Conversation
+from tidings.models import ChatList
 from tidings.store import WriteOutcome, WriteRequest
 
 
@@ -45,10 +45,12 @@ class ChatListState(Protocol):
         self,
         user: UserId,
         limit: int,
-        states: Mapping[ConversationId, EntryState],
+        states: Awaitable[Mapping[ConversationId, EntryState]],
         *,
         with_hidden: bool = False,
-    ) -> list[Conversation] | None:
-        """The user's first ``limit`` entries in the list's order, or None: ask
-        the store. ``states`` are the user's entry states (from the store:
-        the copy does not keep them)."""
+    ) -> ChatList | None:
+        """The user's first ``limit`` entries in the list's order and the
+        total, or None: ask the store. ``states``: the store's
+        ``entry_states`` on its way while the copy is read (the copy keeps
+        positions only, not what each user keeps on an entry); awaited when
+        the order needs them."""

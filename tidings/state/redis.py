@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import msgspec
@@ -52,7 +52,7 @@ from tidings.ids import (
     UserId,
     parse_conversation,
 )
-from tidings.models import NOTICE_KINDS, Conversation, Message, iso_ms
+from tidings.models import NOTICE_KINDS, ChatList, Conversation, Message, iso_ms
 from tidings.nodes import NodeId, decode_report, is_live, registry_key
 from tidings.state import binding, lua
 from tidings.state.claim import claim_prefix
@@ -104,6 +104,7 @@ class RedisChatList:
         self._invalidate = self._redis.register_script(lua.INVALIDATE)
         self._index = self._redis.register_script(lua.INDEX)
         self._page = self._redis.register_script(lua.PAGE)
+        self._uncounted = self._redis.register_script(lua.UNCOUNTED)
         self._install = self._redis.register_script(lua.INSTALL)
         self._fill = self._redis.register_script(lua.FILL)
         self._bump = self._redis.register_script(lua.BUMP)
@@ -212,15 +213,16 @@ class RedisChatList:
         self,
         user: UserId,
         limit: int,
-        states: Mapping[ConversationId, EntryState],
+        states: Awaitable[Mapping[ConversationId, EntryState]],
         *,
         with_hidden: bool = False,
-    ) -> list[Conversation] | None:
+    ) -> ChatList | None:
         if self._stale:
             return None
         try:
             # At most: rebuild the index, fill its heads, then read (or a
             # change in between makes one more round).
+            kept: Mapping[ConversationId, EntryState] | None = None  # awaited once
             for _ in range(4):
                 reply = await self._index(args=[self._prefix, user, self._ttl])
                 epoch, status = reply[0], reply[1]
@@ -229,18 +231,41 @@ class RedisChatList:
                 elif status == b"c":
                     await self._fill_conversations(epoch, reply[2:])
                 else:
-                    page = _first(reply[2], reply[3], limit, states, with_hidden)
+                    if kept is None:
+                        kept = await states
+                    index = _read_index(reply[2], reply[3], limit, kept, with_hidden)
+                    page = index.page
+                    total = await self._total(epoch, index)
+                    if total is None:
+                        continue  # the namespace moved: read the index again
                     if not page:
-                        return []
+                        return ChatList(conversations=[], total_unread=total)
                     values = await self._page(args=[self._prefix, epoch, user, self._ttl, *page])
                     if values != 0:
-                        return await self._entries(user, page, values, states)
+                        entries = await self._entries(user, page, values, kept)
+                        return ChatList(conversations=entries, total_unread=total)
             return None
         except _FAILURES as exc:
             # Stop asking a Redis that hangs (each read would wait out the
             # timeout); dropping the copy once it answers costs only rebuilds.
             self._lost("reading a chat list", exc)
             return None
+
+    async def _total(self, epoch: bytes, index: _Index) -> int | None:
+        """total_unread from the same index the page comes from: last seq less
+        read seq of every entry not muted, less the seqs above the read seq
+        that do not count, where there are any (one script); None: the
+        namespace moved, read it all again."""
+        total = index.total
+        if not index.asked:
+            return total
+        counts = await self._uncounted(args=[self._prefix, epoch, *index.asked])
+        if counts == 0:
+            return None
+        for (gap, marked), uncounted in zip(index.gaps, counts, strict=True):
+            unread = gap - int(uncounted)
+            total += unread if unread > 0 else int(marked)
+        return total
 
     async def _rebuild_index(self, user: UserId, epoch: bytes, generation: bytes) -> None:
         self.rebuilds += 1
@@ -461,33 +486,67 @@ def _joined(join: bytes) -> tuple[int, str]:
     return int(seq), at
 
 
-def _first(
+class _Index(NamedTuple):
+    """One pass over a user's index and its heads: the first page in the
+    list's order, and the parts of total_unread (PROTOCOL-v2 §5)."""
+
+    page: list[bytes]
+    total: int  # entries not muted that are settled: marked ones with nothing above read
+    asked: list[Any]  # (conversation, read seq) of entries not muted with seqs above read
+    gaps: list[tuple[int, bool]]  # their last seq - read seq, and whether marked unread
+
+
+def _read_index(
     flat: list[bytes],
     heads: list[bytes],
     limit: int,
     states: Mapping[ConversationId, EntryState],
     with_hidden: bool,
-) -> list[bytes]:
-    """The first ``limit`` conversations of an index in the list's order, as
-    SQL orders them: pinned first, then by the later of the entry's time and
-    its draft's, then by id; hidden ones only ``with_hidden``."""
-    joins = {flat[i][2:]: flat[i + 1] for i in range(0, len(flat), 2) if flat[i][:2] == b"j:"}
-    cids = [flat[i] for i in range(0, len(flat), 2) if flat[i] != b"~" and flat[i][:2] != b"j:"]
-    keyed = []
-    for cid, raw in zip(cids, heads, strict=True):
-        state = states.get(ConversationId(cid.decode()), PLAIN) if states else PLAIN
+) -> _Index:
+    """The page as SQL orders it (pinned first, then by the later of the
+    entry's time and its draft's, then by id; hidden ones only
+    ``with_hidden``), and what the total needs. Heads and times stay bytes
+    (ISO times compare as bytes as they do as text): a list of 1,000 is
+    1,000 turns of this loop on every read."""
+    kept = {cid.encode(): state for cid, state in states.items()}
+    joins: dict[bytes, bytes] = {}
+    reads: list[tuple[bytes, bytes]] = []
+    for i in range(0, len(flat), 2):
+        field = flat[i]
+        if field[:2] == b"j:":
+            joins[field[2:]] = flat[i + 1]
+        elif field != b"~":
+            reads.append((field, flat[i + 1]))
+    keyed: list[tuple[bool, bytes, bytes]] = []
+    total = 0
+    asked: list[Any] = []
+    gaps: list[tuple[int, bool]] = []
+    for (cid, read_b), raw in zip(reads, heads, strict=True):
+        last_b, shown_b, _, at = raw.split(b"|", 3)
+        state = kept.get(cid, PLAIN)
+        if not state.muted:
+            gap = int(last_b) - int(read_b)
+            if gap > 0:
+                asked += [cid, read_b]
+                gaps.append((gap, state.marked_unread))
+            elif state.marked_unread:
+                total += 1
         if state.hidden and not with_hidden:
             continue
-        head = _Head.parse(raw)
-        joined_seq, joined_at = _joined(joins.get(cid, b""))
-        at = shown_time(head.shown_seq, joined_seq, head.time, joined_at)
-        if state.draft is not None and state.draft.updated_at > at:
-            at = state.draft.updated_at
+        join = joins.get(cid)
+        if join is not None:
+            joined_b, _, joined_at = join.partition(b"|")
+            if int(shown_b) <= int(joined_b):
+                at = joined_at  # nothing visible since joining: the join's time
+        if state.draft is not None:
+            drafted = state.draft.updated_at.encode()
+            if drafted > at:
+                at = drafted
         keyed.append((not state.pinned, at, cid))
     keyed.sort(key=lambda row: row[2])
     keyed.sort(key=lambda row: row[1], reverse=True)
     keyed.sort(key=lambda row: row[0])
-    return [cid for _, _, cid in keyed[:limit]]
+    return _Index([cid for _, _, cid in keyed[:limit]], total, asked, gaps)
 
 
 class _Head(NamedTuple):

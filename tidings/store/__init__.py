@@ -27,7 +27,7 @@ from typing import Protocol
 from tidings.chatlist import EntryChange, EntryState
 from tidings.errors import TidingsError
 from tidings.ids import ConversationId, ConversationRef, GroupId, UserId
-from tidings.models import Conversation, Group, Message, ReplyTo, User
+from tidings.models import ChatList, Conversation, Group, Message, ReplyTo, User
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +110,8 @@ class ReadResult:
     conversation: ConversationId
     read_seq: int
     moved: bool
+    # A read that moved nothing but cleared the entry's marked_unread (PROTOCOL-v2 §5).
+    unmarked: bool = False
 
 
 SendOutcome = StoredMessage | TidingsError
@@ -280,18 +282,17 @@ class Store(Protocol):
         or the oldest above ``after``. With ``member``, only what that member may
         see (after it joined), and nothing if it is not a member."""
 
-    async def chat_list(
-        self, user: UserId, limit: int, *, with_hidden: bool = False
-    ) -> list[Conversation]:
+    async def chat_list(self, user: UserId, limit: int, *, with_hidden: bool = False) -> ChatList:
         """Pinned entries first, then the rest, newest first by the later of
-        the entry's time and its draft's; hidden entries only ``with_hidden``."""
-
-    async def total_unread(self, user: UserId) -> int:
-        """PROTOCOL-v2 §5: over the user's entries that are not muted, the sum
-        of unread, an entry marked unread with none counting 1."""
+        the entry's time and its draft's; hidden entries only ``with_hidden``.
+        With ``total_unread`` (PROTOCOL-v2 §5): over the user's entries that
+        are not muted, hidden or not, the sum of unread, an entry marked
+        unread with none counting 1."""
 
     async def entry_states(self, user: UserId) -> dict[ConversationId, EntryState]:
-        """The user's entries that keep any state (pinned, muted, marked, hidden, a draft)."""
+        """The user's entries that keep any state (pinned, muted, marked unread,
+        hidden, a draft): what a copy of the chat list that keeps positions
+        only asks of SQL. Few rows: most entries keep none."""
 
     async def update_entry(
         self, user: UserId, conversation: ConversationId, change: EntryChange

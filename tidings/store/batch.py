@@ -20,6 +20,7 @@ through ``AsyncConnection.run_sync``, each statement one round trip.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -198,7 +199,16 @@ class WriteBatch:
                 )
         for i, first in repeats.items():
             self.send_outcomes[i] = _as_repeat(self.send_outcomes[first])
-        self._write(positions, message_rows, key_rows, moved)
+        unmarked = self._write(positions, message_rows, key_rows, moved)
+        if unmarked:
+            read_outcomes = [
+                dataclasses.replace(o, unmarked=True)
+                if isinstance(o, ReadResult)
+                and not o.moved
+                and (o.conversation, o.user) in unmarked
+                else o
+                for o in read_outcomes
+            ]
         outcomes = [o for o in self.send_outcomes if o is not None]
         assert len(outcomes) == len(self.entries)
         return outcomes, read_outcomes
@@ -670,7 +680,9 @@ class WriteBatch:
         message_rows: list[tuple[Any, ...]],
         key_rows: list[tuple[Any, ...]],
         moved: dict[tuple[str, int], int],
-    ) -> None:
+    ) -> set[tuple[str, int]]:
+        """Write what the batch decided; the (conversation, user) entries whose
+        mark a read that moved nothing cleared."""
         if message_rows:
             insert_many(self.conn, messages, _MESSAGE_FIELDS, message_rows)
         if self.rich_rows:
@@ -728,8 +740,13 @@ class WriteBatch:
                 update_many(self.conn, members, keys, _READ_SETS, by_read, only_up="read_seq")
             if by_send:
                 update_many(self.conn, members, keys, _SEND_SETS, by_send, only_up="read_seq")
-        if self.still_reads:
-            self.conn.execute(_CLEAR_MARK, self.still_reads)
+        # A read that moves nothing clears a mark too; one statement each (they
+        # are rare) so each says whether it did, and its user's devices hear.
+        unmarked: set[tuple[str, int]] = set()
+        for params in self.still_reads:
+            if self.conn.execute(_CLEAR_MARK, params).rowcount:
+                unmarked.add((params["b_c"], params["b_u"]))
+        return unmarked
 
 
 def _is_v1(values: list[Any]) -> bool:

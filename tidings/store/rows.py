@@ -13,9 +13,23 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
-from sqlalchemy import Row, Select, and_, bindparam, case, false, func, or_, select, true
+from sqlalchemy import (
+    Integer,
+    Row,
+    Select,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
-from tidings.chatlist import EntryState, chat_entry
+from tidings.chatlist import PLAIN, EntryState, chat_entry
 from tidings.ids import MAX_BIGINT
 from tidings.models import (
     Conversation,
@@ -213,6 +227,8 @@ STATE_COLUMNS = (
 
 def state_from_row(row: Any) -> EntryState:
     """The entry state of a row that has ``STATE_COLUMNS`` by name."""
+    if not (row.pinned or row.muted or row.marked_unread or row.hidden or row.draft_at):
+        return PLAIN  # most entries: nothing kept
     draft = None
     if row.draft is not None and row.draft_at is not None:
         draft = Draft(body=row.draft, updated_at=iso_ms(row.draft_at))
@@ -234,28 +250,47 @@ def entry_states(user: int) -> Select[Any]:
     )
 
 
-def total_unread(user: int) -> Select[Any]:
-    """PROTOCOL-v2 §5's ``total_unread`` over all the user's entries.
+class _Greatest(FunctionElement[Any]):
+    """GREATEST(a, b); SQLite's two-argument scalar max() is the same function."""
 
-    Only entries with something above the read position look into
-    ``uncounted`` (a CASE is evaluated lazily), so a list of read chats costs
-    one pass over the user's memberships.
-    """
-    unread = case(
-        (
-            conversations.c.last_seq > members.c.read_seq,
-            conversations.c.last_seq - members.c.read_seq - _UNCOUNTED,
-        ),
-        else_=0,
-    )
-    rows = (
-        select(unread.label("unread"), members.c.marked_unread.label("marked"))
+    inherit_cache = True
+    name = "greatest"
+
+
+@compiles(_Greatest, "sqlite")
+def _greatest_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
+    return f"max({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(_Greatest)
+def _greatest(element: Any, compiler: Any, **kw: Any) -> str:
+    return f"greatest({compiler.process(element.clauses, **kw)})"
+
+
+_MARKED = cast(members.c.marked_unread, Integer)
+# What one entry adds to PROTOCOL-v2 §5's total_unread: nothing if muted;
+# else its unread, or 1 if it is marked unread with none. Unread can't be
+# below 0 (the uncounted seqs above read_seq lie between it and last_seq),
+# so the greater of unread and the mark is exactly that rule. Only entries
+# with seqs above the read position look into ``uncounted`` (a lazy CASE).
+COUNTED = case(
+    (members.c.muted == true(), 0),
+    (
+        conversations.c.last_seq > members.c.read_seq,
+        _Greatest(conversations.c.last_seq - members.c.read_seq - _UNCOUNTED, _MARKED),
+    ),
+    else_=_MARKED,
+)
+
+
+def total_unread(user: int) -> Select[Any]:
+    """PROTOCOL-v2 §5's ``total_unread`` over all the user's entries, alone
+    (the chat-list page carries it too, from the pass that picks the page)."""
+    return (
+        select(func.coalesce(func.sum(COUNTED), 0).label("total"))
         .select_from(members.join(conversations, conversations.c.id == members.c.conversation_id))
-        .where(members.c.user_id == user, members.c.muted == false())
-        .subquery("entries")
+        .where(members.c.user_id == user)
     )
-    counted = case((rows.c.unread > 0, rows.c.unread), (rows.c.marked == true(), 1), else_=0)
-    return select(func.coalesce(func.sum(counted), 0))
 
 
 def _chat_list(source: Any) -> Select[Any]:
@@ -329,7 +364,13 @@ def chat_list_page(user: int, limit: int, *, with_hidden: bool = False) -> Selec
     source = paged.join(
         members, and_(members.c.conversation_id == paged.c.cid, members.c.user_id == user)
     )
-    return _chat_list(source).order_by(paged.c.pin.desc(), paged.c.at.desc(), paged.c.cid)
+    # The total rides along: an uncorrelated subquery, computed once per
+    # statement (a window over the page's own pass cost more on SQLite).
+    return (
+        _chat_list(source)
+        .add_columns(total_unread(user).scalar_subquery().label("total_unread"))
+        .order_by(paged.c.pin.desc(), paged.c.at.desc(), paged.c.cid)
+    )
 
 
 CHAT_LIST_MESSAGE = 19  # where MESSAGE_COLUMNS start in a CHAT_LIST row
@@ -338,7 +379,7 @@ CHAT_LIST_MESSAGE = 19  # where MESSAGE_COLUMNS start in a CHAT_LIST row
 def entry_from_row(row: Row[Any], replies: Mapping[Any, ReplyTo]) -> Conversation:
     """A chat-list entry from a ``CHAT_LIST`` row; ``replies`` previews what it quotes."""
     values = tuple(row)
-    message_row = values[CHAT_LIST_MESSAGE:]
+    message_row = values[CHAT_LIST_MESSAGE : CHAT_LIST_MESSAGE + len(MESSAGE_COLUMNS)]
     last = None
     if message_row[2] is not None:  # its sender: there is a visible shown entry
         reply_seq = message_row[REPLY_SEQ]

@@ -46,7 +46,7 @@ from tidings.ids import (
     group_conversation,
     private_conversation,
 )
-from tidings.models import Conversation, Group, Message, ReplyTo, User, now_ms
+from tidings.models import ChatList, Conversation, Group, Message, ReplyTo, User, now_ms
 from tidings.store import (
     ConversationHead,
     GroupChange,
@@ -493,16 +493,15 @@ class SqlStore:
         replies = await self._replies_of(rows)
         return [_with_reply(row, replies) for row in rows]
 
-    async def chat_list(
-        self, user: UserId, limit: int, *, with_hidden: bool = False
-    ) -> list[Conversation]:
+    async def chat_list(self, user: UserId, limit: int, *, with_hidden: bool = False) -> ChatList:
         rows = await self._read(chat_list_page(user, limit, with_hidden=with_hidden))
         replies = await self._replies_of(rows, CHAT_LIST_MESSAGE)
-        return [entry_from_row(row, replies) for row in rows]
-
-    async def total_unread(self, user: UserId) -> int:
-        rows = await self._read(total_unread(user))
-        return int(rows[0][0])
+        entries = [entry_from_row(row, replies) for row in rows]
+        if rows:
+            total = int(rows[0].total_unread)
+        else:  # nothing listed; hidden entries may still count
+            total = int((await self._read(total_unread(user)))[0].total)
+        return ChatList(conversations=entries, total_unread=total)
 
     async def entry_states(self, user: UserId) -> dict[ConversationId, EntryState]:
         rows = await self._read(entry_states(user))

@@ -36,6 +36,22 @@ export function avatar(key, name, extra) {
   return node;
 }
 
+/**
+ * A small line icon (24 x 24 view box, stroked like the page's other icons),
+ * built as SVG nodes: no HTML is ever parsed.
+ * @param {string} path  the path's d attribute
+ */
+export function icon(path) {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("aria-hidden", "true");
+  const line = document.createElementNS(ns, "path");
+  line.setAttribute("d", path);
+  svg.appendChild(line);
+  return svg;
+}
+
 /** @param {string} text  a short message that goes away by itself */
 export function notice(text) {
   const box = el("div", "toast", text);

@@ -130,6 +130,21 @@ export function plural(n, one, many) {
   return `${n} ${n === 1 ? one : many ?? `${one}s`}`;
 }
 
+/**
+ * Who is typing, for a chat's header: "Alice is typing…", "Alice and Bob are
+ * typing…", "3 people are typing…"; "" when nobody is.
+ * @param {string[]} names
+ */
+export function typingText(names) {
+  if (!names.length) return "";
+  if (names.length === 1) return `${names[0]} is typing…`;
+  if (names.length === 2) return `${names[0]} and ${names[1]} are typing…`;
+  return `${names.length} people are typing…`;
+}
+
+/** How long a typing event shows, without a newer one (the sender repeats every 2 s). */
+export const TYPING_SHOWN_MS = 5000;
+
 /** The server's longest body (TIDINGS_MAX_BODY_CHARS; no endpoint says it, so its default). */
 export const MAX_BODY_CHARS = 4000;
 

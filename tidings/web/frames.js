@@ -42,6 +42,16 @@ export function sendFrame(pending) {
 export const readFrame = (ref, conversation, seq) => ({ type: "read", ref, conversation, seq });
 
 /**
+ * "I am typing here" (PROTOCOL-v2 §5): no answer comes; send one at most every
+ * TYPING_INTERVAL_MS while the user types (the server relays no more often).
+ * @param {string} conversation
+ * @returns {ClientFrame}
+ */
+export const typingFrame = (conversation) => ({ type: "typing", conversation });
+
+export const TYPING_INTERVAL_MS = 2000;
+
+/**
  * A server frame, or null for anything that is not a JSON object with a string type.
  * @param {string} text
  * @returns {ServerFrame | null}

@@ -3,13 +3,16 @@
 // (re)connect, and sending and reading through the socket (HTTP when it is down).
 
 import { $ } from "./dom.js";
-import { composerCheck, randomId } from "./format.js";
-import { readFrame, sendFrame, sendOutcome, sendRefId } from "./frames.js";
+import { TYPING_SHOWN_MS, composerCheck, randomId } from "./format.js";
+import {
+  TYPING_INTERVAL_MS, readFrame, sendFrame, sendOutcome, sendRefId, typingFrame,
+} from "./frames.js";
 import { addMessages, catchUp, removePendingFor } from "./history.js";
 import { openConversation, openFromRoute } from "./nav.js";
 import { noticeMessage } from "./notices.js";
 import {
-  api, dropConversation, enc, fetchEntry, loadGroup, mergeEntry, notePeerRead, userName,
+  adoptDraft, api, dropConversation, enc, fetchEntry, loadGroup, mergeEntry, notePeerRead,
+  userName,
 } from "./people.js";
 import { render } from "./render.js";
 import { S, draftsKey, me, save, savePending } from "./state.js";
@@ -70,6 +73,9 @@ function onFrame(frame) {
     case "conversation_removed":
       dropConversation(frame.conversation, true);
       break;
+    case "typing":
+      onTyping(frame.conversation, frame.user);
+      break;
     case "error":
       onError(frame);
       break;
@@ -81,12 +87,16 @@ function onFrame(frame) {
 /** @param {import("./types.js").Message} message */
 function onMessage(message) {
   const entry = S.entries.get(message.conversation);
+  S.typing.get(message.conversation)?.delete(message.sender); // what they were typing came
   if (!entry) {
     fetchEntry(message.conversation).then((found) => {
       if (found) noticeMessage(message, userName, openConversation);
     });
   } else if (applyMessage(entry, message, me().id, S.clock + 1)) {
     S.clock += 1;
+    if (message.sender === me().id && entry.draft === null && !message.target_seq) {
+      adoptDraft(message.conversation, ""); // a send clears the draft (sent elsewhere too)
+    }
     if (message.kind === "recall" && message.sender !== me().id) {
       // A recalled message may have been unread, or @ this user: the exact counts.
       fetchEntry(message.conversation);
@@ -97,6 +107,38 @@ function onMessage(message) {
   render({ list: true });
   addMessages(message.conversation, [message], false);
   if (message.conversation === S.openId && message.sender !== me().id) markOpenRead();
+}
+
+/**
+ * Someone types in a conversation: shown in its header for a few seconds, or
+ * until their message comes.
+ * @param {string} conversation
+ * @param {number} who
+ */
+function onTyping(conversation, who) {
+  const typists = S.typing.get(conversation) || new Map();
+  typists.set(who, Date.now() + TYPING_SHOWN_MS);
+  S.typing.set(conversation, typists);
+  if (conversation === S.openId) render({ pane: true });
+  setTimeout(() => {
+    const until = typists.get(who);
+    if (until !== undefined && until <= Date.now()) {
+      typists.delete(who);
+      if (conversation === S.openId) render({ pane: true });
+    }
+  }, TYPING_SHOWN_MS + 50);
+}
+
+/** The user types in the open conversation: say so, at most every 2 s. */
+export function noteTyping() {
+  const id = S.openId;
+  if (!id || !$("compose").value.trim()) return;
+  const entry = S.entries.get(id);
+  if (!entry || entry.removed) return;
+  const now = Date.now();
+  if (now - (S.typingSent.get(id) || 0) < TYPING_INTERVAL_MS) return;
+  S.typingSent.set(id, now);
+  socket.send(typingFrame(id)); // nothing to do if the line is down: typing is of the moment
 }
 
 /** @param {{conversation: string, user: number, seq: number}} frame */
@@ -138,7 +180,8 @@ export async function sync() {
   const started = S.clock;
   try {
     api("GET", "/limits").then((limits) => { S.limits = limits; }).catch(() => {});
-    const data = await api("GET", "/conversations?limit=1000");
+    // Hidden entries too: not listed, but their unread is in the title's total.
+    const data = await api("GET", "/conversations?limit=1000&hidden=true");
     if (generation !== S.syncGen) return;
     const listed = new Set();
     for (const entry of data.conversations) {
@@ -196,6 +239,7 @@ export function sendMessage() {
   S.pending.push(pending);
   savePending();
   box.value = "";
+  S.draftSynced.set(pending.conversation, ""); // the send clears the server's draft itself
   saveDraft();
   sizeComposer();
   sendPending(pending);
@@ -206,7 +250,11 @@ export function sendMessage() {
  * Mark the open conversation read up to the last message that was on screen
  * in a visible tab (S.seen, kept by watchRows); never further.
  */
-/** The composer's text is the open conversation's draft, kept on this device. */
+/**
+ * The composer's text is the open conversation's draft: kept on this device
+ * at once, and on the server (so the user's other devices have it) once the
+ * typing pauses, or when the chat is left.
+ */
 export function saveDraft() {
   const id = S.openId;
   if (!id || !S.me) return;
@@ -215,6 +263,34 @@ export function saveDraft() {
   S.drafts = withDraft(S.drafts, id, text);
   save(localStorage, draftsKey(), S.drafts);
   if (Boolean(before.trim()) !== Boolean(text.trim())) render({ list: true });
+  if (draftTimer) clearTimeout(draftTimer);
+  draftTimer = setTimeout(() => pushDraft(id), DRAFT_PAUSE_MS);
+}
+
+const DRAFT_PAUSE_MS = 800;
+/** @type {ReturnType<typeof setTimeout> | null} */
+let draftTimer = null;
+
+/**
+ * Send a conversation's draft to the server if it differs from what the
+ * server has (a private chat before its first message keeps it here only).
+ * @param {string} id
+ */
+export function pushDraft(id) {
+  if (draftTimer) clearTimeout(draftTimer);
+  draftTimer = null;
+  const entry = S.entries.get(id);
+  if (!entry || entry.local || entry.removed || !S.token) return;
+  const text = (S.drafts[id] || "").trim() ? S.drafts[id] : "";
+  const synced = S.draftSynced.get(id) ?? (entry.draft ? entry.draft.body : "");
+  if (text === synced) return; // nothing typed here since: the server's may be newer
+  S.draftSynced.set(id, text);
+  api("PATCH", `/conversations/${enc(id)}`, { draft: text || null })
+    .then((updated) => {
+      mergeEntry(updated);
+      render({ list: true });
+    })
+    .catch(() => {}); // kept on this device; the next pause tries again
 }
 
 export function markOpenRead() {
@@ -222,7 +298,13 @@ export function markOpenRead() {
   if (!id) return;
   const entry = S.entries.get(id);
   if (!entry || entry.local || entry.removed) return;
-  const seq = readUpTo(S.seen, entry.read_seq, document.visibilityState === "visible");
+  const visible = document.visibilityState === "visible";
+  let seq = readUpTo(S.seen, entry.read_seq, visible);
+  if (!seq && entry.marked_unread && visible) {
+    // Opened: a read that moves nothing still clears the mark (PROTOCOL-v2 §5).
+    seq = entry.read_seq;
+    entry.marked_unread = false;
+  }
   if (!seq) return;
   entry.read_seq = seq;
   entry.unread = unreadAfter(S.convs.get(id), seq, entry.last_seq, me().id);

@@ -8,7 +8,7 @@
 
 import { $ } from "./dom.js";
 import { loadOlder } from "./history.js";
-import { markOpenRead, saveDraft, sendMessage, socket } from "./live.js";
+import { markOpenRead, noteTyping, saveDraft, sendMessage, socket } from "./live.js";
 import { cancelTarget, messagesKey, pickFirst, updatePicker } from "./view-actions.js";
 import { closeConversation, openConversation, openFromRoute } from "./nav.js";
 import { setAuthMode, signOut, signedOut, startSession, submitAuth, toggleAuthMode } from "./session.js";
@@ -16,6 +16,7 @@ import { S, load } from "./state.js";
 import { sizeComposer, updateLatest } from "./view-chat.js";
 import { createGroup, startPrivateChat } from "./view-dialogs.js";
 import { renderList, rove } from "./view-list.js";
+import { closeEntryMenu, entryMenuKey, openEntryMenu } from "./view-entry.js";
 import { addMember, leaveGroup, toggleMembers } from "./view-members.js";
 import { openProfile, saveName, savePassword } from "./view-profile.js";
 import { saveNoticeSettings } from "./notices.js";
@@ -54,13 +55,31 @@ function wire() {
 
   const list = $("chat-list");
   list.addEventListener("click", (/** @type {Event} */ event) => {
+    const more = /** @type {any} */ (event.target).closest(".chat-more");
     const id = chatFromEvent(event);
-    if (id) openConversation(id);
+    if (more && id) openEntryMenu(id, more);
+    else if (id) openConversation(id);
+  });
+  list.addEventListener("contextmenu", (/** @type {MouseEvent} */ event) => {
+    const item = /** @type {any} */ (event.target).closest(".chat");
+    if (!item) return;
+    event.preventDefault();
+    openEntryMenu(item.dataset.id, item);
+  });
+  const menu = $("entry-menu");
+  menu.addEventListener("keydown", (/** @type {KeyboardEvent} */ event) => {
+    if (entryMenuKey(event)) event.preventDefault();
+  });
+  document.addEventListener("mousedown", (/** @type {MouseEvent} */ event) => {
+    if (!menu.hidden && !menu.contains(/** @type {Node} */ (event.target))) closeEntryMenu();
   });
   list.addEventListener("keydown", (/** @type {KeyboardEvent} */ event) => {
     const item = /** @type {any} */ (event.target).closest(".chat");
     if (!item) return;
-    if (event.key === "Enter" || event.key === " ") {
+    if (event.key === "ContextMenu" || (event.key === "F10" && event.shiftKey)) {
+      event.preventDefault();
+      openEntryMenu(item.dataset.id, item);
+    } else if (event.key === "Enter" || event.key === " ") {
       event.preventDefault();
       openConversation(item.dataset.id);
     } else if (["ArrowDown", "ArrowUp", "Home", "End"].includes(event.key)) {
@@ -131,6 +150,7 @@ function wire() {
     sizeComposer();
     saveDraft();
     updatePicker();
+    noteTyping();
   });
   $("btn-target-cancel").addEventListener("click", () => {
     cancelTarget();

@@ -3,7 +3,7 @@
 
 import { $ } from "./dom.js";
 import { loadLatest } from "./history.js";
-import { markOpenRead } from "./live.js";
+import { markOpenRead, pushDraft } from "./live.js";
 import { fetchEntry, loadGroup, user } from "./people.js";
 import { render } from "./render.js";
 import { S } from "./state.js";
@@ -23,6 +23,7 @@ export function openConversation(id) {
 /** @param {string} id */
 export function showConversation(id) {
   const changed = S.openId !== id;
+  if (changed && S.openId) pushDraft(S.openId); // left with text typed: the other devices get it
   S.openId = id;
   const entry = S.entries.get(id);
   if (!entry) return;
@@ -48,6 +49,7 @@ export function showConversation(id) {
 }
 
 export function closeConversation() {
+  if (S.openId) pushDraft(S.openId);
   S.openId = null;
   S.membersOpen = false;
   $("members").hidden = true;

@@ -6,8 +6,8 @@ import { $, notice } from "./dom.js";
 import { closeConversation } from "./nav.js";
 import { render } from "./render.js";
 import { signedOut } from "./session.js";
-import { S, me, peerReadKey, save } from "./state.js";
-import { mergeEntry as merged } from "./store.js";
+import { S, draftsKey, me, peerReadKey, save } from "./state.js";
+import { mergeEntry as merged, withDraft } from "./store.js";
 import { sync } from "./live.js";
 
 export const enc = encodeURIComponent;
@@ -110,7 +110,29 @@ export function mergeEntry(entry, live = true) {
     notePeerRead(entry.id, entry.last_message.seq);
   }
   S.entries.set(entry.id, next);
+  if ("draft" in entry && !next.local) adoptDraft(entry.id, entry.draft ? entry.draft.body : "");
   return next;
+}
+
+/**
+ * The server's draft of a conversation (v2 §5), from this device or another,
+ * becomes this device's, in the composer too if that chat is open here;
+ * unless the user typed here since this device last agreed with the server:
+ * then this device's text is newer, and goes to the server at the pause.
+ * @param {string} id
+ * @param {string} text  "" for none
+ */
+export function adoptDraft(id, text) {
+  const open = id === S.openId;
+  const local = open ? $("compose").value : S.drafts[id] || "";
+  const synced = S.draftSynced.get(id) ?? (S.drafts[id] || "");
+  if (local !== synced) return;
+  S.draftSynced.set(id, text);
+  if (local === text) return;
+  S.drafts = withDraft(S.drafts, id, text);
+  save(localStorage, draftsKey(), S.drafts);
+  if (open) $("compose").value = text;
+  render({ list: true, pane: open });
 }
 
 /**

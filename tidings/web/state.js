@@ -72,6 +72,12 @@ export const S = {
   limits: { max_body_chars: 4000, recall_seconds: 120, edit_seconds: 86400 },
   /** @type {import("./types.js").Message | null} the message being forwarded */
   forwarding: null,
+  /** @type {Map<string, Map<number, number>>} conversation -> who types there -> shown until (ms) */
+  typing: new Map(),
+  /** @type {Map<string, number>} conversation -> when this client last said it types there */
+  typingSent: new Map(),
+  /** @type {Map<string, string>} conversation -> the draft text the server last had from here */
+  draftSynced: new Map(),
   clock: 0, // counts live updates of entries, so a list fetched earlier cannot drop them
 };
 

@@ -36,12 +36,59 @@ export function newHistory() {
 }
 
 /**
- * Newest first, as the server orders them: by time, then by id.
- * @param {Iterable<Entry>} entries
+ * When an entry last changed, for the list's order (PROTOCOL-v2 §5): the later
+ * of its message's time and its draft's.
+ * @param {Conversation} entry
+ */
+export function entryTime(entry) {
+  const draft = entry.draft;
+  return draft && draft.updated_at > entry.updated_at ? draft.updated_at : entry.updated_at;
+}
+
+/**
+ * As the server orders them: pinned first, then newest first (the later of
+ * the entry's and its draft's time), then by id.
+ * @template {Conversation} T
+ * @param {Iterable<T>} entries
+ * @returns {T[]}
  */
 export function sortEntries(entries) {
-  return [...entries].sort((a, b) =>
-    a.updated_at < b.updated_at ? 1 : a.updated_at > b.updated_at ? -1 : a.id < b.id ? -1 : 1);
+  return [...entries].sort((a, b) => {
+    if (Boolean(a.pinned) !== Boolean(b.pinned)) return a.pinned ? -1 : 1;
+    const at = entryTime(a);
+    const bt = entryTime(b);
+    return at < bt ? 1 : at > bt ? -1 : a.id < b.id ? -1 : 1;
+  });
+}
+
+/**
+ * PROTOCOL-v2 §5's total_unread: over entries not muted, the unread count, an
+ * entry marked unread with none counting 1. The page title shows it.
+ * @param {Iterable<Conversation>} entries
+ */
+export function totalUnread(entries) {
+  let total = 0;
+  for (const entry of entries) {
+    if (entry.muted) continue;
+    total += entry.unread > 0 ? entry.unread : entry.marked_unread ? 1 : 0;
+  }
+  return total;
+}
+
+/**
+ * The badge of an entry: its count, a dot for one marked unread with none, or
+ * nothing; `muted` greys it (it is left out of the total).
+ * @param {Conversation} entry
+ * @returns {{text: string, label: string, muted: boolean} | null}
+ */
+export function badgeOf(entry) {
+  const muted = Boolean(entry.muted);
+  if (entry.unread > 0) {
+    const text = entry.unread > 99 ? "99+" : String(entry.unread);
+    return { text, label: `${entry.unread} unread${muted ? ", muted" : ""}`, muted };
+  }
+  if (entry.marked_unread) return { text: "", label: "marked unread", muted };
+  return null;
 }
 
 /**
@@ -91,10 +138,14 @@ export function applyMessage(entry, message, me, clock) {
     entry.last_message = message;
     entry.updated_at = message.sent_at;
   }
+  // A countable message brings a hidden entry back (PROTOCOL-v2 §5).
+  if (COUNTED.has(kind)) entry.hidden = false;
   if (message.sender === me) {
     entry.read_seq = message.seq; // sending (a message, a recall, an edit) marks all before it read
     entry.unread = 0;
     entry.mentioned = 0;
+    entry.marked_unread = false;
+    if (COUNTED.has(kind)) entry.draft = null; // a send clears one's draft there
   } else if (COUNTED.has(kind)) {
     entry.unread += 1;
     if (message.mention_all || (message.mentions || []).includes(me)) {
@@ -117,6 +168,7 @@ const COUNTED = new Set(["text", "image", "file", "voice"]);
  */
 export function applyOwnRead(entry, seq) {
   if (seq <= entry.read_seq) return "ignored";
+  entry.marked_unread = false; // a read clears the mark (PROTOCOL-v2 §5)
   entry.read_seq = seq;
   if (seq >= entry.last_seq) {
     entry.unread = 0;

@@ -45,6 +45,11 @@
  * @property {string} updated_at
  * @property {number | null} [peer_read_seq]
  * @property {number} [mentioned]   v2: unread messages that mention this user or all
+ * @property {boolean} [pinned]      v2 §5: what the user keeps on the entry, on every device
+ * @property {boolean} [muted]
+ * @property {boolean} [marked_unread]
+ * @property {{body: string, updated_at: string} | null} [draft]
+ * @property {boolean} [hidden]      listed only with ?hidden=true (an extension)
  */
 
 /**
@@ -70,6 +75,7 @@
  *   {type: "read", conversation: string, user: number, seq: number} |
  *   {type: "conversation", conversation: Conversation} |
  *   {type: "conversation_removed", conversation: string} |
+ *   {type: "typing", conversation: string, user: number} |
  *   {type: "error", ref?: unknown, code: string, message: string} |
  *   {type: "pong", ref?: unknown} |
  *   {type: "push", event: unknown}
@@ -83,6 +89,7 @@
  *   {type: "send", ref?: unknown, conversation: string, body: string, client_msg_id?: string,
  *    reply_to?: number, mentions?: number[], mention_all?: boolean} |
  *   {type: "read", ref?: unknown, conversation: string, seq: number} |
+ *   {type: "typing", conversation: string} |
  *   {type: "ping", ref?: unknown}
  * )} ClientFrame
  */

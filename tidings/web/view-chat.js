@@ -3,7 +3,9 @@
 // the pending sends, and the composer.
 
 import { $, avatar, el } from "./dom.js";
-import { MAX_BODY_CHARS, composerCheck, lineTime, linkParts, plural } from "./format.js";
+import {
+  MAX_BODY_CHARS, composerCheck, lineTime, linkParts, plural, typingText,
+} from "./format.js";
 import { loadOlder } from "./history.js";
 import { sendPending, socket, watchRows } from "./live.js";
 import { user, userName } from "./people.js";
@@ -127,7 +129,13 @@ export function renderPane() {
     const peer = user(entry.peer_id);
     sub = peer ? `@${peer.username}` : "";
   }
-  $("pane-sub").textContent = sub;
+  const typists = [...(S.typing.get(id) || new Map())]
+    .filter(([, until]) => until > Date.now())
+    .map(([who]) => (entry.type === "group" ? userName(who) : "")); // private: the title says who
+  const typing = typists.length
+    ? (entry.type === "group" ? typingText(typists) : "typing…") : "";
+  $("pane-sub").textContent = typing || sub;
+  $("pane-sub").classList.toggle("typing", Boolean(typing));
   $("btn-members").hidden = entry.type !== "group" || Boolean(entry.removed);
   $("composer").hidden = Boolean(entry.removed);
   $("removed-note").hidden = !entry.removed;

@@ -48,6 +48,7 @@ async def run(ctx: Context) -> dict[str, Any]:
             mention_ids=mentioned,
             mention_every=o.mention_every,
             recall_every=o.recall_every,
+            typing_rate=o.typing_rate / o.processes,
         )
         for part in split(members, o.processes)
     ]
@@ -60,6 +61,11 @@ async def run(ctx: Context) -> dict[str, Any]:
     if o.mention_every or o.recall_every:
         figures["v2"] = f"mention 1/{o.mention_every or '-'} recall 1/{o.recall_every or '-'}"
     figures.update(delivery_summary(results, o.duration))
+    if o.typing_rate:
+        # Sent: frames the members sent; heard: typing events the members got
+        # (each relay reaches every other member: at most 10 typists per 2 s).
+        figures["typing_sent_per_s"] = round(sum(r.typing_sent for r in results) / o.duration, 1)
+        figures["typing_heard_per_s"] = round(sum(r.typing_heard for r in results) / o.duration, 1)
     figures["messages_per_s"] = round(figures["delivered_per_s"] / max(1, o.members - 1), 1)
     figures.update(probed)
     return figures
