@@ -171,6 +171,7 @@ USER_ENDPOINTS = [
     ("POST", msgs("p:1-2"), {"body": "hi"}),
     ("POST", read_path("p:1-2"), {"seq": 1}),
     ("PATCH", "/api/v1/conversations/p:1-2", {"pinned": True}),
+    ("GET", "/api/v1/conversations/p:1-2/messages/1/reads", None),
 ]
 
 
@@ -442,7 +443,7 @@ async def test_openapi_json_describes_the_contracts_paths(anon: Client) -> None:
     contract = {("POST", SIGN_UP), ("POST", LOG_IN)} | {
         (method, re.sub(r"/(\d+|p:1-2)(?=/|$)", "/{}", path)) for method, path, _ in USER_ENDPOINTS
     }
-    assert len(contract) == 16 and described >= contract, contract - described
+    assert len(contract) == 17 and described >= contract, contract - described
 
 
 async def test_a_user_is_found_by_username_in_any_case(alice: Account, bob: Account) -> None:

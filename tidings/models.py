@@ -109,6 +109,17 @@ class Conversation(msgspec.Struct, frozen=True):
     hidden: bool = False
 
 
+class ReadBy(msgspec.Struct, frozen=True):
+    """PROTOCOL-v2 §6's read-by of one message: the members who could see it and
+    still belong, its sender left out, split by whether they read up to it."""
+
+    seq: int
+    read: int
+    unread: int
+    read_ids: list[int]
+    unread_ids: list[int]
+
+
 class ChatList(msgspec.Struct, frozen=True):
     """``GET /api/v1/conversations``: the entries, and PROTOCOL-v2 §5's total."""
 

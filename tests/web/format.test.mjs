@@ -89,3 +89,11 @@ test("who is typing, for the header", async () => {
   assert.equal(typingText(["Alice", "Bob"]), "Alice and Bob are typing…");
   assert.equal(typingText(["Alice", "Bob", "Carol"]), "3 people are typing…");
 });
+
+test("who read one's own group message, in a few words", async () => {
+  const { readByText } = await import("../../tidings/web/format.js");
+  assert.equal(readByText({ read: 2, unread: 3 }), "2 read · 3 unread");
+  assert.equal(readByText({ read: 4, unread: 0 }), "All read");
+  assert.equal(readByText({ read: 0, unread: 4 }), "Unread");
+  assert.equal(readByText({ read: 0, unread: 0 }), "");
+});

@@ -9,7 +9,7 @@ import msgspec
 
 from tidings.client.conversations import conversation_path, send_fields, with_client_msg_id
 from tidings.client.transport import HttpBase
-from tidings.models import ChatList, Conversation, Group, Message, Session, User
+from tidings.models import ChatList, Conversation, Group, Message, ReadBy, Session, User
 
 
 class Unset:
@@ -189,6 +189,11 @@ class UserCalls(HttpBase):
         path = f"{conversation_path(conversation)}/messages/{seq}/edit"
         payload = with_client_msg_id({"body": body}, client_msg_id)
         return await self._fetch(Message, "POST", path, payload)
+
+    async def read_by(self, conversation: str, seq: int) -> ReadBy:
+        """Who read message ``seq`` and who did not (its sender, or a group's owner)."""
+        path = f"{conversation_path(conversation)}/messages/{seq}/reads"
+        return await self._fetch(ReadBy, "GET", path)
 
     async def limits(self) -> Limits:
         """The server's limits: body length, mentions, the recall and edit windows."""

@@ -320,6 +320,14 @@ async def edit(request: web.Request) -> web.Response:
     return json_response(stored.message, 201 if stored.fresh else 200)
 
 
+async def read_by(request: web.Request) -> web.Response:
+    edge = request.app[Edge.KEY]
+    user = await _user(request, edge)
+    seq = path_id(request, "seq")
+    found = await edge.conversations.read_by(user, request.match_info["conversation"], seq)
+    return json_response(found)
+
+
 async def limits(request: web.Request) -> web.Response:
     """What a client needs to know before it offers a send, a recall or an edit."""
     return json_response(request.app[Edge.KEY].conversations.limits())
@@ -379,6 +387,7 @@ def add_routes(app: web.Application) -> None:
             web.post("/api/v1/conversations/{conversation}/messages", send),
             web.post("/api/v1/conversations/{conversation}/messages/{seq}/recall", recall),
             web.post("/api/v1/conversations/{conversation}/messages/{seq}/edit", edit),
+            web.get("/api/v1/conversations/{conversation}/messages/{seq}/reads", read_by),
             web.post("/api/v1/conversations/{conversation}/read", mark_read),
             web.get("/api/v1/limits", limits),
             web.get("/openapi.json", openapi),

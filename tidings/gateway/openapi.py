@@ -15,7 +15,7 @@ import msgspec
 
 from tidings import __version__
 from tidings.gateway.requests import BODIES
-from tidings.models import ChatList, Conversation, Group, Message, Session, User
+from tidings.models import ChatList, Conversation, Group, Message, ReadBy, Session, User
 
 _ERROR = {
     "type": "object",
@@ -102,7 +102,7 @@ _CONVERSATION = _path("conversation", {"type": "string", "pattern": r"^(p:\d+-\d
 @cache
 def openapi_document() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
-        [User, Group, Message, Conversation, ChatList, Session, *BODIES],
+        [User, Group, Message, Conversation, ChatList, ReadBy, Session, *BODIES],
         ref_template="#/components/schemas/{name}",
     )
     components["Error"] = _ERROR
@@ -252,6 +252,15 @@ def openapi_document() -> dict[str, Any]:
                 body=_ref("Edit"),
                 errors=(403, 404, 413, 429, 503),
                 also={200: _REPEAT},
+            )
+        },
+        "/api/v1/conversations/{conversation}/messages/{seq}/reads": {
+            "get": _op(
+                "Who read a message (PROTOCOL-v2 section 6): for its sender or the group's owner",
+                200,
+                _ref("ReadBy"),
+                params=[_CONVERSATION, _path("seq")],
+                errors=(403, 404, 422),
             )
         },
         "/api/v1/limits": {

@@ -128,6 +128,18 @@ class Membership:
 
 
 @dataclass(frozen=True, slots=True)
+class Readers:
+    """A message's sender, its group's owner (None in a private chat), and the
+    current members who joined before it, split by whether they read up to
+    it (the sender among them, ids ascending)."""
+
+    sender: UserId
+    owner: UserId | None
+    read_ids: list[UserId]
+    unread_ids: list[UserId]
+
+
+@dataclass(frozen=True, slots=True)
 class MemberPosition:
     """Where a member stands in one conversation: what a chat-list cache rebuilds from."""
 
@@ -268,6 +280,10 @@ class Store(Protocol):
 
     async def joined_seqs(self, conversation: ConversationId) -> dict[UserId, int]:
         """Each current member's ``joined_seq``: it sees the messages above it."""
+
+    async def readers(self, conversation: ConversationId, seq: int) -> Readers | None:
+        """Who could see message ``seq`` and still belongs, with how far each
+        has read, in one query (None: no such message). Exact as of the read."""
 
     async def history(
         self,

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Row,
     Select,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -31,10 +32,12 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.schema import Table
 
 from tidings.chatlist import EntryChange, EntryState
@@ -53,6 +56,7 @@ from tidings.store import (
     GroupRule,
     MemberPosition,
     Membership,
+    Readers,
     Roster,
     WriteOutcome,
     WriteRequest,
@@ -472,6 +476,32 @@ class SqlStore:
         )
         return {UserId(row.user_id): row.joined_seq for row in rows}
 
+    async def readers(self, conversation: ConversationId, seq: int) -> Readers | None:
+        params = {"c": conversation, "s": seq}
+        if self._dialect == "postgresql":
+            # One row of two sorted arrays: a group of 5,000 is 5,000 Row
+            # objects less (they were most of the time: docs/benchmarks.md).
+            found = (await self._read(_READERS_PG, params))[0]
+            if found.sender_id is None:
+                return None
+            return Readers(
+                UserId(found.sender_id),
+                None if found.owner_id is None else UserId(found.owner_id),
+                list(found.read_ids or ()),
+                list(found.unread_ids or ()),
+            )
+        rows = await self._read(_READERS, params)
+        if not rows:
+            return None
+        first = rows[0]
+        members_ = sorted((r.user_id, r.read_seq) for r in rows if r.user_id is not None)
+        return Readers(
+            UserId(first.sender_id),
+            None if first.owner_id is None else UserId(first.owner_id),
+            [UserId(u) for u, at in members_ if at >= seq],
+            [UserId(u) for u, at in members_ if at < seq],
+        )
+
     async def history(
         self,
         conversation: ConversationId,
@@ -776,7 +806,66 @@ def _with_reply(row: Any, replies: dict[tuple[ConversationId, int], ReplyTo]) ->
     return message_from_row(row, reply)
 
 
+# A message's sender and group owner, and every current member who joined
+# before it with its read position: one row per such member (members by the
+# leading columns of their primary key), or one row with no member.
+_READERS = (
+    select(
+        messages.c.sender_id,
+        groups.c.owner_id,
+        members.c.user_id,
+        members.c.read_seq,
+    )
+    .select_from(
+        messages.join(conversations, conversations.c.id == messages.c.conversation_id)
+        .outerjoin(groups, groups.c.id == conversations.c.group_id)
+        .outerjoin(
+            members,
+            and_(
+                members.c.conversation_id == messages.c.conversation_id,
+                members.c.joined_seq < messages.c.seq,
+            ),
+        )
+    )
+    .where(messages.c.conversation_id == bindparam("c"), messages.c.seq == bindparam("s"))
+)
+
+
 @functools.cache
+def _readers_pg() -> Select[Any]:
+    """``_READERS`` on PostgreSQL as one row: the sender, the owner, and the
+    members who joined before the message as two sorted arrays."""
+    seq: BindParameter[int] = bindparam("s")
+    mine = and_(members.c.conversation_id == bindparam("c"), members.c.joined_seq < seq)
+    ordered = aggregate_order_by(members.c.user_id, members.c.user_id)
+    message = (
+        select(messages.c.sender_id)
+        .where(messages.c.conversation_id == bindparam("c"), messages.c.seq == seq)
+        .scalar_subquery()
+    )
+    owner = (
+        select(groups.c.owner_id)
+        .select_from(conversations.join(groups, groups.c.id == conversations.c.group_id))
+        .where(conversations.c.id == bindparam("c"))
+        .scalar_subquery()
+    )
+    return select(
+        message.label("sender_id"),
+        owner.label("owner_id"),
+        select(func.array_agg(ordered).filter(members.c.read_seq >= seq))
+        .where(mine)
+        .scalar_subquery()
+        .label("read_ids"),
+        select(func.array_agg(ordered).filter(members.c.read_seq < seq))
+        .where(mine)
+        .scalar_subquery()
+        .label("unread_ids"),
+    )
+
+
+_READERS_PG = _readers_pg()
+
+
 def _messages_at_keys(dialect: str) -> Select[Any]:
     """The messages at the (conversation, seq) positions of ``keys_params``."""
     return where_keys(

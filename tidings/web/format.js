@@ -142,6 +142,17 @@ export function typingText(names) {
   return `${names.length} people are typing…`;
 }
 
+/**
+ * The line under one's own group message (PROTOCOL-v2 §6): "2 read · 3 unread",
+ * "All read", or "Unread" while nobody has.
+ * @param {{read: number, unread: number}} readBy
+ */
+export function readByText(readBy) {
+  if (!readBy.unread) return readBy.read ? "All read" : "";
+  if (!readBy.read) return "Unread";
+  return `${readBy.read} read · ${readBy.unread} unread`;
+}
+
 /** How long a typing event shows, without a newer one (the sender repeats every 2 s). */
 export const TYPING_SHOWN_MS = 5000;
 

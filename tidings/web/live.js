@@ -247,10 +247,6 @@ export function sendMessage() {
 }
 
 /**
- * Mark the open conversation read up to the last message that was on screen
- * in a visible tab (S.seen, kept by watchRows); never further.
- */
-/**
  * The composer's text is the open conversation's draft: kept on this device
  * at once, and on the server (so the user's other devices have it) once the
  * typing pauses, or when the chat is left.
@@ -290,9 +286,16 @@ export function pushDraft(id) {
       mergeEntry(updated);
       render({ list: true });
     })
-    .catch(() => {}); // kept on this device; the next pause tries again
+    .catch(() => {
+      S.draftSynced.delete(id); // kept on this device; the next pause tries again
+    });
 }
 
+/**
+ * Mark the open conversation read up to the last message that was on screen
+ * in a visible tab (S.seen, kept by watchRows); never further. A chat marked
+ * unread is read where it stands when opened (that clears the mark).
+ */
 export function markOpenRead() {
   const id = S.openId;
   if (!id) return;

@@ -17,6 +17,7 @@ import { sizeComposer, updateLatest } from "./view-chat.js";
 import { createGroup, startPrivateChat } from "./view-dialogs.js";
 import { renderList, rove } from "./view-list.js";
 import { closeEntryMenu, entryMenuKey, openEntryMenu } from "./view-entry.js";
+import { READ_BY_REFRESH_MS, refreshReadBy } from "./view-readby.js";
 import { addMember, leaveGroup, toggleMembers } from "./view-members.js";
 import { openProfile, saveName, savePassword } from "./view-profile.js";
 import { saveNoticeSettings } from "./notices.js";
@@ -199,6 +200,7 @@ function wire() {
 
 function main() {
   wire();
+  setInterval(refreshReadBy, READ_BY_REFRESH_MS);
   const session = load(localStorage, "tidings.session", null);
   if (session && session.token && session.user) {
     startSession(session.token, session.user);

@@ -53,6 +53,15 @@
  */
 
 /**
+ * @typedef {object} ReadBy  PROTOCOL-v2 §6: who of the members who could see a message read it.
+ * @property {number} seq
+ * @property {number} read
+ * @property {number} unread
+ * @property {number[]} read_ids
+ * @property {number[]} unread_ids
+ */
+
+/**
  * @typedef {object} Group
  * @property {number} id
  * @property {string} name

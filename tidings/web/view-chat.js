@@ -13,14 +13,23 @@ import { drawn, mentionsMe, recallLine } from "./messages.js";
 import { render } from "./render.js";
 import { S, me, savePending } from "./state.js";
 import { actionsNode, jumpTo, reEdit, renderTarget } from "./view-actions.js";
+import { READ_BY_SHOWN, readByNode } from "./view-readby.js";
+
+/** Kinds that count as messages (PROTOCOL-v2 §1): only they show who read them. */
+const COUNTED = new Set(["text", "image", "file", "voice"]);
 
 /**
- * "Sent" or "Read" under the last own message of a private chat.
+ * "Sent" or "Read" under the last own message of a private chat; who read
+ * them under one's own latest group messages.
  * @param {import("./types.js").Message} message
  * @param {number} lastOwnSeq
  * @param {import("./store.js").Entry} entry
+ * @param {Set<number>} readBySeqs
  */
-function statusFor(message, lastOwnSeq, entry) {
+function statusFor(message, lastOwnSeq, entry, readBySeqs) {
+  if (entry.type === "group" && readBySeqs.has(message.seq)) {
+    return readByNode(entry.id, message.seq);
+  }
   if (entry.type !== "private" || message.sender !== me().id || message.seq !== lastOwnSeq) {
     return null;
   }
@@ -172,9 +181,16 @@ export function renderPane() {
     }
     const messages = drawn(c.msgs.values());
     let lastOwnSeq = 0;
+    /** @type {number[]} */
+    const own = [];
     for (const message of messages) {
-      if (message.sender === me().id && !message.recalled) lastOwnSeq = message.seq;
+      if (message.sender === me().id && !message.recalled) {
+        lastOwnSeq = message.seq;
+        if (COUNTED.has(message.kind || "text")) own.push(message.seq);
+      }
     }
+    // Who read one's own latest group messages (PROTOCOL-v2 §6).
+    const readBySeqs = new Set(entry.removed ? [] : own.slice(-READ_BY_SHOWN));
     const mark = S.newLine && S.newLine.id === id ? S.newLine.after : null;
     let marked = false;
     for (const message of messages) {
@@ -190,7 +206,8 @@ export function renderPane() {
         timeLine.appendChild(el("span", null, lineTime(message.sent_at)));
         nodes.push(timeLine);
       }
-      nodes.push(messageNode(entry, message, { status: statusFor(message, lastOwnSeq, entry) }));
+      nodes.push(messageNode(entry, message,
+        { status: statusFor(message, lastOwnSeq, entry, readBySeqs) }));
     }
   }
   for (const pending of S.pending) {
