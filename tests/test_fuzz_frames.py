@@ -266,7 +266,8 @@ def put(frame: dict[str, Any], name: str, value: Any) -> None:
 @st.composite
 def client_frames(draw: st.DrawFn) -> dict[str, Any]:
     """A frame as a dict, with conversation choices still unresolved."""
-    kinds = ["send"] * 5 + ["read"] * 3 + ["recall"] * 2 + ["edit"] * 2 + ["ping", "auth", "?", "!"]
+    kinds = ["send"] * 5 + ["read"] * 3 + ["recall"] * 2 + ["edit"] * 2 + ["typing"] * 2
+    kinds += ["ping", "auth", "?", "!"]
     kind = draw(st.sampled_from(kinds))
     if kind == "?":
         kind = draw(TEXT)  # an unknown type, mostly
@@ -296,19 +297,23 @@ def client_frames(draw: st.DrawFn) -> dict[str, Any]:
     elif kind == "read":
         put(frame, "conversation", draw(CONVERSATIONS))
         put(frame, "seq", draw(SEQS))
+    elif kind == "typing":  # PROTOCOL-v2 section 5: no answer unless refused
+        put(frame, "conversation", draw(CONVERSATIONS))
     elif kind == "auth":
         put(frame, "token", draw(st.one_of(TEXT, JSON_VALUES)))
     return frame
 
 
-async def exchange(live: Live, data: str | bytes) -> dict[str, Any]:
-    """Send one frame, then a sentinel ping; return the one answer to the frame."""
+async def exchange(live: Live, data: str | bytes, *, silent_ok: bool = False) -> dict[str, Any]:
+    """Send one frame, then a sentinel ping; return the one answer to the frame
+    (``{}`` when ``silent_ok`` and none came: a socket handles its frames in
+    order, so an answer would have come before the pong)."""
     sentinel = {"\x00sentinel": next(live.sentinels)}
     await live.sock.send_raw(data)
     await live.sock.send_raw(frames.encode({"type": "ping", "ref": sentinel}).decode())
     answers: list[dict[str, Any]] = []
     pong = False
-    while not (pong and answers):
+    while not (pong and (answers or silent_ok)):
         got = await live.sock.next_event(timeout=10)
         if got.get("type") == "pong" and got.get("ref") == sentinel:
             assert not pong, f"two pongs for one ping: {got}"
@@ -317,7 +322,7 @@ async def exchange(live: Live, data: str | bytes) -> dict[str, Any]:
             assert not answers, f"a second answer {got} after {answers[0]} for {data!r:.300}"
             answers.append(got)
     assert not live.sock.closed, f"closed with {live.sock.close_code} after {data!r:.300}"
-    return answers[0]
+    return answers[0] if answers else {}
 
 
 def assert_answer_shape(answer: dict[str, Any], ref: Any) -> None:
@@ -343,6 +348,11 @@ def expected(live: Live, frame: dict[str, Any]) -> str | None:
         return "pong"
     if kind == "auth":
         return "bad_request"
+    if kind == "typing":
+        conversation = frame.get("conversation", ABSENT)
+        if not isinstance(conversation, str):
+            return "bad_request"
+        return "silent" if conversation in live.mine else None
     if kind not in ("send", "read", "recall", "edit"):
         return "unknown_type"
     if kind in ("recall", "edit") or any(name in frame for name in V2_SEND_FIELDS):
@@ -427,12 +437,19 @@ async def test_every_generated_frame_gets_one_contract_answer_with_its_ref(
     live: Live, frame: dict[str, Any]
 ) -> None:
     resolve(live, frame)
-    answer = await exchange(live, json.dumps(frame, ensure_ascii=False))
-    assert_answer_shape(answer, frame.get("ref", ABSENT))
+    typing = frame.get("type") == "typing"
+    answer = await exchange(live, json.dumps(frame, ensure_ascii=False), silent_ok=typing)
     want = expected(live, frame)
-    got = answer.get("code", answer["type"])
     kind = frame.get("type")
-    label = kind if kind in ("send", "read", "recall", "edit", "ping", "auth") else "unknown"
+    if not answer:  # a typing frame taken in silence: only one of one's own chats
+        assert want == "silent", frame
+        event("typing -> silent")
+        return
+    assert want != "silent", (frame, answer)
+    assert_answer_shape(answer, frame.get("ref", ABSENT))
+    got = answer.get("code", answer["type"])
+    known = ("send", "read", "recall", "edit", "typing", "ping", "auth")
+    label = kind if kind in known else "unknown"
     event(f"{label if isinstance(kind, str) else 'non-string type'} -> {got}")
     if want is not None:
         assert got == want, (frame, answer)
@@ -446,7 +463,9 @@ async def test_a_normal_send_still_works_after_any_generated_frame(
     live: Live, frame: dict[str, Any]
 ) -> None:
     resolve(live, frame)
-    await exchange(live, json.dumps(frame, ensure_ascii=False))
+    await exchange(
+        live, json.dumps(frame, ensure_ascii=False), silent_ok=frame.get("type") == "typing"
+    )
     await assert_still_works(live)
 
 
