@@ -198,6 +198,36 @@ async def test_an_evicted_last_message_is_refilled(pair: Pair) -> None:
     assert await redis_keys(pair.cached, f"cl2:*:m:{private(*pair.ids)}")  # refilled
 
 
+async def test_an_evicted_uncounted_set_off_the_page_still_gives_the_exact_total(
+    pair: Pair,
+) -> None:
+    """total_unread reads every entry's uncounted seqs (PROTOCOL-v2 §5), not just
+    the page's: one evicted without its head is refilled, never counted as 0."""
+    alice, bob, carol = await pair.user("alice"), await pair.user("bob"), await pair.user("carol")
+    alice_id, bob_id, carol_id = pair.ids
+    with_bob = private(alice_id, bob_id)
+    first = await bob.send(with_bob, "one")
+    await bob.send(with_bob, "two")
+    await bob.recall(with_bob, first.seq)  # two uncounted seqs above alice's read position
+    await asyncio.sleep(0.01)
+    await carol.send(private(alice_id, carol_id), "newest")
+    await pair.assert_same(limit=1)  # the page is carol's chat; bob's is off it
+    uncounted = await redis_keys(pair.cached, f"cl2:*:x:{with_bob}")
+    assert uncounted
+    assert pair.cached.settings.redis_url is not None
+    redis = aioredis.Redis.from_url(pair.cached.settings.redis_url)
+    try:
+        await redis.delete(*uncounted)
+    finally:
+        await redis.aclose()
+    # Only alice reads: bob's own list would show his chat and refill it anyway.
+    first_read = await alice.chat_list(1)
+    assert first_read.total_unread == 2  # carol's 1, bob's 1 ("one" was recalled)
+    assert await redis_keys(pair.cached, f"cl2:*:x:{with_bob}")  # refilled
+    assert await alice.chat_list(1) == first_read
+    await pair.assert_same(limit=1)
+
+
 async def test_a_rebuild_never_hides_an_update_made_during_it(pair: Pair) -> None:
     """The race the generations close: SQL read, then an update, then the install."""
     assert pair.cached.settings.redis_url is not None

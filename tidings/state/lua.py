@@ -226,21 +226,30 @@ return out
 """
 )
 
-# ARGV: prefix, epoch, (conversation, read seq)... For PROTOCOL-v2 §5's
+# ARGV: prefix, epoch, ttl, (conversation, read seq)... For PROTOCOL-v2 §5's
 # total_unread: how many seqs above each read seq do not count (ZCOUNT of x);
-# 0 when the namespace changed, or an x was evicted (ask SQL instead).
-UNCOUNTED = """
-local p, e = ARGV[1], ARGV[2]
+# 0 when the namespace changed, or an x was evicted without its head: that
+# head is dropped, as PAGE does, so the next INDEX refills them both.
+UNCOUNTED = (
+    _EPOCH
+    + """
+local p, e, ttl = ARGV[1], ARGV[2], ARGV[3]
 if redis.call('GET', p .. 'epoch') ~= e then return 0 end
 local base = p .. e .. ':'
 local out = {}
-for i = 3, #ARGV, 2 do
-  local xk = base .. 'x:' .. ARGV[i]
-  if redis.call('EXISTS', xk) == 0 then return 0 end
+for i = 4, #ARGV, 2 do
+  local cid = ARGV[i]
+  local xk = base .. 'x:' .. cid
+  if redis.call('EXISTS', xk) == 0 then
+    redis.call('DEL', base .. 'h:' .. cid)
+    bump(base .. 'cg:' .. cid, ttl)
+    return 0
+  end
   out[#out + 1] = redis.call('ZCOUNT', xk, '(' .. ARGV[i + 1], '+inf')
 end
 return out
 """
+)
 
 # ARGV: prefix, epoch, user, generation, ttl, (field, value)...
 INSTALL = """

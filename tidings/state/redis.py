@@ -255,11 +255,11 @@ class RedisChatList:
         """total_unread from the same index the page comes from: last seq less
         read seq of every entry not muted, less the seqs above the read seq
         that do not count, where there are any (one script); None: the
-        namespace moved, read it all again."""
+        namespace moved or a conversation was evicted, read it all again."""
         total = index.total
         if not index.asked:
             return total
-        counts = await self._uncounted(args=[self._prefix, epoch, *index.asked])
+        counts = await self._uncounted(args=[self._prefix, epoch, self._ttl, *index.asked])
         if counts == 0:
             return None
         for (gap, marked), uncounted in zip(index.gaps, counts, strict=True):
