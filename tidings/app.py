@@ -76,7 +76,7 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
     )
     conversations = Conversations(store, publisher, settings, metrics, cluster.chat_list)
     chat_lists = ChatLists(store, publisher, cluster.chat_list)
-    groups = Groups(store, publisher, settings, cluster.chat_list)
+    groups = Groups(store, conversations.writer, settings)
     typing = Typing(store, publisher)
     hub = Hub(node, cluster.orderer)
     presence = build_presence(settings, node, hub, conversations)

@@ -22,11 +22,25 @@ class User(msgspec.Struct, frozen=True):
     display_name: str
 
 
+class Announcement(msgspec.Struct, frozen=True):
+    text: str
+    updated_at: str
+    by: int | None  # None: set by the business backend
+
+
 class Group(msgspec.Struct, frozen=True):
     id: int
     name: str
     owner_id: int
     member_ids: list[int]
+    # PROTOCOL-v2 §6; the defaults read as a v1 group.
+    admin_ids: list[int] = msgspec.field(default_factory=list)
+    announcement: Announcement | None = None
+    muted_all: bool = False
+    muted_ids: list[int] = msgspec.field(default_factory=list)
+    # Extensions: until when each of muted_ids is muted; whether it was dissolved.
+    mutes: dict[str, str] = msgspec.field(default_factory=dict)
+    dissolved: bool = False
 
 
 # PROTOCOL-v2 §1: text, image, file and voice count as unread; notices never do.

@@ -25,6 +25,7 @@ from tidings.gateway.http import (
 )
 from tidings.ids import GroupId, UserId
 from tidings.service.admin import Admin
+from tidings.service.groups import Groups
 
 
 def _admin(request: web.Request) -> Admin:
@@ -165,6 +166,52 @@ async def delete_group(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+# PROTOCOL-v2 §6 run by the business backend: as the owner may, with
+# ``system.actor`` null in each notice.
+
+
+def _groups(request: web.Request) -> Groups:
+    _admin(request)  # the service token
+    return request.app[Edge.KEY].groups
+
+
+async def update_group(request: web.Request) -> web.Response:
+    groups = _groups(request)
+    body = await read_body(request, requests.PatchGroup)
+    return json_response(await groups.update(None, _group_id(request), **body.fields()))
+
+
+async def set_admins(request: web.Request) -> web.Response:
+    groups = _groups(request)
+    body = await read_body(request, requests.SetAdmins)
+    ids = [UserId(u) for u in body.user_ids]
+    return json_response(await groups.set_admins(None, _group_id(request), ids))
+
+
+async def set_owner(request: web.Request) -> web.Response:
+    groups = _groups(request)
+    body = await read_body(request, requests.SetOwner)
+    return json_response(await groups.transfer(None, _group_id(request), UserId(body.user_id)))
+
+
+async def mute_member(request: web.Request) -> web.Response:
+    groups = _groups(request)
+    body = await read_body(request, requests.MuteMember)
+    user = UserId(path_id(request, "user_id"))
+    return json_response(await groups.mute(None, _group_id(request), user, body.seconds))
+
+
+async def unmute_member(request: web.Request) -> web.Response:
+    groups = _groups(request)
+    user = UserId(path_id(request, "user_id"))
+    return json_response(await groups.unmute(None, _group_id(request), user))
+
+
+async def dissolve_group(request: web.Request) -> web.Response:
+    await _groups(request).dissolve(None, _group_id(request))
+    return web.Response(status=204)
+
+
 async def group_online(request: web.Request) -> web.Response:
     return json_response(await _admin(request).group_online(_group_id(request)))
 
@@ -194,6 +241,12 @@ def add_routes(app: web.Application) -> None:
             web.put(f"{base}/groups/{{group_id}}/members", set_members),
             web.delete(f"{base}/groups/{{group_id}}", delete_group),
             web.get(f"{base}/groups/{{group_id}}/online", group_online),
+            web.patch(f"{base}/groups/{{group_id}}", update_group),
+            web.put(f"{base}/groups/{{group_id}}/admins", set_admins),
+            web.post(f"{base}/groups/{{group_id}}/owner", set_owner),
+            web.put(f"{base}/groups/{{group_id}}/mutes/{{user_id}}", mute_member),
+            web.delete(f"{base}/groups/{{group_id}}/mutes/{{user_id}}", unmute_member),
+            web.post(f"{base}/groups/{{group_id}}/dissolve", dissolve_group),
             web.get(f"{base}/stats", stats),
         ]
     )

@@ -243,6 +243,57 @@ async def remove_member(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def update_group(request: web.Request) -> web.Response:
+    """``PATCH /api/v1/groups/{id}``: name, announcement, muted_all (PROTOCOL-v2 §6)."""
+    edge = request.app[Edge.KEY]
+    user = await _user(request, edge)
+    gid = GroupId(path_id(request, "group_id"))
+    body = await read_body(request, requests.PatchGroup)
+    return json_response(await edge.groups.update(user, gid, **body.fields()))
+
+
+async def set_admins(request: web.Request) -> web.Response:
+    edge = request.app[Edge.KEY]
+    user = await _user(request, edge)
+    gid = GroupId(path_id(request, "group_id"))
+    body = await read_body(request, requests.SetAdmins)
+    return json_response(
+        await edge.groups.set_admins(user, gid, [UserId(u) for u in body.user_ids])
+    )
+
+
+async def set_owner(request: web.Request) -> web.Response:
+    edge = request.app[Edge.KEY]
+    user = await _user(request, edge)
+    gid = GroupId(path_id(request, "group_id"))
+    body = await read_body(request, requests.SetOwner)
+    return json_response(await edge.groups.transfer(user, gid, UserId(body.user_id)))
+
+
+async def dissolve_group(request: web.Request) -> web.Response:
+    edge = request.app[Edge.KEY]
+    user = await _user(request, edge)
+    await edge.groups.dissolve(user, GroupId(path_id(request, "group_id")))
+    return web.Response(status=204)
+
+
+async def mute_member(request: web.Request) -> web.Response:
+    edge = request.app[Edge.KEY]
+    user = await _user(request, edge)
+    gid = GroupId(path_id(request, "group_id"))
+    body = await read_body(request, requests.MuteMember)
+    target = UserId(path_id(request, "user_id"))
+    return json_response(await edge.groups.mute(user, gid, target, body.seconds))
+
+
+async def unmute_member(request: web.Request) -> web.Response:
+    edge = request.app[Edge.KEY]
+    user = await _user(request, edge)
+    gid = GroupId(path_id(request, "group_id"))
+    target = UserId(path_id(request, "user_id"))
+    return json_response(await edge.groups.unmute(user, gid, target))
+
+
 async def chat_list(request: web.Request) -> web.Response:
     edge = request.app[Edge.KEY]
     user = await _user(request, edge)
@@ -380,6 +431,12 @@ def add_routes(app: web.Application) -> None:
             web.get("/api/v1/groups/{group_id}", get_group),
             web.post("/api/v1/groups/{group_id}/members", add_members),
             web.delete("/api/v1/groups/{group_id}/members/{user_id}", remove_member),
+            web.patch("/api/v1/groups/{group_id}", update_group),
+            web.delete("/api/v1/groups/{group_id}", dissolve_group),
+            web.put("/api/v1/groups/{group_id}/admins", set_admins),
+            web.post("/api/v1/groups/{group_id}/owner", set_owner),
+            web.put("/api/v1/groups/{group_id}/mutes/{user_id}", mute_member),
+            web.delete("/api/v1/groups/{group_id}/mutes/{user_id}", unmute_member),
             web.get("/api/v1/conversations", chat_list),
             web.get("/api/v1/conversations/{conversation}", get_conversation),
             web.patch("/api/v1/conversations/{conversation}", update_entry),

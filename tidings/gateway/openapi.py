@@ -158,11 +158,64 @@ def openapi_document() -> dict[str, Any]:
             )
         },
         "/api/v1/groups/{group_id}": {
-            "get": _op("A group", 200, _ref("Group"), params=[_path("group_id")], errors=(403, 404))
+            "get": _op(
+                "A group", 200, _ref("Group"), params=[_path("group_id")], errors=(403, 404)
+            ),
+            "patch": _op(
+                "Rename, announce, mute all (owner and admins; PROTOCOL-v2 §6)",
+                200,
+                _ref("Group"),
+                params=[_path("group_id")],
+                body=_ref("PatchGroup"),
+                errors=(403, 404),
+            ),
+            "delete": _op(
+                "Dissolve the group (owner only)",
+                204,
+                params=[_path("group_id")],
+                errors=(403, 404),
+            ),
+        },
+        "/api/v1/groups/{group_id}/admins": {
+            "put": _op(
+                "Set the admins (owner only)",
+                200,
+                _ref("Group"),
+                params=[_path("group_id")],
+                body=_ref("SetAdmins"),
+                errors=(403, 404),
+            )
+        },
+        "/api/v1/groups/{group_id}/owner": {
+            "post": _op(
+                "Hand the group to another member (owner only)",
+                200,
+                _ref("Group"),
+                params=[_path("group_id")],
+                body=_ref("SetOwner"),
+                errors=(403, 404),
+            )
+        },
+        "/api/v1/groups/{group_id}/mutes/{user_id}": {
+            "put": _op(
+                "Mute a member for some seconds (owner and admins)",
+                200,
+                _ref("Group"),
+                params=[_path("group_id"), _path("user_id")],
+                body=_ref("MuteMember"),
+                errors=(403, 404),
+            ),
+            "delete": _op(
+                "Unmute a member (owner and admins)",
+                200,
+                _ref("Group"),
+                params=[_path("group_id"), _path("user_id")],
+                errors=(403, 404),
+            ),
         },
         "/api/v1/groups/{group_id}/members": {
             "post": _op(
-                "Add members (owner only)",
+                "Add members (owner and admins)",
                 200,
                 _ref("Group"),
                 params=[_path("group_id")],
@@ -433,6 +486,15 @@ def _admin_paths() -> dict[str, Any]:
         },
         f"{base}/groups/{{group_id}}": {
             "get": _op("A group", 200, _ref("Group"), service=True, params=group, errors=(404,)),
+            "patch": _op(
+                "Rename, announce, mute all",
+                200,
+                _ref("Group"),
+                service=True,
+                params=group,
+                body=_ref("PatchGroup"),
+                errors=(403, 404),
+            ),
             "delete": _op("Delete a group", 204, service=True, params=group, errors=(404,)),
         },
         f"{base}/groups/{{group_id}}/members": {
@@ -445,6 +507,56 @@ def _admin_paths() -> dict[str, Any]:
                 body=_ref("AdminSetMembers"),
                 errors=(404,),
                 also={204: "everyone removed: the group is gone"},
+            )
+        },
+        f"{base}/groups/{{group_id}}/admins": {
+            "put": _op(
+                "Set the admins",
+                200,
+                _ref("Group"),
+                service=True,
+                params=group,
+                body=_ref("SetAdmins"),
+                errors=(404,),
+            )
+        },
+        f"{base}/groups/{{group_id}}/owner": {
+            "post": _op(
+                "Hand the group to a member",
+                200,
+                _ref("Group"),
+                service=True,
+                params=group,
+                body=_ref("SetOwner"),
+                errors=(404,),
+            )
+        },
+        f"{base}/groups/{{group_id}}/mutes/{{user_id}}": {
+            "put": _op(
+                "Mute a member",
+                200,
+                _ref("Group"),
+                service=True,
+                params=[*group, _path("user_id")],
+                body=_ref("MuteMember"),
+                errors=(403, 404),
+            ),
+            "delete": _op(
+                "Unmute a member",
+                200,
+                _ref("Group"),
+                service=True,
+                params=[*group, _path("user_id")],
+                errors=(403, 404),
+            ),
+        },
+        f"{base}/groups/{{group_id}}/dissolve": {
+            "post": _op(
+                "Dissolve a group (history stays with its members)",
+                204,
+                service=True,
+                params=group,
+                errors=(403, 404),
             )
         },
         f"{base}/groups/{{group_id}}/online": {

@@ -126,6 +126,36 @@ class PatchEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         )
 
 
+class PatchGroup(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """PROTOCOL-v2 §6: absent fields stay; an announcement of "" clears it."""
+
+    name: str | msgspec.UnsetType = msgspec.UNSET
+    announcement: str | None | msgspec.UnsetType = msgspec.UNSET
+    muted_all: bool | msgspec.UnsetType = msgspec.UNSET
+
+    def fields(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        if not isinstance(self.name, msgspec.UnsetType):
+            found["name"] = self.name
+        if not isinstance(self.announcement, msgspec.UnsetType):
+            found["announcement"] = self.announcement or ""
+        if not isinstance(self.muted_all, msgspec.UnsetType):
+            found["muted_all"] = self.muted_all
+        return found
+
+
+class SetAdmins(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    user_ids: list[Id]
+
+
+class SetOwner(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    user_id: Id
+
+
+class MuteMember(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    seconds: Annotated[int, msgspec.Meta(ge=1, le=30 * 86_400)]
+
+
 # -- the integration API -------------------------------------------------------
 
 
@@ -182,6 +212,10 @@ BODIES: tuple[type[msgspec.Struct], ...] = (
     Edit,
     Read,
     PatchEntry,
+    PatchGroup,
+    SetAdmins,
+    SetOwner,
+    MuteMember,
     AdminCreateUser,
     AdminUpdateUser,
     AdminPush,

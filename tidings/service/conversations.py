@@ -35,7 +35,7 @@ from tidings.ids import (
 from tidings.metrics import Metrics
 from tidings.models import Conversation, Message, ReadBy, iso_ms, now_ms
 from tidings.ratelimit import TokenBucket
-from tidings.service.recipients import message_created, read_moved
+from tidings.service.recipients import group_events, message_created, read_moved
 from tidings.service.text import without_nul
 from tidings.service.writer import GroupCommitWriter, OnFailed, OnStored, PendingWrite
 from tidings.state import ChatListState
@@ -43,13 +43,14 @@ from tidings.store import (
     EditRequest,
     EntryRequest,
     Forward,
+    GroupChange,
+    QueuedOutcome,
     ReadRequest,
     ReadResult,
     RecallRequest,
     SendRequest,
     Store,
     StoredMessage,
-    WriteOutcome,
 )
 
 MAX_CLIENT_MSG_ID = 64
@@ -320,7 +321,8 @@ class Conversations:
         if found is None or not _holds(found.read_ids, user) and not _holds(found.unread_ids, user):
             await self._check_readable(user, ref)  # not a member: 403 or 404
             raise not_found(f"no message {seq} in {ref.id}")  # none, or before one joined
-        if user != found.sender and user != found.owner:
+        admin = isinstance(ref, GroupRef) and await self._store.is_admin(ref.group, user)
+        if user != found.sender and user != found.owner and not admin:
             raise forbidden("only its sender (or a group's owner and admins) sees who read it")
         read_ids = [int(u) for u in found.read_ids if u != found.sender]
         unread_ids = [int(u) for u in found.unread_ids if u != found.sender]
@@ -424,12 +426,16 @@ class Conversations:
             peer_read_seq=0,
         )
 
-    def _publish(self, pending: PendingWrite, outcome: WriteOutcome) -> None:
+    def _publish(self, pending: PendingWrite, outcome: QueuedOutcome) -> None:
         """Runs right after each commit, in commit order (see the writer)."""
-        if isinstance(outcome, StoredMessage):
+        if isinstance(outcome, GroupChange):
+            for event in group_events(outcome, pending.origin):
+                self._broker.publish(event)
+        elif isinstance(outcome, StoredMessage):
             if outcome.fresh:
                 self._broker.publish(message_created(outcome, pending.origin))
         elif isinstance(outcome, ReadResult) and outcome.moved:
+            assert isinstance(pending.request, ReadRequest)
             ref = pending.request.conversation
             peer = ref.peer_of(outcome.user) if isinstance(ref, PrivateRef) else None
             self._broker.publish(read_moved(outcome, peer, pending.origin))

@@ -6,9 +6,16 @@ to its own connections; neither chooses a recipient.
 
 from __future__ import annotations
 
-from tidings.events import MessageCreated, ReadMoved
-from tidings.ids import ConversationId, UserId
-from tidings.store import ReadResult, Store, StoredMessage
+from tidings.chatlist import chat_entry
+from tidings.events import (
+    ConversationAdded,
+    ConversationRemoved,
+    Event,
+    MessageCreated,
+    ReadMoved,
+)
+from tidings.ids import ConversationId, GroupId, UserId, group_conversation
+from tidings.store import GroupChange, ReadResult, Store, StoredMessage
 
 
 def message_created(stored: StoredMessage, origin: int | None) -> MessageCreated:
@@ -39,3 +46,28 @@ async def missed_messages(
         for m in found
         if m.seq < before
     ]
+
+
+def group_events(change: GroupChange, origin: int | None) -> list[Event]:
+    """A group change's events, in this order: each joiner's new chat-list
+    entry (``conversation``, showing the notice that added it), the notice to
+    every member after the change, and ``conversation_removed`` to a leaver."""
+    events: list[Event] = []
+    group, notice = change.group, change.notice
+    if group is not None and notice is not None and change.joined:
+        message = notice.message
+        entry = chat_entry(
+            conversation=group_conversation(GroupId(group.id)),
+            title=group.name,
+            group_id=group.id,
+            peer_id=None,
+            last_seq=message.seq,
+            read_seq=message.seq,
+            last_message=message,
+            updated_at=message.sent_at,
+        )
+        events += [ConversationAdded(user, entry) for user in change.joined]
+    if notice is not None:
+        events.append(message_created(notice, origin))
+    events += [ConversationRemoved(user, change.conversation) for user in change.left]
+    return events

@@ -19,16 +19,20 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from tidings.errors import TidingsError, unavailable
 from tidings.metrics import Metrics
 from tidings.store import (
+    GroupChange,
+    GroupRequest,
+    QueuedOutcome,
+    QueuedRequest,
     ReadRequest,
     ReadResult,
     SendRequest,
     Store,
     StoredMessage,
-    WriteOutcome,
     WriteRequest,
 )
 
@@ -37,9 +41,9 @@ log = logging.getLogger(__name__)
 # The three hooks around a commit, in the order they run:
 # 1. Awaited once per batch after its commit, before any ack: the chat-list copy
 #    (Redis) that must show the batch to anyone who got an ack. It must not raise.
-MirrorBatch = Callable[[Sequence[WriteRequest], Sequence[WriteOutcome]], Awaitable[None]]
+MirrorBatch = Callable[[Sequence[QueuedRequest], Sequence[QueuedOutcome]], Awaitable[None]]
 # 2. Called for each write, synchronously and in commit order: publish its events.
-PublishOutcome = Callable[["PendingWrite", WriteOutcome], None]
+PublishOutcome = Callable[["PendingWrite", QueuedOutcome], None]
 # 3. A send's own callback with its stored message (the sender's ack), right
 #    after 2; or, when the write fails (refused, or storage down), its OnFailed.
 OnStored = Callable[[StoredMessage], None]
@@ -48,9 +52,9 @@ OnFailed = Callable[[TidingsError], None]
 
 @dataclass(slots=True)
 class PendingWrite:
-    request: WriteRequest
+    request: QueuedRequest
     # None when the submitter takes its outcome through the callbacks only.
-    future: asyncio.Future[WriteOutcome] | None
+    future: asyncio.Future[QueuedOutcome] | None
     on_stored: OnStored | None = None
     origin: int | None = None
     queued_at: float = 0.0
@@ -58,7 +62,7 @@ class PendingWrite:
 
 
 # A batch handed to the store (its writes, their requests), and its commit running there.
-_InFlight = tuple[list[PendingWrite], list[WriteRequest], "asyncio.Task[list[WriteOutcome]]"]
+_InFlight = tuple[list[PendingWrite], list[QueuedRequest], "asyncio.Task[list[QueuedOutcome]]"]
 
 
 class GroupCommitWriter:
@@ -83,6 +87,7 @@ class GroupCommitWriter:
         self._max_batch = max_batch
         self._max_pending = max_pending
         self._queue: deque[PendingWrite] = deque()
+        self._groups_queued = 0  # group changes in the queue (each commits alone)
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -100,14 +105,22 @@ class GroupCommitWriter:
             self._task = None
 
     def submit(
-        self, request: WriteRequest, *, origin: int | None = None
-    ) -> asyncio.Future[WriteOutcome]:
+        self, request: QueuedRequest, *, origin: int | None = None
+    ) -> asyncio.Future[QueuedOutcome]:
         """Queue a write; the future resolves with its outcome after the commit."""
         self._check_room()
-        future: asyncio.Future[WriteOutcome] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[QueuedOutcome] = asyncio.get_running_loop().create_future()
         self._queue.append(PendingWrite(request, future, None, origin, time.monotonic()))
+        if isinstance(request, GroupRequest):
+            self._groups_queued += 1
         self._wakeup.set()
         return future
+
+    async def change_group(self, request: GroupRequest) -> GroupChange:
+        """Commit a group change in queue order; its notice's events keep their place."""
+        outcome = await self.submit(request)
+        assert isinstance(outcome, GroupChange)
+        return outcome
 
     def enqueue(
         self,
@@ -173,7 +186,7 @@ class GroupCommitWriter:
                 in_flight = self._start()
             batch, requests, commit = in_flight
             try:
-                outcomes: list[WriteOutcome] | TidingsError = await commit
+                outcomes: list[QueuedOutcome] | TidingsError = await commit
             except TidingsError as error:
                 outcomes = error
             except Exception:
@@ -183,19 +196,45 @@ class GroupCommitWriter:
             await self._finish(batch, requests, outcomes)
 
     def _start(self) -> _InFlight:
-        """Take the next batch off the queue and hand it to the store."""
-        batch = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
+        """Take the next batch off the queue and hand it to the store.
+
+        A group change is a batch of its own (its own transaction, under the
+        group's lock), cut from the queue where it stands: what was queued
+        before it commits before it, what came after, after.
+        """
+        queue, loop = self._queue, asyncio.get_running_loop()
+        commit: asyncio.Task[list[QueuedOutcome]]
+        if self._groups_queued and isinstance(queue[0].request, GroupRequest):
+            self._groups_queued -= 1
+            batch = [queue.popleft()]
+            commit = loop.create_task(self._commit_group(batch[0].request), name="group-change")
+            return batch, [batch[0].request], commit
+        if self._groups_queued:
+            batch = []
+            while queue and len(batch) < self._max_batch:
+                if isinstance(queue[0].request, GroupRequest):
+                    break
+                batch.append(queue.popleft())
+        else:
+            batch = [queue.popleft() for _ in range(min(self._max_batch, len(queue)))]
         requests = [p.request for p in batch]
-        commit = asyncio.get_running_loop().create_task(
-            self._store.commit_batch(requests, self._gap_ms), name="group-commit-batch"
+        commit = loop.create_task(
+            self._commit_batch(cast(list[WriteRequest], requests)), name="group-commit-batch"
         )
         return batch, requests, commit
+
+    async def _commit_batch(self, requests: list[WriteRequest]) -> list[QueuedOutcome]:
+        return list(await self._store.commit_batch(requests, self._gap_ms))
+
+    async def _commit_group(self, request: QueuedRequest) -> list[QueuedOutcome]:
+        assert isinstance(request, GroupRequest)
+        return [await self._store.change_group(request, self._gap_ms)]
 
     async def _finish(
         self,
         batch: list[PendingWrite],
-        requests: list[WriteRequest],
-        outcomes: list[WriteOutcome] | TidingsError,
+        requests: list[QueuedRequest],
+        outcomes: list[QueuedOutcome] | TidingsError,
     ) -> None:
         if isinstance(outcomes, TidingsError):
             for pending in batch:

@@ -25,7 +25,7 @@ from typing import Protocol
 from tidings.chatlist import EntryState
 from tidings.ids import ConversationId, UserId
 from tidings.models import ChatList
-from tidings.store import WriteOutcome, WriteRequest
+from tidings.store import QueuedOutcome, QueuedRequest
 
 
 class ChatListState(Protocol):
@@ -34,9 +34,10 @@ class ChatListState(Protocol):
     async def close(self) -> None: ...
 
     async def committed(
-        self, requests: Sequence[WriteRequest], outcomes: Sequence[WriteOutcome]
+        self, requests: Sequence[QueuedRequest], outcomes: Sequence[QueuedOutcome]
     ) -> None:
-        """Take in one committed batch: new last messages and read positions."""
+        """Take in one committed batch: new last messages and read positions;
+        for a group change, its notice and whose lists to rebuild."""
 
     async def members_changed(self, users: Sequence[UserId]) -> None:
         """These users joined or left conversations: their lists are rebuilt."""

@@ -57,13 +57,14 @@ from tidings.nodes import NodeId, decode_report, is_live, registry_key
 from tidings.state import binding, lua
 from tidings.state.claim import claim_prefix
 from tidings.store import (
+    GroupChange,
+    QueuedOutcome,
+    QueuedRequest,
     ReadResult,
     RecallRequest,
     SendRequest,
     Store,
     StoredMessage,
-    WriteOutcome,
-    WriteRequest,
 )
 
 log = logging.getLogger(__name__)
@@ -149,14 +150,22 @@ class RedisChatList:
     # -- updates --------------------------------------------------------------
 
     async def committed(
-        self, requests: Sequence[WriteRequest], outcomes: Sequence[WriteOutcome]
+        self, requests: Sequence[QueuedRequest], outcomes: Sequence[QueuedOutcome]
     ) -> None:
         if self._stale and not self._dropping:
             return  # the namespace is to be dropped, and Redis may well hang
         heads: dict[str, _HeadUpdate] = {}
         reads: dict[tuple[int, str], list[int]] = {}  # (user, conversation) -> [seq, create]
         for request, outcome in zip(requests, outcomes, strict=True):
-            if isinstance(outcome, StoredMessage):
+            if isinstance(outcome, GroupChange):
+                # Joiners' and leavers' lists are rebuilt from SQL; the notice
+                # moves the conversation's head (no one's read position).
+                await self.members_changed([*outcome.joined, *outcome.left])
+                if outcome.notice is not None:
+                    message = outcome.notice.message
+                    changed = heads.setdefault(message.conversation, _HeadUpdate(message.seq))
+                    changed.add(message, None)
+            elif isinstance(outcome, StoredMessage):
                 if not outcome.fresh:
                     continue
                 message = outcome.message

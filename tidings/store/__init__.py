@@ -21,7 +21,7 @@ MySQL/MariaDB through SQLAlchemy Core.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from tidings.chatlist import EntryChange, EntryState
@@ -169,34 +169,144 @@ class ConversationHead:
 
 @dataclass(frozen=True, slots=True)
 class GroupChange:
-    """A group after a membership change, and who joined or left in it."""
+    """A group after one change, who joined or left in it, and its ``system`` notice."""
 
     group: Group | None  # None: the last member left and the group is gone
+    conversation: ConversationId = ConversationId("")
     joined: tuple[UserId, ...] = ()
     left: tuple[UserId, ...] = ()
-    # For joiners: when they joined and the group's last seq then, which is
-    # where their read_seq and visible history start.
+    # For joiners: when they joined and the group's last seq before the
+    # notice that added them, which is where their visible history starts.
     joined_at: int = 0
     joined_seq: int = 0
+    # The notice committed with the change (None when nothing changed, or the
+    # group is gone); its recipients are the members after the change.
+    notice: StoredMessage | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Roster:
-    """A group's members as the store found them under the group's lock.
+    """A group as the store found it under the group's lock.
 
-    What the service's membership rules decide on (``GroupRule``): the store
-    applies a change only after the rule let it through, inside the same
-    transaction, so no concurrent change can slip between rule and write.
+    What the service's rules decide on (``GroupRule``): the store applies a
+    change only after the rule let it through, inside the same transaction,
+    so no concurrent change can slip between rule and write.
     """
 
     conversation: ConversationId
     owner: UserId
     ranks: dict[UserId, int]  # member -> seniority (0 = the first to join)
+    admins: frozenset[UserId] = frozenset()
+    muted: dict[UserId, int] = field(default_factory=dict)  # member -> muted until (epoch ms)
+    muted_all: bool = False
+    dissolved: bool = False
+
+    def manages(self, user: UserId | None) -> bool:
+        """The owner and admins run the group; None is the business backend."""
+        return user is None or user == self.owner or user in self.admins
 
 
-# Called under the lock with the roster and the users a change would add (the
-# ones not in yet) or remove; raises TidingsError to refuse the change.
+# Called under the lock with the roster and the users a change concerns (for
+# an add: those not in yet); raises TidingsError to refuse the change.
 GroupRule = Callable[[Roster, Sequence[UserId]], None]
+
+
+# What a GroupRequest changes (PROTOCOL-v2 §6); each is one ``system`` notice.
+@dataclass(frozen=True, slots=True)
+class CreateGroup:
+    owner: UserId
+    name: str
+    member_ids: tuple[UserId, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AddMembers:
+    user_ids: tuple[UserId, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveMember:
+    """A member removed by another, or leaving when it is the actor."""
+
+    user_id: UserId
+
+
+@dataclass(frozen=True, slots=True)
+class Rename:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Announce:
+    text: str | None  # None clears the announcement
+
+
+@dataclass(frozen=True, slots=True)
+class MuteAll:
+    on: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SetAdmins:
+    user_ids: tuple[UserId, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TransferOwner:
+    user_id: UserId
+
+
+@dataclass(frozen=True, slots=True)
+class Mute:
+    user_id: UserId
+    seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class Unmute:
+    user_id: UserId
+
+
+@dataclass(frozen=True, slots=True)
+class Dissolve:
+    pass
+
+
+GroupEdit = (
+    CreateGroup
+    | AddMembers
+    | RemoveMember
+    | Rename
+    | Announce
+    | MuteAll
+    | SetAdmins
+    | TransferOwner
+    | Mute
+    | Unmute
+    | Dissolve
+)
+
+
+def _any_change(_roster: Roster, _users: Sequence[UserId]) -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRequest:
+    """One change of a group, committed in one transaction with its notice.
+
+    The writer commits it alone, between two batches in queue order, so its
+    notice's events keep their place among the conversation's messages.
+    """
+
+    group: GroupId | None  # None for CreateGroup
+    actor: UserId | None  # None: the business backend (integration API)
+    edit: GroupEdit
+    rule: GroupRule = _any_change
+
+
+QueuedRequest = WriteRequest | GroupRequest
+QueuedOutcome = WriteOutcome | GroupChange
 
 
 class Store(Protocol):
@@ -231,23 +341,16 @@ class Store(Protocol):
 
     async def session_user(self, token_hash: str) -> UserId | None: ...
 
-    async def create_group(
-        self, owner: UserId, name: str, member_ids: Sequence[UserId]
-    ) -> GroupChange: ...
+    async def change_group(self, request: GroupRequest, gap_ms: int = 0) -> GroupChange:
+        """Apply one group change if its rule lets it, with its ``system`` notice
+        at the conversation's next seq, in one transaction. Removing the last
+        member deletes the group (no notice); the owner leaving hands the seat
+        to the longest-standing member; unknown users are ``bad_request``."""
 
     async def group(self, group_id: GroupId) -> Group | None: ...
 
-    async def add_members(
-        self, group_id: GroupId, user_ids: Sequence[UserId], rule: GroupRule
-    ) -> GroupChange:
-        """Add the users ``rule`` lets in (it sees those not in yet; members
-        already in are left as they are); unknown users are ``not_found``."""
-
-    async def remove_member(
-        self, group_id: GroupId, user_id: UserId, rule: GroupRule
-    ) -> GroupChange:
-        """Remove a member if ``rule`` lets it; the owner's seat passes to the
-        longest-standing member, and a group left by everyone is deleted."""
+    async def is_admin(self, group_id: GroupId, user: UserId) -> bool:
+        """Whether ``user`` is an admin (not the owner) of the group now."""
 
     async def list_users(self, after_id: int, limit: int) -> list[User]: ...
 

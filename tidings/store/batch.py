@@ -26,12 +26,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Insert, Select, bindparam, delete, select, true, update
+from sqlalchemy import Insert, Select, bindparam, delete, or_, select, true, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.schema import Table
 
 from tidings.errors import ErrorCode, TidingsError, bad_request, forbidden, not_found, not_member
-from tidings.ids import GroupRef, PrivateRef, UserId
+from tidings.ids import GroupId, GroupRef, PrivateRef, UserId, group_conversation
 from tidings.models import NOTICE_KINDS, Message, ReplyTo, iso_ms, message_id, now_ms
 from tidings.store import (
     EditRequest,
@@ -59,6 +59,7 @@ from tidings.store.rows import (
     wanted_replies,
 )
 from tidings.store.schema import (
+    ADMIN,
     client_msg_ids,
     conversations,
     groups,
@@ -81,6 +82,8 @@ class _Position:
     last_seq: int
     last_sent_at: int | None
     shown_seq: int = 0
+    # A group where a send needs more than membership (schema: conversations.guarded).
+    guarded: bool = False
     dirty: bool = False
 
 
@@ -154,6 +157,7 @@ class WriteBatch:
         self.senders: set[tuple[str, int]] = set()
         self.still_reads: list[dict[str, Any]] = []
         self.rich_rows: list[list[Any]] = []
+        self.guards: dict[str, _Guard] = {}
 
     def in_order(
         self,
@@ -305,6 +309,7 @@ class WriteBatch:
         only for batches that have such entries.
         """
         self.owners: dict[int, int] = {}
+        self.admins: set[tuple[str, int]] = set()
         self.names: dict[int, str] = {}
         groups_asked: set[int] = set()
         recallers: set[int] = set()
@@ -321,6 +326,15 @@ class WriteBatch:
                 select(groups.c.id, groups.c.owner_id).where(groups.c.id.in_(sorted(groups_asked)))
             )
             self.owners = {row[0]: row[1] for row in rows}
+            rows = self.conn.execute(
+                select(members.c.conversation_id, members.c.user_id).where(
+                    members.c.conversation_id.in_(
+                        sorted(group_conversation(GroupId(g)) for g in groups_asked)
+                    ),
+                    members.c.role == ADMIN,
+                )
+            )
+            self.admins = {(row[0], row[1]) for row in rows}
         if recallers:
             rows = self.conn.execute(
                 select(users.c.id, users.c.display_name).where(users.c.id.in_(sorted(recallers)))
@@ -328,8 +342,27 @@ class WriteBatch:
             self.names = {row[0]: row[1] for row in rows}
 
     def _owns(self, user: int | None, ref: object) -> bool:
-        """Whether ``user`` owns the group of ``ref`` (its admins too, once roles exist)."""
-        return isinstance(ref, GroupRef) and user is not None and self.owners.get(ref.group) == user
+        """Whether ``user`` runs the group of ``ref``: its owner or one of its admins."""
+        if not isinstance(ref, GroupRef) or user is None:
+            return False
+        return self.owners.get(ref.group) == user or (ref.id, user) in self.admins
+
+    def _guard(self, ref: GroupRef, entry: EntryRequest) -> TidingsError | None:
+        """PROTOCOL-v2 §6 in a guarded group: dissolved (no send, recall or edit),
+        the sender muted, or everyone muted but the owner and admins."""
+        guard = self.guards.get(ref.id)
+        if guard is None:
+            guard = self.guards[ref.id] = _load_guard(self.conn, ref)
+        if guard.dissolved:
+            return TidingsError(ErrorCode.GROUP_DISSOLVED, "this group was dissolved")
+        if not isinstance(entry, SendRequest):
+            return None
+        sender = entry.sender
+        if guard.muted.get(sender, 0) > self.now:
+            return TidingsError(ErrorCode.MUTED, "you are muted in this group")
+        if guard.muted_all and sender != guard.owner and sender not in guard.admins:
+            return TidingsError(ErrorCode.MUTED, "only the owner and admins may send here now")
+        return None
 
     def _create_private(self, refs: Iterable[object]) -> None:
         new = [r for r in refs if isinstance(r, PrivateRef) and r.id not in self.known_private]
@@ -382,7 +415,7 @@ class WriteBatch:
         rows = fetch(
             self.conn, _locked_positions(dialect), {"ids": list_param(dialect, sorted(ids))}
         )
-        return {row[0]: _Position(row[1], row[2], row[3], row[4]) for row in rows}
+        return {row[0]: _Position(row[1], row[2], row[3], row[4], bool(row[5])) for row in rows}
 
     def _read_positions(self, ids: set[str]) -> dict[str, dict[int, int]]:
         found: dict[str, dict[int, int]] = {cid: {} for cid in ids}
@@ -416,6 +449,10 @@ class WriteBatch:
             group_members = read_seqs.get(ref.id, {})
             if entry.sender is not None and entry.sender not in group_members:
                 return not_member(ref.id)
+            if position.guarded and entry.sender is not None:
+                refused = self._guard(ref, entry)
+                if refused is not None:
+                    return refused
             recipients = tuple(UserId(u) for u in group_members)
         else:
             recipients = (ref.low, ref.high)
@@ -559,7 +596,7 @@ class WriteBatch:
                 return bad_request(f"mentions: {strangers[0]} is not a member of {cid}")
             values[12] = encode_ids(send.mentions)
         if send.mention_all and not self._owns(send.sender, send.conversation):
-            return forbidden("mention_all: only the group's owner may mention everyone")
+            return forbidden("mention_all: only the group's owner and admins mention everyone")
         values[13] = send.mention_all
         return values, None
 
@@ -749,6 +786,43 @@ class WriteBatch:
         return unmarked
 
 
+@dataclass(frozen=True, slots=True)
+class _Guard:
+    """What a guarded group's sends are checked against."""
+
+    owner: int
+    admins: frozenset[int]
+    muted: dict[int, int]  # member -> muted until (epoch ms)
+    muted_all: bool
+    dissolved: bool
+
+
+def _load_guard(conn: Connection, ref: GroupRef) -> _Guard:
+    head = conn.execute(
+        select(groups.c.owner_id, groups.c.muted_all, groups.c.dissolved_at).where(
+            groups.c.id == ref.group
+        )
+    ).first()
+    rows = conn.execute(
+        select(members.c.user_id, members.c.role, members.c.muted_until).where(
+            members.c.conversation_id == ref.id,
+            or_(members.c.role == ADMIN, members.c.muted_until.is_not(None)),
+        )
+    )
+    admins: set[int] = set()
+    muted: dict[int, int] = {}
+    for user, role, until in rows:
+        if role == ADMIN:
+            admins.add(user)
+        if until is not None:
+            muted[user] = int(until)
+    if head is None:
+        return _Guard(0, frozenset(), {}, False, False)
+    return _Guard(
+        head.owner_id, frozenset(admins), muted, bool(head.muted_all), head.dissolved_at is not None
+    )
+
+
 def _is_v1(values: list[Any]) -> bool:
     """A plain text message: its row needs only the v1 columns (the rest default)."""
     # Only a send sets these at insert (reply, forward, mentions, @all); a
@@ -842,6 +916,7 @@ def _locked_positions(dialect: str) -> Select[Any]:
             conversations.c.last_seq,
             conversations.c.last_sent_at,
             conversations.c.shown_seq,
+            conversations.c.guarded,
         )
         .where(in_list(conversations.c.id, dialect, "ids"))
         .order_by(conversations.c.id)

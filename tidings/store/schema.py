@@ -22,6 +22,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -100,6 +101,12 @@ groups = Table(
     # Hands out members.join_rank, which orders members by seniority.
     Column("join_counter", BigInteger, nullable=False, default=0),
     Column("created_at", BigInteger, nullable=False),
+    # PROTOCOL-v2 §6: the announcement, mute-all and dissolution.
+    Column("announcement", Text, nullable=True),
+    Column("announcement_at", BigInteger, nullable=True),
+    Column("announcement_by", BigInteger, nullable=True),
+    Column("muted_all", Boolean, nullable=False, server_default=false()),
+    Column("dissolved_at", BigInteger, nullable=True),
     sqlite_autoincrement=True,  # a deleted group's id never names a new one
 )
 
@@ -116,7 +123,14 @@ conversations = Table(
     # The chat list's last_message: the newest entry that is not an edit notice.
     Column("shown_seq", BigInteger, nullable=False, server_default="0"),
     Column("created_at", BigInteger, nullable=False),
+    # A group where a send needs more than membership (dissolved, muted all,
+    # or a member muted): read with the seq under the batch's lock, so the
+    # common case costs no look-up at all.
+    Column("guarded", Boolean, nullable=False, server_default=false()),
 )
+
+# members.role: an admin of its group (the owner is chat_groups.owner_id).
+ADMIN = 1
 
 members = Table(
     "members",
@@ -139,6 +153,10 @@ members = Table(
     Column("hidden_seq", BigInteger, nullable=True),
     Column("draft", Text, nullable=True),
     Column("draft_at", BigInteger, nullable=True),
+    # PROTOCOL-v2 §6: 1 for a group's admin (the owner is chat_groups.owner_id);
+    # a muted member may not send until muted_until (epoch ms).
+    Column("role", SmallInteger, nullable=False, server_default="0"),
+    Column("muted_until", BigInteger, nullable=True),
     Index("ix_members_user_id", "user_id"),
 )
 

@@ -16,7 +16,6 @@ import functools
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -41,7 +40,7 @@ from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.schema import Table
 
 from tidings.chatlist import EntryChange, EntryState
-from tidings.errors import ErrorCode, TidingsError, bad_request, not_found, unavailable
+from tidings.errors import ErrorCode, TidingsError, unavailable
 from tidings.ids import (
     ConversationId,
     GroupId,
@@ -51,19 +50,23 @@ from tidings.ids import (
 )
 from tidings.models import ChatList, Conversation, Group, Message, ReplyTo, User, now_ms
 from tidings.store import (
+    AddMembers,
     ConversationHead,
+    CreateGroup,
     GroupChange,
+    GroupRequest,
     GroupRule,
     MemberPosition,
     Membership,
     Readers,
-    Roster,
+    RemoveMember,
     WriteOutcome,
     WriteRequest,
 )
 from tidings.store.batch import BatchResult, WriteBatch
 from tidings.store.deployment import SqlDeployment
 from tidings.store.engines import Engines, create_engines
+from tidings.store.group_changes import GroupChanger, load_group
 from tidings.store.keyset import keys_params, where_keys
 from tidings.store.migrate import upgrade
 from tidings.store.rows import (
@@ -86,6 +89,7 @@ from tidings.store.rows import (
     wanted_replies,
 )
 from tidings.store.schema import (
+    ADMIN,
     conversations,
     groups,
     members,
@@ -347,114 +351,38 @@ class SqlStore:
 
     # -- groups -------------------------------------------------------------
 
+    async def change_group(self, request: GroupRequest, gap_ms: int = 0) -> GroupChange:
+        async with self._write_transaction() as conn:
+            return await GroupChanger(conn, request, now_ms(), gap_ms).run()
+
+    # Shorthands for a change made by the business backend (tests, tools).
     async def create_group(
         self, owner: UserId, name: str, member_ids: Sequence[UserId]
     ) -> GroupChange:
-        ordered = list(dict.fromkeys([owner, *member_ids]))
-        now = now_ms()
-        async with self._write_transaction() as conn:
-            await _require_users(conn, ordered)
-            result = await conn.execute(
-                insert(groups).values(
-                    name=name, owner_id=owner, join_counter=len(ordered), created_at=now
-                )
-            )
-            gid = GroupId(int(result.inserted_primary_key[0]))  # type: ignore[index]
-            cid = group_conversation(gid)
-            await conn.execute(
-                insert(conversations).values(
-                    id=cid,
-                    kind="group",
-                    group_id=gid,
-                    last_seq=0,
-                    last_sent_at=None,
-                    created_at=now,
-                )
-            )
-            await conn.execute(
-                insert(members),
-                [
-                    {
-                        "conversation_id": cid,
-                        "user_id": uid,
-                        "peer_id": None,
-                        "joined_seq": 0,
-                        "read_seq": 0,
-                        "joined_at": now,
-                        "join_rank": rank,
-                    }
-                    for rank, uid in enumerate(ordered)
-                ],
-            )
-        group = Group(id=gid, name=name, owner_id=owner, member_ids=[int(u) for u in ordered])
-        return GroupChange(group, joined=tuple(ordered), joined_at=now, joined_seq=0)
-
-    async def group(self, gid: GroupId) -> Group | None:
-        async with self._read_transaction() as conn:
-            return await _load_group(conn, gid)
+        return await self.change_group(
+            GroupRequest(None, owner, CreateGroup(owner, name, tuple(member_ids)))
+        )
 
     async def add_members(
         self, gid: GroupId, user_ids: Sequence[UserId], rule: GroupRule
     ) -> GroupChange:
-        cid = group_conversation(gid)
-        async with self._write_transaction() as conn:
-            head = await _lock_group(conn, gid)
-            current = await _member_ranks(conn, cid)
-            wanted = [u for u in dict.fromkeys(user_ids) if u not in current]
-            rule(Roster(cid, UserId(head.owner_id), current), wanted)
-            await _require_users(conn, wanted)
-            last_seq, now = 0, now_ms()
-            if wanted:
-                last_seq = await _lock_conversation(conn, cid)
-                await conn.execute(
-                    insert(members),
-                    [
-                        {
-                            "conversation_id": cid,
-                            "user_id": uid,
-                            "peer_id": None,
-                            "joined_seq": last_seq,
-                            "read_seq": last_seq,
-                            "joined_at": now,
-                            "join_rank": head.join_counter + i,
-                        }
-                        for i, uid in enumerate(wanted)
-                    ],
-                )
-                await conn.execute(
-                    update(groups)
-                    .where(groups.c.id == gid)
-                    .values(join_counter=head.join_counter + len(wanted))
-                )
-            group = await _load_group(conn, gid)
-        return GroupChange(group, joined=tuple(wanted), joined_at=now, joined_seq=last_seq)
+        return await self.change_group(GroupRequest(gid, None, AddMembers(tuple(user_ids)), rule))
 
     async def remove_member(self, gid: GroupId, user_id: UserId, rule: GroupRule) -> GroupChange:
-        cid = group_conversation(gid)
-        async with self._write_transaction() as conn:
-            head = await _lock_group(conn, gid)
-            current = await _member_ranks(conn, cid)
-            rule(Roster(cid, UserId(head.owner_id), current), (user_id,))
-            if user_id not in current:
-                raise not_found(f"user {user_id} is not a member of {cid}")
-            await _lock_conversation(conn, cid)
-            await conn.execute(
-                delete(members).where(
-                    members.c.conversation_id == cid, members.c.user_id == user_id
-                )
+        return await self.change_group(GroupRequest(gid, None, RemoveMember(user_id), rule))
+
+    async def group(self, gid: GroupId) -> Group | None:
+        async with self._read_transaction() as conn:
+            return await load_group(conn, gid, now_ms())
+
+    async def is_admin(self, group_id: GroupId, user: UserId) -> bool:
+        rows = await self._read(
+            select(members.c.role).where(
+                members.c.conversation_id == group_conversation(group_id),
+                members.c.user_id == user,
             )
-            del current[user_id]
-            if not current:
-                # Left by everyone: the group, its conversation and history go.
-                await conn.execute(delete(messages).where(messages.c.conversation_id == cid))
-                await conn.execute(delete(conversations).where(conversations.c.id == cid))
-                await conn.execute(delete(groups).where(groups.c.id == gid))
-                return GroupChange(None, left=(user_id,))
-            if user_id == head.owner_id:
-                heir = min(current, key=current.__getitem__)
-                await conn.execute(update(groups).where(groups.c.id == gid).values(owner_id=heir))
-            group = await _load_group(conn, gid)
-        return GroupChange(group, left=(user_id,))
+        )
+        return bool(rows) and rows[0].role == ADMIN
 
     # -- reads --------------------------------------------------------------
 
@@ -744,60 +672,6 @@ class _Transaction:
             raise unavailable("storage is unavailable; try again") from exc
         if isinstance(value, (SQLAlchemyError, OSError)):
             raise unavailable("storage is unavailable; try again") from value
-
-
-@dataclass(frozen=True, slots=True)
-class _GroupHead:
-    owner_id: int
-    join_counter: int
-
-
-async def _lock_group(conn: AsyncConnection, gid: GroupId) -> _GroupHead:
-    rows = await conn.execute(
-        select(groups.c.owner_id, groups.c.join_counter).where(groups.c.id == gid).with_for_update()
-    )
-    row = rows.first()
-    if row is None:
-        raise not_found(f"no group {gid}")
-    return _GroupHead(owner_id=row.owner_id, join_counter=row.join_counter)
-
-
-async def _lock_conversation(conn: AsyncConnection, cid: str) -> int:
-    rows = await conn.execute(
-        select(conversations.c.last_seq).where(conversations.c.id == cid).with_for_update()
-    )
-    return int(rows.scalar_one())
-
-
-async def _member_ranks(conn: AsyncConnection, cid: str) -> dict[UserId, int]:
-    rows = await conn.execute(
-        select(members.c.user_id, members.c.join_rank).where(members.c.conversation_id == cid)
-    )
-    return {UserId(r.user_id): r.join_rank for r in rows}
-
-
-async def _require_users(conn: AsyncConnection, user_ids: Sequence[UserId]) -> None:
-    if not user_ids:
-        return
-    rows = await conn.execute(select(users.c.id).where(users.c.id.in_(list(user_ids))))
-    known = {r.id for r in rows}
-    unknown = [u for u in user_ids if u not in known]
-    if unknown:
-        raise bad_request(f"unknown user ids: {unknown}")
-
-
-async def _load_group(conn: AsyncConnection, gid: GroupId) -> Group | None:
-    head = (
-        await conn.execute(select(groups.c.name, groups.c.owner_id).where(groups.c.id == gid))
-    ).first()
-    if head is None:
-        return None
-    rows = await conn.execute(
-        select(members.c.user_id)
-        .where(members.c.conversation_id == group_conversation(gid))
-        .order_by(members.c.join_rank)
-    )
-    return Group(id=gid, name=head.name, owner_id=head.owner_id, member_ids=[r[0] for r in rows])
 
 
 def _with_reply(row: Any, replies: dict[tuple[ConversationId, int], ReplyTo]) -> Message:
