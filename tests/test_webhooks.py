@@ -75,16 +75,26 @@ async def test_each_stored_message_is_posted_once_signed(
         sent = [await alice.send(f"p:{a.id}-{b.id}", f"m{i}", f"k{i}") for i in range(3)]
         await alice.send(f"p:{a.id}-{b.id}", "m0", "k0")  # a repeat: not posted again
         group = await alice.create_group("hooks", [b.id])
-        await receiver.wait_for(5)
+        await alice.update_group(group.id, name="hooks 2")
+        # 3 messages, 2 joins, and 2 group changes: each a notice and a group.changed.
+        await receiver.wait_for(9)
         await asyncio.sleep(0.2)
     messages = [body for body in receiver.bodies if body["event"] == "message.created"]
-    assert [m["message"]["id"] for m in messages] == [s.id for s in sent]  # type: ignore[index]
+    texts = [m for m in messages if m["message"]["kind"] == "text"]  # type: ignore[index]
+    assert [m["message"]["id"] for m in texts] == [s.id for s in sent]  # type: ignore[index]
     joins = sorted(
         (body["group_id"], body["user_id"])
         for body in receiver.bodies
         if body["event"] == "group.member_added"
     )
     assert joins == [(group.id, a.id), (group.id, b.id)]
+    changes = [body for body in receiver.bodies if body["event"] == "group.changed"]
+    assert [(c["group_id"], c["seq"], c["change"]["event"]) for c in changes] == [  # type: ignore[index]
+        (group.id, 1, "created"),
+        (group.id, 2, "renamed"),
+    ]
+    assert changes[1]["change"]["name"] == "hooks 2"  # type: ignore[index]
+    assert len(receiver.bodies) == 9
 
 
 async def test_a_failing_receiver_is_retried_until_it_takes_the_message(

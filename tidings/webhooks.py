@@ -1,4 +1,4 @@
-"""Webhooks: each stored message and membership change, POSTed to the backend.
+"""Webhooks: each stored message and group change, POSTed to the backend.
 
 Signed like GitHub's: ``X-Tidings-Signature: sha256=<hex HMAC-SHA256 of the
 body, keyed with the service token>``. Nothing here is on the message path:
@@ -33,6 +33,23 @@ def signature(secret: str, body: bytes) -> str:
     """The value of ``X-Tidings-Signature`` for ``body``; receivers compare it in constant time."""
     digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return f"sha256={digest}"
+
+
+def payloads_of(event: Event) -> list[dict[str, Any]]:
+    """The webhook bodies for an event: a group's ``system`` notice is also a
+    ``group.changed`` (PROTOCOL-v2 §6), after its ``message.created``."""
+    payload = payload_of(event)
+    if payload is None:
+        return []
+    if isinstance(event, MessageCreated) and event.message.system is not None:
+        changed = {
+            "event": "group.changed",
+            "group_id": int(event.message.conversation.split(":", 1)[1]),
+            "change": event.message.system,
+            "seq": event.message.seq,
+        }
+        return [payload, changed]
+    return [payload]
 
 
 def payload_of(event: Event) -> dict[str, Any] | None:
@@ -81,14 +98,12 @@ class WebhookSender:
         self.failed = 0
 
     def offer(self, event: Event) -> None:
-        payload = payload_of(event)
-        if payload is None:
-            return
-        if len(self._queue) >= self._max_queue:
-            self._queue.popleft()
-            self.dropped += 1
-        self._queue.append(_encode(payload))
-        self._ready.set()
+        for payload in payloads_of(event):
+            if len(self._queue) >= self._max_queue:
+                self._queue.popleft()
+                self.dropped += 1
+            self._queue.append(_encode(payload))
+            self._ready.set()
 
     @property
     def backlog(self) -> int:

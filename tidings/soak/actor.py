@@ -110,6 +110,7 @@ class Tally:
     recalls: int = 0
     edits: int = 0
     entry_changes: int = 0  # PATCHes of an entry (PROTOCOL-v2 §5)
+    group_changes: int = 0  # renames, announcements and admins tried (PROTOCOL-v2 §6)
     declined: int = 0
     catch_up_pages: int = 0
     caught_up_messages: int = 0
@@ -304,6 +305,8 @@ class Actor:
             await self._recall_or_edit(sock, log)
         elif roll < 0.965:
             await self._keep(client)
+        elif roll < 0.975:
+            await self._run_group(client)
         else:
             await asyncio.sleep(self.rng.uniform(0, 0.2))
 
@@ -391,6 +394,40 @@ class Actor:
             take_silence(kept, change, clock)  # a database failure mid-way: maybe applied
         else:
             self.tally.problem(f"PATCH {conversation} {change} answered {status}: {answer!r:.200}")
+
+    async def _run_group(self, client: Client) -> None:
+        """Rename a group, set its announcement or its admins (PROTOCOL-v2 §6): each a
+        system notice among the messages, which every check must then account for.
+        Who may not (a plain member; an admin setting admins) gets 403 forbidden."""
+        groups = [c for c in self.conversations if c.startswith("g:")]
+        if not groups:
+            return
+        conversation = self.rng.choice(groups)
+        path = f"/api/v1/groups/{conversation[2:]}"
+        self._counter += 1
+        what = self.rng.choice(("name", "announcement", "admins"))
+        body: dict[str, object]
+        if what == "admins":
+            others = [u for u in self.members_of.get(conversation, []) if u != self.user_id]
+            chosen = self.rng.sample(others, self.rng.randint(0, min(2, len(others))))
+            method, body = "PUT", {"user_ids": chosen}
+            path += "/admins"
+        elif what == "name":
+            method, body = "PATCH", {"name": f"soak group {self.user_id}-{self._counter}"}
+        else:
+            method, body = "PATCH", {"announcement": f"note {self._counter}"}
+        self.tally.group_changes += 1
+        try:
+            status, answer = await asyncio.wait_for(
+                client.request(method, path, body), REQUEST_TIMEOUT
+            )
+        except _NETWORK:
+            return  # maybe applied: the notice, if any, is in the history all the same
+        if status == 200 or status >= 500:
+            return
+        if status == 403 and isinstance(answer, dict) and answer["error"]["code"] == "forbidden":
+            return  # not the owner (or an admin, for what admins may do)
+        self.tally.problem(f"{method} {path} {body} answered {status}: {answer!r:.200}")
 
     async def _deliver(self, sock: Socket, attempt: Attempt) -> Message:
         """The attempt's frame: a send, a recall or an edit, with its client_msg_id."""

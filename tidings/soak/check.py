@@ -43,6 +43,11 @@ class Effects:
         return found
 
 
+# The group notices a soak makes: the world creates groups, actors rename them,
+# set their announcement and their admins (actor._run_group).
+_GROUP_CHANGES = frozenset({"created", "renamed", "announcement", "admins_changed"})
+
+
 @dataclass
 class Findings:
     """Counts of each kind of violation, with a few examples."""
@@ -95,21 +100,27 @@ def check_store(
             ids.add(message.id)
             if message.conversation != conversation:
                 found.add("misplaced", f"{message.id} listed under {conversation}")
-            if message.client_msg_id is None:
+            if message.kind == "system":
+                # A group's change (PROTOCOL-v2 §6): those the world and the actors make.
+                event = None if message.system is None else message.system.get("event")
+                if event not in _GROUP_CHANGES or message.client_msg_id is not None:
+                    found.add("strays", f"{message.id} is an unexpected notice {event!r}")
+            elif message.client_msg_id is None:
                 found.add("strays", f"{message.id} has no client_msg_id")
                 continue
-            key = (message.sender, message.client_msg_id)
-            if key in by_key:
-                twice = f"{key} stored twice: {by_key[key].id} and {message.id}"
-                found.add("duplicated_stored", twice)
-            by_key[key] = message
-            origin = attempts.get(message.client_msg_id)
-            if origin is None or origin[0].user_id != message.sender:
-                found.add("strays", f"{message.id} was never sent by {message.sender}")
             else:
-                wrong = _entry_problem(origin[1], message, effects)
-                if wrong:
-                    found.add("corrupt", f"{message.id}: {wrong}")
+                key = (message.sender, message.client_msg_id)
+                if key in by_key:
+                    twice = f"{key} stored twice: {by_key[key].id} and {message.id}"
+                    found.add("duplicated_stored", twice)
+                by_key[key] = message
+                origin = attempts.get(message.client_msg_id)
+                if origin is None or origin[0].user_id != message.sender:
+                    found.add("strays", f"{message.id} was never sent by {message.sender}")
+                else:
+                    wrong = _entry_problem(origin[1], message, effects)
+                    if wrong:
+                        found.add("corrupt", f"{message.id}: {wrong}")
             separator = previous is None or _gap(previous, message) > SEPARATOR_SECONDS
             if message.time_separator != separator:
                 found.add("separators", f"{message.id}: time_separator {message.time_separator}")
@@ -274,6 +285,13 @@ def acts_of(actor: Actor, conversation: str) -> list[Act]:
     return acts + actor.read_acts.get(conversation, [])
 
 
+def _by(message: Message, user: int) -> bool:
+    """Whether ``user`` wrote this entry: its sender, or for a notice its actor."""
+    if message.kind == "system":
+        return message.system is not None and message.system.get("actor") == user
+    return message.sender == user
+
+
 def _entry_errors(actor: Actor, entry: Conversation, history: list[Message]) -> list[str]:
     """The entry against PROTOCOL-v2 section 1's rules, recomputed from full history."""
     user = actor.user_id
@@ -286,8 +304,11 @@ def _entry_errors(actor: Actor, entry: Conversation, history: list[Message]) -> 
         wrong.append("last_message is not the newest entry (edits aside) as it reads now")
     if last is not None and entry.updated_at != last.sent_at:
         wrong.append(f"updated_at {entry.updated_at} != last sent_at {last.sent_at}")
-    own = max((m.seq for m in history if m.sender == user), default=0)
-    low = max(own, actor.read_acked.get(entry.id, 0))
+    # One's own entries (a group change's notice counts for its actor) are read;
+    # a member's read position starts at the notice that made it one.
+    own = max((m.seq for m in history if _by(m, user)), default=0)
+    joined = history[0].seq if history and history[0].kind == "system" else 0
+    low = max(own, joined, actor.read_acked.get(entry.id, 0))
     high = max(low, actor.read_tried.get(entry.id, 0))
     if not low <= entry.read_seq <= high:
         wrong.append(f"read_seq {entry.read_seq} not in [{low}, {high}] (own last {own})")

@@ -389,6 +389,7 @@ def _report(
         "recalls": total("recalls"),
         "edits": total("edits"),
         "entry_changes": total("entry_changes"),
+        "group_changes": total("group_changes"),
         "recalls_edits_declined": total("declined"),
         "reads": total("reads"),
         "reads_unanswered": total("reads_unacked"),

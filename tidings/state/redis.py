@@ -165,6 +165,9 @@ class RedisChatList:
                     message = outcome.notice.message
                     changed = heads.setdefault(message.conversation, _HeadUpdate(message.seq))
                     changed.add(message, None)
+                    actor = message.system.get("actor") if message.system else None
+                    if actor is not None and actor in outcome.notice.recipients:
+                        _forward(reads, (actor, message.conversation), message.seq, False)
             elif isinstance(outcome, StoredMessage):
                 if not outcome.fresh:
                     continue

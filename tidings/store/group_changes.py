@@ -372,6 +372,17 @@ class GroupChanger:
             )
         )
         await self.conn.execute(insert(uncounted).values(conversation_id=cid, seq=seq))
+        if actor is not None and actor in after.ranks:
+            # An entry of one's own: one has read up to it (as with a send).
+            await self.conn.execute(
+                update(members)
+                .where(
+                    members.c.conversation_id == cid,
+                    members.c.user_id == actor,
+                    members.c.read_seq < seq,
+                )
+                .values(read_seq=seq)
+            )
         await self.conn.execute(
             update(conversations)
             .where(conversations.c.id == cid)
