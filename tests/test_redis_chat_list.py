@@ -142,6 +142,15 @@ async def test_the_redis_list_is_the_sql_list(pair: Pair) -> None:
     await pair.assert_same()
     entries = await bob.conversations()
     assert [e.id for e in entries] == [private(a, b)]
+    # Group changes (PROTOCOL-v2 §6): their notices move the group, count for no one,
+    # and a rename shows at once in every list, from Redis as from SQL.
+    await alice.update_group(group.id, name="team 2", announcement="standup at 10")
+    await alice.set_admins(group.id, [c])
+    await pair.assert_same()
+    listed = {e.id: e for e in await carol.conversations()}
+    assert listed[f"g:{group.id}"].title == "team 2"
+    assert listed[f"g:{group.id}"].last_message is not None
+    assert listed[f"g:{group.id}"].last_message.kind == "system"
 
 
 async def test_the_list_stays_exact_through_flushes_mid_traffic(pair: Pair) -> None:

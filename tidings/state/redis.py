@@ -13,8 +13,8 @@ read-modify-write from PHP, which lost counts under concurrency. Here
 - the user's index is the set of fields of one hash; reading a list is
   one script for the index and every conversation's head (one MGET), a
   sort here, and one script for the page's entries, read together; then
-  titles: group names are cached here (a group is never renamed and its
-  id never reused), display names come from SQL by primary key.
+  titles: display names and group names come from SQL by primary key, in
+  one round trip (both can change: PROTOCOL-v2 §6, §9).
 
 Redis is derived state, of one database as it is now: the namespace is
 the database's identity and generation (``state.binding``), so a copy of
@@ -46,7 +46,6 @@ from tidings.chatlist import PLAIN, EntryState, chat_entry, shown_time
 from tidings.errors import TidingsError
 from tidings.ids import (
     ConversationId,
-    GroupId,
     GroupRef,
     PrivateRef,
     UserId,
@@ -72,7 +71,6 @@ log = logging.getLogger(__name__)
 _FAILURES = (RedisError, OSError, TimeoutError)
 _BIND_FAILURES = (*_FAILURES, SQLAlchemyError)
 _PAGE_ENTRY = 7  # values per entry in PAGE's answer
-_GROUP_NAMES_CACHED = 100_000
 
 
 class RedisChatList:
@@ -121,7 +119,6 @@ class RedisChatList:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
-        self._group_names_cache: dict[GroupId, str] = {}
         self.rebuilds = 0  # users whose index was rebuilt from SQL (for tests and stats)
 
     @property
@@ -317,14 +314,17 @@ class RedisChatList:
     ) -> list[Conversation]:
         refs = [parse_conversation(c.decode()) for c in page]
         peers = {r.id: r.peer_of(user) for r in refs if isinstance(r, PrivateRef)}
-        names = await self._store.users(list(peers.values()))
+        # Titles as they are now, from SQL by primary key in one round trip: a
+        # group is renamed (PROTOCOL-v2 §6), so its name is not cached here.
+        names, group_names = await self._store.titles(
+            list(peers.values()), [r.group for r in refs if isinstance(r, GroupRef)]
+        )
         unknown_reads = [
             (r.id, peers[r.id])
             for i, r in enumerate(refs)
             if isinstance(r, PrivateRef) and not values[i * _PAGE_ENTRY + 4]
         ]
         peer_reads = await self._store.read_seqs(unknown_reads)
-        group_names = await self._group_names([r.group for r in refs if isinstance(r, GroupRef)])
         shown: list[Message | None] = []
         for i in range(len(refs)):
             head = _Head.parse(values[i * _PAGE_ENTRY + 2])
@@ -345,8 +345,7 @@ class RedisChatList:
             joined_seq, joined_at = _joined(join_b)
             if isinstance(ref, PrivateRef):
                 peer: UserId | None = peers[ref.id]
-                found = names.get(peers[ref.id])
-                title = "" if found is None else found.display_name
+                title = names.get(peers[ref.id], "")
                 peer_read = (
                     int(peer_read_b) if peer_read_b else peer_reads.get((ref.id, peers[ref.id]))
                 )
@@ -387,16 +386,6 @@ class RedisChatList:
                 message = msgspec.structs.replace(message, reply_to=replies.get(key))
             fresh.append(message)
         return fresh
-
-    async def _group_names(self, group_ids: list[GroupId]) -> dict[GroupId, str]:
-        missing = [g for g in group_ids if g not in self._group_names_cache]
-        if missing:
-            found = await self._store.group_names(missing)
-            if len(self._group_names_cache) + len(found) > _GROUP_NAMES_CACHED:
-                self._group_names_cache.clear()
-            self._group_names_cache.update(found)
-        cache = self._group_names_cache
-        return {g: cache[g] for g in group_ids if g in cache}
 
     # -- recovery ---------------------------------------------------------------
 
@@ -468,9 +457,6 @@ class RedisChatList:
         )
         self._stale = True
         self._bound = False
-        # Ids of groups created after the backup are given again by the
-        # restored database: names cached for them are another group's.
-        self._group_names_cache.clear()
         return True
 
     async def _reap_dead_nodes(self) -> None:

@@ -434,6 +434,11 @@ class Store(Protocol):
 
     async def group_names(self, group_ids: Sequence[GroupId]) -> dict[GroupId, str]: ...
 
+    async def titles(
+        self, user_ids: Sequence[UserId], group_ids: Sequence[GroupId]
+    ) -> tuple[dict[UserId, str], dict[GroupId, str]]:
+        """Display names of users and names of groups, as they are now."""
+
     async def replies(
         self, positions: Sequence[tuple[ConversationId, int]]
     ) -> dict[tuple[ConversationId, int], ReplyTo]:

@@ -27,7 +27,9 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.dialects.mysql import insert as mysql_insert
@@ -600,6 +602,32 @@ class SqlStore:
                     )
                 )
         return heads
+
+    async def titles(
+        self, user_ids: Sequence[UserId], group_ids: Sequence[GroupId]
+    ) -> tuple[dict[UserId, str], dict[GroupId, str]]:
+        if not group_ids:
+            found = await self.users(user_ids)
+            return {u: user.display_name for u, user in found.items()}, {}
+        if not user_ids:
+            return {}, await self.group_names(group_ids)
+        # One round trip for both: display names and group names (groups are renamed).
+        query = union_all(
+            select(users.c.id, users.c.display_name.label("title"), literal(0).label("g")).where(
+                users.c.id.in_(list(set(user_ids)))
+            ),
+            select(groups.c.id, groups.c.name.label("title"), literal(1).label("g")).where(
+                groups.c.id.in_(list(set(group_ids)))
+            ),
+        )
+        people: dict[UserId, str] = {}
+        named: dict[GroupId, str] = {}
+        for row in await self._read(query):
+            if row.g:
+                named[GroupId(row.id)] = row.title
+            else:
+                people[UserId(row.id)] = row.title
+        return people, named
 
     async def group_names(self, group_ids: Sequence[GroupId]) -> dict[GroupId, str]:
         if not group_ids:
