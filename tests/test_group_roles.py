@@ -5,6 +5,7 @@ catch-up; and every refusal with its contract error, changing nothing."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -297,3 +298,19 @@ async def backend_runs(alice: Account, bob: Account, service: AdminClient) -> No
     assert [n["system"]["actor"] for n in seen[1:]] == [None, None, None, None]
     assert seen[-1]["body"] == "The group was dissolved"
     assert seen[3]["body"] == "Bob was muted for 1 hour"
+
+
+async def test_a_mute_runs_out_by_itself(alice: Account, bob: Account) -> None:
+    group = await alice.client.create_group("Short", [bob.id])
+    team = f"g:{group.id}"
+    await alice.client.mute_member(group.id, bob.id, 1)
+    path = f"/api/v1/conversations/{team}/messages"
+    assert_error(await bob.client.request("POST", path, {"body": "now?"}), 403, "muted")
+    await asyncio.sleep(1.2)
+    assert (await alice.client.group(group.id)).muted_ids == []
+    sent = await bob.client.send(team, "now")
+    await bob.client.send(team, "and again")  # the lapsed guard is gone: still fine
+    assert sent.body == "now"
+    # No notice for a mute that ran out: created, muted, and the two messages.
+    events = [n["system"]["event"] for n in await notices(alice, team)]
+    assert events == ["created", "muted"]

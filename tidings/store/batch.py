@@ -158,6 +158,7 @@ class WriteBatch:
         self.still_reads: list[dict[str, Any]] = []
         self.rich_rows: list[list[Any]] = []
         self.guards: dict[str, _Guard] = {}
+        self.unguard: list[str] = []  # guarded conversations whose guard has lapsed
 
     def in_order(
         self,
@@ -353,6 +354,14 @@ class WriteBatch:
         guard = self.guards.get(ref.id)
         if guard is None:
             guard = self.guards[ref.id] = _load_guard(self.conn, ref)
+            if not (
+                guard.dissolved
+                or guard.muted_all
+                or max(guard.muted.values(), default=0) > self.now
+            ):
+                # Every mute ran out: no look-up here any more. The conversation's
+                # row is locked, and a group change takes that lock first.
+                self.unguard.append(ref.id)
         if guard.dissolved:
             return TidingsError(ErrorCode.GROUP_DISSOLVED, "this group was dissolved")
         if not isinstance(entry, SendRequest):
@@ -736,6 +745,12 @@ class WriteBatch:
             )
         if self.uncounted_rows:
             insert_many(self.conn, uncounted, ("conversation_id", "seq"), self.uncounted_rows)
+        if self.unguard:
+            self.conn.execute(
+                update(conversations)
+                .where(conversations.c.id.in_(self.unguard))
+                .values(guarded=False)
+            )
         if self.mention_rows:
             insert_many(
                 self.conn, mentions, ("conversation_id", "user_id", "seq"), self.mention_rows
