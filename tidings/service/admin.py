@@ -172,9 +172,9 @@ class Admin:
         return await self._store.group(gid)
 
     async def delete_group(self, gid: GroupId) -> None:
-        group = await self._group(gid)
-        for user in group.member_ids:
-            await self._groups.remove(None, gid, UserId(user))
+        """Every member removed at once (each gets ``conversation_removed``) and
+        the group deleted with its history, in one transaction."""
+        await self._groups.delete(gid)
 
     async def _group(self, gid: GroupId) -> Group:
         group = await self._store.group(gid)

@@ -28,6 +28,7 @@ from tidings.store import (
     AddMembers,
     Announce,
     CreateGroup,
+    DeleteGroup,
     Dissolve,
     GroupChange,
     GroupEdit,
@@ -134,6 +135,10 @@ class Groups:
             )
         )
 
+    async def delete(self, gid: GroupId) -> None:
+        """The business backend's delete: the group and its history go at once."""
+        await self._change(None, gid, DeleteGroup(), _any)
+
     async def dissolve(self, actor: UserId | None, gid: GroupId) -> None:
         await self._change(actor, gid, Dissolve(), _owner_only(actor, "dissolve the group"))
 
@@ -166,6 +171,10 @@ class Groups:
         limit = self._settings.max_group_members
         if members > limit:
             raise bad_request(f"a group has at most {limit} members")
+
+
+def _any(_roster: Roster, _users: Sequence[UserId]) -> None:
+    return None
 
 
 def _group(change: GroupChange) -> Group:

@@ -272,6 +272,12 @@ class Dissolve:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class DeleteGroup:
+    """The integration API's delete: every member removed at once, the group and
+    its history gone; no notice (nobody is left to see one)."""
+
+
 GroupEdit = (
     CreateGroup
     | AddMembers
@@ -284,6 +290,7 @@ GroupEdit = (
     | Mute
     | Unmute
     | Dissolve
+    | DeleteGroup
 )
 
 

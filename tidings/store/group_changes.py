@@ -29,6 +29,7 @@ from tidings.store import (
     AddMembers,
     Announce,
     CreateGroup,
+    DeleteGroup,
     Dissolve,
     GroupChange,
     GroupRequest,
@@ -107,6 +108,11 @@ class GroupChanger:
             return await self._add(gid, cid, head, group_row, roster, edit)
         if isinstance(edit, RemoveMember):
             return await self._remove(gid, cid, head, roster, edit.user_id)
+        if isinstance(edit, DeleteGroup):
+            self.request.rule(roster, tuple(roster.ranks))
+            await self._delete(gid, cid)
+            left = tuple(sorted(roster.ranks, key=roster.ranks.__getitem__))
+            return GroupChange(None, cid, left=left)
         self.request.rule(roster, _concerned(edit))
         notice = await self._edit(gid, cid, group_row, roster)
         if notice is None:
@@ -223,11 +229,7 @@ class GroupChanger:
         )
         ranks = {u: r for u, r in roster.ranks.items() if u != user}
         if not ranks:
-            # Left by everyone: the group, its conversation and history go.
-            for table in (messages, uncounted, mentions):
-                await self.conn.execute(delete(table).where(table.c.conversation_id == cid))
-            await self.conn.execute(delete(conversations).where(conversations.c.id == cid))
-            await self.conn.execute(delete(groups).where(groups.c.id == gid))
+            await self._delete(gid, cid)  # left by everyone
             return GroupChange(None, cid, left=(user,))
         owner, heir = roster.owner, None
         if user == roster.owner:
@@ -238,6 +240,13 @@ class GroupChanger:
         event = "member_left" if user == self.request.actor else "member_removed"
         stored = await self._store_notice(cid, head, _Notice(event, (user,), heir=heir), after)
         return GroupChange(await load_group(self.conn, gid, self.now), left=(user,), notice=stored)
+
+    async def _delete(self, gid: GroupId, cid: ConversationId) -> None:
+        """The group, its conversation, members and history go."""
+        for table in (members, messages, uncounted, mentions):
+            await self.conn.execute(delete(table).where(table.c.conversation_id == cid))
+        await self.conn.execute(delete(conversations).where(conversations.c.id == cid))
+        await self.conn.execute(delete(groups).where(groups.c.id == gid))
 
     async def _edit(
         self, gid: GroupId, cid: ConversationId, group_row: Any, roster: Roster
