@@ -213,6 +213,8 @@ async def test_push_reaches_exactly_the_named_users_connections(
     )
     for ws in (second, third):
         assert (await ws.next_event())["type"] == "conversation"
+        created = await ws.next_event()  # the group's first entry: its created notice
+        assert created["type"] == "message" and created["message"]["seq"] == 1
     _, answer = await call(admin, "POST", "/push", {"group_id": group["id"], "event": "hi group"})
     assert answer == {"connections": 2}
     for ws in (second, third):
@@ -285,6 +287,10 @@ async def test_a_backend_manages_groups_on_users_behalf(
             admin, "PUT", f"/groups/{group['id']}/members", {"member_ids": [ids[0], ids[3]]}
         )
         assert status == 200 and sorted(changed["member_ids"]) == [ids[0], ids[3]]
+        # The missing are added first: the member still there hears that notice.
+        added = await ws.next_event()
+        assert added["type"] == "message" and added["message"]["system"]["event"] == "members_added"
+        assert added["message"]["system"]["actor"] is None
         assert await ws.next_event() == {
             "type": "conversation_removed",
             "conversation": f"g:{group['id']}",
