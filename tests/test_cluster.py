@@ -55,6 +55,8 @@ async def test_users_on_different_nodes_chat_privately_and_in_groups(cluster: Cl
         group = await carol.create_group("three nodes", [alice_id, bob_id])
         for ws in (a, b, c):  # the creator's devices learn of the group too
             assert (await ws.next_event())["type"] == "conversation"
+            created = await ws.next_event()  # and of its first entry, on every node
+            assert created["message"]["system"]["event"] == "created"  # type: ignore[index]
         await c.send(f"g:{group.id}", "hello all")
         for ws in (a, b):
             assert (await ws.next_event())["message"]["body"] == "hello all"  # type: ignore[index]
@@ -122,13 +124,15 @@ async def test_sends_to_one_group_from_every_node_are_gapless_and_in_order(
     await asyncio.gather(*(stream(ws, f"n{n}-") for n, ws in enumerate(send_sockets)))
     for ws in watch_sockets:
         seqs = [(await ws.next_event(timeout=10))["message"]["seq"] for _ in range(120)]  # type: ignore[index]
-        assert seqs == list(range(1, 121)), "a node delivered out of seq order or lost one"
+        # Seq 1 is the created notice, before the watchers connected.
+        assert seqs == list(range(2, 122)), "a node delivered out of seq order or lost one"
         await no_event(ws)
     for client, _ in watchers:
         entry = (await client.conversations())[0]
-        assert (entry.last_seq, entry.unread) == (120, 120)
+        assert (entry.last_seq, entry.unread) == (121, 120)  # the notice does not count
     history = await watchers[0][0].messages(conversation, after=0, limit=200)
-    assert [m.seq for m in history] == list(range(1, 121))
+    assert [m.seq for m in history] == list(range(1, 122))
+    assert history[0].kind == "system"
     for ws in watch_sockets + send_sockets:
         await ws.close()
     for client, _ in senders + watchers:

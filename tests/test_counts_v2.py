@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tests.conftest import PASSWORD, RunningServer, ServerFactory
 from tidings.client import ApiError, Client, Conversation, Message
@@ -25,6 +25,9 @@ STEPS = int(os.environ.get("TIDINGS_COUNT_STEPS", "160"))
 class Person:
     id: int
     devices: list[Client]
+    # conversation -> seqs of this person's own sends: what an edit mostly aims at
+    # (a random seq is often a notice or another's message, both refused).
+    sent: dict[str, list[int]] = field(default_factory=dict)
 
     def any_device(self, rng: random.Random) -> Client:
         return rng.choice(self.devices)
@@ -72,17 +75,20 @@ async def act(rng: random.Random, people: list[Person], chats: dict[str, list[in
             others = [m for m in members if m != person.id]
             group = conversation.startswith("g:")
             mentions = rng.sample(others, rng.randint(0, len(others))) if group else []
-            await device.send(
+            sent = await device.send(
                 conversation,
                 f"m{rng.randrange(10**6)}",
                 reply_to=rng.randint(1, last) if last and rng.random() < 0.2 else None,
                 mentions=mentions if rng.random() < 0.4 else [],
                 mention_all=group and person.id == members[0] and rng.random() < 0.15,
             )
+            person.sent.setdefault(conversation, []).append(sent.seq)
         elif roll < 0.6:
             await device.recall(conversation, rng.randint(1, last))
         elif roll < 0.7:
-            await device.edit(conversation, rng.randint(1, last), f"e{rng.randrange(10**6)}")
+            own = person.sent.get(conversation)
+            target = rng.choice(own) if own and rng.random() < 0.7 else rng.randint(1, last)
+            await device.edit(conversation, target, f"e{rng.randrange(10**6)}")
         else:
             await device.mark_read(conversation, rng.randint(0, last))
     except ApiError as refused:

@@ -396,7 +396,7 @@ def assert_ack_content(live: Live, frame: dict[str, Any], answer: dict[str, Any]
             return
         if frame["type"] == "edit":
             assert message["body"] == frame["body"]
-    elif "forward" in frame:
+    elif frame.get("forward") is not None:
         assert message["forwarded_from"] is not None
     else:
         assert message["body"] == frame["body"]
