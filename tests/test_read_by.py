@@ -44,7 +44,12 @@ async def test_the_sender_and_the_owner_see_who_read_a_group_message(
     await alice.client.add_members(group.id, [erin.id])
     await alice.client.remove_member(group.id, dave.id)
     got = await bob.client.read_by(team, sent.seq)
-    assert got.read_ids == [carol.id] and got.unread_ids == [alice.id]
+    # Alice's own changes (their notices) read up to them, as her sends would.
+    assert got.read_ids == sorted([alice.id, carol.id]) and got.unread_ids == []
+    # An admin may ask too; a plain member still may not.
+    await alice.client.set_admins(group.id, [carol.id])
+    assert (await carol.client.read_by(team, sent.seq)).read_ids == got.read_ids
+    assert_error(await erin.client.request("GET", reads_path(team, sent.seq)), 404, "not_found")
     # Erin sees dave's later message's read-by only as its sender could: not at all.
     assert_error(await erin.client.request("GET", reads_path(team, later.seq)), 404, "not_found")
 

@@ -141,12 +141,10 @@ async def test_a_new_database_on_the_same_redis_shows_only_its_own_messages(
             alice, bob = await signed_up(two, server, "alice", "bob")
             await alice.create_group("team", [2])
             [entry] = await bob.conversations()
-            assert (entry.id, entry.last_seq, entry.unread, entry.last_message) == (
-                "g:1",
-                0,
-                0,
-                None,
-            )
+            # db_two's group 1 shows its own created notice, not db_one's ten messages.
+            assert (entry.id, entry.last_seq, entry.unread) == ("g:1", 1, 0)
+            assert entry.last_message is not None and entry.last_message.kind == "system"
+            assert entry.last_message.body == 'alice created the group "team"'
             sent = await alice.send("p:1-2", "the first message of db_two")
             assert sent.seq == 1
             private = next(e for e in await bob.conversations() if e.id == "p:1-2")

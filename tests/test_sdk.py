@@ -356,7 +356,30 @@ async def test_admin_client_covers_the_integration_api(server: RunningServer) ->
                     [shop.id, buyer.id]
                 )
                 assert (await ws.next_event())["type"] == "conversation"
+                created = message_of(await ws.next_event())  # the group's seq 1
+                assert (created.seq, created.kind) == (1, "system")
                 assert await admin.group(group.id) == group
+                # The group run on the members' behalf (PROTOCOL-v2 §6): each a notice.
+                ran = await admin.update_group(group.id, name="staff room", announcement="9:00")
+                assert ran.name == "staff room" and ran.announcement is not None
+                ran = await admin.set_admins(group.id, [buyer.id])
+                assert ran.admin_ids == [buyer.id]
+                ran = await admin.mute_member(group.id, buyer.id, 60)
+                assert ran.muted_ids == [buyer.id]
+                ran = await admin.unmute_member(group.id, buyer.id)
+                assert ran.muted_ids == []
+                ran = await admin.transfer_group(group.id, buyer.id)
+                assert ran.owner_id == buyer.id
+                events = [message_of(await ws.next_event()).system for _ in range(6)]
+                assert [e["event"] for e in events if e] == [
+                    "renamed",
+                    "announcement",
+                    "admins_changed",
+                    "muted",
+                    "unmuted",
+                    "owner_changed",
+                ]
+                group = await admin.group(group.id)
                 assert await admin.push(None, group_id=group.id) == 1
                 assert await ws.next_event() == {"type": "push", "event": None}
                 online = await admin.group_online(group.id)
@@ -367,6 +390,8 @@ async def test_admin_client_covers_the_integration_api(server: RunningServer) ->
 
                 changed = await admin.set_members(group.id, [shop.id])
                 assert changed is not None and changed.member_ids == [shop.id]
+                await admin.dissolve_group(group.id)
+                assert (await admin.group(group.id)).dissolved
                 await admin.delete_group(group.id)
                 with pytest.raises(ApiError) as gone:
                     await admin.group(group.id)

@@ -164,12 +164,17 @@ async def test_a_late_joiner_starts_at_the_groups_last_seq(store: SqlStore) -> N
     gid = GroupId(change.group.id)
     conversation = f"g:{gid}"
     await store.commit_batch([_send(owner, conversation, str(i)) for i in range(3)], GAP)
+    # Seq 1 is the created notice, 2-4 the messages, 5 the notice that adds her.
     joined = await store.add_members(gid, [late], allow_any_change)
-    assert (joined.joined, joined.joined_seq) == ((late,), 3)
+    assert (joined.joined, joined.joined_seq) == ((late,), 4)
+    assert joined.notice is not None and joined.notice.message.seq == 5
+    assert joined.notice.message.system is not None
+    assert joined.notice.message.system["event"] == "members_added"
     membership = await store.membership(conversation, late)  # type: ignore[arg-type]
-    assert membership is not None and (membership.joined_seq, membership.read_seq) == (3, 3)
+    assert membership is not None and (membership.joined_seq, membership.read_seq) == (4, 5)
     entry = await store.chat_entry(late, conversation)  # type: ignore[arg-type]
-    assert entry is not None and entry.last_message is None and entry.unread == 0
+    assert entry is not None and entry.unread == 0
+    assert entry.last_message == joined.notice.message
 
 
 async def test_a_members_history_starts_where_it_joined_and_a_strangers_is_empty(
@@ -187,17 +192,18 @@ async def test_a_members_history_starts_where_it_joined_and_a_strangers_is_empty
     def seqs(found: list[Message]) -> list[int]:
         return [m.seq for m in found]
 
+    # 1: created, 2-4: early, 5: the notice that added late, 6-8: late.
     page = {"before": None, "after": None, "limit": 50}
-    assert seqs(await store.history(conversation, None, **page)) == [1, 2, 3, 4, 5, 6]
-    assert seqs(await store.history(conversation, owner, **page)) == [1, 2, 3, 4, 5, 6]
-    assert seqs(await store.history(conversation, late, **page)) == [4, 5, 6]
+    assert seqs(await store.history(conversation, None, **page)) == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert seqs(await store.history(conversation, owner, **page)) == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert seqs(await store.history(conversation, late, **page)) == [5, 6, 7, 8]
     assert seqs(await store.history(conversation, stranger, **page)) == []
-    newest = {"before": 6, "after": None, "limit": 2}
-    assert seqs(await store.history(conversation, late, **newest)) == [4, 5]
-    assert seqs(await store.history(conversation, owner, **newest)) == [4, 5]
+    newest = {"before": 8, "after": None, "limit": 2}
+    assert seqs(await store.history(conversation, late, **newest)) == [6, 7]
+    assert seqs(await store.history(conversation, owner, **newest)) == [6, 7]
     oldest = {"before": None, "after": 1, "limit": 2}
     assert seqs(await store.history(conversation, owner, **oldest)) == [2, 3]
-    assert seqs(await store.history(conversation, late, **oldest)) == [4, 5]
+    assert seqs(await store.history(conversation, late, **oldest)) == [5, 6]
 
 
 async def test_the_parts_of_the_chat_list_agree_with_the_chat_list(store: SqlStore) -> None:
@@ -214,7 +220,8 @@ async def test_the_parts_of_the_chat_list_agree_with_the_chat_list(store: SqlSto
     positions = {p.conversation: p for p in await store.member_positions(owner)}
     assert set(positions) == {group, private}
     late_positions = await store.member_positions(late)
-    assert [(p.conversation, p.read_seq, p.joined_seq) for p in late_positions] == [(group, 1, 1)]
+    # The group: 1 created, 2 "one", 3 the notice that added late (read), 4 "two".
+    assert [(p.conversation, p.read_seq, p.joined_seq) for p in late_positions] == [(group, 3, 2)]
     assert late_positions[0].joined_at > 0
 
     heads = {h.conversation: h for h in await store.conversation_heads([group, private])}
@@ -224,11 +231,11 @@ async def test_the_parts_of_the_chat_list_agree_with_the_chat_list(store: SqlSto
         assert head.last_seq == entry.last_seq
         assert head.last_message == entry.last_message
         assert head.last_sent_at is not None
-    assert positions[group].read_seq == listed[group].read_seq == 2
+    assert positions[group].read_seq == listed[group].read_seq == 4
 
     assert await store.group_names([gid, GroupId(gid + 1000)]) == {gid: "team"}
     pairs = [(private, peer), (private, late), (group, late)]
-    assert await store.read_seqs(pairs) == {(private, peer): 1, (group, late): 1}
+    assert await store.read_seqs(pairs) == {(private, peer): 1, (group, late): 3}
 
 
 async def test_two_nodes_sharing_a_database_never_repeat_or_skip_a_seq(url: str) -> None:
@@ -249,7 +256,7 @@ async def test_two_nodes_sharing_a_database_never_repeat_or_skip_a_seq(url: str)
             return seqs
 
         first, second = await asyncio.gather(flood(nodes[0], owner), flood(nodes[1], member))
-        assert sorted(first + second) == list(range(1, 201))
+        assert sorted(first + second) == list(range(2, 202))  # after the created notice
     finally:
         for node in nodes:
             await node.close()
