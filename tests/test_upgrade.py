@@ -1,4 +1,4 @@
-"""A database a v1 server made, upgraded in place by this server (Alembic 0003, 0004).
+"""A database a v1 server made, upgraded in place by this server (Alembic 0003 to 0005).
 
 The v1 server is the real one: the package as it stood in git just before
 the v2 migration was added, run as a subprocess on a fresh database of each
@@ -24,7 +24,7 @@ import pytest
 from tests.backends import database_url, redis_url
 from tests.conftest import PASSWORD, settings_for, start_server
 from tests.test_counts_v2 import expected_entry, full_history
-from tidings.client import Client
+from tidings.client import ApiError, Client
 from tidings.harness.spawn import CHEAP_HASHING, ServerProcess, serve_command, serve_env
 
 REPO = Path(__file__).resolve().parent.parent
@@ -176,5 +176,36 @@ async def test_a_v1_database_is_upgraded_in_place(stack: str, tmp_path: Path) ->
                         assert got == want, (name, entry.id)
                 bob_group = await bob.conversation(group)
                 assert (bob_group.unread, bob_group.mentioned) == (1, 1)
+                # PROTOCOL-v2 §6 (migration 0005) on a v1 group: it reads as unrun,
+                # and each change is a notice at the seq after the v1 messages.
+                gid = int(group[2:])
+                v1_group = await alice.group(gid)
+                assert (v1_group.admin_ids, v1_group.announcement) == ([], None)
+                assert (v1_group.muted_ids, v1_group.muted_all, v1_group.dissolved) == (
+                    [],
+                    False,
+                    False,
+                )
+                last = (await alice.conversation(group)).last_seq
+                carol_before = await carol.conversation(group)
+                await alice.update_group(gid, name="Team 2")
+                await alice.set_admins(gid, [ids["bob"]])
+                await bob.mute_member(gid, ids["carol"], 60)  # an admin mutes a member
+                with pytest.raises(ApiError) as muted:
+                    await carol.send(group, "hello?")
+                assert muted.value.code == "muted"
+                history = await full_history(carol, group)
+                notices = [(m.seq, m.system["event"]) for m in history if m.system]
+                assert notices == [
+                    (last + 1, "renamed"),
+                    (last + 2, "admins_changed"),
+                    (last + 3, "muted"),
+                ]
+                assert (await carol.conversation(group)).title == "Team 2"
+                carol_after = await carol.conversation(group)
+                assert (carol_after.unread, carol_after.mentioned) == (
+                    carol_before.unread,
+                    carol_before.mentioned,
+                )  # notices never count
         finally:
             await runner.cleanup()
