@@ -149,8 +149,11 @@ async def test_a_user_added_to_a_group_gets_a_conversation_event_with_its_entry(
             await alice.client.send(conversation, f"before carol {i}")
         await alice.client.add_members(gid(conversation), [carol.id])
         added: dict[str, Any] = await carol_ws.next_event()
+        # Then the notice that added her, as a message: her first.
+        notice: dict[str, Any] = await carol_ws.next_event()
     assert added["type"] == "conversation"
     entry = added["conversation"]
+    # Seq 1 is the created notice, 2-3 the messages, 4 the notice that adds carol.
     expected = {
         "id": conversation,
         "type": "group",
@@ -158,15 +161,19 @@ async def test_a_user_added_to_a_group_gets_a_conversation_event_with_its_entry(
         "peer_id": None,
         "group_id": gid(conversation),
         "unread": 0,
-        "last_seq": 2,
-        "read_seq": 2,
-        "last_message": None,
+        "last_seq": 4,
+        "read_seq": 4,
     }
     assert {key: entry.get(key) for key in expected} == expected
+    assert notice["type"] == "message" and entry["last_message"] == notice["message"]
+    assert notice["message"]["system"]["event"] == "members_added"
+    assert notice["message"]["body"] == "Alice added Carol"
+    assert entry["updated_at"] == notice["message"]["sent_at"]
     assert ISO_MS.fullmatch(entry["updated_at"])
     at_creation = created["conversation"]
-    assert at_creation["id"] == conversation and at_creation["last_message"] is None
-    assert (at_creation["unread"], at_creation["last_seq"]) == (0, 0)
+    assert at_creation["id"] == conversation
+    assert at_creation["last_message"]["system"]["event"] == "created"
+    assert (at_creation["unread"], at_creation["last_seq"]) == (0, 1)
 
 
 async def test_a_late_joiner_sees_only_messages_sent_after_joining(
@@ -176,15 +183,17 @@ async def test_a_late_joiner_sees_only_messages_sent_after_joining(
     for i in range(3):
         await bob.client.send(conversation, f"old {i}")
     await alice.client.add_members(gid(conversation), [carol.id])
-    assert await carol.client.messages(conversation) == []
-    assert await carol.client.messages(conversation, after=0) == []
-    assert await carol.client.messages(conversation, before=4) == []
+    # 1: created, 2-4: old, 5: the notice that added carol, all she sees.
+    [added] = await carol.client.messages(conversation)
+    assert (added.seq, added.kind) == (5, "system")
+    assert await carol.client.messages(conversation, after=0) == [added]
+    assert await carol.client.messages(conversation, before=5) == []
     [entry] = await carol.client.conversations()
-    assert (entry.id, entry.read_seq, entry.last_seq, entry.unread) == (conversation, 3, 3, 0)
-    assert entry.last_message is None
+    assert (entry.id, entry.read_seq, entry.last_seq, entry.unread) == (conversation, 5, 5, 0)
+    assert entry.last_message == added
     welcome = await alice.client.send(conversation, "welcome, carol")
-    assert await carol.client.messages(conversation) == [welcome]
-    assert await carol.client.messages(conversation, after=0) == [welcome]
+    assert await carol.client.messages(conversation) == [added, welcome]
+    assert await carol.client.messages(conversation, after=0) == [added, welcome]
     [entry] = await carol.client.conversations()
     assert (entry.unread, entry.last_message) == (1, welcome)
 
@@ -197,13 +206,16 @@ async def test_a_removed_member_stops_receiving_and_can_no_longer_send_or_read(
 ) -> None:
     async with await bob.client.connect() as bob_ws:
         conversation = await create(alice, bob, carol)
-        await alice.client.send(conversation, "before")
-        await events_until(bob_ws, lambda e: e["type"] == "message")
+        before = await alice.client.send(conversation, "before")
+        await events_until(bob_ws, lambda e: e.get("message", {}).get("seq") == before.seq)
         status, _ = await alice.client.request("DELETE", members_path(gid(conversation), bob.id))
         assert status == 204
         await alice.client.send(conversation, "after bob left")
         await carol.client.send(conversation, "bye bob")
-        assert [e for e in await events_for(bob_ws) if e["type"] == "message"] == []
+        # Not even the notice of his own removal: that goes to those who stay.
+        after = await events_for(bob_ws)
+        assert [e for e in after if e["type"] == "message"] == []
+        assert {"type": "conversation_removed", "conversation": conversation} in after
     client, path = bob.client, f"/api/v1/conversations/{conversation}"
     answer = await client.request("POST", f"{path}/messages", {"body": "hi"})
     assert_error(answer, 403, "not_member")
@@ -211,7 +223,8 @@ async def test_a_removed_member_stops_receiving_and_can_no_longer_send_or_read(
     assert_error(await client.request("POST", f"{path}/read", {"seq": 3}), 403, "not_member")
     assert_error(await client.request("GET", f"{GROUPS}/{gid(conversation)}"), 403, "not_member")
     assert await listed(bob) == []
-    assert [m.body for m in await carol.client.messages(conversation)][-1] == "bye bob"
+    bodies = [m.body for m in await carol.client.messages(conversation)]
+    assert bodies[-4:] == ["before", "Alice removed Bob", "after bob left", "bye bob"]
 
 
 async def test_a_member_added_again_sees_only_what_comes_after_the_new_join(
@@ -224,14 +237,17 @@ async def test_a_member_added_again_sees_only_what_comes_after_the_new_join(
         await alice.client.send(conversation, "while bob was out")
         await alice.client.add_members(gid(conversation), [bob.id])
         back = await alice.client.send(conversation, "welcome back")
-        seen = await events_until(bob_ws, lambda e: e.get("message", {}).get("seq") == 3)
+        seen = await events_until(bob_ws, lambda e: e.get("message", {}).get("seq") == back.seq)
+    # 1 created, 2 "while bob was in", 3 his removal, 4 "while bob was out",
+    # 5 the notice that adds him again, 6 "welcome back".
     assert seen[-1] == {"type": "message", "message": msgspec.to_builtins(back)}
-    assert [e["message"]["seq"] for e in seen if e["type"] == "message"] == [1, 3]
+    assert [e["message"]["seq"] for e in seen if e["type"] == "message"] == [1, 2, 5, 6]
     entries = [e["conversation"] for e in seen if e["type"] == "conversation"]
-    assert [(c["id"], c["read_seq"], c["unread"]) for c in entries][-1] == (conversation, 2, 0)
-    assert await bob.client.messages(conversation) == [back]
+    assert [(c["id"], c["read_seq"], c["unread"]) for c in entries][-1] == (conversation, 5, 0)
+    [again, later] = await bob.client.messages(conversation)
+    assert (again.seq, again.kind, later) == (5, "system", back)
     [entry] = await bob.client.conversations()
-    assert (entry.read_seq, entry.unread, entry.last_message) == (2, 1, back)
+    assert (entry.read_seq, entry.unread, entry.last_message) == (5, 1, back)
 
 
 async def test_a_member_can_leave_a_group(alice: Account, bob: Account, carol: Account) -> None:
