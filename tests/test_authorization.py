@@ -44,6 +44,8 @@ SECRET_BODIES = (
     "group, after dave left: new oak is the birch",
 )
 SECRET_CLIENT_IDS = ("cmid-secret-private-1", "cmid-secret-group-1")
+# The notices of the scene's own changes: no refused request adds one.
+SCENE_NOTICES = ["created", "member_removed"]
 GROUP_NAME = "Secret Garden"
 DISPLAY = {"alice": "Alice Anonymous", "bob": "Bob Backstage", "carol": "Carol Curious"}
 DISPLAY["dave"] = "Dave Departed"
@@ -147,6 +149,16 @@ ENDPOINTS: list[tuple[str, str, Any]] = [
     ("GET", "/api/v1/groups/{group}", None),
     ("POST", "/api/v1/groups/{group}/members", {"user_id": "{carol}"}),
     ("DELETE", "/api/v1/groups/{group}/members/{bob}", None),
+    *(
+        GROUP_RUNNING := [
+            ("PATCH", "/api/v1/groups/{group}", {"name": "taken", "muted_all": True}),
+            ("PUT", "/api/v1/groups/{group}/admins", {"user_ids": ["{bob}"]}),
+            ("POST", "/api/v1/groups/{group}/owner", {"user_id": "{bob}"}),
+            ("PUT", "/api/v1/groups/{group}/mutes/{bob}", {"seconds": 60}),
+            ("DELETE", "/api/v1/groups/{group}/mutes/{bob}", None),
+            ("DELETE", "/api/v1/groups/{group}", None),
+        ]
+    ),
     ("GET", "/api/v1/conversations", None),
     ("GET", PRIVATE_PATHS, None),
     ("GET", PRIVATE_PATHS + "/messages", None),
@@ -182,7 +194,13 @@ ROWS: list[Row] = [
             ("POST", "/api/v1/groups/{group}/members", {"user_ids": ["{dave}"]}),
             ("DELETE", "/api/v1/groups/{group}/members/{bob}", None),
             ("DELETE", "/api/v1/groups/{group}/members/{alice}", None),
+            *GROUP_RUNNING,
         ]
+    ),
+    # A plain member runs nothing of the group (PROTOCOL-v2 §6).
+    *(
+        Row("member", method, path.replace("{bob}", "{alice}"), body, 403, "forbidden")
+        for method, path, body in GROUP_RUNNING
     ),
     # A member that is not the owner: only the owner adds others or removes them.
     Row(
@@ -240,10 +258,11 @@ async def test_a_refused_request_changes_nothing(scene: Scene) -> None:
     assert group.member_ids == [scene.users["alice"].id, scene.users["bob"].id]
     assert group.owner_id == scene.users["alice"].id
     assert [m.body for m in await alice.messages(scene.private)] == list(SECRET_BODIES[:2])
-    assert [m.body for m in await alice.messages(scene.group)] == [
-        SECRET_BODIES[2],
-        SECRET_BODIES[3],
-    ]
+    # Only the messages the scene itself sent, and the notices of its own changes.
+    texts = [m.body for m in await alice.messages(scene.group) if m.kind == "text"]
+    assert texts == [SECRET_BODIES[2], SECRET_BODIES[3]]
+    notices = [m.system["event"] for m in await alice.messages(scene.group) if m.system]
+    assert notices == SCENE_NOTICES
     assert (await alice.me()).display_name == DISPLAY["alice"]
     assert (await scene.client("none").login("alice", PASSWORD)).user.id == scene.users["alice"].id
 
@@ -544,7 +563,8 @@ async def test_a_removed_member_replaying_an_old_client_msg_id_stores_nothing_ne
     )
     assert status in (200, 403), body
     assert_refused_or_own_original(body, msgspec.to_builtins(sent))
-    assert [m.body for m in await alice.messages(scene.group)][-1] == "bob's own line"
+    bodies = [m.body for m in await alice.messages(scene.group)]
+    assert bodies[-2:] == ["bob's own line", f"{DISPLAY['alice']} removed {DISPLAY['bob']}"]
 
 
 async def test_a_non_member_reusing_its_own_client_msg_id_on_a_group_stores_nothing_there(
