@@ -84,7 +84,7 @@ async def test_each_entry_shows_the_last_message_and_its_time(
         assert entry.last_seq == 2
 
 
-async def test_a_group_without_messages_is_listed_as_of_joining(
+async def test_a_new_group_is_listed_with_its_created_notice(
     alice: Account, bob: Account
 ) -> None:
     before = iso_ms(now_ms())
@@ -92,9 +92,14 @@ async def test_a_group_without_messages_is_listed_as_of_joining(
     after = iso_ms(now_ms())
     entry = (await entries(bob))[team]
     assert (entry.type, entry.title, entry.peer_id) == ("group", "Quiet room", None)
-    assert entry.last_message is None
-    assert entry.group_id == int(team[2:]) and (entry.unread, entry.last_seq) == (0, 0)
-    assert before <= entry.updated_at <= after
+    # PROTOCOL-v2 §1: a group's conversation starts with its created notice,
+    # which is its last message until one is sent, and counts for no one.
+    created = entry.last_message
+    assert created is not None and (created.seq, created.kind) == (1, "system")
+    assert created.body == 'Alice created the group "Quiet room"'
+    assert entry.group_id == int(team[2:]) and (entry.unread, entry.last_seq) == (0, 1)
+    assert entry.read_seq == 1
+    assert before <= entry.updated_at <= after and entry.updated_at == created.sent_at
 
 
 async def test_limit_keeps_only_the_newest_entries_and_the_default_is_100(
@@ -179,7 +184,9 @@ async def test_unread_is_exact_when_one_account_sends_from_several_devices_at_on
     assert (bob_list[direct].unread, bob_list[direct].read_seq) == (0, total_bob)
     assert alice_list[team].unread == total_bob + per_device
     history = await alice.client.messages(team, limit=200)
-    assert [m.seq for m in history] == list(range(1, total_bob + per_device + 1))
+    # Seq 1 is the created notice; the messages follow it without a gap.
+    assert [m.seq for m in history] == list(range(1, total_bob + per_device + 2))
+    assert history[0].kind == "system"
     assert bob_list[team].unread == unread_by_rule(history, bob.id)
     assert carol_list[team].unread == unread_by_rule(history, carol.id)
 
@@ -215,8 +222,14 @@ async def test_time_separators_are_counted_per_conversation(
     again = await ann.client.send(private(ann, ben), "to ben again")
     assert [m.time_separator for m in (first, other, again)] == [True, True, True]
     team = await group_of(ann, ben, cat)
+    # The group's created notice opens its timeline, so it carries the first
+    # separator; the messages right after it do not.
+    [created] = await cat.client.messages(team)
+    assert created.kind == "system" and created.time_separator
     group_marks = [(await cat.client.send(team, f"g{i}")).time_separator for i in range(3)]
-    assert group_marks == [True, False, False]
+    assert group_marks == [False, False, False]
+    await asyncio.sleep(0.5)
+    assert (await cat.client.send(team, "later")).time_separator
 
 
 # -- live updates -------------------------------------------------------------------
