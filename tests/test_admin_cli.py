@@ -101,6 +101,8 @@ async def test_push_reaches_the_named_users_sockets(cli: Cli, server: RunningSer
             assert await sock.next_event() == {"type": "push", "event": "everyone"}
         group = await cli.ok("group", "create", "g", "--owner", str(ids[1]))
         assert (await other.next_event())["type"] == "conversation"
+        created = await other.next_event()  # the group's first entry, its created notice
+        assert created["message"]["system"]["event"] == "created"
         assert await cli.ok("push", "--group", str(group["id"]), "[1, 2]") == {"connections": 1}
         assert await other.next_event() == {"type": "push", "event": [1, 2]}
         with pytest.raises(TimeoutError):

@@ -27,22 +27,23 @@ async def test_ten_clients_sending_thirty_each_to_one_group_give_seqs_1_to_300(
 
     acked = await asyncio.gather(*(stream(i) for i in range(10)))
     every_seq = sorted(seq for per_sender in acked for seq in per_sender)
-    assert every_seq == list(range(1, 301))
+    assert every_seq == list(range(2, 302))  # after the group's created notice
     for per_sender in acked:
         assert per_sender == sorted(per_sender)  # a sender's own sends keep their order
 
     received = [await listener.next_event(timeout=10) for _ in range(300)]
-    assert [e["message"]["seq"] for e in received] == list(range(1, 301))  # type: ignore[index]
+    assert [e["message"]["seq"] for e in received] == list(range(2, 302))  # type: ignore[index]
 
     entry = next(c for c in await silent.client.conversations() if c.id == conversation)
-    assert (entry.unread, entry.last_seq, entry.read_seq) == (300, 300, 0)
+    assert (entry.unread, entry.last_seq, entry.read_seq) == (300, 301, 1)
     history = []
     after = 0
     while batch := await silent.client.messages(conversation, after=after, limit=200):
         history.extend(batch)
         after = batch[-1].seq
-    assert [m.seq for m in history] == list(range(1, 301))
-    bodies = {m.body for m in history}
+    assert [m.seq for m in history] == list(range(1, 302))
+    assert history[0].kind == "system"
+    bodies = {m.body for m in history[1:]}
     assert bodies == {f"{i}:{n}" for i in range(10) for n in range(30)}
     for ws in [listener, *sockets]:
         await ws.close()
@@ -63,7 +64,7 @@ async def test_every_member_connection_sees_a_groups_messages_in_seq_order(
     await asyncio.gather(*(burst(i) for i in range(5)))
     for watcher in watchers:
         seqs = [(await watcher.next_event(timeout=10))["message"]["seq"] for _ in range(100)]  # type: ignore[index]
-        assert seqs == list(range(1, 101))
+        assert seqs == list(range(2, 102))  # seq 1, the created notice, came before
     for ws in sockets + watchers:
         await ws.close()
 
@@ -87,14 +88,14 @@ async def test_unread_is_exact_when_reads_and_sends_race(make_account: AccountFa
 
     await asyncio.gather(read_along(), *(write(i) for i in range(4)))
     final = next(c for c in await reader.client.conversations() if c.id == conversation)
-    assert final.last_seq == 100
-    assert final.unread == final.last_seq - final.read_seq
-    await reader_ws.mark_read(conversation, 100)
+    assert final.last_seq == 101  # the created notice and 100 messages
+    assert final.unread == final.last_seq - final.read_seq  # the notice is read (seq 1)
+    await reader_ws.mark_read(conversation, 101)
     final = next(c for c in await reader.client.conversations() if c.id == conversation)
-    assert (final.unread, final.read_seq) == (0, 100)
+    assert (final.unread, final.read_seq) == (0, 101)
     for w, ws in zip(writers, writer_ws, strict=True):
         entry = next(c for c in await w.client.conversations() if c.id == conversation)
-        assert entry.last_seq == 100
-        assert entry.unread == 100 - entry.read_seq
+        assert entry.last_seq == 101
+        assert entry.unread == 101 - entry.read_seq
         await ws.close()
     await reader_ws.close()
