@@ -84,9 +84,7 @@ async def test_each_entry_shows_the_last_message_and_its_time(
         assert entry.last_seq == 2
 
 
-async def test_a_new_group_is_listed_with_its_created_notice(
-    alice: Account, bob: Account
-) -> None:
+async def test_a_new_group_is_listed_with_its_created_notice(alice: Account, bob: Account) -> None:
     before = iso_ms(now_ms())
     team = await group_of(alice, bob, name="Quiet room")
     after = iso_ms(now_ms())

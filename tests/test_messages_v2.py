@@ -78,7 +78,8 @@ async def test_a_reply_to_a_notice_a_missing_seq_or_before_joining_is_refused(
     await alice.client.add_members(int(team[2:]), [carol.id])
     own = await alice.client.send(team, "after carol")
     notice = await alice.client.recall(team, own.seq)
-    for seq in (notice.seq, 999, before.seq):
+    added = own.seq - 1  # the members_added notice that carol sees first
+    for seq in (notice.seq, added, 1, 999, before.seq):
         body = {"body": "re", "reply_to": seq}
         assert_error(
             await carol.client.request("POST", messages_path(team), body), 422, "bad_request"
@@ -88,7 +89,7 @@ async def test_a_reply_to_a_notice_a_missing_seq_or_before_joining_is_refused(
         assert_error(
             await bob.client.request("POST", messages_path(team), body), 422, "bad_request"
         )
-    assert [m.seq for m in (await history(carol, team)).values()] == [own.seq, notice.seq]
+    assert [m.seq for m in (await history(carol, team)).values()] == [added, own.seq, notice.seq]
 
 
 # -- forward --------------------------------------------------------------------
@@ -194,7 +195,7 @@ async def test_mentions_are_for_members_of_a_group_and_at_all_for_its_owner(
     repeated = await alice.client.send(team, "twice", mentions=[bob.id, bob.id])
     assert repeated.mentions == [bob.id]
     assert (await entry(bob, team))["mentioned"] == 1
-    assert [m.body for m in (await history(bob, team)).values()] == ["twice"]
+    assert [m.body for m in (await history(bob, team)).values()][1:] == ["twice"]
 
 
 # -- recall ---------------------------------------------------------------------
@@ -278,6 +279,7 @@ async def test_recall_and_edit_over_websocket_reach_every_member(
         assert answer["type"] == "error" and answer["code"] == "bad_request"
     seen = await history(carol, team)
     assert [(m.kind, m.recalled) for m in seen.values()] == [
+        ("system", False),  # created
         ("text", True),
         ("edit", False),
         ("recall", False),
@@ -393,7 +395,8 @@ async def test_a_recall_or_edit_from_outside_changes_nothing(
         answer = await carol.client.request("POST", messages_path(conversation, seq, "edit"), body)
         assert_error(answer, 403, "not_member")
     assert [(m.body, m.recalled) for m in (await history(bob, team)).values()] == [
-        ("members only", False)
+        ('Alice created the group "Team"', False),
+        ("members only", False),
     ]
     assert [m.body for m in (await history(bob, chat)).values()] == ["just us"]
     assert (await entry(alice, team))["unread"] == 1

@@ -49,7 +49,7 @@ async def test_a_client_that_never_reads_is_dropped_and_others_get_everything(
             for _ in range(200):
                 assert (await sender_ws.next_event(timeout=20))["type"] == "ack"
         seqs = [(await reader_ws.next_event(timeout=20))["message"]["seq"] for _ in range(count)]  # type: ignore[index]
-        assert seqs == list(range(1, count + 1))
+        assert seqs == list(range(2, count + 2))  # after the group's created notice
         # Cut off at once (nothing more is queued), gone once the close times out.
         stalled_connection = hub.connections_of(users[1].id)
         assert all(c.state.value != "open" for c in stalled_connection)

@@ -48,7 +48,8 @@ async def test_typing_reaches_the_other_members_once_per_two_seconds(
         assert await typer.next_event() == typing_of(team, bob.id)
     # Nothing stored: no message, no change to any list.
     assert (await alice.client.chat_list()) == before
-    assert await alice.client.messages(team, after=0) == []
+    stored = await alice.client.messages(team, after=0)
+    assert [(m.seq, m.kind) for m in stored] == [(1, "system")]  # the created notice only
 
 
 async def test_typing_in_a_private_chat_reaches_the_peer(alice: Account, bob: Account) -> None:
