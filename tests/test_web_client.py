@@ -428,14 +428,15 @@ async def test_group_chat_with_members(web_server: WebServer, browser: Browser) 
     )
     await expect(alice.locator("#pane-sub")).to_have_text("3 members")
     await expect(chat(carol, "Weekend hike")).to_be_visible()
-    # Added after two messages: a clear state, not "No messages yet".
+    # Added after two messages: the notice that added her, and nothing before it.
     await expect(chat(carol, "Weekend hike").locator(".chat-preview")).to_have_text(
-        "You joined: new messages show here"
+        "Alice added Carol Jones"
     )
     await chat(carol, "Weekend hike").click()
     await expect(carol.locator("#messages .history-start")).to_have_text(
         "You joined this group. Messages sent before you joined are not shown to you."
     )
+    await expect(carol.locator("#messages .notice-line")).to_have_text(["Alice added Carol Jones"])
     await send(carol, "Count me in")
     await expect(alice.locator(".msg.other .sender")).to_have_text(["Bob", "Carol Jones"])
     await expect(bob.locator(".msg.other .sender")).to_have_text(["Alice", "Carol Jones"])
@@ -1397,3 +1398,99 @@ async def test_the_sender_sees_who_read_a_group_message(
     await expect(own).to_have_text("1 read · 1 unread")
     # Others' messages show no such line.
     await expect(page.locator("#messages .msg.other .read-by")).to_have_count(0)
+
+
+async def test_a_group_is_run_from_its_panel_and_every_member_sees_it_live(
+    web_server: WebServer, browser: Browser
+) -> None:
+    """PROTOCOL-v2 §6 in the browser: roles, rename, announcement, mutes, mute-all,
+    hand-over and dissolution from the group panel, each a line in the timeline."""
+    await web_server.account("alice", "Alice")
+    _, bob_api = await web_server.account("bob", "Bob")
+    await web_server.account("carol", "Carol")
+    alice = await browser.page("alice")
+    bob = await browser.page("bob")
+    carol = await browser.page("carol")
+    for page, name in [(alice, "alice"), (bob, "bob"), (carol, "carol")]:
+        await sign_in(page, browser.url, name)
+    await alice.click("#btn-new-group")
+    await alice.fill("#group-name", "Book club")
+    await alice.fill("#group-members", "bob, carol")
+    await alice.click("#form-group button[type=submit]")
+    await expect(alice.locator("#pane-title")).to_have_text("Book club")
+    await expect(alice.locator("#messages .notice-line")).to_have_text(
+        ['Alice created the group "Book club"']
+    )
+    for page in (bob, carol):
+        await chat(page, "Book club").click()
+        await expect(page.locator("#messages .notice-line")).to_have_count(1)
+
+    # The owner makes Bob an admin: everyone sees the line, Bob's panel the tag.
+    await alice.click("#btn-members")
+    await alice.select_option('#members select[aria-label="Actions for Bob"]', "make-admin")
+    await expect(alice.locator("#members .member:has-text('Bob') .tag.admin")).to_have_text("Admin")
+    for page in (alice, bob, carol):
+        await expect(page.locator("#messages .notice-line").last).to_have_text(
+            "Alice made Bob an admin"
+        )
+    await bob.click("#btn-members")
+    await expect(bob.locator("#members .member:has-text('Bob') .tag.admin")).to_have_text("Admin")
+    # A plain member sees no settings and no actions.
+    await carol.click("#btn-members")
+    await expect(carol.locator("#group-settings")).to_be_hidden()
+    await expect(carol.locator("#members select")).to_have_count(0)
+    await expect(carol.locator("#members-add")).to_be_hidden()
+
+    # The admin renames it and sets an announcement: the list, the header, the panel.
+    await expect(bob.locator("#group-settings")).to_be_visible()
+    await bob.fill("#group-rename", "Book club 2026")
+    await bob.fill("#group-announce", "We read Dune in December")
+    await bob.click("#group-settings button[type=submit]")
+    for page in (alice, carol):
+        await expect(page.locator("#pane-title")).to_have_text("Book club 2026")
+        await expect(chat(page, "Book club 2026")).to_be_visible()
+        await expect(page.locator("#messages .notice-line").last).to_have_text(
+            "Bob updated the announcement: We read Dune in December"
+        )
+    await expect(carol.locator("#group-announcement-text")).to_have_text("We read Dune in December")
+
+    # The admin mutes Carol for 10 minutes: her composer says so, and a send is refused.
+    await bob.select_option('#members select[aria-label="Actions for Carol"]', "mute:600")
+    await expect(carol.locator("#compose-blocked")).to_contain_text("You are muted in this group")
+    await expect(carol.locator("#composer")).to_be_hidden()
+    await expect(carol.locator("#members .member:has-text('Carol') .tag.muted")).to_be_visible()
+    with pytest.raises(ApiError) as refused:
+        await (await web_server.client_for("carol")).send(
+            f"g:{(await bob_api.conversations())[0].group_id}", "let me in"
+        )
+    assert refused.value.code == "muted"
+    await bob.select_option('#members select[aria-label="Actions for Carol"]', "unmute")
+    await expect(carol.locator("#composer")).to_be_visible()
+    await send(carol, "thanks")
+    await expect(alice.locator(".msg.other .bubble")).to_have_text(["thanks"])
+
+    # Mute all: only the owner and admins write.
+    await alice.check("#group-mute-all")
+    await alice.click("#group-settings button[type=submit]")
+    await expect(carol.locator("#compose-blocked")).to_contain_text("Only the owner and admins")
+    await expect(bob.locator("#composer")).to_be_visible()
+    await alice.uncheck("#group-mute-all")
+    await alice.click("#group-settings button[type=submit]")
+    await expect(carol.locator("#composer")).to_be_visible()
+    await screenshot(alice, "group-run-from-panel")
+
+    # The owner hands the group to Bob, who dissolves it: nobody can write, all can read.
+    await alice.select_option('#members select[aria-label="Actions for Bob"]', "make-owner")
+    await alice.click("#dlg-confirm-ok")
+    await expect(bob.locator("#btn-dissolve")).to_be_visible()
+    await expect(alice.locator("#btn-dissolve")).to_be_hidden()
+    await bob.click("#btn-dissolve")
+    await bob.click("#dlg-confirm-ok")
+    for page in (alice, bob, carol):
+        await expect(page.locator("#compose-blocked")).to_contain_text("dissolved")
+        await expect(page.locator("#messages .notice-line").last).to_have_text(
+            "Bob dissolved the group"
+        )
+    await expect(carol.locator(".msg .bubble")).to_have_text(["thanks"])
+    await expect(carol.locator("#pane-sub")).to_have_text("Dissolved · 3 members")
+    await screenshot(carol, "group-dissolved")

@@ -61,7 +61,18 @@ test("unread skips notices, recalled messages and one's own; mentions count apar
   applyMessage(entry, notice(9, 2, "edit", 8, "changed"), 1, 4);
   assert.deepEqual([entry.last_message.seq, entry.last_message.body, entry.updated_at],
     [8, "changed", at(8)]); // an edit does not move the chat
-  applyMessage(entry, msg(10, 1, "mine"), 1, 5);
+  // A group change's notice (PROTOCOL-v2 §6) moves the chat and counts for no one;
+  // it reads up to it only for its actor, not for the owner it is sent as.
+  const change = (seq, actor) => msg(seq, 1, "Bob was muted for 1 hour",
+    { kind: "system", system: { event: "muted", actor, users: [2], name: null, text: null } });
+  applyMessage(entry, change(10, null), 1, 5);
+  assert.deepEqual([entry.unread, entry.mentioned, entry.read_seq, entry.last_message.seq],
+    [2, 2, 5, 10]);
+  applyMessage(entry, change(11, 3), 1, 6);
+  assert.deepEqual([entry.unread, entry.read_seq], [2, 5]);
+  applyMessage(entry, change(12, 1), 1, 7);
+  assert.deepEqual([entry.unread, entry.mentioned, entry.read_seq], [0, 0, 12]);
+  applyMessage(entry, msg(13, 1, "mine"), 1, 8);
   assert.deepEqual([entry.unread, entry.mentioned], [0, 0]);
 });
 

@@ -88,5 +88,7 @@ export function sendOutcome(code, message) {
   if (code === "too_large") return { retry: false, label: "Too long" };
   if (code === "not_member") return { retry: false, label: "Not a member" };
   if (code === "forbidden") return { retry: false, label: message || "Not allowed" };
+  if (code === "muted") return { retry: false, label: "Not sent: you are muted here" };
+  if (code === "group_dissolved") return { retry: false, label: "Not sent: the group was dissolved" };
   return { retry: false, label: message || "Not sent" };
 }

@@ -104,9 +104,23 @@ function onMessage(message) {
       noticeMessage(message, userName, openConversation);
     }
   }
+  if (message.kind === "system") groupChanged(message);
   render({ list: true });
   addMessages(message.conversation, [message], false);
   if (message.conversation === S.openId && message.sender !== me().id) markOpenRead();
+}
+
+/**
+ * A group's change (PROTOCOL-v2 §6) came as its notice: the new name at once,
+ * and the group again (roles, mutes, announcement) for the panel and composer.
+ * @param {import("./types.js").Message} message
+ */
+function groupChanged(message) {
+  const entry = S.entries.get(message.conversation);
+  if (!entry || entry.type !== "group" || entry.group_id === null) return;
+  const change = /** @type {{event?: string, name?: string | null}} */ (message.system || {});
+  if (change.event === "renamed" && change.name) entry.title = change.name;
+  if (S.groups.has(entry.group_id) || message.conversation === S.openId) loadGroup(entry.group_id);
 }
 
 /**
@@ -168,6 +182,10 @@ function onError(frame) {
   pending.state = "failed";
   pending.error = outcome.label;
   savePending();
+  const entry = S.entries.get(pending.conversation);
+  if ((frame.code === "muted" || frame.code === "group_dissolved") && entry && entry.group_id) {
+    loadGroup(entry.group_id); // the composer then says why, and for how long
+  }
   render({ pane: true });
 }
 

@@ -18,7 +18,9 @@ import { createGroup, startPrivateChat } from "./view-dialogs.js";
 import { renderList, rove } from "./view-list.js";
 import { closeEntryMenu, entryMenuKey, openEntryMenu } from "./view-entry.js";
 import { READ_BY_REFRESH_MS, refreshReadBy } from "./view-readby.js";
-import { addMember, leaveGroup, toggleMembers } from "./view-members.js";
+import {
+  addMember, dissolveGroup, leaveGroup, saveGroupSettings, toggleMembers,
+} from "./view-members.js";
 import { openProfile, saveName, savePassword } from "./view-profile.js";
 import { saveNoticeSettings } from "./notices.js";
 
@@ -127,6 +129,8 @@ function wire() {
   $("btn-members-close").addEventListener("click", toggleMembers);
   $("members-add").addEventListener("submit", addMember);
   $("btn-leave").addEventListener("click", leaveGroup);
+  $("group-settings").addEventListener("submit", saveGroupSettings);
+  $("btn-dissolve").addEventListener("click", dissolveGroup);
   $("btn-forget").addEventListener("click", () => {
     const id = S.openId;
     if (!id) return;

@@ -179,7 +179,9 @@ export function notePeerRead(id, seq) {
  */
 export function dropConversation(id, tellUser) {
   const entry = S.entries.get(id);
-  if (entry && entry.removed) return;
+  // Told twice (the event, then again): once is enough. One's own leave drops it
+  // even when its `conversation_removed` event came before the answer.
+  if (tellUser && entry && entry.removed) return;
   if (tellUser && entry && !entry.local) {
     // Taken out by someone else: the chat stays, saying so, until dismissed.
     entry.removed = true;

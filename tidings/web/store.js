@@ -140,7 +140,11 @@ export function applyMessage(entry, message, me, clock) {
   }
   // A countable message brings a hidden entry back (PROTOCOL-v2 §5).
   if (COUNTED.has(kind)) entry.hidden = false;
-  if (message.sender === me) {
+  // A group change's notice is one's own when one made the change (its actor):
+  // the business backend's are sent in the owner's name and read nothing.
+  const system = /** @type {{actor?: number | null} | null | undefined} */ (message.system);
+  const own = kind === "system" ? Boolean(system && system.actor === me) : message.sender === me;
+  if (own) {
     entry.read_seq = message.seq; // sending (a message, a recall, an edit) marks all before it read
     entry.unread = 0;
     entry.mentioned = 0;

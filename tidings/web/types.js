@@ -62,11 +62,24 @@
  */
 
 /**
+ * @typedef {object} Announcement
+ * @property {string} text
+ * @property {string} updated_at
+ * @property {number | null} by
+ */
+
+/**
  * @typedef {object} Group
  * @property {number} id
  * @property {string} name
  * @property {number} owner_id
  * @property {number[]} member_ids
+ * @property {number[]} [admin_ids]
+ * @property {Announcement | null} [announcement]
+ * @property {boolean} [muted_all]
+ * @property {number[]} [muted_ids]
+ * @property {Record<string, string>} [mutes]
+ * @property {boolean} [dissolved]
  */
 
 /**

@@ -4,8 +4,9 @@
 
 import { $, avatar, el } from "./dom.js";
 import {
-  MAX_BODY_CHARS, composerCheck, lineTime, linkParts, plural, typingText,
+  MAX_BODY_CHARS, composerCheck, hhmm, lineTime, linkParts, plural, typingText,
 } from "./format.js";
+import { sendBlock } from "./group-rules.js";
 import { loadOlder } from "./history.js";
 import { sendPending, socket, watchRows } from "./live.js";
 import { user, userName } from "./people.js";
@@ -134,6 +135,7 @@ export function renderPane() {
   } else if (entry.type === "group") {
     const group = entry.group_id === null ? undefined : S.groups.get(entry.group_id);
     sub = group ? plural(group.member_ids.length, "member") : "";
+    if (group && group.dissolved) sub = `Dissolved · ${sub}`;
   } else if (entry.peer_id !== null) {
     const peer = user(entry.peer_id);
     sub = peer ? `@${peer.username}` : "";
@@ -146,7 +148,13 @@ export function renderPane() {
   $("pane-sub").textContent = typing || sub;
   $("pane-sub").classList.toggle("typing", Boolean(typing));
   $("btn-members").hidden = entry.type !== "group" || Boolean(entry.removed);
-  $("composer").hidden = Boolean(entry.removed);
+  // PROTOCOL-v2 §6: a dissolved group, a muted member, everyone muted.
+  const group = entry.type === "group" && entry.group_id !== null
+    ? S.groups.get(entry.group_id) : undefined;
+  const blocked = group && !entry.removed ? sendBlock(group, me().id, Date.now(), hhmm) : null;
+  $("composer").hidden = Boolean(entry.removed) || Boolean(blocked);
+  $("compose-blocked").hidden = !blocked;
+  $("compose-blocked").textContent = blocked || "";
   $("removed-note").hidden = !entry.removed;
   if (entry.removed) {
     $("removed-text").textContent = entry.type === "group"

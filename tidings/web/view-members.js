@@ -1,12 +1,20 @@
 // @ts-check
-// A group's members panel: who is in, the owner's add and remove, leaving.
+// A group's panel (PROTOCOL-v2 §6): its announcement; for the owner and admins
+// its name, announcement and mute-all; who is in with their roles and mutes,
+// and what the viewer may do to each (group-rules.js); leaving, dissolving.
 
 import { ApiError } from "./api.js";
 import { $, avatar, el } from "./dom.js";
+import { lineTime } from "./format.js";
+import {
+  MUTE_CHOICES, adminsWith, memberActions, mutedUntil, roleOf, runs,
+} from "./group-rules.js";
 import { api, dropConversation, loadGroup, resolveUser, userName } from "./people.js";
 import { render } from "./render.js";
 import { confirmDialog } from "./view-dialogs.js";
 import { S, me } from "./state.js";
+
+/** @typedef {import("./types.js").Group} Group */
 
 export function renderMembers() {
   const entry = S.openId ? S.entries.get(S.openId) : undefined;
@@ -18,15 +26,27 @@ export function renderMembers() {
   }
   const group = S.groups.get(entry.group_id);
   $("members-title").textContent = group ? `Members (${group.member_ids.length})` : "Members";
-  const owner = Boolean(group && group.owner_id === me().id);
-  $("members-add").hidden = !owner;
+  const running = Boolean(group && runs(group, me().id));
+  $("members-add").hidden = !running;
+  renderGroupInfo(group);
+  const now = Date.now();
   const items = (group ? group.member_ids : []).map((id) => {
     const item = el("li", "member");
     item.appendChild(avatar(`u${id}`, userName(id), "small"));
     item.appendChild(el("span", "member-name", userName(id)));
-    if (group && group.owner_id === id) item.appendChild(el("span", "tag", "Owner"));
+    const role = group ? roleOf(group, id) : "member";
+    if (role === "owner") item.appendChild(el("span", "tag", "Owner"));
+    if (role === "admin") item.appendChild(el("span", "tag admin", "Admin"));
+    const until = group ? mutedUntil(group, id, now) : 0;
+    if (until) {
+      const tag = el("span", "tag muted", "Muted");
+      tag.title = `Muted until ${lineTime(new Date(until).toISOString())}`;
+      item.appendChild(tag);
+    }
     if (id === me().id) item.appendChild(el("span", "tag you", "You"));
-    if (group && owner && id !== me().id) {
+    const actions = group ? memberActions(group, me().id, id, now) : [];
+    if (group && actions.some((a) => a !== "remove")) item.appendChild(actionsMenu(group, id, actions));
+    if (group && actions.includes("remove")) {
       const remove = el("button", "icon remove", "×");
       remove.type = "button";
       remove.title = `Remove ${userName(id)}`;
@@ -114,4 +134,140 @@ export function toggleMembers() {
   } else {
     $("btn-members").focus();
   }
+}
+
+/**
+ * The announcement for everyone; the settings form for who runs the group;
+ * dissolving for its owner.
+ * @param {Group | undefined} group
+ */
+function renderGroupInfo(group) {
+  const box = $("group-announcement");
+  const note = group && group.announcement;
+  box.hidden = !note;
+  if (note) {
+    $("group-announcement-text").textContent = note.text;
+    const by = note.by === null ? "" : `${userName(note.by)}, `;
+    $("group-announcement-by").textContent = `${by}${lineTime(note.updated_at)}`;
+  }
+  const form = /** @type {HTMLFormElement} */ ($("group-settings"));
+  const running = Boolean(group && runs(group, me().id));
+  form.hidden = !running;
+  if (group && running && !form.contains(document.activeElement)) {
+    /** @type {HTMLInputElement} */ ($("group-rename")).value = group.name;
+    /** @type {HTMLTextAreaElement} */ ($("group-announce")).value = note ? note.text : "";
+    /** @type {HTMLInputElement} */ ($("group-mute-all")).checked = Boolean(group.muted_all);
+  }
+  $("btn-dissolve").hidden = !group || group.dissolved || roleOf(group, me().id) !== "owner";
+}
+
+/**
+ * A member's actions for the viewer, as a list box: mute for a while,
+ * unmute, make or unmake admin, hand the group over.
+ * @param {Group} group
+ * @param {number} id
+ * @param {import("./group-rules.js").MemberAction[]} actions
+ */
+function actionsMenu(group, id, actions) {
+  const select = /** @type {HTMLSelectElement} */ (el("select", "member-actions"));
+  select.setAttribute("aria-label", `Actions for ${userName(id)}`);
+  /** @param {string} value @param {string} label */
+  const option = (value, label) => {
+    const found = /** @type {HTMLOptionElement} */ (el("option", null, label));
+    found.value = value;
+    select.appendChild(found);
+  };
+  option("", "Manage…");
+  for (const action of actions) {
+    if (action === "mute") {
+      for (const [seconds, label] of MUTE_CHOICES) option(`mute:${seconds}`, `Mute for ${label}`);
+    } else if (action === "unmute") option("unmute", "Unmute");
+    else if (action === "make-admin") option("make-admin", "Make admin");
+    else if (action === "unadmin") option("unadmin", "Remove as admin");
+    else if (action === "make-owner") option("make-owner", "Make owner");
+  }
+  select.addEventListener("change", () => {
+    const chosen = select.value;
+    select.value = "";
+    if (chosen) memberAction(group, id, chosen);
+  });
+  return select;
+}
+
+/**
+ * @param {Group} group
+ * @param {number} id
+ * @param {string} chosen
+ */
+async function memberAction(group, id, chosen) {
+  const base = `/groups/${group.id}`;
+  if (chosen === "make-owner") {
+    const sure = await confirmDialog(
+      `Make ${userName(id)} the owner of “${group.name}”? You will be a plain member.`,
+      "Make owner");
+    if (!sure) return;
+  }
+  await changeGroup(async () => {
+    if (chosen.startsWith("mute:")) {
+      return api("PUT", `${base}/mutes/${id}`, { seconds: Number(chosen.slice(5)) });
+    }
+    if (chosen === "unmute") return api("DELETE", `${base}/mutes/${id}`);
+    if (chosen === "make-admin" || chosen === "unadmin") {
+      return api("PUT", `${base}/admins`, { user_ids: adminsWith(group, id, chosen === "make-admin") });
+    }
+    return api("POST", `${base}/owner`, { user_id: id });
+  });
+}
+
+/**
+ * Run one change and keep the group it answers; its error in the panel.
+ * @param {() => Promise<Group | null>} change
+ */
+async function changeGroup(change) {
+  $("members-error").textContent = "";
+  try {
+    const group = await change();
+    if (group) S.groups.set(group.id, group);
+    render({ pane: true, members: true, list: true });
+  } catch (failure) {
+    $("members-error").textContent = failure instanceof Error ? failure.message : String(failure);
+  }
+}
+
+/** @param {Event} event */
+export async function saveGroupSettings(event) {
+  event.preventDefault();
+  const entry = S.openId ? S.entries.get(S.openId) : undefined;
+  const group = entry && entry.group_id !== null ? S.groups.get(entry.group_id) : undefined;
+  if (!entry || !group) return;
+  const name = /** @type {HTMLInputElement} */ ($("group-rename")).value.trim();
+  const text = /** @type {HTMLTextAreaElement} */ ($("group-announce")).value.trim();
+  const mutedAll = /** @type {HTMLInputElement} */ ($("group-mute-all")).checked;
+  /** @type {Record<string, unknown>} */
+  const body = {};
+  if (name !== group.name) body.name = name;
+  if (text !== (group.announcement ? group.announcement.text : "")) body.announcement = text;
+  if (mutedAll !== Boolean(group.muted_all)) body.muted_all = mutedAll;
+  if (!Object.keys(body).length) return;
+  await changeGroup(async () => {
+    const changed = await api("PATCH", `/groups/${group.id}`, body);
+    if (body.name !== undefined) entry.title = changed.name;
+    return changed;
+  });
+  /** @type {HTMLElement | null} */ (document.activeElement)?.blur();
+}
+
+/** Dissolving: the owner confirms; the history stays, nobody can write. */
+export async function dissolveGroup() {
+  const entry = S.openId ? S.entries.get(S.openId) : undefined;
+  const group = entry && entry.group_id !== null ? S.groups.get(entry.group_id) : undefined;
+  if (!group) return;
+  const sure = await confirmDialog(
+    `Dissolve “${group.name}”? Everyone keeps its history, but nobody can write in it any more.`,
+    "Dissolve");
+  if (!sure) return;
+  await changeGroup(async () => {
+    await api("DELETE", `/groups/${group.id}`);
+    return loadGroup(group.id);
+  });
 }
