@@ -3,7 +3,8 @@
 Going through the API would take hours for ten million messages; one
 ``INSERT ... SELECT ... generate_series`` per batch of conversations takes
 minutes on PostgreSQL. The rows are what the server itself would write:
-seqs 1..N per conversation, ``last_seq`` and ``last_sent_at`` to match.
+seqs 2..N+1 per conversation (seq 1 is the group's ``created`` notice),
+``last_seq`` and ``last_sent_at`` to match.
 SQLite (for the functional test and small runs) gets executemany batches.
 """
 
@@ -22,8 +23,8 @@ CONVERSATIONS_PER_STATEMENT = 4
 _PG_INSERT = """
 INSERT INTO messages (conversation_id, seq, sender_id, body, client_msg_id, sent_at,
                       time_separator)
-SELECT c, s, $2::bigint, 'history bench message number ' || s, NULL, $3::bigint + s * 1000, s = 1
-FROM unnest($1::text[]) AS c, generate_series(1, $4::bigint) AS s
+SELECT c, s, $2::bigint, 'history bench message number ' || s, NULL, $3::bigint + s * 1000, s = 2
+FROM unnest($1::text[]) AS c, generate_series(2, $4::bigint + 1) AS s
 """
 _PG_POSITIONS = "UPDATE conversations SET last_seq = $2, last_sent_at = $3 WHERE id = ANY($1)"
 
@@ -51,7 +52,8 @@ async def seeded_counts(database_url: str, conversation_ids: Sequence[str]) -> d
 async def seed_history(
     database_url: str, conversation_ids: Sequence[str], sender_id: int, per_conversation: int
 ) -> float:
-    """Fill each (empty) conversation with ``per_conversation`` messages; return seconds taken."""
+    """Fill each new group (its created notice only) with ``per_conversation`` messages
+    after that notice; return seconds taken."""
     started = time.monotonic()
     if make_url(database_url).get_backend_name() == "postgresql":
         await _seed_postgres(database_url, conversation_ids, sender_id, per_conversation)
@@ -70,7 +72,7 @@ async def _seed_postgres(database_url: str, ids: Sequence[str], sender_id: int, 
             chunk = list(ids[start : start + CONVERSATIONS_PER_STATEMENT])
             async with conn.transaction():
                 await conn.execute(_PG_INSERT, chunk, sender_id, BASE_MS, per)
-                await conn.execute(_PG_POSITIONS, chunk, per, BASE_MS + per * 1000)
+                await conn.execute(_PG_POSITIONS, chunk, per + 1, BASE_MS + (per + 1) * 1000)
             done = start + len(chunk)
             print(f"seeded {done * per:,} messages", file=sys.stderr, flush=True)
         await conn.execute("ANALYZE messages")
@@ -85,13 +87,13 @@ def _seed_sqlite(database_url: str, ids: Sequence[str], sender_id: int, per: int
                 "INSERT INTO messages (conversation_id, seq, sender_id, body, client_msg_id,"
                 " sent_at, time_separator) VALUES (?, ?, ?, ?, NULL, ?, ?)",
                 (
-                    (cid, s, sender_id, f"history bench message number {s}", BASE_MS + s, s == 1)
-                    for s in range(1, per + 1)
+                    (cid, s, sender_id, f"history bench message number {s}", BASE_MS + s, s == 2)
+                    for s in range(2, per + 2)
                 ),
             )
             db.execute(
                 "UPDATE conversations SET last_seq = ?, last_sent_at = ? WHERE id = ?",
-                (per, BASE_MS + per, cid),
+                (per + 1, BASE_MS + per + 1, cid),
             )
 
 

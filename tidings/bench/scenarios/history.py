@@ -39,8 +39,9 @@ async def _prepare(ctx: Context, session: aiohttp.ClientSession) -> tuple[str, l
         found.append(f"g:{(await client.create_group('history', [])).id}")
     ids = sorted(found)[: o.history_conversations]
     counts = await seeded_counts(ctx.database_url, ids)
-    empty = [cid for cid in ids if counts.get(cid, 0) == 0]
-    partial = [cid for cid in ids if 0 < counts.get(cid, 0) != per]
+    # A new group holds its created notice (seq 1); a seeded one per messages more.
+    empty = [cid for cid in ids if counts.get(cid, 0) <= 1]
+    partial = [cid for cid in ids if counts.get(cid, 0) not in (0, 1, per + 1)]
     if partial:
         raise SystemExit(f"history table seeded with another size ({partial[0]}); use a new db")
     if empty:
@@ -66,7 +67,7 @@ async def run(ctx: Context) -> dict[str, Any]:
         async def loop() -> None:
             nonlocal short
             while (now := time.monotonic()) < stop_at:
-                before = picker.randint(o.page + 1, per + 1)
+                before = picker.randint(o.page + 2, per + 2)  # seqs 2..per+1 are messages
                 page = await client.messages(picker.choice(ids), before=before, limit=o.page)
                 if now >= warm_until:
                     samples.append(int((time.monotonic() - now) * 1e6))
