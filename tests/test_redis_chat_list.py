@@ -335,3 +335,20 @@ async def test_redis_unreachable_after_a_commit_serves_sql_then_drops_the_copy(
         await alice.close()
         await bob.close()
         await runner.cleanup()
+
+
+async def test_an_edited_last_message_keeps_its_quote_in_the_redis_list(pair: Pair) -> None:
+    """An edit's outcome carries its target as it reads now, quote included: the
+    Redis list showed the edited last message without the message it quotes
+    (found by the counts test's random mix on two nodes)."""
+    alice, bob = await pair.user("alice"), await pair.user("bob")
+    chat = private(*pair.ids)
+    quoted = await alice.send(chat, "where do we meet?")
+    reply = await bob.send(chat, "at the statoin", reply_to=quoted.seq)
+    await pair.assert_same()  # the copy holds the conversation's head now
+    await bob.edit(chat, reply.seq, "at the station")
+    await pair.assert_same()
+    [entry] = await alice.conversations()
+    assert entry.last_message is not None and entry.last_message.body == "at the station"
+    assert entry.last_message.reply_to is not None
+    assert entry.last_message.reply_to.preview == "where do we meet?"

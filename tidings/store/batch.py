@@ -296,6 +296,18 @@ class WriteBatch:
         dialect = self.conn.dialect.name
         for row in fetch(self.conn, _messages_at(dialect), keys_params(dialect, sorted(wanted))):
             self.rows[(row[0], row[1])] = _Row(list(row), new=False)
+        # What a recalled or edited target quotes: the outcome carries the target
+        # as it reads now, quote included (the Redis chat list keeps it as is).
+        quoted = {
+            (row.values[0], row.values[REPLY_SEQ])
+            for row in self.rows.values()
+            if row.values[REPLY_SEQ] is not None
+        } - set(self.rows)
+        if quoted:
+            for row in fetch(
+                self.conn, _messages_at(dialect), keys_params(dialect, sorted(quoted))
+            ):
+                self.rows[(row[0], row[1])] = _Row(list(row), new=False)
         if forward_members:
             rows = fetch(
                 self.conn, _joined_at_keys(dialect), keys_params(dialect, sorted(forward_members))
