@@ -75,10 +75,12 @@ async def test_a_reply_to_a_notice_a_missing_seq_or_before_joining_is_refused(
 ) -> None:
     team = await group(alice, bob)
     before = await alice.client.send(team, "before carol")
+    assert before.seq == 2  # after the group's created notice at seq 1
     await alice.client.add_members(int(team[2:]), [carol.id])
     own = await alice.client.send(team, "after carol")
+    added = before.seq + 1  # the members_added notice, the first entry carol sees
+    assert own.seq == added + 1
     notice = await alice.client.recall(team, own.seq)
-    added = own.seq - 1  # the members_added notice that carol sees first
     for seq in (notice.seq, added, 1, 999, before.seq):
         body = {"body": "re", "reply_to": seq}
         assert_error(
@@ -89,7 +91,17 @@ async def test_a_reply_to_a_notice_a_missing_seq_or_before_joining_is_refused(
         assert_error(
             await bob.client.request("POST", messages_path(team), body), 422, "bad_request"
         )
-    assert [m.seq for m in (await history(carol, team)).values()] == [added, own.seq, notice.seq]
+    seen = await history(carol, team)
+    assert [(m.seq, m.kind) for m in seen.values()] == [
+        (added, "system"),
+        (own.seq, "text"),
+        (notice.seq, "recall"),
+    ]
+    assert seen[added].system is not None
+    assert (seen[added].system["event"], seen[added].system["users"]) == (
+        "members_added",
+        [carol.id],
+    )
 
 
 # -- forward --------------------------------------------------------------------
@@ -192,10 +204,17 @@ async def test_mentions_are_for_members_of_a_group_and_at_all_for_its_owner(
     )
     answer = await bob.client.request("POST", path, {"body": "hi all", "mention_all": True})
     assert_error(answer, 403, "forbidden")
+    assert answer[1]["error"]["message"] == (
+        "mention_all: only the group's owner and admins mention everyone"
+    )
     repeated = await alice.client.send(team, "twice", mentions=[bob.id, bob.id])
     assert repeated.mentions == [bob.id]
     assert (await entry(bob, team))["mentioned"] == 1
-    assert [m.body for m in (await history(bob, team)).values()][1:] == ["twice"]
+    # Nothing refused was stored: the created notice, then the one message.
+    assert [(m.seq, m.kind, m.body) for m in (await history(bob, team)).values()] == [
+        (1, "system", 'Alice created the group "Team"'),
+        (2, "text", "twice"),
+    ]
 
 
 # -- recall ---------------------------------------------------------------------
@@ -256,6 +275,7 @@ async def test_recall_and_edit_over_websocket_reach_every_member(
     team = await group(alice, bob, carol)
     async with await alice.client.connect() as mine, await bob.client.connect() as theirs:
         sent = await mine.send(team, "draft", client_msg_id="m1")
+        assert sent.seq == 2  # after the group's created notice
         assert (await theirs.next_event())["message"]["seq"] == sent.seq
         edited = await mine.edit(team, sent.seq, "final", client_msg_id="e1")
         assert (edited.kind, edited.body, edited.target_seq) == ("edit", "final", sent.seq)
@@ -278,12 +298,13 @@ async def test_recall_and_edit_over_websocket_reach_every_member(
         answer = await theirs.request({"type": "recall", "conversation": team, "seq": "x"})
         assert answer["type"] == "error" and answer["code"] == "bad_request"
     seen = await history(carol, team)
-    assert [(m.kind, m.recalled) for m in seen.values()] == [
-        ("system", False),  # created
-        ("text", True),
-        ("edit", False),
-        ("recall", False),
+    assert [(m.seq, m.kind, m.recalled) for m in seen.values()] == [
+        (1, "system", False),  # created
+        (2, "text", True),
+        (3, "edit", False),
+        (4, "recall", False),
     ]
+    assert seen[1].system is not None and seen[1].system["event"] == "created"
     assert (await entry(carol, team))["unread"] == 0
 
 
@@ -394,9 +415,9 @@ async def test_a_recall_or_edit_from_outside_changes_nothing(
         body = {"body": "hijacked"}
         answer = await carol.client.request("POST", messages_path(conversation, seq, "edit"), body)
         assert_error(answer, 403, "not_member")
-    assert [(m.body, m.recalled) for m in (await history(bob, team)).values()] == [
-        ('Alice created the group "Team"', False),
-        ("members only", False),
+    assert [(m.seq, m.kind, m.body, m.recalled) for m in (await history(bob, team)).values()] == [
+        (1, "system", 'Alice created the group "Team"', False),
+        (2, "text", "members only", False),
     ]
     assert [m.body for m in (await history(bob, chat)).values()] == ["just us"]
     assert (await entry(alice, team))["unread"] == 1
