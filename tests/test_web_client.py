@@ -1494,3 +1494,71 @@ async def test_a_group_is_run_from_its_panel_and_every_member_sees_it_live(
     await expect(carol.locator(".msg .bubble")).to_have_text(["thanks"])
     await expect(carol.locator("#pane-sub")).to_have_text("Dissolved · 3 members")
     await screenshot(carol, "group-dissolved")
+
+
+async def test_a_mute_closes_the_composer_until_it_runs_out_and_a_refused_send_is_no_bubble(
+    web_server: WebServer, browser: Browser
+) -> None:
+    """PROTOCOL-v2 §6: a mute's end needs no notice (the composer opens by itself);
+    a send the server refuses as muted leaves no failed bubble: the composer's line
+    says why and the text waits in the composer."""
+    _, alice_api = await web_server.account("alice", "Alice")
+    carol_user, _ = await web_server.account("carol", "Carol")
+    group = await alice_api.create_group("Choir", [carol_user.id])
+    carol = await browser.page("carol")
+    await sign_in(carol, browser.url, "carol")
+    await chat(carol, "Choir").click()
+    await expect(carol.locator("#messages .notice-line")).to_have_count(1)
+    await carol.click("#btn-members")
+
+    # A short mute: the line and the tag with its end, then both gone at that time.
+    await alice_api.mute_member(group.id, carol_user.id, 2)
+    await expect(carol.locator("#compose-blocked")).to_have_text(
+        re.compile(r"^You are muted in this group until \d\d:\d\d\.$")
+    )
+    await expect(carol.locator("#composer")).to_be_hidden()
+    await expect(carol.locator("#members .member:has-text('Carol') .tag.muted")).to_have_text(
+        re.compile(r"^Muted until \d\d:\d\d$")
+    )
+    await expect(carol.locator("#composer")).to_be_visible()
+    await expect(carol.locator("#compose-blocked")).to_be_hidden()
+    await expect(carol.locator("#members .tag.muted")).to_have_count(0)
+
+    # Carol's client does not know yet (its read of the group is held back): the
+    # server refuses her send, and the composer says so instead of a broken bubble.
+    release = asyncio.Event()
+
+    async def held(route: Any) -> None:
+        await release.wait()
+        await route.continue_()
+
+    await carol.route(f"**/api/v1/groups/{group.id}", held)
+    try:
+        await alice_api.mute_member(group.id, carol_user.id, 600)
+        await expect(carol.locator("#messages .notice-line").last).to_have_text(
+            "Alice muted Carol for 10 minutes"
+        )
+        await expect(carol.locator("#composer")).to_be_visible()
+        await send(carol, "let me in")
+        await expect(carol.locator("#compose-blocked")).to_have_text(
+            "You cannot send in this group now: you are muted."
+        )
+        await expect(carol.locator("#composer")).to_be_hidden()
+        await expect(carol.locator("#messages .msg")).to_have_count(0)
+        # The group read again: the line says until when.
+        release.set()
+        await expect(carol.locator("#compose-blocked")).to_have_text(
+            re.compile(r"^You are muted in this group until \d\d:\d\d\.$")
+        )
+    finally:
+        release.set()
+        await carol.unroute(f"**/api/v1/groups/{group.id}")
+
+    # Unmuted: the composer is back with the refused text in it, and it sends.
+    await alice_api.unmute_member(group.id, carol_user.id)
+    await expect(carol.locator("#composer")).to_be_visible()
+    await expect(carol.locator("#compose")).to_have_value("let me in")
+    await carol.press("#compose", "Enter")
+    await expect(bubbles(carol)).to_have_text(["let me in"])
+    stored = await alice_api.messages(f"g:{group.id}")
+    assert [m.body for m in stored if m.kind != "system"] == ["let me in"]

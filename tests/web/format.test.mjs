@@ -97,3 +97,11 @@ test("who read one's own group message, in a few words", async () => {
   assert.equal(readByText({ read: 0, unread: 4 }), "Unread");
   assert.equal(readByText({ read: 0, unread: 0 }), "");
 });
+
+test("when something ends: today's time, tomorrow, a weekday, then the date", async () => {
+  const { untilTime } = await import("../../tidings/web/format.js");
+  assert.equal(untilTime(new Date(2026, 11, 2, 18, 40), now), "18:40");
+  assert.equal(untilTime(new Date(2026, 11, 3, 18, 30), now), "tomorrow 18:30");
+  assert.equal(untilTime(new Date(2026, 11, 5, 9, 0), now), "Saturday 09:00");
+  assert.equal(untilTime(new Date(2026, 11, 31, 9, 0), now), "2026-12-31 09:00");
+});

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
-  adminsWith, memberActions, mutedUntil, roleOf, runs, sendBlock,
+  adminsWith, memberActions, mutedUntil, nextMuteEnd, refusalLine, roleOf, runs, sendBlock,
 } from "../../tidings/web/group-rules.js";
 
 const NOW = Date.parse("2026-12-04T10:00:00.000Z");
@@ -67,4 +67,20 @@ test("the admins after a change", () => {
   assert.deepEqual(adminsWith(group(), 3, true), [2, 3]);
   assert.deepEqual(adminsWith(group(), 2, false), []);
   assert.deepEqual(adminsWith(group(), 2, true), [2]);
+});
+
+test("the next mute to run out, so the panel and composer look again then", () => {
+  const mutes = { 3: "2026-12-04T10:10:00.000Z", 4: "2026-12-04T10:05:00.000Z", 2: "2026-12-04T09:00:00.000Z" };
+  const g = group({ mutes });
+  assert.equal(nextMuteEnd(g, NOW), Date.parse("2026-12-04T10:05:00.000Z"));
+  assert.equal(nextMuteEnd(g, Date.parse("2026-12-04T10:06:00.000Z")), Date.parse("2026-12-04T10:10:00.000Z"));
+  assert.equal(nextMuteEnd(g, Date.parse("2026-12-04T10:10:00.000Z")), 0);
+  assert.equal(nextMuteEnd(group({ mutes: undefined }), NOW), 0); // a v1 group object
+});
+
+test("a refused send closes the composer with its reason until the group is read again", () => {
+  assert.match(refusalLine("muted") || "", /you are muted/);
+  assert.match(refusalLine("group_dissolved") || "", /dissolved/);
+  assert.equal(refusalLine("too_large"), null);
+  assert.equal(refusalLine("not_member"), null);
 });

@@ -51,6 +51,20 @@ export function lineTime(iso, now = new Date()) {
 }
 
 /**
+ * When something ends, from now on: HH:MM today, "tomorrow HH:MM", a weekday
+ * within a week, else the date (a mute's end).
+ * @param {Date} d
+ * @param {Date} [now]
+ */
+export function untilTime(d, now = new Date()) {
+  const ahead = -daysAgo(d, now);
+  if (ahead <= 0) return hhmm(d);
+  if (ahead === 1) return `tomorrow ${hhmm(d)}`;
+  if (ahead < 7) return `${WEEKDAYS[d.getDay()]} ${hhmm(d)}`;
+  return `${isoDate(d)} ${hhmm(d)}`;
+}
+
+/**
  * A stable small number for a string (FNV-1a), e.g. an avatar's colour.
  * @param {string} text
  */

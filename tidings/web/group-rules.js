@@ -63,6 +63,33 @@ export function sendBlock(group, user, now, time) {
 }
 
 /**
+ * The next moment a mute in this group runs out (epoch ms), or 0: the server
+ * sends no notice then, so the client looks again at that time.
+ * @param {Group} group
+ * @param {number} now  epoch ms
+ */
+export function nextMuteEnd(group, now) {
+  let next = 0;
+  for (const until of Object.values(group.mutes || {})) {
+    const at = Date.parse(until);
+    if (at > now && (!next || at < next)) next = at;
+  }
+  return next;
+}
+
+/**
+ * The composer's line after the server refused a send (403 ``muted`` or
+ * ``group_dissolved``), until the group is fetched again; null for any other code.
+ * @param {string} code
+ * @returns {string | null}
+ */
+export function refusalLine(code) {
+  if (code === "group_dissolved") return "This group was dissolved. You can read it, not write.";
+  if (code === "muted") return "You cannot send in this group now: you are muted.";
+  return null;
+}
+
+/**
  * What ``actor`` may do to member ``target`` (the server's rules).
  * @param {Group} group
  * @param {number} actor

@@ -7,6 +7,7 @@ import { TYPING_SHOWN_MS, composerCheck, randomId } from "./format.js";
 import {
   TYPING_INTERVAL_MS, readFrame, sendFrame, sendOutcome, sendRefId, typingFrame,
 } from "./frames.js";
+import { refusalLine } from "./group-rules.js";
 import { addMessages, catchUp, removePendingFor } from "./history.js";
 import { openConversation, openFromRoute } from "./nav.js";
 import { noticeMessage } from "./notices.js";
@@ -179,14 +180,41 @@ function onError(frame) {
     setTimeout(() => sendPending(pending), 1500 + Math.random() * 1000);
     return;
   }
+  const entry = S.entries.get(pending.conversation);
+  if (refusalLine(frame.code) && entry && entry.group_id !== null) {
+    // Muted, or the group dissolved: not a broken bubble but the composer's
+    // line, its text kept as the draft; the group read again says for how long.
+    S.pending.splice(S.pending.indexOf(pending), 1);
+    savePending();
+    keepAsDraft(pending);
+    S.refused.set(pending.conversation, frame.code);
+    loadGroup(entry.group_id);
+    render({ pane: true, list: true });
+    return;
+  }
   pending.state = "failed";
   pending.error = outcome.label;
   savePending();
-  const entry = S.entries.get(pending.conversation);
-  if ((frame.code === "muted" || frame.code === "group_dissolved") && entry && entry.group_id) {
-    loadGroup(entry.group_id); // the composer then says why, and for how long
-  }
   render({ pane: true });
+}
+
+/**
+ * A refused send's text back where it was typed, before anything typed since.
+ * @param {import("./state.js").Pending} pending
+ */
+function keepAsDraft(pending) {
+  const id = pending.conversation;
+  const open = id === S.openId;
+  const before = open ? $("compose").value : S.drafts[id] || "";
+  const text = before.trim() ? `${pending.body}\n${before}` : pending.body;
+  if (open) {
+    $("compose").value = text;
+    saveDraft();
+    sizeComposer();
+  } else {
+    S.drafts = withDraft(S.drafts, id, text);
+    save(localStorage, draftsKey(), S.drafts);
+  }
 }
 
 /**

@@ -87,6 +87,7 @@ export async function loadGroup(groupId) {
   try {
     const group = await api("GET", `/groups/${groupId}`);
     S.groups.set(groupId, group);
+    S.refused.delete(`g:${groupId}`); // the group as it is now says whether one can send
     for (const id of group.member_ids) user(id);
     render({ pane: true, members: true });
     return group;

@@ -78,6 +78,9 @@ export const S = {
   typingSent: new Map(),
   /** @type {Map<string, string>} conversation -> the draft text the server last had from here */
   draftSynced: new Map(),
+  /** @type {Map<string, string>} group conversation -> the code of a send just refused
+   * (muted, group_dissolved): the composer stays closed until the group is read again */
+  refused: new Map(),
   clock: 0, // counts live updates of entries, so a list fetched earlier cannot drop them
 };
 

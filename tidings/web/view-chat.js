@@ -4,9 +4,9 @@
 
 import { $, avatar, el } from "./dom.js";
 import {
-  MAX_BODY_CHARS, composerCheck, hhmm, lineTime, linkParts, plural, typingText,
+  MAX_BODY_CHARS, composerCheck, lineTime, linkParts, plural, typingText, untilTime,
 } from "./format.js";
-import { sendBlock } from "./group-rules.js";
+import { nextMuteEnd, refusalLine, sendBlock } from "./group-rules.js";
 import { loadOlder } from "./history.js";
 import { sendPending, socket, watchRows } from "./live.js";
 import { user, userName } from "./people.js";
@@ -151,7 +151,11 @@ export function renderPane() {
   // PROTOCOL-v2 §6: a dissolved group, a muted member, everyone muted.
   const group = entry.type === "group" && entry.group_id !== null
     ? S.groups.get(entry.group_id) : undefined;
-  const blocked = group && !entry.removed ? sendBlock(group, me().id, Date.now(), hhmm) : null;
+  const refused = S.refused.get(id);
+  const blocked = entry.removed ? null
+    : (group && sendBlock(group, me().id, Date.now(), (d) => untilTime(d)))
+      || (refused ? refusalLine(refused) : null);
+  watchMutes(group);
   $("composer").hidden = Boolean(entry.removed) || Boolean(blocked);
   $("compose-blocked").hidden = !blocked;
   $("compose-blocked").textContent = blocked || "";
@@ -239,6 +243,27 @@ export function renderPane() {
   renderTarget();
   watchRows(box);
   if (c && c.loaded && c.hasMore && box.scrollHeight <= box.clientHeight) loadOlder(id);
+}
+
+/** @type {ReturnType<typeof setTimeout> | 0} */
+let muteTimer = 0;
+
+/**
+ * A mute runs out with no notice from the server: the open group's composer
+ * and panel are drawn again when the next one in it ends.
+ * @param {import("./types.js").Group | undefined} group
+ */
+function watchMutes(group) {
+  if (muteTimer) clearTimeout(muteTimer);
+  muteTimer = 0;
+  const next = group ? nextMuteEnd(group, Date.now()) : 0;
+  if (!next) return;
+  // At most an hour at a time: a 30-day mute is past setTimeout's range.
+  const wait = Math.min(next - Date.now() + 50, 3_600_000);
+  muteTimer = setTimeout(() => {
+    muteTimer = 0;
+    render({ pane: true, members: true });
+  }, wait);
 }
 
 /** The jump-to-latest button: shown when scrolled up, with the count of unseen messages. */

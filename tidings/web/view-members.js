@@ -5,7 +5,7 @@
 
 import { ApiError } from "./api.js";
 import { $, avatar, el } from "./dom.js";
-import { lineTime } from "./format.js";
+import { lineTime, untilTime } from "./format.js";
 import {
   MUTE_CHOICES, adminsWith, memberActions, mutedUntil, roleOf, runs,
 } from "./group-rules.js";
@@ -39,9 +39,7 @@ export function renderMembers() {
     if (role === "admin") item.appendChild(el("span", "tag admin", "Admin"));
     const until = group ? mutedUntil(group, id, now) : 0;
     if (until) {
-      const tag = el("span", "tag muted", "Muted");
-      tag.title = `Muted until ${lineTime(new Date(until).toISOString())}`;
-      item.appendChild(tag);
+      item.appendChild(el("span", "tag muted", `Muted until ${untilTime(new Date(until))}`));
     }
     if (id === me().id) item.appendChild(el("span", "tag you", "You"));
     const actions = group ? memberActions(group, me().id, id, now) : [];
