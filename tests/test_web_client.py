@@ -1562,3 +1562,56 @@ async def test_a_mute_closes_the_composer_until_it_runs_out_and_a_refused_send_i
     await expect(bubbles(carol)).to_have_text(["let me in"])
     stored = await alice_api.messages(f"g:{group.id}")
     assert [m.body for m in stored if m.kind != "system"] == ["let me in"]
+
+
+async def test_an_admin_recalls_and_mentions_all_and_a_dissolved_group_offers_only_forward(
+    web_server: WebServer, browser: Browser
+) -> None:
+    """Admins share the owner's rights over messages (recall anyone's, @all); a
+    closed composer offers no Reply or Edit, and a dissolved group no Recall."""
+    _, alice_api = await web_server.account("alice", "Alice")
+    bob_user, _ = await web_server.account("bob", "Bob")
+    carol_user, carol_api = await web_server.account("carol", "Carol")
+    group = await alice_api.create_group("Band", [bob_user.id, carol_user.id])
+    await alice_api.set_admins(group.id, [bob_user.id])
+    conversation = f"g:{group.id}"
+    oops = await carol_api.send(conversation, "oops, wrong chat")
+    bob = await browser.page("bob")
+    await sign_in(bob, browser.url, "bob")
+    await chat(bob, "Band").click()
+    await expect(bubbles(bob)).to_have_text(["oops, wrong chat"])
+
+    await row(bob, oops.seq).hover()
+    await expect(row(bob, oops.seq).locator(".msg-action")).to_have_text(
+        ["Reply", "Forward", "Recall"]
+    )
+    await act_on(bob, oops.seq, "Recall")
+    await expect(row(bob, oops.seq)).to_have_text("You recalled a message")
+    await bob.fill("#compose", "@")
+    await expect(bob.locator("#mention-picker .mention-choice")).to_have_text(
+        ["All (everyone)", "Alice", "Carol"]
+    )
+    await bob.fill("#compose", "")
+
+    # Mute-all does not close an admin's composer; Carol's menu loses Reply and Edit.
+    carol = await browser.page("carol")
+    await sign_in(carol, browser.url, "carol")
+    await chat(carol, "Band").click()
+    await expect(row(carol, oops.seq)).to_have_text("Bob recalled a message")
+    mine = await carol_api.send(conversation, "still here")
+    await expect(bubbles(carol)).to_have_text(["still here"])
+    await row(carol, mine.seq).hover()
+    await expect(row(carol, mine.seq).locator(".msg-action")).to_have_text(
+        ["Reply", "Forward", "Recall", "Edit"]
+    )
+    await alice_api.update_group(group.id, muted_all=True)
+    await expect(carol.locator("#compose-blocked")).to_contain_text("Only the owner and admins")
+    await row(carol, mine.seq).hover()
+    await expect(row(carol, mine.seq).locator(".msg-action")).to_have_text(["Forward", "Recall"])
+    await expect(bob.locator("#composer")).to_be_visible()
+
+    # Dissolved: nobody writes or recalls; forwarding out still works.
+    await alice_api.dissolve_group(group.id)
+    await expect(bob.locator("#compose-blocked")).to_contain_text("dissolved")
+    await row(bob, mine.seq).hover()
+    await expect(row(bob, mine.seq).locator(".msg-action")).to_have_text(["Forward"])

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
-  adminsWith, memberActions, mutedUntil, nextMuteEnd, refusalLine, roleOf, runs, sendBlock,
+  adminsWith, memberActions, messageRights, mutedUntil, nextMuteEnd, refusalLine, roleOf, runs, sendBlock,
 } from "../../tidings/web/group-rules.js";
 
 const NOW = Date.parse("2026-12-04T10:00:00.000Z");
@@ -83,4 +83,16 @@ test("a refused send closes the composer with its reason until the group is read
   assert.match(refusalLine("group_dissolved") || "", /dissolved/);
   assert.equal(refusalLine("too_large"), null);
   assert.equal(refusalLine("not_member"), null);
+});
+
+test("what each may do to messages: write while the composer is open, recall until dissolved", () => {
+  const g = group({ mutes: { 3: "2026-12-04T10:10:00.000Z" } });
+  assert.deepEqual(messageRights(g, 1, NOW), { write: true, recall: true, runs: true });
+  assert.deepEqual(messageRights(g, 2, NOW), { write: true, recall: true, runs: true });
+  assert.deepEqual(messageRights(g, 3, NOW), { write: false, recall: true, runs: false });
+  assert.deepEqual(messageRights(g, 4, NOW), { write: true, recall: true, runs: false });
+  assert.deepEqual(messageRights(group({ muted_all: true }), 4, NOW).write, false);
+  assert.deepEqual(messageRights(group({ muted_all: true }), 2, NOW).write, true);
+  assert.deepEqual(messageRights(group({ dissolved: true }), 1, NOW),
+    { write: false, recall: false, runs: false });
 });

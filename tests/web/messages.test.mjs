@@ -79,11 +79,11 @@ test("unread skips notices, recalled messages and one's own; mentions count apar
 test("who may recall and edit, and when", () => {
   const now = Date.parse(at(0)) + 60_000;
   const mine = msg(0, 1, "x");
-  assert.equal(canRecall(mine, 1, null, now, 120), true);
-  assert.equal(canRecall(mine, 1, null, now, 30), false); // past the window
-  assert.equal(canRecall(msg(0, 2, "x"), 1, null, now, 120), false); // not mine
-  assert.equal(canRecall(msg(0, 2, "x"), 1, 1, now, 1), true); // the group's owner, any time
-  assert.equal(canRecall(notice(0, 1, "recall", 1), 1, 1, now, 120), false);
+  assert.equal(canRecall(mine, 1, false, now, 120), true);
+  assert.equal(canRecall(mine, 1, false, now, 30), false); // past the window
+  assert.equal(canRecall(msg(0, 2, "x"), 1, false, now, 120), false); // not mine
+  assert.equal(canRecall(msg(0, 2, "x"), 1, true, now, 1), true); // the group's owner or admin, any time
+  assert.equal(canRecall(notice(0, 1, "recall", 1), 1, true, now, 120), false);
   assert.equal(canEdit(mine, 1, now, 86400), true);
   assert.equal(canEdit(mine, 1, now, 0), false); // edits off
   assert.equal(canEdit(msg(0, 2, "x"), 1, now, 86400), false);

@@ -90,6 +90,23 @@ export function refusalLine(code) {
 }
 
 /**
+ * What a user may do to the messages of a group now: write (send, and quote or
+ * edit from the composer, closed by sendBlock), recall at all (not in a
+ * dissolved group), and recall others' messages and @all (who runs it).
+ * @param {Group} group
+ * @param {number} user
+ * @param {number} now  epoch ms
+ * @returns {{write: boolean, recall: boolean, runs: boolean}}
+ */
+export function messageRights(group, user, now) {
+  return {
+    write: sendBlock(group, user, now, () => "") === null,
+    recall: !group.dissolved,
+    runs: runs(group, user),
+  };
+}
+
+/**
  * What ``actor`` may do to member ``target`` (the server's rules).
  * @param {Group} group
  * @param {number} actor

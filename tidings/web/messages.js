@@ -70,16 +70,16 @@ export function quoteText(message) {
 
 /**
  * Whether `me` may recall `message` now: its sender within the window, a
- * group's owner any time; never a notice or what is already recalled.
+ * group's owner or admin any time; never a notice or what is already recalled.
  * @param {Message} message
  * @param {number} me
- * @param {number | null} ownerId   the group's owner (null in a private chat)
+ * @param {boolean} runsGroup      `me` runs the group (group-rules.messageRights)
  * @param {number} now              ms since the epoch
  * @param {number} recallSeconds
  */
-export function canRecall(message, me, ownerId, now, recallSeconds) {
+export function canRecall(message, me, runsGroup, now, recallSeconds) {
   if (isNotice(message) || message.recalled) return false;
-  if (ownerId === me) return true;
+  if (runsGroup) return true;
   return message.sender === me && now - Date.parse(message.sent_at) <= recallSeconds * 1000;
 }
 

@@ -5,6 +5,7 @@
 
 import { ApiError } from "./api.js";
 import { $, el } from "./dom.js";
+import { messageRights, runs } from "./group-rules.js";
 import { loadOlder } from "./history.js";
 import {
   canEdit, canRecall, mentionChoices, mentionQuery, quoteText,
@@ -29,10 +30,16 @@ export function toast(text) {
 /** @param {unknown} error */
 const reason = (error) => (error instanceof ApiError ? error.message : "Network error, try again");
 
-/** @param {Entry} entry */
-function ownerOf(entry) {
+/**
+ * What this user may do to the messages of a chat now (group-rules.messageRights).
+ * @param {Entry} entry
+ * @param {number} now
+ */
+function rightsIn(entry, now) {
   const group = entry.group_id === null ? undefined : S.groups.get(entry.group_id);
-  return group ? group.owner_id : null;
+  if (!group) return { write: !entry.removed, recall: true, runs: false };
+  const rights = messageRights(group, me().id, now);
+  return { ...rights, write: rights.write && !entry.removed && !S.refused.has(entry.id) };
 }
 
 /**
@@ -55,13 +62,15 @@ export function actionsNode(entry, message) {
     });
     box.appendChild(button);
   };
-  add("Reply", () => startTarget("reply", entry, message));
-  add("Forward", () => openForward(message));
   const now = Date.now();
-  if (canRecall(message, me().id, ownerOf(entry), now, S.limits.recall_seconds)) {
+  const rights = rightsIn(entry, now);
+  // Quoting and editing happen in the composer: not while it is closed.
+  if (rights.write) add("Reply", () => startTarget("reply", entry, message));
+  add("Forward", () => openForward(message));
+  if (rights.recall && canRecall(message, me().id, rights.runs, now, S.limits.recall_seconds)) {
     add("Recall", () => recall(entry, message));
   }
-  if (canEdit(message, me().id, now, S.limits.edit_seconds)) {
+  if (rights.write && canEdit(message, me().id, now, S.limits.edit_seconds)) {
     add("Edit", () => startTarget("edit", entry, message));
   }
   return box;
@@ -208,7 +217,7 @@ export function updatePicker() {
   const group = entry && entry.group_id !== null ? S.groups.get(entry.group_id) : undefined;
   const query = group ? mentionQuery(box.value, box.selectionStart) : null;
   const choices = group && query
-    ? mentionChoices(group.member_ids, query.query, userName, me().id, group.owner_id === me().id)
+    ? mentionChoices(group.member_ids, query.query, userName, me().id, runs(group, me().id))
     : [];
   picker.hidden = choices.length === 0;
   picker.replaceChildren(...choices.map((choice) => {

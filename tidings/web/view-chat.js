@@ -185,7 +185,7 @@ export function renderPane() {
       nodes.push(el("div", "history-start", entry.type === "group"
         ? "No messages yet." : "No messages yet. Say hello."));
     }
-    // Who recalled what, from the notices (a group's owner may recall others' messages).
+    // Who recalled what, from the notices (a group's owner and admins may recall others' messages).
     for (const notice of c.msgs.values()) {
       const target = notice.kind === "recall" && notice.target_seq != null
         ? c.msgs.get(notice.target_seq) : undefined;
