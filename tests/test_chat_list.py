@@ -25,11 +25,15 @@ async def group_of(owner: Account, *members: Account, name: str = "Team") -> str
     return f"g:{(await owner.client.create_group(name, [m.id for m in members])).id}"
 
 
+COUNTABLE = frozenset({"text", "image", "file", "voice"})
+
+
 def unread_by_rule(history: list[Message], user: int) -> int:
-    """The contract's definition: messages after the user's read_seq not sent by the user.
-    Here read_seq is the seq of the user's own latest message (a send sets it)."""
+    """The contract's definition: countable messages (never notices, PROTOCOL-v2 §1)
+    after the user's read_seq not sent by the user. Here read_seq is the seq of the
+    user's own latest message (a send sets it)."""
     read_seq = max((m.seq for m in history if m.sender == user), default=0)
-    return sum(1 for m in history if m.seq > read_seq and m.sender != user)
+    return sum(1 for m in history if m.seq > read_seq and m.sender != user and m.kind in COUNTABLE)
 
 
 @pytest.fixture

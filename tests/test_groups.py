@@ -130,12 +130,16 @@ async def test_the_owner_adds_members_with_user_id_or_user_ids(
 
 
 async def test_only_the_owner_adds_members(alice: Account, bob: Account, carol: Account) -> None:
-    group = gid(await create(alice, bob))
+    conversation = await create(alice, bob)
+    group = gid(conversation)
     for body in ({"user_id": carol.id}, {"user_ids": [carol.id]}):
         answer = await bob.client.request("POST", members_path(group), body)
         assert_error(answer, 403, "forbidden")
     assert carol.id not in (await alice.client.group(group)).member_ids
     assert await listed(carol) == []
+    # A refused add stores no members_added notice: the created one stays alone.
+    [created] = await alice.client.messages(conversation)
+    assert created.seq == 1 and created.system and created.system["event"] == "created"
 
 
 async def test_a_user_added_to_a_group_gets_a_conversation_event_with_its_entry(
