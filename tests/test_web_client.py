@@ -1459,6 +1459,8 @@ async def test_a_group_is_run_from_its_panel_and_every_member_sees_it_live(
     await expect(carol.locator("#compose-blocked")).to_contain_text("You are muted in this group")
     await expect(carol.locator("#composer")).to_be_hidden()
     await expect(carol.locator("#members .member:has-text('Carol') .tag.muted")).to_be_visible()
+    await expect(bob.locator("#members .member:has-text('Carol') .tag.muted")).to_be_visible()
+    await screenshot(bob, "group-member-muted")
     with pytest.raises(ApiError) as refused:
         await (await web_server.client_for("carol")).send(
             f"g:{(await bob_api.conversations())[0].group_id}", "let me in"

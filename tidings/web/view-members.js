@@ -33,15 +33,20 @@ export function renderMembers() {
   const items = (group ? group.member_ids : []).map((id) => {
     const item = el("li", "member");
     item.appendChild(avatar(`u${id}`, userName(id), "small"));
-    item.appendChild(el("span", "member-name", userName(id)));
+    // The name, and under it the tags: the row keeps room for the actions.
+    const main = el("div", "member-main");
+    main.appendChild(el("span", "member-name", userName(id)));
+    const tags = el("div", "member-tags");
     const role = group ? roleOf(group, id) : "member";
-    if (role === "owner") item.appendChild(el("span", "tag", "Owner"));
-    if (role === "admin") item.appendChild(el("span", "tag admin", "Admin"));
+    if (role === "owner") tags.appendChild(el("span", "tag", "Owner"));
+    if (role === "admin") tags.appendChild(el("span", "tag admin", "Admin"));
     const until = group ? mutedUntil(group, id, now) : 0;
     if (until) {
-      item.appendChild(el("span", "tag muted", `Muted until ${untilTime(new Date(until))}`));
+      tags.appendChild(el("span", "tag muted", `Muted until ${untilTime(new Date(until))}`));
     }
-    if (id === me().id) item.appendChild(el("span", "tag you", "You"));
+    if (id === me().id) tags.appendChild(el("span", "tag you", "You"));
+    if (tags.childElementCount) main.appendChild(tags);
+    item.appendChild(main);
     const actions = group ? memberActions(group, me().id, id, now) : [];
     if (group && actions.some((a) => a !== "remove")) item.appendChild(actionsMenu(group, id, actions));
     if (group && actions.includes("remove")) {
