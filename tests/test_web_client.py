@@ -1571,9 +1571,11 @@ async def test_an_admin_recalls_and_mentions_all_and_a_dissolved_group_offers_on
 ) -> None:
     """Admins share the owner's rights over messages (recall anyone's, @all); a
     closed composer offers no Reply or Edit, and a dissolved group no Recall."""
-    _, alice_api = await web_server.account("alice", "Alice")
+    alice_user, alice_api = await web_server.account("alice", "Alice")
     bob_user, _ = await web_server.account("bob", "Bob")
     carol_user, carol_api = await web_server.account("carol", "Carol")
+    pair = sorted([alice_user.id, bob_user.id])
+    await alice_api.send(f"p:{pair[0]}-{pair[1]}", "hi Bob")
     group = await alice_api.create_group("Band", [bob_user.id, carol_user.id])
     await alice_api.set_admins(group.id, [bob_user.id])
     conversation = f"g:{group.id}"
@@ -1617,3 +1619,6 @@ async def test_an_admin_recalls_and_mentions_all_and_a_dissolved_group_offers_on
     await expect(bob.locator("#compose-blocked")).to_contain_text("dissolved")
     await row(bob, mine.seq).hover()
     await expect(row(bob, mine.seq).locator(".msg-action")).to_have_text(["Forward"])
+    # Forwarding offers the chats one can still write in, not this one.
+    await act_on(bob, mine.seq, "Forward")
+    await expect(bob.locator("#forward-list .forward-to")).to_have_text(["Alice"])

@@ -158,7 +158,9 @@ export async function sendEdit() {
 function openForward(message) {
   S.forwarding = message;
   const list = $("forward-list");
-  const items = sortEntries(S.entries.values()).filter((e) => !e.removed).map((entry) => {
+  // Not where this user cannot send now (removed, muted, a dissolved group).
+  const now = Date.now();
+  const items = sortEntries(S.entries.values()).filter((e) => rightsIn(e, now).write).map((entry) => {
       const item = el("li");
       const button = el("button", "forward-to", entry.title);
       button.type = "button";
