@@ -42,13 +42,15 @@ def payloads_of(event: Event) -> list[dict[str, Any]]:
     if payload is None:
         return []
     if isinstance(event, MessageCreated) and event.message.system is not None:
-        changed = {
-            "event": "group.changed",
-            "group_id": int(event.message.conversation.split(":", 1)[1]),
-            "change": event.message.system,
-            "seq": event.message.seq,
-        }
-        return [payload, changed]
+        where = parse_conversation(event.message.conversation)
+        if isinstance(where, GroupRef):
+            changed = {
+                "event": "group.changed",
+                "group_id": where.group,
+                "change": event.message.system,
+                "seq": event.message.seq,
+            }
+            return [payload, changed]
     return [payload]
 
 

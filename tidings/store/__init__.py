@@ -175,10 +175,6 @@ class GroupChange:
     conversation: ConversationId = ConversationId("")
     joined: tuple[UserId, ...] = ()
     left: tuple[UserId, ...] = ()
-    # For joiners: when they joined and the group's last seq before the
-    # notice that added them, which is where their visible history starts.
-    joined_at: int = 0
-    joined_seq: int = 0
     # The notice committed with the change (None when nothing changed, or the
     # group is gone); its recipients are the members after the change.
     notice: StoredMessage | None = None

@@ -86,16 +86,6 @@ class GroupChanger:
         self.gap_ms = gap_ms
 
     async def run(self) -> GroupChange:
-        change = await self._run()
-        if change.conversation:
-            return change
-        gid = self.request.group
-        if gid is None:  # created
-            assert change.group is not None
-            gid = GroupId(change.group.id)
-        return replace(change, conversation=group_conversation(gid))
-
-    async def _run(self) -> GroupChange:
         edit = self.request.edit
         if isinstance(edit, CreateGroup):
             return await self._create(edit)
@@ -116,9 +106,10 @@ class GroupChanger:
         self.request.rule(roster, _concerned(edit))
         notice = await self._edit(gid, cid, group_row, roster)
         if notice is None:
-            return GroupChange(await load_group(self.conn, gid, self.now))
-        stored = await self._store_notice(cid, head, notice, roster)
-        return GroupChange(await load_group(self.conn, gid, self.now), notice=stored)
+            return GroupChange(await load_group(self.conn, gid, self.now), cid)
+        after = _after(roster, edit, self.now)
+        stored = await self._store_notice(cid, head, notice, after)
+        return GroupChange(await load_group(self.conn, gid, self.now), cid, notice=stored)
 
     # -- the changes ----------------------------------------------------------
 
@@ -165,9 +156,8 @@ class GroupChanger:
         stored = await self._store_notice(cid, _Head(0, None), notice, roster)
         return GroupChange(
             await load_group(self.conn, gid, self.now),
+            cid,
             joined=tuple(ordered),
-            joined_at=self.now,
-            joined_seq=0,
             notice=stored,
         )
 
@@ -184,7 +174,7 @@ class GroupChanger:
         self.request.rule(roster, wanted)
         await require_users(self.conn, wanted)
         if not wanted:
-            return GroupChange(await load_group(self.conn, gid, self.now))
+            return GroupChange(await load_group(self.conn, gid, self.now), cid)
         # A joiner sees the notice that added it and nothing before it.
         await self.conn.execute(
             insert(members),
@@ -208,13 +198,12 @@ class GroupChanger:
         )
         ranks = dict(roster.ranks)
         ranks.update({u: group_row.join_counter + i for i, u in enumerate(wanted)})
-        after = _replace(roster, ranks=ranks)
+        after = replace(roster, ranks=ranks)
         stored = await self._store_notice(cid, head, _Notice("members_added", tuple(wanted)), after)
         return GroupChange(
             await load_group(self.conn, gid, self.now),
+            cid,
             joined=tuple(wanted),
-            joined_at=self.now,
-            joined_seq=head.last_seq,
             notice=stored,
         )
 
@@ -236,10 +225,14 @@ class GroupChanger:
             owner = heir = min(ranks, key=ranks.__getitem__)
             await self.conn.execute(update(groups).where(groups.c.id == gid).values(owner_id=heir))
             await self._set_role(cid, (heir,), 0)
-        after = _replace(roster, ranks=ranks, owner=owner, admins=roster.admins - {user, owner})
+        muted = {u: t for u, t in roster.muted.items() if u != user}
+        after = replace(
+            roster, ranks=ranks, owner=owner, admins=roster.admins - {user, owner}, muted=muted
+        )
         event = "member_left" if user == self.request.actor else "member_removed"
         stored = await self._store_notice(cid, head, _Notice(event, (user,), heir=heir), after)
-        return GroupChange(await load_group(self.conn, gid, self.now), left=(user,), notice=stored)
+        group = await load_group(self.conn, gid, self.now)
+        return GroupChange(group, cid, left=(user,), notice=stored)
 
     async def _delete(self, gid: GroupId, cid: ConversationId) -> None:
         """The group, its conversation, members and history go."""
@@ -399,7 +392,7 @@ class GroupChanger:
                 last_seq=seq,
                 last_sent_at=sent_at,
                 shown_seq=seq,
-                guarded=await self._guarded(after),
+                guarded=_guarded(after, self.now),
             )
         )
         message = Message(
@@ -416,29 +409,6 @@ class GroupChanger:
         )
         recipients = tuple(sorted(after.ranks, key=after.ranks.__getitem__))
         return StoredMessage(message, fresh=True, recipients=recipients)
-
-    async def _guarded(self, after: Roster) -> bool:
-        """Whether a send here needs more than membership, as the change leaves it."""
-        row = (
-            await self.conn.execute(
-                select(groups.c.muted_all, groups.c.dissolved_at).where(
-                    groups.c.id == _group_of(after.conversation)
-                )
-            )
-        ).first()
-        if row is None:
-            return False
-        if row.muted_all or row.dissolved_at is not None:
-            return True
-        muted = await self.conn.execute(
-            select(members.c.user_id)
-            .where(
-                members.c.conversation_id == after.conversation,
-                members.c.muted_until > self.now,
-            )
-            .limit(1)
-        )
-        return muted.first() is not None
 
     # -- reading and writing rows --------------------------------------------
 
@@ -519,6 +489,29 @@ class GroupChanger:
             )
 
 
+def _after(roster: Roster, edit: object, now: int) -> Roster:
+    """The roster as a change of the group itself leaves it."""
+    match edit:
+        case MuteAll(on=on):
+            return replace(roster, muted_all=on)
+        case Dissolve():
+            return replace(roster, dissolved=True)
+        case Mute(user_id=user, seconds=seconds):
+            return replace(roster, muted={**roster.muted, user: now + seconds * 1000})
+        case Unmute(user_id=user):
+            return replace(roster, muted={u: t for u, t in roster.muted.items() if u != user})
+        case TransferOwner(user_id=user):
+            return replace(roster, owner=user, admins=roster.admins - {user})
+        case SetAdmins(user_ids=chosen):
+            return replace(roster, admins=frozenset(chosen))
+    return roster
+
+
+def _guarded(after: Roster, now: int) -> bool:
+    """Whether a send needs more than membership (schema: conversations.guarded)."""
+    return after.dissolved or after.muted_all or any(t > now for t in after.muted.values())
+
+
 def _concerned(edit: object) -> tuple[UserId, ...]:
     """The users a change of the group itself is about, for the rule."""
     if isinstance(edit, SetAdmins):
@@ -526,14 +519,6 @@ def _concerned(edit: object) -> tuple[UserId, ...]:
     if isinstance(edit, (TransferOwner, Mute, Unmute)):
         return (edit.user_id,)
     return ()
-
-
-def _replace(roster: Roster, **changes: Any) -> Roster:
-    return replace(roster, **changes)
-
-
-def _group_of(cid: ConversationId) -> GroupId:
-    return GroupId(int(cid.split(":", 1)[1]))
 
 
 async def require_users(conn: AsyncConnection, user_ids: Sequence[UserId]) -> None:
