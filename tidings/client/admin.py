@@ -9,7 +9,7 @@ import aiohttp
 import msgspec
 
 from tidings.client.conversations import conversation_path, send_fields, with_client_msg_id
-from tidings.client.transport import HttpBase
+from tidings.client.groups import GroupRunning
 from tidings.models import Group, GroupOnline, Message, Stats, User
 
 
@@ -29,7 +29,7 @@ class _Presence(msgspec.Struct):
     online: dict[str, bool]
 
 
-class AdminClient(HttpBase):
+class AdminClient(GroupRunning):
     """The integration API of a business backend: ``/api/v1/admin/...``.
 
     ``async with AdminClient(base_url, service_token) as admin: ...``; every
@@ -41,6 +41,7 @@ class AdminClient(HttpBase):
     """
 
     _BASE = "/api/v1/admin"
+    _GROUPS = "/api/v1/admin/groups"
 
     def __init__(
         self,
@@ -191,42 +192,6 @@ class AdminClient(HttpBase):
 
     async def delete_group(self, group_id: int) -> None:
         await self._call("DELETE", f"{self._BASE}/groups/{group_id}")
-
-    async def update_group(
-        self,
-        group_id: int,
-        *,
-        name: str | None = None,
-        announcement: str | None = None,
-        muted_all: bool | None = None,
-    ) -> Group:
-        """Rename, set the announcement ("" clears it) or mute all."""
-        body: dict[str, object] = {}
-        if name is not None:
-            body["name"] = name
-        if announcement is not None:
-            body["announcement"] = announcement
-        if muted_all is not None:
-            body["muted_all"] = muted_all
-        return await self._fetch(Group, "PATCH", f"{self._BASE}/groups/{group_id}", body)
-
-    async def set_admins(self, group_id: int, user_ids: list[int]) -> Group:
-        """Make exactly these members the admins."""
-        path = f"{self._BASE}/groups/{group_id}/admins"
-        return await self._fetch(Group, "PUT", path, {"user_ids": user_ids})
-
-    async def transfer_group(self, group_id: int, user_id: int) -> Group:
-        """Hand the group to another member."""
-        path = f"{self._BASE}/groups/{group_id}/owner"
-        return await self._fetch(Group, "POST", path, {"user_id": user_id})
-
-    async def mute_member(self, group_id: int, user_id: int, seconds: int) -> Group:
-        """Keep a member from sending for ``seconds``."""
-        path = f"{self._BASE}/groups/{group_id}/mutes/{user_id}"
-        return await self._fetch(Group, "PUT", path, {"seconds": seconds})
-
-    async def unmute_member(self, group_id: int, user_id: int) -> Group:
-        return await self._fetch(Group, "DELETE", f"{self._BASE}/groups/{group_id}/mutes/{user_id}")
 
     async def dissolve_group(self, group_id: int) -> None:
         """Dissolve the group: its history stays with its members, nobody can send."""

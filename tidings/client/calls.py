@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import msgspec
 
 from tidings.client.conversations import conversation_path, send_fields, with_client_msg_id
-from tidings.client.transport import HttpBase
+from tidings.client.groups import GroupRunning
 from tidings.models import ChatList, Conversation, Group, Message, ReadBy, Session, User
 
 
@@ -32,7 +32,7 @@ class Limits(msgspec.Struct, frozen=True):
     edit_seconds: float
 
 
-class UserCalls(HttpBase):
+class UserCalls(GroupRunning):
     """The user's HTTP calls: the base of :class:`~tidings.client.Client`."""
 
     async def signup(self, username: str, password: str, display_name: str | None = None) -> User:
@@ -84,42 +84,6 @@ class UserCalls(HttpBase):
     async def remove_member(self, group_id: int, user_id: int) -> None:
         """Remove a member (the owner anyone, admins plain members; your own id: leave)."""
         await self._call("DELETE", f"/api/v1/groups/{group_id}/members/{user_id}")
-
-    async def update_group(
-        self,
-        group_id: int,
-        *,
-        name: str | None = None,
-        announcement: str | None = None,
-        muted_all: bool | None = None,
-    ) -> Group:
-        """Rename, set the announcement ("" clears it) or mute all (owner and admins)."""
-        body: dict[str, object] = {}
-        if name is not None:
-            body["name"] = name
-        if announcement is not None:
-            body["announcement"] = announcement
-        if muted_all is not None:
-            body["muted_all"] = muted_all
-        return await self._fetch(Group, "PATCH", f"/api/v1/groups/{group_id}", body)
-
-    async def set_admins(self, group_id: int, user_ids: list[int]) -> Group:
-        """Make exactly these members the admins (owner only)."""
-        path = f"/api/v1/groups/{group_id}/admins"
-        return await self._fetch(Group, "PUT", path, {"user_ids": user_ids})
-
-    async def transfer_group(self, group_id: int, user_id: int) -> Group:
-        """Hand the group to another member (owner only); the caller stays a member."""
-        path = f"/api/v1/groups/{group_id}/owner"
-        return await self._fetch(Group, "POST", path, {"user_id": user_id})
-
-    async def mute_member(self, group_id: int, user_id: int, seconds: int) -> Group:
-        """Keep a member from sending for ``seconds`` (owner and admins)."""
-        path = f"/api/v1/groups/{group_id}/mutes/{user_id}"
-        return await self._fetch(Group, "PUT", path, {"seconds": seconds})
-
-    async def unmute_member(self, group_id: int, user_id: int) -> Group:
-        return await self._fetch(Group, "DELETE", f"/api/v1/groups/{group_id}/mutes/{user_id}")
 
     async def dissolve_group(self, group_id: int) -> None:
         """Dissolve the group (owner only): its history stays, nobody can send."""
