@@ -314,3 +314,37 @@ async def test_a_mute_runs_out_by_itself(alice: Account, bob: Account) -> None:
     # No notice for a mute that ran out: created, muted, and the two messages.
     events = [n["system"]["event"] for n in await notices(alice, team)]
     assert events == ["created", "muted"]
+
+
+async def test_the_owner_leaving_names_the_new_owner_and_admins_set_no_admins(
+    alice: Account, bob: Account, carol: Account
+) -> None:
+    group = await alice.client.create_group("Handover", [bob.id, carol.id])
+    team = f"g:{group.id}"
+    await alice.client.set_admins(group.id, [carol.id])
+    # Only the owner sets admins: an admin may not, not even to add itself more.
+    answer = await carol.client.request(
+        "PUT", group_path(group.id, "/admins"), {"user_ids": [bob.id, carol.id]}
+    )
+    assert_error(answer, 403, "forbidden")
+    await alice.client.remove_member(group.id, alice.id)
+    after = await bob.client.group(group.id)
+    # The longest-standing member (bob joined before carol) takes the seat, not the admin.
+    assert after.owner_id == bob.id and after.admin_ids == [carol.id]
+    left = (await notices(carol, team))[-1]
+    assert left["system"]["event"] == "member_left" and left["system"]["owner"] == bob.id
+    assert left["body"] == "Alice left the group; Bob is now the owner"
+
+
+async def test_a_muted_members_websocket_send_gets_the_muted_error_with_its_ref(
+    alice: Account, bob: Account
+) -> None:
+    group = await alice.client.create_group("Socket", [bob.id])
+    team = f"g:{group.id}"
+    await alice.client.mute_member(group.id, bob.id, 600)
+    async with await bob.client.connect() as ws:
+        answer = await ws.request({"type": "send", "conversation": team, "body": "hi", "ref": 3})
+    assert answer["type"] == "error" and (answer["code"], answer["ref"]) == ("muted", 3)
+    assert [n["system"]["event"] for n in await notices(alice, team)] == ["created", "muted"]
+    status, page = await alice.client.request("GET", f"/api/v1/conversations/{team}/messages")
+    assert [m["kind"] for m in page["messages"]] == ["system", "system"]  # nothing stored
