@@ -349,9 +349,12 @@ async def test_the_entry_state_is_the_same_on_another_node(
         await clients[2].login("alice", PASSWORD)
         low, high = sorted((alice_user.id, bob_user.id))
         chat = f"p:{low}-{high}"
-        await clients[1].send(chat, "hi")
         async with await clients[2].connect() as far:
             await asyncio.sleep(0.1)  # the socket is known on its node
+            # The message comes first and is awaited here, so a loaded machine's
+            # late delivery of it cannot stand in for the event under test.
+            await clients[1].send(chat, "hi")
+            assert (await far.next_event())["type"] == "message"
             await clients[0].update_conversation(chat, pinned=True, draft="on node one")
             event = await far.next_event()
             assert event["type"] == "conversation"
