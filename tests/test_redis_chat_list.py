@@ -352,3 +352,44 @@ async def test_an_edited_last_message_keeps_its_quote_in_the_redis_list(pair: Pa
     assert entry.last_message is not None and entry.last_message.body == "at the station"
     assert entry.last_message.reply_to is not None
     assert entry.last_message.reply_to.preview == "where do we meet?"
+
+
+async def test_a_group_name_is_kept_in_redis_through_renames_evictions_and_other_nodes(
+    pair: Pair, make_server: ServerFactory
+) -> None:
+    """A group's name lives beside its head (no SQL read for a page of groups):
+    set by the notice of whichever node renamed it, refilled when evicted, and
+    never moved back by a rename applied late."""
+    alice, bob = await pair.user("alice"), await pair.user("bob")
+    group = await alice.create_group("team", [pair.ids[1]])
+    chat = f"g:{group.id}"
+    await pair.assert_same()
+    [name_key] = await redis_keys(pair.cached, f"cl2:*:t:{chat}")
+    # Renamed through another node with the Redis list: seen here at once.
+    far = await make_server()
+    renamer = Client(far.url, token=alice.token)
+    try:
+        await renamer.update_group(group.id, name="team two")
+    finally:
+        await renamer.close()
+    assert [e.title for e in await bob.conversations()] == ["team two"]
+    await pair.assert_same()
+    assert pair.cached.settings.redis_url is not None
+    redis = aioredis.Redis.from_url(pair.cached.settings.redis_url)
+    try:
+        named = await redis.get(name_key)
+        assert named is not None and named.endswith(b"|team two")
+        seq = int(named.split(b"|")[0])
+        # A rename applied late (an older notice from another node) is ignored.
+        prefix = f"{pair.cached.settings.redis_prefix}cl2:"
+        apply = redis.register_script(lua.APPLY)
+        await apply(args=[prefix, 60, 1, chat, seq - 1, 0, 0, "", b"", "", "", f"{seq - 1}|team"])
+        assert await redis.get(name_key) == named
+        assert [e.title for e in await bob.conversations()] == ["team two"]
+        # Evicted without its head: the head is dropped and both come back from SQL.
+        await redis.delete(name_key)
+        await pair.assert_same()
+        assert [e.title for e in await alice.conversations()] == ["team two"]
+        assert await redis.get(name_key) == named
+    finally:
+        await redis.aclose()

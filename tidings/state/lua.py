@@ -19,8 +19,12 @@ their ``prefix`` argument):
   it complete. unread = last seq - read seq - ZCOUNT(x, (read, +inf).
 - ``{epoch}:n:{conversation}``: sorted set of mentions, ``{seq}:{user}``
   (user 0 for @all), score = seq, ``~`` likewise; a mention counts while its
-  seq is above the read seq and not in ``x`` (recalled). h, m, x and n of a
-  conversation are filled and dropped together.
+  seq is above the read seq and not in ``x`` (recalled).
+- ``{epoch}:t:{conversation}``: a group's name, ``{seq}|{name}``: the seq of
+  the notice that set it (``created``, ``renamed``: PROTOCOL-v2 §6), or the
+  last seq of the SQL read it came from, so a rename applied by any node
+  replaces it and an older one never does. h, m, x, n and t of a
+  conversation are filled and dropped together (t for groups only).
 - ``{epoch}:u:{user}``: hash conversation -> the user's read seq, plus
   ``j:{conversation}`` -> ``joined_seq|joined_at`` for groups, plus ``~``
   so that a user in no conversation still has a (complete) hash. The set
@@ -60,7 +64,8 @@ end
 """
 
 # ARGV: prefix, ttl, n, n x (conversation, last seq, shown seq, version, time,
-# message, uncounted seqs "a,b", mentions "seq:user,..."), then (user,
+# message, uncounted seqs "a,b", mentions "seq:user,...", name "seq|name" or ''
+# when the batch does not name the group), then (user,
 # conversation, read seq, create) until the end. shown seq 0: the batch has no
 # candidate for the shown entry. ``create`` is "1" where the update may add the
 # conversation to the user's index (the first message of a private chat);
@@ -74,8 +79,11 @@ local i = 4
 for _ = 1, tonumber(ARGV[3]) do
   local cid = ARGV[i]
   local hk, xk, nk = base .. 'h:' .. cid, base .. 'x:' .. cid, base .. 'n:' .. cid
+  local tk = base .. 't:' .. cid
+  local group = string.sub(cid, 1, 2) == 'g:'
   local cur = redis.call('GET', hk)
-  if cur and redis.call('EXISTS', xk) == 1 and redis.call('EXISTS', nk) == 1 then
+  if cur and redis.call('EXISTS', xk) == 1 and redis.call('EXISTS', nk) == 1
+      and (not group or redis.call('EXISTS', tk) == 1) then
     local last, shown, version, at = string.match(cur, '^(%d+)|(%d+)|(%d+)|(.*)$')
     if tonumber(ARGV[i + 1]) > tonumber(last) then last = ARGV[i + 1] end
     local ns, nv = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
@@ -92,11 +100,19 @@ for _ = 1, tonumber(ARGV[3]) do
     end
     redis.call('EXPIRE', xk, ttl)
     redis.call('EXPIRE', nk, ttl)
+    if group then
+      local named = tonumber(string.match(ARGV[i + 8], '^(%d+)|') or '0')
+      if named > tonumber(string.match(redis.call('GET', tk), '^(%d+)|')) then
+        redis.call('SET', tk, ARGV[i + 8], 'EX', ttl)
+      else
+        redis.call('EXPIRE', tk, ttl)
+      end
+    end
   else
     if cur then redis.call('DEL', hk) end
     bump(base .. 'cg:' .. cid, ttl)
   end
-  i = i + 8
+  i = i + 9
 end
 while i <= #ARGV do
   local uk = base .. 'u:' .. ARGV[i]
@@ -171,10 +187,11 @@ return {e, 'ok', flat, heads}
 )
 
 # ARGV: prefix, epoch, user, ttl, conversation... The entries of one page, read
-# together: 7 x (read seq, join, head, message, peer read, uncounted above the
-# read seq, mentioned), '' where there is none; 0 when the index changed since
-# INDEX (read it again). A conversation whose visible message, x or n was
-# evicted without its head drops the head, so the next INDEX refills them all.
+# together: 8 x (read seq, join, head, message, peer read, uncounted above the
+# read seq, mentioned, group name), '' where there is none; 0 when the index
+# changed since INDEX (read it again). A conversation whose visible message, x,
+# n or t was evicted without its head drops the head, so the next INDEX refills
+# them all.
 PAGE = (
     _EPOCH
     + """
@@ -193,7 +210,10 @@ for i = 5, #ARGV do
   local message = redis.call('GET', base .. 'm:' .. cid)
   local shown = tonumber(string.match(head, '^%d+|(%d+)'))
   local joined = tonumber(string.match(join, '^%d+') or '0')
-  if (not message and shown > joined)
+  local named = ''
+  local group = string.sub(cid, 1, 2) == 'g:'
+  if group then named = redis.call('GET', base .. 't:' .. cid) end
+  if (not message and shown > joined) or not named
       or redis.call('EXISTS', xk) == 0 or redis.call('EXISTS', nk) == 0 then
     redis.call('DEL', base .. 'h:' .. cid)
     bump(base .. 'cg:' .. cid, ttl)
@@ -221,6 +241,7 @@ for i = 5, #ARGV do
   out[#out + 1] = peer_read
   out[#out + 1] = redis.call('ZCOUNT', xk, above, '+inf')
   out[#out + 1] = mentioned
+  out[#out + 1] = named
 end
 return out
 """
@@ -268,12 +289,12 @@ return 1
 """
 
 # ARGV: prefix, epoch, ttl, (conversation, generation, head, message,
-# uncounted seqs "a,b", mentions "seq:user,...")...
+# uncounted seqs "a,b", mentions "seq:user,...", name "seq|name" or '')...
 FILL = """
 local p, e, ttl = ARGV[1], ARGV[2], ARGV[3]
 if redis.call('GET', p .. 'epoch') ~= e then return 0 end
 local base = p .. e .. ':'
-for i = 4, #ARGV, 6 do
+for i = 4, #ARGV, 7 do
   local cid = ARGV[i]
   local hk, xk, nk = base .. 'h:' .. cid, base .. 'x:' .. cid, base .. 'n:' .. cid
   if redis.call('EXISTS', hk) == 0
@@ -293,6 +314,9 @@ for i = 4, #ARGV, 6 do
     end
     redis.call('EXPIRE', xk, ttl)
     redis.call('EXPIRE', nk, ttl)
+    if ARGV[i + 6] ~= '' then
+      redis.call('SET', base .. 't:' .. cid, ARGV[i + 6], 'EX', ttl)
+    end
   end
 end
 return 1

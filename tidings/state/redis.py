@@ -12,9 +12,10 @@ read-modify-write from PHP, which lost counts under concurrency. Here
   commit and before the acks, and only moves positions forward;
 - the user's index is the set of fields of one hash; reading a list is
   one script for the index and every conversation's head (one MGET), a
-  sort here, and one script for the page's entries, read together; then
-  titles: display names and group names come from SQL by primary key, in
-  one round trip (both can change: PROTOCOL-v2 §6, §9).
+  sort here, and one script for the page's entries, read together, group
+  names included (kept like heads: a rename's notice sets it, whichever node
+  applies it); then display names from SQL by primary key, in one round trip
+  when the page has a private chat (a profile changes them: PROTOCOL-v2 §9).
 
 Redis is derived state, of one database as it is now: the namespace is
 the database's identity and generation (``state.binding``), so a copy of
@@ -70,7 +71,8 @@ log = logging.getLogger(__name__)
 
 _FAILURES = (RedisError, OSError, TimeoutError)
 _BIND_FAILURES = (*_FAILURES, SQLAlchemyError)
-_PAGE_ENTRY = 7  # values per entry in PAGE's answer
+_PAGE_ENTRY = 8  # values per entry in PAGE's answer
+_NAMING_EVENTS = frozenset({"created", "renamed"})  # notices that carry the group's name
 
 
 class RedisChatList:
@@ -299,9 +301,12 @@ class RedisChatList:
             # SQL is the state as of last_seq: every edit up to it is applied.
             shown = f"{head.last_seq}|{head.shown_seq}|{head.last_seq}|{sent_at}"
             args += [head.conversation, generations[head.conversation], shown, message]
+            # The name as of last_seq: read in the same statement as it.
+            named = "" if head.group_name is None else f"{head.last_seq}|{head.group_name}"
             args += [
                 ",".join(str(seq) for seq in head.uncounted),
                 ",".join(f"{seq}:{user}" for seq, user in head.mentions),
+                named,
             ]
         await self._fill(args=args)
 
@@ -314,11 +319,9 @@ class RedisChatList:
     ) -> list[Conversation]:
         refs = [parse_conversation(c.decode()) for c in page]
         peers = {r.id: r.peer_of(user) for r in refs if isinstance(r, PrivateRef)}
-        # Titles as they are now, from SQL by primary key in one round trip: a
-        # group is renamed (PROTOCOL-v2 §6), so its name is not cached here.
-        names, group_names = await self._store.titles(
-            list(peers.values()), [r.group for r in refs if isinstance(r, GroupRef)]
-        )
+        # Display names as they are now, from SQL by primary key (none to read
+        # on a page of groups only: their names came with PAGE).
+        names = await self._store.users(list(peers.values())) if peers else {}
         unknown_reads = [
             (r.id, peers[r.id])
             for i, r in enumerate(refs)
@@ -337,7 +340,7 @@ class RedisChatList:
         for i, ref in enumerate(refs):
             if ref is None:
                 continue
-            read_b, join_b, head_b, _, peer_read_b, uncounted_b, mentioned_b = values[
+            read_b, join_b, head_b, _, peer_read_b, uncounted_b, mentioned_b, named_b = values[
                 i * _PAGE_ENTRY : (i + 1) * _PAGE_ENTRY
             ]
             head = _Head.parse(head_b)
@@ -345,14 +348,15 @@ class RedisChatList:
             joined_seq, joined_at = _joined(join_b)
             if isinstance(ref, PrivateRef):
                 peer: UserId | None = peers[ref.id]
-                title = names.get(peers[ref.id], "")
+                found = names.get(peers[ref.id])
+                title = "" if found is None else found.display_name
                 peer_read = (
                     int(peer_read_b) if peer_read_b else peer_reads.get((ref.id, peers[ref.id]))
                 )
                 group = None
             else:
                 peer, peer_read, group = None, None, ref.group
-                title = group_names.get(ref.group, "")
+                title = named_b.decode().split("|", 1)[1]
             entries.append(
                 chat_entry(
                     conversation=ref.id,
@@ -569,6 +573,7 @@ class _HeadUpdate:
         self.shown: tuple[int, int, str, Message] | None = None
         self.uncounted: list[int] = []
         self.mentions: list[str] = []
+        self.named: tuple[int, str] | None = None  # the newest notice naming the group
 
     def add(self, message: Message, target: Message | None) -> None:
         self.last_seq = max(self.last_seq, message.seq)
@@ -581,6 +586,11 @@ class _HeadUpdate:
             self.shown = candidate
         if message.kind in NOTICE_KINDS:
             self.uncounted.append(message.seq)
+            system = message.system or {}
+            name = system.get("name")
+            naming = system.get("event") in _NAMING_EVENTS and isinstance(name, str)
+            if naming and (self.named is None or message.seq > self.named[0]):
+                self.named = (message.seq, str(name))
             if message.kind == "recall" and message.target_seq is not None:
                 self.uncounted.append(message.target_seq)
         elif message.mention_all:
@@ -594,7 +604,8 @@ class _HeadUpdate:
         else:
             seq, version, at, message = self.shown
             shown = [self.last_seq, seq, version, at, msgspec.msgpack.encode(message)]
-        return [*shown, ",".join(map(str, self.uncounted)), ",".join(self.mentions)]
+        named = "" if self.named is None else f"{self.named[0]}|{self.named[1]}"
+        return [*shown, ",".join(map(str, self.uncounted)), ",".join(self.mentions), named]
 
 
 def _forward(

@@ -165,6 +165,7 @@ class ConversationHead:
     shown_seq: int = 0
     uncounted: tuple[int, ...] = ()
     mentions: tuple[tuple[int, int], ...] = ()
+    group_name: str | None = None  # a group's name as of last_seq; None for a private chat
 
 
 @dataclass(frozen=True, slots=True)
@@ -434,13 +435,6 @@ class Store(Protocol):
     async def conversation_heads(
         self, conversation_ids: Sequence[ConversationId]
     ) -> list[ConversationHead]: ...
-
-    async def group_names(self, group_ids: Sequence[GroupId]) -> dict[GroupId, str]: ...
-
-    async def titles(
-        self, user_ids: Sequence[UserId], group_ids: Sequence[GroupId]
-    ) -> tuple[dict[UserId, str], dict[GroupId, str]]:
-        """Display names of users and names of groups, as they are now."""
 
     async def replies(
         self, positions: Sequence[tuple[ConversationId, int]]

@@ -27,9 +27,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
-    literal,
     select,
-    union_all,
     update,
 )
 from sqlalchemy.dialects.mysql import insert as mysql_insert
@@ -549,6 +547,7 @@ class SqlStore:
                     conversations.c.last_seq,
                     conversations.c.last_sent_at,
                     conversations.c.shown_seq,
+                    groups.c.name.label("group_name"),
                     *MESSAGE_COLUMNS,
                 )
                 .select_from(
@@ -556,12 +555,12 @@ class SqlStore:
                         messages,
                         (messages.c.conversation_id == conversations.c.id)
                         & (messages.c.seq == conversations.c.shown_seq),
-                    )
+                    ).outerjoin(groups, groups.c.id == conversations.c.group_id)
                 )
                 .where(conversations.c.id.in_(chunk))
             )
             rows = await self._read(query)
-            replies = await self._replies_of(rows, 4)
+            replies = await self._replies_of(rows, 5)
             # Below every member's read position nothing counts for anyone.
             lowest = (
                 select(func.min(members.c.read_seq))
@@ -589,7 +588,7 @@ class SqlStore:
                 mentioned.setdefault(row.conversation_id, []).append((row.seq, row.user_id))
             for row in rows:
                 values = tuple(row)
-                last = _with_reply(values[4:], replies) if row.sender_id is not None else None
+                last = _with_reply(values[5:], replies) if row.sender_id is not None else None
                 heads.append(
                     ConversationHead(
                         ConversationId(row.id),
@@ -599,43 +598,10 @@ class SqlStore:
                         shown_seq=row.shown_seq,
                         uncounted=tuple(quiet.get(row.id, ())),
                         mentions=tuple(mentioned.get(row.id, ())),
+                        group_name=row.group_name,
                     )
                 )
         return heads
-
-    async def titles(
-        self, user_ids: Sequence[UserId], group_ids: Sequence[GroupId]
-    ) -> tuple[dict[UserId, str], dict[GroupId, str]]:
-        if not group_ids:
-            found = await self.users(user_ids)
-            return {u: user.display_name for u, user in found.items()}, {}
-        if not user_ids:
-            return {}, await self.group_names(group_ids)
-        # One round trip for both: display names and group names (groups are renamed).
-        query = union_all(
-            select(users.c.id, users.c.display_name.label("title"), literal(0).label("g")).where(
-                users.c.id.in_(list(set(user_ids)))
-            ),
-            select(groups.c.id, groups.c.name.label("title"), literal(1).label("g")).where(
-                groups.c.id.in_(list(set(group_ids)))
-            ),
-        )
-        people: dict[UserId, str] = {}
-        named: dict[GroupId, str] = {}
-        for row in await self._read(query):
-            if row.g:
-                named[GroupId(row.id)] = row.title
-            else:
-                people[UserId(row.id)] = row.title
-        return people, named
-
-    async def group_names(self, group_ids: Sequence[GroupId]) -> dict[GroupId, str]:
-        if not group_ids:
-            return {}
-        rows = await self._read(
-            select(groups.c.id, groups.c.name).where(groups.c.id.in_(list(set(group_ids))))
-        )
-        return {GroupId(r.id): r.name for r in rows}
 
     async def read_seqs(
         self, pairs: Sequence[tuple[ConversationId, UserId]]
