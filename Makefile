@@ -16,7 +16,7 @@ $(STAMP_RUN): pyproject.toml | $(BIN)/python
 	touch $@
 
 $(STAMP_DEV): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,mysql,redis,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,mysql,redis,s3,bench]'
 	touch $@ $(STAMP_RUN)
 
 run: $(STAMP_RUN)

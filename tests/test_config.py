@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tidings.config import DEFAULT_DATABASE_URL, Settings, SettingsError
+from tidings.config import DEFAULT_DATABASE_URL, DEFAULT_FILES_URL, Settings, SettingsError
 
 
 def test_defaults_serve_sqlite_on_loopback_8080() -> None:
@@ -15,6 +15,7 @@ def test_defaults_serve_sqlite_on_loopback_8080() -> None:
         DEFAULT_DATABASE_URL,
     )
     assert settings.max_body_chars == 4000 and settings.idle_timeout_seconds == 60
+    assert settings.files_url == DEFAULT_FILES_URL == "file://./data/files"
 
 
 def test_environment_variables_set_settings_and_flags_win() -> None:
@@ -32,6 +33,7 @@ def test_environment_variables_set_settings_and_flags_win() -> None:
         {"TIDINGS_RATE_LIMIT_CONNECTION": "-1"},
         {"TIDINGS_SQLITE_SYNCHRONOUS": "sometimes"},
         {"TIDINGS_SEND_QUEUE_FRAMES": "10", "TIDINGS_WRITE_BATCH_MAX": "100"},
+        {"TIDINGS_FILES_URL": "/srv/files"},
     ],
 )
 def test_a_bad_value_is_refused_at_start_with_its_name(env: dict[str, str]) -> None:

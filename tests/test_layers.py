@@ -50,6 +50,8 @@ def test_the_package_keeps_every_layer_contract(tmp_path: Path) -> None:
             "The client's modules point down",
         ),
         ("gateway/http.py", "import tidings.store.sql", "Only the wiring picks adapters"),
+        ("gateway/http.py", "import tidings.files.s3", "Only the wiring picks adapters"),
+        ("files/disk.py", "import tidings.store", "Layers point down"),
         ("harness/spawn.py", "import tidings.store", "The harness drives a server from outside"),
     ],
 )

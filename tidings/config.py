@@ -13,6 +13,8 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/tidings.db"
+# PROTOCOL-v2 §3: uploaded files in a folder beside the default database.
+DEFAULT_FILES_URL = "file://./data/files"
 
 
 class SettingsError(ValueError):
@@ -49,6 +51,9 @@ class Settings:
     # commit can queue up to write_batch_max frames on a connection in one go,
     # so this must be larger; a reader that falls further behind is cut (1013).
     send_queue_frames: int = 4096
+    # Where uploaded files' bytes go (tidings.files.url): file://FOLDER (relative
+    # to the working directory, like the default database) or s3://BUCKET/PREFIX?endpoint=...
+    files_url: str = DEFAULT_FILES_URL
     # HTTP.
     max_http_body_bytes: int = 256 * 1024
     # Abuse limits. Failed logins per client address per minute (a slow brute
@@ -135,6 +140,8 @@ class Settings:
         ):
             if getattr(self, name) < 0:
                 raise SettingsError(f"TIDINGS_{name.upper()} must not be negative")
+        if not self.files_url.startswith(("file://", "s3://")):
+            raise SettingsError("TIDINGS_FILES_URL must start with file:// or s3://")
         if self.log_format not in ("text", "json"):
             raise SettingsError("TIDINGS_LOG_FORMAT must be text or json")
         if self.sqlite_synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
