@@ -295,6 +295,21 @@ async def test_concurrent_puts_of_different_keys_each_keep_their_bytes(store: Bl
         assert await read_all(store, key) == data
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open files in /proc")
+async def test_a_reader_closed_unread_or_read_to_the_end_keeps_no_file_open(
+    tmp_path: Path,
+) -> None:
+    store = await DiskBlobStore.open(tmp_path / "files")
+    key = new_blob_key()
+    await store.put(key, chunks_of(b"x" * 1000))
+    before = len(os.listdir("/proc/self/fd"))
+
+    await (await store.read(key, 10, 20)).aclose()
+    assert b"".join([chunk async for chunk in await store.read(key)]) == b"x" * 1000
+
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
 async def test_the_disk_store_computes_a_digest_it_lost(tmp_path: Path) -> None:
     """A backup copied without extended attributes: stat still answers the right digest."""
     store = await DiskBlobStore.open(tmp_path / "files")

@@ -24,7 +24,7 @@ from ``TIDINGS_FILES_URL``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -74,12 +74,23 @@ class BlobReader:
     """
 
     def __init__(
-        self, info: BlobInfo, start: int, end: int, chunks: AsyncGenerator[bytes, None]
+        self,
+        info: BlobInfo,
+        start: int,
+        end: int,
+        chunks: AsyncGenerator[bytes, None],
+        release: Callable[[], None],
     ) -> None:
+        """``release`` frees what ``chunks`` reads from; called more than once, it does nothing.
+
+        The generator's own ``finally`` is not enough: a generator never
+        started runs no ``finally`` when closed.
+        """
         self.info = info
         self.start = start
         self.end = end
         self._chunks = chunks
+        self._release = release
 
     @property
     def length(self) -> int:
@@ -89,7 +100,10 @@ class BlobReader:
         return self._chunks
 
     async def aclose(self) -> None:
-        await self._chunks.aclose()
+        try:
+            await self._chunks.aclose()
+        finally:
+            self._release()
 
     async def __aenter__(self) -> BlobReader:
         return self

@@ -82,13 +82,14 @@ class DiskBlobStore:
             fd = await asyncio.to_thread(os.open, path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             raise BlobNotFound(key) from None
+        file = _OpenFile(fd)
         try:
             info = await asyncio.to_thread(_info_of_open_file, key, fd)
             stop = check_range(start, end, info.size)
         except BaseException:
-            os.close(fd)
+            file.close()
             raise
-        return BlobReader(info, start, stop, _chunks_of(fd, start, stop))
+        return BlobReader(info, start, stop, _chunks_of(file, start, stop), file.close)
 
     async def stat(self, key: str) -> BlobInfo | None:
         path = self.path_of(key)
@@ -166,17 +167,31 @@ def _digest_of(fd: int) -> str:
     return hasher.hexdigest()
 
 
-async def _chunks_of(fd: int, start: int, stop: int) -> AsyncGenerator[bytes, None]:
+class _OpenFile:
+    """A descriptor closed once: closing a number twice could close a file opened since."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._open = True
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            os.close(self.fd)
+
+
+async def _chunks_of(file: _OpenFile, start: int, stop: int) -> AsyncGenerator[bytes, None]:
     try:
         offset = start
         while offset < stop:
-            chunk = await asyncio.to_thread(os.pread, fd, min(READ_CHUNK, stop - offset), offset)
+            size = min(READ_CHUNK, stop - offset)
+            chunk = await asyncio.to_thread(os.pread, file.fd, size, offset)
             if not chunk:  # the file shrank under us: it was replaced; end here
                 return
             offset += len(chunk)
             yield chunk
     finally:
-        os.close(fd)
+        file.close()
 
 
 def _sweep_incoming(incoming: Path, limit: float) -> None:

@@ -218,7 +218,8 @@ class S3BlobStore:
             body.close()
             raise
         info = BlobInfo(key, size, digest, answer["LastModified"])
-        return BlobReader(info, start, stop, _chunks_of(body))
+        # Closing an aiohttp response twice is harmless.
+        return BlobReader(info, start, stop, _chunks_of(body), body.close)
 
     async def stat(self, key: str) -> BlobInfo | None:
         name = self.object_name(key)
