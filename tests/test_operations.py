@@ -24,6 +24,7 @@ async def test_readyz_reports_each_backend(server: RunningServer) -> None:
     async with Client(server.url) as client:
         status, body = await client.request("GET", "/readyz")
     assert status == 200 and body["ready"] is True  # type: ignore[index]
+    assert len(body["node"]) == 8  # type: ignore[index]  # which node answered
     checks = body["checks"]  # type: ignore[index]
     assert checks["database"] == "ok"
     if server.settings.redis_url:

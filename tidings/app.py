@@ -107,6 +107,7 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
         metrics,
         presence,
         readiness_check(store, cluster.redis_broker),
+        node,
     )
     app = web.Application(
         client_max_size=settings.max_http_body_bytes,

@@ -1,23 +1,21 @@
-"""The ``tidings`` command: ``serve``, ``migrate``, ``restored`` and ``bench``."""
+"""The ``tidings`` command: ``serve``, ``migrate``, ``restored`` and ``bench``.
+
+Each command imports what it runs when it runs: ``serve --workers N`` is a
+small supervisor that must not carry the app stack (tidings/workers.py).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
-import signal
+import socket
 import sys
 from collections.abc import Sequence
 
-from aiohttp import web
-
 from tidings import __version__, logs
-from tidings.app import backends, build_app
-from tidings.config import Settings, SettingsError
-from tidings.errors import TidingsError
-from tidings.store.engines import create_engines
-from tidings.store.migrate import upgrade
+from tidings.config import Settings, SettingsError, parse_workers
+from tidings.errors import missing_extra
 
 log = logging.getLogger("tidings")
 
@@ -29,14 +27,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             from tidings.bench.command import main as bench
         except ModuleNotFoundError as exc:
-            print(f"tidings bench: {_missing_extra(exc.name or '')}", file=sys.stderr)
+            print(f"tidings bench: {missing_extra(exc.name or '')}", file=sys.stderr)
             return 1
         return bench(given[1:])
     if given[:1] == ["soak"]:
         try:
             from tidings.soak.command import main as soak
         except ModuleNotFoundError as exc:
-            print(f"tidings soak: {_missing_extra(exc.name or '')}", file=sys.stderr)
+            print(f"tidings soak: {missing_extra(exc.name or '')}", file=sys.stderr)
             return 1
         return soak(given[1:])
     if given[:1] in (["user"], ["group"], ["push"], ["stats"]):  # the integration API
@@ -54,6 +52,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--database", dest="database_url", help="SQLAlchemy URL (TIDINGS_DATABASE_URL)"
     )
     serve.add_argument("--redis", dest="redis_url", help="Redis URL (TIDINGS_REDIS_URL)")
+    serve.add_argument(
+        "--workers",
+        type=_workers_flag,
+        help="processes on the port, each a node; auto: one per core (TIDINGS_WORKERS, 1)",
+    )
+    # A worker of `--workers N`: serve on the socket the supervisor bound.
+    serve.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
 
     migrate = commands.add_parser("migrate", help="bring the database schema up to date")
     migrate.add_argument("--database", dest="database_url", help="SQLAlchemy URL")
@@ -83,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(given)
     new_identity = bool(vars(args).pop("new_identity", False))
     sign_out = bool(vars(args).pop("sign_out", False))
+    listen_fd: int | None = vars(args).pop("listen_fd", None)
     flags = {k: v for k, v in vars(args).items() if k != "command"}
     try:
         settings = Settings.from_env(**flags)
@@ -95,38 +101,51 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             asyncio.run(_migrate(settings))
         except ModuleNotFoundError as exc:
-            log.error("cannot migrate: %s", _missing_extra(exc.name or ""))
+            log.error("cannot migrate: %s", missing_extra(exc.name or ""))
             return 1
         return 0
     if args.command == "restored":
         try:
             asyncio.run(_restored(settings, new_identity=new_identity, sign_out=sign_out))
         except ModuleNotFoundError as exc:
-            log.error("cannot mark the restore: %s", _missing_extra(exc.name or ""))
+            log.error("cannot mark the restore: %s", missing_extra(exc.name or ""))
             return 1
         return 0
+    if listen_fd is None and settings.workers > 1:
+        from tidings.workers import refusal, supervise
+
+        refused = refusal(settings)
+        if refused is not None:
+            parser.error(refused)
+        return supervise(settings, flags)
+    return _serve(settings, listen_fd)
+
+
+def _serve(settings: Settings, listen_fd: int | None) -> int:
+    """One node; as a worker (``listen_fd``), on its supervisor's socket."""
+    from tidings.serve import StartupError, run, serve_forever
+    from tidings.workers import CANNOT_START
+
+    listener = None if listen_fd is None else socket.socket(fileno=listen_fd)
     try:
-        _run(serve_forever(settings))
+        run(serve_forever(settings, listener=listener, announce=listener is None))
     except StartupError as exc:
         log.error("cannot start: %s", exc)
-        return 1
+        return 1 if listener is None else CANNOT_START
     return 0
 
 
-class StartupError(Exception):
-    """The server could not start (database, Redis or port); the message says which."""
-
-
-def _run(main_coroutine: object) -> None:
+def _workers_flag(raw: str) -> int:
     try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
-        asyncio.run(main_coroutine)  # type: ignore[arg-type]
-    else:
-        uvloop.run(main_coroutine)  # type: ignore[arg-type]
+        return parse_workers(raw)
+    except SettingsError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("TIDINGS_WORKERS=", "")) from None
 
 
 async def _migrate(settings: Settings) -> None:
+    from tidings.store.engines import create_engines
+    from tidings.store.migrate import upgrade
+
     engines = create_engines(settings.database_url)
     try:
         await upgrade(engines.writer, pg_partitions=settings.pg_partitions)
@@ -159,59 +178,6 @@ async def _restored(settings: Settings, *, new_identity: bool, sign_out: bool) -
         f"{done.after.identity} generation {done.after.generation}: "
         "Redis copies made before are no longer read"
     )
-
-
-async def serve_forever(settings: Settings) -> None:
-    """Serve until SIGTERM or SIGINT, then drain: close sockets with 1001, commit, exit."""
-    try:
-        app = build_app(settings)
-    except ModuleNotFoundError as exc:
-        raise StartupError(_missing_extra(exc.name or "")) from exc
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=10)
-    try:
-        await runner.setup()
-        site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
-        await site.start()
-    except (TidingsError, ConnectionError, OSError) as exc:
-        await runner.cleanup()
-        message = exc.message if isinstance(exc, TidingsError) else str(exc)
-        raise StartupError(message) from exc
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    address = _address(site, settings)
-    # What startup made (modules, SQLAlchemy's and aiohttp's tables, the
-    # app) lives as long as the process: keep the cyclic collector off it,
-    # or every full collection walks it all (docs/benchmarks.md, stop 12).
-    gc.freeze()
-    log.info("tidings %s listening on %s (%s)", __version__, address, backends(settings))
-    print(f"tidings listening on {address}", flush=True)
-    try:
-        await stop.wait()
-    finally:
-        log.info("shutting down")
-        await runner.cleanup()
-
-
-# A driver or client library that is an optional extra of the package.
-_EXTRAS = {"asyncpg": "postgres", "asyncmy": "mysql", "redis": "redis", "psutil": "bench"}
-
-
-def _missing_extra(module: str) -> str:
-    top = module.partition(".")[0]
-    extra = _EXTRAS.get(top)
-    if extra is None:
-        return f"the Python module {module!r} is missing"
-    return f"{top} is not installed; it is in the {extra} extra: pip install 'tidings[{extra}]'"
-
-
-def _address(site: web.TCPSite, settings: Settings) -> str:
-    server = site._server
-    sockets = getattr(server, "sockets", None) or []
-    port = sockets[0].getsockname()[1] if sockets else settings.port
-    host = settings.host if ":" not in settings.host else f"[{settings.host}]"
-    return f"http://{host}:{port}"
 
 
 if __name__ == "__main__":

@@ -25,6 +25,9 @@ class SettingsError(ValueError):
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
+    # Processes serving the port, each a node of the cluster (tidings/workers.py);
+    # "auto" is one per core. More than one needs Redis and a server database.
+    workers: int = 1
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str | None = None
     # Every Redis key and channel starts with it: several deployments can share a Redis.
@@ -90,8 +93,11 @@ class Settings:
         for item in fields(cls):
             raw = env.get(f"TIDINGS_{item.name.upper()}")
             if raw is not None and raw != "":
-                values[item.name] = _coerce(
-                    item.name, raw, cls.__dataclass_fields__[item.name].type
+                parse = _PARSERS.get(item.name)
+                values[item.name] = (
+                    parse(raw)
+                    if parse is not None
+                    else _coerce(item.name, raw, cls.__dataclass_fields__[item.name].type)
                 )
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
@@ -106,6 +112,8 @@ class Settings:
     def check(self) -> None:
         if not 0 <= self.port <= 65535:
             raise SettingsError("TIDINGS_PORT must be 0 to 65535 (0: any free port)")
+        if self.workers < 1:
+            raise SettingsError("TIDINGS_WORKERS must be at least 1, or auto (one per core)")
         positive = (
             "max_body_chars",
             "max_group_members",
@@ -146,6 +154,22 @@ class Settings:
             raise SettingsError("TIDINGS_LOG_FORMAT must be text or json")
         if self.sqlite_synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise SettingsError("TIDINGS_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
+
+
+def parse_workers(raw: str) -> int:
+    """``auto`` (one worker per core, as ``os.cpu_count()`` sees them) or a count."""
+    if raw.strip().lower() == "auto":
+        return os.cpu_count() or 1
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(
+            f"TIDINGS_WORKERS={raw!r} is not a count of processes or auto"
+        ) from None
+
+
+# Settings whose text is not just their type's: parsed by their own function.
+_PARSERS = {"workers": parse_workers}
 
 
 def _coerce(name: str, raw: str, kind: object) -> Any:

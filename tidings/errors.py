@@ -82,3 +82,16 @@ def unavailable(
 
 def forbidden(message: str) -> TidingsError:
     return TidingsError(ErrorCode.FORBIDDEN, message)
+
+
+# A driver or client library that is an optional extra of the package.
+_EXTRAS = {"asyncpg": "postgres", "asyncmy": "mysql", "redis": "redis", "psutil": "bench"}
+
+
+def missing_extra(module: str) -> str:
+    """What to install when importing ``module`` failed: its extra, if it is one."""
+    top = module.partition(".")[0]
+    extra = _EXTRAS.get(top)
+    if extra is None:
+        return f"the Python module {module!r} is missing"
+    return f"{top} is not installed; it is in the {extra} extra: pip install 'tidings[{extra}]'"

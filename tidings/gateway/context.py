@@ -11,6 +11,7 @@ from aiohttp import web
 from tidings.config import Settings
 from tidings.gateway.hub import Hub
 from tidings.metrics import Metrics
+from tidings.nodes import NodeId
 from tidings.presence import Presence
 from tidings.service.accounts import Accounts
 from tidings.service.admin import Admin
@@ -36,6 +37,8 @@ class Edge:
     presence: Presence
     # Name -> "ok" or what is wrong, for /readyz.
     readiness: Callable[[], Awaitable[dict[str, str]]]
+    # This process's node id, named by /readyz: which node (or worker) answered.
+    node: NodeId
 
 
 Edge.KEY = web.AppKey("tidings.edge", Edge)

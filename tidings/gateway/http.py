@@ -402,11 +402,15 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: the database answers and, with several nodes, Redis carries events."""
+    """Readiness: the database answers and, with several nodes, Redis carries events.
+
+    ``node`` names the node that answered (with ``--workers``, the worker).
+    """
     edge = request.app[Edge.KEY]
     checks = await edge.readiness()
     ready = all(state == "ok" for state in checks.values())
-    return json_response({"ready": ready, "checks": checks}, 200 if ready else 503)
+    body = {"ready": ready, "node": edge.node, "checks": checks}
+    return json_response(body, 200 if ready else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -1,0 +1,93 @@
+"""One node: build the app, serve until SIGTERM or SIGINT, then drain and return.
+
+``tidings serve`` runs this in its own process; with ``--workers N`` each
+worker runs it on the listening socket the supervisor bound
+(:mod:`tidings.workers`) instead of binding one itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import signal
+import socket
+from collections.abc import Coroutine
+from typing import Any
+
+from aiohttp import web
+
+from tidings import __version__
+from tidings.app import backends, build_app
+from tidings.config import Settings
+from tidings.errors import TidingsError, missing_extra
+
+log = logging.getLogger("tidings")
+
+
+class StartupError(Exception):
+    """The server could not start (database, Redis or port); the message says which."""
+
+
+def run(main_coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop where it is installed (every platform but Windows)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
+        asyncio.run(main_coroutine)
+    else:
+        uvloop.run(main_coroutine)
+
+
+async def serve_forever(
+    settings: Settings, *, listener: socket.socket | None = None, announce: bool = True
+) -> None:
+    """Serve until SIGTERM or SIGINT, then drain: close sockets with 1001, commit, return.
+
+    ``listener``: a socket already bound and listening (a worker's, shared
+    with its siblings); None binds ``settings.host:settings.port``.
+    ``announce`` prints the "listening on" line on stdout (a worker leaves
+    that to its supervisor).
+    """
+    try:
+        app = build_app(settings)
+    except ModuleNotFoundError as exc:
+        raise StartupError(missing_extra(exc.name or "")) from exc
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=10)
+    try:
+        await runner.setup()
+        site: web.BaseSite
+        if listener is None:
+            site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+        else:
+            site = web.SockSite(runner, listener)
+        await site.start()
+    except (TidingsError, ConnectionError, OSError) as exc:
+        await runner.cleanup()
+        message = exc.message if isinstance(exc, TidingsError) else str(exc)
+        raise StartupError(message) from exc
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    address = _address(site, settings)
+    # What startup made (modules, SQLAlchemy's and aiohttp's tables, the
+    # app) lives as long as the process: keep the cyclic collector off it,
+    # or every full collection walks it all (docs/benchmarks.md, stop 12).
+    gc.freeze()
+    log.info("tidings %s listening on %s (%s)", __version__, address, backends(settings))
+    if announce:
+        print(f"tidings listening on {address}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        await runner.cleanup()
+
+
+def _address(site: web.BaseSite, settings: Settings) -> str:
+    server = getattr(site, "_server", None)
+    sockets = getattr(server, "sockets", None) or []
+    port = sockets[0].getsockname()[1] if sockets else settings.port
+    host = settings.host if ":" not in settings.host else f"[{settings.host}]"
+    return f"http://{host}:{port}"
