@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tidings.config import DEFAULT_DATABASE_URL, DEFAULT_FILES_URL, Settings, SettingsError
@@ -16,6 +18,15 @@ def test_defaults_serve_sqlite_on_loopback_8080() -> None:
     )
     assert settings.max_body_chars == 4000 and settings.idle_timeout_seconds == 60
     assert settings.files_url == DEFAULT_FILES_URL == "file://./data/files"
+
+
+def test_workers_default_to_one_and_auto_is_one_per_core(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings.from_env({}).workers == 1
+    assert Settings.from_env({"TIDINGS_WORKERS": "3"}).workers == 3
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert Settings.from_env({"TIDINGS_WORKERS": "auto"}).workers == 16
 
 
 def test_environment_variables_set_settings_and_flags_win() -> None:
@@ -34,6 +45,8 @@ def test_environment_variables_set_settings_and_flags_win() -> None:
         {"TIDINGS_SQLITE_SYNCHRONOUS": "sometimes"},
         {"TIDINGS_SEND_QUEUE_FRAMES": "10", "TIDINGS_WRITE_BATCH_MAX": "100"},
         {"TIDINGS_FILES_URL": "/srv/files"},
+        {"TIDINGS_WORKERS": "0"},
+        {"TIDINGS_WORKERS": "many"},
     ],
 )
 def test_a_bad_value_is_refused_at_start_with_its_name(env: dict[str, str]) -> None:
