@@ -53,6 +53,7 @@ def test_the_package_keeps_every_layer_contract(tmp_path: Path) -> None:
         ("gateway/http.py", "import tidings.files.s3", "Only the wiring picks adapters"),
         ("files/disk.py", "import tidings.store", "Layers point down"),
         ("harness/spawn.py", "import tidings.store", "The harness drives a server from outside"),
+        ("workers.py", "import aiohttp", "The workers' supervisor stays small"),
     ],
 )
 def test_a_wrong_import_breaks_its_contract(

@@ -156,6 +156,18 @@ async def test_a_killed_worker_is_started_again_and_the_port_keeps_answering(
 
 
 @pytest.mark.slow
+async def test_workers_whose_supervisor_is_killed_drain_and_exit(
+    two_workers: ServerProcess,
+) -> None:
+    await wait_for_nodes(two_workers.url, 2)
+    workers = [psutil.Process(pid) for pid in worker_pids(two_workers)]
+    two_workers.kill()
+    _, alive = await asyncio.to_thread(psutil.wait_procs, workers, 20)
+    assert not alive, "a worker outlived its supervisor and holds the port"
+    assert "the supervisor (pid" in two_workers.log_tail(20_000)
+
+
+@pytest.mark.slow
 async def test_sigterm_under_load_exits_0_closes_with_1001_and_loses_no_acked_message(
     two_workers: ServerProcess,
     cluster_env: dict[str, str],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import socket
 import sys
 from collections.abc import Sequence
@@ -127,8 +128,13 @@ def _serve(settings: Settings, listen_fd: int | None) -> int:
     from tidings.workers import CANNOT_START
 
     listener = None if listen_fd is None else socket.socket(fileno=listen_fd)
+    supervisor = None if listener is None else os.getppid()
     try:
-        run(serve_forever(settings, listener=listener, announce=listener is None))
+        run(
+            serve_forever(
+                settings, listener=listener, announce=listener is None, supervisor=supervisor
+            )
+        )
     except StartupError as exc:
         log.error("cannot start: %s", exc)
         return 1 if listener is None else CANNOT_START

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import socket
 from collections.abc import Coroutine
@@ -23,6 +24,9 @@ from tidings.config import Settings
 from tidings.errors import TidingsError, missing_extra
 
 log = logging.getLogger("tidings")
+
+#: How often a worker checks that its supervisor still runs.
+ORPHAN_CHECK_SECONDS = 1.0
 
 
 class StartupError(Exception):
@@ -40,14 +44,20 @@ def run(main_coroutine: Coroutine[Any, Any, None]) -> None:
 
 
 async def serve_forever(
-    settings: Settings, *, listener: socket.socket | None = None, announce: bool = True
+    settings: Settings,
+    *,
+    listener: socket.socket | None = None,
+    announce: bool = True,
+    supervisor: int | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then drain: close sockets with 1001, commit, return.
 
     ``listener``: a socket already bound and listening (a worker's, shared
     with its siblings); None binds ``settings.host:settings.port``.
     ``announce`` prints the "listening on" line on stdout (a worker leaves
-    that to its supervisor).
+    that to its supervisor). ``supervisor``: the pid of a worker's
+    supervisor; should it die (SIGKILL, OOM), the worker drains as on
+    SIGTERM rather than hold the port with no one to restart or stop it.
     """
     try:
         app = build_app(settings)
@@ -70,6 +80,7 @@ async def serve_forever(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    watch = None if supervisor is None else asyncio.create_task(_orphaned(supervisor, stop))
     address = _address(site, settings)
     # What startup made (modules, SQLAlchemy's and aiohttp's tables, the
     # app) lives as long as the process: keep the cyclic collector off it,
@@ -81,8 +92,21 @@ async def serve_forever(
     try:
         await stop.wait()
     finally:
+        if watch is not None:
+            watch.cancel()
         log.info("shutting down")
         await runner.cleanup()
+
+
+async def _orphaned(supervisor: int, stop: asyncio.Event) -> None:
+    """Set ``stop`` once this process's parent is no longer ``supervisor``."""
+    # Polled: nothing portable tells a process that its parent died.
+    while True:
+        await asyncio.sleep(ORPHAN_CHECK_SECONDS)
+        if os.getppid() != supervisor:
+            break
+    log.warning("the supervisor (pid %d) is gone; stopping", supervisor)
+    stop.set()
 
 
 def _address(site: web.BaseSite, settings: Settings) -> str:
