@@ -85,7 +85,13 @@ def forbidden(message: str) -> TidingsError:
 
 
 # A driver or client library that is an optional extra of the package.
-_EXTRAS = {"asyncpg": "postgres", "asyncmy": "mysql", "redis": "redis", "psutil": "bench"}
+_EXTRAS = {
+    "asyncpg": "postgres",
+    "asyncmy": "mysql",
+    "redis": "redis",
+    "aiobotocore": "s3",
+    "psutil": "bench",
+}
 
 
 def missing_extra(module: str) -> str:
