@@ -42,6 +42,7 @@ from tidings.service.chatlists import ChatLists
 from tidings.service.conversations import Conversations
 from tidings.service.groups import Groups
 from tidings.service.recipients import missed_messages
+from tidings.service.search import Search
 from tidings.service.typing import Typing
 from tidings.state import ChatListState
 from tidings.store import Store
@@ -108,6 +109,7 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
         presence,
         readiness_check(store, cluster.redis_broker),
         node,
+        search=Search(store),
     )
     app = web.Application(
         client_max_size=settings.max_http_body_bytes,

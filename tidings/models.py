@@ -134,6 +134,14 @@ class ReadBy(msgspec.Struct, frozen=True):
     unread_ids: list[int]
 
 
+class SearchResults(msgspec.Struct, frozen=True):
+    """PROTOCOL-v2 §7's ``GET /api/v1/search/messages``: a page of matches, newest
+    first, and the cursor of the next page (None on the last)."""
+
+    messages: list[Message]
+    next_before: str | None
+
+
 class ChatList(msgspec.Struct, frozen=True):
     """``GET /api/v1/conversations``: the entries, and PROTOCOL-v2 §5's total."""
 

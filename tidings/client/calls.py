@@ -9,7 +9,16 @@ import msgspec
 
 from tidings.client.conversations import conversation_path, send_fields, with_client_msg_id
 from tidings.client.groups import GroupRunning
-from tidings.models import ChatList, Conversation, Group, Message, ReadBy, Session, User
+from tidings.models import (
+    ChatList,
+    Conversation,
+    Group,
+    Message,
+    ReadBy,
+    SearchResults,
+    Session,
+    User,
+)
 
 
 class Unset:
@@ -149,6 +158,20 @@ class UserCalls(GroupRunning):
         params = {key: str(value) for key, value in given.items() if value is not None}
         path = conversation_path(conversation) + "/messages"
         return (await self._fetch(_Messages, "GET", path, None, params)).messages
+
+    async def search_messages(
+        self,
+        q: str,
+        conversation: str | None = None,
+        before: str | None = None,
+        limit: int | None = None,
+    ) -> SearchResults:
+        """Messages the caller can see whose current text holds ``q`` (1 to 100
+        characters, any case), newest first; in one conversation if given. For
+        the next page pass ``before=results.next_before``; None means no more."""
+        given = {"q": q, "conversation": conversation, "before": before, "limit": limit}
+        params = {key: str(value) for key, value in given.items() if value is not None}
+        return await self._fetch(SearchResults, "GET", "/api/v1/search/messages", None, params)
 
     async def send(
         self,

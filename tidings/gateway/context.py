@@ -18,6 +18,7 @@ from tidings.service.admin import Admin
 from tidings.service.chatlists import ChatLists
 from tidings.service.conversations import Conversations
 from tidings.service.groups import Groups
+from tidings.service.search import Search
 from tidings.service.typing import Typing
 
 
@@ -39,6 +40,7 @@ class Edge:
     readiness: Callable[[], Awaitable[dict[str, str]]]
     # This process's node id, named by /readyz: which node (or worker) answered.
     node: NodeId
+    search: Search
 
 
 Edge.KEY = web.AppKey("tidings.edge", Edge)

@@ -336,6 +336,20 @@ async def history(request: web.Request) -> web.Response:
     return json_response({"messages": found})
 
 
+async def search_messages(request: web.Request) -> web.Response:
+    """PROTOCOL-v2 §7."""
+    edge = request.app[Edge.KEY]
+    user = await _user(request, edge)
+    found = await edge.search.messages(
+        user,
+        request.query.get("q"),
+        conversation=request.query.get("conversation"),
+        before=request.query.get("before"),
+        limit=query_int(request, "limit"),
+    )
+    return json_response(found)
+
+
 async def send(request: web.Request) -> web.Response:
     edge = request.app[Edge.KEY]
     user = await _user(request, edge)
@@ -450,6 +464,7 @@ def add_routes(app: web.Application) -> None:
             web.post("/api/v1/conversations/{conversation}/messages/{seq}/edit", edit),
             web.get("/api/v1/conversations/{conversation}/messages/{seq}/reads", read_by),
             web.post("/api/v1/conversations/{conversation}/read", mark_read),
+            web.get("/api/v1/search/messages", search_messages),
             web.get("/api/v1/limits", limits),
             web.get("/openapi.json", openapi),
             web.get("/healthz", healthz),

@@ -15,7 +15,16 @@ import msgspec
 
 from tidings import __version__
 from tidings.gateway.requests import BODIES
-from tidings.models import ChatList, Conversation, Group, Message, ReadBy, Session, User
+from tidings.models import (
+    ChatList,
+    Conversation,
+    Group,
+    Message,
+    ReadBy,
+    SearchResults,
+    Session,
+    User,
+)
 
 _ERROR = {
     "type": "object",
@@ -96,13 +105,32 @@ def _query(name: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": {"type": "integer"}}
 
 
+def _optional_string(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": _STRING,
+    }
+
+
+_SEARCH_Q = {
+    "name": "q",
+    "in": "query",
+    "required": True,
+    "description": "1 to 100 characters after trimming white space; a case-insensitive "
+    "substring in any script",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 100},
+}
+
 _CONVERSATION = _path("conversation", {"type": "string", "pattern": r"^(p:\d+-\d+|g:\d+)$"})
 
 
 @cache
 def openapi_document() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
-        [User, Group, Message, Conversation, ChatList, ReadBy, Session, *BODIES],
+        [User, Group, Message, Conversation, ChatList, ReadBy, SearchResults, Session, *BODIES],
         ref_template="#/components/schemas/{name}",
     )
     components["Error"] = _ERROR
@@ -283,6 +311,20 @@ def openapi_document() -> dict[str, Any]:
                 errors=(403, 404, 413, 429, 503),
                 also={200: _REPEAT},
             ),
+        },
+        "/api/v1/search/messages": {
+            "get": _op(
+                "Search the messages the caller can see now (PROTOCOL-v2 §7), newest first",
+                200,
+                _ref("SearchResults"),
+                errors=(403, 404, 422),
+                params=[
+                    _SEARCH_Q,
+                    _optional_string("conversation", "only this conversation (one you are in)"),
+                    _optional_string("before", "the next_before of the previous page"),
+                    _query("limit") | {"schema": {"type": "integer", "minimum": 1, "maximum": 50}},
+                ],
+            )
         },
         "/api/v1/conversations/{conversation}/messages/{seq}/recall": {
             "post": _op(

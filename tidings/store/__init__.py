@@ -122,6 +122,22 @@ WriteOutcome = StoredMessage | ReadResult | TidingsError
 
 
 @dataclass(frozen=True, slots=True)
+class SearchPosition:
+    """Where a page of search results ends: the next page starts below it
+    (results are ordered by ``(sent_at, conversation, seq)``, newest first)."""
+
+    sent_at: int
+    conversation: ConversationId
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    messages: list[Message]
+    next_before: SearchPosition | None  # None: this is the last page
+
+
+@dataclass(frozen=True, slots=True)
 class Membership:
     joined_seq: int
     read_seq: int
@@ -404,6 +420,20 @@ class Store(Protocol):
         """A page of messages, oldest first: the newest ``limit`` below ``before``,
         or the oldest above ``after``. With ``member``, only what that member may
         see (after it joined), and nothing if it is not a member."""
+
+    async def search_messages(
+        self,
+        user: UserId,
+        q: str,
+        *,
+        conversation: ConversationId | None,
+        before: SearchPosition | None,
+        limit: int,
+    ) -> SearchPage:
+        """PROTOCOL-v2 §7: up to ``limit`` countable messages the user can see now
+        (a member now, after its join, not recalled) whose current text holds
+        ``q`` in any case, newest first, below ``before``; in ``conversation``
+        only if given (nothing when the user is not in it)."""
 
     async def chat_list(self, user: UserId, limit: int, *, with_hidden: bool = False) -> ChatList:
         """Pinned entries first, then the rest, newest first by the later of

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tidings.config import SettingsError
 from tidings.store.checkpoint import WalCheckpointer
+from tidings.store.search import SQLITE_LOWER
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +138,13 @@ def _configure_sqlite(engine: Engine, synchronous: str, *, begin: str) -> None:
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         cursor.close()
+        # Search folds case beyond ASCII, which SQLite's lower() does not (store/search.py).
+        dbapi_connection.create_function(SQLITE_LOWER, 1, _lower, deterministic=True)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql(begin)
+
+
+def _lower(value: str | None) -> str | None:
+    return None if value is None else value.lower()

@@ -60,6 +60,8 @@ from tidings.store import (
     Membership,
     Readers,
     RemoveMember,
+    SearchPage,
+    SearchPosition,
     WriteOutcome,
     WriteRequest,
 )
@@ -99,6 +101,7 @@ from tidings.store.schema import (
     uncounted,
     users,
 )
+from tidings.store.search import search_params
 
 log = logging.getLogger(__name__)
 
@@ -450,6 +453,26 @@ class SqlStore:
             rows = list(reversed(rows))
         replies = await self._replies_of(rows)
         return [_with_reply(row, replies) for row in rows]
+
+    async def search_messages(
+        self,
+        user: UserId,
+        q: str,
+        *,
+        conversation: ConversationId | None,
+        before: SearchPosition | None,
+        limit: int,
+    ) -> SearchPage:
+        # One row more than the page: whether there is a next page, in the same read.
+        query, params = search_params(self._dialect, user, q, conversation, before, limit + 1)
+        rows = await self._read(query, params)
+        page, more = rows[:limit], len(rows) > limit
+        replies = await self._replies_of(page)
+        last = page[-1] if page else None
+        after = None
+        if more and last is not None:
+            after = SearchPosition(last.sent_at, ConversationId(last.conversation_id), last.seq)
+        return SearchPage([_with_reply(row, replies) for row in page], after)
 
     async def chat_list(self, user: UserId, limit: int, *, with_hidden: bool = False) -> ChatList:
         rows = await self._read(chat_list_page(user, limit, with_hidden=with_hidden))
