@@ -1,4 +1,4 @@
-"""A database a v1 server made, upgraded in place by this server (Alembic 0003 to 0005).
+"""A database a v1 server made, upgraded in place by this server (Alembic 0003 to 0006).
 
 The v1 server is the real one: the package as it stood in git just before
 the v2 migration was added, run as a subprocess on a fresh database of each
@@ -163,6 +163,12 @@ async def test_a_v1_database_is_upgraded_in_place(stack: str, tmp_path: Path) ->
                 await alice.edit(chat, 3, "typo fixed")
                 reply = await carol.send(group, "noted", reply_to=1, mentions=[ids["bob"]])
                 assert reply.reply_to is not None and reply.reply_to.preview == "a0"
+                # PROTOCOL-v2 §7 (migration 0006): the v1 messages were indexed in place.
+                found = await bob.search_messages("HI ALICE")
+                assert [m.body for m in found.messages] == ["hi alice"]
+                found = await alice.search_messages("typo")
+                assert [m.body for m in found.messages] == ["typo fixed"]
+                assert (await carol.search_messages("hi b")).messages == []
                 for client, name in ((alice, "alice"), (bob, "bob"), (carol, "carol")):
                     for entry in await client.conversations():
                         messages = await full_history(client, entry.id)
