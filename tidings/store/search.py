@@ -8,20 +8,20 @@ from. ``messages.body`` is the current text (an edit replaces it, a recall
 blanks it in the same commit: store/batch.py), so a match on it is a match
 on what the message says now. Only the match differs per database:
 
-- SQLite, three characters or more: the FTS5 trigram table of migration
-  0006 (kept by triggers in the message's own transaction), as a phrase,
-  which is a substring match with Unicode case folded.
-- PostgreSQL, three or more: ``ILIKE '%q%'`` (``%``, ``_`` and ``\\``
+- PostgreSQL, three characters or more: ``ILIKE '%q%'`` (``%``, ``_`` and ``\\``
   escaped), which the ``pg_trgm`` GIN index answers.
-- Under three characters on every database, and MySQL/MariaDB always: a
-  case-folded substring test (``instr``/``strpos``) on the messages of the
-  user's own conversations, read by primary key from each join position.
-  A trigram index cannot answer a query shorter than a trigram; this scan
-  is bounded by the user's history, not the whole database.
+- Under three characters on PostgreSQL, and SQLite and MySQL/MariaDB
+  always: a case-folded substring test (``instr``/``strpos``) on the
+  messages of the user's own conversations, read by primary key from each
+  join position. A trigram index cannot answer a query shorter than a
+  trigram; this scan is bounded by the user's history, not the whole
+  database. SQLite has no index yet: an FTS5 trigram table kept in each
+  batch's transaction halved its private msgs/s (docs/benchmarks.md, stop
+  18); one written off the send path is the next step.
 
 Text searched: ``messages.body``, which is a text message's text and an
 attachment's caption. A file's name, once files exist, joins it here
-(``searched_text``), and in the SQLite triggers and PostgreSQL index.
+(``searched_text``), and in the PostgreSQL index.
 """
 
 from __future__ import annotations
@@ -34,13 +34,9 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
-    column,
     func,
-    literal_column,
     or_,
     select,
-    table,
-    tuple_,
 )
 from sqlalchemy.sql.elements import BindParameter
 
@@ -54,12 +50,8 @@ COUNTABLE_KINDS = ("text", "image", "file", "voice")
 # The shortest query a trigram index answers.
 TRIGRAM = 3
 # SQLite: Python's str.lower, registered on every connection (engines.py), so
-# the short-query scan folds case as the FTS5 trigram table does (beyond
-# ASCII), which SQLite's own lower() does not.
+# the scan folds case beyond ASCII, which SQLite's own lower() does not.
 SQLITE_LOWER = "tidings_lower"
-
-# The FTS5 table of migration 0006 (a virtual table: not in schema.metadata).
-_message_search = table("message_search", column("body"), column("conversation_id"), column("seq"))
 
 
 def searched_text() -> ColumnElement[Any]:
@@ -79,10 +71,7 @@ def search_params(
     short = len(q) < TRIGRAM
     params: dict[str, Any] = {"user": user, "limit": limit}
     if dialect == "sqlite":
-        if short:
-            params["folded"] = q.lower()
-        else:
-            params["phrase"] = '"' + q.replace('"', '""') + '"'
+        params["folded"] = q.lower()
     elif dialect == "postgresql" and not short:
         params["pattern"] = "%" + like_escape(q) + "%"
     else:
@@ -103,12 +92,7 @@ def like_escape(text: str) -> str:
 def _match(dialect: str, short: bool) -> ColumnElement[bool]:
     text = searched_text()
     if dialect == "sqlite":
-        if short:
-            return func.instr(getattr(func, SQLITE_LOWER)(text), bindparam("folded")) > 0
-        matching = select(_message_search.c.conversation_id, _message_search.c.seq).where(
-            literal_column("message_search").op("MATCH")(bindparam("phrase"))
-        )
-        return tuple_(messages.c.conversation_id, messages.c.seq).in_(matching)
+        return func.instr(getattr(func, SQLITE_LOWER)(text), bindparam("folded")) > 0
     if dialect == "postgresql":
         if short:
             return func.strpos(func.lower(text), func.lower(bindparam("q"))) > 0

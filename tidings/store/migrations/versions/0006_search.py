@@ -1,9 +1,9 @@
-"""Message search (PROTOCOL-v2 §7): each database's own substring index over message text.
+"""Message search (PROTOCOL-v2 §7): PostgreSQL's substring index over message text.
 
-- SQLite: an FTS5 table with the ``trigram`` tokenizer (SQLite 3.34+),
-  kept by triggers on ``messages``, so every write of a message (a batch's
-  send, an edit, a recall) changes the index in its own statement and
-  transaction; nothing in Python can forget it.
+- SQLite: nothing yet. An FTS5 ``trigram`` table kept by triggers in each
+  batch's transaction halved private msgs/s (docs/benchmarks.md, stop 18):
+  small transactions are FTS5's most expensive case. Searches scan the
+  user's own conversations until an index written off the send path lands.
 - PostgreSQL: a ``pg_trgm`` GIN index on ``messages.body`` (an index of
   the table itself: the database keeps it in the same transaction).
 - MySQL/MariaDB: nothing. MariaDB has no ngram parser (MySQL's is not in
@@ -12,7 +12,7 @@
   (see ``store/search.py`` and docs/protocol.md, "Search").
 
 Upgrades in place: existing messages are indexed here. Queries under three
-characters do not use these indexes (a trigram needs three); they scan the
+characters do not use the index (a trigram needs three); they scan the
 user's own conversations on every database.
 
 Revision ID: 0006
@@ -38,58 +38,6 @@ log = logging.getLogger("tidings.store.migrations")
 # The countable kinds (PROTOCOL-v2 §1): notices are never search results.
 _COUNTABLE = "('text', 'image', 'file', 'voice')"
 
-# SQLite. The FTS table holds its own copy of each indexed body beside the
-# message's position. Its rowid is its own: the rowid of ``messages`` (which
-# has no INTEGER PRIMARY KEY) may change on VACUUM, so it cannot key the
-# index. A row is found again by its old text (a MATCH on the whole old body,
-# then the position): an edit or recall is rare next to a send, and this
-# keeps a send's cost to one FTS insert, with no key table to write too.
-# Bodies under three characters hold no trigram: they are left out, and only
-# the short-query scan (which reads ``messages``) can find them.
-_SQLITE_UP = (
-    "CREATE VIRTUAL TABLE message_search USING fts5("
-    "body, conversation_id UNINDEXED, seq UNINDEXED, tokenize = 'trigram')",
-    f"""CREATE TRIGGER message_search_insert AFTER INSERT ON messages
-    WHEN new.kind IN {_COUNTABLE} AND new.recall_seq IS NULL AND length(new.body) >= 3
-    BEGIN
-        INSERT INTO message_search (body, conversation_id, seq)
-        VALUES (new.body, new.conversation_id, new.seq);
-    END""",
-    # An edit replaces the text; a recall blanks it (body '') and so drops it.
-    f"""CREATE TRIGGER message_search_update AFTER UPDATE OF body, recall_seq ON messages
-    WHEN new.kind IN {_COUNTABLE}
-    BEGIN
-        DELETE FROM message_search WHERE rowid IN (
-            SELECT rowid FROM message_search
-            WHERE length(old.body) >= 3
-              AND message_search MATCH '"' || replace(old.body, '"', '""') || '"'
-              AND conversation_id = old.conversation_id AND seq = old.seq
-        );
-        INSERT INTO message_search (body, conversation_id, seq)
-        SELECT new.body, new.conversation_id, new.seq
-        WHERE new.recall_seq IS NULL AND length(new.body) >= 3;
-    END""",
-    f"""CREATE TRIGGER message_search_delete AFTER DELETE ON messages
-    WHEN old.kind IN {_COUNTABLE} AND length(old.body) >= 3
-    BEGIN
-        DELETE FROM message_search WHERE rowid IN (
-            SELECT rowid FROM message_search
-            WHERE message_search MATCH '"' || replace(old.body, '"', '""') || '"'
-              AND conversation_id = old.conversation_id AND seq = old.seq
-        );
-    END""",
-    # The messages stored before this migration.
-    f"""INSERT INTO message_search (body, conversation_id, seq)
-    SELECT body, conversation_id, seq FROM messages
-    WHERE kind IN {_COUNTABLE} AND recall_seq IS NULL AND length(body) >= 3""",
-)
-_SQLITE_DOWN = (
-    "DROP TRIGGER IF EXISTS message_search_delete",
-    "DROP TRIGGER IF EXISTS message_search_update",
-    "DROP TRIGGER IF EXISTS message_search_insert",
-    "DROP TABLE IF EXISTS message_search",
-)
-
 # PostgreSQL. pg_trgm is a trusted extension (PostgreSQL 13+): the database's
 # owner, or any role with CREATE on it, may create it. Without it, search
 # still answers, by scanning the user's conversations (ILIKE is core
@@ -100,10 +48,7 @@ _PG_INDEX_SQL = f"CREATE INDEX IF NOT EXISTS {PG_INDEX} ON messages USING gin (b
 
 def upgrade() -> None:
     dialect = op.get_bind().dialect.name
-    if dialect == "sqlite":
-        for statement in _SQLITE_UP:
-            op.execute(statement)
-    elif dialect == "postgresql":
+    if dialect == "postgresql":
         _upgrade_postgresql()
 
 
@@ -131,8 +76,5 @@ def _upgrade_postgresql() -> None:
 
 def downgrade() -> None:
     dialect = op.get_bind().dialect.name
-    if dialect == "sqlite":
-        for statement in _SQLITE_DOWN:
-            op.execute(statement)
-    elif dialect == "postgresql":
+    if dialect == "postgresql":
         op.execute(f"DROP INDEX IF EXISTS {PG_INDEX}")
