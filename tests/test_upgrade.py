@@ -1,4 +1,4 @@
-"""A database a v1 server made, upgraded in place by this server (Alembic 0003 to 0006).
+"""A database a v1 server made, upgraded in place by this server (Alembic 0003 to the newest).
 
 The v1 server is the real one: the package as it stood in git just before
 the v2 migration was added, run as a subprocess on a fresh database of each
@@ -163,7 +163,7 @@ async def test_a_v1_database_is_upgraded_in_place(stack: str, tmp_path: Path) ->
                 await alice.edit(chat, 3, "typo fixed")
                 reply = await carol.send(group, "noted", reply_to=1, mentions=[ids["bob"]])
                 assert reply.reply_to is not None and reply.reply_to.preview == "a0"
-                # PROTOCOL-v2 §7 (migration 0006): the v1 messages were indexed in place.
+                # PROTOCOL-v2 §7: the v1 messages are found as they read now.
                 found = await bob.search_messages("HI ALICE")
                 assert [m.body for m in found.messages] == ["hi alice"]
                 found = await alice.search_messages("typo")

@@ -6,22 +6,20 @@ countable kinds only, not recalled, newest first by
 ``(sent_at, conversation_id, seq)``, a total order the cursor resumes
 from. ``messages.body`` is the current text (an edit replaces it, a recall
 blanks it in the same commit: store/batch.py), so a match on it is a match
-on what the message says now. Only the match differs per database:
+on what the message says now, as of the last commit.
 
-- PostgreSQL, three characters or more: ``ILIKE '%q%'`` (``%``, ``_`` and ``\\``
-  escaped), which the ``pg_trgm`` GIN index answers.
-- Under three characters on PostgreSQL, and SQLite and MySQL/MariaDB
-  always: a case-folded substring test (``instr``/``strpos``) on the
-  messages of the user's own conversations, read by primary key from each
-  join position. A trigram index cannot answer a query shorter than a
-  trigram; this scan is bounded by the user's history, not the whole
-  database. SQLite has no index yet: an FTS5 trigram table kept in each
-  batch's transaction halved its private msgs/s (docs/benchmarks.md, stop
-  18); one written off the send path is the next step.
+The match is a case-folded substring test (``instr``/``strpos``) on the
+messages of the user's own conversations, read by primary key from each
+join position: bounded by the user's history, not the whole database.
+Only the case folding differs per database. No text index yet: kept in the
+send's transaction, an SQLite FTS5 trigram table halved the embedded
+server's private msgs/s and a PostgreSQL ``pg_trgm`` GIN index halved raw
+inserts into ``messages`` (docs/benchmarks.md, stop 18); an index written
+off the send path, caught up before a search answers, is the next step.
 
 Text searched: ``messages.body``, which is a text message's text and an
 attachment's caption. A file's name, once files exist, joins it here
-(``searched_text``), and in the PostgreSQL index.
+(``searched_text``).
 """
 
 from __future__ import annotations
@@ -47,8 +45,6 @@ from tidings.store.schema import members, messages
 
 # PROTOCOL-v2 §1: the kinds that are messages; notices are never results.
 COUNTABLE_KINDS = ("text", "image", "file", "voice")
-# The shortest query a trigram index answers.
-TRIGRAM = 3
 # SQLite: Python's str.lower, registered on every connection (engines.py), so
 # the scan folds case beyond ASCII, which SQLite's own lower() does not.
 SQLITE_LOWER = "tidings_lower"
@@ -68,44 +64,32 @@ def search_params(
     limit: int,
 ) -> tuple[Select[Any], dict[str, Any]]:
     """The statement and parameters of one page of ``limit`` results."""
-    short = len(q) < TRIGRAM
     params: dict[str, Any] = {"user": user, "limit": limit}
     if dialect == "sqlite":
         params["folded"] = q.lower()
-    elif dialect == "postgresql" and not short:
-        params["pattern"] = "%" + like_escape(q) + "%"
     else:
         params["q"] = q
     if conversation is not None:
         params["conversation"] = conversation
     if before is not None:
         params |= {"b_at": before.sent_at, "b_c": before.conversation, "b_s": before.seq}
-    query = _search_query(dialect, short, conversation is not None, before is not None)
+    query = _search_query(dialect, conversation is not None, before is not None)
     return query, params
 
 
-def like_escape(text: str) -> str:
-    """``text`` as a literal inside a LIKE pattern whose escape character is ``\\``."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _match(dialect: str, short: bool) -> ColumnElement[bool]:
+def _match(dialect: str) -> ColumnElement[bool]:
     text = searched_text()
     if dialect == "sqlite":
         return func.instr(getattr(func, SQLITE_LOWER)(text), bindparam("folded")) > 0
     if dialect == "postgresql":
-        if short:
-            return func.strpos(func.lower(text), func.lower(bindparam("q"))) > 0
-        return text.ilike(bindparam("pattern"), escape="\\")
+        return func.strpos(func.lower(text), func.lower(bindparam("q"))) > 0
     # MySQL/MariaDB: their default collations also fold accents ("e" = "é");
     # lower-casing both sides and comparing bytes folds case only.
     return func.instr(func.lower(text).collate("utf8mb4_bin"), func.lower(bindparam("q"))) > 0
 
 
 @functools.cache
-def _search_query(
-    dialect: str, short: bool, in_conversation: bool, after_cursor: bool
-) -> Select[Any]:
+def _search_query(dialect: str, in_conversation: bool, after_cursor: bool) -> Select[Any]:
     """Built once per shape, like the history pages (store/rows.py)."""
     query = (
         select(*MESSAGE_COLUMNS)
@@ -120,7 +104,7 @@ def _search_query(
             messages.c.seq > members.c.joined_seq,
             messages.c.kind.in_(COUNTABLE_KINDS),
             messages.c.recall_seq.is_(None),
-            _match(dialect, short),
+            _match(dialect),
         )
     )
     if in_conversation:
