@@ -1,6 +1,7 @@
 // @ts-check
-// Each open conversation's history: the newest page, older pages on scroll, and
-// catch-up after the last seq seen, deduped by seq (store.addToHistory).
+// Each open conversation's history: the newest page (or the pages around a
+// message found by search), older pages on scroll, and catch-up after the last
+// seq seen, deduped by seq (store.addToHistory).
 
 import { ApiError } from "./api.js";
 import { $ } from "./dom.js";
@@ -102,6 +103,48 @@ export async function loadLatest(id) {
     if (now && now.last_seq > c.maxSeq) catchUp(id);
   } catch (error) {
     if (error instanceof ApiError && error.status === 403) dropConversation(id, true);
+  } finally {
+    c.loading = false;
+  }
+}
+
+/**
+ * A conversation opened at one message (a search result): the page up to it
+ * and the page after it, then the usual catch-up to the newest. A history
+ * that holds the message is kept as it is; one that does not is replaced, so
+ * what is held stays one run of seqs from minSeq (store.addToHistory's maxSeq
+ * means "every seq up to here is loaded").
+ * @param {string} id
+ * @param {number} seq
+ */
+export async function loadAround(id, seq) {
+  const held = S.convs.get(id);
+  if (held && held.loaded && held.msgs.has(seq)) return;
+  const c = newHistory();
+  c.loading = true;
+  S.convs.set(id, c); // an answer still coming for the old one is dropped (S.convs.get(id) !== c)
+  try {
+    const [upTo, after] = await Promise.all([
+      api("GET", `/conversations/${enc(id)}/messages?before=${seq + 1}&limit=${PAGE}`),
+      api("GET", `/conversations/${enc(id)}/messages?after=${seq}&limit=${PAGE}`),
+    ]);
+    if (S.convs.get(id) !== c) return;
+    /** @type {import("./types.js").Message[]} */
+    const messages = [...upTo.messages, ...after.messages];
+    c.loaded = true;
+    c.hasMore = upTo.messages.length >= PAGE && upTo.messages[0].seq > 1;
+    c.minSeq = messages.length ? messages[0].seq : 0;
+    c.maxSeq = c.minSeq ? c.minSeq - 1 : 0; // addToHistory walks it up the run just loaded
+    addMessages(id, messages, after.messages.length < PAGE);
+    if (S.openId === id) render({ pane: true });
+    const now = S.entries.get(id);
+    if (now && now.last_seq > c.maxSeq) catchUp(id);
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 403) dropConversation(id, true);
+    else if (S.convs.get(id) === c) {
+      S.convs.delete(id); // not reached: the chat opens at its newest instead
+      if (S.openId === id) loadLatest(id);
+    }
   } finally {
     c.loading = false;
   }

@@ -16,6 +16,7 @@ import { S, load } from "./state.js";
 import { sizeComposer, updateLatest } from "./view-chat.js";
 import { createGroup, startPrivateChat } from "./view-dialogs.js";
 import { renderList, rove } from "./view-list.js";
+import { openResult, renderSearch, resultKey, roveResult, searcher } from "./view-search.js";
 import { closeEntryMenu, entryMenuKey, openEntryMenu } from "./view-entry.js";
 import { READ_BY_REFRESH_MS, refreshReadBy } from "./view-readby.js";
 import {
@@ -99,24 +100,44 @@ function wire() {
     if (item) rove(item, false);
   });
   const filter = $("chat-filter");
+  const results = $("search-list");
   filter.addEventListener("input", () => {
     S.filter = filter.value;
     renderList();
+    searcher.type(filter.value); // the messages too, once the typing pauses
   });
   filter.addEventListener("keydown", (/** @type {KeyboardEvent} */ event) => {
+    // The chats first; with none matching, the messages found.
     const first = list.querySelector(".chat[tabindex='0']") || list.querySelector(".chat");
-    if (event.key === "ArrowDown" && first) {
+    const result = results.querySelector(".result[tabindex='0']");
+    if (event.key === "ArrowDown" && (first || result)) {
       event.preventDefault();
-      rove(first, true);
-    } else if (event.key === "Enter" && list.querySelector(".chat")) {
+      if (first) rove(first, true);
+      else roveResult(result, true);
+    } else if (event.key === "Enter" && (first || result)) {
       event.preventDefault();
-      openConversation(list.querySelector(".chat").dataset.id);
+      if (first) openConversation(list.querySelector(".chat").dataset.id);
+      else openResult(result.dataset.conversation, Number(result.dataset.seq));
     } else if (event.key === "Escape" && filter.value) {
       filter.value = "";
       S.filter = "";
       renderList();
+      searcher.type("");
     }
   });
+  results.addEventListener("click", (/** @type {Event} */ event) => {
+    const row = /** @type {any} */ (event.target).closest(".result");
+    if (row) openResult(row.dataset.conversation, Number(row.dataset.seq));
+  });
+  results.addEventListener("keydown", (/** @type {KeyboardEvent} */ event) => {
+    if (resultKey(event)) event.preventDefault();
+  });
+  results.addEventListener("focusin", (/** @type {FocusEvent} */ event) => {
+    const row = /** @type {any} */ (event.target).closest(".result");
+    if (row) roveResult(row, false);
+  });
+  $("search-more").addEventListener("click", () => searcher.more());
+  renderSearch();
 
   $("btn-back").addEventListener("click", () => {
     const id = S.openId;
@@ -166,6 +187,14 @@ function wire() {
     sendMessage();
     compose.focus();
   });
+
+  // A chat opened at a search result keeps it in view until the person moves:
+  // scrolls, touches, clicks or types anywhere in the chat.
+  for (const kind of ["wheel", "touchstart", "pointerdown", "keydown"]) {
+    $("pane-chat").addEventListener(kind, () => {
+      if (S.jump) S.jump.held = false;
+    }, { capture: true, passive: true });
+  }
 
   const box = $("messages");
   box.addEventListener("keydown", (/** @type {KeyboardEvent} */ event) => {

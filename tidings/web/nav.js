@@ -24,6 +24,7 @@ export function openConversation(id) {
 export function showConversation(id) {
   const changed = S.openId !== id;
   if (changed && S.openId) pushDraft(S.openId); // left with text typed: the other devices get it
+  if (S.jump && S.jump.id !== id) S.jump = null;
   S.openId = id;
   const entry = S.entries.get(id);
   if (!entry) return;
@@ -51,6 +52,7 @@ export function showConversation(id) {
 export function closeConversation() {
   if (S.openId) pushDraft(S.openId);
   S.openId = null;
+  S.jump = null;
   S.membersOpen = false;
   $("members").hidden = true;
   if (routeId()) history.replaceState(null, "", location.pathname);

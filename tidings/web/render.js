@@ -7,6 +7,7 @@ import { S } from "./state.js";
 import { renderPane, updateLatest } from "./view-chat.js";
 import { renderList } from "./view-list.js";
 import { renderMembers } from "./view-members.js";
+import { renderSearch } from "./view-search.js";
 
 /**
  * @typedef {object} Dirty
@@ -22,6 +23,30 @@ import { renderMembers } from "./view-members.js";
 const dirty = { list: false, pane: false, members: false, scroll: null, focus: null, latest: false };
 let flushQueued = false;
 
+/** How long a message opened from search stays highlighted (style.css fades it). */
+export const FOUND_MS = 2400;
+
+/**
+ * The message the open chat was opened at, highlighted for a moment and, while
+ * held, scrolled into view; true when it was scrolled to.
+ * @param {HTMLElement} box
+ */
+function showJump(box) {
+  const jump = S.jump && S.jump.id === S.openId ? S.jump : null;
+  const row = jump ? box.querySelector(`[data-seq="${jump.seq}"]`) : null;
+  if (!jump || !(row instanceof HTMLElement)) return false;
+  const elapsed = Date.now() - jump.at;
+  if (elapsed < FOUND_MS) {
+    // Each redraw makes a new row: its fade goes on from where the last one was.
+    row.classList.add("found");
+    row.style.setProperty("--found-delay", `${-elapsed}ms`);
+    setTimeout(() => row.classList.remove("found"), FOUND_MS - elapsed);
+  }
+  if (!jump.held) return false;
+  row.scrollIntoView({ block: "center" });
+  return true;
+}
+
 /** @param {Dirty} what */
 export function render(what) {
   if (what.list) dirty.list = true;
@@ -35,7 +60,10 @@ export function render(what) {
   queueMicrotask(() => {
     flushQueued = false;
     if (!S.me) return;
-    if (dirty.list) renderList();
+    if (dirty.list) {
+      renderList();
+      renderSearch(); // titles and names in the results follow the list's
+    }
     if (dirty.pane) {
       const box = $("messages");
       const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 60;
@@ -50,7 +78,9 @@ export function render(what) {
         again.focus({ preventScroll: true });
       }
       const line = dirty.scroll === "unread" ? $("new-line") : null;
-      if (line) {
+      if (showJump(box)) {
+        // A search result opened: it stays in view, whatever came meanwhile.
+      } else if (line) {
         box.scrollTop += line.getBoundingClientRect().top - box.getBoundingClientRect().top - 8;
       } else if (dirty.scroll || atBottom) {
         box.scrollTop = box.scrollHeight;

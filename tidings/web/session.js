@@ -8,6 +8,7 @@ import { openFromRoute, routeId } from "./nav.js";
 import { api } from "./people.js";
 import { render } from "./render.js";
 import { S, draftsKey, load, pendingKey, peerReadKey, save } from "./state.js";
+import { searcher } from "./view-search.js";
 
 let signUpMode = false;
 
@@ -97,8 +98,10 @@ function resetState() {
   S.filter = "";
   S.roving = null;
   S.newLine = null;
+  S.jump = null;
   S.seen.clear();
   $("chat-filter").value = "";
+  searcher.type(""); // an answer still coming is dropped
   S.me = null;
   document.title = "tidings";
   $("chat-list").replaceChildren();

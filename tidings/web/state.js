@@ -23,6 +23,13 @@
  *   sender: number}} ComposeTarget
  */
 
+/**
+ * A message a chat was opened at (a search result): every redraw keeps it in
+ * view while `held` (until the person scrolls or acts in the chat), and it is
+ * highlighted for a moment from `at`.
+ * @typedef {{id: string, seq: number, at: number, held: boolean}} Jump
+ */
+
 export const PAGE = 50;
 export const CATCH_UP_PAGE = 200;
 
@@ -61,6 +68,8 @@ export const S = {
   seen: new Set(),
   /** @type {{id: string, after: number} | null} the "new messages" line of the open chat */
   newLine: null,
+  /** @type {Jump | null} a message opened from the search results */
+  jump: null,
   connState: "",
   /** @type {ComposeTarget | null} */
   target: null,
