@@ -97,6 +97,24 @@ async def test_typing_finds_messages_in_any_script_grouped_by_their_chat(
     await expect(found).to_have_text("Hello World from Bob")
     await expect(found).to_be_in_viewport()
 
+    # A failed search says why in a quiet line. (The console's "Failed to load
+    # resource" for the 429 is expected here.)
+    browser.console.server_down = True
+    await page.route(
+        "**/api/v1/search/messages?*",
+        lambda route: route.fulfill(
+            status=429, json={"error": {"code": "rate_limited", "message": "slow down"}}
+        ),
+    )
+    await search(page, "hello")
+    await expect(page.locator("#search-note")).to_have_text(
+        "Searching too often. Wait a moment and type again."
+    )
+    await page.unroute("**/api/v1/search/messages?*")
+    browser.console.server_down = False
+    await search(page, "a" * 101)
+    await expect(page.locator("#search-note")).to_contain_text("at most 100 characters")
+
     # Escape in the box clears the chats' filter and the messages found.
     await page.focus("#chat-filter")
     await page.keyboard.press("Escape")

@@ -156,6 +156,17 @@ test("more results merge in; clearing the box forgets everything", async () => {
   assert.deepEqual(runner.state.messages, []);
 });
 
+test("too long a text asks nothing and says why at once", () => {
+  const { runner, calls, fire } = harness();
+  runner.type("a".repeat(101));
+  fire();
+  assert.equal(calls.length, 0);
+  assert.equal(runner.state.status, "error");
+  assert.match(runner.state.error, /at most 100 characters/);
+  runner.type("");
+  assert.equal(runner.state.status, "idle");
+});
+
 test("a failed search shows the error, and typing the same again retries", async () => {
   const { runner, calls, fire, settle } = harness();
   runner.type("x");

@@ -176,6 +176,8 @@ export function mergePage(held, page) {
   return [...held, ...page.filter((message) => !ids.has(message.id))];
 }
 
+const TOO_LONG = `Messages are searched for at most ${MAX_QUERY_CHARS} characters.`;
+
 /**
  * The quiet line for a search that failed.
  * @param {{status?: number, code?: string}} error   an ApiError, or anything thrown
@@ -251,13 +253,14 @@ export class SearchRunner {
    */
   type(text) {
     const q = searchQuery(text) ?? "";
-    if (q === this.state.query && this.state.status !== "error") return;
+    if (q && q === this.state.query && this.state.status !== "error") return; // "abc" to "abc "
     this.generation += 1;
     this.queued = null;
     if (this.timer !== null) this.clearTimer(this.timer);
     this.timer = null;
     if (!q) {
-      this.set(idleSearch());
+      // Too long a text is said at once: the server would refuse it (422).
+      this.set(text.trim() ? { ...idleSearch(), status: "error", error: TOO_LONG } : idleSearch());
       return;
     }
     this.set({ ...idleSearch(), query: q, status: "searching" });
