@@ -50,6 +50,8 @@ class SendRequest:
     # Checked against the group's members in the commit; @all is checked by the service.
     mentions: tuple[UserId, ...] = ()
     mention_all: bool = False
+    # PROTOCOL-v2 §2: an upload of the sender's; checked and attached in the commit.
+    file_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -478,6 +480,80 @@ class Store(Protocol):
 
     def deployment(self) -> DeploymentRecord:
         """Which database this is (identity, generation), for copies kept elsewhere."""
+
+    def files(self) -> FileRecords:
+        """The uploads' rows (PROTOCOL-v2 §3); their bytes are in a ``tidings.files`` store."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """One upload as the database keeps it (``blob_key``: where its bytes are)."""
+
+    id: str
+    uploader: UserId
+    name: str
+    size: int
+    content_type: str
+    width: int | None
+    height: int | None
+    duration_ms: int | None
+    blob_key: str
+    thumbnail_key: str | None
+    thumbnail_type: str | None
+    digest: str
+    created_at: int
+    attached_at: int | None = None
+    attach_seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Orphan:
+    """A file the collector found no message for: its row and blob keys."""
+
+    id: str
+    blob_key: str
+    thumbnail_key: str | None
+    # The row's attach_seq when it was found: deleted only if it has not moved.
+    attach_seq: int
+
+
+class FileRecords(Protocol):
+    """The rows of uploads. Guarantees:
+
+    - ``delete_orphan`` deletes a row only if, in its own statement, no
+      message that is not recalled refers to the file and no send attached
+      it since the collector found it (``attach_seq`` unmoved); a send
+      attaches a file (``SendRequest.file_id``) by moving that column in the
+      send's transaction. So whichever of a send and the collector commits
+      first wins: the send then has its file, or fails with ``not_found``; a
+      file is never deleted under a message.
+    - ``secret`` answers the same value on every node, made once.
+    """
+
+    async def add(self, record: FileRecord) -> None: ...
+
+    async def get(self, file_id: str) -> FileRecord | None: ...
+
+    async def visible_to(self, file_id: str, user: UserId) -> bool:
+        """Whether a message carrying the file, not recalled, is in a conversation
+        ``user`` belongs to, after ``user`` joined it."""
+
+    async def live(self, file_id: str) -> bool:
+        """Whether the file may be served by a signed link: some message carries
+        it and is not recalled, or none ever did (an upload not yet sent)."""
+
+    async def orphans(self, cutoff: int, limit: int) -> list[Orphan]:
+        """Files created and last attached before ``cutoff`` (epoch ms) that no
+        message (not recalled) refers to: candidates for ``delete_orphan``."""
+
+    async def delete_orphan(self, orphan: Orphan, cutoff: int) -> bool:
+        """Delete the row if it is still that orphan (see above); whether it did."""
+
+    async def known_keys(self, keys: Sequence[str]) -> set[str]:
+        """Which of these blob keys a row names (as its blob or thumbnail)."""
+
+    async def secret(self, name: str, make: Callable[[], str]) -> str:
+        """The value kept under ``name``, ``make()``-d and stored if there is none."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from sqlalchemy import Insert, Select, bindparam, delete, or_, select, true, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.schema import Table
@@ -36,6 +37,7 @@ from tidings.models import NOTICE_KINDS, Message, ReplyTo, iso_ms, message_id, n
 from tidings.store import (
     EditRequest,
     EntryRequest,
+    FileRecord,
     ReadOutcome,
     ReadRequest,
     ReadResult,
@@ -48,8 +50,11 @@ from tidings.store import (
 )
 from tidings.store.bulk import insert_many, update_many
 from tidings.store.compiled import fetch
+from tidings.store.files import attachment_of, record_from_row
 from tidings.store.keyset import in_list, keys_params, list_param, where_keys
 from tidings.store.rows import (
+    ATTACHMENT,
+    FILE_ID,
     MESSAGE_COLUMNS,
     REPLY_SEQ,
     decode_ids,
@@ -62,6 +67,7 @@ from tidings.store.schema import (
     ADMIN,
     client_msg_ids,
     conversations,
+    files,
     groups,
     members,
     mentions,
@@ -290,8 +296,10 @@ class WriteBatch:
                 wanted.add((cid, entry.target))
         self.source_joined: dict[tuple[str, int], int] = {}
         self.referenced = wanted
+        self.files: dict[str, FileRecord] = {}
         self._load_owners_and_names(entries)
         if not wanted:
+            self._attach_files(entries)
             return
         dialect = self.conn.dialect.name
         for row in fetch(self.conn, _messages_at(dialect), keys_params(dialect, sorted(wanted))):
@@ -313,6 +321,43 @@ class WriteBatch:
                 self.conn, _joined_at_keys(dialect), keys_params(dialect, sorted(forward_members))
             )
             self.source_joined = {(r[0], r[1]): r[2] for r in rows}
+        self._attach_files(entries)
+
+    def _attach_files(self, entries: Sequence[EntryRequest]) -> None:
+        """Mark the files these sends (and forwards) attach, and read their rows.
+
+        The UPDATE moves each row's ``attach_seq`` and locks it until the
+        commit; the orphan collector deletes only the ``attach_seq`` it saw,
+        so it keeps the file (store/files.py). Sorted by id, so two batches lock in one order. A
+        send names only its sender's uploads; a forward re-attaches the
+        original's file, whoever uploaded it.
+        """
+        wanted: dict[str, int | None] = {}
+        for entry in entries:
+            if not isinstance(entry, SendRequest):
+                continue
+            if entry.file_id is not None:
+                wanted.setdefault(entry.file_id, entry.sender)
+            if entry.forward is not None:
+                original = self.rows.get((entry.forward.conversation, entry.forward.seq))
+                if original is not None and original.values[FILE_ID] is not None:
+                    wanted[str(original.values[FILE_ID])] = None
+        if not wanted:
+            return
+        for file_id in sorted(wanted):
+            uploader = wanted[file_id]
+            statement = update(files).where(files.c.id == file_id)
+            if uploader is not None:
+                statement = statement.where(files.c.uploader_id == uploader)
+            self.conn.execute(
+                statement.values(attached_at=self.now, attach_seq=files.c.attach_seq + 1)
+            )
+        # A locking read: InnoDB's plain SELECT would answer from the batch's
+        # snapshot, which may still hold a row the collector deleted since.
+        rows = self.conn.execute(
+            select(files).where(files.c.id.in_(sorted(wanted))).with_for_update()
+        )
+        self.files = {row.id: record_from_row(row) for row in rows}
 
     def _load_owners_and_names(self, entries: Sequence[EntryRequest]) -> None:
         """Who owns the groups recalled in or @all-ed, and the names of who recalls.
@@ -605,6 +650,11 @@ class WriteBatch:
                     f"message {source.seq} in {source.conversation} cannot be forwarded"
                 )
             values[3], values[7] = original.values[3], original.kind
+            if original.values[FILE_ID] is not None:
+                if original.values[FILE_ID] not in self.files:
+                    return not_found(f"the file of message {source.seq} is gone")
+                values[FILE_ID] = original.values[FILE_ID]
+                values[ATTACHMENT] = original.values[ATTACHMENT]
             origin = original.values
             if origin[9] is not None:  # already a forward: keep pointing at the original
                 values[9:12] = origin[9:12]
@@ -619,7 +669,24 @@ class WriteBatch:
         if send.mention_all and not self._owns(send.sender, send.conversation):
             return forbidden("mention_all: only the group's owner and admins mention everyone")
         values[13] = send.mention_all
+        if send.file_id is not None:
+            refused = self._attach(send, values)
+            if refused is not None:
+                return refused
         return values, None
+
+    def _attach(self, send: SendRequest, values: list[Any]) -> TidingsError | None:
+        """PROTOCOL-v2 §2: the sender's own upload, of a type the kind allows."""
+        record = self.files.get(send.file_id or "")
+        if record is None or record.uploader != send.sender:
+            return not_found(f"file_id: no file {send.file_id!r} uploaded by you")
+        if send.kind == "image" and not record.content_type.startswith("image/"):
+            return bad_request(f"kind image needs an image; this file is {record.content_type}")
+        if send.kind == "voice" and not record.content_type.startswith("audio/"):
+            return bad_request(f"kind voice needs audio; this file is {record.content_type}")
+        values[FILE_ID] = record.id
+        values[ATTACHMENT] = msgspec.json.encode(attachment_of(record)).decode()
+        return None
 
     def _plan_recall(
         self, recall: RecallRequest
@@ -871,6 +938,7 @@ def _plain(send: SendRequest) -> bool:
         and not send.mentions
         and not send.mention_all
         and send.kind == "text"
+        and send.file_id is None
     )
 
 

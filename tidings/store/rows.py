@@ -70,8 +70,11 @@ MESSAGE_COLUMNS = (
     messages.c.recall_seq,
     messages.c.edited_at,
     messages.c.system,
+    messages.c.file_id,
+    messages.c.attachment,
 )
 REPLY_SEQ = 8  # the index of reply_seq in MESSAGE_COLUMNS
+FILE_ID, ATTACHMENT = 18, 19  # the file a message carries, and its file object as JSON
 PREVIEW_CHARS = 100
 
 
@@ -98,25 +101,34 @@ def message_from_row(row: Any, reply_to: ReplyTo | None = None) -> Message:
         recalled=recalled,
         edited_at=None if row[16] is None else iso_ms(row[16]),
         system=None if row[17] is None else msgspec.json.decode(row[17]),
+        # PROTOCOL-v2 §1: a recalled message's attachment is null, like its body.
+        attachment=None if recalled or row[19] is None else msgspec.json.decode(row[19]),
     )
 
 
 def reply_from_row(row: Any) -> ReplyTo:
     """What a reply shows of the message at ``row`` (``MESSAGE_COLUMNS`` order)."""
     recalled = row[15] is not None
-    shown = None if recalled else preview(row[7], row[3])
+    shown = None if recalled else preview(row[7], row[3], _file_name(row[19]))
     return ReplyTo(seq=row[1], sender=row[2], kind=row[7], preview=shown)
 
 
-def preview(kind: str, body: str | None) -> str | None:
+def preview(kind: str, body: str | None, file_name: str | None = None) -> str | None:
     """PROTOCOL-v2 §1: the first 100 characters, or what stands for a file."""
     if kind == "image":
         return "[Image]"
     if kind == "voice":
         return "[Voice]"
     if kind == "file":
-        return "[File]"
+        return "[File]" if not file_name else f"[File] {file_name}"[:PREVIEW_CHARS]
     return None if body is None else body[:PREVIEW_CHARS]
+
+
+def _file_name(attachment: str | None) -> str | None:
+    if attachment is None:
+        return None
+    name = msgspec.json.decode(attachment).get("name")
+    return name if isinstance(name, str) else None
 
 
 def encode_ids(ids: Sequence[int]) -> str | None:

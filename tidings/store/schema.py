@@ -186,6 +186,52 @@ messages = Table(
     Column("edited_at", BigInteger, nullable=True),
     # System notices: their JSON object (PROTOCOL-v2 §6).
     Column("system", Text, nullable=True),
+    # PROTOCOL-v2 §3: the uploaded file an image, file or voice message carries.
+    # ``file_id`` is the reference (who may download it, what the orphan
+    # collector keeps); ``attachment`` is the file object as JSON, copied at
+    # send (files never change), so no read of a message joins ``files``.
+    Column("file_id", String(32), nullable=True),
+    Column("attachment", Text, nullable=True),
+    Index("ix_messages_file_id", "file_id"),
+)
+
+files = Table(
+    "files",
+    metadata,
+    # PROTOCOL-v2 §3: one upload. The id is random (128 bits) and public; the
+    # blob keys are the store's own and never leave the server.
+    Column("id", String(32), primary_key=True),
+    Column("uploader_id", BigInteger, nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    # Sniffed from the bytes, never taken from the client.
+    Column("content_type", String(100), nullable=False),
+    Column("width", Integer, nullable=True),
+    Column("height", Integer, nullable=True),
+    Column("duration_ms", BigInteger, nullable=True),
+    Column("blob_key", String(128), nullable=False),
+    Column("thumbnail_key", String(128), nullable=True),
+    Column("thumbnail_type", String(32), nullable=True),
+    # SHA-256 of the bytes (hex): the download's ETag.
+    Column("digest", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    # Moved by every send (and forward) that attaches the file, in the send's
+    # transaction: the orphan collector deletes only the version it found, so
+    # a send that commits first keeps the file (store/files.py says how).
+    Column("attached_at", BigInteger, nullable=True),
+    Column("attach_seq", BigInteger, nullable=False, server_default="0"),
+    Index("ix_files_uploader_id", "uploader_id"),
+    Index("ix_files_created_at", "created_at"),
+)
+
+secrets = Table(
+    "server_secrets",
+    metadata,
+    # Keys every node must share, made once by whichever node starts first
+    # (insert-if-absent): the HMAC key of signed file links.
+    Column("name", String(32), primary_key=True),
+    Column("value", String(128), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
 )
 
 uncounted = Table(

@@ -68,6 +68,7 @@ from tidings.store import (
 from tidings.store.batch import BatchResult, WriteBatch
 from tidings.store.deployment import SqlDeployment
 from tidings.store.engines import Engines, create_engines
+from tidings.store.files import SqlFiles
 from tidings.store.group_changes import GroupChanger, load_group
 from tidings.store.keyset import keys_params, where_keys
 from tidings.store.migrate import upgrade
@@ -166,6 +167,9 @@ class SqlStore:
 
     def deployment(self) -> SqlDeployment:
         return SqlDeployment(self._writer)
+
+    def files(self) -> SqlFiles:
+        return SqlFiles(self._writer, self._insert_ignore)
 
     async def close(self) -> None:
         if self._batch_thread is not None:
