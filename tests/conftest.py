@@ -20,12 +20,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from aiohttp import web
 from argon2 import PasswordHasher
 
 from tests.backends import database_url, redis_url, unavailable
+from tests.swift import ACCESS_KEY as SWIFT_ACCESS_KEY
+from tests.swift import REGION as SWIFT_REGION
+from tests.swift import SECRET_KEY as SWIFT_SECRET_KEY
+from tests.swift import SwiftS3
 from tidings.app import build_app
 from tidings.client import Client
 from tidings.config import Settings
@@ -73,6 +78,8 @@ def settings_for(tmp_path: Path, **changes: Any) -> Settings:
         port=0,
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'tidings.db'}",
         sqlite_synchronous="NORMAL",
+        # Uploads in the test's folder, on every stack (not ./data/files of the repo).
+        files_url=f"file://{tmp_path / 'files'}",
     ).with_(**changes)
 
 
@@ -174,6 +181,39 @@ async def no_event(socket_: Any, within: float = 0.3) -> None:
     except TimeoutError:
         return
     raise AssertionError(f"expected no event, got {event}")
+
+
+SWIFT_BUCKET = "tidings-test"
+
+
+@pytest.fixture(scope="session")
+def swift(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwiftS3]:
+    """A real S3 API (OpenStack Swift with s3api) with the suite's bucket, for the
+    session; each test keeps to a prefix of its own. Skips without Swift, unless
+    TIDINGS_TEST_SERVICES=required (CI), where it fails."""
+    server = SwiftS3(tmp_path_factory.mktemp("swift"))
+    try:
+        server.start()
+        server.create_bucket(SWIFT_BUCKET)
+    except Exception as error:
+        server.stop()
+        unavailable("an S3 API (OpenStack Swift with s3api)", error)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_files_url(swift: SwiftS3) -> str:
+    """A ``TIDINGS_FILES_URL`` for a fresh prefix of the Swift bucket."""
+    options = urlencode(
+        {
+            "endpoint": swift.endpoint,
+            "region": SWIFT_REGION,
+            "access_key_id": SWIFT_ACCESS_KEY,
+            "secret_access_key": SWIFT_SECRET_KEY,
+        }
+    )
+    return f"s3://{SWIFT_BUCKET}/t{secrets.token_hex(6)}?{options}"
 
 
 @pytest.fixture

@@ -13,14 +13,14 @@ import asyncio
 import hashlib
 import os
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.backends import unavailable
+from tests.conftest import SWIFT_BUCKET as BUCKET
 from tests.swift import ACCESS_KEY, REGION, SECRET_KEY, SwiftS3
 from tidings.files import (
     BlobNotFound,
@@ -34,23 +34,6 @@ from tidings.files.disk import DiskBlobStore
 MiB = 1024 * 1024
 # Small parts on S3 (its minimum), so a multi-MiB blob is a multipart upload of several.
 PART_SIZE = 5 * MiB
-
-
-BUCKET = "tidings-test"
-
-
-@pytest.fixture(scope="session")
-def swift(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwiftS3]:
-    """Swift with the suite's bucket; each test keeps to a prefix of its own."""
-    server = SwiftS3(tmp_path_factory.mktemp("swift"))
-    try:
-        server.start()
-        server.create_bucket(BUCKET)
-    except Exception as error:
-        server.stop()
-        unavailable("an S3 API (OpenStack Swift with s3api)", error)
-    yield server
-    server.stop()
 
 
 @dataclass

@@ -11,23 +11,31 @@ with sockets closed (1001) before the writer's last batch is committed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 from argon2 import PasswordHasher
+from sqlalchemy.engine import make_url
 
 from tidings.broker import Broker
 from tidings.broker.local import LocalBroker
-from tidings.config import Settings
+from tidings.config import DEFAULT_FILES_URL, Settings
 from tidings.errors import TidingsError
 from tidings.events import Event, MessageCreated
+from tidings.files import BlobStore
+from tidings.files.url import open_blob_store
 from tidings.gateway import admin as admin_routes
+from tidings.gateway import files as file_routes
 from tidings.gateway import http, webclient
 from tidings.gateway.context import Edge
 from tidings.gateway.hub import Hub
+from tidings.gateway.links import FileLinks
 from tidings.gateway.ordering import Deliver, SeqOrderer
 from tidings.gateway.websocket import CLOSE_IDLE, websocket
 from tidings.ids import ConversationId, UserId
@@ -40,6 +48,7 @@ from tidings.service.accounts import Accounts
 from tidings.service.admin import Admin
 from tidings.service.chatlists import ChatLists
 from tidings.service.conversations import Conversations
+from tidings.service.files import Files
 from tidings.service.groups import Groups
 from tidings.service.recipients import missed_messages
 from tidings.service.search import Search
@@ -79,7 +88,9 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
     chat_lists = ChatLists(store, publisher, cluster.chat_list)
     groups = Groups(store, conversations.writer, settings)
     typing = Typing(store, publisher)
-    hub = Hub(node, cluster.orderer)
+    links = FileLinks(settings.file_url_ttl, settings.file_url_secret)
+    files = Files(store, settings, metrics)
+    hub = Hub(node, cluster.orderer, links)
     presence = build_presence(settings, node, hub, conversations)
     accounts = Accounts(
         store,
@@ -110,6 +121,8 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
         readiness_check(store, cluster.redis_broker),
         node,
         search=Search(store),
+        files=files,
+        links=links,
     )
     app = web.Application(
         client_max_size=settings.max_http_body_bytes,
@@ -117,10 +130,12 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
     )
     app[Edge.KEY] = edge
     http.add_routes(app)
+    file_routes.add_routes(app)
     admin_routes.add_routes(app)
     app.router.add_get("/ws", websocket)
     webclient.add_routes(app)
     add_lifecycle(app, settings, node, store, cluster, presence, webhooks, conversations, hub)
+    add_files_lifecycle(app, settings, store, files, links)
     return app
 
 
@@ -293,6 +308,54 @@ def add_lifecycle(
     app.on_startup.append(start)
     app.on_shutdown.append(shutdown)
     app.on_cleanup.append(stop)
+
+
+def files_location(settings: Settings) -> tuple[str, Path]:
+    """``TIDINGS_FILES_URL`` and the folder a relative ``file://`` path starts from.
+
+    PROTOCOL-v2 §3 keeps files beside the database by default: with the
+    default URL and a SQLite file, that is a ``files`` folder next to it
+    (``./data/files`` for the default ``./data/tidings.db``); otherwise a
+    relative path starts from the working directory.
+    """
+    url = settings.files_url
+    database = make_url(settings.database_url)
+    if url == DEFAULT_FILES_URL and database.get_backend_name() == "sqlite":
+        path = database.database or ""
+        if path and path != ":memory:" and not path.startswith("file:"):
+            return "file://files", Path(path).parent
+    return url, Path.cwd()
+
+
+def add_files_lifecycle(
+    app: web.Application, settings: Settings, store: Store, files: Files, links: FileLinks
+) -> None:
+    """Open the blob store after the database (the link key may live there), start
+    the orphan collector; stop both before the database closes."""
+    collector: list[asyncio.Task[None]] = []
+    opened: list[BlobStore] = []
+
+    async def start(_app: web.Application) -> None:
+        if settings.file_url_secret is None:
+            links.use_key(await store.files().secret("file_links", lambda: secrets.token_hex(32)))
+        url, base_dir = files_location(settings)
+        blobs = await open_blob_store(url, base_dir)
+        opened.append(blobs)
+        files.use_blobs(blobs)
+        collector.append(asyncio.create_task(files.run_collector()))
+
+    async def stop(_app: web.Application) -> None:
+        for task in collector:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await files.close()
+        for blobs in opened:
+            await blobs.close()
+
+    # After add_lifecycle's: the store is open before, and closed after, these.
+    app.on_startup.append(start)
+    app.on_cleanup.insert(0, stop)
 
 
 class Outbound:

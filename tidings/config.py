@@ -57,6 +57,16 @@ class Settings:
     # Where uploaded files' bytes go (tidings.files.url): file://FOLDER (relative
     # to the working directory, like the default database) or s3://BUCKET/PREFIX?endpoint=...
     files_url: str = DEFAULT_FILES_URL
+    # PROTOCOL-v2 §3: the largest upload; how long a signed link works; how long
+    # a file no message refers to is kept. Uploads per user per minute, per node
+    # (0: no limit).
+    max_file_bytes: int = 25 * 1024 * 1024
+    file_url_ttl: float = 3600.0
+    file_orphan_seconds: float = 86400.0
+    rate_limit_uploads: float = 60.0
+    # The HMAC key of signed file links. Unset (the default): a random key made
+    # once and kept in the database (server_secrets), so every node shares it.
+    file_url_secret: str | None = None
     # HTTP.
     max_http_body_bytes: int = 256 * 1024
     # Abuse limits. Failed logins per client address per minute (a slow brute
@@ -124,6 +134,8 @@ class Settings:
             "pg_partitions",
             "argon2_time_cost",
             "argon2_memory_kib",
+            "max_file_bytes",
+            "file_url_ttl",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -145,9 +157,13 @@ class Settings:
             "edit_seconds",
             "login_failures_per_minute",
             "max_connections_per_user",
+            "file_orphan_seconds",
+            "rate_limit_uploads",
         ):
             if getattr(self, name) < 0:
                 raise SettingsError(f"TIDINGS_{name.upper()} must not be negative")
+        if self.file_url_secret is not None and len(self.file_url_secret) < 16:
+            raise SettingsError("TIDINGS_FILE_URL_SECRET must have at least 16 characters")
         if not self.files_url.startswith(("file://", "s3://")):
             raise SettingsError("TIDINGS_FILES_URL must start with file:// or s3://")
         if self.log_format not in ("text", "json"):

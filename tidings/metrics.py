@@ -55,6 +55,24 @@ class Metrics:
             "Authenticated WebSockets opened.",
             registry=self.registry,
         )
+        # PROTOCOL-v2 §3: what uploads bring in, what is kept, and why some are not.
+        self.file_bytes_received = Counter(
+            "tidings_file_bytes_received",
+            "Bytes of upload bodies read, refused uploads included.",
+            registry=self.registry,
+        )
+        self.file_bytes_stored = Counter(
+            "tidings_file_bytes_stored",
+            "Bytes of uploads stored (thumbnails not counted).",
+            registry=self.registry,
+        )
+        self.uploads_refused = Counter(
+            "tidings_uploads_refused",
+            "Uploads refused: too_large, empty, image (a bomb or not whole), "
+            "rate_limited, aborted (cut off or the store failed).",
+            ["reason"],
+            registry=self.registry,
+        )
         self.slow_readers = Counter(
             "tidings_slow_readers_closed",
             "Connections cut off (1013) for falling behind.",

@@ -63,6 +63,25 @@ class ForwardedFrom(msgspec.Struct, frozen=True):
     sender: int
 
 
+class File(msgspec.Struct, frozen=True):
+    """PROTOCOL-v2 §3's file object: an upload, and what a message's ``attachment`` holds.
+
+    ``url`` and ``thumbnail_url`` are signed paths (relative to the server)
+    that work without a token until they expire; fetch the message again for
+    fresh ones. ``thumbnail_url`` is None for what is not an image.
+    """
+
+    id: str
+    name: str
+    size: int
+    content_type: str
+    width: int | None
+    height: int | None
+    duration_ms: int | None
+    url: str
+    thumbnail_url: str | None
+
+
 class Message(msgspec.Struct, frozen=True):
     id: str
     conversation: str
@@ -88,6 +107,13 @@ class Message(msgspec.Struct, frozen=True):
     @property
     def countable(self) -> bool:
         return self.kind in COUNTABLE_KINDS
+
+    @property
+    def file(self) -> File | None:
+        """The attachment as a typed :class:`File` (None for a message without one)."""
+        if self.attachment is None:
+            return None
+        return msgspec.convert(self.attachment, File)
 
 
 class Draft(msgspec.Struct, frozen=True):

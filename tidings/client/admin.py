@@ -4,13 +4,14 @@ with the service token, kept apart from the user's :class:`~tidings.client.Clien
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
+from pathlib import Path
 
 import aiohttp
 import msgspec
 
 from tidings.client.conversations import conversation_path, send_fields, with_client_msg_id
 from tidings.client.groups import GroupRunning
-from tidings.models import Group, GroupOnline, Message, Stats, User
+from tidings.models import File, Group, GroupOnline, Message, Stats, User
 
 
 class _Users(msgspec.Struct):
@@ -90,6 +91,13 @@ class AdminClient(GroupRunning):
         path = f"{self._BASE}/users/{user_id}/tokens"
         return (await self._fetch(_Token, "POST", path)).token
 
+    async def upload_as(
+        self, user_id: int, content: bytes | str | Path, *, name: str | None = None
+    ) -> File:
+        """Upload a file in that user's name: send it with ``send_as(..., kind=, file_id=)``."""
+        source = Path(content) if isinstance(content, str) else content
+        return await self._upload(File, f"{self._BASE}/users/{user_id}/files", source, name)
+
     async def revoke_tokens(self, user_id: int) -> None:
         """Revoke every token of the user; its open sockets close with 4003."""
         await self._call("DELETE", f"{self._BASE}/users/{user_id}/tokens")
@@ -136,6 +144,8 @@ class AdminClient(GroupRunning):
         forward: tuple[str, int] | None = None,
         mentions: Sequence[int] = (),
         mention_all: bool = False,
+        kind: str | None = None,
+        file_id: str | None = None,
     ) -> Message:
         """Send a message in the name of ``sender_id`` (who must be a member).
 
@@ -149,6 +159,8 @@ class AdminClient(GroupRunning):
             forward=forward,
             mentions=mentions,
             mention_all=mention_all,
+            kind=kind,
+            file_id=file_id,
         )
         payload: dict[str, object] = {"sender_id": sender_id, **fields}
         path = conversation_path(conversation, f"{self._BASE}/conversations/") + "/messages"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import msgspec
 
@@ -12,6 +13,7 @@ from tidings.client.groups import GroupRunning
 from tidings.models import (
     ChatList,
     Conversation,
+    File,
     Group,
     Message,
     ReadBy,
@@ -183,13 +185,17 @@ class UserCalls(GroupRunning):
         forward: tuple[str, int] | None = None,
         mentions: Sequence[int] = (),
         mention_all: bool = False,
+        kind: str | None = None,
+        file_id: str | None = None,
     ) -> Message:
         """Send a message. Give a ``client_msg_id`` to retry safely: a repeat
         returns the original message instead of storing a second one.
 
         ``reply_to``: a seq of this conversation to quote; ``forward``:
         ``(conversation, seq)`` of a message to copy (``body`` None then);
-        ``mentions``: member ids to @; ``mention_all``: @all (group owner).
+        ``mentions``: member ids to @; ``mention_all``: @all (group owner);
+        ``kind`` (``image``, ``file``, ``voice``) with ``file_id``: an upload
+        of yours (``upload``), ``body`` then an optional caption.
         """
         payload = send_fields(
             body,
@@ -198,9 +204,63 @@ class UserCalls(GroupRunning):
             forward=forward,
             mentions=mentions,
             mention_all=mention_all,
+            kind=kind,
+            file_id=file_id,
         )
         path = conversation_path(conversation) + "/messages"
         return await self._fetch(Message, "POST", path, payload)
+
+    async def upload(self, content: bytes | str | Path, *, name: str | None = None) -> File:
+        """Upload a file (bytes, or a path streamed from disk): 201 :class:`File`.
+
+        The server tells its type from the bytes; ``name`` defaults to the
+        path's. Send it with ``send_image``/``send_file``/``send_voice`` or
+        ``send(..., kind=, file_id=)``.
+        """
+        source = Path(content) if isinstance(content, str) else content
+        return await self._upload(File, "/api/v1/files", source, name)
+
+    async def send_image(
+        self,
+        conversation: str,
+        content: bytes | str | Path,
+        *,
+        name: str | None = None,
+        caption: str | None = None,
+        client_msg_id: str | None = None,
+    ) -> Message:
+        """Upload an image and send it (422 ``bad_request`` if it is not one)."""
+        uploaded = await self.upload(content, name=name)
+        return await self.send(
+            conversation, caption, client_msg_id, kind="image", file_id=uploaded.id
+        )
+
+    async def send_file(
+        self,
+        conversation: str,
+        content: bytes | str | Path,
+        *,
+        name: str | None = None,
+        caption: str | None = None,
+        client_msg_id: str | None = None,
+    ) -> Message:
+        """Upload any file and send it."""
+        uploaded = await self.upload(content, name=name)
+        return await self.send(
+            conversation, caption, client_msg_id, kind="file", file_id=uploaded.id
+        )
+
+    async def send_voice(
+        self,
+        conversation: str,
+        content: bytes | str | Path,
+        *,
+        name: str | None = None,
+        client_msg_id: str | None = None,
+    ) -> Message:
+        """Upload a voice note (audio) and send it; a voice message has no caption."""
+        uploaded = await self.upload(content, name=name)
+        return await self.send(conversation, None, client_msg_id, kind="voice", file_id=uploaded.id)
 
     async def recall(
         self, conversation: str, seq: int, client_msg_id: str | None = None

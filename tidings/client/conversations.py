@@ -41,6 +41,8 @@ def send_fields(
     forward: tuple[str, int] | None = None,
     mentions: Sequence[int] = (),
     mention_all: bool = False,
+    kind: str | None = None,
+    file_id: str | None = None,
 ) -> Frame:
     """The fields of a send (PROTOCOL-v2 §2), the same in a frame and an HTTP body.
 
@@ -59,6 +61,10 @@ def send_fields(
         fields["mentions"] = list(mentions)
     if mention_all:
         fields["mention_all"] = True
+    if kind is not None:
+        fields["kind"] = kind
+    if file_id is not None:
+        fields["file_id"] = file_id
     return fields
 
 

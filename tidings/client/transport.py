@@ -3,6 +3,8 @@ the bearer token, JSON in and out, and refusals raised as ApiError."""
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
 from typing import Self, TypeVar
 
 import aiohttp
@@ -85,6 +87,38 @@ class HttpBase:
         self, into: type[T], method: str, path: str, json: object = None, params: Params = None
     ) -> T:
         return msgspec.json.decode(await self._call(method, path, json, params), type=into)
+
+    async def _upload(self, into: type[T], path: str, content: bytes | Path, name: str | None) -> T:
+        """POST a file's bytes as the raw body: a path is streamed from disk, never read whole."""
+        sent = {"Accept": "application/json", "Content-Type": "application/octet-stream"}
+        if self.token is not None:
+            sent["Authorization"] = f"Bearer {self.token}"
+        if name is None and isinstance(content, Path):
+            name = content.name
+        params = {"name": name} if name else None
+        url = self.base_url + path
+        with contextlib.ExitStack() as files:
+            data: object = content
+            if isinstance(content, Path):
+                data = files.enter_context(content.open("rb"))
+            async with self._http().post(url, data=data, params=params, headers=sent) as r:
+                status, body = r.status, await r.read()
+        if not 200 <= status < 300:
+            raise error_of(status, decode_or_text(body))
+        return msgspec.json.decode(body, type=into)
+
+    async def download(self, url: str, *, headers: Params = None) -> bytes:
+        """The bytes at a file's ``url`` (a signed path, or ``/api/v1/files/{id}``
+        with this client's token); raises ApiError for a refusal."""
+        sent = dict(headers or {})
+        if self.token is not None and "sig=" not in url:
+            sent["Authorization"] = f"Bearer {self.token}"
+        full = url if url.startswith(("http://", "https://")) else self.base_url + url
+        async with self._http().get(full, headers=sent) as r:
+            status, body = r.status, await r.read()
+        if not 200 <= status < 300:
+            raise error_of(status, decode_or_text(body))
+        return body
 
     async def request(
         self, method: str, path: str, json: object = None, *, headers: Params = None

@@ -215,6 +215,8 @@ class Socket:
         forward: tuple[str, int] | None = None,
         mentions: Sequence[int] = (),
         mention_all: bool = False,
+        kind: str | None = None,
+        file_id: str | None = None,
     ) -> Message:
         """Send a message and wait for its ack, which means it is stored for good.
 
@@ -230,6 +232,8 @@ class Socket:
             forward=forward,
             mentions=mentions,
             mention_all=mention_all,
+            kind=kind,
+            file_id=file_id,
         )
         frame: Frame = {"type": "send", "conversation": conversation, **fields}
         return message_of(await self._ask(frame, "ack"))

@@ -15,6 +15,7 @@ from aiohttp import web
 from tidings.errors import ErrorCode, TidingsError, bad_request
 from tidings.gateway import requests
 from tidings.gateway.context import Edge
+from tidings.gateway.files import receive
 from tidings.gateway.http import (
     json_response,
     parse_id,
@@ -123,7 +124,20 @@ async def send_as(request: web.Request) -> web.Response:
         body.client_msg_id,
         body.extras(),
     )
-    return json_response(stored.message, 201 if stored.fresh else 200)
+    return json_response(
+        request.app[Edge.KEY].links.signed(stored.message), 201 if stored.fresh else 200
+    )
+
+
+async def upload_as(request: web.Request) -> web.Response:
+    """PROTOCOL-v2 §3 for a business backend: an upload in a user's name, which
+    that user (or the backend, with ``sender_id``) then sends by its ``file_id``."""
+    admin = _admin(request)
+    user = _user_id(request)
+    await admin.user(user)  # 404 for a user that does not exist
+    edge = request.app[Edge.KEY]
+    record = await receive(request, edge, user)
+    return json_response(edge.links.file_object(record), 201)
 
 
 async def recall(request: web.Request) -> web.Response:
@@ -231,6 +245,7 @@ def add_routes(app: web.Application) -> None:
             web.get(f"{base}/users/{{user_id}}", get_user),
             web.patch(f"{base}/users/{{user_id}}", update_user),
             web.post(f"{base}/users/{{user_id}}/tokens", mint_token),
+            web.post(f"{base}/users/{{user_id}}/files", upload_as),
             web.delete(f"{base}/users/{{user_id}}/tokens", revoke_tokens),
             web.post(f"{base}/push", push),
             web.get(f"{base}/presence", presence),

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from tidings.config import Settings
 from tidings.gateway.hub import Hub
+from tidings.gateway.links import FileLinks
 from tidings.metrics import Metrics
 from tidings.nodes import NodeId
 from tidings.presence import Presence
@@ -17,6 +18,7 @@ from tidings.service.accounts import Accounts
 from tidings.service.admin import Admin
 from tidings.service.chatlists import ChatLists
 from tidings.service.conversations import Conversations
+from tidings.service.files import Files
 from tidings.service.groups import Groups
 from tidings.service.search import Search
 from tidings.service.typing import Typing
@@ -41,6 +43,8 @@ class Edge:
     # This process's node id, named by /readyz: which node (or worker) answered.
     node: NodeId
     search: Search
+    files: Files
+    links: FileLinks
 
 
 Edge.KEY = web.AppKey("tidings.edge", Edge)

@@ -126,6 +126,11 @@ def query_bool(request: web.Request, name: str) -> bool:
     return text in ("true", "1")
 
 
+async def authenticated_user(request: web.Request, edge: Edge) -> UserId:
+    """The user of the request's bearer token; 401 ``unauthorized`` without a good one."""
+    return await _user(request, edge)
+
+
 async def _user(request: web.Request, edge: Edge) -> UserId:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -301,7 +306,7 @@ async def chat_list(request: web.Request) -> web.Response:
     found = await edge.chat_lists.chat_list(
         user, query_int(request, "limit"), with_hidden=with_hidden
     )
-    return json_response(found)
+    return json_response(edge.links.signed(found))
 
 
 async def update_entry(request: web.Request) -> web.Response:
@@ -311,7 +316,7 @@ async def update_entry(request: web.Request) -> web.Response:
     entry = await edge.chat_lists.update_entry(
         user, request.match_info["conversation"], body.change(now_ms())
     )
-    return json_response(entry)
+    return json_response(edge.links.signed(entry))
 
 
 async def get_conversation(request: web.Request) -> web.Response:
@@ -320,7 +325,7 @@ async def get_conversation(request: web.Request) -> web.Response:
     ref = parse_conversation(request.match_info["conversation"])
     if ref is None:
         raise not_found(f"no conversation {request.match_info['conversation']!r}")
-    return json_response(await edge.conversations.entry(user, ref))
+    return json_response(edge.links.signed(await edge.conversations.entry(user, ref)))
 
 
 async def history(request: web.Request) -> web.Response:
@@ -333,7 +338,7 @@ async def history(request: web.Request) -> web.Response:
         after=query_int(request, "after"),
         limit=query_int(request, "limit"),
     )
-    return json_response({"messages": found})
+    return json_response({"messages": edge.links.signed(found)})
 
 
 async def search_messages(request: web.Request) -> web.Response:
@@ -347,7 +352,7 @@ async def search_messages(request: web.Request) -> web.Response:
         before=request.query.get("before"),
         limit=query_int(request, "limit"),
     )
-    return json_response(found)
+    return json_response(edge.links.signed(found))
 
 
 async def send(request: web.Request) -> web.Response:
@@ -357,7 +362,7 @@ async def send(request: web.Request) -> web.Response:
     stored = await edge.conversations.send(
         user, request.match_info["conversation"], body.body, body.client_msg_id, body.extras()
     )
-    return json_response(stored.message, 201 if stored.fresh else 200)
+    return json_response(edge.links.signed(stored.message), 201 if stored.fresh else 200)
 
 
 async def recall(request: web.Request) -> web.Response:
@@ -403,7 +408,7 @@ async def mark_read(request: web.Request) -> web.Response:
     user = await _user(request, edge)
     body = await read_body(request, requests.Read)
     entry = await edge.conversations.mark_read(user, request.match_info["conversation"], body.seq)
-    return json_response(entry)
+    return json_response(edge.links.signed(entry))
 
 
 async def openapi(request: web.Request) -> web.Response:

@@ -25,17 +25,24 @@ from tidings.events import (
 )
 from tidings.gateway import frames
 from tidings.gateway.connection import Connection, WriteCoalescer
+from tidings.gateway.links import FileLinks
 from tidings.gateway.ordering import Deliver, SeqOrderer
 from tidings.gateway.wire import WebSocketWire
 from tidings.ids import UserId
+from tidings.models import Conversation
 from tidings.nodes import NodeId
 
 
 class Hub:
     def __init__(
-        self, node: NodeId, orderer: Callable[[Deliver], SeqOrderer] | None = None
+        self,
+        node: NodeId,
+        orderer: Callable[[Deliver], SeqOrderer] | None = None,
+        links: FileLinks | None = None,
     ) -> None:
-        """``orderer`` builds the seq orderer when events come from several nodes."""
+        """``orderer`` builds the seq orderer when events come from several nodes;
+        ``links`` signs the file links of what is sent (once per event, for all)."""
+        self._links = links
         self._by_user: dict[UserId, list[Connection]] = {}
         # Connection ids are unique across nodes: the node's id above a counter
         # (30 bits of it, so ids stay below 2**62).
@@ -127,9 +134,10 @@ class Hub:
             frame = frames.read_event(event.conversation, event.user, event.seq)
             self._fan_out(event.recipients, frame, event.origin)
         elif isinstance(event, ConversationAdded):
-            self._fan_out((event.user,), frames.conversation_event(event.conversation), None)
+            entry = self._signed_entry(event.conversation)
+            self._fan_out((event.user,), frames.conversation_event(entry), None)
         elif isinstance(event, EntryChanged):
-            frame = frames.conversation_event(event.conversation)
+            frame = frames.conversation_event(self._signed_entry(event.conversation))
             self._fan_out((event.user,), frame, event.origin)
         elif isinstance(event, TypingStarted):
             frame = frames.typing_event(event.conversation, event.user)
@@ -152,8 +160,14 @@ class Hub:
                     if connection.token_hash == event.token_hash:
                         connection.close_soon(4003, "token revoked")
 
+    def _signed_entry(self, entry: Conversation) -> Conversation:
+        return entry if self._links is None else self._links.entry(entry)
+
     def _deliver_message(self, event: MessageCreated, arrived: float | None) -> None:
-        frame = frames.message_event(event.message)
+        message = event.message
+        if self._links is not None and message.attachment is not None:
+            message = self._links.message(message)
+        frame = frames.message_event(message)
         self._fan_out(event.recipients, frame, event.origin, arrived)
 
     def _fan_out(

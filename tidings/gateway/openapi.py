@@ -18,6 +18,7 @@ from tidings.gateway.requests import BODIES
 from tidings.models import (
     ChatList,
     Conversation,
+    File,
     Group,
     Message,
     ReadBy,
@@ -127,10 +128,63 @@ _SEARCH_Q = {
 _CONVERSATION = _path("conversation", {"type": "string", "pattern": r"^(p:\d+-\d+|g:\d+)$"})
 
 
+def _upload_operation() -> dict[str, Any]:
+    """PROTOCOL-v2 §3's upload: the raw bytes, or a multipart form's ``file`` field."""
+    operation = _op(
+        "Upload a file (PROTOCOL-v2 section 3); its type is found from the bytes",
+        201,
+        _ref("File"),
+        errors=(413, 422, 429, 503),
+        params=[_optional_string("name", "the file's name (its path and control characters go)")],
+    )
+    binary = {"type": "string", "format": "binary"}
+    operation["requestBody"] = {
+        "required": True,
+        "content": {
+            "application/octet-stream": {"schema": binary},
+            "multipart/form-data": {"schema": _object(["file"], file=binary)},
+        },
+    }
+    return operation
+
+
+def _download_operation() -> dict[str, Any]:
+    """A file's bytes: by a signed link (no token), or with a token."""
+    operation = _op(
+        "A file's bytes (or its thumbnail): a signed link, or a token of its uploader or "
+        "of a member who can see a message carrying it",
+        200,
+        errors=(403, 404, 416),
+        params=[
+            _path("file_id", {"type": "string"}),
+            _optional_string("thumbnail", "1: the thumbnail (images only)"),
+            _optional_string("exp", "a signed link's expiry (epoch seconds)"),
+            _optional_string("sig", "a signed link's signature"),
+        ],
+    )
+    binary = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
+    operation["responses"]["200"]["content"] = binary
+    operation["responses"]["206"] = {"description": "one range (Range)", "content": binary}
+    operation["responses"]["304"] = {"description": "not modified (If-None-Match)"}
+    operation["security"] = [{"bearer": []}, {}]
+    return operation
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
-        [User, Group, Message, Conversation, ChatList, ReadBy, SearchResults, Session, *BODIES],
+        [
+            User,
+            Group,
+            Message,
+            Conversation,
+            ChatList,
+            ReadBy,
+            SearchResults,
+            Session,
+            File,
+            *BODIES,
+        ],
         ref_template="#/components/schemas/{name}",
     )
     components["Error"] = _ERROR
@@ -312,6 +366,8 @@ def openapi_document() -> dict[str, Any]:
                 also={200: _REPEAT},
             ),
         },
+        "/api/v1/files": {"post": _upload_operation()},
+        "/api/v1/files/{file_id}": {"get": _download_operation()},
         "/api/v1/search/messages": {
             "get": _op(
                 "Search the messages the caller can see now (PROTOCOL-v2 §7), newest first",

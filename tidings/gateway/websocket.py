@@ -290,7 +290,7 @@ async def _read(edge: Edge, connection: Connection, frame: frames.ReadFrame) -> 
         entry = await edge.conversations.mark_read(
             connection.user, frame.conversation, frame.seq, origin=connection.id
         )
-        connection.push(frames.ack_conversation(ref, entry))
+        connection.push(frames.ack_conversation(ref, edge.links.entry(entry)))
     except TidingsError as exc:
         _error(edge, connection, exc.code, exc.message, ref)
     except Exception:
@@ -350,7 +350,7 @@ def _answers(
     edge: Edge, connection: Connection, ref: Any
 ) -> tuple[Callable[[StoredMessage], None], Callable[[TidingsError], None]]:
     def acked(stored: StoredMessage) -> None:
-        connection.push(frames.ack_message(ref, stored.message))
+        connection.push(frames.ack_message(ref, edge.links.message(stored.message)))
 
     def failed(error: TidingsError) -> None:
         _error(edge, connection, error.code, error.message, ref)

@@ -57,6 +57,8 @@ MAX_CLIENT_MSG_ID = 64
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
 MAX_MENTIONS = 50
+# PROTOCOL-v2 §2: the kinds a send with a file_id may have.
+FILE_KINDS = frozenset({"image", "file", "voice"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +154,7 @@ class Conversations:
             self._rate_limit(sender)
             return SendRequest(sender, ref, self._body(body), key)
         forward = None
+        kind = "text"
         if extras.forward is not None:
             if body is not None or extras.kind is not None or extras.file_id is not None:
                 raise bad_request("forward: no body, file_id or kind beside it")
@@ -162,14 +165,19 @@ class Conversations:
             forward = Forward(source_ref.id, _seq(seq, "forward.seq"))
             text = ""
         elif extras.file_id is not None:
-            # Files come with uploads (PROTOCOL-v2 §3); until then no file is anyone's.
-            raise not_found(f"file_id: no file {extras.file_id!r} uploaded by you")
+            # PROTOCOL-v2 §2: whose file it is and whether the kind fits it is
+            # checked in the commit, where the file's row is locked.
+            kind = "file" if extras.kind is None else extras.kind
+            if kind not in FILE_KINDS:
+                raise bad_request(f"kind: {kind!r} carries no file; use image, file or voice")
+            if not isinstance(extras.file_id, str) or not 1 <= len(extras.file_id) <= 32:
+                raise not_found(f"file_id: no file {extras.file_id!r} uploaded by you")
+            if kind == "voice" and body:
+                raise bad_request("body: a voice message has no caption")
+            text = "" if not body else self._body(body)
         else:
             if extras.kind not in (None, "text"):
-                raise bad_request(
-                    f"kind: {extras.kind!r} needs an uploaded file (file_id); "
-                    "this server sends text"
-                )
+                raise bad_request(f"kind: {extras.kind!r} needs an uploaded file (file_id)")
             text = self._body(body)
         reply_to = None if extras.reply_to is None else _seq(extras.reply_to, "reply_to")
         mentions = tuple(dict.fromkeys(extras.mentions))
@@ -189,6 +197,8 @@ class Conversations:
             forward=forward,
             mentions=tuple(UserId(m) for m in mentions),
             mention_all=extras.mention_all,
+            kind=kind,
+            file_id=extras.file_id if kind in FILE_KINDS else None,
         )
 
     async def send(
