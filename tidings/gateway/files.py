@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from tidings.errors import bad_request
 from tidings.files import RangeNotSatisfiable
@@ -43,8 +44,11 @@ async def receive(request: web.Request, edge: Edge, user: UserId) -> FileRecord:
     Shared by ``POST /api/v1/files`` and the integration API's upload."""
     name = request.query.get("name")
     if request.content_type == "multipart/form-data":
-        multipart = await request.multipart()
-        part = await _file_part(multipart)
+        try:
+            part = await _file_part(await request.multipart())
+        except (HttpProcessingError, ValueError, AssertionError) as error:
+            # A body that is no multipart form (aiohttp asserts on some of them).
+            raise bad_request(f"multipart: {str(error).splitlines()[0][:200]}") from None
         return await edge.files.upload(user, name or part.filename, _part_chunks(part))
     return await edge.files.upload(
         user, name, request.content.iter_chunked(CHUNK), request.content_length

@@ -154,10 +154,11 @@ def _download_operation() -> dict[str, Any]:
         "A file's bytes (or its thumbnail): a signed link, or a token of its uploader or "
         "of a member who can see a message carrying it",
         200,
-        errors=(403, 404, 416),
+        errors=(403, 404, 416, 422),
         params=[
             _path("file_id", {"type": "string"}),
-            _optional_string("thumbnail", "1: the thumbnail (images only)"),
+            _optional_string("thumbnail", "1 or true: the thumbnail (images only)")
+            | {"schema": {"type": "string", "enum": ["1", "0", "true", "false"]}},
             _optional_string("exp", "a signed link's expiry (epoch seconds)"),
             _optional_string("sig", "a signed link's signature"),
         ],
