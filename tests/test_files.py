@@ -18,7 +18,9 @@ from PIL import Image
 
 from tests.conftest import Account, AccountFactory, RunningServer, ServerFactory, private
 from tests.contract import assert_error
+from tidings.app import files_location
 from tidings.client import AdminClient, ApiError, Client, File
+from tidings.config import Settings
 from tidings.gateway.context import Edge
 from tidings.models import now_ms
 
@@ -164,6 +166,15 @@ async def test_a_name_loses_its_path_and_control_characters(alice: Account) -> N
     assert body["name"].endswith(".pdf") and len(body["name"]) == 200 and "\\" not in body["name"]
     status, body = await raw_upload(alice, b"data", name=None)
     assert status == 201 and body["name"] == "file", body
+
+
+def test_files_default_to_a_folder_beside_the_sqlite_database(tmp_path: Path) -> None:
+    database = f"sqlite+aiosqlite:///{tmp_path / 'db' / 'chat.db'}"
+    url, base = files_location(Settings(database_url=database))
+    assert (url, base) == ("file://files", tmp_path / "db")
+    assert files_location(Settings()) == ("file://files", Path("./data"))
+    other = Settings(database_url=database, files_url="file:///srv/files")
+    assert files_location(other)[0] == "file:///srv/files"
 
 
 # -- bad input: each refused, nothing left in the store -----------------------------

@@ -118,10 +118,15 @@ async def download(request: web.Request) -> web.StreamResponse:
                 f"bytes {blob.start}-{blob.end - 1}/{blob.info.size}"
             )
         await response.prepare(request)
-        if request.method != "HEAD":
-            async for chunk in blob:
-                await response.write(chunk)
-        await response.write_eof()
+        try:
+            if request.method != "HEAD":
+                async for chunk in blob:
+                    await response.write(chunk)
+            await response.write_eof()
+        except ConnectionError:
+            # The client went away mid-file (a player seeking, a tab closed):
+            # nothing to answer and nothing wrong here; the reader is closed.
+            pass
     return response
 
 
