@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -292,6 +293,17 @@ async def test_a_download_is_byte_exact_with_the_contract_headers(
     _, _, headers = await get(server, image.url)
     assert headers["Content-Disposition"].startswith("inline;")
     assert await alice.client.download(f"{FILES}/{uploaded.id}") == data  # with the token
+
+
+async def test_a_file_of_several_mib_from_a_path_goes_up_and_down_byte_exact(
+    alice: Account, tmp_path: Path
+) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 17)  # more than the HTTP body limit (256 KiB)
+    source = tmp_path / "big.bin"
+    source.write_bytes(data)
+    uploaded = await alice.client.upload(source)  # streamed from disk by the client
+    assert (uploaded.name, uploaded.size) == ("big.bin", len(data))
+    assert await alice.client.download(uploaded.url) == data
 
 
 async def test_ranges_are_answered_206_and_past_the_end_416(

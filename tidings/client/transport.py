@@ -4,6 +4,7 @@ the bearer token, JSON in and out, and refusals raised as ApiError."""
 from __future__ import annotations
 
 import contextlib
+import io
 from pathlib import Path
 from typing import Self, TypeVar
 
@@ -98,9 +99,13 @@ class HttpBase:
         params = {"name": name} if name else None
         url = self.base_url + path
         with contextlib.ExitStack() as files:
-            data: object = content
-            if isinstance(content, Path):
-                data = files.enter_context(content.open("rb"))
+            # A file object either way: aiohttp streams it in chunks (and warns
+            # that a large bytes body would stall the loop).
+            data: object = (
+                files.enter_context(content.open("rb"))
+                if isinstance(content, Path)
+                else io.BytesIO(content)
+            )
             async with self._http().post(url, data=data, params=params, headers=sent) as r:
                 status, body = r.status, await r.read()
         if not 200 <= status < 300:
