@@ -114,6 +114,25 @@ async def test_an_image_upload_has_its_size_a_thumbnail_and_signed_links(
     assert max(thumbnail.size) <= 320 and thumbnail.size == (320, 240)
 
 
+async def test_a_turned_photo_reports_its_size_as_shown(alice: Account) -> None:
+    out = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # EXIF orientation: turn a quarter clockwise to show
+    Image.new("RGB", (400, 100), (1, 2, 3)).save(out, "JPEG", exif=exif)
+    uploaded = await alice.client.upload(out.getvalue(), name="turned.jpg")
+    assert (uploaded.width, uploaded.height) == (100, 400)
+    assert uploaded.thumbnail_url is not None
+    thumbnail = Image.open(io.BytesIO(await alice.client.download(uploaded.thumbnail_url)))
+    assert thumbnail.size == (80, 320)
+
+
+async def test_a_transparent_image_gets_a_png_thumbnail(alice: Account) -> None:
+    uploaded = await alice.client.upload(png(32, 32, mode="RGBA"))
+    assert uploaded.thumbnail_url is not None
+    thumbnail = await alice.client.download(uploaded.thumbnail_url)
+    assert thumbnail.startswith(b"\x89PNG")
+
+
 async def test_the_type_comes_from_the_bytes_not_the_header(alice: Account) -> None:
     status, body = await raw_upload(
         alice,
@@ -292,6 +311,9 @@ async def test_a_download_is_byte_exact_with_the_contract_headers(
     image = await alice.client.upload(png(10, 10))
     _, _, headers = await get(server, image.url)
     assert headers["Content-Disposition"].startswith("inline;")
+    async with aiohttp.ClientSession() as http, http.head(server.url + uploaded.url) as r:
+        assert r.status == 200 and r.headers["Content-Length"] == str(len(data))
+        assert await r.read() == b""
     assert await alice.client.download(f"{FILES}/{uploaded.id}") == data  # with the token
 
 
