@@ -277,6 +277,28 @@ async def test_an_upload_cut_off_half_way_leaves_nothing(
     assert (await alice.client.upload(b"after")).size == 5  # still serving
 
 
+async def test_a_failing_store_is_503_unavailable_and_the_next_upload_works(
+    server: RunningServer, alice: Account
+) -> None:
+    files = server.app[Edge.KEY].files
+    real = files._blobs
+
+    class DiskFull:
+        async def put(self, key: str, chunks: Any) -> Any:
+            async for _ in chunks:
+                raise OSError("no space left on device")
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+    files.use_blobs(DiskFull())  # type: ignore[arg-type]
+    try:
+        assert_error(await raw_upload(alice, b"data"), 503, "unavailable")
+    finally:
+        files.use_blobs(real)
+    assert (await alice.client.upload(b"data")).size == 4
+
+
 async def test_uploads_are_rate_limited_per_user(make_server: ServerFactory) -> None:
     server = await make_server(rate_limit_uploads=2)
     async with Client(server.url) as client:

@@ -69,7 +69,7 @@ class Metrics:
         self.uploads_refused = Counter(
             "tidings_uploads_refused",
             "Uploads refused: too_large, empty, image (a bomb or not whole), "
-            "rate_limited, aborted (cut off or the store failed).",
+            "rate_limited, aborted (cut off by the client), store (the blob store failed).",
             ["reason"],
             registry=self.registry,
         )

@@ -109,9 +109,15 @@ class Files:
                 raise self._refuse("empty", bad_request("the file is empty")) from None
             except TidingsError:
                 raise
-            except Exception as error:  # the client went away, or the store failed
-                self._metrics.uploads_refused.labels(reason="aborted").inc()
-                raise TidingsError(ErrorCode.BAD_REQUEST, f"upload cut off: {error}") from None
+            except Exception as error:
+                if meter.cut_off:  # the client went away, or sent a broken body
+                    self._metrics.uploads_refused.labels(reason="aborted").inc()
+                    raise bad_request(f"the upload was cut off: {error}") from None
+                self._metrics.uploads_refused.labels(reason="store").inc()
+                log.warning("the blob store refused an upload: %s", error)
+                raise TidingsError(
+                    ErrorCode.UNAVAILABLE, "the file store is unavailable; try again"
+                ) from None
             return await self._keep(uploader, clean, key, info.size, info.digest, meter)
         finally:
             meter.close()
@@ -305,6 +311,8 @@ class _Meter:
         self.head = b""
         self.spool: IO[bytes] | None = None
         self.size = 0
+        # Whether reading the upload failed (a client gone), not the store.
+        self.cut_off = False
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._run()
@@ -312,7 +320,7 @@ class _Meter:
     async def _run(self) -> AsyncIterator[bytes]:
         held: list[bytes] = []  # the chunks before the type is known (a few bytes)
         decided = False
-        async for chunk in self._chunks:
+        async for chunk in self._source():
             if not chunk:
                 continue
             self.size += len(chunk)
@@ -337,6 +345,19 @@ class _Meter:
             await self._start_spool(held)
         if self.spool is not None:
             await asyncio.to_thread(self.spool.seek, 0)
+
+    async def _source(self) -> AsyncIterator[bytes]:
+        """The edge's chunks, noting whether they (not the store) failed."""
+        chunks = aiter(self._chunks)
+        while True:
+            try:
+                chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return
+            except Exception:
+                self.cut_off = True
+                raise
+            yield chunk
 
     async def _start_spool(self, held: list[bytes]) -> None:
         if sniff(self.head) in IMAGE_TYPES:
