@@ -527,6 +527,18 @@ async def test_a_backend_uploads_and_sends_in_a_users_name(
             assert await ben_client.download(sent.file.url) == png(12, 12)
 
 
+async def test_a_file_message_is_found_by_its_caption_and_its_file_name(
+    alice: Account, bob: Account
+) -> None:
+    chat = private(alice, bob)
+    await alice.client.send_file(chat, b"q3", name="Quarterly Report 报告.pdf", caption="numbers")
+    await alice.client.send_image(chat, png(4, 4), name="beach.png")
+    for query, expected in (("REPORT", 1), ("报告", 1), ("numbers", 1), ("beach", 1), ("png", 1)):
+        found = await bob.client.search_messages(query)
+        assert len(found.messages) == expected, (query, found)
+    assert (await bob.client.search_messages("content_type")).messages == []
+
+
 # -- the orphan collector -------------------------------------------------------------
 
 

@@ -18,8 +18,8 @@ inserts into ``messages`` (docs/benchmarks.md, stop 18); an index written
 off the send path, caught up before a search answers, is the next step.
 
 Text searched: ``messages.body``, which is a text message's text and an
-attachment's caption. A file's name, once files exist, joins it here
-(``searched_text``).
+attachment's caption, and the name of the file a message carries (from
+``messages.attachment``, the file object as JSON; ``file_name``).
 """
 
 from __future__ import annotations
@@ -28,14 +28,17 @@ import functools
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     ColumnElement,
     Select,
     and_,
     bindparam,
+    cast,
     func,
     or_,
     select,
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.sql.elements import BindParameter
 
 from tidings.ids import ConversationId, UserId
@@ -51,8 +54,20 @@ SQLITE_LOWER = "tidings_lower"
 
 
 def searched_text() -> ColumnElement[Any]:
-    """The text a message is found by (the hook for a file's name)."""
+    """The text a message is found by (beside its file's name, ``file_name``)."""
     return messages.c.body
+
+
+def file_name(dialect: str) -> ColumnElement[Any]:
+    """The name in a message's file object (NULL without one), read by each database's JSON."""
+    if dialect == "sqlite":
+        return func.json_extract(messages.c.attachment, "$.name")
+    if dialect == "postgresql":
+        return func.json_extract_path_text(cast(messages.c.attachment, JSON), "name")
+    return cast(
+        func.json_unquote(func.json_extract(messages.c.attachment, "$.name")),
+        mysql.CHAR(charset="utf8mb4"),
+    )
 
 
 def search_params(
@@ -78,7 +93,13 @@ def search_params(
 
 
 def _match(dialect: str) -> ColumnElement[bool]:
-    text = searched_text()
+    return or_(
+        _contains(dialect, searched_text()),
+        and_(messages.c.attachment.is_not(None), _contains(dialect, file_name(dialect))),
+    )
+
+
+def _contains(dialect: str, text: ColumnElement[Any]) -> ColumnElement[bool]:
     if dialect == "sqlite":
         return func.instr(getattr(func, SQLITE_LOWER)(text), bindparam("folded")) > 0
     if dialect == "postgresql":
