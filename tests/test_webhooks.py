@@ -164,3 +164,19 @@ async def test_recalls_and_edits_are_posted_as_their_notices(
         (3, "edit", 1, "hello"),
         (4, "recall", 2, "hooked_a recalled a message"),
     ]
+
+
+async def test_a_file_message_is_posted_with_signed_links_the_backend_can_fetch(
+    make_server: ServerFactory, receiver: Receiver
+) -> None:
+    server = await make_server(service_token=SECRET, webhook_url=receiver.url)
+    async with Client(server.url) as alice, Client(server.url) as anon:
+        a = await alice.signup("hooked_f", "password1")
+        b = await alice.signup("hooked_g", "password1")
+        await alice.login("hooked_f", "password1")
+        await alice.send_file(f"p:{a.id}-{b.id}", b"invoice bytes", name="invoice.pdf")
+        await receiver.wait_for(1)
+        [posted] = [body["message"] for body in receiver.bodies]
+        attachment = posted["attachment"]  # type: ignore[index]
+        assert attachment["name"] == "invoice.pdf" and "thumbnail" not in attachment
+        assert await anon.download(attachment["url"]) == b"invoice bytes"

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import msgspec
 from aiohttp import web
 from argon2 import PasswordHasher
 from sqlalchemy.engine import make_url
@@ -79,7 +80,8 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
         if settings.webhook_url
         else None
     )
-    publisher = Outbound(cluster.broker, webhooks)
+    links = FileLinks(settings.file_url_ttl, settings.file_url_secret)
+    publisher = Outbound(cluster.broker, webhooks, links)
     metrics = Metrics()
     hasher = hasher or PasswordHasher(
         time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib
@@ -88,7 +90,6 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
     chat_lists = ChatLists(store, publisher, cluster.chat_list)
     groups = Groups(store, conversations.writer, settings)
     typing = Typing(store, publisher)
-    links = FileLinks(settings.file_url_ttl, settings.file_url_secret)
     files = Files(store, settings, metrics)
     hub = Hub(node, cluster.orderer, links)
     presence = build_presence(settings, node, hub, conversations)
@@ -362,14 +363,28 @@ class Outbound:
     """Where the service's events go: every node (the broker), and the webhook
     for what this node committed (so each event is POSTed once, not once per node)."""
 
-    def __init__(self, broker: Broker, webhooks: WebhookSender | None) -> None:
+    def __init__(
+        self, broker: Broker, webhooks: WebhookSender | None, links: FileLinks | None = None
+    ) -> None:
         self._broker = broker
         self._webhooks = webhooks
+        self._links = links
 
     def publish(self, event: Event) -> None:
         self._broker.publish(event)
         if self._webhooks is not None:
-            self._webhooks.offer(event)
+            self._webhooks.offer(self._for_webhook(event))
+
+    def _for_webhook(self, event: Event) -> Event:
+        """A message with a file goes out with signed links, as to a client: the
+        backend fetches the file by them (relative to the server's URL)."""
+        if (
+            self._links is not None
+            and isinstance(event, MessageCreated)
+            and event.message.attachment is not None
+        ):
+            return msgspec.structs.replace(event, message=self._links.message(event.message))
+        return event
 
 
 def backends(settings: Settings) -> str:
