@@ -183,7 +183,10 @@ async def test_pages_cover_every_match_once_newest_first(alice: Account, bob: Ac
     sent: list[Message] = []
     for i in range(23):
         sent.append(await alice.client.send(team if i % 3 else chat, f"item {i} 项目"))
-    expected = [(m.conversation, m.seq) for m in reversed(sent)]
+    # Newest first; messages of one millisecond in two conversations are
+    # ordered by conversation id, then seq (the cursor's total order).
+    newest_first = sorted(sent, key=lambda m: (m.sent_at, m.conversation, m.seq), reverse=True)
+    expected = [(m.conversation, m.seq) for m in newest_first]
     for limit in (1, 5, 7, 50):
         pages = await every_page(bob, "项目", limit=limit)
         assert [(m.conversation, m.seq) for m in pages] == expected
