@@ -126,12 +126,109 @@ export function preview(entry, me, nameOf) {
     return (last.body || "").replace(/\s+/g, " ");
   }
   if (last.recalled || last.body === null) return "[Recalled]";
-  const text = last.body.replace(/\s+/g, " ");
+  const text = attachmentLabel(last, last.body.replace(/\s+/g, " "));
   if (entry.type === "group") {
     const who = last.sender === me ? "You" : nameOf(last.sender);
     return `${who}: ${text}`;
   }
   return text;
+}
+
+/**
+ * What a message with a file reads as in one line: "[Image]", "[File] name",
+ * "[Voice]", then its caption if any (PROTOCOL-v2 §1's quoted previews); a
+ * text message is its text.
+ * @param {{kind?: string, attachment?: import("./types.js").Attachment | null}} message
+ * @param {string} caption
+ */
+export function attachmentLabel(message, caption) {
+  const text = caption.trim();
+  let label;
+  if (message.kind === "image") label = "[Image]";
+  else if (message.kind === "voice") label = "[Voice]";
+  else if (message.kind === "file") {
+    label = message.attachment && message.attachment.name ? `[File] ${message.attachment.name}` : "[File]";
+  } else return caption;
+  return text ? `${label} ${text}` : label;
+}
+
+/**
+ * A file's size for people: "512 B", "1.5 KB", "12 KB", "3.4 MB" (1 KB = 1024 B).
+ * @param {number | null | undefined} bytes
+ */
+export function fileSize(bytes) {
+  if (bytes === null || bytes === undefined || !Number.isFinite(bytes) || bytes < 0) return "";
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ["KB", "MB", "GB", "TB"];
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  const shown = value < 10 ? Math.round(value * 10) / 10 : Math.round(value);
+  return `${shown} ${units[unit]}`;
+}
+
+/**
+ * A voice note's length: "0:07", "1:05", "1:02:03"; "" when not known.
+ * @param {number | null | undefined} ms
+ */
+export function durationText(ms) {
+  if (ms === null || ms === undefined || !Number.isFinite(ms) || ms < 0) return "";
+  const total = Math.round(ms / 1000);
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = total % 60;
+  return h ? `${h}:${pad(m)}:${pad(s)}` : `${m}:${pad(s)}`;
+}
+
+/**
+ * The box an image is shown in, before it loads: its own size scaled down
+ * (never up) to fit `max` x `max`, the ratio kept, whole pixels, at least 1.
+ * Without a known size: a square of `fallback`.
+ * @param {number | null | undefined} width
+ * @param {number | null | undefined} height
+ * @param {number} [max]
+ * @param {number} [fallback]
+ */
+export function fitBox(width, height, max = 240, fallback = 160) {
+  if (!width || !height || width <= 0 || height <= 0) return { width: fallback, height: fallback };
+  const scale = Math.min(1, max / width, max / height);
+  return {
+    width: Math.max(1, Math.round(width * scale)),
+    height: Math.max(1, Math.round(height * scale)),
+  };
+}
+
+/**
+ * Which kind of message a file goes as: image/* an image, audio/* a voice
+ * note, anything else a file. (The server reads the type from the bytes; a
+ * PNG named .txt is still sent as an image only when the browser says so.)
+ * @param {string | null | undefined} type  the browser's File.type
+ * @returns {"image" | "voice" | "file"}
+ */
+export function fileKindFor(type) {
+  const t = (type || "").toLowerCase();
+  if (/^image\/(png|jpeg|gif|webp)$/.test(t)) return "image";
+  if (t.startsWith("audio/")) return "voice";
+  return "file";
+}
+
+/**
+ * An upload's failure as a quiet line.
+ * @param {number} status  0 when the server could not be reached
+ * @param {string} [code]
+ * @param {string} [message]
+ */
+export function uploadProblem(status, code, message) {
+  if (status === 0) return "The upload did not go through: the server cannot be reached.";
+  if (status === 413 || code === "too_large") {
+    return message ? `The file is too large: ${message}.` : "The file is too large to send.";
+  }
+  if (status === 429) return "Too many uploads just now. Wait a moment and retry.";
+  if (status === 422) return `The file cannot be sent${message ? `: ${message}` : ""}.`;
+  return `The upload failed${message ? `: ${message}` : ""}.`;
 }
 
 /**

@@ -13,9 +13,10 @@ export const pingFrame = (ref) => (ref === undefined ? { type: "ping" } : { type
 
 /**
  * A send, with the ref `m:{client_msg_id}` so its answer finds it again; a
- * quote and mentions (PROTOCOL-v2 §2) only when there are any.
+ * quote and mentions (PROTOCOL-v2 §2) only when there are any; a file's kind and id.
  * @param {{cmid: string, conversation: string, body: string, reply_to?: number | null,
- *   mentions?: number[], mention_all?: boolean}} pending
+ *   mentions?: number[], mention_all?: boolean, kind?: "image" | "file" | "voice",
+ *   file_id?: string}} pending
  * @returns {ClientFrame}
  */
 export function sendFrame(pending) {
@@ -30,6 +31,10 @@ export function sendFrame(pending) {
   if (pending.reply_to) frame.reply_to = pending.reply_to;
   if (pending.mentions && pending.mentions.length) frame.mentions = pending.mentions;
   if (pending.mention_all) frame.mention_all = true;
+  if (pending.kind && pending.file_id) {
+    frame.kind = pending.kind;
+    frame.file_id = pending.file_id;
+  }
   return frame;
 }
 

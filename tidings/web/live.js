@@ -293,6 +293,40 @@ export function sendMessage() {
 }
 
 /**
+ * An uploaded file goes out as a message of its kind (PROTOCOL-v2 §2), the
+ * composer's text as its caption (a voice note has none: the text stays).
+ * @param {import("./types.js").Attachment} file
+ * @param {"image" | "file" | "voice"} kind
+ * @param {string} conversation
+ */
+export function sendAttachment(file, kind, conversation) {
+  const box = $("compose");
+  const open = conversation === S.openId;
+  const text = open ? box.value : "";
+  const caption = kind !== "voice" && text.trim() && composerCheck(text).sendable ? text : "";
+  const quoted = open && S.target && S.target.mode === "reply" && S.target.conversation === conversation
+    ? S.target.seq : null;
+  const group = S.entries.get(conversation)?.type === "group";
+  const tagged = group && caption ? mentionsIn(caption, S.picked) : { mentions: [], mention_all: false };
+  if (quoted !== null) S.target = null;
+  if (caption) S.picked = new Map();
+  /** @type {import("./state.js").Pending} */
+  const pending = { cmid: randomId(), conversation, body: caption, state: "sending", error: null,
+    reply_to: quoted, mentions: tagged.mentions, mention_all: tagged.mention_all,
+    kind, file_id: file.id, attachment: file };
+  S.pending.push(pending);
+  savePending();
+  if (caption) {
+    box.value = "";
+    S.draftSynced.set(conversation, "");
+    saveDraft();
+    sizeComposer();
+  }
+  sendPending(pending);
+  render({ pane: true, scroll: "bottom" });
+}
+
+/**
  * The composer's text is the open conversation's draft: kept on this device
  * at once, and on the server (so the user's other devices have it) once the
  * typing pauses, or when the chat is left.

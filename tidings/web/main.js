@@ -24,6 +24,7 @@ import {
 } from "./view-members.js";
 import { openProfile, saveName, savePassword } from "./view-profile.js";
 import { saveNoticeSettings } from "./notices.js";
+import { wireAttach } from "./view-attach.js";
 
 /** @param {Event} event */
 function chatFromEvent(event) {
@@ -178,6 +179,7 @@ function wire() {
     updatePicker();
     noteTyping();
   });
+  wireAttach();
   $("btn-target-cancel").addEventListener("click", () => {
     cancelTarget();
     compose.focus();

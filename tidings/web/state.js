@@ -15,6 +15,9 @@
  * @property {number | null} [reply_to]   v2: the seq it quotes
  * @property {number[]} [mentions]
  * @property {boolean} [mention_all]
+ * @property {"image" | "file" | "voice"} [kind]   v2: a message with an uploaded file
+ * @property {string} [file_id]
+ * @property {import("./types.js").Attachment} [attachment]  the upload's answer, drawn meanwhile
  */
 
 /**

@@ -19,7 +19,7 @@
  * @property {string} sent_at       ISO 8601 with milliseconds and Z
  * @property {boolean} time_separator
  * @property {string} [kind]        v2: text, image, file, voice; notices: recall, edit, system
- * @property {unknown} [attachment]
+ * @property {Attachment | null} [attachment]  v2: the file of an image, file or voice message
  * @property {{seq: number, sender: number, kind: string, preview: string | null} | null} [reply_to]
  * @property {{conversation: string, seq: number, sender: number} | null} [forwarded_from]
  * @property {number[]} [mentions]
@@ -29,6 +29,19 @@
  * @property {string | null} [edited_at]
  * @property {unknown} [system]
  * @property {number} [recalled_by]  this client's note: who recalled it (from the notice)
+ */
+
+/**
+ * @typedef {object} Attachment  PROTOCOL-v2 §3: an uploaded file; its links are signed and expire.
+ * @property {string} id
+ * @property {string} name
+ * @property {number} size
+ * @property {string} content_type
+ * @property {number | null} [width]
+ * @property {number | null} [height]
+ * @property {number | null} [duration_ms]
+ * @property {string} url
+ * @property {string | null} [thumbnail_url]
  */
 
 /**
@@ -109,7 +122,8 @@
  * @typedef {(
  *   {type: "auth", token: string} |
  *   {type: "send", ref?: unknown, conversation: string, body: string, client_msg_id?: string,
- *    reply_to?: number, mentions?: number[], mention_all?: boolean} |
+ *    reply_to?: number, mentions?: number[], mention_all?: boolean,
+ *    kind?: "image" | "file" | "voice", file_id?: string} |
  *   {type: "read", ref?: unknown, conversation: string, seq: number} |
  *   {type: "typing", conversation: string} |
  *   {type: "ping", ref?: unknown}

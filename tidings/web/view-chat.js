@@ -4,7 +4,8 @@
 
 import { $, avatar, el } from "./dom.js";
 import {
-  MAX_BODY_CHARS, composerCheck, lineTime, linkParts, plural, typingText, untilTime,
+  MAX_BODY_CHARS, composerCheck, durationText, fileSize, fitBox, lineTime, linkParts, plural,
+  typingText, untilTime,
 } from "./format.js";
 import { nextMuteEnd, refusalLine, sendBlock } from "./group-rules.js";
 import { loadOlder } from "./history.js";
@@ -15,6 +16,7 @@ import { render } from "./render.js";
 import { S, me, savePending } from "./state.js";
 import { actionsNode, jumpTo, reEdit, renderTarget } from "./view-actions.js";
 import { READ_BY_SHOWN, readByNode } from "./view-readby.js";
+import { drawUploads } from "./view-attach.js";
 
 /** Kinds that count as messages (PROTOCOL-v2 §1): only they show who read them. */
 const COUNTED = new Set(["text", "image", "file", "voice"]);
@@ -72,10 +74,95 @@ function quoteNode(entry, quoted) {
   return quote;
 }
 
+/** The largest box a thumbnail is shown in, in CSS pixels (the server's are at most 320). */
+const THUMB_BOX = 240;
+
+/**
+ * The full image over the page: closed by Escape, a click, or its button;
+ * the focus goes back where it was.
+ * @param {import("./types.js").Attachment} file
+ */
+export function openViewer(file) {
+  const back = /** @type {HTMLElement | null} */ (document.activeElement);
+  const dialog = el("dialog", "viewer");
+  dialog.setAttribute("aria-label", file.name || "Image");
+  const image = el("img", "viewer-image");
+  image.src = file.url;
+  image.alt = file.name || "Image";
+  if (file.width && file.height) {
+    image.width = file.width;
+    image.height = file.height;
+  }
+  const close = el("button", "viewer-close", "Close");
+  close.type = "button";
+  dialog.append(image, close);
+  dialog.addEventListener("click", () => dialog.close());
+  dialog.addEventListener("close", () => {
+    dialog.remove();
+    if (back && back.isConnected) back.focus();
+  });
+  document.body.appendChild(dialog);
+  dialog.showModal();
+  close.focus();
+}
+
+/**
+ * An image, a file's card or a voice note (PROTOCOL-v2 §3). The image's box
+ * has its size before the thumbnail loads, so the list does not jump.
+ * @param {string} kind
+ * @param {import("./types.js").Attachment} file
+ */
+function attachmentNode(kind, file) {
+  if (kind === "image") {
+    const box = fitBox(file.width, file.height, THUMB_BOX);
+    const button = el("button", "att-image");
+    button.type = "button";
+    button.title = "Open the image";
+    button.setAttribute("aria-label", `Open the image ${file.name || ""}`.trim());
+    button.style.width = `${box.width}px`;
+    button.style.height = `${box.height}px`;
+    const image = el("img");
+    image.src = file.thumbnail_url || file.url;
+    image.alt = file.name || "Image";
+    image.width = box.width;
+    image.height = box.height;
+    image.loading = "lazy";
+    image.decoding = "async";
+    button.appendChild(image);
+    button.addEventListener("click", () => openViewer(file));
+    return button;
+  }
+  if (kind === "voice") {
+    const wrap = el("div", "att-voice");
+    const audio = el("audio");
+    audio.controls = true;
+    audio.preload = "none";
+    audio.src = file.url;
+    audio.setAttribute("aria-label", "Voice message");
+    wrap.appendChild(audio);
+    const length = durationText(file.duration_ms);
+    if (length) wrap.appendChild(el("span", "att-duration", length));
+    return wrap;
+  }
+  const card = el("div", "att-file");
+  card.appendChild(el("span", "att-icon", "📄"));
+  const info = el("div", "att-info");
+  info.appendChild(el("div", "att-name", file.name || "file"));
+  info.appendChild(el("div", "att-size", fileSize(file.size)));
+  card.appendChild(info);
+  const link = el("a", "att-download", "Download");
+  link.href = file.url;
+  link.download = file.name || "file";
+  link.setAttribute("aria-label", `Download ${file.name || "the file"}`);
+  card.appendChild(link);
+  return card;
+}
+
 /**
  * @param {import("./store.js").Entry} entry
  * @param {import("./types.js").Message | {sender: number, body: string, seq: number,
- *   sent_at?: string, reply_to?: undefined}} message
+ *   sent_at?: string, reply_to?: undefined, fileKind?: string,
+ *   attachment?: import("./types.js").Attachment}} message
  * @param {{pending?: boolean, status?: any}} options
  */
 function messageNode(entry, message, options) {
@@ -98,15 +185,22 @@ function messageNode(entry, message, options) {
     bubble.appendChild(el("div", "forwarded", "Forwarded"));
   }
   if (message.reply_to) bubble.appendChild(quoteNode(entry, message.reply_to));
+  const kind = "id" in message ? message.kind : message.fileKind; // a pending send: its file
+  if (kind && kind !== "text" && message.attachment) {
+    bubble.classList.add("has-attachment", `att-${kind}-bubble`);
+    bubble.appendChild(attachmentNode(kind, message.attachment));
+  }
+  const caption = message.attachment && message.body ? el("div", "caption") : bubble;
+  if (caption !== bubble) bubble.appendChild(caption);
   for (const part of linkParts(message.body || "")) {
     if (part.href) {
       const link = el("a", null, part.text); // text only: never HTML from a message
       link.href = part.href;
       link.target = "_blank";
       link.rel = "noopener noreferrer";
-      bubble.appendChild(link);
+      caption.appendChild(link);
     } else {
-      bubble.appendChild(document.createTextNode(part.text));
+      caption.appendChild(document.createTextNode(part.text));
     }
   }
   if ("edited_at" in message && message.edited_at) bubble.appendChild(el("span", "edited", " (edited)"));
@@ -236,10 +330,11 @@ export function renderPane() {
     } else {
       status = el("div", "status sending", socket.authed ? "Sending…" : "Waiting for network…");
     }
-    nodes.push(messageNode(entry, { sender: me().id, body: pending.body, seq: 0 },
-      { pending: true, status }));
+    nodes.push(messageNode(entry, { sender: me().id, body: pending.body, seq: 0,
+      fileKind: pending.kind, attachment: pending.attachment }, { pending: true, status }));
   }
   box.replaceChildren(...nodes);
+  drawUploads();
   renderTarget();
   watchRows(box);
   if (c && c.loaded && c.hasMore && box.scrollHeight <= box.clientHeight) loadOlder(id);
