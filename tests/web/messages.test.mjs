@@ -97,6 +97,8 @@ test("recall lines, quotes and chat-list previews read as WeChat's", () => {
     "Bob recalled a message");
   assert.equal(quoteText(msg(1, 2, "x".repeat(150))), "x".repeat(100));
   assert.equal(quoteText(msg(1, 2, null, { recalled: true })), null);
+  assert.equal(quoteText(msg(1, 2, "", { kind: "file", attachment: { name: "a.pdf" } })), "[File] a.pdf");
+  assert.equal(quoteText(msg(1, 2, "cap", { kind: "image" })), "[Image]");
   const entry = { type: "group", last_seq: 3, last_message: notice(3, 2, "recall", 1, "Bob recalled a message") };
   assert.equal(preview(entry, 1, names), "Bob recalled a message");
   assert.equal(preview({ ...entry, last_message: notice(3, 1, "recall", 1) }, 1, names),

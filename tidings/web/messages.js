@@ -59,12 +59,14 @@ export function recallLine(message, me, nameOf) {
 
 /**
  * A quote's text: the first 100 characters, or what stands for a file; null when recalled.
- * @param {{kind?: string, body: string | null, recalled?: boolean}} message
+ * @param {{kind?: string, body: string | null, recalled?: boolean,
+ *   attachment?: {name: string} | null}} message
  */
 export function quoteText(message) {
   if (message.recalled || message.body === null) return null;
   if (message.kind === "image") return "[Image]";
   if (message.kind === "voice") return "[Voice]";
+  if (message.kind === "file") return message.attachment ? `[File] ${message.attachment.name}` : "[File]";
   return Array.from(message.body).slice(0, 100).join("").replace(/\s+/g, " ");
 }
 

@@ -3,7 +3,7 @@
 // each off until turned on in the profile (kept per user on this device).
 
 import { $ } from "./dom.js";
-import { DEFAULT_NOTICES, noticeFor, noticeText } from "./format.js";
+import { DEFAULT_NOTICES, attachmentLabel, noticeFor, noticeText } from "./format.js";
 import { S, load, me, save } from "./state.js";
 
 const key = () => `tidings.notices.${me().id}`;
@@ -53,7 +53,8 @@ export function noticeMessage(message, nameOf, open) {
   });
   if (due.sound) chime();
   if (due.notify && "Notification" in window && Notification.permission === "granted") {
-    const text = noticeText(entry.title, entry.type, nameOf(message.sender), message.body || "");
+    const text = noticeText(entry.title, entry.type, nameOf(message.sender),
+      attachmentLabel(message, message.body || ""));
     const shown = new Notification(text.title, { body: text.body, tag: message.conversation });
     shown.onclick = () => {
       window.focus();

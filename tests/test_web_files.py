@@ -1,0 +1,132 @@
+"""Images, files and voice notes in the web client (PROTOCOL-v2 §1-3), end to end in Chromium.
+
+The server, the browser and the page helpers are those of test_web_client.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from tests import test_web_client
+from tests.test_web_client import Browser, WebServer, chat, expect, screenshot, sign_in
+
+# The fixtures of test_web_client.py, by name, for the tests here.
+web_server = test_web_client.web_server
+browser = test_web_client.browser
+
+
+def private_id(a: int, b: int) -> str:
+    return f"p:{min(a, b)}-{max(a, b)}"
+
+
+def png(width: int, height: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (30, 140, 200)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def sent(page: Any, selector: str) -> Any:
+    return page.locator(f"#messages .msg:not(.pending) {selector}")
+
+
+async def box_of(locator: Any) -> dict[str, float]:
+    size: dict[str, float] = await locator.evaluate(
+        "(node) => ({width: node.offsetWidth, height: node.offsetHeight,"
+        " loaded: node.querySelector('img').naturalWidth})"
+    )
+    return size
+
+
+async def test_an_image_and_a_file_go_up_show_and_open(
+    web_server: WebServer, browser: Browser, tmp_path: Path
+) -> None:
+    alice, alice_api = await web_server.account("alice", "Alice")
+    bob, _ = await web_server.account("bob", "Bob")
+    await alice_api.send(private_id(alice.id, bob.id), "a picture coming")
+
+    sender = await browser.page("alice")
+    await sign_in(sender, browser.url, "alice")
+    await chat(sender, "Bob").click()
+    receiver = await browser.page("bob")
+    # The receiver's thumbnail is held back: its box has its size before it loads.
+    released = asyncio.Event()
+
+    async def hold(route: Any) -> None:
+        await released.wait()
+        await route.continue_()
+
+    await receiver.route(lambda url: "thumbnail=1" in url, hold)
+    await sign_in(receiver, browser.url, "bob")
+    await chat(receiver, "Alice").click()
+
+    photo = tmp_path / "photo.png"
+    await asyncio.to_thread(photo.write_bytes, png(640, 480))
+    await sender.fill("#compose", "the view")
+    await sender.set_input_files("#attach-input", str(photo))
+
+    # 640 x 480 fits a 240 px box as 240 x 180, on both sides.
+    shown = sent(receiver, ".att-image")
+    await expect(shown).to_have_count(1)
+    assert await box_of(shown) == {"width": 240, "height": 180, "loaded": 0}
+    released.set()
+    await expect(shown.locator("img")).to_have_js_property("complete", True)
+    assert (await box_of(shown))["width"] == 240
+    mine = sent(sender, ".att-image")
+    await expect(mine).to_have_count(1)
+    assert (await box_of(mine))["height"] == 180
+    await expect(sent(receiver, ".caption")).to_have_text("the view")
+    await expect(sender.locator("#compose")).to_have_value("")
+    await expect(chat(receiver, "Alice").locator(".chat-preview")).to_have_text("[Image] the view")
+    await expect(chat(sender, "Bob").locator(".chat-preview")).to_have_text("[Image] the view")
+
+    # The viewer: the full image, closed by Escape, the focus back on the thumbnail.
+    await shown.click()
+    viewer = receiver.locator("dialog.viewer")
+    await expect(viewer).to_be_visible()
+    full = viewer.locator("img")
+    await expect(full).to_have_js_property("naturalWidth", 640)
+    assert "thumbnail" not in (await full.get_attribute("src") or "")
+    await screenshot(receiver, "files-viewer")
+    await receiver.keyboard.press("Escape")
+    await expect(viewer).to_have_count(0)
+    await expect(shown).to_be_focused()
+    # ... and by a click.
+    await shown.click()
+    await expect(viewer).to_be_visible()
+    await viewer.click()
+    await expect(viewer).to_have_count(0)
+
+    # Any other file: a card with its name, its size and a download link.
+    notes = tmp_path / "notes.txt"
+    await asyncio.to_thread(notes.write_bytes, b"hello notes")
+    await sender.set_input_files("#attach-input", str(notes))
+    card = sent(receiver, ".att-file")
+    await expect(card.locator(".att-name")).to_have_text("notes.txt")
+    await expect(card.locator(".att-size")).to_have_text("11 B")
+    link = card.locator("a.att-download")
+    await expect(link).to_have_attribute("download", "notes.txt")
+    href = await link.get_attribute("href")
+    assert href and href.startswith("/api/v1/files/")
+    answer = await receiver.evaluate(
+        "(href) => fetch(href).then(async (r) => [r.status, await r.text()])", href
+    )
+    assert answer == [200, "hello notes"]
+    await expect(chat(receiver, "Alice").locator(".chat-preview")).to_have_text("[File] notes.txt")
+    await screenshot(receiver, "files-timeline")
+
+    # An empty file is refused (422): a quiet line with a retry, nothing sent.
+    browser.console.server_down = True  # Chromium logs the 422 as a failed resource
+    await sender.set_input_files(
+        "#attach-input", files=[{"name": "empty.txt", "mimeType": "text/plain", "buffer": b""}]
+    )
+    failed = sender.locator("#uploads .upload.failed")
+    await expect(failed).to_contain_text("empty.txt: The file cannot be sent: the file is empty.")
+    await expect(failed.get_by_role("button", name="Retry")).to_be_visible()
+    await failed.get_by_role("button", name="Dismiss").click()
+    await expect(sender.locator("#uploads")).to_be_hidden()
+    await expect(sent(receiver, ".bubble")).to_have_count(3)
