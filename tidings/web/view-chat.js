@@ -2,7 +2,7 @@
 // The open conversation: its header, messages with time lines and read status,
 // the pending sends, and the composer.
 
-import { $, avatar, el } from "./dom.js";
+import { $, avatar, el, icon } from "./dom.js";
 import {
   MAX_BODY_CHARS, composerCheck, durationText, fileSize, fitBox, lineTime, linkParts, plural,
   typingText, untilTime,
@@ -145,7 +145,9 @@ function attachmentNode(kind, file) {
     return wrap;
   }
   const card = el("div", "att-file");
-  card.appendChild(el("span", "att-icon", "📄"));
+  const glyph = el("span", "att-icon");
+  glyph.appendChild(icon("M14 3H7a2 2 0 0 0-2 2v14a2 2 0 0 0 2 2h10a2 2 0 0 0 2-2V8zM14 3v5h5M9 13h6M9 17h6"));
+  card.appendChild(glyph);
   const info = el("div", "att-info");
   info.appendChild(el("div", "att-name", file.name || "file"));
   info.appendChild(el("div", "att-size", fileSize(file.size)));
