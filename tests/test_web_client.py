@@ -268,6 +268,7 @@ async def test_the_page_and_its_files_are_served_with_secure_headers(
         assert "default-src 'none'" in csp
         assert "script-src 'self'" in csp
         assert "style-src 'self'" in csp
+        assert "media-src 'self'" in csp  # voice notes
         host = f"127.0.0.1:{web_server.port}"
         assert f"connect-src 'self' ws://{host} wss://{host}" in csp
         assert "frame-ancestors 'none'" in csp

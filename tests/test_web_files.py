@@ -168,8 +168,13 @@ async def test_history_shows_a_tall_image_and_a_voice_note_with_its_length(
     assert src and "sig=" in src
     status = await page.evaluate("(src) => fetch(src).then((r) => r.status)", src)
     assert status == 200
-    # KNOWN GAP, server side: the page's Content-Security-Policy
-    # (tidings/gateway/webclient.py) has no `media-src 'self'`, so default-src
-    # 'none' blocks the <audio> from loading and Chromium logs it. Until the
-    # policy says media-src, that one line is not counted as a page error.
-    browser.console.errors[:] = [line for line in browser.console.errors if "media-src" not in line]
+    # The player itself loads it (the page's policy allows media from its origin).
+    seconds = await voice.locator("audio").evaluate(
+        """(audio) => new Promise((resolve, reject) => {
+            audio.addEventListener("loadedmetadata", () => resolve(audio.duration));
+            audio.addEventListener("error", () => reject(new Error("audio did not load")));
+            audio.preload = "metadata";
+            audio.load();
+        })"""
+    )
+    assert abs(seconds - 1.5) < 0.05  # the 1.5-second note sent above

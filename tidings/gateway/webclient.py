@@ -61,6 +61,8 @@ def content_security_policy(host: str | None) -> str:
         connect += f" ws://{host} wss://{host}"
     return (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        # Voice notes play from the same origin's signed file links.
+        "media-src 'self'; "
         f"connect-src {connect}; manifest-src 'self'; base-uri 'none'; "
         "form-action 'self'; frame-ancestors 'none'"
     )
