@@ -41,16 +41,18 @@ from tidings.gateway.ordering import Deliver, SeqOrderer
 from tidings.gateway.websocket import CLOSE_IDLE, websocket
 from tidings.ids import ConversationId, UserId
 from tidings.metrics import Metrics
-from tidings.models import NodeStats
+from tidings.models import Conversation, NodeStats
 from tidings.nodes import NodeId, new_node_id
 from tidings.presence import Presence
 from tidings.presence.local import LocalPresence
+from tidings.push.runtime import WebPush
 from tidings.service.accounts import Accounts
 from tidings.service.admin import Admin
 from tidings.service.chatlists import ChatLists
 from tidings.service.conversations import Conversations
 from tidings.service.files import Files
 from tidings.service.groups import Groups
+from tidings.service.push import PushSubscriptions
 from tidings.service.recipients import missed_messages
 from tidings.service.search import Search
 from tidings.service.typing import Typing
@@ -81,8 +83,9 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
         else None
     )
     links = FileLinks(settings.file_url_ttl, settings.file_url_secret)
-    publisher = Outbound(cluster.broker, webhooks, links)
     metrics = Metrics()
+    push_state = PushState()
+    publisher = Outbound(cluster.broker, webhooks, links, push_state)
     hasher = hasher or PasswordHasher(
         time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib
     )
@@ -101,6 +104,11 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
         login_failures_per_minute=settings.login_failures_per_minute,
     )
     admin = Admin(store, accounts, conversations, groups, presence, publisher, settings)
+    push = build_push(settings, store, presence, chat_lists, metrics, webhooks)
+    push_state.push = push
+    metrics.gauge(
+        "tidings_push_backlog", "Pushes waiting to be planned or delivered.", lambda: push.backlog
+    )
     add_gauges(metrics, hub, conversations, cluster.redis_chat_list, webhooks)
 
     cluster.broker.subscribe(accounts.hear)
@@ -124,6 +132,12 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
         search=Search(store),
         files=files,
         links=links,
+        push=PushSubscriptions(
+            store.push(),
+            push.application_server_key,
+            allow_private=settings.push_allow_private,
+            max_per_user=settings.push_max_subscriptions,
+        ),
     )
     app = web.Application(
         client_max_size=settings.max_http_body_bytes,
@@ -135,7 +149,7 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
     admin_routes.add_routes(app)
     app.router.add_get("/ws", websocket)
     webclient.add_routes(app)
-    add_lifecycle(app, settings, node, store, cluster, presence, webhooks, conversations, hub)
+    add_lifecycle(app, settings, node, store, cluster, presence, webhooks, push, conversations, hub)
     add_files_lifecycle(app, settings, store, files, links)
     return app
 
@@ -176,6 +190,25 @@ def build_cluster(settings: Settings, store: Store, node: NodeId) -> Cluster:
             settings.redis_url, store, prefix=settings.redis_prefix, node=node
         )
     return cluster
+
+
+def build_push(
+    settings: Settings,
+    store: Store,
+    presence: Presence,
+    chat_lists: ChatLists,
+    metrics: Metrics,
+    webhooks: WebhookSender | None,
+) -> WebPush:
+    async def entry_and_total(
+        user: UserId, conversation: ConversationId
+    ) -> tuple[Conversation | None, int]:
+        # The total as GET /api/v1/conversations gives it (Redis copy or SQL).
+        listed = await chat_lists.chat_list(user, 1)
+        return await store.chat_entry(user, conversation), listed.total_unread
+
+    hook = webhooks.offer_payload if webhooks is not None else None
+    return WebPush(settings, store.push(), presence.connections, entry_and_total, metrics, hook)
 
 
 def build_presence(
@@ -266,6 +299,7 @@ def add_lifecycle(
     cluster: Cluster,
     presence: Presence,
     webhooks: WebhookSender | None,
+    push: WebPush,
     conversations: Conversations,
     hub: Hub,
 ) -> None:
@@ -286,6 +320,7 @@ def add_lifecycle(
             await cluster.chat_list.start()
         if webhooks is not None:
             await webhooks.start()
+        await push.start()
         conversations.writer.start()
         idle_watch.append(
             asyncio.create_task(hub.close_idle(settings.idle_timeout_seconds, CLOSE_IDLE))
@@ -300,6 +335,7 @@ def add_lifecycle(
         await conversations.writer.close()
         if cluster.chat_list is not None:
             await cluster.chat_list.close()
+        await push.close()
         if webhooks is not None:
             await webhooks.close()
         await presence.close()
@@ -359,21 +395,36 @@ def add_files_lifecycle(
     app.on_cleanup.insert(0, stop)
 
 
+@dataclass(slots=True)
+class PushState:
+    """The push side, once built (it needs presence, built after the services)."""
+
+    push: WebPush | None = None
+
+
 class Outbound:
     """Where the service's events go: every node (the broker), and the webhook
-    for what this node committed (so each event is POSTed once, not once per node)."""
+    and the push planner for what this node committed (so each event is POSTed
+    or pushed once, not once per node)."""
 
     def __init__(
-        self, broker: Broker, webhooks: WebhookSender | None, links: FileLinks | None = None
+        self,
+        broker: Broker,
+        webhooks: WebhookSender | None,
+        links: FileLinks | None = None,
+        push: PushState | None = None,
     ) -> None:
         self._broker = broker
         self._webhooks = webhooks
         self._links = links
+        self._push = push or PushState()
 
     def publish(self, event: Event) -> None:
         self._broker.publish(event)
         if self._webhooks is not None:
             self._webhooks.offer(self._for_webhook(event))
+        if self._push.push is not None:
+            self._push.push.offer(event)
 
     def _for_webhook(self, event: Event) -> Event:
         """A message with a file goes out with signed links, as to a client: the

@@ -38,6 +38,17 @@ class Settings:
     service_token: str | None = None
     # Each stored message and membership change is POSTed here, signed with the service token.
     webhook_url: str | None = None
+    # Offline push (PROTOCOL-v2 §8). The VAPID key pair is made on first start
+    # and kept in the database unless given here (base64url of the 32-byte
+    # P-256 private key, or PEM); the subject names who runs the server.
+    vapid_private_key: str | None = None
+    vapid_subject: str = "mailto:admin@localhost"
+    # Push endpoints on loopback or private networks (tests, closed networks).
+    push_allow_private: bool = False
+    # At most one push per user and conversation this often; the last state
+    # of a burst goes out when the time is up.
+    push_collapse_seconds: float = 5.0
+    push_max_subscriptions: int = 20
     # Messages: the contract's limits.
     max_body_chars: int = 4000
     time_separator_seconds: float = 300.0
@@ -159,11 +170,16 @@ class Settings:
             "max_connections_per_user",
             "file_orphan_seconds",
             "rate_limit_uploads",
+            "push_collapse_seconds",
         ):
             if getattr(self, name) < 0:
                 raise SettingsError(f"TIDINGS_{name.upper()} must not be negative")
         if self.file_url_secret is not None and len(self.file_url_secret) < 16:
             raise SettingsError("TIDINGS_FILE_URL_SECRET must have at least 16 characters")
+        if self.push_max_subscriptions < 1:
+            raise SettingsError("TIDINGS_PUSH_MAX_SUBSCRIPTIONS must be positive")
+        if not self.vapid_subject.startswith(("mailto:", "https://")):
+            raise SettingsError("TIDINGS_VAPID_SUBJECT must be a mailto: or https: URL (RFC 8292)")
         if not self.files_url.startswith(("file://", "s3://")):
             raise SettingsError("TIDINGS_FILES_URL must start with file:// or s3://")
         if self.log_format not in ("text", "json"):

@@ -79,6 +79,29 @@ class Metrics:
             registry=self.registry,
         )
 
+        # Offline push (tidings/push/): what went out, what did not and why.
+        self.push_sent = Counter(
+            "tidings_push_sent", "Web Pushes a push service accepted.", registry=self.registry
+        )
+        self.push_failed = Counter(
+            "tidings_push_failed",
+            "Web Pushes not delivered: gone (404/410), rejected (other 4xx), "
+            "gave_up (5xx, 429 or timeouts past the retries), refused (a non-public address).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.push_dropped = Counter(
+            "tidings_push_dropped",
+            "Push work dropped because a queue was full (the message path never waits).",
+            ["queue"],
+            registry=self.registry,
+        )
+        self.push_subscriptions_deleted = Counter(
+            "tidings_push_subscriptions_deleted",
+            "Subscriptions deleted because their push service answered 404 or 410.",
+            registry=self.registry,
+        )
+
     def gauge(self, name: str, documentation: str, read: Callable[[], float]) -> None:
         """A gauge computed at scrape time from live state."""
         Gauge(name, documentation, registry=self.registry).set_function(read)

@@ -107,6 +107,14 @@ class WebhookSender:
             self._queue.append(_encode(payload))
             self._ready.set()
 
+    def offer_payload(self, payload: dict[str, Any]) -> None:
+        """Queue a body made elsewhere (the ``push`` decision, PROTOCOL-v2 §8)."""
+        if len(self._queue) >= self._max_queue:
+            self._queue.popleft()
+            self.dropped += 1
+        self._queue.append(_encode(payload))
+        self._ready.set()
+
     @property
     def backlog(self) -> int:
         return len(self._queue)

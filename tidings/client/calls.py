@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import msgspec
@@ -41,6 +41,10 @@ class Limits(msgspec.Struct, frozen=True):
     max_mentions: int
     recall_seconds: float
     edit_seconds: float
+
+
+class _VapidKey(msgspec.Struct):
+    key: str
 
 
 class UserCalls(GroupRunning):
@@ -160,6 +164,22 @@ class UserCalls(GroupRunning):
         params = {key: str(value) for key, value in given.items() if value is not None}
         path = conversation_path(conversation) + "/messages"
         return (await self._fetch(_Messages, "GET", path, None, params)).messages
+
+    async def vapid_key(self) -> str:
+        """The server's VAPID application server key (base64url), for
+        ``pushManager.subscribe({applicationServerKey})`` (PROTOCOL-v2 §8)."""
+        found = await self._fetch(_VapidKey, "GET", "/api/v1/push/vapid-key")
+        return found.key
+
+    async def subscribe_push(self, subscription: Mapping[str, object]) -> None:
+        """Register a browser's ``PushSubscription`` JSON (``endpoint``, ``keys``:
+        ``p256dh`` and ``auth``, ``expirationTime``) for pushes while offline.
+        The same endpoint again replaces it."""
+        await self._call("POST", "/api/v1/push/subscriptions", dict(subscription))
+
+    async def unsubscribe_push(self, endpoint: str) -> None:
+        """Stop pushes to the subscription at ``endpoint`` (none there is not an error)."""
+        await self._call("DELETE", "/api/v1/push/subscriptions", {"endpoint": endpoint})
 
     async def search_messages(
         self,

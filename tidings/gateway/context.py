@@ -20,6 +20,7 @@ from tidings.service.chatlists import ChatLists
 from tidings.service.conversations import Conversations
 from tidings.service.files import Files
 from tidings.service.groups import Groups
+from tidings.service.push import PushSubscriptions
 from tidings.service.search import Search
 from tidings.service.typing import Typing
 
@@ -45,6 +46,7 @@ class Edge:
     search: Search
     files: Files
     links: FileLinks
+    push: PushSubscriptions
 
 
 Edge.KEY = web.AppKey("tidings.edge", Edge)

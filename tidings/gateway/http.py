@@ -341,6 +341,29 @@ async def history(request: web.Request) -> web.Response:
     return json_response({"messages": edge.links.signed(found)})
 
 
+async def vapid_key(request: web.Request) -> web.Response:
+    """PROTOCOL-v2 §8: the key a browser passes to ``pushManager.subscribe``."""
+    return json_response({"key": request.app[Edge.KEY].push.vapid_key()})
+
+
+async def subscribe_push(request: web.Request) -> web.Response:
+    edge = request.app[Edge.KEY]
+    user = await _user(request, edge)
+    body = await read_body(request, requests.PushSubscribe)
+    await edge.push.subscribe(
+        user, body.endpoint, body.keys.p256dh, body.keys.auth, body.expiration_time
+    )
+    return web.Response(status=201)
+
+
+async def unsubscribe_push(request: web.Request) -> web.Response:
+    edge = request.app[Edge.KEY]
+    user = await _user(request, edge)
+    body = await read_body(request, requests.PushUnsubscribe)
+    await edge.push.unsubscribe(user, body.endpoint)
+    return web.Response(status=204)
+
+
 async def search_messages(request: web.Request) -> web.Response:
     """PROTOCOL-v2 §7."""
     edge = request.app[Edge.KEY]
@@ -470,6 +493,9 @@ def add_routes(app: web.Application) -> None:
             web.get("/api/v1/conversations/{conversation}/messages/{seq}/reads", read_by),
             web.post("/api/v1/conversations/{conversation}/read", mark_read),
             web.get("/api/v1/search/messages", search_messages),
+            web.get("/api/v1/push/vapid-key", vapid_key),
+            web.post("/api/v1/push/subscriptions", subscribe_push),
+            web.delete("/api/v1/push/subscriptions", unsubscribe_push),
             web.get("/api/v1/limits", limits),
             web.get("/openapi.json", openapi),
             web.get("/healthz", healthz),

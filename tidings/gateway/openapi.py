@@ -383,6 +383,29 @@ def openapi_document() -> dict[str, Any]:
                 ],
             )
         },
+        "/api/v1/push/vapid-key": {
+            "get": _op(
+                "The VAPID application server key (PROTOCOL-v2 section 8), base64url",
+                200,
+                _object(["key"], key=_STRING),
+                auth=False,
+                errors=(503,),
+            )
+        },
+        "/api/v1/push/subscriptions": {
+            "post": _op(
+                "Subscribe a browser to offline pushes; the same endpoint again replaces it",
+                201,
+                body=_ref("PushSubscribe"),
+                errors=(503,),
+            ),
+            "delete": _op(
+                "Unsubscribe the caller's browser at this endpoint",
+                204,
+                body=_ref("PushUnsubscribe"),
+                errors=(503,),
+            ),
+        },
         "/api/v1/conversations/{conversation}/messages/{seq}/recall": {
             "post": _op(
                 "Recall a message (PROTOCOL-v2 section 4): the recall notice",

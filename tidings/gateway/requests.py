@@ -200,7 +200,27 @@ class AdminSetMembers(msgspec.Struct, frozen=True):
     member_ids: list[Id]
 
 
+class PushKeys(msgspec.Struct, frozen=True):
+    p256dh: str
+    auth: str
+
+
+class PushSubscribe(msgspec.Struct, frozen=True, rename={"expiration_time": "expirationTime"}):
+    """A browser's ``PushSubscription.toJSON()`` (PROTOCOL-v2 §8), as it gives it."""
+
+    endpoint: str
+    keys: PushKeys
+    # Milliseconds since the epoch, or null: when the browser will drop it.
+    expiration_time: Annotated[int, msgspec.Meta(ge=0, le=MAX_BIGINT)] | None = None
+
+
+class PushUnsubscribe(msgspec.Struct, frozen=True):
+    endpoint: str
+
+
 BODIES: tuple[type[msgspec.Struct], ...] = (
+    PushSubscribe,
+    PushUnsubscribe,
     SignUp,
     LogIn,
     UpdateMe,

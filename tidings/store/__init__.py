@@ -484,6 +484,9 @@ class Store(Protocol):
     def files(self) -> FileRecords:
         """The uploads' rows (PROTOCOL-v2 §3); their bytes are in a ``tidings.files`` store."""
 
+    def push(self) -> PushRecord:
+        """The VAPID key row and the users' push subscriptions (PROTOCOL-v2 §8)."""
+
 
 @dataclass(frozen=True, slots=True)
 class FileRecord:
@@ -604,3 +607,33 @@ class DeploymentRecord(Protocol):
     async def recently_sent(self, limit: int) -> list[ConversationId]: ...
 
     async def last_seqs(self, ids: Sequence[ConversationId]) -> dict[ConversationId, int]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PushSubscription:
+    """A browser's ``PushSubscription`` as stored: where to POST, and the keys to encrypt with."""
+
+    user: UserId
+    endpoint: str
+    p256dh: str
+    auth: str
+    expiration_time: int | None = None
+
+
+class PushRecord(Protocol):
+    async def vapid_private_key(self, made: str) -> str:
+        """The stored private key; the first caller's ``made`` if there was none
+        (once, however many nodes start at once)."""
+
+    async def subscribe(self, subscription: PushSubscription, *, keep: int) -> None:
+        """Store it, replacing any with the same endpoint (whoever's it was); the
+        user's oldest go beyond ``keep``."""
+
+    async def unsubscribe(self, user: UserId, endpoint: str) -> bool:
+        """Forget the user's subscription at ``endpoint``; whether there was one."""
+
+    async def forget(self, endpoint: str) -> None:
+        """Forget the subscription at ``endpoint``, whoever's (the push service said it is gone)."""
+
+    async def subscriptions(self, users: Sequence[UserId]) -> dict[UserId, list[PushSubscription]]:
+        """Each of ``users``' subscriptions; users with none are left out."""

@@ -278,3 +278,32 @@ deployment = Table(
     Column("generation", BigInteger, nullable=False),
     Column("changed_at", BigInteger, nullable=False),
 )
+
+# PROTOCOL-v2 §8. One row (id 1): the VAPID key pair every node signs with,
+# made by the first node that starts (unless a setting gives one).
+push_keys = Table(
+    "push_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    # The P-256 private key, base64url of its 32 raw bytes.
+    Column("private_key", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# A browser's PushSubscription, per user. The endpoint is unique, but a URL
+# of up to 2,048 characters cannot be a unique key on MariaDB (3,072 bytes
+# per index at most): its SHA-256 is.
+push_subscriptions = Table(
+    "push_subscriptions",
+    metadata,
+    Column("id", _IdType, primary_key=True, autoincrement=True),
+    Column("endpoint_hash", String(64), nullable=False, unique=True),
+    Column("user_id", _IdType, nullable=False),
+    Column("endpoint", Text, nullable=False),
+    Column("p256dh", String(128), nullable=False),
+    Column("auth", String(64), nullable=False),
+    Column("expiration_time", BigInteger, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Index("push_subscriptions_user", "user_id", "created_at"),
+    sqlite_autoincrement=True,
+)

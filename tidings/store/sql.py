@@ -72,6 +72,7 @@ from tidings.store.files import SqlFiles
 from tidings.store.group_changes import GroupChanger, load_group
 from tidings.store.keyset import keys_params, where_keys
 from tidings.store.migrate import upgrade
+from tidings.store.push import SqlPush
 from tidings.store.rows import (
     CHAT_LIST,
     CHAT_LIST_MESSAGE,
@@ -170,6 +171,9 @@ class SqlStore:
 
     def files(self) -> SqlFiles:
         return SqlFiles(self._writer, self._insert_ignore)
+
+    def push(self) -> SqlPush:
+        return SqlPush(self._writer)
 
     async def close(self) -> None:
         if self._batch_thread is not None:

@@ -1,0 +1,162 @@
+"""After a commit: who gets a push, collapsed per user and conversation.
+
+``offer`` runs in the writer's publish, so it only appends to a bounded
+queue (full: the oldest offer is dropped and counted; the writer never
+waits). One task takes what has gathered, as the writer does: one
+subscriptions query and one presence query for the whole batch, so the
+cost per commit stays flat under load and is paid only for recipients
+without a connection. A burst in one conversation goes through the
+``Collapser``; when a push is due, the user's entry and ``total_unread``
+are read then, so the count is the chat list's at or after that commit
+(the latest, which is what a badge should show).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import msgspec
+
+from tidings.events import Event, MessageCreated
+from tidings.ids import ConversationId, UserId
+from tidings.metrics import Metrics
+from tidings.models import Conversation
+from tidings.push.decide import Collapser, Due, mentions, payload
+from tidings.push.delivery import Delivery, Push, topic_of
+from tidings.store import PushRecord, PushSubscription
+
+log = logging.getLogger(__name__)
+
+_encode = msgspec.json.Encoder().encode
+
+# Open sockets per user on every node (the cluster-wide presence).
+Connections = Callable[[Sequence[UserId]], Awaitable[dict[UserId, int]]]
+# The user's entry for a conversation (None: no longer a member) and their total_unread.
+EntryAndTotal = Callable[[UserId, ConversationId], Awaitable[tuple[Conversation | None, int]]]
+# Where the same decision goes as a signed ``push`` webhook.
+PushHook = Callable[[dict[str, Any]], None]
+
+_BATCH = 1000
+
+
+class PushPlanner:
+    def __init__(
+        self,
+        records: PushRecord,
+        delivery: Delivery,
+        connections: Connections,
+        entry_and_total: EntryAndTotal,
+        metrics: Metrics,
+        *,
+        collapse_seconds: float,
+        hook: PushHook | None = None,
+        max_queue: int = 10_000,
+    ) -> None:
+        self._records = records
+        self._delivery = delivery
+        self._connections = connections
+        self._entry_and_total = entry_and_total
+        self._metrics = metrics
+        self._hook = hook
+        self._collapser = Collapser(collapse_seconds)
+        self._offers: deque[MessageCreated] = deque()
+        self._max_queue = max_queue
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def offer(self, event: Event) -> None:
+        """Called after each commit, in the writer's publish: O(1), never waits."""
+        if not isinstance(event, MessageCreated) or not event.message.countable:
+            return
+        if len(event.recipients) < 2:  # only the sender: nobody to tell
+            return
+        if len(self._offers) >= self._max_queue:
+            self._offers.popleft()
+            self._metrics.push_dropped.labels("planner").inc()
+        self._offers.append(event)
+        self._ready.set()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._offers)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="push-planner")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait([self._task], timeout=5)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            closes = self._collapser.next_close()
+            if not self._offers:
+                self._ready.clear()
+                wait = None if closes is None else max(0.0, closes - loop.time())
+                try:
+                    await asyncio.wait_for(self._ready.wait(), wait)
+                except TimeoutError:
+                    pass
+            try:
+                await self._round(loop.time())
+            except Exception:
+                # Storage or Redis down: these pushes are lost, the next ones are tried.
+                log.exception("planning pushes failed")
+
+    async def _round(self, now: float) -> None:
+        batch = [self._offers.popleft() for _ in range(min(_BATCH, len(self._offers)))]
+        due = await self._notes(batch, now) if batch else []
+        trailing = self._collapser.expire(now)
+        if trailing:
+            # The window's last state: still only for users without a connection now.
+            online = await self._connections(sorted({d.user for d in trailing}))
+            due += [d for d in trailing if not online.get(d.user)]
+        if not due:
+            return
+        subscribed = await self._records.subscriptions(sorted({d.user for d in due}))
+        for item in due:
+            await self._prepare(item, subscribed.get(item.user, []))
+
+    async def _notes(self, batch: list[MessageCreated], now: float) -> list[Due]:
+        """The pushes due now for a batch of commits: one query of each kind for all."""
+        wanted = {u for e in batch for u in e.recipients if u != e.message.sender}
+        if self._hook is None:
+            # Without a webhook only subscribed users can be told: ask SQL
+            # first, so a large group with few subscribers costs little.
+            wanted = set(await self._records.subscriptions(sorted(wanted)))
+        if not wanted:
+            return []
+        online = await self._connections(sorted(wanted))
+        due: list[Due] = []
+        for event in batch:
+            message = event.message
+            for user in event.recipients:
+                if user not in wanted or user == message.sender or online.get(user):
+                    continue
+                ready = self._collapser.note(Due(user, message, mentions(message, user)), now)
+                if ready is not None:
+                    due.append(ready)
+        return due
+
+    async def _prepare(self, due: Due, subscriptions: list[PushSubscription]) -> None:
+        conversation = ConversationId(due.message.conversation)
+        entry, total = await self._entry_and_total(due.user, conversation)
+        if entry is None:
+            return
+        found = payload(due.user, entry, due.message, total, mentioned=due.mentioned)
+        if found is None:
+            return
+        if self._hook is not None:
+            self._hook({"type": "push", "user_id": due.user, **found})
+        if not subscriptions:
+            return
+        data = _encode(found)
+        topic = topic_of(conversation)
+        for subscription in subscriptions:
+            self._delivery.offer(Push(subscription, topic, data))

@@ -1,0 +1,47 @@
+"""Offline push (PROTOCOL-v2 §8): the VAPID key row and browsers' subscriptions.
+
+New tables only: nothing existing changes, and no send touches them.
+
+Revision ID: 0006
+Revises: 0007 (numbered 0006 on its branch; the lead renumbers it at merge)
+Create Date: 2026-12-04
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0006"
+down_revision = "0007"
+branch_labels = None
+depends_on = None
+
+_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "push_keys",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("private_key", sa.String(64), nullable=False),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+    )
+    op.create_table(
+        "push_subscriptions",
+        sa.Column("id", _ID, primary_key=True, autoincrement=True),
+        sa.Column("endpoint_hash", sa.String(64), nullable=False, unique=True),
+        sa.Column("user_id", _ID, nullable=False),
+        sa.Column("endpoint", sa.Text, nullable=False),
+        sa.Column("p256dh", sa.String(128), nullable=False),
+        sa.Column("auth", sa.String(64), nullable=False),
+        sa.Column("expiration_time", sa.BigInteger, nullable=True),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+        sqlite_autoincrement=True,
+    )
+    op.create_index("push_subscriptions_user", "push_subscriptions", ["user_id", "created_at"])
+
+
+def downgrade() -> None:
+    op.drop_table("push_subscriptions")
+    op.drop_table("push_keys")
