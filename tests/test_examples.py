@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import importlib.util
 import re
 import subprocess
@@ -37,7 +39,7 @@ def load(name: str) -> ModuleType:
     return module
 
 
-@pytest.mark.parametrize("name", ["echo_bot", "backend_app"])
+@pytest.mark.parametrize("name", ["echo_bot", "backend_app", "push_backend"])
 def test_each_example_has_a_help(name: str) -> None:
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / f"{name}.py"), "--help"],
@@ -140,3 +142,30 @@ async def test_the_backend_app_logs_its_users_in_to_tidings(server: RunningServe
         async with http.post(shop + "/login", json=login) as answer:
             later = await answer.json()
         assert later["user"]["id"] == first["user"]["id"]
+
+
+async def test_the_push_backend_forwards_signed_pushes_only() -> None:
+    forwarded: list[dict[str, object]] = []
+
+    async def forward(push: dict[str, object]) -> None:
+        forwarded.append(push)
+
+    module = load("push_backend")
+    runner = web.AppRunner(module.make_app(TOKEN, forward), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    push = b'{"event":"push","type":"push","user_id":2,"conversation":"p:1-2","seq":1,'
+    push += b'"title":"Alice","body":"hi","total_unread":1}'
+    good = "sha256=" + hmac.new(TOKEN.encode(), push, hashlib.sha256).hexdigest()
+    try:
+        async with aiohttp.ClientSession() as http:
+            url = f"http://127.0.0.1:{port}/tidings"
+            async with http.post(url, data=push, headers={"X-Tidings-Signature": "x"}) as r:
+                assert r.status == 401
+            async with http.post(url, data=push, headers={"X-Tidings-Signature": good}) as r:
+                assert r.status == 204
+    finally:
+        await runner.cleanup()
+    assert [p["user_id"] for p in forwarded] == [2]

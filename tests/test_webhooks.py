@@ -23,22 +23,29 @@ SECRET = "hook-s3cret"
 class Receiver:
     url: str = ""
     bodies: list[dict[str, object]] = field(default_factory=list)
+    # The push decisions (PROTOCOL-v2 §8), kept apart: tests/test_push.py reads them.
+    pushes: list[dict[str, object]] = field(default_factory=list)
     failures_left: int = 0
     hang: bool = False
     attempts: int = 0
     got: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.attempts += 1
         raw = await request.read()
         expected = "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
         assert hmac.compare_digest(request.headers["X-Tidings-Signature"], expected)
+        decoded = msgspec.json.decode(raw)
+        if decoded.get("type") == "push":  # an offline recipient's push: apart from the rest
+            self.pushes.append(decoded)
+            self.got.set()
+            return web.Response(status=204)
+        self.attempts += 1
         if self.hang:
             await asyncio.sleep(3600)
         if self.failures_left:
             self.failures_left -= 1
             return web.Response(status=500)
-        self.bodies.append(msgspec.json.decode(raw))
+        self.bodies.append(decoded)
         self.got.set()
         return web.Response(status=204)
 

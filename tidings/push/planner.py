@@ -153,7 +153,8 @@ class PushPlanner:
         if found is None:
             return
         if self._hook is not None:
-            self._hook({"type": "push", "user_id": due.user, **found})
+            # "type" as PROTOCOL-v2 §8 names it; "event" as every other webhook body has it.
+            self._hook({"event": "push", "type": "push", "user_id": due.user, **found})
         if not subscriptions:
             return
         data = _encode(found)
