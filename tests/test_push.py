@@ -30,6 +30,10 @@ from tidings.client import Client
 from tidings.client.errors import ApiError
 from tidings.gateway.context import Edge
 from tidings.ids import UserId
+from tidings.metrics import Metrics
+from tidings.push.delivery import Delivery, PublicResolver, Push
+from tidings.push.keys import VapidKeys, load_private_key, new_private_key
+from tidings.store import PushSubscription
 
 FAST = {"push_allow_private": True, "push_collapse_seconds": 0.3}
 
@@ -389,3 +393,38 @@ async def test_the_push_decision_goes_out_as_a_signed_webhook(
         ]
     finally:
         await runner.cleanup()
+
+
+async def test_a_name_resolving_to_a_private_address_is_refused_at_send_time() -> None:
+    # What DNS rebinding would do after a subscription was accepted: the
+    # delivery's own resolver refuses the name on every connection.
+    resolver = PublicResolver()
+    try:
+        with pytest.raises(OSError):
+            await resolver.resolve("localhost", 443)
+    finally:
+        await resolver.close()
+
+
+async def test_a_stored_subscription_to_a_private_address_is_not_posted_to() -> None:
+    metrics = Metrics()
+    keys = VapidKeys(load_private_key(new_private_key()), "mailto:ops@example.com")
+
+    async def forget(endpoint: str) -> None:
+        raise AssertionError("nothing was sent, so nothing is forgotten")
+
+    delivery = Delivery(keys, forget, metrics, allow_private=False)
+    await delivery.start()
+    try:
+        browser = Browser("https://127.0.0.1:9/push")
+        keys_of = browser.subscription()["keys"]
+        subscription = PushSubscription(
+            UserId(1), browser.endpoint, keys_of["p256dh"], keys_of["auth"]
+        )
+        delivery.offer(Push(subscription, "t", b"{}"))
+        deadline = time.monotonic() + 5
+        while b'reason="refused"} 1.0' not in metrics.render():
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+    finally:
+        await delivery.close()

@@ -24,7 +24,6 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
-from pywebpush import WebPusher
 
 from tidings.metrics import Metrics
 from tidings.push.addresses import Address, EndpointRefused, check_url, is_public
@@ -52,6 +51,10 @@ def topic_of(conversation: str) -> str:
 
 def encrypt(subscription: PushSubscription, data: bytes) -> bytes:
     """The ``aes128gcm`` body for ``subscription`` (blocking: run it in a thread)."""
+    # Imported on first use: pywebpush brings requests (unused here), ~5 MiB
+    # of RSS that a server which never pushes need not pay.
+    from pywebpush import WebPusher
+
     info = {
         "endpoint": subscription.endpoint,
         "keys": {"p256dh": subscription.p256dh, "auth": subscription.auth},
