@@ -178,7 +178,12 @@ class Delivery:
         delay = self._first_retry
         while True:
             try:
-                async with self._session.post(endpoint, data=body, headers=headers) as answer:
+                # No redirects: one to a literal private address would pass
+                # the resolver (aiohttp resolves no literal), and push services
+                # do not redirect.
+                async with self._session.post(
+                    endpoint, data=body, headers=headers, allow_redirects=False
+                ) as answer:
                     status = answer.status
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 status, reason = 0, type(exc).__name__
@@ -192,7 +197,7 @@ class Delivery:
                 self._metrics.push_failed.labels("gone").inc()
                 self._metrics.push_subscriptions_deleted.inc()
                 return
-            if 400 <= status < 500 and status != 429:
+            if status and status != 429 and status < 500:  # another 4xx, or a 3xx
                 log.info("push rejected by %s (%s)", parts.hostname, reason)
                 self._metrics.push_failed.labels("rejected").inc()
                 return
