@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import os
 import time
@@ -58,6 +59,7 @@ class Browser:
     statuses: list[int] = field(default_factory=list)  # answered first, then 201
     attempts: int = 0
     pushes: list[dict[str, Any]] = field(default_factory=list)
+    arrived: list[float] = field(default_factory=list)  # monotonic, per push
 
     def subscription(self) -> dict[str, Any]:
         point = self.key.public_key().public_bytes(
@@ -97,6 +99,7 @@ class PushService:
         if browser.statuses:
             return web.Response(status=browser.statuses.pop(0))
         browser.pushes.append(json.loads(plain))
+        browser.arrived.append(time.monotonic())
         self.got.set()
         return web.Response(status=201)
 
@@ -288,12 +291,18 @@ async def test_a_burst_collapses_and_the_last_push_has_the_final_count(
     alice, a = await sign_up(server, clients, "alice")
     bob, b = await sign_up(server, clients, "bob")
     browser = await subscribed(bob, push_service, "bob")
+    started = time.monotonic()
     sent = [await alice.send(private(a, b), f"m{i}") for i in range(10)]
+    sending = time.monotonic() - started
     deadline = time.monotonic() + 10
     while not browser.pushes or browser.pushes[-1]["seq"] != sent[-1].seq:
         assert time.monotonic() < deadline, browser.pushes
         await push_service.wait(browser, len(browser.pushes) + 1, within=5)
-    assert 1 <= len(browser.pushes) <= 2
+    # One at once and the window's last: 2 when the sends fit in one window
+    # (they do unless the machine is loaded); never two within a window.
+    assert 1 <= len(browser.pushes) <= 2 + int(sending)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(browser.arrived)]
+    assert all(gap > 0.5 for gap in gaps), gaps  # planned 1 s apart; delivery jitters
     assert browser.pushes[-1]["total_unread"] == 10 == (await bob.chat_list()).total_unread
     assert browser.pushes[-1]["body"] == "m9"
 

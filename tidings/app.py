@@ -208,7 +208,15 @@ def build_push(
         return await store.chat_entry(user, conversation), listed.total_unread
 
     hook = webhooks.offer_payload if webhooks is not None else None
-    return WebPush(settings, store.push(), presence.connections, entry_and_total, metrics, hook)
+    return WebPush(
+        settings,
+        store.push(),
+        store.files().secret,
+        presence.connections,
+        entry_and_total,
+        metrics,
+        hook,
+    )
 
 
 def build_presence(

@@ -1,6 +1,6 @@
 """The VAPID key pair (RFC 8292) every node signs with, and the header it signs.
 
-The private key is kept in the database (``push_keys``), made by the first
+The private key is kept in the database (``server_secrets``), made by the first
 node that starts, so every node and every restart uses the same one and
 browsers' subscriptions stay valid; a setting can give it instead.
 """

@@ -1,11 +1,14 @@
 """One node's push side, started after the store opens: keys, planner, delivery.
 
-The keys come from the database (or a setting), so they exist only once
-the store is open; until then ``offer`` is a no-op and the key endpoint
-answers ``unavailable``.
+The VAPID key pair comes from a setting or from the database (a
+``server_secrets`` row made by the first node to start, so every node and
+every restart signs alike): it exists only once the store is open; until
+then ``offer`` is a no-op and the key endpoint answers ``unavailable``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
 
 from tidings.config import Settings
 from tidings.errors import unavailable
@@ -16,12 +19,17 @@ from tidings.push.keys import VapidKeys, load_private_key, new_private_key
 from tidings.push.planner import Connections, EntryAndTotal, PushHook, PushPlanner
 from tidings.store import PushRecord
 
+# The value every node shares under a name, made once by the first to ask
+# (``store.files().secret``: the ``server_secrets`` table).
+SharedKey = Callable[[str, Callable[[], str]], Awaitable[str]]
+
 
 class WebPush:
     def __init__(
         self,
         settings: Settings,
         records: PushRecord,
+        shared_key: SharedKey,
         connections: Connections,
         entry_and_total: EntryAndTotal,
         metrics: Metrics,
@@ -29,6 +37,7 @@ class WebPush:
     ) -> None:
         self._settings = settings
         self._records = records
+        self._shared_key = shared_key
         self._connections = connections
         self._entry_and_total = entry_and_total
         self._metrics = metrics
@@ -39,8 +48,8 @@ class WebPush:
 
     async def start(self) -> None:
         settings = self._settings
-        private = settings.vapid_private_key or await self._records.vapid_private_key(
-            new_private_key()
+        private = settings.vapid_private_key or await self._shared_key(
+            "vapid_private_key", new_private_key
         )
         self._keys = VapidKeys(load_private_key(private), settings.vapid_subject)
         self._delivery = Delivery(

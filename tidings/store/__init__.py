@@ -485,7 +485,7 @@ class Store(Protocol):
         """The uploads' rows (PROTOCOL-v2 §3); their bytes are in a ``tidings.files`` store."""
 
     def push(self) -> PushRecord:
-        """The VAPID key row and the users' push subscriptions (PROTOCOL-v2 §8)."""
+        """The users' push subscriptions (PROTOCOL-v2 §8)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -621,10 +621,6 @@ class PushSubscription:
 
 
 class PushRecord(Protocol):
-    async def vapid_private_key(self, made: str) -> str:
-        """The stored private key; the first caller's ``made`` if there was none
-        (once, however many nodes start at once)."""
-
     async def subscribe(self, subscription: PushSubscription, *, keep: int) -> None:
         """Store it, replacing any with the same endpoint (whoever's it was); the
         user's oldest go beyond ``keep``."""

@@ -1,4 +1,4 @@
-"""Push keys and subscriptions on SQL (``store.PushRecord`` says what each call means)."""
+"""Push subscriptions on SQL (``store.PushRecord`` says what each call means)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tidings.ids import UserId
 from tidings.store import PushSubscription
-from tidings.store.schema import push_keys, push_subscriptions
+from tidings.store.schema import push_subscriptions
 
-_ROW = 1
 _IN_CHUNK = 500
 
 
@@ -26,21 +25,6 @@ def endpoint_hash(endpoint: str) -> str:
 class SqlPush:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-
-    async def vapid_private_key(self, made: str) -> str:
-        query = select(push_keys.c.private_key).where(push_keys.c.id == _ROW)
-        async with self._engine.connect() as conn:
-            found = (await conn.execute(query)).scalar_one_or_none()
-        if found is not None:
-            return str(found)
-        try:
-            async with self._engine.begin() as conn:
-                row = {"id": _ROW, "private_key": made, "created_at": int(time.time() * 1000)}
-                await conn.execute(insert(push_keys).values(**row))
-            return made
-        except IntegrityError:  # another node made its key first: every node uses that one
-            async with self._engine.connect() as conn:
-                return str((await conn.execute(query)).scalar_one())
 
     async def subscribe(self, subscription: PushSubscription, *, keep: int) -> None:
         key = endpoint_hash(subscription.endpoint)

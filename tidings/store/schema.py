@@ -228,7 +228,8 @@ secrets = Table(
     "server_secrets",
     metadata,
     # Keys every node must share, made once by whichever node starts first
-    # (insert-if-absent): the HMAC key of signed file links.
+    # (insert-if-absent): the HMAC key of signed file links, the VAPID key
+    # pair of Web Push (its private key, base64url).
     Column("name", String(32), primary_key=True),
     Column("value", String(128), nullable=False),
     Column("created_at", BigInteger, nullable=False),
@@ -279,17 +280,7 @@ deployment = Table(
     Column("changed_at", BigInteger, nullable=False),
 )
 
-# PROTOCOL-v2 §8. One row (id 1): the VAPID key pair every node signs with,
-# made by the first node that starts (unless a setting gives one).
-push_keys = Table(
-    "push_keys",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    # The P-256 private key, base64url of its 32 raw bytes.
-    Column("private_key", String(64), nullable=False),
-    Column("created_at", BigInteger, nullable=False),
-)
-
+# PROTOCOL-v2 §8 (the VAPID key pair is a row of server_secrets, above).
 # A browser's PushSubscription, per user. The endpoint is unique, but a URL
 # of up to 2,048 characters cannot be a unique key on MariaDB (3,072 bytes
 # per index at most): its SHA-256 is.

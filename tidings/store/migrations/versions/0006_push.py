@@ -1,6 +1,7 @@
-"""Offline push (PROTOCOL-v2 §8): the VAPID key row and browsers' subscriptions.
+"""Offline push (PROTOCOL-v2 §8): browsers' subscriptions.
 
-New tables only: nothing existing changes, and no send touches them.
+A new table only: nothing existing changes, and no send touches it. The
+VAPID key pair is a row of ``server_secrets`` (0007), made on first start.
 
 Revision ID: 0006
 Revises: 0007 (numbered 0006 on its branch; the lead renumbers it at merge)
@@ -22,12 +23,6 @@ _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 def upgrade() -> None:
     op.create_table(
-        "push_keys",
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("private_key", sa.String(64), nullable=False),
-        sa.Column("created_at", sa.BigInteger, nullable=False),
-    )
-    op.create_table(
         "push_subscriptions",
         sa.Column("id", _ID, primary_key=True, autoincrement=True),
         sa.Column("endpoint_hash", sa.String(64), nullable=False, unique=True),
@@ -44,4 +39,3 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("push_subscriptions")
-    op.drop_table("push_keys")
