@@ -3,8 +3,8 @@
 A new table only: nothing existing changes, and no send touches it. The
 VAPID key pair is a row of ``server_secrets`` (0007), made on first start.
 
-Revision ID: 0006
-Revises: 0007 (numbered 0006 on its branch; the lead renumbers it at merge)
+Revision ID: 0008
+Revises: 0007 (0006 is skipped: see 0007_files.py)
 Create Date: 2026-12-04
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
+revision = "0008"
 down_revision = "0007"
 branch_labels = None
 depends_on = None
