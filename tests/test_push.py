@@ -57,7 +57,9 @@ class Browser:
     )
     auth: bytes = field(default_factory=lambda: os.urandom(16))
     statuses: list[int] = field(default_factory=list)  # answered first, then 201
+    retry_after: str | None = None  # sent with each of those statuses
     attempts: int = 0
+    tried: list[float] = field(default_factory=list)  # monotonic, per attempt
     pushes: list[dict[str, Any]] = field(default_factory=list)
     arrived: list[float] = field(default_factory=list)  # monotonic, per push
 
@@ -85,6 +87,7 @@ class PushService:
     async def handle(self, request: web.Request) -> web.Response:
         browser = self.browsers[request.match_info["name"]]
         browser.attempts += 1
+        browser.tried.append(time.monotonic())
         body = await request.read()
         try:
             self._check_vapid(request.headers.get("Authorization", ""))
@@ -97,7 +100,8 @@ class PushService:
             self.problems.append(repr(exc))
             return web.Response(status=400)
         if browser.statuses:
-            return web.Response(status=browser.statuses.pop(0))
+            headers = {"Retry-After": browser.retry_after} if browser.retry_after else None
+            return web.Response(status=browser.statuses.pop(0), headers=headers)
         browser.pushes.append(json.loads(plain))
         browser.arrived.append(time.monotonic())
         self.got.set()
@@ -282,6 +286,44 @@ async def test_a_failing_push_service_is_retried_until_it_takes_the_push(
     assert browser.pushes[0]["seq"] == sent.seq
     metrics = str((await alice.request("GET", "/metrics"))[1])
     assert "tidings_push_sent_total 1.0" in metrics
+
+
+async def test_a_push_service_asking_to_wait_is_retried_no_sooner(
+    make_server: ServerFactory, push_service: PushService, clients: list[Client]
+) -> None:
+    server = await make_server(**FAST)
+    alice, a = await sign_up(server, clients, "alice")
+    bob, b = await sign_up(server, clients, "bob")
+    browser = await subscribed(bob, push_service, "bob")
+    browser.statuses, browser.retry_after = [429], "2"
+    await alice.send(private(a, b), "when you are ready")
+    await push_service.wait(browser, 1, within=15)
+    # Our own first backoff is 0.25-0.75 s: only the Retry-After explains 2 s.
+    assert browser.attempts == 2
+    assert browser.tried[1] - browser.tried[0] >= 1.9
+
+
+async def test_a_retry_after_past_the_retry_time_drops_the_push_at_once(
+    make_server: ServerFactory, push_service: PushService, clients: list[Client]
+) -> None:
+    server = await make_server(**FAST)
+    alice, a = await sign_up(server, clients, "alice")
+    bob, b = await sign_up(server, clients, "bob")
+    carol, c = await sign_up(server, clients, "carol")
+    busy = await subscribed(bob, push_service, "bob")
+    busy.statuses, busy.retry_after = [503, 503], "Wed, 21 Oct 2099 07:28:00 GMT"
+    marker = await subscribed(carol, push_service, "carol")
+    await alice.send(private(a, b), "not today")
+    deadline = time.monotonic() + 10
+    while 'tidings_push_failed_total{reason="gave_up"} 1.0' not in str(
+        (await alice.request("GET", "/metrics"))[1]
+    ):
+        assert time.monotonic() < deadline, "the push was not given up"
+        await asyncio.sleep(0.05)
+    assert busy.attempts == 1
+    # The server goes on pushing to others.
+    await alice.send(private(a, c), "marker")
+    await push_service.wait(marker, 1)
 
 
 async def test_a_burst_collapses_and_the_last_push_has_the_final_count(

@@ -2,20 +2,19 @@
 
 Signed like GitHub's: ``X-Tidings-Signature: sha256=<hex HMAC-SHA256 of the
 body, keyed with the service token>``. Nothing here is on the message path:
-``offer`` only appends to a bounded queue (dropping, and counting, the
-oldest when full), and a few workers deliver with a timeout per attempt
-and exponential backoff for a bounded time. A backend that hangs or fails
-costs webhook deliveries, never chat latency.
+``offer`` only appends to a bounded queue (tidings.outbox: dropping, and
+counting, the oldest when full), and a few workers deliver with a timeout
+per attempt and backoff (or the receiver's ``Retry-After``) for a bounded
+time. Any answer but 2xx is retried: a backend's 4xx may be a deploy in
+progress. A backend that hangs or fails costs webhook deliveries, never
+chat latency.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
-import random
-from collections import deque
 from typing import Any
 
 import aiohttp
@@ -23,6 +22,7 @@ import msgspec
 
 from tidings.events import ConversationAdded, ConversationRemoved, Event, MessageCreated
 from tidings.ids import GroupRef, parse_conversation
+from tidings.outbox import Retry, WorkQueue, retry_after_seconds, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -88,89 +88,67 @@ class WebhookSender:
     ) -> None:
         self._url = url
         self._secret = secret
-        self._queue: deque[bytes] = deque()
-        self._max_queue = max_queue
-        self._ready = asyncio.Event()
         self._attempt_timeout = attempt_timeout
         self._retry_for = retry_for
         self._workers = workers
-        self._tasks: list[asyncio.Task[None]] = []
+        self._queue = WorkQueue(
+            self._deliver,
+            name="webhook",
+            workers=workers,
+            max_queue=max_queue,
+            on_drop=self._dropped,
+        )
         self._session: aiohttp.ClientSession | None = None
         self.dropped = 0
         self.failed = 0
 
+    def _dropped(self) -> None:
+        self.dropped += 1
+
     def offer(self, event: Event) -> None:
         for payload in payloads_of(event):
-            if len(self._queue) >= self._max_queue:
-                self._queue.popleft()
-                self.dropped += 1
-            self._queue.append(_encode(payload))
-            self._ready.set()
+            self._queue.offer(_encode(payload))
 
     def offer_payload(self, payload: dict[str, Any]) -> None:
         """Queue a body made elsewhere (the ``push`` decision, PROTOCOL-v2 §8)."""
-        if len(self._queue) >= self._max_queue:
-            self._queue.popleft()
-            self.dropped += 1
-        self._queue.append(_encode(payload))
-        self._ready.set()
+        self._queue.offer(_encode(payload))
 
     @property
     def backlog(self) -> int:
-        return len(self._queue)
+        return self._queue.backlog
 
     async def start(self) -> None:
         # A fresh connection per attempt would be slow; a bounded pool is enough.
         connector = aiohttp.TCPConnector(limit=self._workers)
         timeout = aiohttp.ClientTimeout(total=self._attempt_timeout)
         self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
-        self._tasks = [
-            asyncio.create_task(self._work(), name=f"webhook-{n}") for n in range(self._workers)
-        ]
+        self._queue.start()
 
     async def close(self, *, drain_for: float = 2.0) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + drain_for
-        while self._queue and loop.time() < deadline:
-            self._ready.set()
-            await asyncio.sleep(0.05)
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=5)
+        await self._queue.close(drain_for=drain_for)
         if self._session is not None:
             await self._session.close()
 
-    async def _work(self) -> None:
-        while True:
-            if not self._queue:
-                self._ready.clear()
-                await self._ready.wait()
-                continue
-            body = self._queue.popleft()
-            await self._deliver(body)
-
     async def _deliver(self, body: bytes) -> None:
-        assert self._session is not None
+        session = self._session
+        assert session is not None
         headers = {
             "Content-Type": "application/json",
             "X-Tidings-Signature": signature(self._secret, body),
             "User-Agent": "tidings-webhook",
         }
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + self._retry_for
-        delay = 0.5
-        while True:
+
+        async def attempt() -> Retry | None:
             try:
-                async with self._session.post(self._url, data=body, headers=headers) as answer:
+                async with session.post(self._url, data=body, headers=headers) as answer:
                     if 200 <= answer.status < 300:
-                        return
-                    reason = f"HTTP {answer.status}"
+                        return None
+                    after = retry_after_seconds(answer.headers.get("Retry-After"))
+                    return Retry(f"HTTP {answer.status}", after)
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                reason = type(exc).__name__
-            if loop.time() + delay > give_up:
-                self.failed += 1
-                log.warning("webhook gave up after retries (%s)", reason)
-                return
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 30.0)
+                return Retry(type(exc).__name__)
+
+        gave_up = await with_retries(attempt, retry_for=self._retry_for)
+        if gave_up is not None:
+            self.failed += 1
+            log.warning("webhook gave up after retries (%s)", gave_up.reason)

@@ -1,7 +1,8 @@
 """Web Push delivery: encrypt (RFC 8291 ``aes128gcm``), sign (VAPID), POST, retry.
 
-A bounded queue and a few workers, like the webhooks: a push service that
-hangs or fails costs pushes, never chat latency. pywebpush encrypts (its
+A bounded queue and a few workers, as the webhooks have (tidings.outbox): a
+push service that hangs or fails costs pushes, never chat latency; a 429 or
+5xx is retried with backoff, no sooner than its ``Retry-After``. pywebpush encrypts (its
 ECDH and AES run in a thread, off the event loop); the POST is aiohttp's,
 through a resolver that refuses non-public addresses on every connection,
 so a name that resolved to a public address when subscribed cannot be
@@ -14,9 +15,7 @@ import asyncio
 import hashlib
 import ipaddress
 import logging
-import random
 import socket
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -26,6 +25,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 from tidings.metrics import Metrics
+from tidings.outbox import Retry, WorkQueue, retry_after_seconds, with_retries
 from tidings.push.addresses import Address, EndpointRefused, check_url, is_public
 from tidings.push.keys import VapidKeys, b64url
 from tidings.store import PushSubscription
@@ -103,59 +103,40 @@ class Delivery:
         self._forget = forget
         self._metrics = metrics
         self._allow_private = allow_private
-        self._queue: deque[Push] = deque()
-        self._max_queue = max_queue
-        self._ready = asyncio.Event()
-        self._workers = workers
+        self._queue = WorkQueue(
+            self._deliver,
+            name="push",
+            workers=workers,
+            max_queue=max_queue,
+            on_drop=metrics.push_dropped.labels("delivery").inc,
+        )
         self._attempt_timeout = attempt_timeout
         self._retry_for = retry_for
         self._first_retry = first_retry
-        self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
 
     @property
     def backlog(self) -> int:
-        return len(self._queue)
+        return self._queue.backlog
 
     def offer(self, push: Push) -> None:
-        if len(self._queue) >= self._max_queue:
-            self._queue.popleft()
-            self._metrics.push_dropped.labels("delivery").inc()
-        self._queue.append(push)
-        self._ready.set()
+        self._queue.offer(push)
 
     async def start(self) -> None:
         resolver = None if self._allow_private else PublicResolver()
         connector = aiohttp.TCPConnector(limit=64, resolver=resolver)
         timeout = aiohttp.ClientTimeout(total=self._attempt_timeout)
         self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
-        self._tasks = [
-            asyncio.create_task(self._work(), name=f"push-{n}") for n in range(self._workers)
-        ]
+        self._queue.start()
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=5)
+        await self._queue.close()
         if self._session is not None:
             await self._session.close()
 
-    async def _work(self) -> None:
-        while True:
-            if not self._queue:
-                self._ready.clear()
-                await self._ready.wait()
-                continue
-            push = self._queue.popleft()
-            try:
-                await self._deliver(push)
-            except Exception:
-                log.exception("a push failed unexpectedly")
-                self._metrics.push_failed.labels("error").inc()
-
     async def _deliver(self, push: Push) -> None:
-        assert self._session is not None
+        session = self._session
+        assert session is not None
         endpoint = push.subscription.endpoint
         try:
             await self._check_address(endpoint)
@@ -173,40 +154,40 @@ class Delivery:
             "Topic": push.topic,
             "Urgency": "normal",
         }
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + self._retry_for
-        delay = self._first_retry
-        while True:
+
+        async def attempt() -> Retry | None:
             try:
                 # No redirects: one to a literal private address would pass
                 # the resolver (aiohttp resolves no literal), and push services
                 # do not redirect.
-                async with self._session.post(
+                async with session.post(
                     endpoint, data=body, headers=headers, allow_redirects=False
                 ) as answer:
                     status = answer.status
+                    after = retry_after_seconds(answer.headers.get("Retry-After"))
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                status, reason = 0, type(exc).__name__
-            else:
-                reason = f"HTTP {status}"
+                return Retry(type(exc).__name__)
             if 200 <= status < 300:
                 self._metrics.push_sent.inc()
-                return
+                return None
             if status in (404, 410):
                 await self._forget(endpoint)
                 self._metrics.push_failed.labels("gone").inc()
                 self._metrics.push_subscriptions_deleted.inc()
-                return
-            if status and status != 429 and status < 500:  # another 4xx, or a 3xx
-                log.info("push rejected by %s (%s)", parts.hostname, reason)
+                return None
+            if status != 429 and status < 500:  # another 4xx, or a 3xx
+                log.info("push rejected by %s (HTTP %s)", parts.hostname, status)
                 self._metrics.push_failed.labels("rejected").inc()
-                return
-            if loop.time() + delay > give_up:
-                log.warning("push to %s gave up after retries (%s)", parts.hostname, reason)
-                self._metrics.push_failed.labels("gave_up").inc()
-                return
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 30.0)
+                return None
+            # 429 and 5xx: later, and no sooner than the push service asks.
+            return Retry(f"HTTP {status}", after)
+
+        gave_up = await with_retries(
+            attempt, retry_for=self._retry_for, first_delay=self._first_retry
+        )
+        if gave_up is not None:
+            log.warning("push to %s gave up after retries (%s)", parts.hostname, gave_up.reason)
+            self._metrics.push_failed.labels("gave_up").inc()
 
     async def _check_address(self, endpoint: str) -> None:
         """Send-time check: the form, and a literal address (aiohttp resolves no
