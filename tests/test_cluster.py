@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from tests.conftest import PASSWORD, no_event, settings_for, start_server
 from tidings.client import Client, Socket
+from tidings.client.errors import ApiError
+from tidings.files.url import open_blob_store
 from tidings.harness.spawn import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -347,3 +352,51 @@ async def test_push_and_presence_span_every_node(
         for client, _ in users:
             await client.close()
         await admin.close()
+
+
+async def test_nodes_sharing_an_s3_store_serve_each_others_files_and_collect_only_orphans(
+    cluster_env: dict[str, str], spawn_server: Callable[..., ServerProcess], s3_files_url: str
+) -> None:
+    # PROTOCOL-v2 §3 on many nodes: one S3 prefix, one link key (server_secrets),
+    # and every node's orphan collector running against the same files.
+    env = cluster_env | {"TIDINGS_FILES_URL": s3_files_url, "TIDINGS_FILE_ORPHAN_SECONDS": "2"}
+    nodes = Cluster([spawn_server(**env) for _ in range(2)], env)
+    alice, alice_id = await nodes.account("alice", node=0)
+    bob, bob_id = await nodes.account("bob", node=1)
+    picture = io.BytesIO()
+    Image.new("RGB", (96, 64), (200, 40, 90)).save(picture, format="PNG")
+    try:
+        async with await bob.connect() as b:
+            sent = await alice.send_image(conversation_of(alice_id, bob_id), picture.getvalue())
+            event = await b.next_event()
+            attachment = event["message"]["attachment"]  # type: ignore[index]
+            assert attachment["id"] == sent.file.id  # type: ignore[union-attr]
+            # Links signed on node 1 for the event, and on node 0 for the ack, work on both.
+            assert await bob.download(attachment["url"]) == picture.getvalue()
+            on_node_0 = nodes.client_on(0, bob.token)
+            assert await on_node_0.download(sent.file.url) == picture.getvalue()  # type: ignore[union-attr]
+            assert (await bob.download(attachment["thumbnail_url"])).startswith(b"\xff\xd8\xff")
+            await on_node_0.close()
+        orphan = await bob.upload(b"never sent", name="orphan.txt")
+        # Both nodes collect every second (a quarter of 2 s, at least 1 s).
+        for _ in range(100):
+            try:
+                await bob.download(f"/api/v1/files/{orphan.id}")
+            except ApiError as gone:
+                assert gone.status == 404
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the orphan was never collected")
+        await asyncio.sleep(2.5)  # a few more rounds of both collectors
+        assert await alice.download(sent.file.url) == picture.getvalue()  # type: ignore[union-attr]
+        store = await open_blob_store(s3_files_url, Path("."))
+        try:
+            future = datetime.now(UTC) + timedelta(hours=1)
+            stored = [key async for key in store.keys_older_than(future)]
+        finally:
+            await store.close()
+        assert len(stored) == 2  # the sent image and its thumbnail: the orphan's bytes are gone
+    finally:
+        for client in (alice, bob):
+            await client.close()
