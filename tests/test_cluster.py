@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import itertools
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import PASSWORD, no_event, settings_for, start_server
+from tests.test_push import PushService, push_service, subscribed
 from tidings.client import Client, Socket
 from tidings.client.errors import ApiError
 from tidings.files.url import open_blob_store
@@ -400,3 +402,42 @@ async def test_nodes_sharing_an_s3_store_serve_each_others_files_and_collect_onl
     finally:
         for client in (alice, bob):
             await client.close()
+
+
+async def test_a_burst_from_two_nodes_makes_one_push_per_window(
+    cluster_env: dict[str, str],
+    spawn_server: Callable[..., ServerProcess],
+    push_service: PushService,
+) -> None:
+    # PROTOCOL-v2 §8, collapse: at most one push per user and conversation per
+    # window across the cluster, and the window's last state still goes out.
+    window = 1.5
+    env = cluster_env | {
+        "TIDINGS_PUSH_ALLOW_PRIVATE": "true",
+        "TIDINGS_PUSH_COLLAPSE_SECONDS": str(window),
+    }
+    nodes = Cluster([spawn_server(**env) for _ in range(2)], env)
+    alice, alice_id = await nodes.account("alice", node=0)
+    carol, carol_id = await nodes.account("carol", node=1)
+    bob, bob_id = await nodes.account("bob", node=0)
+    try:
+        browser = await subscribed(bob, push_service, "bob")
+        group = await alice.create_group("two nodes", [bob_id, carol_id])
+        chat = f"g:{group.id}"
+        for round_ in range(3):  # both nodes commit in the same window, again and again
+            await asyncio.gather(
+                alice.send(chat, f"from node 0, {round_}"),
+                carol.send(chat, f"from node 1, {round_}"),
+            )
+        await push_service.wait(browser, 2, within=15)
+        await asyncio.sleep(window * 2.5)  # anything a node still held back has gone by now
+        gaps = [b - a for a, b in itertools.pairwise(browser.arrived)]
+        assert all(gap >= window * 0.9 for gap in gaps), (gaps, browser.pushes)
+        assert browser.pushes[-1]["total_unread"] == 6  # the final state went out
+        assert browser.pushes[-1]["seq"] == (await bob.conversation(chat)).last_seq
+    finally:
+        for client in (alice, bob, carol):
+            await client.close()
+
+
+_ = push_service  # the fixture, imported by name for the test above

@@ -208,6 +208,12 @@ def build_push(
         return await store.chat_entry(user, conversation), listed.total_unread
 
     hook = webhooks.offer_payload if webhooks is not None else None
+    windows = None
+    if settings.redis_url:
+        # Many nodes: one collapse window per user and conversation for all of them.
+        from tidings.push.windows import RedisWindows
+
+        windows = RedisWindows(settings.redis_url, prefix=settings.redis_prefix)
     return WebPush(
         settings,
         store.push(),
@@ -216,6 +222,7 @@ def build_push(
         entry_and_total,
         metrics,
         hook,
+        windows,
     )
 
 

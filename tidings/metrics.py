@@ -96,6 +96,12 @@ class Metrics:
             ["queue"],
             registry=self.registry,
         )
+        self.push_collapsed = Counter(
+            "tidings_push_collapsed",
+            "Pushes not sent because another node pushed a newer message of the same "
+            "conversation to the same user in the same collapse window.",
+            registry=self.registry,
+        )
         self.push_subscriptions_deleted = Counter(
             "tidings_push_subscriptions_deleted",
             "Subscriptions deleted because their push service answered 404 or 410.",

@@ -86,6 +86,19 @@ class Collapser:
         slot.waiting = Due(due.user, due.message, mentioned)
         return None
 
+    def defer(self, due: Due, until: float) -> None:
+        """Hold ``due`` back until ``until`` (another node pushed in this window):
+        it waits as a burst's later message does, and goes out at ``expire``."""
+        key = (due.user, due.message.conversation)
+        slot = self._slots.get(key)
+        if slot is None:
+            self._slots[key] = _Slot(until, due, until)
+            return
+        waiting = slot.waiting
+        mentioned = due.mentioned or (waiting is not None and waiting.mentioned)
+        slot.waiting = Due(due.user, due.message, mentioned)
+        slot.closes_at = max(slot.closes_at, until)
+
     def next_close(self) -> float | None:
         """When the earliest window closes, or None with nothing open."""
         return min((slot.closes_at for slot in self._slots.values()), default=None)

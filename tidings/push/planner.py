@@ -6,7 +6,8 @@ waits). One task takes what has gathered, as the writer does: one
 subscriptions query and one presence query for the whole batch, so the
 cost per commit stays flat under load and is paid only for recipients
 without a connection. A burst in one conversation goes through the
-``Collapser``; when a push is due, the user's entry and ``total_unread``
+``Collapser``, and with many nodes a push also claims its window for the
+whole cluster (push/windows.py); when a push is due, the user's entry and ``total_unread``
 are read then, so the count is the chat list's at or after that commit
 (the latest, which is what a badge should show).
 """
@@ -17,7 +18,8 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import msgspec
 
@@ -40,6 +42,28 @@ EntryAndTotal = Callable[[UserId, ConversationId], Awaitable[tuple[Conversation 
 # Where the same decision goes as a signed ``push`` webhook.
 PushHook = Callable[[dict[str, Any]], None]
 
+
+@dataclass(frozen=True, slots=True)
+class WindowHolder:
+    """Another node's push in this window: the seq it carried, and when the window ends."""
+
+    seq: int
+    seconds_left: float
+
+
+class SharedWindows(Protocol):
+    """The cluster's collapse windows (push/windows.py)."""
+
+    async def claim(
+        self, keys: Sequence[tuple[UserId, str, int]], window: float
+    ) -> list[WindowHolder | None]:
+        """Per (user, conversation, seq of the push): None if this node won the
+        window and may push now, else who holds it."""
+        ...
+
+    async def close(self) -> None: ...
+
+
 _BATCH = 1000
 
 
@@ -54,6 +78,7 @@ class PushPlanner:
         *,
         collapse_seconds: float,
         hook: PushHook | None = None,
+        windows: SharedWindows | None = None,
         max_queue: int = 10_000,
     ) -> None:
         self._records = records
@@ -62,6 +87,7 @@ class PushPlanner:
         self._entry_and_total = entry_and_total
         self._metrics = metrics
         self._hook = hook
+        self._windows = windows
         self._collapser = Collapser(collapse_seconds)
         self._offers: deque[MessageCreated] = deque()
         self._max_queue = max_queue
@@ -119,9 +145,33 @@ class PushPlanner:
             due += [d for d in trailing if not online.get(d.user)]
         if not due:
             return
-        subscribed = await self._records.subscriptions(sorted({d.user for d in due}))
-        for item in due:
-            await self._prepare(item, subscribed.get(item.user, []))
+        ready = [(item, found) for item in due if (found := await self._payload(item)) is not None]
+        if ready and self._windows is not None:
+            ready = await self._claimed(ready, now)
+        if not ready:
+            return
+        subscribed = await self._records.subscriptions(sorted({item.user for item, _ in ready}))
+        for item, found in ready:
+            self._send(item, found, subscribed.get(item.user, []))
+
+    async def _claimed(
+        self, ready: list[tuple[Due, dict[str, Any]]], now: float
+    ) -> list[tuple[Due, dict[str, Any]]]:
+        """The pushes whose window this node won in the cluster. Of the others,
+        one older than the push that won its window is dropped (that push
+        said more); a newer one waits for the window to end."""
+        assert self._windows is not None
+        keys = [(item.user, item.message.conversation, item.message.seq) for item, _ in ready]
+        holders = await self._windows.claim(keys, self._collapser.window)
+        claimed = []
+        for (item, found), holder in zip(ready, holders, strict=True):
+            if holder is None:
+                claimed.append((item, found))
+            elif holder.seq < item.message.seq:
+                self._collapser.defer(item, now + holder.seconds_left)
+            else:
+                self._metrics.push_collapsed.inc()
+        return claimed
 
     async def _notes(self, batch: list[MessageCreated], now: float) -> list[Due]:
         """The pushes due now for a batch of commits: one query of each kind for all."""
@@ -144,20 +194,22 @@ class PushPlanner:
                     due.append(ready)
         return due
 
-    async def _prepare(self, due: Due, subscriptions: list[PushSubscription]) -> None:
-        conversation = ConversationId(due.message.conversation)
-        entry, total = await self._entry_and_total(due.user, conversation)
+    async def _payload(self, due: Due) -> dict[str, Any] | None:
+        """What the push says, read now; None when it says nothing (muted, or gone)."""
+        entry, total = await self._entry_and_total(
+            due.user, ConversationId(due.message.conversation)
+        )
         if entry is None:
-            return
-        found = payload(due.user, entry, due.message, total, mentioned=due.mentioned)
-        if found is None:
-            return
+            return None
+        return payload(due.user, entry, due.message, total, mentioned=due.mentioned)
+
+    def _send(self, due: Due, found: dict[str, Any], subscriptions: list[PushSubscription]) -> None:
         if self._hook is not None:
             # "type" as PROTOCOL-v2 §8 names it; "event" as every other webhook body has it.
             self._hook({"event": "push", "type": "push", "user_id": due.user, **found})
         if not subscriptions:
             return
         data = _encode(found)
-        topic = topic_of(conversation)
+        topic = topic_of(due.message.conversation)
         for subscription in subscriptions:
             self._delivery.offer(Push(subscription, topic, data))

@@ -16,7 +16,7 @@ from tidings.events import Event
 from tidings.metrics import Metrics
 from tidings.push.delivery import Delivery
 from tidings.push.keys import VapidKeys, load_private_key, new_private_key
-from tidings.push.planner import Connections, EntryAndTotal, PushHook, PushPlanner
+from tidings.push.planner import Connections, EntryAndTotal, PushHook, PushPlanner, SharedWindows
 from tidings.store import PushRecord
 
 # The value every node shares under a name, made once by the first to ask
@@ -34,8 +34,10 @@ class WebPush:
         entry_and_total: EntryAndTotal,
         metrics: Metrics,
         hook: PushHook | None = None,
+        windows: SharedWindows | None = None,
     ) -> None:
         self._settings = settings
+        self._windows = windows
         self._records = records
         self._shared_key = shared_key
         self._connections = connections
@@ -66,6 +68,7 @@ class WebPush:
             self._metrics,
             collapse_seconds=settings.push_collapse_seconds,
             hook=self._hook,
+            windows=self._windows,
         )
         await self._delivery.start()
         self._planner.start()
@@ -75,6 +78,8 @@ class WebPush:
             await self._planner.close()
         if self._delivery is not None:
             await self._delivery.close()
+        if self._windows is not None:
+            await self._windows.close()
 
     def offer(self, event: Event) -> None:
         if self._planner is not None:
