@@ -23,8 +23,13 @@ def endpoint_hash(endpoint: str) -> str:
 
 
 class SqlPush:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, reader: AsyncEngine) -> None:
         self._engine = engine
+        # The push planner asks for subscriptions after every write batch: on
+        # the reader's pool that is one statement (PostgreSQL and MySQL run it
+        # in autocommit: no BEGIN, no rollback, no pool ping), and it never
+        # takes a connection the writer's transactions need.
+        self._reader = reader
 
     async def subscribe(self, subscription: PushSubscription, *, keep: int) -> None:
         key = endpoint_hash(subscription.endpoint)
@@ -91,7 +96,7 @@ class SqlPush:
     async def subscriptions(self, users: Sequence[UserId]) -> dict[UserId, list[PushSubscription]]:
         found: dict[UserId, list[PushSubscription]] = defaultdict(list)
         t = push_subscriptions.c
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             for start in range(0, len(users), _IN_CHUNK):
                 query = select(t.user_id, t.endpoint, t.p256dh, t.auth, t.expiration_time).where(
                     t.user_id.in_(users[start : start + _IN_CHUNK])

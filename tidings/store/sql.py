@@ -173,7 +173,7 @@ class SqlStore:
         return SqlFiles(self._writer, self._insert_ignore)
 
     def push(self) -> SqlPush:
-        return SqlPush(self._writer)
+        return SqlPush(self._writer, self._reader)
 
     async def close(self) -> None:
         if self._batch_thread is not None:
