@@ -392,6 +392,26 @@ async def test_a_malformed_key_is_refused(
         assert status == 422, body
 
 
+async def test_subscribing_is_rate_limited_per_user(
+    make_server: ServerFactory, push_service: PushService, clients: list[Client]
+) -> None:
+    # Each subscribe resolves the endpoint's name: a loop of them is refused.
+    server = await make_server(**FAST)
+    bob, _b = await sign_up(server, clients, "bob")
+    carol, _c = await sign_up(server, clients, "carol")
+    good = push_service.browser("bob").subscription()
+    answers = []
+    for n in range(12):
+        endpoint = good | {"endpoint": f"{good['endpoint']}-{n}"}
+        answers.append((await bob.request("POST", "/api/v1/push/subscriptions", endpoint))[0])
+    assert answers == [201] * 10 + [429] * 2
+    status, body = await bob.request("POST", "/api/v1/push/subscriptions", good)
+    assert (status, body["error"]["code"]) == (429, "rate_limited")  # type: ignore[index]
+    # Another user is not held back by Bob's loop.
+    status, _ = await carol.request("POST", "/api/v1/push/subscriptions", good)
+    assert status == 201
+
+
 async def test_the_vapid_key_is_kept_with_the_data(
     make_server: ServerFactory, clients: list[Client]
 ) -> None:

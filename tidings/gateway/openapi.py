@@ -394,10 +394,11 @@ def openapi_document() -> dict[str, Any]:
         },
         "/api/v1/push/subscriptions": {
             "post": _op(
-                "Subscribe a browser to offline pushes; the same endpoint again replaces it",
+                "Subscribe a browser to offline pushes; the same endpoint again replaces it"
+                " (at most 10 a minute per user)",
                 201,
                 body=_ref("PushSubscribe"),
-                errors=(503,),
+                errors=(429, 503),
             ),
             "delete": _op(
                 "Unsubscribe the caller's browser at this endpoint",
