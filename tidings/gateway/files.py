@@ -43,16 +43,33 @@ async def receive(request: web.Request, edge: Edge, user: UserId) -> FileRecord:
 
     Shared by ``POST /api/v1/files`` and the integration API's upload."""
     name = request.query.get("name")
+    duration_ms = _stated_duration(request.query.get("duration_ms"))
     if request.content_type == "multipart/form-data":
         try:
             part = await _file_part(await request.multipart())
         except (HttpProcessingError, ValueError, AssertionError) as error:
             # A body that is no multipart form (aiohttp asserts on some of them).
             raise bad_request(f"multipart: {str(error).splitlines()[0][:200]}") from None
-        return await edge.files.upload(user, name or part.filename, _part_chunks(part))
+        return await edge.files.upload(
+            user, name or part.filename, _part_chunks(part), stated_duration_ms=duration_ms
+        )
     return await edge.files.upload(
-        user, name, request.content.iter_chunked(CHUNK), request.content_length
+        user,
+        name,
+        request.content.iter_chunked(CHUNK),
+        request.content_length,
+        stated_duration_ms=duration_ms,
     )
+
+
+def _stated_duration(text: str | None) -> int | None:
+    """``?duration_ms=``, a tidings extension: the length a recording client
+    measured, as a decimal integer (its bounds are checked by ``Files.upload``)."""
+    if text is None:
+        return None
+    if not (text.isascii() and text.isdigit() and len(text) <= 10):
+        raise bad_request("duration_ms must be a whole number of milliseconds")
+    return int(text)
 
 
 async def _file_part(multipart: MultipartReader) -> BodyPartReader:

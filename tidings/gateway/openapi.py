@@ -135,7 +135,17 @@ def _upload_operation() -> dict[str, Any]:
         201,
         _ref("File"),
         errors=(413, 422, 429, 503),
-        params=[_optional_string("name", "the file's name (its path and control characters go)")],
+        params=[
+            _optional_string("name", "the file's name (its path and control characters go)"),
+            {
+                "name": "duration_ms",
+                "in": "query",
+                "required": False,
+                "description": "audio only: the recorded length, kept when the container "
+                "gives none (a tidings extension)",
+                "schema": {"type": "integer", "minimum": 1, "maximum": 3_600_000},
+            },
+        ],
     )
     binary = {"type": "string", "format": "binary"}
     operation["requestBody"] = {

@@ -44,6 +44,9 @@ from tidings.store import FileRecord, Store
 log = logging.getLogger(__name__)
 
 MAX_NAME_CHARS = 200
+# The longest recorded length a client may state for its audio (one hour):
+# a voice note, not an album; anything longer is a bad request.
+MAX_STATED_DURATION_MS = 3_600_000
 # Bytes of an image kept in memory before its spool goes to a temporary file.
 _SPOOL_IN_MEMORY = 1024 * 1024
 # A blob with no row is a put whose row never came (a crash between the
@@ -91,9 +94,18 @@ class Files:
         name: str | None,
         chunks: AsyncIterable[bytes],
         declared_size: int | None = None,
+        stated_duration_ms: int | None = None,
     ) -> FileRecord:
-        """Store an upload and its row; raise ``TidingsError`` for a refusal (nothing kept)."""
+        """Store an upload and its row; raise ``TidingsError`` for a refusal (nothing kept).
+
+        ``stated_duration_ms`` is the length the client recorded (a browser's
+        MediaRecorder knows it; its streamed WebM or Ogg does not say it in its
+        first bytes). It is kept for audio whose container gave no length,
+        and ignored for anything else: what the bytes say wins.
+        """
         limit = self._settings.max_file_bytes
+        if stated_duration_ms is not None and not 0 < stated_duration_ms <= MAX_STATED_DURATION_MS:
+            raise bad_request(f"duration_ms must be from 1 to {MAX_STATED_DURATION_MS}")
         self._rate_limit(uploader)
         if declared_size is not None and declared_size > limit:
             raise self._refuse("too_large", _too_large(limit))
@@ -118,12 +130,21 @@ class Files:
                 raise TidingsError(
                     ErrorCode.UNAVAILABLE, "the file store is unavailable; try again"
                 ) from None
-            return await self._keep(uploader, clean, key, info.size, info.digest, meter)
+            return await self._keep(
+                uploader, clean, key, info.size, info.digest, meter, stated_duration_ms
+            )
         finally:
             meter.close()
 
     async def _keep(
-        self, uploader: UserId, name: str, key: str, size: int, digest: str, meter: _Meter
+        self,
+        uploader: UserId,
+        name: str,
+        key: str,
+        size: int,
+        digest: str,
+        meter: _Meter,
+        stated_duration_ms: int | None,
     ) -> FileRecord:
         """The row of a stored blob, with what its type tells; the blobs go if this fails."""
         thumbnail_key: str | None = None
@@ -142,6 +163,8 @@ class Files:
                 await self._blobs.put(thumbnail_key, _once(facts.thumbnail))
             elif content_type == "audio/wav":
                 duration_ms = wav_duration_ms(meter.head)
+            if content_type.startswith("audio/") and duration_ms is None:
+                duration_ms = stated_duration_ms
             record = FileRecord(
                 id=secrets.token_hex(16),
                 uploader=uploader,
