@@ -9,13 +9,15 @@ import { ApiError } from "./api.js";
  * @param {Blob} blob
  * @param {string} name
  * @param {{token: () => string | null, onProgress?: (fraction: number) => void,
- *   onUnauthorized?: () => void, base?: string}} options
+ *   onUnauthorized?: () => void, base?: string, durationMs?: number | null}} options
+ *   durationMs: a recording's length, which the server keeps for audio whose
+ *   container does not say it (a live WebM or Ogg: docs/protocol.md, extensions)
  * @returns {{done: Promise<import("./types.js").Attachment>, abort: () => void}}
  */
 export function uploadFile(blob, name, options) {
   const xhr = new XMLHttpRequest();
   const done = new Promise((resolve, reject) => {
-    xhr.open("POST", `${options.base ?? "/api/v1"}/files?name=${encodeURIComponent(name)}`);
+    xhr.open("POST", uploadPath(name, options.durationMs, options.base));
     const token = options.token();
     if (token) xhr.setRequestHeader("Authorization", `Bearer ${token}`);
     // The server reads the type from the bytes; this header only keeps proxies calm.
@@ -45,4 +47,15 @@ export function uploadFile(blob, name, options) {
     xhr.send(blob);
   });
   return { done, abort: () => xhr.abort() };
+}
+
+/**
+ * The upload's path and query.
+ * @param {string} name
+ * @param {number | null | undefined} durationMs
+ * @param {string} [base]
+ */
+export function uploadPath(name, durationMs, base = "/api/v1") {
+  const stated = durationMs && durationMs > 0 ? `&duration_ms=${Math.round(durationMs)}` : "";
+  return `${base}/files?name=${encodeURIComponent(name)}${stated}`;
 }

@@ -1,7 +1,8 @@
 // @ts-check
 // Files from this device into the open chat: the attach button, a pasted
-// image, a file dropped on the chat. Each is uploaded (with its progress, a
-// retry on failure), then sent as an image, a voice note or a file.
+// image, a file dropped on the chat, a voice note recorded (view-record.js).
+// Each is uploaded (with its progress, a retry on failure), then sent as an
+// image, a voice note or a file.
 
 import { ApiError } from "./api.js";
 import { $, el } from "./dom.js";
@@ -10,6 +11,7 @@ import { sendAttachment } from "./live.js";
 import { signedOut } from "./session.js";
 import { S } from "./state.js";
 import { uploadFile } from "./upload.js";
+import { wireRecorder } from "./view-record.js";
 
 /**
  * One file on its way up (kept in memory only: a reload forgets it).
@@ -17,6 +19,7 @@ import { uploadFile } from "./upload.js";
  * @property {number} id
  * @property {string} conversation
  * @property {File} file
+ * @property {number | null} durationMs   a recording's length (view-record.js)
  * @property {"uploading" | "failed"} state
  * @property {number} progress   0 to 1
  * @property {string | null} error
@@ -27,19 +30,23 @@ import { uploadFile } from "./upload.js";
 const uploads = [];
 let nextId = 1;
 
+/** Called on each drawUploads (the recorder follows the open chat by it). @type {(() => void)[]} */
+const drawHooks = [];
+
 /**
- * Upload the files into the open chat: each goes at once, and is sent as
- * soon as it is up.
+ * Upload the files into a chat (the open one by default): each goes at
+ * once, and is sent as soon as it is up.
  * @param {Iterable<File>} files
+ * @param {{conversation?: string | null, durationMs?: number | null}} [options]
  */
-export function attachFiles(files) {
-  const conversation = S.openId;
+export function attachFiles(files, options = {}) {
+  const conversation = options.conversation ?? S.openId;
   const entry = conversation ? S.entries.get(conversation) : undefined;
   if (!conversation || !entry || entry.removed) return;
   for (const file of files) {
     /** @type {Upload} */
-    const upload = { id: nextId++, conversation, file, state: "uploading", progress: 0, error: null,
-      abort: null };
+    const upload = { id: nextId++, conversation, file, durationMs: options.durationMs ?? null,
+      state: "uploading", progress: 0, error: null, abort: null };
     uploads.push(upload);
     start(upload);
   }
@@ -53,6 +60,7 @@ function start(upload) {
   upload.error = null;
   const { done, abort } = uploadFile(upload.file, upload.file.name || "file", {
     token: () => S.token,
+    durationMs: upload.durationMs,
     onUnauthorized: () => signedOut("Your session has ended. Sign in again."),
     onProgress: (fraction) => {
       upload.progress = fraction;
@@ -98,6 +106,7 @@ function drop(upload) {
 
 /** The open chat's uploads, as quiet lines above the composer. */
 export function drawUploads() {
+  for (const hook of drawHooks) hook();
   const box = $("uploads");
   if (!box) return;
   const shown = uploads.filter((u) => u.conversation === S.openId);
@@ -135,8 +144,9 @@ export function drawUploads() {
   }));
 }
 
-/** The attach button, paste of files into the composer, and drop on the chat. */
+/** The attach button, paste of files into the composer, drop on the chat, and the voice recorder. */
 export function wireAttach() {
+  wireRecorder({ attach: attachFiles, onDraw: (hook) => drawHooks.push(hook) });
   const input = $("attach-input");
   $("btn-attach").addEventListener("click", () => input.click());
   input.addEventListener("change", () => {
