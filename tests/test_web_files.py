@@ -6,7 +6,9 @@ The server, the browser and the page helpers are those of test_web_client.py.
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
+import re
 import wave
 from pathlib import Path
 from typing import Any
@@ -178,3 +180,79 @@ async def test_history_shows_a_tall_image_and_a_voice_note_with_its_length(
         })"""
     )
     assert abs(seconds - 1.5) < 0.05  # the 1.5-second note sent above
+
+
+# Builds a File of the given bytes (base64) in the page, in a DataTransfer as
+# a clipboard or a drag carries it, and dispatches the events a real paste
+# or drop fires on their targets.
+PASTE = """([data, name, type]) => {
+    const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+    const carried = new DataTransfer();
+    carried.items.add(new File([bytes], name, {type}));
+    const event = new ClipboardEvent(
+      "paste", {clipboardData: carried, bubbles: true, cancelable: true});
+    document.querySelector("#compose").dispatchEvent(event);
+    return event.defaultPrevented;
+}"""
+DROP = """([data, name, type]) => {
+    const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+    const carried = new DataTransfer();
+    carried.items.add(new File([bytes], name, {type}));
+    const target = document.querySelector("#messages");
+    const fire = (kind) => {
+      const event = new DragEvent(kind, {dataTransfer: carried, bubbles: true, cancelable: true});
+      target.dispatchEvent(event);
+      return event.defaultPrevented;
+    };
+    const entered = fire("dragenter");
+    const marked = document.querySelector("#pane-chat").classList.contains("dropping");
+    return [entered, marked, fire("dragover"), fire("drop")];
+}"""
+
+
+async def test_a_pasted_image_and_a_dropped_file_go_up_and_are_sent(
+    web_server: WebServer, browser: Browser
+) -> None:
+    alice, alice_api = await web_server.account("alice", "Alice")
+    bob, _ = await web_server.account("bob", "Bob")
+    await alice_api.send(private_id(alice.id, bob.id), "hello")
+    sender = await browser.page("alice")
+    await sign_in(sender, browser.url, "alice")
+    await chat(sender, "Bob").click()
+    receiver = await browser.page("bob")
+    await sign_in(receiver, browser.url, "bob")
+    await chat(receiver, "Alice").click()
+
+    # A pasted image (a screenshot from the clipboard) goes with the text as its caption.
+    await sender.fill("#compose", "pasted")
+    image = base64.b64encode(png(300, 150)).decode()
+    taken = await sender.evaluate(PASTE, [image, "image.png", "image/png"])
+    assert taken  # the page took the paste: no file name pasted as text
+    shown = sent(receiver, ".att-image")
+    await expect(shown).to_have_count(1)
+    assert (await box_of(shown))["width"] == 240
+    await expect(sent(receiver, ".caption")).to_have_text("pasted")
+    await expect(shown.locator("img")).to_have_js_property("naturalWidth", 300)
+
+    # A file dropped on the chat: the pane is marked while it is dragged over.
+    notes = base64.b64encode(b"dropped notes").decode()
+    entered, marked, over, dropped = await sender.evaluate(DROP, [notes, "drop.txt", "text/plain"])
+    assert (entered, marked, over, dropped) == (True, True, True, True)
+    await expect(sender.locator("#pane-chat")).not_to_have_class(re.compile(r"\bdropping\b"))
+    card = sent(receiver, ".att-file")
+    await expect(card.locator(".att-name")).to_have_text("drop.txt")
+    await expect(card.locator(".att-size")).to_have_text("13 B")
+    await expect(chat(receiver, "Alice").locator(".chat-preview")).to_have_text("[File] drop.txt")
+    # A text paste is left to the browser (it types the text): nothing goes up.
+    taken = await sender.evaluate(
+        """() => {
+            const carried = new DataTransfer();
+            carried.setData("text/plain", "just words");
+            const event = new ClipboardEvent("paste",
+              {clipboardData: carried, bubbles: true, cancelable: true});
+            document.querySelector("#compose").dispatchEvent(event);
+            return [event.defaultPrevented, document.querySelector("#uploads").hidden];
+        }"""
+    )
+    assert taken == [False, True]
+    await expect(sent(receiver, ".bubble")).to_have_count(3)

@@ -222,7 +222,8 @@ async def assert_fits(page: Any) -> None:
             for (const node of document.querySelectorAll("#messages *, #composer *, dialog *")) {
               const box = node.getBoundingClientRect();
               if (box.width && (box.right > width + 0.5 || box.left < -0.5)) {
-                out.push(`${node.tagName.toLowerCase()}.${node.className}: ${box.left}-${box.right}`);
+                const name = `${node.tagName.toLowerCase()}.${node.className}`;
+                out.push(`${name}: ${box.left}-${box.right}`);
               }
             }
             for (const bubble of document.querySelectorAll("#messages .bubble")) {
