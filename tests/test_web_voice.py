@@ -210,6 +210,14 @@ async def test_the_phone_layout_with_an_image_a_file_and_a_voice_note(
     await expect(viewer).to_have_count(0)
     await expect(sent(page, ".att-image")).to_be_focused()
 
+    # Back to the list drops a recording under way (its chat is no longer open).
+    await page.click("#btn-record")
+    await expect(page.locator("#recorder.recording")).to_be_visible()
+    await page.click("#btn-back")
+    await expect(page.locator("#recorder")).to_have_count(0)
+    await chat(page, "Alice").click()
+    await expect(sent(page, ".att-voice")).to_have_count(2)
+
 
 async def assert_fits(page: Any) -> None:
     """Nothing on the page reaches past the screen's width (no sideways scroll),

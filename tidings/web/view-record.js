@@ -131,6 +131,12 @@ async function start() {
 
 /** @param {Session} current */
 function tick(current) {
+  // Left its chat (back on a phone, signed out) or the composer went away
+  // (a mute): a redraw of that chat may never come, so the clock checks.
+  if (current.conversation !== S.openId || !S.token || $("composer").hidden) {
+    cancel();
+    return;
+  }
   const clock = document.getElementById("rec-clock");
   const length = performance.now() - current.started;
   if (clock) clock.textContent = clockText(length);
