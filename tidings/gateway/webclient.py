@@ -1,4 +1,5 @@
-"""The web client: ``GET /`` serves its page, ``GET /static/{name}`` its files.
+"""The web client: ``GET /`` serves its page, ``GET /static/{name}`` its files,
+``GET /sw.js`` its service worker (at the root, so its scope is the whole app).
 
 The files are hand-written and live in the package (``tidings/web``); there is
 no build step and nothing is fetched from elsewhere. They are read once, when
@@ -63,7 +64,7 @@ def content_security_policy(host: str | None) -> str:
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
         # Voice notes play from the same origin's signed file links.
         "media-src 'self'; "
-        f"connect-src {connect}; manifest-src 'self'; base-uri 'none'; "
+        f"connect-src {connect}; manifest-src 'self'; worker-src 'self'; base-uri 'none'; "
         "form-action 'self'; frame-ancestors 'none'"
     )
 
@@ -98,8 +99,14 @@ async def static(request: web.Request) -> web.Response:
     return _serve(request, request.match_info["name"])
 
 
+async def service_worker(request: web.Request) -> web.Response:
+    # A worker's scope is at most its script's folder: /static/sw.js could not cover "/".
+    return _serve(request, "sw.js")
+
+
 def add_routes(app: web.Application) -> None:
     app[ASSETS] = load_assets()
     app.router.add_get("/", index)
+    app.router.add_get("/sw.js", service_worker)
     # One path segment only: no "..", no folders, nothing outside the asset table.
     app.router.add_get(r"/static/{name:[A-Za-z0-9_\-]+\.[a-z]+}", static)

@@ -22,7 +22,8 @@ import { READ_BY_REFRESH_MS, refreshReadBy } from "./view-readby.js";
 import {
   addMember, dissolveGroup, leaveGroup, saveGroupSettings, toggleMembers,
 } from "./view-members.js";
-import { openProfile, saveName, savePassword } from "./view-profile.js";
+import { openProfile, saveName, savePassword, togglePush } from "./view-profile.js";
+import { listenForPushClicks } from "./push.js";
 import { saveNoticeSettings } from "./notices.js";
 import { wireAttach } from "./view-attach.js";
 
@@ -41,6 +42,10 @@ function wire() {
   $("form-password").addEventListener("submit", savePassword);
   $("notice-sound").addEventListener("change", saveNoticeSettings);
   $("notice-notify").addEventListener("change", saveNoticeSettings);
+  $("btn-push").addEventListener("click", togglePush);
+  listenForPushClicks((id, seq) => {
+    if (S.token) openResult(id, seq);
+  });
   $("btn-new-chat").addEventListener("click", () => {
     $("chat-user").value = "";
     $("chat-error").textContent = "";

@@ -1,17 +1,19 @@
 // @ts-check
 // Which conversation is open: the URL's #/{id}, kept in step with the pane.
+// A link "#/{id}/{seq}" (a notification's) opens it at that message.
 
 import { $ } from "./dom.js";
-import { loadLatest } from "./history.js";
+import { loadAround, loadLatest } from "./history.js";
 import { markOpenRead, pushDraft } from "./live.js";
 import { fetchEntry, loadGroup, user } from "./people.js";
+import { closePushNotices } from "./push.js";
+import { parseRoute, routeHash } from "./push-rules.js";
 import { render } from "./render.js";
 import { S } from "./state.js";
 import { sizeComposer } from "./view-chat.js";
 
 export function routeId() {
-  const match = /^#\/([pg]:[0-9-]+)$/.exec(location.hash);
-  return match ? match[1] : null;
+  return parseRoute(location.hash)?.id ?? null;
 }
 
 /** @param {string} id */
@@ -39,6 +41,7 @@ export function showConversation(id) {
   else if (entry.peer_id !== null) user(entry.peer_id);
   render({ list: true, pane: true, scroll: S.newLine ? "unread" : "bottom" });
   loadLatest(id);
+  if (changed) closePushNotices(id);
   markOpenRead();
   const active = /** @type {any} */ (document.activeElement);
   if (changed && window.matchMedia("(min-width: 721px)").matches) {
@@ -60,10 +63,17 @@ export function closeConversation() {
 }
 
 export async function openFromRoute() {
-  const id = routeId();
-  if (!id) {
+  const route = parseRoute(location.hash);
+  if (!route) {
     if (S.openId) closeConversation();
     return;
+  }
+  const id = route.id;
+  if (route.seq) {
+    // Held in view like a search result; the URL keeps only the chat.
+    history.replaceState(null, "", routeHash(id, null));
+    S.jump = { id, seq: route.seq, at: Date.now(), held: true };
+    loadAround(id, route.seq);
   }
   if (!S.entries.has(id)) {
     const entry = await fetchEntry(id);

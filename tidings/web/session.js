@@ -1,11 +1,13 @@
 // @ts-check
 // Signing up, in and out; a session's start and end.
 
+import { showTotal } from "./badge.js";
 import { $, avatar } from "./dom.js";
 import { fieldMessage } from "./format.js";
 import { socket } from "./live.js";
 import { openFromRoute, routeId } from "./nav.js";
 import { api } from "./people.js";
+import { dropPush, pushSupported, resumePush } from "./push.js";
 import { render } from "./render.js";
 import { S, draftsKey, load, pendingKey, peerReadKey, save } from "./state.js";
 import { searcher } from "./view-search.js";
@@ -84,6 +86,7 @@ export function startSession(token, me) {
   render({ list: true, pane: true });
   socket.connect();
   if (routeId()) openFromRoute();
+  if (pushSupported()) resumePush();
 }
 
 function resetState() {
@@ -103,7 +106,7 @@ function resetState() {
   $("chat-filter").value = "";
   searcher.type(""); // an answer still coming is dropped
   S.me = null;
-  document.title = "tidings";
+  showTotal(0);
   $("chat-list").replaceChildren();
   $("messages").replaceChildren();
   $("app").classList.remove("show-pane");
@@ -118,6 +121,7 @@ function resetState() {
 export function signedOut(message) {
   if (!S.token) return;
   resetState();
+  dropPush(null).catch(() => {}); // whoever signs in next must not get this person's pushes
   setAuthMode(false);
   $("auth-error").textContent = message || "";
   $("auth-username").focus();
@@ -132,6 +136,12 @@ export async function signOut() {
   resetState();
   setAuthMode(false);
   $("auth-username").focus();
+  try {
+    // While the token still works: the server forgets this browser's subscription.
+    await dropPush(token);
+  } catch {
+    // offline: this browser unsubscribed anyway, so the push service refuses the next one
+  }
   try {
     await fetch("/api/v1/sessions/current", { method: "DELETE",
       headers: { Authorization: `Bearer ${token}` } });

@@ -10,6 +10,7 @@ import { filterMatches, listTime, preview } from "./format.js";
 import { userName } from "./people.js";
 import { S, me } from "./state.js";
 import { badgeOf, sortEntries, totalUnread } from "./store.js";
+import { showTotal } from "./badge.js";
 
 /** @param {import("./store.js").Entry} entry */
 export function avatarKey(entry) {
@@ -113,7 +114,7 @@ export function renderList() {
   list.replaceChildren(...items);
   $("chat-empty").hidden = entries.length > 0;
   $("chat-nomatch").hidden = !entries.length || shown.length > 0;
-  document.title = total > 0 ? `(${total}) tidings` : "tidings";
+  showTotal(total);
   if (focusedId) {
     const again = list.querySelector(`.chat[data-id="${CSS.escape(focusedId)}"]`);
     if (again) again.focus();

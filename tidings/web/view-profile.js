@@ -1,10 +1,14 @@
 // @ts-check
-// The profile dialog: the display name (PATCH /me) and the password (POST /me/password).
+// The profile dialog: the display name (PATCH /me), the password (POST /me/password),
+// and notifications while tidings is closed (Web Push, push.js): turned on only
+// by its button, so the browser's permission prompt never comes on its own.
 
 import { ApiError, changePassword, displayNameProblem, newPasswordProblem, updateMe } from "./api.js";
 import { $, avatar } from "./dom.js";
 import { showNoticeSettings } from "./notices.js";
 import { api } from "./people.js";
+import { currentPushState, dropPush, turnOnPush } from "./push.js";
+import { pushErrorText, pushStateText } from "./push-rules.js";
 import { render } from "./render.js";
 import { S, me, save } from "./state.js";
 
@@ -17,6 +21,8 @@ export function openProfile() {
     $(id).className = "error";
   }
   showNoticeSettings();
+  $("push-msg").textContent = "";
+  showPush();
   $("dlg-profile").showModal();
   $("profile-name").focus();
 }
@@ -89,3 +95,32 @@ export async function savePassword(event) {
 
 /** @param {unknown} failure */
 const messageOf = (failure) => (failure instanceof Error ? failure.message : String(failure));
+
+/** @type {import("./push-rules.js").PushState} */
+let pushShown = "off";
+
+/** The push line and its button, as this browser stands now. */
+async function showPush() {
+  pushShown = await currentPushState();
+  const { text, button } = pushStateText(pushShown);
+  $("push-state").textContent = text;
+  $("btn-push").hidden = button === null;
+  $("btn-push").textContent = button || "";
+}
+
+/** The push button: on or off, a failure said quietly under it. */
+export async function togglePush() {
+  const button = $("btn-push");
+  button.disabled = true;
+  $("push-msg").textContent = pushShown === "on" ? "Turning off…" : "Turning on…";
+  try {
+    if (pushShown === "on") await dropPush(S.token);
+    else await turnOnPush();
+    $("push-msg").textContent = "";
+  } catch (failure) {
+    $("push-msg").textContent = pushErrorText(failure);
+  } finally {
+    button.disabled = false;
+    await showPush();
+  }
+}
