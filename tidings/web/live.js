@@ -91,7 +91,15 @@ function onMessage(message) {
   S.typing.get(message.conversation)?.delete(message.sender); // what they were typing came
   if (!entry) {
     fetchEntry(message.conversation).then((found) => {
-      if (found) noticeMessage(message, userName, openConversation);
+      if (!found) return;
+      // A second message while the first one's fetch ran shares that fetch,
+      // whose answer may predate it: counted here, or the badge is one short.
+      const entry = S.entries.get(message.conversation);
+      if (entry && applyMessage(entry, message, me().id, S.clock + 1)) {
+        S.clock += 1;
+        render({ list: true });
+      }
+      noticeMessage(message, userName, openConversation);
     });
   } else if (applyMessage(entry, message, me().id, S.clock + 1)) {
     S.clock += 1;

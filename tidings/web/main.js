@@ -23,7 +23,7 @@ import {
   addMember, dissolveGroup, leaveGroup, saveGroupSettings, toggleMembers,
 } from "./view-members.js";
 import { openProfile, saveName, savePassword, togglePush } from "./view-profile.js";
-import { listenForPushClicks } from "./push.js";
+import { listenToWorker } from "./push.js";
 import { saveNoticeSettings } from "./notices.js";
 import { wireAttach } from "./view-attach.js";
 
@@ -43,9 +43,9 @@ function wire() {
   $("notice-sound").addEventListener("change", saveNoticeSettings);
   $("notice-notify").addEventListener("change", saveNoticeSettings);
   $("btn-push").addEventListener("click", togglePush);
-  listenForPushClicks((id, seq) => {
+  listenToWorker((id, seq) => {
     if (S.token) openResult(id, seq);
-  });
+  }, () => (S.token ? S.openId : null));
   $("btn-new-chat").addEventListener("click", () => {
     $("chat-user").value = "";
     $("chat-error").textContent = "";

@@ -22,6 +22,9 @@ const ROUTE = /^#\/([pg]:[0-9]+(?:-[0-9]+)?)(?:\/([1-9][0-9]{0,15}))?$/;
 
 /** What the service worker posts to a window to open a conversation at a message. */
 export const OPEN_MESSAGE = "tidings.open";
+/** What it asks a window in front: which conversation it shows (a window's URL
+ * cannot say: browsers keep the URL a window was loaded at, not its #/{id}). */
+export const SHOWING_MESSAGE = "tidings.showing";
 
 /**
  * The conversation a URL's fragment opens, "#/{id}", and the message to show
@@ -98,15 +101,26 @@ const isApp = (window, scope) => {
 };
 
 /**
- * Whether a push shows a notification: not when a window of the app is in
- * front and shows that very conversation (the message is on screen there).
- * @param {PushPayload} payload
- * @param {AppWindow[]} windows
+ * The windows of the app in front (focused and visible): those to ask what
+ * they show before a notification is shown.
+ * @template {AppWindow} W
+ * @param {W[]} windows
  * @param {string} scope
+ * @returns {W[]}
  */
-export function shouldShow(payload, windows, scope) {
-  return !windows.some((window) => window.focused && window.visibilityState === "visible"
-    && isApp(window, scope) && parseRoute(new URL(window.url).hash)?.id === payload.conversation);
+export function windowsInFront(windows, scope) {
+  return windows.filter((window) => window.focused && window.visibilityState === "visible"
+    && isApp(window, scope));
+}
+
+/**
+ * Whether a push shows a notification: not when a window in front shows
+ * that very conversation (the message is on screen there).
+ * @param {PushPayload} payload
+ * @param {(string | null)[]} showing  what each window in front answered it shows
+ */
+export function shouldShow(payload, showing) {
+  return !showing.includes(payload.conversation);
 }
 
 /**

@@ -5,13 +5,17 @@
 // behind when the person signs out, so another account here never gets
 // their messages.
 
-import { OPEN_MESSAGE, keyBytes, openTarget, pushState } from "./push-rules.js";
+import { OPEN_MESSAGE, SHOWING_MESSAGE, keyBytes, openTarget, pushState } from "./push-rules.js";
 import { api } from "./people.js";
 import { load, me, save } from "./state.js";
 
 const SCRIPT = "/sw.js";
 // The user id this browser's subscription was made for.
 const OWNER = "tidings.push.owner";
+// A browser whose push service cannot be reached may never answer subscribe():
+// the button gives up then (a subscription made later has no owner here, and
+// the next session start drops it).
+const SUBSCRIBE_MS = 30_000;
 
 export function pushSupported() {
   return "serviceWorker" in navigator && "PushManager" in window && "Notification" in window;
@@ -57,9 +61,12 @@ export async function turnOnPush() {
     await held.unsubscribe(); // made for another server key: its pushes would not verify
     held = null;
   }
-  const made = held || await registration.pushManager.subscribe({
-    userVisibleOnly: true, applicationServerKey,
-  });
+  const made = held || await Promise.race([
+    registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey }),
+    new Promise((_, reject) => {
+      setTimeout(() => reject(new DOMException("no answer", "AbortError")), SUBSCRIBE_MS);
+    }),
+  ]);
   try {
     await api("POST", "/push/subscriptions", made.toJSON());
   } catch (failure) {
@@ -127,16 +134,22 @@ export async function resumePush() {
 }
 
 /**
- * A click on a notification, passed on by the service worker to this window:
- * `open(conversation, seq)`.
+ * The service worker's messages to this window: a click on a notification,
+ * `open(conversation, seq)`; and, before it shows one, which conversation
+ * this window shows (`showing()`, null for none).
  * @param {(id: string, seq: number) => void} open
+ * @param {() => string | null} shown
  */
-export function listenForPushClicks(open) {
+export function listenToWorker(open, shown) {
   if (!("serviceWorker" in navigator)) return;
   navigator.serviceWorker.addEventListener("message", (event) => {
-    if (!event.data || event.data.type !== OPEN_MESSAGE) return;
-    const target = openTarget(event.data);
-    if (target) open(target.id, target.seq);
+    const type = event.data && event.data.type;
+    if (type === SHOWING_MESSAGE && event.ports[0]) {
+      event.ports[0].postMessage(document.visibilityState === "visible" ? shown() : null);
+    } else if (type === OPEN_MESSAGE) {
+      const target = openTarget(event.data);
+      if (target) open(target.id, target.seq);
+    }
   });
 }
 

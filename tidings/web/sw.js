@@ -6,7 +6,8 @@
 // the running server's.
 
 import {
-  OPEN_MESSAGE, notificationFor, openTarget, openUrl, pickWindow, readPayload, shouldShow,
+  OPEN_MESSAGE, SHOWING_MESSAGE, notificationFor, openTarget, openUrl, pickWindow, readPayload,
+  shouldShow, windowsInFront,
 } from "/static/push-rules.js";
 
 // The worker's global scope (ServiceWorkerGlobalScope; tsconfig checks with
@@ -18,6 +19,23 @@ sw.addEventListener("activate", (/** @type {any} */ event) => event.waitUntil(sw
 
 /** @returns {Promise<any[]>} the windows of this origin (WindowClient), controlled or not */
 const windows = () => sw.clients.matchAll({ type: "window", includeUncontrolled: true });
+
+// How long a window in front has to say what it shows (a busy or frozen one: shown anyway).
+const ASK_MS = 1000;
+
+/**
+ * The conversation a window shows, as it answers; null if none or no answer.
+ * @param {any} client  a WindowClient
+ * @returns {Promise<string | null>}
+ */
+function showing(client) {
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = (event) => resolve(typeof event.data === "string" ? event.data : null);
+    setTimeout(() => resolve(null), ASK_MS);
+    client.postMessage({ type: SHOWING_MESSAGE }, [channel.port2]);
+  });
+}
 
 /** @param {number} total */
 async function setBadge(total) {
@@ -40,7 +58,8 @@ async function onPush(event) {
   const payload = readPayload(data);
   if (!payload) return;
   await setBadge(payload.total_unread);
-  if (!shouldShow(payload, await windows(), sw.registration.scope)) return;
+  const front = windowsInFront(await windows(), sw.registration.scope);
+  if (!shouldShow(payload, await Promise.all(front.map(showing)))) return;
   const shown = await sw.registration.getNotifications({ tag: payload.conversation });
   const seqs = shown.map((/** @type {any} */ note) => Number(note.data?.seq) || 0);
   const note = notificationFor(payload, seqs.length ? Math.max(...seqs) : null);
