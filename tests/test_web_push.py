@@ -374,3 +374,27 @@ async def test_a_subscription_the_server_refuses_is_dropped_and_said_quietly(
     assert await endpoints(web_server, alice.id) == []
     # The 422 Chromium logs for the refused POST.
     browser.console.errors = [e for e in browser.console.errors if "422" not in e]
+
+
+@pytest.mark.parametrize(
+    ("browser_state", "said"),
+    [
+        (
+            'Object.defineProperty(Notification, "permission", { get: () => "denied" });',
+            "Blocked for this site. To allow them, open the site's settings",
+        ),
+        ("delete window.PushManager;", "This browser cannot show notifications"),
+    ],
+    ids=["blocked", "no-push-api"],
+)
+async def test_a_blocked_site_or_a_browser_without_push_is_told_with_no_button(
+    web_server: WebServer, browser: Browser, browser_state: str, said: str
+) -> None:
+    await web_server.account("alice", "Alice")
+    context = await browser.browser.new_context()
+    await context.add_init_script(browser_state)
+    page = await browser.page("alice", context=context)
+    await sign_in(page, browser.url, "alice")
+    await page.click("#btn-profile")
+    await expect(page.locator("#push-state")).to_contain_text(said)
+    await expect(page.locator("#btn-push")).to_be_hidden()

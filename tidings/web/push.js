@@ -51,7 +51,9 @@ export async function currentPushState() {
  * refused is dropped again.
  */
 export async function turnOnPush() {
-  if ((await Notification.requestPermission()) !== "granted") return;
+  if ((await Notification.requestPermission()) !== "granted") {
+    throw new DOMException("notifications not granted", "NotAllowedError");
+  }
   const { key } = await api("GET", "/push/vapid-key");
   await navigator.serviceWorker.register(SCRIPT, { scope: "/", type: "module" });
   const registration = await navigator.serviceWorker.ready;
