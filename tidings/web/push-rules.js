@@ -199,7 +199,7 @@ export function pushStateText(state) {
         button: null,
       };
     case "on":
-      return { text: "On: this browser shows new messages while tidings is closed.", button: "Turn off" };
+      return { text: "On. This browser shows new messages while tidings is closed.", button: "Turn off" };
     default:
       return { text: "Off.", button: "Turn on" };
   }
