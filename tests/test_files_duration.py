@@ -78,3 +78,15 @@ async def test_a_bad_length_is_422_and_nothing_is_kept(
         await raw_upload(alice, webm(), name=f"v.webm&duration_ms={value}"), 422, "bad_request"
     )
     assert stored_blobs(server) == []
+
+
+async def test_the_python_client_sends_a_recording_with_its_length(
+    alice: Account, bob: Account
+) -> None:
+    sent = await alice.client.send_voice(
+        private(alice, bob), webm(), name="note.webm", duration_ms=2750
+    )
+    assert sent.kind == "voice"
+    assert sent.file is not None and sent.file.duration_ms == 2750
+    uploaded = await alice.client.upload(webm(), name="plain.webm")
+    assert uploaded.duration_ms is None  # no hint, and the container says nothing

@@ -92,11 +92,17 @@ class AdminClient(GroupRunning):
         return (await self._fetch(_Token, "POST", path)).token
 
     async def upload_as(
-        self, user_id: int, content: bytes | str | Path, *, name: str | None = None
+        self,
+        user_id: int,
+        content: bytes | str | Path,
+        *,
+        name: str | None = None,
+        duration_ms: int | None = None,
     ) -> File:
         """Upload a file in that user's name: send it with ``send_as(..., kind=, file_id=)``."""
         source = Path(content) if isinstance(content, str) else content
-        return await self._upload(File, f"{self._BASE}/users/{user_id}/files", source, name)
+        path = f"{self._BASE}/users/{user_id}/files"
+        return await self._upload(File, path, source, name, duration_ms)
 
     async def revoke_tokens(self, user_id: int) -> None:
         """Revoke every token of the user; its open sockets close with 4003."""

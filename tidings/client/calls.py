@@ -230,15 +230,22 @@ class UserCalls(GroupRunning):
         path = conversation_path(conversation) + "/messages"
         return await self._fetch(Message, "POST", path, payload)
 
-    async def upload(self, content: bytes | str | Path, *, name: str | None = None) -> File:
+    async def upload(
+        self,
+        content: bytes | str | Path,
+        *,
+        name: str | None = None,
+        duration_ms: int | None = None,
+    ) -> File:
         """Upload a file (bytes, or a path streamed from disk): 201 :class:`File`.
 
         The server tells its type from the bytes; ``name`` defaults to the
-        path's. Send it with ``send_image``/``send_file``/``send_voice`` or
-        ``send(..., kind=, file_id=)``.
+        path's. ``duration_ms``: an audio recording's length, kept when its
+        container does not say it (a tidings extension). Send it with
+        ``send_image``/``send_file``/``send_voice`` or ``send(..., kind=, file_id=)``.
         """
         source = Path(content) if isinstance(content, str) else content
-        return await self._upload(File, "/api/v1/files", source, name)
+        return await self._upload(File, "/api/v1/files", source, name, duration_ms)
 
     async def send_image(
         self,
@@ -251,9 +258,7 @@ class UserCalls(GroupRunning):
     ) -> Message:
         """Upload an image and send it (422 ``bad_request`` if it is not one)."""
         uploaded = await self.upload(content, name=name)
-        return await self.send(
-            conversation, caption, client_msg_id, kind="image", file_id=uploaded.id
-        )
+        return await self._send_upload(conversation, "image", uploaded, caption, client_msg_id)
 
     async def send_file(
         self,
@@ -266,9 +271,7 @@ class UserCalls(GroupRunning):
     ) -> Message:
         """Upload any file and send it."""
         uploaded = await self.upload(content, name=name)
-        return await self.send(
-            conversation, caption, client_msg_id, kind="file", file_id=uploaded.id
-        )
+        return await self._send_upload(conversation, "file", uploaded, caption, client_msg_id)
 
     async def send_voice(
         self,
@@ -276,11 +279,25 @@ class UserCalls(GroupRunning):
         content: bytes | str | Path,
         *,
         name: str | None = None,
+        duration_ms: int | None = None,
         client_msg_id: str | None = None,
     ) -> Message:
-        """Upload a voice note (audio) and send it; a voice message has no caption."""
-        uploaded = await self.upload(content, name=name)
-        return await self.send(conversation, None, client_msg_id, kind="voice", file_id=uploaded.id)
+        """Upload a voice note (audio) and send it; a voice message has no caption.
+
+        ``duration_ms``: the recorded length, for audio whose container does not say it.
+        """
+        uploaded = await self.upload(content, name=name, duration_ms=duration_ms)
+        return await self._send_upload(conversation, "voice", uploaded, None, client_msg_id)
+
+    async def _send_upload(
+        self,
+        conversation: str,
+        kind: str,
+        uploaded: File,
+        caption: str | None,
+        client_msg_id: str | None,
+    ) -> Message:
+        return await self.send(conversation, caption, client_msg_id, kind=kind, file_id=uploaded.id)
 
     async def recall(
         self, conversation: str, seq: int, client_msg_id: str | None = None

@@ -89,14 +89,23 @@ class HttpBase:
     ) -> T:
         return msgspec.json.decode(await self._call(method, path, json, params), type=into)
 
-    async def _upload(self, into: type[T], path: str, content: bytes | Path, name: str | None) -> T:
+    async def _upload(
+        self,
+        into: type[T],
+        path: str,
+        content: bytes | Path,
+        name: str | None,
+        duration_ms: int | None = None,
+    ) -> T:
         """POST a file's bytes as the raw body: a path is streamed from disk, never read whole."""
         sent = {"Accept": "application/json", "Content-Type": "application/octet-stream"}
         if self.token is not None:
             sent["Authorization"] = f"Bearer {self.token}"
         if name is None and isinstance(content, Path):
             name = content.name
-        params = {"name": name} if name else None
+        params = {"name": name} if name else {}
+        if duration_ms is not None:
+            params["duration_ms"] = str(duration_ms)
         url = self.base_url + path
         with contextlib.ExitStack() as files:
             # A file object either way: aiohttp streams it in chunks (and warns
