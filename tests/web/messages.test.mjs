@@ -45,6 +45,18 @@ test("a history page applies its notices to targets loaded before or with them",
   assert.equal(history.msgs.get(1).body, "A");
 });
 
+test("an older page's targets take the edits and recalls that came live before it", () => {
+  // loadOlder: the newest page is loaded, a live edit and recall for older
+  // messages arrive (their targets not loaded yet), then the older page comes.
+  const history = newHistory();
+  addToHistory(history, [msg(51, 2, "new")], true);
+  addToHistory(history, [notice(52, 2, "edit", 10, "fixed"), notice(53, 2, "recall", 11)], true);
+  addToHistory(history, [msg(10, 2, "typo"), msg(11, 2, "oops"), msg(12, 2, "fine")], false);
+  assert.deepEqual([history.msgs.get(10).body, history.msgs.get(10).edited_at], ["fixed", at(52)]);
+  assert.equal(history.msgs.get(11).recalled, true);
+  assert.equal(history.msgs.get(12).body, "fine");
+});
+
 test("unread skips notices, recalled messages and one's own; mentions count apart", () => {
   const history = newHistory();
   addToHistory(history, [msg(1, 2, "a"), msg(2, 2, "b", { recalled: true, body: null }),

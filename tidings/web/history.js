@@ -160,7 +160,9 @@ export async function loadOlder(id) {
     const data = await api("GET",
       `/conversations/${enc(id)}/messages?before=${c.minSeq}&limit=${PAGE}`);
     if (S.convs.get(id) !== c) return;
-    for (const message of data.messages) c.msgs.set(message.seq, message);
+    // Through addToHistory: an edit or recall that arrived live before this
+    // page (its target not loaded then) applies to the target now.
+    addToHistory(c, data.messages, false);
     if (data.messages.length) c.minSeq = data.messages[0].seq;
     c.hasMore = data.messages.length >= PAGE && c.minSeq > 1;
     if (S.openId === id) {
