@@ -17,6 +17,17 @@ BEGIN, ``;``, ROLLBACK outside a transaction). A read that meets a closed
 connection is retried once by the store; SQLAlchemy then discards the
 whole pool, so a database restart costs nothing visible. Reads that need
 one snapshot across statements take the writer's pool (``snapshot``).
+
+PostgreSQL's write batches get a third engine, ``batch_writer``: one
+connection, checked out by one batch at a time (a node's group-commit
+writer has one batch with the database at once), and not pinged. The ping
+cost three round trips per batch out of nine (docs/benchmarks.md, stop
+19b). Instead, a checkout asks asyncpg whether the connection's socket is
+closed, which costs nothing on the wire: a database that restarted or
+dropped the connection closed the socket, so the pool opens a new one
+before the batch starts. A connection that dies unseen (a cut network)
+fails the batch's first statement; the store then runs the batch again on
+a new connection, knowing no COMMIT of it was sent (store/sql.py).
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ from typing import Any
 
 from sqlalchemy import Engine, QueuePool, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tidings.config import SettingsError
@@ -44,12 +56,16 @@ class Engines:
     batch: Engine | None = None
     # SQLite only: copies the WAL into the database beside the write path.
     checkpointer: WalCheckpointer | None = None
+    # PostgreSQL only: write batches' own connection, not pinged (module docstring).
+    batch_writer: AsyncEngine | None = None
 
     async def dispose(self) -> None:
         if self.checkpointer is not None:
             self.checkpointer.stop()
         await self.writer.dispose()
         await self.reader.dispose()
+        if self.batch_writer is not None:
+            await self.batch_writer.dispose()
         if self.batch is not None:
             self.batch.dispose()
 
@@ -80,9 +96,25 @@ def create_engines(url_text: str, *, sqlite_synchronous: str = "FULL") -> Engine
         reader = create_async_engine(
             url, pool_size=10, max_overflow=10, isolation_level="AUTOCOMMIT", **common
         )
-        name = "postgresql" if dialect == "postgresql" else "mysql"
-        return Engines(writer, reader, snapshot=writer, dialect=name)
+        if dialect != "postgresql":
+            return Engines(writer, reader, snapshot=writer, dialect="mysql")
+        batch_writer = create_async_engine(url, pool_size=1, max_overflow=0, **common)
+        _check_socket_on_checkout(batch_writer)
+        return Engines(
+            writer, reader, snapshot=writer, dialect="postgresql", batch_writer=batch_writer
+        )
     raise SettingsError(f"unsupported database {dialect!r}: use sqlite, postgresql or mysql")
+
+
+def _check_socket_on_checkout(engine: AsyncEngine) -> None:
+    # SQLAlchemy's pessimistic disconnect handling without the round trip:
+    # DisconnectionError makes the pool discard this connection and open
+    # another (up to three tries, then the checkout fails as unavailable).
+    @event.listens_for(engine.sync_engine.pool, "checkout")
+    def _on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        raw = getattr(dbapi_connection, "_connection", None)  # asyncpg's, under the adapter
+        if raw is not None and raw.is_closed():
+            raise DisconnectionError("the database closed this connection")
 
 
 # SQLite checkpoints the WAL inside the commit that takes it past this many

@@ -25,6 +25,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    event,
     func,
     insert,
     select,
@@ -34,6 +35,7 @@ from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import BindParameter
@@ -140,6 +142,19 @@ class SqlStore:
         # Private conversations known to exist: never deleted, so never stale.
         self._known_private: set[str] = set()
         self._batch_engine = engines.batch
+        # PostgreSQL's batches run on a connection of their own, not pinged
+        # (engines.py); its completed statements are counted so a batch that
+        # met a dead connection knows whether it may run again.
+        self._batch_writer = engines.batch_writer or engines.writer
+        self._counting_batches = engines.batch_writer is not None
+        self._batch_statements = 0
+        self._batch_started_at: int | None = None
+        if engines.batch_writer is not None:
+            event.listen(
+                engines.batch_writer.sync_engine,
+                "after_cursor_execute",
+                self._count_batch_statement,
+            )
         # SQLite's batches: one thread, so they run one at a time and in order.
         self._batch_thread = (
             ThreadPoolExecutor(1, thread_name_prefix="tidings-batch")
@@ -197,26 +212,60 @@ class SqlStore:
         # batches may deadlock. Run again: the key is then seen as a repeat and
         # answered with the original, and the rest of the batch is not failed.
         attempts = _BATCH_ATTEMPTS
+        reconnected = False
         while True:
             attempts -= 1
             batch = WriteBatch(self._insert_ignore, self._known_private, requests, separator_gap_ms)
+            self._batch_started_at = None
             try:
                 if self._batch_thread is not None:
                     result = await asyncio.get_running_loop().run_in_executor(
                         self._batch_thread, self._run_in_batch_thread, batch
                     )
                 else:
-                    async with self._writer.begin() as conn:
-                        result = await conn.run_sync(batch.run)
+                    async with self._batch_writer.begin() as conn:
+                        result = await conn.run_sync(self._run_batch, batch)
                 break
             except (SQLAlchemyError, OSError) as exc:
                 if attempts > 0 and _is_race(exc):
                     log.info("a write batch met a concurrent one; running it again")
                     continue
+                if not reconnected and self._died_before_any_statement(exc):
+                    reconnected = True
+                    log.info("the batch connection was closed; running the batch on a new one")
+                    continue
                 log.warning("a write batch failed on the database: %s", _reason(exc))
                 raise unavailable() from exc
         self._known_private.update(batch.created_private)
         return batch.in_order(requests, *result)
+
+    def _run_batch(self, conn: Connection, batch: WriteBatch) -> BatchResult:
+        # The batch engine lends its one connection to one batch at a time,
+        # so the statements counted from here on are this batch's.
+        self._batch_started_at = self._batch_statements
+        result = batch.run(conn)
+        self._batch_started_at = None  # what fails from here on may be the COMMIT
+        return result
+
+    def _died_before_any_statement(self, exc: BaseException) -> bool:
+        """Whether running the batch again cannot store anything twice.
+
+        True when the batch's connection turned out dead (SQLAlchemy
+        invalidated it) before any statement of the batch completed: its
+        first statement failed, so its COMMIT, sent only after the last
+        statement, was never sent, and PostgreSQL rolls back a transaction
+        whose connection is gone. A failure at COMMIT (the commit may have
+        reached the server) or later in the batch is never run again: the
+        writes answer ``unavailable`` and a client resends with its
+        client_msg_id. Only on the batch engine, whose statements are counted.
+        """
+        if not self._counting_batches or self._batch_started_at is None:
+            return False
+        invalidated = isinstance(exc, DBAPIError) and exc.connection_invalidated
+        return invalidated and self._batch_statements == self._batch_started_at
+
+    def _count_batch_statement(self, *_args: Any) -> None:
+        self._batch_statements += 1
 
     def _run_in_batch_thread(self, batch: WriteBatch) -> BatchResult:
         assert self._batch_engine is not None
