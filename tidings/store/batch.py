@@ -48,10 +48,10 @@ from tidings.store import (
     WriteOutcome,
     WriteRequest,
 )
-from tidings.store.bulk import insert_many, update_many
 from tidings.store.compiled import fetch
 from tidings.store.files import attachment_of, record_from_row
 from tidings.store.keyset import in_list, keys_params, list_param, where_keys
+from tidings.store.merged import MergedWrites
 from tidings.store.rows import (
     ATTACHMENT,
     FILE_ID,
@@ -808,33 +808,35 @@ class WriteBatch:
     ) -> set[tuple[str, int]]:
         """Write what the batch decided; the (conversation, user) entries whose
         mark a read that moved nothing cleared."""
+        # On PostgreSQL the bulk writes go out as one statement (store/merged.py);
+        # it is flushed before any other statement, which keeps their order.
+        writes = MergedWrites(self.conn)
         if message_rows:
-            insert_many(self.conn, messages, _MESSAGE_FIELDS, message_rows)
+            writes.insert(messages, _MESSAGE_FIELDS, message_rows)
         if self.rich_rows:
-            insert_many(self.conn, messages, _ALL_FIELDS, [tuple(v) for v in self.rich_rows])
+            writes.insert(messages, _ALL_FIELDS, [tuple(v) for v in self.rich_rows])
         changed = [row.values for row in self.rows.values() if row.changed and not row.new]
         targets = [(v[0], v[1], v[3], v[15], v[16]) for v in changed]
         if targets:  # the stored messages recalled or edited by this batch, in one statement
-            update_many(
-                self.conn,
+            writes.update(
                 messages,
                 ("conversation_id", "seq"),
                 ("body", "recall_seq", "edited_at"),
                 targets,
             )
         if self.uncounted_rows:
-            insert_many(self.conn, uncounted, ("conversation_id", "seq"), self.uncounted_rows)
+            writes.insert(uncounted, ("conversation_id", "seq"), self.uncounted_rows)
         if self.unguard:
+            writes.flush()  # this UPDATE may meet a row the positions' update writes
             self.conn.execute(
                 update(conversations)
                 .where(conversations.c.id.in_(self.unguard))
                 .values(guarded=False)
             )
         if self.mention_rows:
-            insert_many(
-                self.conn, mentions, ("conversation_id", "user_id", "seq"), self.mention_rows
-            )
+            writes.insert(mentions, ("conversation_id", "user_id", "seq"), self.mention_rows)
         if self.unmentioned:
+            writes.flush()  # the DELETE must see the mentions inserted above
             self.conn.execute(
                 delete(mentions).where(
                     mentions.c.conversation_id == bindparam("b_c"),
@@ -844,15 +846,14 @@ class WriteBatch:
                 self.unmentioned,
             )
         if key_rows:
-            insert_many(self.conn, client_msg_ids, _KEY_FIELDS, key_rows)
+            writes.insert(client_msg_ids, _KEY_FIELDS, key_rows)
         dirty = [
             (cid, p.last_seq, p.last_sent_at, p.shown_seq)
             for cid, p in positions.items()
             if p.dirty
         ]
         if dirty:
-            update_many(
-                self.conn,
+            writes.update(
                 conversations,
                 ("id",),
                 ("last_seq", "last_sent_at", "shown_seq"),
@@ -867,10 +868,11 @@ class WriteBatch:
                 (c, u, s, False, None, None) for (c, u), s in moved.items() if (c, u) in senders
             ]
             keys = ("conversation_id", "user_id")
-            if by_read:
-                update_many(self.conn, members, keys, _READ_SETS, by_read, only_up="read_seq")
+            if by_read:  # by_read and by_send hold different members
+                writes.update(members, keys, _READ_SETS, by_read, only_up="read_seq")
             if by_send:
-                update_many(self.conn, members, keys, _SEND_SETS, by_send, only_up="read_seq")
+                writes.update(members, keys, _SEND_SETS, by_send, only_up="read_seq")
+        writes.flush()
         # A read that moves nothing clears a mark too; one statement each (they
         # are rare) so each says whether it did, and its user's devices hear.
         unmarked: set[tuple[str, int]] = set()
