@@ -107,14 +107,16 @@ def create_engines(url_text: str, *, sqlite_synchronous: str = "FULL") -> Engine
 
 
 def _check_socket_on_checkout(engine: AsyncEngine) -> None:
+    event.listen(engine.sync_engine.pool, "checkout", _closed_on_checkout)
+
+
+def _closed_on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     # SQLAlchemy's pessimistic disconnect handling without the round trip:
     # DisconnectionError makes the pool discard this connection and open
     # another (up to three tries, then the checkout fails as unavailable).
-    @event.listens_for(engine.sync_engine.pool, "checkout")
-    def _on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-        raw = getattr(dbapi_connection, "_connection", None)  # asyncpg's, under the adapter
-        if raw is not None and raw.is_closed():
-            raise DisconnectionError("the database closed this connection")
+    raw = getattr(dbapi_connection, "_connection", None)  # asyncpg's, under the adapter
+    if raw is not None and raw.is_closed():
+        raise DisconnectionError("the database closed this connection")
 
 
 # SQLite checkpoints the WAL inside the commit that takes it past this many
