@@ -18,16 +18,17 @@ connection is retried once by the store; SQLAlchemy then discards the
 whole pool, so a database restart costs nothing visible. Reads that need
 one snapshot across statements take the writer's pool (``snapshot``).
 
-PostgreSQL's write batches get a third engine, ``batch_writer``: one
-connection, checked out by one batch at a time (a node's group-commit
-writer has one batch with the database at once), and not pinged. The ping
-cost three round trips per batch out of nine (docs/benchmarks.md, stop
-19b). Instead, a checkout asks asyncpg whether the connection's socket is
-closed, which costs nothing on the wire: a database that restarted or
-dropped the connection closed the socket, so the pool opens a new one
-before the batch starts. A connection that dies unseen (a cut network)
-fails the batch's first statement; the store then runs the batch again on
-a new connection, knowing no COMMIT of it was sent (store/sql.py).
+PostgreSQL's write batches (through asyncpg) get a third engine,
+``batch_writer``: one connection, checked out by one batch at a time (a
+node's group-commit writer has one batch with the database at once), and
+not pinged. The ping cost three round trips per batch out of nine
+(docs/benchmarks.md, stop 19b). Instead, a checkout asks asyncpg whether
+the connection's socket is closed, which costs nothing on the wire: a
+database that restarted or dropped the connection closed the socket, so
+the pool opens a new one before the batch starts. A connection that dies
+unseen (a cut network) fails the batch's first statement; the store then
+runs the batch again on a new connection, knowing no COMMIT of it was
+sent (store/sql.py, ``_Attempt``). MySQL's batches keep the pinged writer.
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ def create_engines(url_text: str, *, sqlite_synchronous: str = "FULL") -> Engine
         )
         if dialect != "postgresql":
             return Engines(writer, reader, snapshot=writer, dialect="mysql")
+        if url.get_driver_name() != "asyncpg":  # the checkout's socket check is asyncpg's
+            return Engines(writer, reader, snapshot=writer, dialect="postgresql")
         batch_writer = create_async_engine(url, pool_size=1, max_overflow=0, **common)
         _check_socket_on_checkout(batch_writer)
         return Engines(

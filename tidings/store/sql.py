@@ -16,6 +16,7 @@ import functools
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -148,7 +149,6 @@ class SqlStore:
         self._batch_writer = engines.batch_writer or engines.writer
         self._counting_batches = engines.batch_writer is not None
         self._batch_statements = 0
-        self._batch_started_at: int | None = None
         if engines.batch_writer is not None:
             event.listen(
                 engines.batch_writer.sync_engine,
@@ -216,7 +216,7 @@ class SqlStore:
         while True:
             attempts -= 1
             batch = WriteBatch(self._insert_ignore, self._known_private, requests, separator_gap_ms)
-            self._batch_started_at = None
+            attempt = _Attempt()
             try:
                 if self._batch_thread is not None:
                     result = await asyncio.get_running_loop().run_in_executor(
@@ -224,13 +224,13 @@ class SqlStore:
                     )
                 else:
                     async with self._batch_writer.begin() as conn:
-                        result = await conn.run_sync(self._run_batch, batch)
+                        result = await conn.run_sync(self._run_batch, batch, attempt)
                 break
             except (SQLAlchemyError, OSError) as exc:
                 if attempts > 0 and _is_race(exc):
                     log.info("a write batch met a concurrent one; running it again")
                     continue
-                if not reconnected and self._died_before_any_statement(exc):
+                if not reconnected and attempt.died_before_any_statement:
                     reconnected = True
                     log.info("the batch connection was closed; running the batch on a new one")
                     continue
@@ -239,30 +239,19 @@ class SqlStore:
         self._known_private.update(batch.created_private)
         return batch.in_order(requests, *result)
 
-    def _run_batch(self, conn: Connection, batch: WriteBatch) -> BatchResult:
-        # The batch engine lends its one connection to one batch at a time,
-        # so the statements counted from here on are this batch's.
-        self._batch_started_at = self._batch_statements
-        result = batch.run(conn)
-        self._batch_started_at = None  # what fails from here on may be the COMMIT
-        return result
-
-    def _died_before_any_statement(self, exc: BaseException) -> bool:
-        """Whether running the batch again cannot store anything twice.
-
-        True when the batch's connection turned out dead (SQLAlchemy
-        invalidated it) before any statement of the batch completed: its
-        first statement failed, so its COMMIT, sent only after the last
-        statement, was never sent, and PostgreSQL rolls back a transaction
-        whose connection is gone. A failure at COMMIT (the commit may have
-        reached the server) or later in the batch is never run again: the
-        writes answer ``unavailable`` and a client resends with its
-        client_msg_id. Only on the batch engine, whose statements are counted.
-        """
-        if not self._counting_batches or self._batch_started_at is None:
-            return False
-        invalidated = isinstance(exc, DBAPIError) and exc.connection_invalidated
-        return invalidated and self._batch_statements == self._batch_started_at
+    def _run_batch(self, conn: Connection, batch: WriteBatch, attempt: _Attempt) -> BatchResult:
+        start = self._batch_statements
+        try:
+            return batch.run(conn)
+        except DBAPIError as exc:
+            # Decided here, while this batch holds the batch engine's one
+            # connection: the statements counted since ``start`` are its own.
+            attempt.died_before_any_statement = (
+                self._counting_batches
+                and exc.connection_invalidated
+                and self._batch_statements == start
+            )
+            raise
 
     def _count_batch_statement(self, *_args: Any) -> None:
         self._batch_statements += 1
@@ -724,6 +713,23 @@ class SqlStore:
 
     def _read_transaction(self) -> _Transaction:
         return _Transaction(self._engines.snapshot.begin())
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """One run of a write batch on PostgreSQL's batch engine.
+
+    ``died_before_any_statement``: the batch's connection turned out dead
+    (SQLAlchemy invalidated it) before any statement of the batch completed.
+    Running it again cannot store anything twice: its first statement
+    failed, so its COMMIT, sent only after its last statement, was never
+    sent, and PostgreSQL rolls back a transaction whose connection is gone.
+    A failure later in the batch or at COMMIT (which may have reached the
+    server) leaves it False: the writes answer ``unavailable`` and a client
+    resends with its client_msg_id.
+    """
+
+    died_before_any_statement: bool = False
 
 
 class _Transaction:
