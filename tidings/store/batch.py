@@ -7,7 +7,8 @@
 4. read the members of the batch's group conversations (recipients and
    the membership check, consistent with the lock);
 5. assign seqs in Python, then insert messages and keys and update
-   ``last_seq`` and read positions with one executemany each.
+   ``last_seq`` and read positions with one executemany each (on
+   PostgreSQL, all of them in one statement: store/merged.py).
 
 The statement count does not grow with the batch, which is what makes
 group commit pay: a batch of 500 costs about what a batch of 5 does.
