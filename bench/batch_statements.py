@@ -29,7 +29,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 from aiohttp import web
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -160,7 +160,7 @@ async def _measure(title: str, sends: Callable[[], Awaitable[None]], verbose: bo
 
 
 async def main(count: int) -> None:
-    tidings.store.sql.create_engines = counting_engines  # type: ignore[assignment]
+    tidings.store.sql.create_engines = counting_engines  # type: ignore[attr-defined, assignment]
     _count_batches()
     database = f"bench_batch_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test")

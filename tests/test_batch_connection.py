@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import QueuePool, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tests.backends import database_url
 from tidings.errors import ErrorCode, TidingsError
-from tidings.ids import UserId, parse_conversation
+from tidings.ids import ConversationId, UserId, parse_conversation
 from tidings.store import SendRequest, StoredMessage
 from tidings.store.sql import SqlStore
 
@@ -57,7 +57,9 @@ def _cut_at(engine: AsyncEngine, hook: str, statement: int) -> Callable[[], None
 
 
 async def _history(store: SqlStore, conversation: str) -> list[tuple[int, str | None]]:
-    page = await store.history(conversation, None, before=None, after=None, limit=50)
+    page = await store.history(
+        ConversationId(conversation), None, before=None, after=None, limit=50
+    )
     return [(m.seq, m.client_msg_id) for m in page]
 
 
@@ -108,7 +110,10 @@ async def test_batches_reuse_one_connection_and_replace_it_when_the_database_clo
     engine = _batch_engine(store)
     for n in range(3):
         await store.commit_batch([_send(a, ab, f"m{n}", f"k{n}")], GAP)
-    assert engine.sync_engine.pool.checkedin() == 1  # one connection, lent and returned
+    pool = engine.sync_engine.pool
+    assert (
+        isinstance(pool, QueuePool) and pool.checkedin() == 1
+    )  # one connection, lent and returned
 
     killer = create_async_engine(
         engine.url.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT"
