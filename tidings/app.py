@@ -59,6 +59,7 @@ from tidings.service.typing import Typing
 from tidings.state import ChatListState
 from tidings.store import Store
 from tidings.store.engines import describe
+from tidings.store.search_index import SqliteSearchIndex
 from tidings.store.sql import SqlStore
 from tidings.webhooks import WebhookSender
 
@@ -67,6 +68,9 @@ if TYPE_CHECKING:
     from tidings.state.redis import RedisChatList
 
 log = logging.getLogger("tidings")
+
+# SQLite's search index (None on other databases): for tests and the benchmark.
+SEARCH_INDEX: web.AppKey[SqliteSearchIndex | None] = web.AppKey("search_index")
 
 
 def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> web.Application:
@@ -144,6 +148,7 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
         middlewares=[http.errors_middleware],
     )
     app[Edge.KEY] = edge
+    app[SEARCH_INDEX] = store.search_index
     http.add_routes(app)
     file_routes.add_routes(app)
     admin_routes.add_routes(app)

@@ -45,6 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from tidings.config import SettingsError
 from tidings.store.checkpoint import WalCheckpointer
 from tidings.store.search import SQLITE_LOWER
+from tidings.store.search_index import ATTACHED_AS, SqliteSearchIndex
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +60,14 @@ class Engines:
     checkpointer: WalCheckpointer | None = None
     # PostgreSQL only: write batches' own connection, not pinged (module docstring).
     batch_writer: AsyncEngine | None = None
+    # SQLite only: the search index in its own file, attached to the readers.
+    search_index: SqliteSearchIndex | None = None
 
     async def dispose(self) -> None:
         if self.checkpointer is not None:
             self.checkpointer.stop()
+        if self.search_index is not None:
+            await self.search_index.close()
         await self.writer.dispose()
         await self.reader.dispose()
         if self.batch_writer is not None:
@@ -156,14 +161,23 @@ def _sqlite_engines(url: URL, synchronous: str) -> Engines:
     )
     _configure_sqlite(writer.sync_engine, synchronous, begin="BEGIN IMMEDIATE")
     _configure_sqlite(batch, synchronous, begin="BEGIN IMMEDIATE")
-    _configure_sqlite(reader.sync_engine, synchronous, begin="BEGIN")
+    index = SqliteSearchIndex(database)
+    _configure_sqlite(reader.sync_engine, synchronous, begin="BEGIN", attach=index.path)
     checkpointer = WalCheckpointer(database, synchronous=synchronous)
     return Engines(
-        writer, reader, snapshot=reader, dialect="sqlite", batch=batch, checkpointer=checkpointer
+        writer,
+        reader,
+        snapshot=reader,
+        dialect="sqlite",
+        batch=batch,
+        checkpointer=checkpointer,
+        search_index=index,
     )
 
 
-def _configure_sqlite(engine: Engine, synchronous: str, *, begin: str) -> None:
+def _configure_sqlite(
+    engine: Engine, synchronous: str, *, begin: str, attach: str | None = None
+) -> None:
     # The driver's own implicit BEGIN is switched off and ours emitted instead:
     # it would otherwise start transactions late (after a SELECT) and deferred.
     @event.listens_for(engine, "connect")
@@ -174,6 +188,9 @@ def _configure_sqlite(engine: Engine, synchronous: str, *, begin: str) -> None:
         cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+        if attach is not None:
+            # Only read here: one thread writes it (store/search_index.py).
+            cursor.execute(f"ATTACH DATABASE ? AS {ATTACHED_AS}", (attach,))
         cursor.close()
         # Search folds case beyond ASCII, which SQLite's lower() does not (store/search.py).
         dbapi_connection.create_function(SQLITE_LOWER, 1, _lower, deterministic=True)

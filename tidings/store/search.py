@@ -29,6 +29,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     ColumnElement,
     Select,
     and_,
@@ -37,6 +38,10 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    String,
+    Subquery,
+    column,
+    text,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.sql.elements import BindParameter
@@ -45,6 +50,7 @@ from tidings.ids import ConversationId, UserId
 from tidings.store import SearchPosition
 from tidings.store.rows import MESSAGE_COLUMNS
 from tidings.store.schema import members, messages
+from tidings.store.search_index import ATTACHED_AS
 
 # PROTOCOL-v2 §1: the kinds that are messages; notices are never results.
 COUNTABLE_KINDS = ("text", "image", "file", "voice")
@@ -110,10 +116,23 @@ def _contains(dialect: str, text: ColumnElement[Any]) -> ColumnElement[bool]:
 
 
 @functools.cache
-def _search_query(dialect: str, in_conversation: bool, after_cursor: bool) -> Select[Any]:
+def _search_query(
+    dialect: str, in_conversation: bool, after_cursor: bool, indexed: bool = False
+) -> Select[Any]:
     """Built once per shape, like the history pages (store/rows.py)."""
+    if indexed:
+        # The candidates come first (the planner loops over them and reads
+        # each message by primary key); the same predicates then re-check them.
+        found = _candidates(in_conversation)
+        source = found.join(
+            messages,
+            and_(messages.c.conversation_id == found.c.cid, messages.c.seq == found.c.cseq),
+        )
+    else:
+        source = messages
     query = (
         select(*MESSAGE_COLUMNS)
+        .select_from(source)
         .join(
             members,
             and_(
@@ -149,3 +168,59 @@ def _search_query(dialect: str, in_conversation: bool, after_cursor: bool) -> Se
     return query.order_by(
         messages.c.sent_at.desc(), messages.c.conversation_id.desc(), messages.c.seq.desc()
     ).limit(bindparam("limit"))
+
+
+# SQLite with its index file attached (store/search_index.py). Three sources
+# of candidates, each only within the user's own conversations:
+# 1. the FTS5 trigram matches at or below each conversation's watermark;
+# 2. every message above the watermark (not indexed yet: scanned);
+# 3. the targets of edit notices above it (their indexed text may be old).
+# A recall above the watermark needs nothing: the re-check drops its target.
+_SQLITE_CANDIDATES = """
+SELECT d.conversation_id AS cid, d.seq AS cseq
+FROM {index}.fts AS f
+JOIN {index}.docs AS d ON d.id = f.rowid
+JOIN members AS mb ON mb.conversation_id = d.conversation_id AND mb.user_id = :user
+JOIN {index}.watermarks AS w ON w.conversation_id = d.conversation_id
+WHERE f.fts MATCH :phrase AND d.seq > mb.joined_seq AND d.seq <= w.indexed_seq {only}
+UNION
+SELECT m.conversation_id, m.seq
+FROM members AS mb
+LEFT JOIN {index}.watermarks AS w ON w.conversation_id = mb.conversation_id
+JOIN messages AS m ON m.conversation_id = mb.conversation_id
+ AND m.seq > max(mb.joined_seq, coalesce(w.indexed_seq, 0))
+WHERE mb.user_id = :user {only}
+UNION
+SELECT m.conversation_id, m.target_seq
+FROM members AS mb
+LEFT JOIN {index}.watermarks AS w ON w.conversation_id = mb.conversation_id
+JOIN messages AS m ON m.conversation_id = mb.conversation_id
+ AND m.seq > coalesce(w.indexed_seq, 0)
+WHERE mb.user_id = :user AND m.kind = 'edit' {only}
+"""
+
+
+def _candidates(in_conversation: bool) -> Subquery:
+    only = "AND mb.conversation_id = :conversation" if in_conversation else ""
+    sql = _SQLITE_CANDIDATES.format(index=ATTACHED_AS, only=only)
+    return text(sql).columns(column("cid", String), column("cseq", BigInteger)).subquery("found")
+
+
+# Trigram matching needs 3 characters: a shorter query is scanned.
+MIN_INDEXED_CHARS = 3
+
+
+def indexed_search_params(
+    user: UserId,
+    q: str,
+    conversation: ConversationId | None,
+    before: SearchPosition | None,
+    limit: int,
+) -> tuple[Select[Any], dict[str, Any]]:
+    """SQLite's query through the index, for a query of ``MIN_INDEXED_CHARS`` or more."""
+    _, params = search_params("sqlite", user, q, conversation, before, limit)
+    folded = q.lower()
+    # One FTS5 phrase: its trigrams in a row, i.e. the folded text as a substring.
+    params["phrase"] = '"' + folded.replace('"', '""') + '"'
+    query = _search_query("sqlite", conversation is not None, before is not None, indexed=True)
+    return query, params

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -65,6 +66,7 @@ from tidings.store import (
     RemoveMember,
     SearchPage,
     SearchPosition,
+    StoredMessage,
     WriteOutcome,
     WriteRequest,
 )
@@ -106,7 +108,8 @@ from tidings.store.schema import (
     uncounted,
     users,
 )
-from tidings.store.search import search_params
+from tidings.store.search import MIN_INDEXED_CHARS, indexed_search_params, search_params
+from tidings.store.search_index import ATTACHED_AS, SqliteSearchIndex
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +183,17 @@ class SqlStore:
             raise unavailable(f"cannot open the database: {_reason(exc)}") from exc
         if self._engines.checkpointer is not None:
             self._engines.checkpointer.start()
+        if self.search_index is not None:
+            try:
+                await asyncio.to_thread(self.search_index.open)
+            except sqlite3.Error as exc:
+                raise unavailable(f"cannot open the search index: {exc}") from exc
+            self.search_index.start()
+
+    @property
+    def search_index(self) -> SqliteSearchIndex | None:
+        """SQLite's search index (None elsewhere): woken after each batch."""
+        return self._engines.search_index
 
     def deployment(self) -> SqlDeployment:
         return SqlDeployment(self._writer)
@@ -237,7 +251,12 @@ class SqlStore:
                 log.warning("a write batch failed on the database: %s", _reason(exc))
                 raise unavailable() from exc
         self._known_private.update(batch.created_private)
-        return batch.in_order(requests, *result)
+        outcomes = batch.in_order(requests, *result)
+        if self.search_index is not None:
+            self.search_index.wake(
+                {o.message.conversation for o in outcomes if isinstance(o, StoredMessage)}
+            )
+        return outcomes
 
     def _run_batch(self, conn: Connection, batch: WriteBatch, attempt: _Attempt) -> BatchResult:
         start = self._batch_statements
@@ -510,8 +529,12 @@ class SqlStore:
         limit: int,
     ) -> SearchPage:
         # One row more than the page: whether there is a next page, in the same read.
-        query, params = search_params(self._dialect, user, q, conversation, before, limit + 1)
-        rows = await self._read(query, params)
+        if self.search_index is not None and len(q.lower()) >= MIN_INDEXED_CHARS:
+            query, params = indexed_search_params(user, q, conversation, before, limit + 1)
+            rows = await self._read_indexed(query, params)
+        else:
+            query, params = search_params(self._dialect, user, q, conversation, before, limit + 1)
+            rows = await self._read(query, params)
         page, more = rows[:limit], len(rows) > limit
         replies = await self._replies_of(page)
         last = page[-1] if page else None
@@ -703,6 +726,23 @@ class SqlStore:
         async with self._reader.connect() as conn:
             result = await conn.execute(query, params)
             return list(result.all())
+
+    async def _read_indexed(self, query: Any, params: dict[str, Any]) -> list[Row[Any]]:
+        """A search through SQLite's index file: the index's snapshot first.
+
+        In one read transaction each database's WAL snapshot is taken at its
+        first read. Taken in this order, ``messages`` is read at or after the
+        state the index reflects, so every edit the index has not seen has a
+        notice above the watermark, where the search looks (store/search.py).
+        """
+        pin = f"SELECT indexed_seq FROM {ATTACHED_AS}.watermarks LIMIT 1"
+        try:
+            async with self._reader.connect() as conn:
+                await conn.exec_driver_sql(pin)
+                result = await conn.execute(query, params)
+                return list(result.all())
+        except (SQLAlchemyError, OSError) as exc:
+            raise unavailable("storage is unavailable; try again") from exc
 
     async def _write(self, statement: Any) -> None:
         async with self._write_transaction() as conn:
