@@ -32,19 +32,20 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Select,
+    String,
+    Subquery,
     and_,
     bindparam,
     cast,
+    column,
     func,
     or_,
     select,
-    String,
-    Subquery,
-    column,
     text,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.expression import FromClause
 
 from tidings.ids import ConversationId, UserId
 from tidings.store import SearchPosition
@@ -120,16 +121,15 @@ def _search_query(
     dialect: str, in_conversation: bool, after_cursor: bool, indexed: bool = False
 ) -> Select[Any]:
     """Built once per shape, like the history pages (store/rows.py)."""
+    source: FromClause = messages
     if indexed:
         # The candidates come first (the planner loops over them and reads
         # each message by primary key); the same predicates then re-check them.
-        found = _candidates(in_conversation)
+        found = _candidates(in_conversation, after_cursor)
         source = found.join(
             messages,
             and_(messages.c.conversation_id == found.c.cid, messages.c.seq == found.c.cseq),
         )
-    else:
-        source = messages
     query = (
         select(*MESSAGE_COLUMNS)
         .select_from(source)
@@ -172,17 +172,27 @@ def _search_query(
 
 # SQLite with its index file attached (store/search_index.py). Three sources
 # of candidates, each only within the user's own conversations:
-# 1. the FTS5 trigram matches at or below each conversation's watermark;
+# 1. the FTS5 trigram matches at or below each conversation's watermark,
+#    after the member's join, that no recall or edit notice above the
+#    watermark acts on: exactly the matches there (the index holds the
+#    folded text, matched case-sensitively), so only the first page of them
+#    in the results' order is taken (sorted in the index file, by docs.sent_at);
 # 2. every message above the watermark (not indexed yet: scanned);
-# 3. the targets of edit notices above it (their indexed text may be old).
-# A recall above the watermark needs nothing: the re-check drops its target.
+# 3. the targets of recall and edit notices above it (their indexed text may
+#    be old), which 1 leaves out.
+# Every candidate is then re-checked against ``messages`` by the scan's predicate.
 _SQLITE_CANDIDATES = """
+SELECT cid, cseq FROM (
 SELECT d.conversation_id AS cid, d.seq AS cseq
 FROM {index}.fts AS f
 JOIN {index}.docs AS d ON d.id = f.rowid
 JOIN members AS mb ON mb.conversation_id = d.conversation_id AND mb.user_id = :user
 JOIN {index}.watermarks AS w ON w.conversation_id = d.conversation_id
-WHERE f.fts MATCH :phrase AND d.seq > mb.joined_seq AND d.seq <= w.indexed_seq {only}
+WHERE f.fts MATCH :phrase AND d.seq > mb.joined_seq AND d.seq <= w.indexed_seq {only} {cursor}
+AND NOT EXISTS (
+ SELECT 1 FROM messages AS n WHERE n.conversation_id = d.conversation_id
+ AND n.seq > w.indexed_seq AND n.target_seq = d.seq AND n.kind IN ('edit', 'recall'))
+ORDER BY d.sent_at DESC, d.conversation_id DESC, d.seq DESC LIMIT :limit)
 UNION
 SELECT m.conversation_id, m.seq
 FROM members AS mb
@@ -196,13 +206,16 @@ FROM members AS mb
 LEFT JOIN {index}.watermarks AS w ON w.conversation_id = mb.conversation_id
 JOIN messages AS m ON m.conversation_id = mb.conversation_id
  AND m.seq > coalesce(w.indexed_seq, 0)
-WHERE mb.user_id = :user AND m.kind = 'edit' {only}
+WHERE mb.user_id = :user AND m.kind IN ('edit', 'recall') {only}
 """
 
 
-def _candidates(in_conversation: bool) -> Subquery:
+def _candidates(in_conversation: bool, after_cursor: bool) -> Subquery:
     only = "AND mb.conversation_id = :conversation" if in_conversation else ""
-    sql = _SQLITE_CANDIDATES.format(index=ATTACHED_AS, only=only)
+    cursor = (
+        "AND (d.sent_at, d.conversation_id, d.seq) < (:b_at, :b_c, :b_s)" if after_cursor else ""
+    )
+    sql = _SQLITE_CANDIDATES.format(index=ATTACHED_AS, only=only, cursor=cursor)
     return text(sql).columns(column("cid", String), column("cseq", BigInteger)).subquery("found")
 
 

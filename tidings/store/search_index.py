@@ -14,9 +14,11 @@ it and the next start rebuilds it):
   conversation at or below ``indexed_seq`` is in ``fts`` with its text as of
   some commit after its last edit notice at or below ``indexed_seq``
   (an edit notice moves its target's row; a recall notice removes it).
-- ``docs(id, conversation_id, seq)``: the FTS rowid of each indexed message.
+- ``docs(id, conversation_id, seq, sent_at)``: the FTS rowid of each indexed
+  message, and its place in the results' order (a page is cut here).
 - ``fts(body, name)``: the body and file name, folded by Python's
-  ``str.lower`` (the search's own folding), ``tokenize='trigram'``.
+  ``str.lower`` (the search's own folding), ``tokenize='trigram'`` (case
+  sensitive on the folded text, so a phrase match is exactly a substring).
 - ``meta``: the identity and generation of the database it was built from;
   a restored or different database (another generation) starts it afresh.
 
@@ -56,8 +58,11 @@ SCHEMA = (
     " conversation_id TEXT PRIMARY KEY, indexed_seq INTEGER NOT NULL) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS docs ("
     " id INTEGER PRIMARY KEY, conversation_id TEXT NOT NULL, seq INTEGER NOT NULL,"
-    " UNIQUE (conversation_id, seq))",
-    "CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(body, name, tokenize='trigram')",
+    " sent_at INTEGER NOT NULL, UNIQUE (conversation_id, seq))",
+    # case_sensitive 1: the text is folded already, by the search's own folding,
+    # so a phrase match is exactly a substring of it (no match to re-check away).
+    "CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5("
+    "body, name, tokenize='trigram case_sensitive 1')",
 )
 
 
@@ -248,17 +253,17 @@ class SqliteSearchIndex:
         self, conn: sqlite3.Connection, conversation: str, indexed: int, last_seq: int, budget: int
     ) -> int:
         rows = conn.execute(
-            "SELECT seq, kind, body, attachment, target_seq, recall_seq FROM tidings.messages"
-            " WHERE conversation_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            "SELECT seq, kind, body, attachment, target_seq, recall_seq, sent_at"
+            " FROM tidings.messages WHERE conversation_id = ? AND seq > ? ORDER BY seq LIMIT ?",
             (conversation, indexed, budget),
         ).fetchall()
-        for seq, kind, body, attachment, target, recall_seq in rows:
+        for seq, kind, body, attachment, target, recall_seq, sent_at in rows:
             if kind == "edit" and target is not None:
                 self._refresh(conn, conversation, target)
             elif kind == "recall" and target is not None:
                 self._remove(conn, conversation, target)
             elif kind not in NOTICE_KINDS and recall_seq is None:
-                self._put(conn, conversation, seq, body, attachment)
+                self._put(conn, conversation, seq, sent_at, body, attachment)
         # All read (fewer than asked): the watermark is the conversation's last
         # seq in this snapshot, past any seq that has no row.
         reached = last_seq if len(rows) < budget else rows[-1][0]
@@ -272,20 +277,21 @@ class SqliteSearchIndex:
     def _refresh(self, conn: sqlite3.Connection, conversation: str, seq: int) -> None:
         """An edit's target: its text now (the notice's own body is the notice's)."""
         row = conn.execute(
-            "SELECT kind, body, attachment, recall_seq FROM tidings.messages"
+            "SELECT kind, body, attachment, recall_seq, sent_at FROM tidings.messages"
             " WHERE conversation_id = ? AND seq = ?",
             (conversation, seq),
         ).fetchone()
         if row is None or row[0] in NOTICE_KINDS or row[3] is not None:
             self._remove(conn, conversation, seq)
         else:
-            self._put(conn, conversation, seq, row[1], row[2])
+            self._put(conn, conversation, seq, row[4], row[1], row[2])
 
     def _put(
         self,
         conn: sqlite3.Connection,
         conversation: str,
         seq: int,
+        sent_at: int,
         body: str | None,
         attachment: str | None,
     ) -> None:
@@ -294,7 +300,8 @@ class SqliteSearchIndex:
         ).fetchone()
         if found is None:
             cursor = conn.execute(
-                "INSERT INTO docs(conversation_id, seq) VALUES (?, ?)", (conversation, seq)
+                "INSERT INTO docs(conversation_id, seq, sent_at) VALUES (?, ?, ?)",
+                (conversation, seq, sent_at),
             )
             rowid = cursor.lastrowid
         else:

@@ -1,0 +1,170 @@
+"""Search over 1,000,000 messages on SQLite: through the index file, and the scan.
+
+    PYTHONPATH=. .venv/bin/python bench/search_index.py [--messages 1000000]
+
+One user in 1,000 conversations holding every message (generated: mixed
+Chinese and English bodies of 20-80 characters, bulk inserted), so the scan
+reads all of them: the worst case for the scan, the usual one for the
+index. Then: the index built from nothing by the indexer (rows/s), its file
+size per message, and p50/p99 of ~200 searches (2, 3 and 5 characters, CJK
+and Latin) through ``SqlStore.search_messages``, first page of 20; then a
+sample of the same queries by the scan for the ratio (docs/benchmarks.md,
+stop 19). The database lives in a temp folder and is deleted after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sqlite3
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import tidings.store.sql as sql_module
+from tidings.ids import UserId
+from tidings.store.sql import SqlStore
+
+CONVERSATIONS = 1000
+LATIN = (
+    "hello world meeting budget report schedule project deadline coffee lunch tomorrow "
+    "review design server deploy release invoice travel ticket weekend family photo"
+).split()
+HANZI = (
+    "你好世界北京上海明天会议报告项目时间地址朋友消息今天晚上吃饭周末旅行照片家人公司"
+    "工作服务器发布检查设计预算咖啡午餐车票酒店电话邮件问题计划"
+)
+
+
+def body(rng: random.Random) -> str:
+    parts: list[str] = []
+    size = rng.randint(20, 80)
+    while sum(len(p) + 1 for p in parts) < size:
+        if rng.random() < 0.5:
+            parts.append(
+                rng.choice(LATIN).capitalize() if rng.random() < 0.2 else rng.choice(LATIN)
+            )
+        else:
+            parts.append("".join(rng.choice(HANZI) for _ in range(rng.randint(2, 6))))
+    return " ".join(parts)[:size]
+
+
+def populate(database: str, total: int, rng: random.Random) -> float:
+    """Bulk insert the user (id 1), a peer per group, 1,000 groups and ``total`` messages."""
+    db = sqlite3.connect(database, isolation_level=None)
+    db.execute("PRAGMA synchronous=OFF")
+    start = time.perf_counter()
+    db.execute("BEGIN")
+    now = int(time.time() * 1000) - total * 10
+    per = total // CONVERSATIONS
+    for c in range(1, CONVERSATIONS + 1):
+        cid = f"g:{c}"
+        db.execute(
+            "INSERT INTO conversations(id, kind, group_id, last_seq, last_sent_at, shown_seq,"
+            " created_at) VALUES (?, 'group', ?, ?, ?, ?, ?)",
+            (cid, c, per, now, per, now),
+        )
+        for user in (1, 2):
+            db.execute(
+                "INSERT INTO members(conversation_id, user_id, joined_seq, read_seq, joined_at,"
+                " join_rank) VALUES (?, ?, 0, 0, ?, ?)",
+                (cid, user, now, user),
+            )
+    rows = []
+    for i in range(total):
+        c, seq = i % CONVERSATIONS + 1, i // CONVERSATIONS + 1
+        rows.append((f"g:{c}", seq, 1 + i % 2, body(rng), now + i * 10, 0))
+        if len(rows) == 50_000:
+            db.executemany(
+                "INSERT INTO messages(conversation_id, seq, sender_id, body, sent_at,"
+                " time_separator) VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            rows = []
+    db.executemany(
+        "INSERT INTO messages(conversation_id, seq, sender_id, body, sent_at, time_separator)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+    db.execute("COMMIT")
+    db.close()
+    return time.perf_counter() - start
+
+
+def queries(rng: random.Random, count: int) -> list[tuple[str, str]]:
+    """(class, query): 2, 3 and 5 characters of CJK and Latin, cut from the vocabularies."""
+    picked: list[tuple[str, str]] = []
+    for i in range(count):
+        length = (2, 3, 5)[i % 3]
+        if i % 2:
+            word = rng.choice([w for w in LATIN if len(w) >= length])
+            start = rng.randrange(len(word) - length + 1)
+            picked.append((f"latin {length}", word[start : start + length]))
+        else:
+            picked.append((f"cjk {length}", "".join(rng.choice(HANZI) for _ in range(length))))
+    return picked
+
+
+async def timed(store: SqlStore, picked: list[tuple[str, str]]) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {}
+    for label, q in picked:
+        start = time.perf_counter()
+        await store.search_messages(UserId(1), q, conversation=None, before=None, limit=20)
+        times.setdefault(label, []).append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def report(name: str, times: dict[str, list[float]]) -> None:
+    every = sorted(t for ts in times.values() for t in ts)
+    for label, ts in sorted(times.items()) + [("all", every)]:
+        ts = sorted(ts)
+        p99 = ts[min(len(ts) - 1, int(len(ts) * 0.99))]
+        print(
+            f"{name:6s} {label:8s} n={len(ts):3d} p50 {statistics.median(ts):8.1f} ms  p99 {p99:8.1f} ms"
+        )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--searches", type=int, default=198)
+    parser.add_argument("--scan-searches", type=int, default=18)
+    args = parser.parse_args()
+    rng = random.Random(19)
+    print(f"nproc {os.cpu_count()}, load {os.getloadavg()}")
+    with tempfile.TemporaryDirectory() as folder:
+        database = str(Path(folder) / "bench.db")
+        store = SqlStore.from_url(f"sqlite+aiosqlite:///{database}", sqlite_synchronous="NORMAL")
+        await store.open()
+        index = store.search_index
+        assert index is not None
+        index.pause()
+        for user, name in ((1, "searcher"), (2, "peer")):
+            await store.create_user(f"{name}{user}", name, None)
+        took = populate(database, args.messages, rng)
+        print(f"inserted {args.messages:,} messages in {took:.1f} s")
+        start = time.perf_counter()
+        await index.catch_up()
+        built = time.perf_counter() - start
+        size = sum(os.path.getsize(p) for p in Path(folder).glob("bench.db.search*"))
+        main_size = os.path.getsize(database)
+        print(
+            f"index built: {index.rows_indexed:,} rows in {built:.1f} s"
+            f" ({index.rows_indexed / built:,.0f} rows/s); index file {size / 2**20:.0f} MiB,"
+            f" {size / args.messages:.0f} bytes per message (messages file {main_size / 2**20:.0f}"
+            f" MiB, {main_size / args.messages:.0f} bytes per message)"
+        )
+        picked = queries(rng, args.searches)
+        await timed(store, picked[:6])  # warm the page cache
+        report("index", await timed(store, picked))
+        # The same kind of queries by the scan (each reads every message).
+        sql_module.MIN_INDEXED_CHARS = 10**9  # type: ignore[attr-defined]
+        report("scan", await timed(store, picked[: args.scan_searches]))
+        await store.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
