@@ -51,7 +51,7 @@ from tidings.ids import ConversationId, UserId
 from tidings.store import SearchPosition
 from tidings.store.rows import MESSAGE_COLUMNS
 from tidings.store.schema import members, messages
-from tidings.store.search_index import ATTACHED_AS
+from tidings.store.search_index import ATTACHED_AS, SENTINEL
 
 # PROTOCOL-v2 §1: the kinds that are messages; notices are never results.
 COUNTABLE_KINDS = ("text", "image", "file", "voice")
@@ -219,21 +219,42 @@ def _candidates(in_conversation: bool, after_cursor: bool) -> Subquery:
     return text(sql).columns(column("cid", String), column("cseq", BigInteger)).subquery("found")
 
 
-# Trigram matching needs 3 characters: a shorter query is scanned.
-MIN_INDEXED_CHARS = 3
+# Trigrams need 3 characters; a 2-character query is the OR of the trigrams
+# beginning with it (store/search_index.py, SENTINEL), looked up in the
+# index's sorted terms; a 1-character query is scanned (as are queries whose
+# 2 characters begin more than ``MAX_TERMS`` trigrams: the OR would cost more).
+MIN_INDEXED_CHARS = 2
+MAX_TERMS = 300
+TERMS_BEGINNING = (
+    f"SELECT term FROM {ATTACHED_AS}.fts_terms WHERE term >= :low AND term < :high LIMIT :most"
+)
+
+
+def indexable(folded: str) -> bool:
+    """Whether a folded query may be answered through SQLite's index."""
+    return len(folded) >= MIN_INDEXED_CHARS and SENTINEL not in folded
+
+
+def phrase(text: str) -> str:
+    """One FTS5 phrase: its trigrams in a row, i.e. the text as a substring."""
+    return '"' + text.replace('"', '""') + '"'
+
+
+def terms_params(folded: str) -> dict[str, Any]:
+    """The range of trigrams that begin with a 2-character query (bytes order)."""
+    return {"low": folded, "high": folded + "\U0010ffff", "most": MAX_TERMS + 1}
 
 
 def indexed_search_params(
     user: UserId,
     q: str,
+    match: str,
     conversation: ConversationId | None,
     before: SearchPosition | None,
     limit: int,
 ) -> tuple[Select[Any], dict[str, Any]]:
-    """SQLite's query through the index, for a query of ``MIN_INDEXED_CHARS`` or more."""
+    """SQLite's query through the index, with ``match`` its FTS5 expression."""
     _, params = search_params("sqlite", user, q, conversation, before, limit)
-    folded = q.lower()
-    # One FTS5 phrase: its trigrams in a row, i.e. the folded text as a substring.
-    params["phrase"] = '"' + folded.replace('"', '""') + '"'
+    params["phrase"] = match
     query = _search_query("sqlite", conversation is not None, before is not None, indexed=True)
     return query, params

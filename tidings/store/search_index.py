@@ -17,8 +17,9 @@ it and the next start rebuilds it):
 - ``docs(id, conversation_id, seq, sent_at)``: the FTS rowid of each indexed
   message, and its place in the results' order (a page is cut here).
 - ``fts(body, name)``: the body and file name, folded by Python's
-  ``str.lower`` (the search's own folding), ``tokenize='trigram'`` (case
-  sensitive on the folded text, so a phrase match is exactly a substring).
+  ``str.lower`` (the search's own folding) and ended by ``SENTINEL``,
+  ``tokenize='trigram'`` (case sensitive on the folded text, so a phrase
+  match is exactly a substring); ``fts_terms``, its sorted trigrams.
 - ``meta``: the identity and generation of the database it was built from;
   a restored or different database (another generation) starts it afresh.
 
@@ -52,6 +53,7 @@ FULL_PASS_SECONDS = 30.0
 # The schema name of the index file on read connections (engines.py attaches it).
 ATTACHED_AS = "search_index"
 
+FORMAT = 1
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS watermarks ("
@@ -63,12 +65,24 @@ SCHEMA = (
     # so a phrase match is exactly a substring of it (no match to re-check away).
     "CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5("
     "body, name, tokenize='trigram case_sensitive 1')",
+    # Its terms (trigrams), sorted: what a 2-character query is looked up in.
+    "CREATE VIRTUAL TABLE IF NOT EXISTS fts_terms USING fts5vocab(fts, row)",
 )
+# Appended to every indexed text, so that each occurrence of a 2-character
+# string begins a trigram ("ab" at the end of "...ab" is in "ab\x01"): a
+# 2-character query is then the OR of the trigrams that begin with it. A query
+# holding this character is scanned instead (it could match across the end).
+SENTINEL = "\x01"
 
 
 def index_file(database: str) -> str:
     """Where the index of the SQLite database at ``database`` lives."""
     return f"{database}.search"
+
+
+def folded(text: str | None) -> str | None:
+    """The text as indexed: the search's folding, then the sentinel."""
+    return None if text is None else text.lower() + SENTINEL
 
 
 def folded_name(attachment: str | None) -> str | None:
@@ -78,7 +92,7 @@ def folded_name(attachment: str | None) -> str | None:
         name = json.loads(attachment).get("name")
     except (ValueError, AttributeError):
         return None
-    return name.lower() if isinstance(name, str) else None
+    return name if isinstance(name, str) else None
 
 
 class SqliteSearchIndex:
@@ -121,7 +135,8 @@ class SqliteSearchIndex:
             ).fetchone()
         except sqlite3.OperationalError:
             row = None  # an older schema: nothing to compare with
-        origin = "" if row is None else f"{row[0]}.{row[1]}"
+        # The file's layout is part of it: a later layout starts afresh too.
+        origin = f"{FORMAT}:" + ("" if row is None else f"{row[0]}.{row[1]}")
         kept = conn.execute("SELECT value FROM meta WHERE name = 'origin'").fetchone()
         if kept is not None and kept[0] == origin:
             return
@@ -309,7 +324,7 @@ class SqliteSearchIndex:
             conn.execute("DELETE FROM fts WHERE rowid = ?", (rowid,))
         conn.execute(
             "INSERT INTO fts(rowid, body, name) VALUES (?, ?, ?)",
-            (rowid, (body or "").lower(), folded_name(attachment)),
+            (rowid, folded(body), folded(folded_name(attachment))),
         )
 
     def _remove(self, conn: sqlite3.Connection, conversation: str, seq: int) -> None:

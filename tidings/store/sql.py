@@ -31,6 +31,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects.mysql import insert as mysql_insert
@@ -108,7 +109,15 @@ from tidings.store.schema import (
     uncounted,
     users,
 )
-from tidings.store.search import MIN_INDEXED_CHARS, indexed_search_params, search_params
+from tidings.store.search import (
+    MAX_TERMS,
+    TERMS_BEGINNING,
+    indexable,
+    indexed_search_params,
+    phrase,
+    search_params,
+    terms_params,
+)
 from tidings.store.search_index import ATTACHED_AS, SqliteSearchIndex
 
 log = logging.getLogger(__name__)
@@ -529,9 +538,8 @@ class SqlStore:
         limit: int,
     ) -> SearchPage:
         # One row more than the page: whether there is a next page, in the same read.
-        if self.search_index is not None and len(q.lower()) >= MIN_INDEXED_CHARS:
-            query, params = indexed_search_params(user, q, conversation, before, limit + 1)
-            rows = await self._read_indexed(query, params)
+        if self.search_index is not None and indexable(q.lower()):
+            rows = await self._search_indexed(user, q, conversation, before, limit + 1)
         else:
             query, params = search_params(self._dialect, user, q, conversation, before, limit + 1)
             rows = await self._read(query, params)
@@ -727,20 +735,40 @@ class SqlStore:
             result = await conn.execute(query, params)
             return list(result.all())
 
-    async def _read_indexed(self, query: Any, params: dict[str, Any]) -> list[Row[Any]]:
+    async def _search_indexed(
+        self,
+        user: UserId,
+        q: str,
+        conversation: ConversationId | None,
+        before: SearchPosition | None,
+        limit: int,
+    ) -> list[Row[Any]]:
         """A search through SQLite's index file: the index's snapshot first.
 
         In one read transaction each database's WAL snapshot is taken at its
         first read. Taken in this order, ``messages`` is read at or after the
-        state the index reflects, so every edit the index has not seen has a
-        notice above the watermark, where the search looks (store/search.py).
+        state the index reflects, so every edit or recall the index has not
+        seen has a notice above the watermark, where the search looks
+        (store/search.py).
         """
-        pin = f"SELECT indexed_seq FROM {ATTACHED_AS}.watermarks LIMIT 1"
+        folded = q.lower()
         try:
             async with self._reader.connect() as conn:
-                await conn.exec_driver_sql(pin)
-                result = await conn.execute(query, params)
-                return list(result.all())
+                if len(folded) >= 3:
+                    await conn.exec_driver_sql(f"SELECT 1 FROM {ATTACHED_AS}.watermarks LIMIT 1")
+                    match = phrase(folded)
+                else:
+                    found = await conn.execute(text(TERMS_BEGINNING), terms_params(folded))
+                    terms = [str(term) for term in found.scalars()]
+                    if len(terms) > MAX_TERMS:
+                        query, params = search_params(
+                            "sqlite", user, q, conversation, before, limit
+                        )
+                        return list((await conn.execute(query, params)).all())
+                    # No term: a 2-character phrase, which matches no row.
+                    match = " OR ".join(phrase(term) for term in terms) or phrase(folded)
+                query, params = indexed_search_params(user, q, match, conversation, before, limit)
+                return list((await conn.execute(query, params)).all())
         except (SQLAlchemyError, OSError) as exc:
             raise unavailable("storage is unavailable; try again") from exc
 
