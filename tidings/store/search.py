@@ -11,11 +11,18 @@ on what the message says now, as of the last commit.
 The match is a case-folded substring test (``instr``/``strpos``) on the
 messages of the user's own conversations, read by primary key from each
 join position: bounded by the user's history, not the whole database.
-Only the case folding differs per database. No text index yet: kept in the
-send's transaction, an SQLite FTS5 trigram table halved the embedded
-server's private msgs/s and a PostgreSQL ``pg_trgm`` GIN index halved raw
-inserts into ``messages`` (docs/benchmarks.md, stop 18); an index written
-off the send path, caught up before a search answers, is the next step.
+Only the case folding differs per database. That scan is the answer on
+PostgreSQL and MySQL/MariaDB, and on SQLite for a 1-character query.
+
+SQLite has a text index (store/search_index.py): an FTS5 trigram table in a
+file of its own, filled beside the send path (kept in the send's
+transaction it halved the embedded server's private msgs/s:
+docs/benchmarks.md, stop 18), with a watermark per conversation. A search
+does not wait for it: its candidates are the index's matches at or below
+each watermark, every message above it, and the targets of edit and recall
+notices above it; each is re-checked by the scan's own test. What the index
+has not seen is scanned, so the answer is the scan's, as of the last
+commit (``SqlStore._search_indexed`` says why the snapshots line up).
 
 Text searched: ``messages.body``, which is a text message's text and an
 attachment's caption, and the name of the file a message carries (from
