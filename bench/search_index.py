@@ -166,7 +166,7 @@ async def main() -> None:
         await store.open()
         index = store.search_index
         assert index is not None
-        index.pause()
+        await index.pause()
         for user, name in ((1, "searcher"), (2, "peer")):
             await store.create_user(f"{name}{user}", name, None)
         took = populate(database, args.messages, rng)

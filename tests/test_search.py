@@ -316,7 +316,7 @@ async def test_search_agrees_with_a_brute_force_oracle(
     for step in range(70):
         if step == 35 and index is not None and index_state == "lagging":
             await index.catch_up()
-            index.pause()
+            await index.pause()
         conversation = rng.choice(conversations)
         senders = [p for p in people if (conversation, p.id) in world.joined]
         sender = rng.choice(senders)

@@ -31,7 +31,7 @@ def indexed(index: SqliteSearchIndex, q: str) -> int:
 async def test_a_message_is_found_before_the_indexer_has_seen_it(
     index: SqliteSearchIndex, alice: Account, bob: Account
 ) -> None:
-    index.pause()
+    await index.pause()
     await alice.client.send(private(alice, bob), "fresh news from 北京大学")
     assert indexed(index, "fresh news") == 0
     assert await found(bob, "fresh news") == ["fresh news from 北京大学"]
@@ -45,7 +45,7 @@ async def test_an_edit_after_indexing_is_found_by_its_new_text_only(
     chat = private(alice, bob)
     first = await alice.client.send(chat, "meet at the old bridge")
     await index.catch_up()
-    index.pause()
+    await index.pause()
     assert indexed(index, "old bridge") == 1
     await alice.client.edit(chat, first.seq, "meet at the new tower")
     # The index still holds the old text; the search does not answer with it.
@@ -65,7 +65,7 @@ async def test_a_recall_after_indexing_hides_the_message(
     chat = private(alice, bob)
     gone = await alice.client.send(chat, "my password is hunter2")
     await index.catch_up()
-    index.pause()
+    await index.pause()
     await alice.client.recall(chat, gone.seq)
     assert indexed(index, "hunter2") == 1
     assert await found(bob, "hunter2") == []
@@ -82,7 +82,7 @@ async def test_a_new_indexer_catches_up_from_the_watermarks(
     chat = private(alice, bob)
     await alice.client.send(chat, "indexed before the stop")
     await index.catch_up()
-    index.pause()
+    await index.pause()
     await alice.client.send(chat, "sent while it was down")
     edited = await alice.client.send(chat, "first words")
     await alice.client.edit(chat, edited.seq, "second words")
@@ -109,3 +109,20 @@ async def test_a_file_is_found_by_its_name_through_the_index(
     assert indexed(index, "quarterly-report") == 1
     hits = await every_page(bob, "REPORT.TXT")
     assert [m.file.name for m in hits if m.file is not None] == ["Quarterly-Report.txt"]
+
+
+async def test_pages_skip_indexed_messages_recalled_or_edited_since(
+    index: SqliteSearchIndex, alice: Account, bob: Account
+) -> None:
+    """The index's matches are cut to one page before the re-check: the ones a
+    later notice acts on must not take a place there and leave a page short."""
+    chat = private(alice, bob)
+    sent = [await alice.client.send(chat, f"apple pie {i}") for i in range(5)]
+    await index.catch_up()
+    await index.pause()
+    await alice.client.recall(chat, sent[4].seq)
+    await alice.client.edit(chat, sent[3].seq, "banana bread")
+    for limit in (1, 2):
+        pages = await every_page(bob, "apple", limit=limit)
+        assert [m.body for m in pages] == ["apple pie 2", "apple pie 1", "apple pie 0"]
+    assert [m.body for m in await every_page(bob, "banana", limit=1)] == ["banana bread"]

@@ -172,8 +172,11 @@ class SqliteSearchIndex:
             self._wakeup.set()
 
     # For tests: an index that lags (paused) must answer as one caught up.
-    def pause(self) -> None:
+    async def pause(self) -> None:
+        """Stop indexing, once the run under way (if any) has committed."""
         self._paused = True
+        # The thread runs one thing at a time: this returns after that run.
+        await asyncio.get_running_loop().run_in_executor(self._thread, lambda: None)
 
     def resume(self) -> None:
         self._paused = False
