@@ -9,7 +9,7 @@ index. Then: the index built from nothing by the indexer (rows/s), its file
 size per message, and p50/p99 of ~200 searches (2, 3 and 5 characters, CJK
 and Latin) through ``SqlStore.search_messages``, first page of 20; then a
 sample of the same queries by the scan for the ratio (docs/benchmarks.md,
-stop 19). The database lives in a temp folder and is deleted after.
+stop 19s). The database lives in a temp folder and is deleted after.
 """
 
 from __future__ import annotations
