@@ -109,6 +109,7 @@ class SqliteSearchIndex:
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._paused = False
+        self._closing = False
         self.rows_indexed = 0
 
     # -- lifecycle ------------------------------------------------------------
@@ -154,8 +155,12 @@ class SqliteSearchIndex:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="search-index")
 
     async def close(self) -> None:
+        # A flag, not only cancel(): Python 3.11's wait_for can swallow a
+        # cancel that meets the event being set, and the loop would go on.
+        self._closing = True
         if self._task is not None:
-            self._task.cancel()
+            assert self._wakeup is not None
+            self._wakeup.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
@@ -196,18 +201,18 @@ class SqliteSearchIndex:
     async def _run(self) -> None:
         assert self._wakeup is not None
         loop = asyncio.get_running_loop()
-        while True:
+        while not self._closing:
             try:
                 await asyncio.wait_for(self._wakeup.wait(), FULL_PASS_SECONDS)
             except TimeoutError:
                 self._full_pass = True
             self._wakeup.clear()
-            if self._paused:
+            if self._paused or self._closing:
                 continue
             try:
                 # Several runs while the writer keeps naming conversations.
                 while await loop.run_in_executor(self._thread, self._index_run):
-                    if self._paused:
+                    if self._paused or self._closing:
                         break
             except sqlite3.Error:
                 log.exception("indexing for search failed; retrying from the watermarks")
