@@ -297,7 +297,7 @@ async def test_search_agrees_with_a_brute_force_oracle(
     dave: Account,
     index_state: str,
 ) -> None:
-    index = server.app[SEARCH_INDEX]
+    index = server.app[SEARCH_INDEX]()
     if index is None and index_state != "running":
         pytest.skip("no search index on this database: every search is the scan")
     rng = random.Random(21)

@@ -1,82 +1,99 @@
-"""SQLite's search index beside the send path (store/search_index.py): a
-search answers from what is committed, whatever the index has caught up."""
+"""The search index beside the send path (SQLite: store/search_index.py,
+PostgreSQL: store/search_pg.py): a search answers from what is committed,
+whatever the index has caught up."""
 
 from __future__ import annotations
 
 import sqlite3
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.conftest import Account, RunningServer, private
 from tests.test_search import every_page, found
 from tidings.app import SEARCH_INDEX
 from tidings.store.search_index import SqliteSearchIndex
+from tidings.store.search_pg import PgSearchIndex
+
+Index = SqliteSearchIndex | PgSearchIndex
+_URLS: dict[int, str] = {}
 
 
 @pytest.fixture
-def index(server: RunningServer) -> SqliteSearchIndex:
-    index = server.app[SEARCH_INDEX]
+def index(server: RunningServer) -> Index:
+    index = server.app[SEARCH_INDEX]()
     if index is None:
-        pytest.skip("only SQLite keeps a search index; elsewhere every search is the scan")
+        pytest.skip("no search index on this database (MariaDB): every search is the scan")
+    _URLS[id(index)] = server.settings.database_url
     return index
 
 
-def indexed(index: SqliteSearchIndex, q: str) -> int:
-    """How many messages the index file itself holds for ``q`` (3+ characters)."""
-    with sqlite3.connect(index.path) as db:
-        phrase = '"' + q.lower().replace('"', '""') + '"'
-        return int(db.execute("SELECT count(*) FROM fts(?)", (phrase,)).fetchone()[0])
+async def indexed(index: Index, q: str) -> int:
+    """How many messages the index itself holds for ``q`` (3+ plain characters)."""
+    if isinstance(index, SqliteSearchIndex):
+        with sqlite3.connect(index.path) as db:
+            phrase = '"' + q.lower().replace('"', '""') + '"'
+            return int(db.execute("SELECT count(*) FROM fts(?)", (phrase,)).fetchone()[0])
+    engine = create_async_engine(_URLS[id(index)])
+    try:
+        async with engine.connect() as conn:
+            query = "SELECT count(*) FROM search_docs WHERE strpos(body, lower(:q)) > 0"
+            query += " OR strpos(name, lower(:q)) > 0"
+            return int(await conn.scalar(text(query), {"q": q}) or 0)
+    finally:
+        await engine.dispose()
 
 
 async def test_a_message_is_found_before_the_indexer_has_seen_it(
-    index: SqliteSearchIndex, alice: Account, bob: Account
+    index: Index, alice: Account, bob: Account
 ) -> None:
     await index.pause()
     await alice.client.send(private(alice, bob), "fresh news from 北京大学")
-    assert indexed(index, "fresh news") == 0
+    assert await indexed(index, "fresh news") == 0
     assert await found(bob, "fresh news") == ["fresh news from 北京大学"]
     assert await found(bob, "北京大") == ["fresh news from 北京大学"]
     assert await found(bob, "北京") == ["fresh news from 北京大学"]  # 2 characters: the scan
 
 
 async def test_an_edit_after_indexing_is_found_by_its_new_text_only(
-    index: SqliteSearchIndex, alice: Account, bob: Account
+    index: Index, alice: Account, bob: Account
 ) -> None:
     chat = private(alice, bob)
     first = await alice.client.send(chat, "meet at the old bridge")
     await index.catch_up()
     await index.pause()
-    assert indexed(index, "old bridge") == 1
+    assert await indexed(index, "old bridge") == 1
     await alice.client.edit(chat, first.seq, "meet at the new tower")
     # The index still holds the old text; the search does not answer with it.
-    assert indexed(index, "old bridge") == 1
+    assert await indexed(index, "old bridge") == 1
     assert await found(bob, "old bridge") == []
     assert await found(bob, "new tower") == ["meet at the new tower"]
     index.resume()
     await index.catch_up()
-    assert indexed(index, "old bridge") == 0 and indexed(index, "new tower") == 1
+    assert await indexed(index, "old bridge") == 0 and await indexed(index, "new tower") == 1
     assert await found(bob, "old bridge") == []
     assert await found(bob, "new tower") == ["meet at the new tower"]
 
 
 async def test_a_recall_after_indexing_hides_the_message(
-    index: SqliteSearchIndex, alice: Account, bob: Account
+    index: Index, alice: Account, bob: Account
 ) -> None:
     chat = private(alice, bob)
     gone = await alice.client.send(chat, "my password is hunter2")
     await index.catch_up()
     await index.pause()
     await alice.client.recall(chat, gone.seq)
-    assert indexed(index, "hunter2") == 1
+    assert await indexed(index, "hunter2") == 1
     assert await found(bob, "hunter2") == []
     index.resume()
     await index.catch_up()
-    assert indexed(index, "hunter2") == 0
+    assert await indexed(index, "hunter2") == 0
     assert await found(bob, "hunter2") == []
 
 
 async def test_a_new_indexer_catches_up_from_the_watermarks(
-    index: SqliteSearchIndex, alice: Account, bob: Account
+    index: Index, alice: Account, bob: Account
 ) -> None:
     """As after a crash or a restart: what was committed and not indexed is indexed."""
     chat = private(alice, bob)
@@ -86,33 +103,38 @@ async def test_a_new_indexer_catches_up_from_the_watermarks(
     await alice.client.send(chat, "sent while it was down")
     edited = await alice.client.send(chat, "first words")
     await alice.client.edit(chat, edited.seq, "second words")
-    assert indexed(index, "while it was") == 0
-    database = index.path.removesuffix(".search")
-    again = SqliteSearchIndex(database)
-    again.open()
+    assert await indexed(index, "while it was") == 0
+    engine = create_async_engine(_URLS[id(index)])
+    again: Index
+    if isinstance(index, SqliteSearchIndex):
+        again = SqliteSearchIndex(index.path.removesuffix(".search"))
+        again.open()
+    else:
+        again = PgSearchIndex(engine)
     try:
         await again.catch_up()
     finally:
         await again.close()
-    assert indexed(index, "while it was") == 1
-    assert indexed(index, "indexed before") == 1
-    assert indexed(index, "first words") == 0 and indexed(index, "second words") == 1
+        await engine.dispose()
+    assert await indexed(index, "while it was") == 1
+    assert await indexed(index, "indexed before") == 1
+    assert await indexed(index, "first words") == 0 and await indexed(index, "second words") == 1
     assert await found(bob, "words") == ["second words"]
 
 
 async def test_a_file_is_found_by_its_name_through_the_index(
-    index: SqliteSearchIndex, alice: Account, bob: Account
+    index: Index, alice: Account, bob: Account
 ) -> None:
     chat = private(alice, bob)
     await alice.client.send_file(chat, b"quarterly numbers", name="Quarterly-Report.txt")
     await index.catch_up()
-    assert indexed(index, "quarterly-report") == 1
+    assert await indexed(index, "quarterly-report") == 1
     hits = await every_page(bob, "REPORT.TXT")
     assert [m.file.name for m in hits if m.file is not None] == ["Quarterly-Report.txt"]
 
 
 async def test_pages_skip_indexed_messages_recalled_or_edited_since(
-    index: SqliteSearchIndex, alice: Account, bob: Account
+    index: Index, alice: Account, bob: Account
 ) -> None:
     """The index's matches are cut to one page before the re-check: the ones a
     later notice acts on must not take a place there and leave a page short."""

@@ -60,6 +60,7 @@ from tidings.state import ChatListState
 from tidings.store import Store
 from tidings.store.engines import describe
 from tidings.store.search_index import SqliteSearchIndex
+from tidings.store.search_pg import PgSearchIndex
 from tidings.store.sql import SqlStore
 from tidings.webhooks import WebhookSender
 
@@ -69,8 +70,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tidings")
 
-# SQLite's search index (None on other databases): for tests and the benchmark.
-SEARCH_INDEX: web.AppKey[SqliteSearchIndex | None] = web.AppKey("search_index")
+# The store's search index once started (None on MariaDB): for tests.
+SEARCH_INDEX: web.AppKey[Callable[[], SqliteSearchIndex | PgSearchIndex | None]] = web.AppKey(
+    "search_index"
+)
 
 
 def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> web.Application:
@@ -148,7 +151,7 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
         middlewares=[http.errors_middleware],
     )
     app[Edge.KEY] = edge
-    app[SEARCH_INDEX] = store.search_index
+    app[SEARCH_INDEX] = lambda: store.search_index
     http.add_routes(app)
     file_routes.add_routes(app)
     admin_routes.add_routes(app)

@@ -132,7 +132,7 @@ def _search_query(
     if indexed:
         # The candidates come first (the planner loops over them and reads
         # each message by primary key); the same predicates then re-check them.
-        found = _candidates(in_conversation, after_cursor)
+        found = _candidates(dialect, in_conversation, after_cursor)
         source = found.join(
             messages,
             and_(messages.c.conversation_id == found.c.cid, messages.c.seq == found.c.cseq),
@@ -217,13 +217,66 @@ WHERE mb.user_id = :user AND m.kind IN ('edit', 'recall') {only}
 """
 
 
-def _candidates(in_conversation: bool, after_cursor: bool) -> Subquery:
+# PostgreSQL: the same three sources from ``search_docs`` (migration 0009,
+# store/search_pg.py), matched by LIKE on text folded by ``lower()`` (the
+# scan's folding) through its ``gin_trgm_ops`` indexes; one statement, so one
+# snapshot of the side table, its watermarks and ``messages``.
+_PG_PATTERN = (
+    "chr(37) || replace(replace(replace(lower(:q), chr(92), chr(92) || chr(92)),"
+    " chr(37), chr(92) || chr(37)), chr(95), chr(92) || chr(95)) || chr(37)"
+)
+_PG_CANDIDATES = f"""
+SELECT cid, cseq FROM (
+SELECT d.conversation_id AS cid, d.seq AS cseq
+FROM search_docs AS d
+JOIN members AS mb ON mb.conversation_id = d.conversation_id AND mb.user_id = :user
+JOIN search_watermarks AS w ON w.conversation_id = d.conversation_id
+WHERE (d.body LIKE ({_PG_PATTERN}) OR d.name LIKE ({_PG_PATTERN}))
+AND d.seq > mb.joined_seq AND d.seq <= w.indexed_seq {{only}} {{cursor}}
+AND NOT EXISTS (
+ SELECT 1 FROM messages AS n WHERE n.conversation_id = d.conversation_id
+ AND n.seq > w.indexed_seq AND n.target_seq = d.seq AND n.kind IN ('edit', 'recall'))
+ORDER BY d.sent_at DESC, d.conversation_id DESC, d.seq DESC LIMIT :limit) AS hits
+UNION
+SELECT m.conversation_id, m.seq
+FROM members AS mb
+LEFT JOIN search_watermarks AS w ON w.conversation_id = mb.conversation_id
+JOIN messages AS m ON m.conversation_id = mb.conversation_id
+ AND m.seq > greatest(mb.joined_seq, coalesce(w.indexed_seq, 0))
+WHERE mb.user_id = :user {{only}}
+UNION
+SELECT m.conversation_id, m.target_seq
+FROM members AS mb
+LEFT JOIN search_watermarks AS w ON w.conversation_id = mb.conversation_id
+JOIN messages AS m ON m.conversation_id = mb.conversation_id
+ AND m.seq > coalesce(w.indexed_seq, 0)
+WHERE mb.user_id = :user AND m.kind IN ('edit', 'recall') {{only}}
+"""
+
+
+def _candidates(dialect: str, in_conversation: bool, after_cursor: bool) -> Subquery:
     only = "AND mb.conversation_id = :conversation" if in_conversation else ""
     cursor = (
         "AND (d.sent_at, d.conversation_id, d.seq) < (:b_at, :b_c, :b_s)" if after_cursor else ""
     )
-    sql = _SQLITE_CANDIDATES.format(index=ATTACHED_AS, only=only, cursor=cursor)
+    if dialect == "postgresql":
+        sql = _PG_CANDIDATES.format(only=only, cursor=cursor)
+    else:
+        sql = _SQLITE_CANDIDATES.format(index=ATTACHED_AS, only=only, cursor=cursor)
     return text(sql).columns(column("cid", String), column("cseq", BigInteger)).subquery("found")
+
+
+def pg_indexed_search_params(
+    user: UserId,
+    q: str,
+    conversation: ConversationId | None,
+    before: SearchPosition | None,
+    limit: int,
+) -> tuple[Select[Any], dict[str, Any]]:
+    """PostgreSQL's query through ``search_docs``, for 3 characters or more."""
+    _, params = search_params("postgresql", user, q, conversation, before, limit)
+    query = _search_query("postgresql", conversation is not None, before is not None, indexed=True)
+    return query, params
 
 
 # Trigrams need 3 characters; a 2-character query is the OR of the trigrams

@@ -114,16 +114,21 @@ from tidings.store.search import (
     TERMS_BEGINNING,
     indexable,
     indexed_search_params,
+    pg_indexed_search_params,
     phrase,
     search_params,
     terms_params,
 )
 from tidings.store.search_index import ATTACHED_AS, SqliteSearchIndex
+from tidings.store.search_pg import PgSearchIndex
+from tidings.store.search_pg import usable as pg_search_usable
 
 log = logging.getLogger(__name__)
 
 # Ids per IN (...) list: well under every driver's bound on parameters.
 _IN_CHUNK = 500
+# pg_trgm's LIKE needs 3 characters to use its index: shorter queries scan.
+PG_MIN_INDEXED_CHARS = 3
 
 
 def _reason(exc: BaseException) -> str:
@@ -152,6 +157,7 @@ class SqlStore:
         self._writer = engines.writer
         self._reader = engines.reader
         self._dialect = engines.dialect
+        self._search_index: SqliteSearchIndex | PgSearchIndex | None = None
         # Private conversations known to exist: never deleted, so never stale.
         self._known_private: set[str] = set()
         self._batch_engine = engines.batch
@@ -192,17 +198,28 @@ class SqlStore:
             raise unavailable(f"cannot open the database: {_reason(exc)}") from exc
         if self._engines.checkpointer is not None:
             self._engines.checkpointer.start()
-        if self.search_index is not None:
+        sqlite_index = self._engines.search_index
+        if sqlite_index is not None:
             try:
-                await asyncio.to_thread(self.search_index.open)
+                await asyncio.to_thread(sqlite_index.open)
             except sqlite3.Error as exc:
                 raise unavailable(f"cannot open the search index: {exc}") from exc
-            self.search_index.start()
+            sqlite_index.start()
+            self._search_index = sqlite_index
+        elif self._dialect == "postgresql":
+            async with self._writer.connect() as conn:
+                trigram = await pg_search_usable(conn)
+            if trigram:
+                self._search_index = PgSearchIndex(self._writer)
+                self._search_index.start()
+            else:
+                log.warning("no pg_trgm (migration 0009 could not create it): search scans")
 
     @property
-    def search_index(self) -> SqliteSearchIndex | None:
-        """SQLite's search index (None elsewhere): woken after each batch."""
-        return self._engines.search_index
+    def search_index(self) -> SqliteSearchIndex | PgSearchIndex | None:
+        """The search index (None on MariaDB, or PostgreSQL without pg_trgm):
+        woken after each batch."""
+        return self._search_index
 
     def deployment(self) -> SqlDeployment:
         return SqlDeployment(self._writer)
@@ -214,6 +231,8 @@ class SqlStore:
         return SqlPush(self._writer, self._reader)
 
     async def close(self) -> None:
+        if isinstance(self._search_index, PgSearchIndex):
+            await self._search_index.close()  # SQLite's closes with its engines
         if self._batch_thread is not None:
             self._batch_thread.shutdown(wait=True)
         await self._engines.dispose()
@@ -538,8 +557,12 @@ class SqlStore:
         limit: int,
     ) -> SearchPage:
         # One row more than the page: whether there is a next page, in the same read.
-        if self.search_index is not None and indexable(q.lower()):
+        index = self._search_index
+        if isinstance(index, SqliteSearchIndex) and indexable(q.lower()):
             rows = await self._search_indexed(user, q, conversation, before, limit + 1)
+        elif isinstance(index, PgSearchIndex) and len(q.lower()) >= PG_MIN_INDEXED_CHARS:
+            query, params = pg_indexed_search_params(user, q, conversation, before, limit + 1)
+            rows = await self._read(query, params)
         else:
             query, params = search_params(self._dialect, user, q, conversation, before, limit + 1)
             rows = await self._read(query, params)
