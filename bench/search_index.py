@@ -1,6 +1,6 @@
 """Search over 1,000,000 messages on SQLite: through the index file, and the scan.
 
-    PYTHONPATH=. .venv/bin/python bench/search_index.py [--messages 1000000]
+    PYTHONPATH=. .venv/bin/python bench/search_index.py [--messages 1000000] [--postgresql]
 
 One user in 1,000 conversations holding every message (generated: mixed
 Chinese and English bodies of 20-80 characters, bulk inserted), so the scan
@@ -9,7 +9,9 @@ index. Then: the index built from nothing by the indexer (rows/s), its file
 size per message, and p50/p99 of ~200 searches (2, 3 and 5 characters, CJK
 and Latin) through ``SqlStore.search_messages``, first page of 20; then a
 sample of the same queries by the scan for the ratio (docs/benchmarks.md,
-stop 19s). The database lives in a temp folder and is deleted after.
+stop 19s). The SQLite database lives in a temp folder; with ``--postgresql``
+a database ``tidings_bench_search_<random>`` is made on 127.0.0.1:5432 (user
+postgres) and dropped after.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import asyncio
 import os
 import random
+import secrets
 import sqlite3
 import statistics
 import tempfile
@@ -114,6 +117,59 @@ def populate(database: str, total: int, rng: random.Random) -> float:
     return time.perf_counter() - start
 
 
+ROWS = ("conversations", "members", "messages")
+
+
+def rows_for(total: int, rng: random.Random) -> dict[str, list[tuple[object, ...]]]:
+    """The same rows as ``populate``, for PostgreSQL's COPY."""
+    now = int(time.time() * 1000) - total * 10
+    per = total // CONVERSATIONS
+    made: dict[str, list[tuple[object, ...]]] = {name: [] for name in ROWS}
+    for c in range(1, CONVERSATIONS + 1):
+        made["conversations"].append((f"g:{c}", "group", c, per, now, per, now))
+        for user in (1, 2):
+            made["members"].append((f"g:{c}", user, 0, 0, now, user))
+    for i in range(total):
+        c, seq = i % CONVERSATIONS + 1, i // CONVERSATIONS + 1
+        made["messages"].append((f"g:{c}", seq, 1 + i % 2, body(rng), now + i * 10, False))
+    return made
+
+
+async def populate_pg(url: str, total: int, rng: random.Random) -> float:
+    import asyncpg
+
+    columns = {
+        "conversations": [
+            "id",
+            "kind",
+            "group_id",
+            "last_seq",
+            "last_sent_at",
+            "shown_seq",
+            "created_at",
+        ],
+        "members": [
+            "conversation_id",
+            "user_id",
+            "joined_seq",
+            "read_seq",
+            "joined_at",
+            "join_rank",
+        ],
+        "messages": ["conversation_id", "seq", "sender_id", "body", "sent_at", "time_separator"],
+    }
+    made = rows_for(total, rng)
+    start = time.perf_counter()
+    db = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        for name in ROWS:
+            await db.copy_records_to_table(name, records=made[name], columns=columns[name])
+        await db.execute("ANALYZE")
+    finally:
+        await db.close()
+    return time.perf_counter() - start
+
+
 def queries(rng: random.Random, count: int) -> list[tuple[str, str]]:
     """(class, query): 2, 3 and 5 characters of CJK and Latin, cut from the vocabularies."""
     picked: list[tuple[str, str]] = []
@@ -157,9 +213,13 @@ async def main() -> None:
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--searches", type=int, default=198)
     parser.add_argument("--scan-searches", type=int, default=18)
+    parser.add_argument("--postgresql", action="store_true")
     args = parser.parse_args()
-    rng = random.Random(19)
     print(f"nproc {os.cpu_count()}, load {os.getloadavg()}")
+    if args.postgresql:
+        await on_postgresql(args)
+        return
+    rng = random.Random(19)
     with tempfile.TemporaryDirectory() as folder:
         database = str(Path(folder) / "bench.db")
         store = SqlStore.from_url(f"sqlite+aiosqlite:///{database}", sqlite_synchronous="NORMAL")
@@ -181,13 +241,80 @@ async def main() -> None:
             f" {size / args.messages:.0f} bytes per message (messages file {main_size / 2**20:.0f}"
             f" MiB, {main_size / args.messages:.0f} bytes per message)"
         )
-        picked = queries(rng, args.searches)
-        await timed(store, picked[:6])  # warm the page cache
-        report("index", await timed(store, picked))
-        # The same kind of queries by the scan (each reads every message).
-        sql_module.indexable = lambda _folded: False
-        report("scan", await timed(store, picked[: args.scan_searches]))
-        await store.close()
+        await searches(store, rng, args)
+
+
+async def searches(store: SqlStore, rng: random.Random, args: argparse.Namespace) -> None:
+    picked = queries(rng, args.searches)
+    await timed(store, picked[:6])  # warm the page cache
+    report("index", await timed(store, picked))
+    # The same kind of queries by the scan (each reads every message).
+    sql_module.indexable = lambda _folded: False
+    sql_module.PG_MIN_INDEXED_CHARS = 10**9
+    report("scan", await timed(store, picked[: args.scan_searches]))
+    await store.close()
+
+
+async def on_postgresql(args: argparse.Namespace) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    admin = create_async_engine(
+        "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT"
+    )
+    name = f"tidings_bench_search_{secrets.token_hex(4)}"
+    async with admin.connect() as conn:
+        await conn.execute(text(f"CREATE DATABASE {name}"))
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    try:
+        rng = random.Random(19)
+        store = SqlStore.from_url(url)
+        await store.open()
+        index = store.search_index
+        assert index is not None, "no pg_trgm"
+        await index.pause()
+        for user, who in ((1, "searcher"), (2, "peer")):
+            await store.create_user(f"{who}{user}", who, None)
+        took = await populate_pg(url, args.messages, rng)
+        print(f"inserted {args.messages:,} messages in {took:.1f} s (COPY)")
+        start = time.perf_counter()
+        await index.catch_up()
+        built = time.perf_counter() - start
+        async with admin.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        probe = create_async_engine(url)
+        async with probe.connect() as conn:
+            await conn.execute(text("ANALYZE search_docs"))
+            size = int(
+                await conn.scalar(
+                    text(
+                        "SELECT pg_total_relation_size('search_docs')"
+                        " + pg_total_relation_size('search_watermarks')"
+                    )
+                )
+                or 0
+            )
+            main_size = int(
+                await conn.scalar(
+                    text(
+                        "SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits"
+                        " WHERE inhparent = 'messages'::regclass"
+                    )
+                )
+                or 0
+            )
+        await probe.dispose()
+        print(
+            f"index built: {index.rows_indexed:,} rows in {built:.1f} s"
+            f" ({index.rows_indexed / built:,.0f} rows/s); search_docs {size / 2**20:.0f} MiB,"
+            f" {size / args.messages:.0f} bytes per message (messages {main_size / 2**20:.0f}"
+            f" MiB, {main_size / args.messages:.0f} bytes per message)"
+        )
+        await searches(store, rng, args)
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        await admin.dispose()
 
 
 if __name__ == "__main__":
