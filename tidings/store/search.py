@@ -12,7 +12,8 @@ The match is a case-folded substring test (``instr``/``strpos``) on the
 messages of the user's own conversations, read by primary key from each
 join position: bounded by the user's history, not the whole database.
 Only the case folding differs per database. That scan is the answer on
-PostgreSQL and MySQL/MariaDB, and on SQLite for a 1-character query.
+MySQL/MariaDB, on PostgreSQL for 1-2 characters (or without pg_trgm), and
+on SQLite for a 1-character query.
 
 SQLite has a text index (store/search_index.py): an FTS5 trigram table in a
 file of its own, filled beside the send path (kept in the send's
@@ -23,6 +24,8 @@ each watermark, every message above it, and the targets of edit and recall
 notices above it; each is re-checked by the scan's own test. What the index
 has not seen is scanned, so the answer is the scan's, as of the last
 commit (``SqlStore._search_indexed`` says why the snapshots line up).
+PostgreSQL does the same with ``search_docs`` (migration 0009,
+store/search_pg.py), in one statement, so in one snapshot.
 
 Text searched: ``messages.body``, which is a text message's text and an
 attachment's caption, and the name of the file a message carries (from
