@@ -246,14 +246,27 @@ FROM members AS mb
 LEFT JOIN search_watermarks AS w ON w.conversation_id = mb.conversation_id
 JOIN messages AS m ON m.conversation_id = mb.conversation_id
  AND m.seq > greatest(mb.joined_seq, coalesce(w.indexed_seq, 0))
-WHERE mb.user_id = :user {{only}}
+WHERE mb.user_id = :user AND m.conversation_id = ANY(:tails) {{only}}
 UNION
 SELECT m.conversation_id, m.target_seq
 FROM members AS mb
 LEFT JOIN search_watermarks AS w ON w.conversation_id = mb.conversation_id
 JOIN messages AS m ON m.conversation_id = mb.conversation_id
  AND m.seq > coalesce(w.indexed_seq, 0)
-WHERE mb.user_id = :user AND m.kind IN ('edit', 'recall') {{only}}
+WHERE mb.user_id = :user AND m.kind IN ('edit', 'recall') AND m.conversation_id = ANY(:tails)
+ {{only}}
+"""
+
+
+# The conversations of the user with a tail (rows above the watermark),
+# read first in the same REPEATABLE READ snapshot: few, so the tails above are
+# read by primary key (not knowing they are short, the planner would
+# otherwise hash-join every message of the user's conversations).
+PG_TAILS = """
+SELECT mb.conversation_id FROM members AS mb
+JOIN conversations AS c ON c.id = mb.conversation_id
+LEFT JOIN search_watermarks AS w ON w.conversation_id = mb.conversation_id
+WHERE mb.user_id = :user AND c.last_seq > coalesce(w.indexed_seq, 0)
 """
 
 

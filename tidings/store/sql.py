@@ -111,6 +111,7 @@ from tidings.store.schema import (
 )
 from tidings.store.search import (
     MAX_TERMS,
+    PG_TAILS,
     TERMS_BEGINNING,
     indexable,
     indexed_search_params,
@@ -562,7 +563,7 @@ class SqlStore:
             rows = await self._search_indexed(user, q, conversation, before, limit + 1)
         elif isinstance(index, PgSearchIndex) and len(q.lower()) >= PG_MIN_INDEXED_CHARS:
             query, params = pg_indexed_search_params(user, q, conversation, before, limit + 1)
-            rows = await self._read(query, params)
+            rows = await self._search_pg(query, params)
         else:
             query, params = search_params(self._dialect, user, q, conversation, before, limit + 1)
             rows = await self._read(query, params)
@@ -757,6 +758,19 @@ class SqlStore:
         async with self._reader.connect() as conn:
             result = await conn.execute(query, params)
             return list(result.all())
+
+    async def _search_pg(self, query: Any, params: dict[str, Any]) -> list[Row[Any]]:
+        """PostgreSQL's indexed search: the conversations with a tail, then the
+        query, in one REPEATABLE READ snapshot (store/search.py, PG_TAILS)."""
+        try:
+            async with self._writer.connect() as conn:
+                conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+                async with conn.begin():
+                    tails = await conn.execute(text(PG_TAILS), {"user": params["user"]})
+                    params["tails"] = [str(row[0]) for row in tails]
+                    return list((await conn.execute(query, params)).all())
+        except (SQLAlchemyError, OSError) as exc:
+            raise unavailable("storage is unavailable; try again") from exc
 
     async def _search_indexed(
         self,
