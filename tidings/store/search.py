@@ -25,7 +25,7 @@ notices above it; each is re-checked by the scan's own test. What the index
 has not seen is scanned, so the answer is the scan's, as of the last
 commit (``SqlStore._search_indexed`` says why the snapshots line up).
 PostgreSQL does the same with ``search_docs`` (migration 0009,
-store/search_pg.py), in one statement, so in one snapshot.
+store/search_pg.py), in one REPEATABLE READ snapshot (``PG_TAILS``).
 
 Text searched: ``messages.body``, which is a text message's text and an
 attachment's caption, and the name of the file a message carries (from
@@ -222,8 +222,8 @@ WHERE mb.user_id = :user AND m.kind IN ('edit', 'recall') {only}
 
 # PostgreSQL: the same three sources from ``search_docs`` (migration 0009,
 # store/search_pg.py), matched by LIKE on text folded by ``lower()`` (the
-# scan's folding) through its ``gin_trgm_ops`` indexes; one statement, so one
-# snapshot of the side table, its watermarks and ``messages``.
+# scan's folding) through its ``gin_trgm_ops`` indexes; read after PG_TAILS
+# in one snapshot of the side table, its watermarks and ``messages``.
 _PG_PATTERN = (
     "chr(37) || replace(replace(replace(lower(:q), chr(92), chr(92) || chr(92)),"
     " chr(37), chr(92) || chr(37)), chr(95), chr(92) || chr(95)) || chr(37)"
