@@ -50,6 +50,12 @@ ROWS_PER_RUN = 5000
 # A full pass over conversations (beyond those the writer named) this often:
 # writes that do not pass the writer (a bulk import) are indexed within it.
 FULL_PASS_SECONDS = 30.0
+# At most one indexing pass per this many seconds. Under load the writer wakes
+# the indexer after every batch; gathering a whole interval's rows makes each
+# transaction large, which is what makes the index cheap per row
+# (bench/fts5_inserts.py). A search is exact meanwhile: it scans the tail past
+# the watermarks.
+INDEX_INTERVAL = 1.0
 # The schema name of the index file on read connections (engines.py attaches it).
 ATTACHED_AS = "search_index"
 
@@ -110,6 +116,7 @@ class SqliteSearchIndex:
         self._task: asyncio.Task[None] | None = None
         self._paused = False
         self._closing = False
+        self._stopping = asyncio.Event()
         self.rows_indexed = 0
 
     # -- lifecycle ------------------------------------------------------------
@@ -152,6 +159,7 @@ class SqliteSearchIndex:
     def start(self) -> None:
         self._wakeup = asyncio.Event()
         self._wakeup.set()
+        self._stopping = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="search-index")
 
     async def close(self) -> None:
@@ -161,6 +169,7 @@ class SqliteSearchIndex:
         if self._task is not None:
             assert self._wakeup is not None
             self._wakeup.set()
+            self._stopping.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
@@ -218,6 +227,9 @@ class SqliteSearchIndex:
                 log.exception("indexing for search failed; retrying from the watermarks")
                 self._full_pass = True
                 await asyncio.sleep(1.0)
+            # Rest (INDEX_INTERVAL says why); a close ends the rest at once.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), INDEX_INTERVAL)
 
     def _require(self) -> sqlite3.Connection:
         if self._conn is None:

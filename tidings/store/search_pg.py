@@ -31,6 +31,12 @@ log = logging.getLogger(__name__)
 
 ROWS_PER_RUN = 5000
 FULL_PASS_SECONDS = 30.0
+# At most one indexing pass per this many seconds. Under load the writer wakes
+# the indexer after every batch; gathering a whole interval's rows makes each
+# transaction large, which is what makes the index cheap per row
+# (bench/fts5_inserts.py). A search is exact meanwhile: it scans the tail past
+# the watermarks.
+INDEX_INTERVAL = 1.0
 _LOCK_ID = 0x7469_6469_7365  # "tidise": the indexers' lock, one run at a time
 _COUNTABLE = "('text', 'image', 'file', 'voice')"
 
@@ -86,12 +92,14 @@ class PgSearchIndex:
         self._task: asyncio.Task[None] | None = None
         self._paused = False
         self._closing = False
+        self._stopping = asyncio.Event()
         self._running = asyncio.Lock()
         self.rows_indexed = 0
 
     def start(self) -> None:
         self._wakeup = asyncio.Event()
         self._wakeup.set()
+        self._stopping = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="search-index")
 
     async def close(self) -> None:
@@ -99,6 +107,7 @@ class PgSearchIndex:
         if self._task is not None:
             assert self._wakeup is not None
             self._wakeup.set()
+            self._stopping.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
@@ -142,6 +151,9 @@ class PgSearchIndex:
                 log.warning("indexing for search failed (%s); retrying from the watermarks", exc)
                 self._full_pass = True
                 await asyncio.sleep(1.0)
+            # Rest (INDEX_INTERVAL says why); a close ends the rest at once.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), INDEX_INTERVAL)
 
     async def _index_run(self, *, wait: bool) -> bool:
         """One transaction of up to ``ROWS_PER_RUN`` rows; True if more may wait."""
