@@ -4,15 +4,18 @@ whatever the index has caught up."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sqlite3
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.conftest import Account, RunningServer, private
+from tests.conftest import PASSWORD, Account, RunningServer, ServerFactory, private
 from tests.test_search import every_page, found
 from tidings.app import SEARCH_INDEX
+from tidings.client import Client
 from tidings.store.search_index import SqliteSearchIndex
 from tidings.store.search_pg import PgSearchIndex
 
@@ -148,3 +151,25 @@ async def test_pages_skip_indexed_messages_recalled_or_edited_since(
         pages = await every_page(bob, "apple", limit=limit)
         assert [m.body for m in pages] == ["apple pie 2", "apple pie 1", "apple pie 0"]
     assert [m.body for m in await every_page(bob, "banana", limit=1)] == ["banana bread"]
+
+
+async def test_with_the_index_off_searches_scan_and_no_index_is_kept(
+    make_server: ServerFactory,
+) -> None:
+    """TIDINGS_SEARCH_INDEX=false: no indexer and no index file; the same answers."""
+    server = await make_server(search_index=False)
+    assert server.app[SEARCH_INDEX]() is None
+    url = server.settings.database_url
+    if url.startswith("sqlite"):
+        index_path = url.split("///", 1)[1] + ".search"
+        assert not await asyncio.to_thread(os.path.exists, index_path)
+    async with Client(server.url) as alice, Client(server.url) as bob:
+        a = await alice.signup("alice", PASSWORD)
+        b = await bob.signup("bob", PASSWORD)
+        await alice.login("alice", PASSWORD)
+        await bob.login("bob", PASSWORD)
+        chat = f"p:{min(a.id, b.id)}-{max(a.id, b.id)}"
+        await alice.send(chat, "scanned from 北京大学")
+        for q in ("scanned", "北京大", "北京", "京"):
+            page = await bob.search_messages(q)
+            assert [m.body for m in page.messages] == ["scanned from 北京大学"], q

@@ -82,6 +82,7 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
         settings.database_url,
         sqlite_synchronous=settings.sqlite_synchronous,
         pg_partitions=settings.pg_partitions,
+        search_index=settings.search_index,
     )
     cluster = build_cluster(settings, store, node)
     webhooks = (

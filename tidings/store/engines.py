@@ -81,11 +81,13 @@ def describe(url_text: str) -> str:
     return make_url(url_text).render_as_string(hide_password=True)
 
 
-def create_engines(url_text: str, *, sqlite_synchronous: str = "FULL") -> Engines:
+def create_engines(
+    url_text: str, *, sqlite_synchronous: str = "FULL", search_index: bool = True
+) -> Engines:
     url = make_url(url_text)
     dialect = url.get_backend_name()
     if dialect == "sqlite":
-        return _sqlite_engines(url, sqlite_synchronous)
+        return _sqlite_engines(url, sqlite_synchronous, search_index)
     if dialect in ("postgresql", "mysql", "mariadb"):
         # Bounded waits: a database that is down must give `unavailable` soon,
         # not hold a request (or the writer) for minutes.
@@ -135,7 +137,7 @@ def _closed_on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> Non
 WAL_AUTOCHECKPOINT_PAGES = 10_000
 
 
-def _sqlite_engines(url: URL, synchronous: str) -> Engines:
+def _sqlite_engines(url: URL, synchronous: str, search_index: bool) -> Engines:
     database = url.database
     if not database or database == ":memory:":
         raise SettingsError(
@@ -161,8 +163,10 @@ def _sqlite_engines(url: URL, synchronous: str) -> Engines:
     )
     _configure_sqlite(writer.sync_engine, synchronous, begin="BEGIN IMMEDIATE")
     _configure_sqlite(batch, synchronous, begin="BEGIN IMMEDIATE")
-    index = SqliteSearchIndex(database)
-    _configure_sqlite(reader.sync_engine, synchronous, begin="BEGIN", attach=index.path)
+    index = SqliteSearchIndex(database) if search_index else None
+    _configure_sqlite(
+        reader.sync_engine, synchronous, begin="BEGIN", attach=index.path if index else None
+    )
     checkpointer = WalCheckpointer(database, synchronous=synchronous)
     return Engines(
         writer,

@@ -152,9 +152,12 @@ def _is_race(exc: BaseException) -> bool:
 class SqlStore:
     """The store on a SQL database. Build it with ``SqlStore.from_url``."""
 
-    def __init__(self, engines: Engines, *, pg_partitions: int = 16) -> None:
+    def __init__(
+        self, engines: Engines, *, pg_partitions: int = 16, search_index: bool = True
+    ) -> None:
         self._engines = engines
         self._pg_partitions = pg_partitions
+        self._index_search = search_index
         self._writer = engines.writer
         self._reader = engines.reader
         self._dialect = engines.dialect
@@ -183,10 +186,17 @@ class SqlStore:
 
     @classmethod
     def from_url(
-        cls, url: str, *, sqlite_synchronous: str = "FULL", pg_partitions: int = 16
+        cls,
+        url: str,
+        *,
+        sqlite_synchronous: str = "FULL",
+        pg_partitions: int = 16,
+        search_index: bool = True,
     ) -> SqlStore:
-        engines = create_engines(url, sqlite_synchronous=sqlite_synchronous)
-        return cls(engines, pg_partitions=pg_partitions)
+        engines = create_engines(
+            url, sqlite_synchronous=sqlite_synchronous, search_index=search_index
+        )
+        return cls(engines, pg_partitions=pg_partitions, search_index=search_index)
 
     @property
     def dialect(self) -> str:
@@ -207,7 +217,7 @@ class SqlStore:
                 raise unavailable(f"cannot open the search index: {exc}") from exc
             sqlite_index.start()
             self._search_index = sqlite_index
-        elif self._dialect == "postgresql":
+        elif self._dialect == "postgresql" and self._index_search:
             async with self._writer.connect() as conn:
                 trigram = await pg_search_usable(conn)
             if trigram:
