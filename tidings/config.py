@@ -102,7 +102,7 @@ class Settings:
     # Message search through a text index kept beside the send path (SQLite:
     # FTS5 in a file of its own; PostgreSQL: pg_trgm). Off: every search scans
     # the caller's conversations, and the indexer's CPU goes to sends instead
-    # (docs/benchmarks.md, stop 19s: private msgs/s ~0.75 on one core with it).
+    # (docs/benchmarks.md, stop 19: private msgs/s ~0.75 on one core with it).
     search_index: bool = True
     log_level: str = "INFO"
     # "text" for people, "json" for log pipelines: one JSON object per line.
