@@ -376,6 +376,7 @@ async def test_a_forged_or_expired_signature_is_403(server: RunningServer, alice
         f"{FILES}/{uploaded.id}?exp={int(exp) + 1}&sig={sig}",
         f"{FILES}/{uploaded.id}?exp={exp}&thumbnail=1&sig={sig}",  # not the thumbnail's
         f"{FILES}/{uploaded.id}?exp={exp}",
+        f"{FILES}/{uploaded.id}?exp={exp}&sig=%C2%85%C2%B6.",  # not ASCII (a fuzzer's 500)
     ):
         status, body, _ = await get(server, path)
         assert status == 403, (path, body)

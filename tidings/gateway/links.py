@@ -45,7 +45,8 @@ class FileLinks:
 
     def check(self, file_id: str, thumbnail: bool, exp: str | None, sig: str | None) -> None:
         """Raise 403 ``forbidden`` unless ``exp`` and ``sig`` sign this link, unexpired."""
-        if not exp or not sig or not exp.isdigit() or len(exp) > 12:
+        # isascii: compare_digest refuses (TypeError) a str with other characters.
+        if not exp or not sig or not exp.isdigit() or len(exp) > 12 or not sig.isascii():
             raise forbidden("this link is not signed (exp and sig)")
         expected = self._sign(file_id, thumbnail, int(exp))
         if not hmac.compare_digest(expected, sig):
