@@ -152,7 +152,7 @@ async def _migrate(settings: Settings) -> None:
     from tidings.store.engines import create_engines
     from tidings.store.migrate import upgrade
 
-    engines = create_engines(settings.database_url)
+    engines = create_engines(settings.database_url, search_index=False)  # no search here
     try:
         await upgrade(engines.writer, pg_partitions=settings.pg_partitions)
     finally:

@@ -49,7 +49,7 @@ async def restored(
     sign_out: bool = False,
     pg_partitions: int = 16,
 ) -> Restored:
-    engines = create_engines(database_url)
+    engines = create_engines(database_url, search_index=False)  # no search here
     try:
         # A dump from an older version: its schema first (this makes the
         # identity of a database from before the deployment row).

@@ -35,8 +35,8 @@ def insert_many(
     if conn.dialect.driver != "asyncpg":  # the SQL below is in asyncpg's $n style
         execute_many(conn, _plain_insert(table), names, rows)
         return
-    sql = _unnest_insert(conn.dialect, table, tuple(names))
-    conn.exec_driver_sql(sql, _columns(rows))
+    sql = unnest_insert(conn.dialect, table, tuple(names))
+    conn.exec_driver_sql(sql, columns(rows))
 
 
 def update_many(
@@ -59,10 +59,10 @@ def update_many(
         names = tuple(f"b_{name}" for name in (*keys, *values))
         execute_many(conn, _plain_update(*shape), names, rows)
         return
-    conn.exec_driver_sql(_unnest_update(conn.dialect, *shape), _columns(rows))
+    conn.exec_driver_sql(unnest_update(conn.dialect, *shape), columns(rows))
 
 
-def _columns(rows: Sequence[tuple[Any, ...]]) -> tuple[list[Any], ...]:
+def columns(rows: Sequence[tuple[Any, ...]]) -> tuple[list[Any], ...]:
     """Rows turned into one list per column: the arrays ``unnest`` takes."""
     return tuple(list(column) for column in zip(*rows, strict=True))
 
@@ -76,7 +76,7 @@ def _arrays(dialect: Dialect, table: Table, names: tuple[str, ...]) -> str:
 
 
 @functools.cache
-def _unnest_insert(dialect: Dialect, table: Table, names: tuple[str, ...]) -> str:
+def unnest_insert(dialect: Dialect, table: Table, names: tuple[str, ...]) -> str:
     quote = dialect.identifier_preparer.quote
     return (
         f"INSERT INTO {dialect.identifier_preparer.format_table(table)} "
@@ -86,7 +86,7 @@ def _unnest_insert(dialect: Dialect, table: Table, names: tuple[str, ...]) -> st
 
 
 @functools.cache
-def _unnest_update(
+def unnest_update(
     dialect: Dialect,
     table: Table,
     keys: tuple[str, ...],

@@ -29,7 +29,7 @@ from sqlalchemy import Table
 from sqlalchemy.engine import Connection
 
 # The SQL of one unnest statement each; shared with bulk.py's single statements.
-from tidings.store.bulk import _columns, _unnest_insert, _unnest_update, insert_many, update_many
+from tidings.store.bulk import columns, insert_many, unnest_insert, unnest_update, update_many
 
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
@@ -47,8 +47,8 @@ class MergedWrites:
         if not self._merge:
             insert_many(self._conn, table, names, rows)
             return
-        sql = _unnest_insert(self._conn.dialect, table, tuple(names))
-        self._parts.append((sql, _columns(rows)))
+        sql = unnest_insert(self._conn.dialect, table, tuple(names))
+        self._parts.append((sql, columns(rows)))
 
     def update(
         self,
@@ -63,8 +63,8 @@ class MergedWrites:
         if not self._merge:
             update_many(self._conn, table, keys, values, rows, only_up=only_up)
             return
-        sql = _unnest_update(self._conn.dialect, table, tuple(keys), tuple(values), only_up)
-        self._parts.append((sql, _columns(rows)))
+        sql = unnest_update(self._conn.dialect, table, tuple(keys), tuple(values), only_up)
+        self._parts.append((sql, columns(rows)))
 
     def flush(self) -> None:
         """Send the writes held so far, in one statement."""
@@ -76,10 +76,10 @@ class MergedWrites:
             return
         texts: list[str] = []
         arguments: list[list[Any]] = []
-        for sql, columns in parts:
+        for sql, arrays in parts:
             offset = len(arguments)
             texts.append(_shifted(sql, offset))
-            arguments.extend(columns)
+            arguments.extend(arrays)
         heads = ", ".join(f"w{i} AS ({text})" for i, text in enumerate(texts[:-1], start=1))
         self._conn.exec_driver_sql(f"WITH {heads} {texts[-1]}", tuple(arguments))
 

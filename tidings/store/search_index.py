@@ -31,31 +31,17 @@ index is never wrong, only less of a shortcut.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import sqlite3
-import threading
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tidings.models import NOTICE_KINDS
+from tidings.store.indexer import ROWS_PER_RUN, Indexer
 
 log = logging.getLogger(__name__)
 
-# Rows read from messages per indexing transaction: large transactions are
-# what make FTS5 cheap per row (bench/fts5_inserts.py: ~5x from 20 to 5,000).
-ROWS_PER_RUN = 5000
-# A full pass over conversations (beyond those the writer named) this often:
-# writes that do not pass the writer (a bulk import) are indexed within it.
-FULL_PASS_SECONDS = 30.0
-# At most one indexing pass per this many seconds. Under load the writer wakes
-# the indexer after every batch; gathering a whole interval's rows makes each
-# transaction large, which is what makes the index cheap per row
-# (bench/fts5_inserts.py). A search is exact meanwhile: it scans the tail past
-# the watermarks.
-INDEX_INTERVAL = 1.0
 # The schema name of the index file on read connections (engines.py attaches it).
 ATTACHED_AS = "search_index"
 
@@ -101,23 +87,17 @@ def folded_name(attachment: str | None) -> str | None:
     return name if isinstance(name, str) else None
 
 
-class SqliteSearchIndex:
+class SqliteSearchIndex(Indexer):
     """The indexer of one SQLite database: ``open``, ``start``, ``wake`` after commits."""
 
+    retried = (sqlite3.Error,)
+
     def __init__(self, database: str) -> None:
+        super().__init__()
         self._database = str(Path(database).expanduser())
         self.path = index_file(self._database)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="tidings-search-index")
         self._conn: sqlite3.Connection | None = None
-        self._named: set[str] = set()  # conversations the writer says moved
-        self._lock = threading.Lock()
-        self._full_pass = True  # the first run looks at every conversation
-        self._wakeup: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._paused = False
-        self._closing = False
-        self._stopping = asyncio.Event()
-        self.rows_indexed = 0
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -156,80 +136,22 @@ class SqliteSearchIndex:
         conn.execute("INSERT OR REPLACE INTO meta(name, value) VALUES ('origin', ?)", (origin,))
         conn.execute("COMMIT")
 
-    def start(self) -> None:
-        self._wakeup = asyncio.Event()
-        self._wakeup.set()
-        self._stopping = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="search-index")
-
-    async def close(self) -> None:
-        # A flag, not only cancel(): Python 3.11's wait_for can swallow a
-        # cancel that meets the event being set, and the loop would go on.
-        self._closing = True
-        if self._task is not None:
-            assert self._wakeup is not None
-            self._wakeup.set()
-            self._stopping.set()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def _release(self) -> None:
         self._thread.shutdown(wait=True)
         if self._conn is not None:
             self._conn.close()
             self._conn = None
 
-    def wake(self, conversations: Iterable[str]) -> None:
-        """After a commit: these conversations have rows past their watermark."""
-        with self._lock:
-            self._named.update(conversations)
-        if self._wakeup is not None:
-            self._wakeup.set()
-
-    # For tests: an index that lags (paused) must answer as one caught up.
     async def pause(self) -> None:
-        """Stop indexing, once the run under way (if any) has committed."""
         self._paused = True
-        # The thread runs one thing at a time: this returns after that run.
+        # The thread runs one thing at a time: this returns after that pass.
         await asyncio.get_running_loop().run_in_executor(self._thread, lambda: None)
-
-    def resume(self) -> None:
-        self._paused = False
-        self._full_pass = True
-        if self._wakeup is not None:
-            self._wakeup.set()
-
-    async def catch_up(self) -> None:
-        """Index everything committed so far (tests, the benchmark)."""
-        self._full_pass = True
-        loop = asyncio.get_running_loop()
-        while await loop.run_in_executor(self._thread, self._index_run):
-            pass
 
     # -- the indexer ------------------------------------------------------------
 
-    async def _run(self) -> None:
-        assert self._wakeup is not None
-        loop = asyncio.get_running_loop()
-        while not self._closing:
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), FULL_PASS_SECONDS)
-            except TimeoutError:
-                self._full_pass = True
-            self._wakeup.clear()
-            if self._paused or self._closing:
-                continue
-            try:
-                # Several runs while the writer keeps naming conversations.
-                while await loop.run_in_executor(self._thread, self._index_run):
-                    if self._paused or self._closing:
-                        break
-            except sqlite3.Error:
-                log.exception("indexing for search failed; retrying from the watermarks")
-                self._full_pass = True
-                await asyncio.sleep(1.0)
-            # Rest (INDEX_INTERVAL says why); a close ends the rest at once.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), INDEX_INTERVAL)
+    async def _pass(self, *, wait: bool) -> bool:
+        # One node per file: there is no other indexer to wait for.
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._index_run)
 
     def _require(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -239,30 +161,25 @@ class SqliteSearchIndex:
     def _index_run(self) -> bool:
         """One transaction of up to ``ROWS_PER_RUN`` rows; True if more may wait."""
         conn = self._require()
-        with self._lock:
-            named, self._named = self._named, set()
-        full, self._full_pass = self._full_pass, False
+        named, full = self._take()
         # Deferred: the read of messages is a WAL snapshot, and the first write
         # locks only this file (BEGIN IMMEDIATE would lock the main database too).
         conn.execute("BEGIN")
         try:
-            behind = self._behind(conn, None if full else named)
+            behind = self._behind(conn, named)
             budget = ROWS_PER_RUN
             more = False
             for conversation, last_seq, indexed in behind:
                 if budget <= 0:
                     more = True
-                    with self._lock:  # not reached: look again next run
-                        self._named.add(conversation)
+                    self._look_again(conversation)  # not reached this pass
                     continue
                 done = self._index_conversation(conn, conversation, indexed, last_seq, budget)
                 budget -= done
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
-            with self._lock:
-                self._named.update(named)
-            self._full_pass = self._full_pass or full
+            self._give_back(named, full)
             raise
         self.rows_indexed += ROWS_PER_RUN - budget
         if more and full:

@@ -19,24 +19,16 @@ is never below it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Iterable
 
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from tidings.store.indexer import ROWS_PER_RUN, Indexer
+
 log = logging.getLogger(__name__)
 
-ROWS_PER_RUN = 5000
-FULL_PASS_SECONDS = 30.0
-# At most one indexing pass per this many seconds. Under load the writer wakes
-# the indexer after every batch; gathering a whole interval's rows makes each
-# transaction large, which is what makes the index cheap per row
-# (bench/fts5_inserts.py). A search is exact meanwhile: it scans the tail past
-# the watermarks.
-INDEX_INTERVAL = 1.0
 _LOCK_ID = 0x7469_6469_7365  # "tidise": the indexers' lock, one run at a time
 _COUNTABLE = "('text', 'image', 'file', 'voice')"
 
@@ -81,90 +73,31 @@ async def usable(conn: AsyncConnection) -> bool:
     return bool(found)
 
 
-class PgSearchIndex:
+class PgSearchIndex(Indexer):
     """One node's indexer of ``search_docs``: ``start``, ``wake`` after commits."""
 
+    retried = (SQLAlchemyError, OSError)
+
     def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__()
         self._engine = engine
-        self._named: set[str] = set()
-        self._full_pass = True
-        self._wakeup: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._paused = False
-        self._closing = False
-        self._stopping = asyncio.Event()
         self._running = asyncio.Lock()
-        self.rows_indexed = 0
 
-    def start(self) -> None:
-        self._wakeup = asyncio.Event()
-        self._wakeup.set()
-        self._stopping = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="search-index")
-
-    async def close(self) -> None:
-        self._closing = True
-        if self._task is not None:
-            assert self._wakeup is not None
-            self._wakeup.set()
-            self._stopping.set()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    def wake(self, conversations: Iterable[str]) -> None:
-        self._named.update(conversations)
-        if self._wakeup is not None:
-            self._wakeup.set()
+    async def _release(self) -> None:
+        pass  # the engine is the store's, and closed by it
 
     async def pause(self) -> None:
         self._paused = True
-        async with self._running:  # the run under way, if any, has committed
+        async with self._running:  # the pass under way, if any, has committed
             pass
 
-    def resume(self) -> None:
-        self._paused = False
-        self._full_pass = True
-        if self._wakeup is not None:
-            self._wakeup.set()
-
-    async def catch_up(self) -> None:
-        self._full_pass = True
-        while await self._index_run(wait=True):
-            pass
-
-    async def _run(self) -> None:
-        assert self._wakeup is not None
-        while not self._closing:
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), FULL_PASS_SECONDS)
-            except TimeoutError:
-                self._full_pass = True
-            self._wakeup.clear()
-            if self._paused or self._closing:
-                continue
-            try:
-                while await self._index_run(wait=False):
-                    if self._paused or self._closing:
-                        break
-            except (SQLAlchemyError, OSError) as exc:
-                log.warning("indexing for search failed (%s); retrying from the watermarks", exc)
-                self._full_pass = True
-                await asyncio.sleep(1.0)
-            # Rest (INDEX_INTERVAL says why); a close ends the rest at once.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), INDEX_INTERVAL)
-
-    async def _index_run(self, *, wait: bool) -> bool:
-        """One transaction of up to ``ROWS_PER_RUN`` rows; True if more may wait."""
+    async def _pass(self, *, wait: bool) -> bool:
         async with self._running:
-            named, self._named = self._named, set()
-            full, self._full_pass = self._full_pass, False
+            named, full = self._take()
             try:
-                return await self._index_in_transaction(None if full else named, wait=wait)
+                return await self._index_in_transaction(named, wait=wait)
             except BaseException:
-                self._named.update(named)
-                self._full_pass = self._full_pass or full
+                self._give_back(named, full)
                 raise
 
     async def _index_in_transaction(self, named: set[str] | None, *, wait: bool) -> bool:
@@ -184,7 +117,7 @@ class PgSearchIndex:
             for conversation, last_seq, indexed in behind:
                 if budget <= 0:
                     more = True
-                    self._named.add(conversation)
+                    self._look_again(conversation)
                     continue
                 high = min(int(last_seq), int(indexed) + budget)
                 params = {"c": conversation, "low": int(indexed), "high": high}
@@ -194,7 +127,7 @@ class PgSearchIndex:
                 self.rows_indexed += high - int(indexed)
                 if high < int(last_seq):
                     more = True
-                    self._named.add(conversation)
+                    self._look_again(conversation)
             if more and named is None:
                 self._full_pass = True
             return more
