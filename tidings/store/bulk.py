@@ -12,7 +12,9 @@ tuples in the compiled statement's parameter order.
 Inserts and updates on PostgreSQL go further: one ``INSERT … SELECT *
 FROM unnest($1::type[], …)`` or ``UPDATE … FROM unnest(…)`` with one
 array per column instead of a statement per row (asyncpg's executemany
-runs one per row).
+runs one per row). On MySQL and MariaDB, inserts are one multi-row
+statement already (the driver rewrites them) and updates join the rows as
+a derived table, one statement too.
 """
 
 from __future__ import annotations
@@ -55,6 +57,13 @@ def update_many(
     Each key must appear once in ``rows``.
     """
     shape = (table, tuple(keys), tuple(values), only_up)
+    if conn.dialect.name in ("mysql", "mariadb") and len(rows) > 1:
+        # One statement, not one round trip per row (the driver's executemany
+        # runs an UPDATE per row: 2,000 round trips for a batch of 1,000 sends).
+        head, first, rest = _joined_update(conn.dialect, *shape)
+        sql = head.format(rows=" UNION ALL ".join([first, *[rest] * (len(rows) - 1)]))
+        conn.exec_driver_sql(sql, tuple(value for row in rows for value in row))
+        return
     if conn.dialect.driver != "asyncpg":
         names = tuple(f"b_{name}" for name in (*keys, *values))
         execute_many(conn, _plain_update(*shape), names, rows)
@@ -116,6 +125,42 @@ def _plain_update(
     if only_up is not None:
         conditions.append(table.c[only_up] < bindparam(f"b_{only_up}"))
     return update(table).where(*conditions).values({v: bindparam(f"b_{v}") for v in values})
+
+
+@functools.cache
+def _joined_update(
+    dialect: Dialect,
+    table: Table,
+    keys: tuple[str, ...],
+    values: tuple[str, ...],
+    only_up: str | None,
+) -> tuple[str, str, str]:
+    """MySQL's bulk update: the rows as a derived table joined to ``table``.
+
+    ``UPDATE t JOIN (SELECT %s AS b_k, %s AS b_v UNION ALL SELECT %s, %s …) b
+    ON t.k = b.b_k SET t.v = b.b_v``: the head (with ``{rows}``), the first
+    row's SELECT (it names the columns) and every other row's. Portable to
+    MySQL 5.7+ and MariaDB (no table value constructor).
+    """
+    quote = dialect.identifier_preparer.quote
+    names = (*keys, *values)
+    first = "SELECT " + ", ".join(f"%s AS {quote('b_' + n)}" for n in names)
+    rest = "SELECT " + ", ".join("%s" for _ in names)
+    # The column's own collation on both sides: a derived table's strings
+    # carry the connection's, and comparing two implicit collations is an error.
+    join = " AND ".join(_joined_key(dialect, table, k) for k in keys)
+    sets = ", ".join(f"t.{quote(v)} = b.{quote('b_' + v)}" for v in values)
+    where = "" if only_up is None else f" WHERE t.{quote(only_up)} < b.{quote('b_' + only_up)}"
+    table_name = dialect.identifier_preparer.format_table(table)
+    head = f"UPDATE {table_name} AS t JOIN ({{rows}}) AS b ON {join} SET {sets}{where}"
+    return head, first, rest
+
+
+def _joined_key(dialect: Dialect, table: Table, key: str) -> str:
+    quote = dialect.identifier_preparer.quote
+    collation = getattr(table.c[key].type.dialect_impl(dialect), "collation", None)
+    cast = f" COLLATE {collation}" if collation else ""
+    return f"t.{quote(key)} = b.{quote('b_' + key)}{cast}"
 
 
 @functools.cache
