@@ -11,7 +11,9 @@ import { uploadPath } from "../../tidings/web/upload.js";
 test("Ogg Opus is preferred, WebM Opus next, nothing else", () => {
   assert.equal(recordingType(() => true), "audio/ogg;codecs=opus");
   assert.equal(recordingType((type) => type.startsWith("audio/webm")), "audio/webm;codecs=opus");
-  assert.equal(recordingType((type) => type === "audio/mp4"), null);
+  // Safari records MP4 only; a browser that offers Ogg or WebM too records those.
+  assert.equal(recordingType((type) => type === "audio/mp4"), "audio/mp4");
+  assert.equal(recordingType((type) => type !== "audio/ogg;codecs=opus"), "audio/webm;codecs=opus");
   assert.equal(recordingType(() => false), null);
   // A recorder that throws on a type it does not know is asked the next one.
   assert.equal(recordingType((type) => {

@@ -3,8 +3,11 @@
 // browser can record at all, the type it records in, the running clock and
 // the note's file name. view-record.js does the recording itself.
 
-/** Opus in Ogg (Firefox), else in WebM (Chromium): both are audio the server knows (PROTOCOL-v2 §3). */
-export const RECORDING_TYPES = ["audio/ogg;codecs=opus", "audio/webm;codecs=opus"];
+/**
+ * Opus in Ogg (Firefox), else in WebM (Chromium), else MP4 (Safari, whose
+ * recorder offers nothing else): all audio the server knows (PROTOCOL-v2 §3).
+ */
+export const RECORDING_TYPES = ["audio/ogg;codecs=opus", "audio/webm;codecs=opus", "audio/mp4"];
 
 /** The longest note: the server keeps a stated length of at most an hour (docs/protocol.md). */
 export const MAX_RECORDING_MS = 3_600_000;
