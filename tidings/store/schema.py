@@ -27,6 +27,7 @@ from sqlalchemy import (
     Table,
     Text,
     false,
+    text,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
@@ -192,7 +193,13 @@ messages = Table(
     # send (files never change), so no read of a message joins ``files``.
     Column("file_id", String(32), nullable=True),
     Column("attachment", Text, nullable=True),
-    Index("ix_messages_file_id", "file_id"),
+    # Only the messages with a file (migration 0010; MySQL indexes them all).
+    Index(
+        "ix_messages_file_id",
+        "file_id",
+        sqlite_where=text("file_id IS NOT NULL"),
+        postgresql_where=text("file_id IS NOT NULL"),
+    ),
 )
 
 files = Table(
