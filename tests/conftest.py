@@ -27,6 +27,7 @@ from aiohttp import web
 from argon2 import PasswordHasher
 
 from tests.backends import database_url, redis_url, unavailable
+from tests.loopback import start_loopback
 from tests.swift import ACCESS_KEY as SWIFT_ACCESS_KEY
 from tests.swift import REGION as SWIFT_REGION
 from tests.swift import SECRET_KEY as SWIFT_SECRET_KEY
@@ -85,12 +86,10 @@ def settings_for(tmp_path: Path, **changes: Any) -> Settings:
 
 async def start_server(settings: Settings) -> tuple[RunningServer, web.AppRunner]:
     app = build_app(settings, hasher=FAST_HASHER)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return RunningServer(f"http://127.0.0.1:{port}", settings, app), runner
+    runner, origin = await start_loopback(
+        app, handle_signals=False, access_log=None, shutdown_timeout=5
+    )
+    return RunningServer(origin, settings, app), runner
 
 
 ServerFactory = Callable[..., Awaitable[RunningServer]]

@@ -16,9 +16,9 @@ from types import ModuleType
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from tests.conftest import Account, RunningServer, ServerFactory
+from tests.loopback import serving
 from tidings.client import AdminClient, Client, Socket, message_of, private_conversation
 from tidings.models import Message
 
@@ -104,15 +104,8 @@ async def test_the_echo_bot_answers_private_messages(alice: Account, server: Run
 @contextlib.asynccontextmanager
 async def backend_app(tidings_url: str) -> AsyncIterator[str]:
     app = load("backend_app").make_app(tidings_url, TOKEN)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serving(app, access_log=None) as origin:
+        yield origin
 
 
 async def test_the_backend_app_logs_its_users_in_to_tidings(server: RunningServer) -> None:
@@ -151,21 +144,14 @@ async def test_the_push_backend_forwards_signed_pushes_only() -> None:
         forwarded.append(push)
 
     module = load("push_backend")
-    runner = web.AppRunner(module.make_app(TOKEN, forward), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     push = b'{"event":"push","type":"push","user_id":2,"conversation":"p:1-2","seq":1,'
     push += b'"title":"Alice","body":"hi","total_unread":1}'
     good = "sha256=" + hmac.new(TOKEN.encode(), push, hashlib.sha256).hexdigest()
-    try:
-        async with aiohttp.ClientSession() as http:
-            url = f"http://127.0.0.1:{port}/tidings"
-            async with http.post(url, data=push, headers={"X-Tidings-Signature": "x"}) as r:
-                assert r.status == 401
-            async with http.post(url, data=push, headers={"X-Tidings-Signature": good}) as r:
-                assert r.status == 204
-    finally:
-        await runner.cleanup()
+    app = module.make_app(TOKEN, forward)
+    async with serving(app, access_log=None) as origin, aiohttp.ClientSession() as http:
+        url = f"{origin}/tidings"
+        async with http.post(url, data=push, headers={"X-Tidings-Signature": "x"}) as r:
+            assert r.status == 401
+        async with http.post(url, data=push, headers={"X-Tidings-Signature": good}) as r:
+            assert r.status == 204
     assert [p["user_id"] for p in forwarded] == [2]

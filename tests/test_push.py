@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from tests.conftest import PASSWORD, RunningServer, ServerFactory
+from tests.loopback import serving
 from tidings.client import Client
 from tidings.client.errors import ApiError
 from tidings.gateway.context import Edge
@@ -138,14 +139,9 @@ async def push_service() -> AsyncIterator[PushService]:
     service = PushService()
     app = web.Application()
     app.router.add_post("/push/{name}", service.handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    service.origin = f"http://127.0.0.1:{port}"
-    yield service
-    await runner.cleanup()
+    async with serving(app, shutdown_timeout=0.1) as origin:
+        service.origin = origin
+        yield service
 
 
 @pytest.fixture
@@ -433,14 +429,9 @@ async def test_the_push_decision_goes_out_as_a_signed_webhook(
     receiver = Receiver()
     app = web.Application()
     app.router.add_post("/hook", receiver.handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with serving(app, shutdown_timeout=0.1) as origin:
         server = await make_server(
-            service_token="hook-s3cret", webhook_url=f"http://127.0.0.1:{port}/hook", **FAST
+            service_token="hook-s3cret", webhook_url=f"{origin}/hook", **FAST
         )
         alice, a = await sign_up(server, clients, "alice")
         _bob, b = await sign_up(server, clients, "bob")  # no subscription: the backend pushes
@@ -462,8 +453,6 @@ async def test_the_push_decision_goes_out_as_a_signed_webhook(
                 "total_unread": 1,
             }
         ]
-    finally:
-        await runner.cleanup()
 
 
 async def test_a_name_resolving_to_a_private_address_is_refused_at_send_time() -> None:

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.backends import BACKENDS, database_url, redis_url
 from tests.conftest import FAST_HASHER, PASSWORD, RunningServer, settings_for
+from tests.loopback import start_loopback
 from tests.test_redis_chat_list import metric
 from tidings.app import build_app
 from tidings.client import ApiError, Client
@@ -44,13 +45,11 @@ class Deployment:
         given = {"database_url": self.database, "redis_url": self.redis}
         settings = settings_for(self.tmp_path, **(given | {"redis_prefix": self.prefix} | changes))
         app = build_app(settings, hasher=FAST_HASHER)
-        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5)
+        runner, origin = await start_loopback(
+            app, handle_signals=False, access_log=None, shutdown_timeout=5
+        )
         self._runners.append(runner)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return RunningServer(f"http://127.0.0.1:{port}", settings, app)
+        return RunningServer(origin, settings, app)
 
     def client(self, server: RunningServer, token: str | None = None) -> Client:
         client = Client(server.url, token=token)

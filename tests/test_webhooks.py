@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import AccountFactory, ServerFactory
+from tests.loopback import serving
 from tidings.client import Client
 
 SECRET = "hook-s3cret"
@@ -61,14 +62,9 @@ async def receiver() -> AsyncIterator[Receiver]:
     found = Receiver()
     app = web.Application()
     app.router.add_post("/hook", found.handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    found.url = f"http://127.0.0.1:{port}/hook"
-    yield found
-    await runner.cleanup()
+    async with serving(app, shutdown_timeout=0.1) as origin:
+        found.url = f"{origin}/hook"
+        yield found
 
 
 async def test_each_stored_message_is_posted_once_signed(
