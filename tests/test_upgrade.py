@@ -24,6 +24,7 @@ import pytest
 from tests.backends import database_url, redis_url
 from tests.conftest import PASSWORD, settings_for, start_server
 from tests.test_counts_v2 import expected_entry, full_history
+from tests.test_schema_indexes import assert_file_index_only_holds_messages_with_a_file
 from tidings.client import ApiError, Client
 from tidings.harness.spawn import CHEAP_HASHING, ServerProcess, serve_command, serve_env
 
@@ -215,3 +216,5 @@ async def test_a_v1_database_is_upgraded_in_place(stack: str, tmp_path: Path) ->
                 )  # notices never count
         finally:
             await runner.cleanup()
+        # Migration 0010 on a v1 database too: the file index holds only messages with a file.
+        await assert_file_index_only_holds_messages_with_a_file(backing["database_url"])
