@@ -28,6 +28,7 @@ async def test_a_seq_that_came_before_an_earlier_one_goes_where_the_earlier_one_
     orderer = SeqOrderer(
         lambda e, arrived: delivered.append((e.message.seq, arrived)),
         no_fetch,
+        lambda _users, _since: True,
         first_hold=0.01,
         gap_wait=5,
     )
@@ -39,3 +40,64 @@ async def test_a_seq_that_came_before_an_earlier_one_goes_where_the_earlier_one_
     assert [seq for seq, _ in delivered] == [4, 5, 6]
     (_, at4), (_, at5), (_, at6) = delivered
     assert at4 < at5 and at6 == at5  # 6 counts as arriving with 5, not before it
+
+
+def fetch_from(fetched: list[tuple[int, int]]) -> object:
+    async def fetch(
+        _conversation: str, after: int, before: int, _recipients: object
+    ) -> list[MessageCreated]:
+        fetched.append((after, before))
+        return [event(seq) for seq in range(after + 1, before)]
+
+    return fetch
+
+
+async def test_a_gap_while_a_recipient_stayed_connected_is_a_loss_and_is_fetched() -> None:
+    delivered: list[int] = []
+    fetched: list[tuple[int, int]] = []
+    orderer = SeqOrderer(
+        lambda e, _arrived: delivered.append(e.message.seq),
+        fetch_from(fetched),  # type: ignore[arg-type]
+        lambda _users, _since: True,  # a connection open since seq 4 was delivered
+        first_hold=0.01,
+        gap_wait=0.02,
+    )
+    orderer.offer(event(4))
+    await asyncio.sleep(0.05)
+    orderer.offer(event(8))
+    await asyncio.sleep(0.1)
+    assert fetched == [(4, 8)]
+    assert delivered == [4, 5, 6, 7, 8]
+
+
+async def test_a_gap_while_nobody_here_was_a_recipient_is_no_loss_and_starts_afresh() -> None:
+    """The broker routes a conversation's events here only while one of its
+    recipients is connected here: after a while with none, seqs resume higher.
+    Those in between are no loss (nobody here to tell) and must not be sent
+    again to the connections that came since (they catch up from history)."""
+    delivered: list[int] = []
+    fetched: list[tuple[int, int]] = []
+    asked: list[tuple[tuple[UserId, ...], float]] = []
+
+    def steady(users: tuple[UserId, ...], since: float) -> bool:
+        asked.append((users, since))
+        return False
+
+    orderer = SeqOrderer(
+        lambda e, _arrived: delivered.append(e.message.seq),
+        fetch_from(fetched),  # type: ignore[arg-type]
+        steady,
+        first_hold=0.01,
+        gap_wait=0.02,
+    )
+    orderer.offer(event(4))
+    await asyncio.sleep(0.05)
+    orderer.offer(event(21))
+    orderer.offer(event(22))
+    await asyncio.sleep(0.1)
+    assert fetched == []
+    assert delivered == [4, 21, 22]
+    assert asked and asked[0][0] == (UserId(1), UserId(2))
+    orderer.offer(event(20))  # a straggler from before the fresh start: late, not lost
+    orderer.offer(event(22))  # a repeat: dropped
+    assert delivered == [4, 21, 22, 20]

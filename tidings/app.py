@@ -37,7 +37,7 @@ from tidings.gateway import http, webclient
 from tidings.gateway.context import Edge
 from tidings.gateway.hub import Hub
 from tidings.gateway.links import FileLinks
-from tidings.gateway.ordering import Deliver, SeqOrderer
+from tidings.gateway.ordering import Deliver, SeqOrderer, Steady
 from tidings.gateway.websocket import CLOSE_IDLE, websocket
 from tidings.ids import ConversationId, UserId
 from tidings.metrics import Metrics
@@ -117,7 +117,7 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
     metrics.gauge(
         "tidings_push_backlog", "Pushes waiting to be planned or delivered.", lambda: push.backlog
     )
-    add_gauges(metrics, hub, conversations, cluster.redis_chat_list, webhooks)
+    add_gauges(metrics, hub, conversations, cluster, webhooks)
 
     cluster.broker.subscribe(accounts.hear)
     cluster.broker.subscribe(typing.hear)
@@ -169,7 +169,7 @@ class Cluster:
     orderer for events from other nodes and the chat list's Redis copy."""
 
     broker: Broker
-    orderer: Callable[[Deliver], SeqOrderer] | None = None
+    orderer: Callable[[Deliver, Steady], SeqOrderer] | None = None
     chat_list: ChatListState | None = None
     redis_broker: RedisBroker | None = None
     redis_chat_list: RedisChatList | None = None
@@ -188,8 +188,8 @@ def build_cluster(settings: Settings, store: Store, node: NodeId) -> Cluster:
     ) -> list[MessageCreated]:
         return await missed_messages(store, ConversationId(conversation), after, before, recipients)
 
-    def orderer(deliver: Deliver) -> SeqOrderer:
-        return SeqOrderer(deliver, fetch)
+    def orderer(deliver: Deliver, steady: Steady) -> SeqOrderer:
+        return SeqOrderer(deliver, fetch, steady)
 
     cluster = Cluster(broker, orderer, redis_broker=broker)
     if settings.redis_chat_list:
@@ -260,7 +260,7 @@ def add_gauges(
     metrics: Metrics,
     hub: Hub,
     conversations: Conversations,
-    redis_chat_list: RedisChatList | None,
+    cluster: Cluster,
     webhooks: WebhookSender | None,
 ) -> None:
     metrics.gauge(
@@ -274,8 +274,31 @@ def add_gauges(
         "Writes waiting for the next commit.",
         lambda: conversations.writer.pending,
     )
-    if redis_chat_list is not None:
-        cached = redis_chat_list
+    if cluster.redis_broker is not None:
+        broker = cluster.redis_broker
+        metrics.gauge(
+            "tidings_broker_events_received",
+            "Events this node took from other nodes' messages (only those for its users).",
+            lambda: broker.events_received,
+        )
+        metrics.gauge(
+            "tidings_broker_publishes",
+            "PUBLISHes this node made: one per batch and target node.",
+            lambda: broker.publishes,
+        )
+        metrics.gauge(
+            "tidings_broker_events_sent",
+            "Events in this node's PUBLISHes, counted once per target node.",
+            lambda: broker.events_sent,
+        )
+        metrics.gauge(
+            "tidings_broker_shared_batches",
+            "Batches sent to every node on the shared channel (routing table warming up "
+            "after Redis lost it, or a node of an earlier version holding a recipient).",
+            lambda: broker.shared_batches,
+        )
+    if cluster.redis_chat_list is not None:
+        cached = cluster.redis_chat_list
         metrics.gauge(
             "tidings_chat_list_redis_trusted",
             "1 while this node serves chat lists from Redis, 0 while from SQL (after a failure).",

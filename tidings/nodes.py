@@ -5,8 +5,10 @@ needs it: the broker (to skip its own events), the hub (connection ids
 unique across nodes), presence and the Redis chat list. The registry is a
 Redis hash ``{prefix}nodes`` (node -> msgpack ``NodeReport``): presence
 writes it on a lease; the chat list reads it to notice a node that died
-between a commit and its update. Both read and write it through here, so
-neither knows the other's keys.
+between a commit and its update. Each node's presence hash
+``{prefix}presence:{node}`` (user -> open sockets, and ``ROUTED_FIELD``) is
+also the broker's routing table. They all read and write these keys
+through here, so none knows another's.
 """
 
 from __future__ import annotations
@@ -37,6 +39,15 @@ class NodeReport(msgspec.Struct):
 def registry_key(prefix: str) -> str:
     """The hash of every node's last report."""
     return f"{prefix}nodes"
+
+
+# The field of a node's presence hash that says "this node reads its own channel".
+ROUTED_FIELD = "~routed"
+
+
+def presence_key(prefix: str, node: str) -> str:
+    """A node's hash of its users' open sockets: presence, and the broker's routes."""
+    return f"{prefix}presence:{node}"
 
 
 def encode_report(report: NodeReport) -> bytes:

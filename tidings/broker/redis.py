@@ -1,15 +1,17 @@
-"""The Redis broker: every node publishes to, and listens on, one pub/sub channel.
+"""The Redis broker: events go only to the nodes that hold their recipients.
 
 ``publish`` hands an event to this node's subscribers at once, then queues
-it for the other nodes; one task sends the queue in order, everything
-queued meanwhile in one PUBLISH (a message of many events costs Redis and
-every listener one message, not many), and keeps what it could not send
-for the next try, so a short Redis hiccup delays events instead of losing
-them. Each message starts with the sending node's id, so a node skips its
-own messages without decoding them. Another task listens, and tells its
-watchers when it stops hearing the other nodes (the hub then closes its
-sockets so that clients reconnect and catch up, rather than silently miss
-events) and when it hears them again.
+it for the other nodes; one task sends the queue in order. Everything
+queued meanwhile is one batch: one script call finds the nodes that hold
+its recipients (``route.py``), then one PUBLISH per such node carries
+that node's events, in order, on its own channel; nodes that hold none get
+nothing. What could not be sent is kept for the next try, so a short Redis
+hiccup delays events instead of losing them. Each message starts with the
+sending node's id, so a node skips its own (on the shared channel) without
+decoding them. Another task listens on this node's channel and the shared
+one, and tells its watchers when it stops hearing the other nodes (the hub
+then closes its sockets so that clients reconnect and catch up, rather
+than silently miss events) and when it hears them again.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
 from tidings.broker import Subscriber, Watcher
+from tidings.broker.route import ROUTE, batch_users, channel, shared_channel, split
 from tidings.events import Event
 from tidings.nodes import NODE_ID_LENGTH, NodeId
 
@@ -44,12 +47,20 @@ class RedisBroker:
         prefix: str = "tidings:",
         max_backlog: int = 100_000,
         connect_timeout: float = 5.0,
+        warm_up: float = 10.0,
     ) -> None:
+        """``warm_up``: seconds every event goes on the shared channel after Redis
+        lost the routing table; longer than presence's lease (``node_ttl / 3``)."""
         self._url = url
-        self._channel = f"{prefix}events"
+        self._prefix = prefix
+        self._node = node
+        self._shared = shared_channel(prefix)
+        self._own = channel(prefix, node)
+        self._warm_up = warm_up
         self._redis = aioredis.Redis.from_url(
             url, socket_connect_timeout=connect_timeout, health_check_interval=10
         )
+        self._route = self._redis.register_script(ROUTE)
         self._subscribers: list[Subscriber] = []
         self._watchers: list[Watcher] = []
         # Every message starts with the sending node's id.
@@ -68,6 +79,12 @@ class RedisBroker:
         self._closed = False
         self.up = False
         self.dropped = 0
+        # Figures for the metrics: events this node took from others' messages,
+        # PUBLISHes it made, events in them, and batches it sent to every node.
+        self.events_received = 0
+        self.publishes = 0
+        self.events_sent = 0
+        self.shared_batches = 0
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)
@@ -123,7 +140,7 @@ class RedisBroker:
         while not self._closed:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self._channel)
+                await pubsub.subscribe(self._shared, self._own)
                 self._set_up(True)
                 backoff = 0.1
                 heard = loop.time()
@@ -167,6 +184,7 @@ class RedisBroker:
         except msgspec.DecodeError:
             log.warning("ignored a message that does not decode (%d bytes)", len(data))
             return
+        self.events_received += len(events)
         for event in events:
             for subscriber in self._subscribers:
                 try:
@@ -186,9 +204,7 @@ class RedisBroker:
             count = min(_PUBLISH_BATCH, len(self._outbox))
             batch = [self._outbox.popleft() for _ in range(count)]
             try:
-                await self._redis.publish(
-                    self._channel, self._node_prefix + self._encoder.encode(batch)
-                )
+                await self._send_batch(batch)
                 backoff = 0.1
             except (RedisError, OSError) as exc:
                 # Keep them, in order, for the next try.
@@ -196,6 +212,31 @@ class RedisBroker:
                 log.warning("publishing to Redis failed (%s); %d events wait", exc, len(batch))
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF)
+
+    async def _send_batch(self, batch: list[Event]) -> None:
+        users = batch_users(batch)
+        answer = await self._route(args=[self._prefix, self._node, self._warm_up, *map(str, users)])
+        plan = split(batch, users, answer)
+        if plan is None:
+            await self._redis.publish(self._shared, self._node_prefix + self._encoder.encode(batch))
+            self.publishes += 1
+            self.events_sent += len(batch)
+            self.shared_batches += 1
+            return
+        if not plan:
+            return  # no other node holds a recipient
+        encode = self._encoder.encode
+        blobs = [msgspec.Raw(encode(event)) for event in batch]
+        # One transaction: a retry after a failure never sends a node its events twice.
+        pipe = self._redis.pipeline(transaction=True)
+        for node, indexes in plan.items():
+            pipe.publish(
+                channel(self._prefix, node),
+                self._node_prefix + encode([blobs[i] for i in indexes]),
+            )
+        await pipe.execute()
+        self.publishes += len(plan)
+        self.events_sent += sum(map(len, plan.values()))
 
     def _set_up(self, up: bool) -> None:
         if up == self.up:

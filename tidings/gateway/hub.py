@@ -26,7 +26,7 @@ from tidings.events import (
 from tidings.gateway import frames
 from tidings.gateway.connection import Connection, WriteCoalescer
 from tidings.gateway.links import FileLinks
-from tidings.gateway.ordering import Deliver, SeqOrderer
+from tidings.gateway.ordering import Deliver, SeqOrderer, Steady
 from tidings.gateway.wire import WebSocketWire
 from tidings.ids import UserId
 from tidings.models import Conversation
@@ -37,7 +37,7 @@ class Hub:
     def __init__(
         self,
         node: NodeId,
-        orderer: Callable[[Deliver], SeqOrderer] | None = None,
+        orderer: Callable[[Deliver, Steady], SeqOrderer] | None = None,
         links: FileLinks | None = None,
     ) -> None:
         """``orderer`` builds the seq orderer when events come from several nodes;
@@ -47,7 +47,9 @@ class Hub:
         # Connection ids are unique across nodes: the node's id above a counter
         # (30 bits of it, so ids stay below 2**62).
         self._ids = itertools.count(((int(node, 16) >> 2) << 32) + 1)
-        self._orderer = orderer(self._deliver_message) if orderer is not None else None
+        self._orderer = (
+            orderer(self._deliver_message, self._steady) if orderer is not None else None
+        )
         # False while this node cannot hear the other nodes: no new sockets.
         self.accepting = True
         self._listeners: list[Callable[[UserId], None]] = []
@@ -96,6 +98,16 @@ class Hub:
             del self._by_user[connection.user]
         for listener in self._listeners:
             listener(connection.user)
+
+    def _steady(self, users: tuple[UserId, ...], since: float) -> bool:
+        """Whether one of ``users`` has had a connection open here since ``since``:
+        then the broker routed this node every event for them since (the orderer)."""
+        by_user = self._by_user
+        for user in users:
+            for connection in by_user.get(user, ()):
+                if connection.opened_at <= since:
+                    return True
+        return False
 
     def connections_of(self, user: UserId) -> list[Connection]:
         return self._by_user.get(user, [])

@@ -20,6 +20,14 @@ node *before* an earlier seq counts as arriving with it, so a connection
 that got seq 5 live also gets seq 6 live, even when 6 came first (else its
 live stream skipped 6, caught up from history but a gap on the line; the
 two-node soak found it as ``live_gaps``).
+
+Events reach this node only while it holds one of their recipients (the
+broker routes them), so a gap is not always a loss. It is one only when a
+recipient's connection here has been open since the last seq delivered
+(``steady``): this node was sent every seq since, and the missing ones are
+fetched. Otherwise this node was sent none of them (nobody here to tell),
+or sent them to connections opened since, whose clients catch up from
+history after ``auth_ok``; the orderer starts afresh from the seqs it holds.
 """
 
 from __future__ import annotations
@@ -39,6 +47,9 @@ Deliver = Callable[[MessageCreated, float], None]
 # fetch(conversation, after, before, recipients): the missing messages as events, each
 # addressed to those of ``recipients`` who were members when it was sent.
 Fetch = Callable[[str, int, int, tuple[UserId, ...]], Awaitable[list[MessageCreated]]]
+# steady(recipients, since): whether one of these users has a connection here that
+# has been open since the monotonic time ``since``.
+Steady = Callable[[tuple[UserId, ...], float], bool]
 
 
 class _Track:
@@ -59,6 +70,7 @@ class SeqOrderer:
         self,
         deliver: Deliver,
         fetch: Fetch,
+        steady: Steady,
         *,
         first_hold: float = 0.03,
         gap_wait: float = 0.25,
@@ -66,6 +78,7 @@ class SeqOrderer:
     ) -> None:
         self._deliver = deliver
         self._fetch = fetch
+        self._steady = steady
         self._first_hold = first_hold
         self._gap_wait = gap_wait
         self._idle_forget = idle_forget
@@ -121,8 +134,17 @@ class SeqOrderer:
             track.next = track.base = min(track.pending)
             self._flush(conversation, track)
             return
-        if track.pending:
+        if not track.pending:
+            return
+        first_waiting = min(track.pending)
+        recipients = track.pending[first_waiting][0].recipients
+        if self._steady(recipients, track.delivered_arrival):
             asyncio.get_running_loop().create_task(self._fill_gap(conversation, track))
+        else:
+            # Not a loss (see the module text): start again from what is here;
+            # a straggler below it is delivered late, as after the first hold.
+            track.next = track.base = first_waiting
+            self._flush(conversation, track)
 
     async def _fill_gap(self, conversation: str, track: _Track) -> None:
         assert track.next is not None

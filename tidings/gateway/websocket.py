@@ -30,6 +30,7 @@ from tidings.gateway.connection import Connection
 from tidings.gateway.context import Edge
 from tidings.gateway.wire import WebSocketWire, take_over
 from tidings.ids import UserId
+from tidings.models import User
 from tidings.service.accounts import hash_token
 from tidings.service.conversations import Extras
 from tidings.store import EntryRequest, StoredMessage
@@ -42,6 +43,9 @@ CLOSE_POLICY = 1008
 CLOSE_INTERNAL = 1011
 # Frames that may wait behind a slow one before the socket stops being read.
 WAITING_FRAMES_HIGH = 64
+# Seconds a new socket waits for Redis to route its user's events here, before
+# it is closed with 1013 (try again later) instead of getting auth_ok.
+ANNOUNCE_TIMEOUT = 5.0
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:
@@ -224,6 +228,23 @@ class Session:
             return
         if self._ended or wire.closing:
             return  # the peer left while its token was checked
+        # Before auth_ok: from here on every node routes this user's events to
+        # this node, so the client's catch-up after auth_ok leaves no gap.
+        try:
+            async with asyncio.timeout(ANNOUNCE_TIMEOUT):
+                await edge.presence.announce(user_id)
+            if not (self._ended or wire.closing):
+                self._open(user_id, user, token)
+        except TimeoutError:
+            wire.start_close(1013, "presence unavailable, try again")
+        finally:
+            edge.presence.settle(user_id)
+
+    def _open(self, user_id: UserId, user: User, token: str) -> None:
+        """Send auth_ok and hand the connection to the hub, in one step of the loop."""
+        edge = self.edge
+        wire = self.wire
+        settings = edge.settings
         connection = Connection(
             edge.hub.next_id(),
             user_id,

@@ -6,6 +6,8 @@ Guarantees every adapter gives:
   node's own sockets are counted exactly, other nodes' as they last
   reported (a round trip to Redis behind).
 - A node that stops reporting (killed) drops out within ``node_ttl``.
+- ``announce`` returns only once every node would route the user's events
+  to this node: a socket authenticated after it misses nothing live.
 """
 
 from __future__ import annotations
@@ -34,6 +36,14 @@ class Presence(Protocol):
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
+
+    async def announce(self, user: UserId) -> None:
+        """Count one more socket of ``user`` on this node, and return once the
+        other nodes route ``user``'s events here; call ``settle(user)`` after,
+        whatever happened. It waits as long as Redis does: bound it."""
+
+    def settle(self, user: UserId) -> None:
+        """The announced socket is now counted by the hub (or gave up)."""
 
     async def connections(self, users: Sequence[UserId]) -> dict[UserId, int]:
         """Open sockets per user, summed over the live nodes."""

@@ -20,6 +20,12 @@ class LocalPresence:
     async def close(self) -> None:
         return None
 
+    async def announce(self, user: UserId) -> None:
+        return None  # one node: every event is handed to this node's hub
+
+    def settle(self, user: UserId) -> None:
+        return None
+
     async def connections(self, users: Sequence[UserId]) -> dict[UserId, int]:
         return {user: self._sockets.open_sockets(user) for user in users}
 

@@ -5,6 +5,13 @@ as its sockets come and go, and refreshes ``{prefix}nodes`` (node -> its
 figures and a timestamp) every few seconds. A node that stops refreshing
 is left out after ``node_ttl`` and its hash expires. A query sums the live
 nodes' hashes, counting this node's own sockets, exactly.
+
+The same hash is the broker's routing table (``broker/route.py``): a new
+socket's user is written into it, and the write awaited, before the socket
+gets ``auth_ok`` (``announce``). The hash carries a marker field (``~routed``,
+"this node reads its own channel"); the lease puts it back if Redis lost
+it (a restart, a FLUSHALL), and then writes the whole hash again. One task
+makes every write, in order, so an earlier write never lands after a later one.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 from redis import asyncio as aioredis
@@ -21,11 +29,13 @@ from tidings.errors import unavailable
 from tidings.ids import UserId
 from tidings.models import NodeStats
 from tidings.nodes import (
+    ROUTED_FIELD,
     NodeId,
     NodeReport,
     decode_report,
     encode_report,
     is_live,
+    presence_key,
     registry_key,
 )
 from tidings.presence import LocalSockets
@@ -49,10 +59,14 @@ class RedisPresence:
         self._stats = stats
         self._node = node
         self._prefix = prefix
-        self._key = f"{prefix}presence:{node}"
+        self._key = presence_key(prefix, node)
         self._nodes_key = registry_key(prefix)
         self._ttl = node_ttl
         self._dirty: set[UserId] = set()
+        # Sockets announced but not yet in the hub: counted as open in what is written.
+        self._announced: Counter[UserId] = Counter()
+        # Announcements waiting for the next write that includes them.
+        self._waiting: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()
         self._resync = True  # write the whole map on start and after an outage
         self._task: asyncio.Task[None] | None = None
@@ -83,6 +97,23 @@ class RedisPresence:
             pass
         await self._redis.aclose()
 
+    async def announce(self, user: UserId) -> None:
+        """Count one more socket of ``user`` here and return once Redis has it, so
+        every node routes the user's events here from now on; ``settle(user)``
+        when the socket is in the hub or gave up."""
+        self._announced[user] += 1
+        self._changed(user)
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        await waiter  # cancelled by the caller's timeout: the writer skips it
+
+    def settle(self, user: UserId) -> None:
+        """An announced socket is now counted by the hub, or never will be."""
+        self._announced[user] -= 1
+        if self._announced[user] <= 0:
+            del self._announced[user]
+        self._changed(user)
+
     async def connections(self, users: Sequence[UserId]) -> dict[UserId, int]:
         try:
             return await self._connections(users)
@@ -104,7 +135,7 @@ class RedisPresence:
         if others:
             pipe = self._redis.pipeline(transaction=False)
             for node in others:
-                pipe.hmget(f"{self._prefix}presence:{node.node}", [str(u) for u in users])
+                pipe.hmget(presence_key(self._prefix, node.node), [str(u) for u in users])
             for values in await pipe.execute():
                 for user, value in zip(users, values, strict=True):
                     if value is not None:
@@ -125,18 +156,27 @@ class RedisPresence:
         backoff = 0.2
         next_beat = 0.0
         while not self._closed:
+            # Taken before the counts are read: these announcements are in this write.
+            waiting, self._waiting = self._waiting, []
             try:
                 now = time.monotonic()
                 changed = self._resync or bool(self._dirty)
                 if self._resync:
-                    await self._write_all()
                     self._resync = False
+                    await self._write_all()
                 elif self._dirty:
                     await self._write_dirty()
                 # Figures go out with every change of sockets, and on a lease.
                 if changed or now >= next_beat:
-                    await self._beat()
+                    if await self._beat():
+                        log.warning("presence: Redis lost this node's hash; writing it again")
+                        self._resync = True
+                        self._waiting[:0] = waiting
+                        continue
                     next_beat = now + self._ttl / 3
+                for waiter in waiting:
+                    if not waiter.done():
+                        waiter.set_result(None)
                 backoff = 0.2
                 self._wake.clear()
                 if not self._dirty:
@@ -146,17 +186,18 @@ class RedisPresence:
                         pass
             except (RedisError, OSError) as exc:
                 log.warning("presence could not reach Redis (%s); retrying", exc)
+                self._waiting[:0] = waiting
                 self._resync = True
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
     async def _write_all(self) -> None:
         self._dirty.clear()
-        counts = self._sockets.counts()
+        counts = Counter(self._sockets.counts())
+        counts.update(self._announced)
         pipe = self._redis.pipeline(transaction=True)
         pipe.delete(self._key)
-        if counts:
-            pipe.hset(self._key, mapping={str(u): n for u, n in counts.items()})
+        pipe.hset(self._key, mapping={ROUTED_FIELD: 1, **{str(u): n for u, n in counts.items()}})
         pipe.expire(self._key, int(self._ttl * 3))
         await pipe.execute()
 
@@ -164,7 +205,7 @@ class RedisPresence:
         users, self._dirty = self._dirty, set()
         pipe = self._redis.pipeline(transaction=False)
         for user in users:
-            count = self._sockets.open_sockets(user)
+            count = self._sockets.open_sockets(user) + self._announced.get(user, 0)
             if count:
                 pipe.hset(self._key, str(user), count)
             else:
@@ -175,9 +216,12 @@ class RedisPresence:
             self._dirty |= users
             raise
 
-    async def _beat(self) -> None:
+    async def _beat(self) -> bool:
+        """Report this node; True if Redis had lost its hash (the marker was gone)."""
         report = encode_report(NodeReport(time.time(), self._stats()))
         pipe = self._redis.pipeline(transaction=False)
         pipe.hset(self._nodes_key, self._node, report)
+        pipe.hsetnx(self._key, ROUTED_FIELD, 1)
         pipe.expire(self._key, int(self._ttl * 3))
-        await pipe.execute()
+        _, lost, _ = await pipe.execute()
+        return bool(lost)

@@ -1,0 +1,176 @@
+"""Which nodes hold an event's recipients: the routing of the Redis broker.
+
+Each node reads its own channel ``{prefix}events:{node}`` and the shared
+one ``{prefix}events``. Presence keeps, per node, the hash
+``{prefix}presence:{node}`` (user -> open sockets) and writes a user into it
+before that user's socket gets ``auth_ok`` (``Presence.announce``). So for
+a batch of events, one script call (``ROUTE``) reads every other node's
+hash for the batch's users, and the batch costs one PUBLISH per node that
+holds a recipient (not per user, not per event), and nothing to the rest.
+
+Why no event is missed live: an event is committed before it is routed,
+and routed after any route written before it. A socket whose route was
+written before the routing read gets the event on its node; one whose
+route came later got ``auth_ok`` after the commit, and its client's
+catch-up (``after`` its last seq) finds the event in SQL.
+
+The script falls back to the shared channel, for the whole batch:
+
+- while the routing table may be incomplete: for ``warm_up`` seconds after
+  Redis lost it (a restart without persistence, a FLUSHALL; first start
+  too), long enough for every live node to notice and write its hash again
+  (presence checks its marker on every lease);
+- when a node of an earlier version (its hash has no ``~routed`` marker:
+  it reads only the shared channel) holds a recipient: a rolling upgrade
+  loses no live event.
+
+Redis Cluster will need the registry and every node's hash in one slot
+(hash-tagged) or one script call per slot; this script is for a standalone
+Redis (or a primary with replicas).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from tidings.events import (
+    ConversationAdded,
+    ConversationRemoved,
+    EntryChanged,
+    Event,
+    MessageCreated,
+    Pushed,
+    ReadMoved,
+    SessionRevoked,
+    TypingStarted,
+)
+from tidings.ids import UserId
+from tidings.nodes import ROUTED_FIELD, presence_key, registry_key
+
+# Users per HMGET inside the script: Lua's unpack() overflows its C stack near 8,000.
+_CHUNK = 4000
+
+# ARGV: prefix, this node, warm-up seconds, then the batch's users. The keys are
+# nodes.py's: the registry, every node's presence hash, and ``{prefix}routes:since``
+# (when the table was found lost; gone again when Redis loses everything).
+# Returns {0} for "use the shared channel", else {1, node, bitmap, node, bitmap, ...}:
+# every other routed node, with one "0"/"1" per user for whether it holds them.
+ROUTE = """
+local prefix, me, warm = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local since_key = prefix .. 'routes:since'
+local now = tonumber(redis.call('TIME')[1])
+local since = redis.call('GET', since_key)
+if not since then
+  redis.call('SET', since_key, now)
+  return {0}
+end
+if now - tonumber(since) < warm then
+  return {0}
+end
+local users = {}
+for i = 4, #ARGV do users[#users + 1] = ARGV[i] end
+local out = {1}
+for _, node in ipairs(redis.call('HKEYS', prefix .. 'nodes')) do
+  if node ~= me then
+    local key = prefix .. 'presence:' .. node
+    local bits, any = {}, false
+    for first = 1, #users, CHUNK do
+      local last = math.min(first + CHUNK - 1, #users)
+      local values = redis.call('HMGET', key, unpack(users, first, last))
+      for j = 1, #values do
+        if values[j] then
+          bits[#bits + 1] = '1'
+          any = true
+        else
+          bits[#bits + 1] = '0'
+        end
+      end
+    end
+    if redis.call('HEXISTS', key, 'MARKER') == 1 then
+      out[#out + 1] = node
+      out[#out + 1] = table.concat(bits)
+    elseif any then
+      return {0}
+    end
+  end
+end
+return out
+""".replace("CHUNK", str(_CHUNK)).replace("MARKER", ROUTED_FIELD)
+# The script spells out nodes.py's key names; they must not drift apart.
+assert presence_key("P", "N") == "Ppresence:N" and registry_key("P") == "Pnodes"
+
+
+def channel(prefix: str, node: str) -> str:
+    """The channel only ``node`` reads."""
+    return f"{prefix}events:{node}"
+
+
+def shared_channel(prefix: str) -> str:
+    """The channel every node reads."""
+    return f"{prefix}events"
+
+
+def audience(event: Event) -> tuple[UserId, ...] | None:
+    """The users an event is for, or None when every node must hear it.
+
+    Besides the hub, a node's caches listen: a token revoked anywhere, and
+    a group's membership changing (the typing cache keeps the members of
+    groups whose members may be on any node), reach every node.
+    """
+    if isinstance(event, MessageCreated | ReadMoved | TypingStarted):
+        return event.recipients
+    if isinstance(event, EntryChanged):
+        return (event.user,)
+    if isinstance(event, ConversationAdded):
+        return None if event.conversation.group_id is not None else (event.user,)
+    if isinstance(event, ConversationRemoved | SessionRevoked):
+        return None
+    if isinstance(event, Pushed):
+        return event.users
+    raise TypeError(f"no routing rule for {type(event).__name__}")
+
+
+def batch_users(events: Iterable[Event]) -> list[UserId]:
+    """The distinct users the batch's events are for, in first-seen order."""
+    seen: dict[UserId, None] = {}
+    for event in events:
+        users = audience(event)
+        if users is not None:
+            seen.update(dict.fromkeys(users))
+    return list(seen)
+
+
+def split(
+    events: Sequence[Event], users: Sequence[UserId], answer: Sequence[bytes | int]
+) -> dict[str, list[int]] | None:
+    """Per node, the indexes of the events it must get, in publish order.
+
+    ``answer`` is what ``ROUTE`` returned for ``users``; None means the
+    whole batch goes on the shared channel.
+    """
+    if not answer or int(answer[0]) == 0:
+        return None
+    holders: dict[UserId, list[str]] = {}
+    nodes: list[str] = []
+    for at in range(1, len(answer), 2):
+        raw_node, bits = answer[at], answer[at + 1]
+        node = raw_node.decode() if isinstance(raw_node, bytes) else str(raw_node)
+        nodes.append(node)
+        if isinstance(bits, bytes):
+            for index, bit in enumerate(bits):
+                if bit == 49:  # "1"
+                    holders.setdefault(users[index], []).append(node)
+    plan: dict[str, list[int]] = {}
+    for index, event in enumerate(events):
+        audience_ = audience(event)
+        if audience_ is None:
+            targets: Iterable[str] = nodes
+        else:
+            found: dict[str, None] = {}
+            for user in audience_:
+                for node in holders.get(user, ()):
+                    found[node] = None
+            targets = found
+        for node in targets:
+            plan.setdefault(node, []).append(index)
+    return plan
