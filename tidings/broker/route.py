@@ -133,9 +133,11 @@ def audience(event: Event) -> tuple[UserId, ...] | None:
 def batch_users(events: Iterable[Event]) -> list[UserId]:
     """The distinct users the batch's events are for, in first-seen order."""
     seen: dict[UserId, None] = {}
+    done: set[int] = set()  # a group's events share one recipients tuple: read it once
     for event in events:
         users = audience(event)
-        if users is not None:
+        if users is not None and id(users) not in done:
+            done.add(id(users))
             seen.update(dict.fromkeys(users))
     return list(seen)
 
@@ -161,16 +163,30 @@ def split(
                 if bit == 49:  # "1"
                     holders.setdefault(users[index], []).append(node)
     plan: dict[str, list[int]] = {}
+    # By the recipients tuple's identity: the events of one group share it
+    # within a batch, and a big group's members are looked up once.
+    targets_of: dict[int, Iterable[str]] = {}
     for index, event in enumerate(events):
-        audience_ = audience(event)
-        if audience_ is None:
+        users_ = audience(event)
+        if users_ is None:
             targets: Iterable[str] = nodes
         else:
-            found: dict[str, None] = {}
-            for user in audience_:
-                for node in holders.get(user, ()):
-                    found[node] = None
-            targets = found
+            known = targets_of.get(id(users_))
+            if known is None:
+                known = targets_of[id(users_)] = _targets(users_, holders, len(nodes))
+            targets = known
         for node in targets:
             plan.setdefault(node, []).append(index)
     return plan
+
+
+def _targets(
+    users: tuple[UserId, ...], holders: dict[UserId, list[str]], node_count: int
+) -> list[str]:
+    found: dict[str, None] = {}
+    for user in users:
+        for node in holders.get(user, ()):
+            found[node] = None
+        if len(found) == node_count:
+            break  # every node already: the rest of a big group changes nothing
+    return list(found)
