@@ -11,7 +11,7 @@ import pytest
 from redis import asyncio as aioredis
 
 from tests.backends import redis_url
-from tidings.broker.route import ROUTE, audience, batch_users, split
+from tidings.broker.route import ROUTE, audience, batch_users, route_arguments, split
 from tidings.events import (
     ConversationAdded,
     ConversationRemoved,
@@ -25,7 +25,13 @@ from tidings.events import (
 )
 from tidings.ids import ConversationId, UserId
 from tidings.models import Conversation, Message
-from tidings.nodes import ROUTED_FIELD, presence_key, registry_key
+from tidings.nodes import (
+    ROUTED_FIELD,
+    presence_key,
+    registry_key,
+    routes_key,
+    routing_since_key,
+)
 
 U1, U2, U3, U4 = (UserId(n) for n in (1, 2, 3, 4))
 
@@ -85,7 +91,7 @@ def test_a_batch_is_split_by_node_in_publish_order_and_everyone_events_go_to_all
     users = batch_users(events)
     assert users == [U1, U2, U3, U4]
     # Node "b" holds U2, node "c" holds U3 and U2, node "d" holds nobody here.
-    answer: list[bytes | int] = [1, b"b", b"0100", b"c", b"0110", b"d", b"0000"]
+    answer: list[object] = [1, b"b", [0, 1, 0, 0], b"c", [0, 1, 1, 0], b"d", [0, 0, 0, 0]]
     assert split(events, users, answer) == {"b": [0, 2], "c": [0, 1, 2], "d": [2]}
     assert split(events, users, [0]) is None  # the shared channel, for all of it
     assert split(events, users, [1]) == {}  # no other node
@@ -108,31 +114,34 @@ async def test_the_script_finds_each_live_nodes_users_and_falls_back_when_unsure
 ) -> None:
     client, prefix = redis
     route = client.register_script(ROUTE)
-    users = [str(n) for n in range(1, 10_001)]  # more than Lua's unpack() takes at once
+    users = [UserId(n) for n in range(1, 10_001)]  # more than Lua's unpack() takes at once
 
-    async def ask(*asked: str, warm_up: int = 10) -> list[typing.Any]:
-        return typing.cast(list[typing.Any], await route(args=[prefix, "me", warm_up, *asked]))
+    async def ask(*asked: int, warm_up: int = 10) -> list[typing.Any]:
+        arguments = route_arguments(prefix, "me", warm_up, [UserId(u) for u in asked])
+        return typing.cast(list[typing.Any], await route(args=arguments))
 
     # A new table: everything on the shared channel while every node writes its hash.
-    assert await ask("1") == [0]
-    assert await ask("1") == [0]
-    assert await ask("1", warm_up=0) == [1]  # no other node
+    assert await ask(1) == [0]
+    assert await ask(1) == [0]
+    assert await ask(1, warm_up=0) == [1]  # no other node
 
     await client.hset(registry_key(prefix), mapping={"me": b"r", "b": b"r", "gone": b"r"})
     await client.hset(presence_key(prefix, "b"), mapping={ROUTED_FIELD: 1, "2": 1, "9999": 2})
+    await client.sadd(routes_key(prefix, "b"), 2, 9999)
     answer = await ask(*users, warm_up=0)
     assert answer[:2] == [1, b"b"]
-    bits = answer[2]
-    assert len(bits) == len(users) and bits.count(b"1") == 2
-    assert bits[1:2] == b"1" and bits[9998:9999] == b"1"
+    found = answer[2]
+    assert len(found) == len(users) and sum(found) == 2
+    assert found[1] == 1 and found[9998] == 1
     assert len(answer) == 3  # "gone" has no hash (its lease ran out): not a target
+    assert (await ask(warm_up=0))[:3] == [1, b"b", []]  # a batch for nobody
 
     # A node of an earlier version (no marker) holding a recipient: all goes shared.
     await client.hset(presence_key(prefix, "old"), "5", 1)
     await client.hset(registry_key(prefix), "old", b"r")
-    assert await ask("5", warm_up=0) == [0]
-    assert (await ask("2", warm_up=0))[:2] == [1, b"b"]  # it holds none of these
+    assert await ask(5, warm_up=0) == [0]
+    assert (await ask(2, warm_up=0))[:2] == [1, b"b"]  # it holds none of these
 
     # Redis lost the table (FLUSHALL): warm up again.
-    await client.delete(f"{prefix}routes:since")
-    assert await ask("2") == [0]
+    await client.delete(routing_since_key(prefix))
+    assert await ask(2) == [0]

@@ -21,6 +21,7 @@ from tests.conftest import PASSWORD
 from tests.test_cluster import conversation_of
 from tidings.client import Client, Socket
 from tidings.harness.spawn import ServerProcess
+from tidings.nodes import routing_since_key
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +64,7 @@ async def nodes(
     # A deployment that has been up a while: the routing table is warm (a new
     # one sends everything to every node for its first seconds).
     redis = aioredis.Redis.from_url(cluster_env["TIDINGS_REDIS_URL"])
-    await redis.set(f"{cluster_env['TIDINGS_REDIS_PREFIX']}routes:since", 0)
+    await redis.set(routing_since_key(cluster_env["TIDINGS_REDIS_PREFIX"]), 0)
     await redis.aclose()
     found = Nodes([spawn_server(**cluster_env) for _ in range(4)])
     yield found
@@ -195,8 +196,8 @@ async def test_auth_ok_comes_only_once_redis_routes_the_users_events_to_its_node
     redis = aioredis.Redis.from_url(cluster_env["TIDINGS_REDIS_URL"])
 
     async def routed() -> bool:
-        keys = [k async for k in redis.scan_iter(match=f"{prefix}presence:*")]
-        return any([await redis.hget(key, str(bob_id)) for key in keys])
+        keys = [k async for k in redis.scan_iter(match=f"{prefix}routes:*")]
+        return any([await redis.sismember(key, str(bob_id)) for key in keys])
 
     try:
         assert not await routed()

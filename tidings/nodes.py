@@ -5,10 +5,10 @@ needs it: the broker (to skip its own events), the hub (connection ids
 unique across nodes), presence and the Redis chat list. The registry is a
 Redis hash ``{prefix}nodes`` (node -> msgpack ``NodeReport``): presence
 writes it on a lease; the chat list reads it to notice a node that died
-between a commit and its update. Each node's presence hash
-``{prefix}presence:{node}`` (user -> open sockets, and ``ROUTED_FIELD``) is
-also the broker's routing table. They all read and write these keys
-through here, so none knows another's.
+between a commit and its update. Presence writes, per node, a hash of
+its users' open sockets and a set of the same users, which the broker
+reads as its routing table. They all name these keys through here, so
+none knows another's.
 """
 
 from __future__ import annotations
@@ -46,8 +46,23 @@ ROUTED_FIELD = "~routed"
 
 
 def presence_key(prefix: str, node: str) -> str:
-    """A node's hash of its users' open sockets: presence, and the broker's routes."""
+    """A node's hash of its users' open sockets (presence), with ``ROUTED_FIELD``."""
     return f"{prefix}presence:{node}"
+
+
+def routes_key(prefix: str, node: str) -> str:
+    """The set of users with a socket on a node: the broker's routing table.
+
+    The same users as the node's presence hash, kept as a set of integers
+    because Redis answers SMISMEMBER on a small one (an intset, up to 512)
+    by binary search, where HMGET on a small hash (a listpack) scans it.
+    """
+    return f"{prefix}routes:{node}"
+
+
+def routing_since_key(prefix: str) -> str:
+    """When the routing table was last found lost (the broker's warm-up)."""
+    return f"{prefix}routing:since"
 
 
 def encode_report(report: NodeReport) -> bytes:

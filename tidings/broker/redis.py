@@ -25,7 +25,14 @@ from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
 from tidings.broker import Subscriber, Watcher
-from tidings.broker.route import ROUTE, batch_users, channel, shared_channel, split
+from tidings.broker.route import (
+    ROUTE,
+    batch_users,
+    channel,
+    route_arguments,
+    shared_channel,
+    split,
+)
 from tidings.events import Event
 from tidings.nodes import NODE_ID_LENGTH, NodeId
 
@@ -215,7 +222,9 @@ class RedisBroker:
 
     async def _send_batch(self, batch: list[Event]) -> None:
         users = batch_users(batch)
-        answer = await self._route(args=[self._prefix, self._node, self._warm_up, *map(str, users)])
+        answer = await self._route(
+            args=route_arguments(self._prefix, self._node, self._warm_up, users)
+        )
         plan = split(batch, users, answer)
         if plan is None:
             await self._redis.publish(self._shared, self._node_prefix + self._encoder.encode(batch))

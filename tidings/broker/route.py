@@ -1,12 +1,13 @@
 """Which nodes hold an event's recipients: the routing of the Redis broker.
 
 Each node reads its own channel ``{prefix}events:{node}`` and the shared
-one ``{prefix}events``. Presence keeps, per node, the hash
-``{prefix}presence:{node}`` (user -> open sockets) and writes a user into it
-before that user's socket gets ``auth_ok`` (``Presence.announce``). So for
-a batch of events, one script call (``ROUTE``) reads every other node's
-hash for the batch's users, and the batch costs one PUBLISH per node that
-holds a recipient (not per user, not per event), and nothing to the rest.
+one ``{prefix}events``. Presence keeps, per node, the set
+``{prefix}routes:{node}`` of the users with a socket there, and writes a
+user into it before that user's socket gets ``auth_ok``
+(``Presence.announce``). So for a batch of events, one script call
+(``ROUTE``) asks every other node's set about the batch's users, and the
+batch costs one PUBLISH per node that holds a recipient (not per user,
+not per event), and nothing to the rest.
 
 Why no event is missed live: an event is committed before it is routed,
 and routed after any route written before it. A socket whose route was
@@ -20,9 +21,9 @@ The script falls back to the shared channel, for the whole batch:
   Redis lost it (a restart without persistence, a FLUSHALL; first start
   too), long enough for every live node to notice and write its hash again
   (presence checks its marker on every lease);
-- when a node of an earlier version (its hash has no ``~routed`` marker:
-  it reads only the shared channel) holds a recipient: a rolling upgrade
-  loses no live event.
+- when a node of an earlier version (its presence hash has no ``~routed``
+  marker: it reads only the shared channel) holds a recipient: a rolling
+  upgrade loses no live event.
 
 Redis Cluster will need the registry and every node's hash in one slot
 (hash-tagged) or one script call per slot; this script is for a standalone
@@ -32,6 +33,7 @@ Redis (or a primary with replicas).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from tidings.events import (
     ConversationAdded,
@@ -45,19 +47,26 @@ from tidings.events import (
     TypingStarted,
 )
 from tidings.ids import UserId
-from tidings.nodes import ROUTED_FIELD, presence_key, registry_key
+from tidings.nodes import (
+    ROUTED_FIELD,
+    presence_key,
+    registry_key,
+    routes_key,
+    routing_since_key,
+)
 
-# Users per HMGET inside the script: Lua's unpack() overflows its C stack near 8,000.
+# Users per command inside the script: Lua's unpack() overflows its C stack near 8,000.
 _CHUNK = 4000
 
-# ARGV: prefix, this node, warm-up seconds, then the batch's users. The keys are
-# nodes.py's: the registry, every node's presence hash, and ``{prefix}routes:since``
-# (when the table was found lost; gone again when Redis loses everything).
-# Returns {0} for "use the shared channel", else {1, node, bitmap, node, bitmap, ...}:
-# every other routed node, with one "0"/"1" per user for whether it holds them.
+# ARGV: prefix, this node, warm-up seconds, the batch's users joined by commas (one
+# argument: redis-py packs each argument in Python, at a cost per argument).
+# The keys are nodes.py's: the registry, every node's presence hash and routes
+# set, and ``{prefix}routing:since`` (when the table was found lost).
+# Returns {0} for "use the shared channel", else {1, node, found, node, found, ...}:
+# every other routed node, with one 1 or 0 per user for whether it holds them.
 ROUTE = """
 local prefix, me, warm = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local since_key = prefix .. 'routes:since'
+local since_key = prefix .. 'routing:since'
 local now = tonumber(redis.call('TIME')[1])
 local since = redis.call('GET', since_key)
 if not since then
@@ -68,36 +77,52 @@ if now - tonumber(since) < warm then
   return {0}
 end
 local users = {}
-for i = 4, #ARGV do users[#users + 1] = ARGV[i] end
+for user in string.gmatch(ARGV[4], '[^,]+') do users[#users + 1] = user end
 local out = {1}
 for _, node in ipairs(redis.call('HKEYS', prefix .. 'nodes')) do
   if node ~= me then
-    local key = prefix .. 'presence:' .. node
-    local bits, any = {}, false
+    local presence = prefix .. 'presence:' .. node
+    local routed = redis.call('HEXISTS', presence, 'MARKER') == 1
+    local found = {}
     for first = 1, #users, CHUNK do
       local last = math.min(first + CHUNK - 1, #users)
-      local values = redis.call('HMGET', key, unpack(users, first, last))
-      for j = 1, #values do
-        if values[j] then
-          bits[#bits + 1] = '1'
-          any = true
+      if routed then
+        local some = redis.call('SMISMEMBER', prefix .. 'routes:' .. node,
+                                unpack(users, first, last))
+        if first == 1 then
+          found = some
         else
-          bits[#bits + 1] = '0'
+          for j = 1, #some do found[#found + 1] = some[j] end
+        end
+      else
+        -- A node of an earlier version, or one whose lease ran out: its hash
+        -- is all there is. Holding a recipient, it hears only the shared channel.
+        local counts = redis.call('HMGET', presence, unpack(users, first, last))
+        for j = 1, #counts do
+          if counts[j] then return {0} end
         end
       end
     end
-    if redis.call('HEXISTS', key, 'MARKER') == 1 then
+    if routed then
       out[#out + 1] = node
-      out[#out + 1] = table.concat(bits)
-    elseif any then
-      return {0}
+      out[#out + 1] = found
     end
   end
 end
 return out
 """.replace("CHUNK", str(_CHUNK)).replace("MARKER", ROUTED_FIELD)
 # The script spells out nodes.py's key names; they must not drift apart.
-assert presence_key("P", "N") == "Ppresence:N" and registry_key("P") == "Pnodes"
+assert (
+    presence_key("P", "N") == "Ppresence:N"
+    and routes_key("P", "N") == "Proutes:N"
+    and registry_key("P") == "Pnodes"
+    and routing_since_key("P") == "Prouting:since"
+)
+
+
+def route_arguments(prefix: str, node: str, warm_up: float, users: Sequence[UserId]) -> list[str]:
+    """The script's ARGV for a batch whose users are ``users``."""
+    return [prefix, node, str(warm_up), ",".join(map(str, users))]
 
 
 def channel(prefix: str, node: str) -> str:
@@ -143,7 +168,7 @@ def batch_users(events: Iterable[Event]) -> list[UserId]:
 
 
 def split(
-    events: Sequence[Event], users: Sequence[UserId], answer: Sequence[bytes | int]
+    events: Sequence[Event], users: Sequence[UserId], answer: Sequence[Any]
 ) -> dict[str, list[int]] | None:
     """Per node, the indexes of the events it must get, in publish order.
 
@@ -155,13 +180,12 @@ def split(
     holders: dict[UserId, list[str]] = {}
     nodes: list[str] = []
     for at in range(1, len(answer), 2):
-        raw_node, bits = answer[at], answer[at + 1]
+        raw_node, found = answer[at], answer[at + 1]
         node = raw_node.decode() if isinstance(raw_node, bytes) else str(raw_node)
         nodes.append(node)
-        if isinstance(bits, bytes):
-            for index, bit in enumerate(bits):
-                if bit == 49:  # "1"
-                    holders.setdefault(users[index], []).append(node)
+        for user, held in zip(users, found, strict=True):
+            if held:
+                holders.setdefault(user, []).append(node)
     plan: dict[str, list[int]] = {}
     # By the recipients tuple's identity: the events of one group share it
     # within a batch, and a big group's members are looked up once.

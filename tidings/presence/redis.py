@@ -6,11 +6,12 @@ figures and a timestamp) every few seconds. A node that stops refreshing
 is left out after ``node_ttl`` and its hash expires. A query sums the live
 nodes' hashes, counting this node's own sockets, exactly.
 
-The same hash is the broker's routing table (``broker/route.py``): a new
-socket's user is written into it, and the write awaited, before the socket
-gets ``auth_ok`` (``announce``). The hash carries a marker field (``~routed``,
+Beside the hash, ``{prefix}routes:{node}`` holds the same users as a set:
+the broker's routing table (``broker/route.py``). A new socket's user is
+written into both, and the write awaited, before the socket gets
+``auth_ok`` (``announce``). The hash carries a marker field (``~routed``,
 "this node reads its own channel"); the lease puts it back if Redis lost
-it (a restart, a FLUSHALL), and then writes the whole hash again. One task
+it (a restart, a FLUSHALL), and then writes everything again. One task
 makes every write, in order, so an earlier write never lands after a later one.
 """
 
@@ -37,6 +38,7 @@ from tidings.nodes import (
     is_live,
     presence_key,
     registry_key,
+    routes_key,
 )
 from tidings.presence import LocalSockets
 
@@ -60,9 +62,13 @@ class RedisPresence:
         self._node = node
         self._prefix = prefix
         self._key = presence_key(prefix, node)
+        self._routes = routes_key(prefix, node)
         self._nodes_key = registry_key(prefix)
         self._ttl = node_ttl
         self._dirty: set[UserId] = set()
+        # What Redis holds for this node (as last written): a count that did not
+        # change is not written again.
+        self._written: dict[UserId, int] = {}
         # Sockets announced but not yet in the hub: counted as open in what is written.
         self._announced: Counter[UserId] = Counter()
         # Announcements waiting for the next write that includes them.
@@ -90,7 +96,7 @@ class RedisPresence:
             await asyncio.wait([self._task], timeout=5)
         try:
             pipe = self._redis.pipeline(transaction=False)
-            pipe.delete(self._key)
+            pipe.delete(self._key, self._routes)
             pipe.hdel(self._nodes_key, self._node)
             await asyncio.wait_for(pipe.execute(), 2)
         except (RedisError, OSError, TimeoutError):
@@ -196,25 +202,47 @@ class RedisPresence:
         counts = Counter(self._sockets.counts())
         counts.update(self._announced)
         pipe = self._redis.pipeline(transaction=True)
-        pipe.delete(self._key)
+        pipe.delete(self._key, self._routes)
         pipe.hset(self._key, mapping={ROUTED_FIELD: 1, **{str(u): n for u, n in counts.items()}})
+        if counts:
+            pipe.sadd(self._routes, *counts)
         pipe.expire(self._key, int(self._ttl * 3))
+        pipe.expire(self._routes, int(self._ttl * 3))
         await pipe.execute()
+        self._written = dict(counts)
 
     async def _write_dirty(self) -> None:
         users, self._dirty = self._dirty, set()
-        pipe = self._redis.pipeline(transaction=False)
+        written = self._written
+        changed: dict[UserId, int] = {}
         for user in users:
             count = self._sockets.open_sockets(user) + self._announced.get(user, 0)
+            if count != written.get(user, 0):
+                changed[user] = count
+        if not changed:
+            return  # an announced socket that joined the hub: the count stands
+        arrived = [user for user, count in changed.items() if count and user not in written]
+        left = [user for user, count in changed.items() if not count]
+        pipe = self._redis.pipeline(transaction=False)
+        for user, count in changed.items():
             if count:
                 pipe.hset(self._key, str(user), count)
-            else:
-                pipe.hdel(self._key, str(user))
+        if left:
+            pipe.hdel(self._key, *map(str, left))
+            pipe.srem(self._routes, *left)
+        if arrived:
+            pipe.sadd(self._routes, *arrived)
+            pipe.expire(self._routes, int(self._ttl * 3))
         try:
             await pipe.execute()
         except BaseException:
             self._dirty |= users
             raise
+        for user, count in changed.items():
+            if count:
+                written[user] = count
+            else:
+                written.pop(user, None)
 
     async def _beat(self) -> bool:
         """Report this node; True if Redis had lost its hash (the marker was gone)."""
@@ -223,5 +251,6 @@ class RedisPresence:
         pipe.hset(self._nodes_key, self._node, report)
         pipe.hsetnx(self._key, ROUTED_FIELD, 1)
         pipe.expire(self._key, int(self._ttl * 3))
-        _, lost, _ = await pipe.execute()
+        pipe.expire(self._routes, int(self._ttl * 3))
+        _, lost, _, _ = await pipe.execute()
         return bool(lost)
