@@ -249,3 +249,50 @@ async def test_a_node_that_leaves_or_crashes_costs_no_message_and_its_users_move
             seq = (await sockets[0].send(chat, "after the move")).seq
             assert await messages_of(socket, 1) == [seq]
             assert await nodes.metric(3, RECEIVED) > before
+
+
+async def test_after_redis_loses_the_routing_table_events_go_everywhere_until_it_is_back(
+    nodes: Nodes, cluster_env: dict[str, str]
+) -> None:
+    """Every key of the deployment is deleted mid-session (what a FLUSHALL or
+    a Redis restart without persistence does to it). Messages keep arriving,
+    on the shared channel; each node writes its routes again within a lease
+    (5 s); once the warm-up is over, routing is exact again."""
+    users = [await nodes.account(f"user{n}", n) for n in range(4)]
+    alice_id, bob_id = users[0][1], users[1][1]
+    prefix = cluster_env["TIDINGS_REDIS_PREFIX"]
+    redis = aioredis.Redis.from_url(cluster_env["TIDINGS_REDIS_URL"])
+    chat = conversation_of(alice_id, bob_id)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            sockets = [await stack.enter_async_context(await c.connect()) for c, _ in users]
+            await sockets[0].send(chat, "before")
+            await messages_of(sockets[1], 1)
+
+            keys = [key async for key in redis.scan_iter(match=f"{prefix}*")]
+            await redis.delete(*keys)
+            shared = await nodes.metric(0, SHARED)
+            seq = (await sockets[0].send(chat, "while the table is gone")).seq
+            assert await messages_of(sockets[1], 1) == [seq]
+            assert await nodes.metric(0, SHARED) > shared  # everyone heard it
+
+            async def sets() -> dict[bytes, set[bytes]]:
+                found = [key async for key in redis.scan_iter(match=f"{prefix}routes:*")]
+                return {k: await redis.smembers(k) for k in found if b"routing:" not in k}
+
+            for _ in range(100):  # each node's next lease writes its set again
+                if len(await sets()) == 4:
+                    break
+                await asyncio.sleep(0.1)
+            written = await sets()
+            assert sorted(len(members) for members in written.values()) == [1, 1, 1, 1]
+
+            await redis.set(routing_since_key(prefix), 0)  # the warm-up is over
+            before = await nodes.metrics(RECEIVED)
+            seq = (await sockets[0].send(chat, "routed again")).seq
+            assert await messages_of(sockets[1], 1) == [seq]
+            after = await nodes.metrics(RECEIVED)
+            assert [after[n] - before[n] for n in (2, 3)] == [0, 0]
+            assert after[1] > before[1]
+    finally:
+        await redis.aclose()
