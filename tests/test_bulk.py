@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, create_engine, event, insert, select
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from tests.backends import BACKENDS, database_url
 from tidings.store.bulk import insert_many, update_many
@@ -46,6 +46,23 @@ async def migrated(backend: str, tmp_path: Path) -> AsyncIterator[str]:
         await store.open()  # the schema
         await store.close()
         yield found
+
+
+async def heads_and_reads(
+    conn: AsyncConnection,
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Every conversation's (id, last_seq, last_sent_at) and every member's read_seq."""
+    heads = await conn.execute(
+        select(conversations.c.id, conversations.c.last_seq, conversations.c.last_sent_at).order_by(
+            conversations.c.id
+        )
+    )
+    reads = await conn.execute(
+        select(members.c.conversation_id, members.c.user_id, members.c.read_seq).order_by(
+            members.c.conversation_id, members.c.user_id
+        )
+    )
+    return [tuple(r) for r in heads], [tuple(r) for r in reads]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -107,22 +124,13 @@ async def test_update_many_sets_the_rows_it_names_and_only_up_never_lowers(url: 
                 ],
             )
             await conn.run_sync(move)
-            heads = await conn.execute(
-                select(
-                    conversations.c.id, conversations.c.last_seq, conversations.c.last_sent_at
-                ).order_by(conversations.c.id)
-            )
-            reads = await conn.execute(
-                select(members.c.conversation_id, members.c.user_id, members.c.read_seq).order_by(
-                    members.c.conversation_id, members.c.user_id
-                )
-            )
-            assert [tuple(r) for r in heads] == [
+            heads, reads = await heads_and_reads(conn)
+            assert heads == [
                 ("p:1-2", 7, 1_000),
                 ("p:1-3", 4, None),
                 ("p:2-3", 3, 10),  # not named: untouched
             ]
-            assert [tuple(r) for r in reads] == [
+            assert reads == [
                 ("p:1-2", 1, 6),
                 ("p:1-2", 2, 5),  # 2 < 5: only up, so it stays
                 ("p:1-3", 1, 4),
@@ -198,23 +206,14 @@ async def test_update_many_on_mysql_updates_several_rows_in_one_statement(mysql_
             updates.clear()
             await conn.run_sync(reads)
             assert updates == [1]  # four rows (one not raised), one statement
-            got_heads = await conn.execute(
-                select(
-                    conversations.c.id, conversations.c.last_seq, conversations.c.last_sent_at
-                ).order_by(conversations.c.id)
-            )
-            got_reads = await conn.execute(
-                select(members.c.conversation_id, members.c.user_id, members.c.read_seq).order_by(
-                    members.c.conversation_id, members.c.user_id
-                )
-            )
-            assert [tuple(r) for r in got_heads] == [
+            got_heads, got_reads = await heads_and_reads(conn)
+            assert got_heads == [
                 ("p:1-2", 7, 1_000),
                 ("p:1-3", 4, None),
                 ("p:2-3", 9, 900),
                 ("p:3-4", 3, 10),  # not named: untouched
             ]
-            assert [tuple(r) for r in got_reads] == [
+            assert got_reads == [
                 ("p:1-2", 1, 6),
                 ("p:1-2", 2, 5),  # 2 < 5: only up, so it stays
                 ("p:1-3", 1, 8),
