@@ -19,13 +19,13 @@ The script falls back to the shared channel, for the whole batch:
 
 - while the routing table may be incomplete: for ``warm_up`` seconds after
   Redis lost it (a restart without persistence, a FLUSHALL; first start
-  too), long enough for every live node to notice and write its hash again
-  (presence checks its marker on every lease);
+  too), long enough for every live node to notice and write its set again
+  (presence checks the marker of its hash on every lease);
 - when a node of an earlier version (its presence hash has no ``~routed``
   marker: it reads only the shared channel) holds a recipient: a rolling
   upgrade loses no live event.
 
-Redis Cluster will need the registry and every node's hash in one slot
+Redis Cluster will need the registry and every node's keys in one slot
 (hash-tagged) or one script call per slot; this script is for a standalone
 Redis (or a primary with replicas).
 """
