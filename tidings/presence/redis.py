@@ -166,19 +166,14 @@ class RedisPresence:
             waiting, self._waiting = self._waiting, []
             try:
                 now = time.monotonic()
-                changed = self._resync or bool(self._dirty)
-                if self._resync:
-                    self._resync = False
-                    await self._write_all()
-                elif self._dirty:
-                    await self._write_dirty()
                 # Figures go out with every change of sockets, and on a lease.
-                if changed or now >= next_beat:
-                    if await self._beat():
-                        log.warning("presence: Redis lost this node's hash; writing it again")
-                        self._resync = True
-                        self._waiting[:0] = waiting
-                        continue
+                beat = self._resync or bool(self._dirty) or now >= next_beat
+                if await self._write(beat):
+                    log.warning("presence: Redis lost this node's hash; writing it again")
+                    self._resync = True
+                    self._waiting[:0] = waiting
+                    continue
+                if beat:
                     next_beat = now + self._ttl / 3
                 for waiter in waiting:
                     if not waiter.done():
@@ -197,60 +192,62 @@ class RedisPresence:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
-    async def _write_all(self) -> None:
-        self._dirty.clear()
-        counts = Counter(self._sockets.counts())
-        counts.update(self._announced)
+    async def _write(self, beat: bool) -> bool:
+        """One round trip, one transaction: the counts that changed (everything
+        after a resync) and, with ``beat``, this node's report and lease. True
+        if Redis had lost this node's hash (its marker was gone)."""
         pipe = self._redis.pipeline(transaction=True)
-        pipe.delete(self._key, self._routes)
-        pipe.hset(self._key, mapping={ROUTED_FIELD: 1, **{str(u): n for u, n in counts.items()}})
-        if counts:
-            pipe.sadd(self._routes, *counts)
-        pipe.expire(self._key, int(self._ttl * 3))
-        pipe.expire(self._routes, int(self._ttl * 3))
-        await pipe.execute()
-        self._written = dict(counts)
-
-    async def _write_dirty(self) -> None:
         users, self._dirty = self._dirty, set()
         written = self._written
-        changed: dict[UserId, int] = {}
-        for user in users:
-            count = self._sockets.open_sockets(user) + self._announced.get(user, 0)
-            if count != written.get(user, 0):
-                changed[user] = count
-        if not changed:
-            return  # an announced socket that joined the hub: the count stands
-        arrived = [user for user, count in changed.items() if count and user not in written]
-        left = [user for user, count in changed.items() if not count]
-        pipe = self._redis.pipeline(transaction=False)
-        for user, count in changed.items():
-            if count:
-                pipe.hset(self._key, str(user), count)
-        if left:
-            pipe.hdel(self._key, *map(str, left))
-            pipe.srem(self._routes, *left)
-        if arrived:
-            pipe.sadd(self._routes, *arrived)
-            pipe.expire(self._routes, int(self._ttl * 3))
+        if self._resync:
+            counts = Counter(self._sockets.counts())
+            counts.update(self._announced)
+            pipe.delete(self._key, self._routes)
+            pipe.hset(
+                self._key, mapping={ROUTED_FIELD: 1, **{str(u): n for u, n in counts.items()}}
+            )
+            if counts:
+                pipe.sadd(self._routes, *counts)
+            changed: dict[UserId, int] = dict(counts)
+        else:
+            changed = {}
+            for user in users:
+                count = self._sockets.open_sockets(user) + self._announced.get(user, 0)
+                if count != written.get(user, 0):
+                    changed[user] = count
+            arrived = [user for user, count in changed.items() if count and user not in written]
+            left = [user for user, count in changed.items() if not count]
+            for user, count in changed.items():
+                if count:
+                    pipe.hset(self._key, str(user), count)
+            if left:
+                pipe.hdel(self._key, *map(str, left))
+                pipe.srem(self._routes, *left)
+            if arrived:
+                pipe.sadd(self._routes, *arrived)
+        lease = int(self._ttl * 3)
+        if beat:
+            report = encode_report(NodeReport(time.time(), self._stats()))
+            pipe.hset(self._nodes_key, self._node, report)
+            pipe.hsetnx(self._key, ROUTED_FIELD, 1)
+        if beat or changed or self._resync:
+            pipe.expire(self._key, lease)
+            pipe.expire(self._routes, lease)
+        if not len(pipe):
+            return False
         try:
-            await pipe.execute()
+            results = await pipe.execute()
         except BaseException:
             self._dirty |= users
             raise
-        for user, count in changed.items():
-            if count:
-                written[user] = count
-            else:
-                written.pop(user, None)
-
-    async def _beat(self) -> bool:
-        """Report this node; True if Redis had lost its hash (the marker was gone)."""
-        report = encode_report(NodeReport(time.time(), self._stats()))
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.hset(self._nodes_key, self._node, report)
-        pipe.hsetnx(self._key, ROUTED_FIELD, 1)
-        pipe.expire(self._key, int(self._ttl * 3))
-        pipe.expire(self._routes, int(self._ttl * 3))
-        _, lost, _, _ = await pipe.execute()
-        return bool(lost)
+        if self._resync:
+            self._resync = False
+            self._written = {user: n for user, n in changed.items() if n}
+        else:
+            for user, count in changed.items():
+                if count:
+                    written[user] = count
+                else:
+                    written.pop(user, None)
+        # HSETNX answers 1 when it had to put the marker back: the hash was lost.
+        return beat and bool(results[-3])
