@@ -101,3 +101,23 @@ async def test_a_gap_while_nobody_here_was_a_recipient_is_no_loss_and_starts_afr
     orderer.offer(event(20))  # a straggler from before the fresh start: late, not lost
     orderer.offer(event(22))  # a repeat: dropped
     assert delivered == [4, 21, 22, 20]
+
+
+async def test_the_first_seq_after_a_routing_gap_waits_only_the_first_hold() -> None:
+    """A user comes back to this node after a while away: the next message of
+    the conversation goes out after the short first hold, not the gap's wait."""
+    delivered: list[int] = []
+    orderer = SeqOrderer(
+        lambda e, _arrived: delivered.append(e.message.seq),
+        no_fetch,
+        lambda _users, _since: False,  # nobody here since seq 4 was delivered
+        first_hold=0.01,
+        gap_wait=5,
+    )
+    orderer.offer(event(4))
+    await asyncio.sleep(0.05)
+    orderer.offer(event(30))
+    await asyncio.sleep(0.05)
+    assert delivered == [4, 30]
+    orderer.offer(event(31))
+    assert delivered == [4, 30, 31]

@@ -27,7 +27,8 @@ recipient's connection here has been open since the last seq delivered
 (``steady``): this node was sent every seq since, and the missing ones are
 fetched. Otherwise this node was sent none of them (nobody here to tell),
 or sent them to connections opened since, whose clients catch up from
-history after ``auth_ok``; the orderer starts afresh from the seqs it holds.
+history after ``auth_ok``; the orderer starts afresh, as for a
+conversation it has not seen lately (the first hold, not the gap's wait).
 """
 
 from __future__ import annotations
@@ -103,6 +104,18 @@ class SeqOrderer:
             if track.base is not None and seq < track.base:
                 self._deliver(event, now)  # never delivered here: late beats lost
             return  # a repeat
+        if (
+            seq > track.next
+            and not track.pending
+            and not self._steady(event.recipients, track.delivered_arrival)
+        ):
+            # A gap with nobody here since the last delivery: most likely the
+            # seqs between went to no node of ours. Start afresh, as for a
+            # conversation not seen lately (a short hold, not the gap's wait).
+            track.next = track.base = None
+            track.pending[seq] = (event, now)
+            self._arm(conversation, track, self._first_hold)
+            return
         track.pending[seq] = (event, now)
         self._flush(conversation, track)
 
