@@ -50,6 +50,9 @@ def main() -> int:
         help="a URL that may CREATE DATABASE",
     )
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument(
+        "--redis-cluster", action="store_true", help="--redis names a node of a Redis Cluster"
+    )
     parser.add_argument("--server-cpus", default="", help="taskset list for the server ('' any)")
     parser.add_argument("--label", default="workers", help="label prefix of the records")
     parser.add_argument("bench", nargs=argparse.REMAINDER, help="-- then tidings bench arguments")
@@ -78,6 +81,7 @@ def one_run(args: argparse.Namespace, count: int, bench_args: list[str]) -> int:
                 "TIDINGS_REDIS_URL": args.redis,
                 "TIDINGS_REDIS_PREFIX": f"{database}:",
                 "TIDINGS_WORKERS": str(count),
+                "TIDINGS_REDIS_CLUSTER": "1" if args.redis_cluster else "",
             }
         )
         pin = ["taskset", "-c", args.server_cpus] if args.server_cpus else []

@@ -252,6 +252,29 @@ async def cluster_env(tmp_path: Path) -> AsyncIterator[dict[str, str]]:
 
 
 @pytest.fixture
+async def redis_cluster_env(tmp_path: Path) -> AsyncIterator[dict[str, str]]:
+    """As ``cluster_env``, on a Redis Cluster of the test's own (six servers on loopback)."""
+    from tests.redis_cluster import redis_cluster
+
+    async with database_url("postgresql", tmp_path) as url:
+        with redis_cluster(tmp_path / "redis-cluster") as servers:
+            yield {
+                "TIDINGS_DATABASE_URL": url,
+                "TIDINGS_REDIS_URL": servers.url,
+                "TIDINGS_REDIS_CLUSTER": "1",
+                "TIDINGS_REDIS_PREFIX": f"tidings_t_{secrets.token_hex(6)}:",
+            }
+
+
+@pytest.fixture(params=["redis", "redis-cluster"])
+def any_redis_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """``cluster_env`` on one Redis server, then on a Redis Cluster."""
+    name = "cluster_env" if request.param == "redis" else "redis_cluster_env"
+    env: dict[str, str] = request.getfixturevalue(name)
+    return env
+
+
+@pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
     """Start (and restart) a private redis-server on a fixed free port."""
     binary = shutil.which("redis-server")

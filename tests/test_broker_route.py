@@ -11,7 +11,14 @@ import pytest
 from redis import asyncio as aioredis
 
 from tests.backends import redis_url
-from tidings.broker.route import ROUTE, audience, batch_users, route_arguments, split
+from tidings.broker.route import (
+    ROUTE,
+    audience,
+    batch_users,
+    route_arguments,
+    route_keys,
+    split,
+)
 from tidings.events import (
     ConversationAdded,
     ConversationRemoved,
@@ -118,7 +125,7 @@ async def test_the_script_finds_each_live_nodes_users_and_falls_back_when_unsure
 
     async def ask(*asked: int, warm_up: int = 10) -> list[typing.Any]:
         arguments = route_arguments(prefix, "me", warm_up, [UserId(u) for u in asked])
-        return typing.cast(list[typing.Any], await route(args=arguments))
+        return typing.cast(list[typing.Any], await route(keys=route_keys(prefix), args=arguments))
 
     # A new table: everything on the shared channel while every node writes its hash.
     assert await ask(1) == [0]

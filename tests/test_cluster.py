@@ -42,9 +42,10 @@ class Cluster:
 
 @pytest.fixture
 async def cluster(
-    cluster_env: dict[str, str], spawn_server: Callable[..., ServerProcess]
+    any_redis_env: dict[str, str], spawn_server: Callable[..., ServerProcess]
 ) -> Cluster:
-    return Cluster([spawn_server(**cluster_env) for _ in range(3)], cluster_env)
+    """Three nodes on one Redis server, then on a Redis Cluster."""
+    return Cluster([spawn_server(**any_redis_env) for _ in range(3)], any_redis_env)
 
 
 def conversation_of(a: int, b: int) -> str:
@@ -312,9 +313,9 @@ async def test_flushall_mid_traffic_changes_nothing(
 
 
 async def test_push_and_presence_span_every_node(
-    cluster_env: dict[str, str], spawn_server: Callable[..., ServerProcess]
+    any_redis_env: dict[str, str], spawn_server: Callable[..., ServerProcess]
 ) -> None:
-    env = cluster_env | {"TIDINGS_SERVICE_TOKEN": "svc"}
+    env = any_redis_env | {"TIDINGS_SERVICE_TOKEN": "svc"}
     nodes = Cluster([spawn_server(**env) for _ in range(3)], env)
     admin = Client(nodes.nodes[0].url, token="svc")
     users = [await nodes.account(f"spread{n}", node=n) for n in range(3)]
@@ -405,14 +406,14 @@ async def test_nodes_sharing_an_s3_store_serve_each_others_files_and_collect_onl
 
 
 async def test_a_burst_from_two_nodes_makes_one_push_per_window(
-    cluster_env: dict[str, str],
+    any_redis_env: dict[str, str],
     spawn_server: Callable[..., ServerProcess],
     push_service: PushService,
 ) -> None:
     # PROTOCOL-v2 §8, collapse: at most one push per user and conversation per
     # window across the cluster, and the window's last state still goes out.
     window = 1.5
-    env = cluster_env | {
+    env = any_redis_env | {
         "TIDINGS_PUSH_ALLOW_PRIVATE": "true",
         "TIDINGS_PUSH_COLLAPSE_SECONDS": str(window),
     }

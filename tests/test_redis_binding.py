@@ -29,6 +29,7 @@ from tests.loopback import start_loopback
 from tests.test_redis_chat_list import metric
 from tidings.app import build_app
 from tidings.client import ApiError, Client
+from tidings.redis_target import RedisTarget
 from tidings.state.restore import restored
 from tidings.store.migrate import upgrade
 
@@ -381,7 +382,7 @@ async def test_running_nodes_follow_a_generation_moved_under_them(
             ann, ben = await signed_up(deployment, server, "ann", "ben")
             await ann.send("p:1-2", "before")
             await assert_lists_are_sql(deployment, [ann, ben], oracle)
-            done = await restored(database, redis, prefix)
+            done = await restored(database, RedisTarget(redis, prefix))
             assert (done.before.generation, done.after.generation) == (1, 2)
             for _ in range(100):  # the node looks every lease third (5 s)
                 if any(n.endswith(".2") for n in await namespaces(redis, prefix)):

@@ -25,6 +25,7 @@ from tests.conftest import (
     start_server,
 )
 from tidings.client import Client
+from tidings.redis_target import RedisTarget
 from tidings.state import lua
 from tidings.state.redis import RedisChatList
 from tidings.store.sql import SqlStore
@@ -270,9 +271,8 @@ async def test_a_node_that_stops_reporting_drops_the_redis_copy(pair: Pair) -> N
     redis = aioredis.Redis.from_url(settings.redis_url)
     store = SqlStore.from_url(settings.database_url)
     watcher = RedisChatList(
-        settings.redis_url,
+        RedisTarget(settings.redis_url, settings.redis_prefix),
         store,
-        prefix=settings.redis_prefix,
         node="watcher",  # type: ignore[arg-type]
         node_ttl=0.5,
     )

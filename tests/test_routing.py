@@ -20,8 +20,10 @@ from redis import asyncio as aioredis
 from tests.conftest import PASSWORD
 from tests.test_cluster import conversation_of
 from tidings.client import Client, Socket
+from tidings.client.errors import ApiError
 from tidings.harness.spawn import ServerProcess
 from tidings.nodes import routing_since_key
+from tidings.redis_target import RedisTarget
 
 pytestmark = pytest.mark.slow
 
@@ -57,19 +59,39 @@ class Nodes:
         return [await self.metric(n, name) for n in range(len(self.servers))]
 
 
-@pytest.fixture
-async def nodes(
-    cluster_env: dict[str, str], spawn_server: Callable[..., ServerProcess]
+async def spawn_nodes(
+    env: dict[str, str], spawn_server: Callable[..., ServerProcess]
 ) -> AsyncIterator[Nodes]:
     # A deployment that has been up a while: the routing table is warm (a new
     # one sends everything to every node for its first seconds).
-    redis = aioredis.Redis.from_url(cluster_env["TIDINGS_REDIS_URL"])
-    await redis.set(routing_since_key(cluster_env["TIDINGS_REDIS_PREFIX"]), 0)
+    target = RedisTarget(
+        env["TIDINGS_REDIS_URL"], env["TIDINGS_REDIS_PREFIX"], "TIDINGS_REDIS_CLUSTER" in env
+    )
+    redis = target.connect()
+    await redis.set(routing_since_key(target.shared), 0)
     await redis.aclose()
-    found = Nodes([spawn_server(**cluster_env) for _ in range(4)])
+    found = Nodes([spawn_server(**env) for _ in range(4)])
     yield found
     for client in found.clients:
         await client.close()
+
+
+@pytest.fixture
+async def nodes(
+    any_redis_env: dict[str, str], spawn_server: Callable[..., ServerProcess]
+) -> AsyncIterator[Nodes]:
+    """Four nodes on one Redis server, then on a Redis Cluster."""
+    async for found in spawn_nodes(any_redis_env, spawn_server):
+        yield found
+
+
+@pytest.fixture
+async def standalone_nodes(
+    cluster_env: dict[str, str], spawn_server: Callable[..., ServerProcess]
+) -> AsyncIterator[Nodes]:
+    """Four nodes on one Redis server, for tests that reach into it."""
+    async for found in spawn_nodes(cluster_env, spawn_server):
+        yield found
 
 
 async def messages_of(socket: Socket, count: int) -> list[int]:
@@ -185,13 +207,13 @@ async def test_a_socket_opened_amid_traffic_misses_nothing_between_catch_up_and_
 
 
 async def test_auth_ok_comes_only_once_redis_routes_the_users_events_to_its_node(
-    nodes: Nodes, cluster_env: dict[str, str]
+    standalone_nodes: Nodes, cluster_env: dict[str, str]
 ) -> None:
     """While Redis holds every write back (CLIENT PAUSE … WRITE), a socket gets
     no auth_ok; when it does get it, Redis already routes its user's events to
     its node. Sent earlier, a message committed in between would reach no node
     of the user's, and come too late for the catch-up the client did already."""
-    bob, bob_id = await nodes.account("bob", 2)
+    bob, bob_id = await standalone_nodes.account("bob", 2)
     prefix = cluster_env["TIDINGS_REDIS_PREFIX"]
     redis = aioredis.Redis.from_url(cluster_env["TIDINGS_REDIS_URL"])
 
@@ -210,6 +232,30 @@ async def test_auth_ok_comes_only_once_redis_routes_the_users_events_to_its_node
     finally:
         await redis.execute_command("CLIENT", "UNPAUSE")
         await redis.aclose()
+
+
+async def test_a_socket_redis_cannot_route_within_5_s_is_closed_with_1013_and_no_frame(
+    standalone_nodes: Nodes, cluster_env: dict[str, str]
+) -> None:
+    """Redis holds every write back for longer than the node waits to route a
+    new socket (5 s): the socket gets no auth_ok (its events might reach no
+    node of its user's) but a close with 1013, "try again later"; once Redis
+    takes writes again, the same client connects."""
+    bob, _ = await standalone_nodes.account("bob", 2)
+    redis = aioredis.Redis.from_url(cluster_env["TIDINGS_REDIS_URL"])
+    try:
+        await redis.execute_command("CLIENT", "PAUSE", 7000, "WRITE")
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(ApiError) as refused:
+            await bob.connect()
+        waited = asyncio.get_running_loop().time() - started
+        assert "closed with 1013 before auth_ok" in str(refused.value)
+        assert 4.5 < waited < 7.0
+    finally:
+        await redis.execute_command("CLIENT", "UNPAUSE")
+        await redis.aclose()
+    async with await bob.connect():  # auth_ok: routed again
+        pass
 
 
 async def test_a_node_that_leaves_or_crashes_costs_no_message_and_its_users_move_on(
@@ -252,13 +298,13 @@ async def test_a_node_that_leaves_or_crashes_costs_no_message_and_its_users_move
 
 
 async def test_after_redis_loses_the_routing_table_events_go_everywhere_until_it_is_back(
-    nodes: Nodes, cluster_env: dict[str, str]
+    standalone_nodes: Nodes, cluster_env: dict[str, str]
 ) -> None:
     """Every key of the deployment is deleted mid-session (what a FLUSHALL or
     a Redis restart without persistence does to it). Messages keep arriving,
     on the shared channel; each node writes its routes again within a lease
     (5 s); once the warm-up is over, routing is exact again."""
-    users = [await nodes.account(f"user{n}", n) for n in range(4)]
+    users = [await standalone_nodes.account(f"user{n}", n) for n in range(4)]
     alice_id, bob_id = users[0][1], users[1][1]
     prefix = cluster_env["TIDINGS_REDIS_PREFIX"]
     redis = aioredis.Redis.from_url(cluster_env["TIDINGS_REDIS_URL"])
@@ -271,10 +317,10 @@ async def test_after_redis_loses_the_routing_table_events_go_everywhere_until_it
 
             keys = [key async for key in redis.scan_iter(match=f"{prefix}*")]
             await redis.delete(*keys)
-            shared = await nodes.metric(0, SHARED)
+            shared = await standalone_nodes.metric(0, SHARED)
             seq = (await sockets[0].send(chat, "while the table is gone")).seq
             assert await messages_of(sockets[1], 1) == [seq]
-            assert await nodes.metric(0, SHARED) > shared  # everyone heard it
+            assert await standalone_nodes.metric(0, SHARED) > shared  # everyone heard it
 
             async def sets() -> dict[bytes, set[bytes]]:
                 found = [key async for key in redis.scan_iter(match=f"{prefix}routes:*")]
@@ -288,10 +334,10 @@ async def test_after_redis_loses_the_routing_table_events_go_everywhere_until_it
             assert sorted(len(members) for members in written.values()) == [1, 1, 1, 1]
 
             await redis.set(routing_since_key(prefix), 0)  # the warm-up is over
-            before = await nodes.metrics(RECEIVED)
+            before = await standalone_nodes.metrics(RECEIVED)
             seq = (await sockets[0].send(chat, "routed again")).seq
             assert await messages_of(sockets[1], 1) == [seq]
-            after = await nodes.metrics(RECEIVED)
+            after = await standalone_nodes.metrics(RECEIVED)
             assert [after[n] - before[n] for n in (2, 3)] == [0, 0]
             assert after[1] > before[1]
     finally:

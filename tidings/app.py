@@ -46,6 +46,7 @@ from tidings.nodes import NodeId, new_node_id
 from tidings.presence import Presence
 from tidings.presence.local import LocalPresence
 from tidings.push.runtime import WebPush
+from tidings.redis_target import RedisTarget
 from tidings.service.accounts import Accounts
 from tidings.service.admin import Admin
 from tidings.service.chatlists import ChatLists
@@ -175,13 +176,21 @@ class Cluster:
     redis_chat_list: RedisChatList | None = None
 
 
-def build_cluster(settings: Settings, store: Store, node: NodeId) -> Cluster:
+def redis_target(settings: Settings) -> RedisTarget | None:
+    """Where Redis is, or None for one node without it."""
     if not settings.redis_url:
+        return None
+    return RedisTarget(settings.redis_url, settings.redis_prefix, settings.redis_cluster)
+
+
+def build_cluster(settings: Settings, store: Store, node: NodeId) -> Cluster:
+    target = redis_target(settings)
+    if target is None:
         return Cluster(LocalBroker())
     # Imported here: redis-py is the `redis` extra, and `make run` has no extras.
     from tidings.broker.redis import RedisBroker
 
-    broker = RedisBroker(settings.redis_url, node=node, prefix=settings.redis_prefix)
+    broker = RedisBroker(target, node=node)
 
     async def fetch(
         conversation: str, after: int, before: int, recipients: tuple[UserId, ...]
@@ -195,9 +204,7 @@ def build_cluster(settings: Settings, store: Store, node: NodeId) -> Cluster:
     if settings.redis_chat_list:
         from tidings.state.redis import RedisChatList
 
-        cluster.chat_list = cluster.redis_chat_list = RedisChatList(
-            settings.redis_url, store, prefix=settings.redis_prefix, node=node
-        )
+        cluster.chat_list = cluster.redis_chat_list = RedisChatList(target, store, node=node)
     return cluster
 
 
@@ -218,11 +225,12 @@ def build_push(
 
     hook = webhooks.offer_payload if webhooks is not None else None
     windows = None
-    if settings.redis_url:
+    target = redis_target(settings)
+    if target is not None:
         # Many nodes: one collapse window per user and conversation for all of them.
         from tidings.push.windows import RedisWindows
 
-        windows = RedisWindows(settings.redis_url, prefix=settings.redis_prefix)
+        windows = RedisWindows(target)
     return WebPush(
         settings,
         store.push(),
@@ -247,13 +255,12 @@ def build_presence(
             pending_writes=conversations.writer.pending,
         )
 
-    if not settings.redis_url:
+    target = redis_target(settings)
+    if target is None:
         return LocalPresence(hub, node_stats)
     from tidings.presence.redis import RedisPresence
 
-    return RedisPresence(
-        settings.redis_url, hub, node_stats, node=node, prefix=settings.redis_prefix
-    )
+    return RedisPresence(target, hub, node_stats, node=node)
 
 
 def add_gauges(
@@ -354,13 +361,14 @@ def add_lifecycle(
 
     async def start(_app: web.Application) -> None:
         await store.open()
-        if settings.redis_url and cluster.chat_list is None:
+        target = redis_target(settings)
+        if target is not None and cluster.chat_list is None:
             # The Redis chat list claims the prefix as it binds its copy; without
             # it the events and presence still share the prefix: claim it here.
             from tidings.state.claim import claim_prefix_at
 
             identity = (await store.deployment().current()).identity
-            await claim_prefix_at(settings.redis_url, settings.redis_prefix, identity, node=node)
+            await claim_prefix_at(target, identity, node=node)
         await cluster.broker.start()
         await presence.start()
         if cluster.chat_list is not None:

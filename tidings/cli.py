@@ -54,6 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     serve.add_argument("--redis", dest="redis_url", help="Redis URL (TIDINGS_REDIS_URL)")
     serve.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        default=None,
+        help="the Redis URL is a node of a Redis Cluster (TIDINGS_REDIS_CLUSTER)",
+    )
+    serve.add_argument(
         "--workers",
         type=_workers_flag,
         help="processes on the port, each a node; auto: one per core (TIDINGS_WORKERS, 1)",
@@ -70,6 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     restored.add_argument("--database", dest="database_url", help="SQLAlchemy URL")
     restored.add_argument("--redis", dest="redis_url", help="Redis URL (to report what was lost)")
+    restored.add_argument(
+        "--redis-cluster", action="store_true", default=None, help="a node of a Redis Cluster"
+    )
     restored.add_argument(
         "--sign-out",
         action="store_true",
@@ -161,12 +170,12 @@ async def _migrate(settings: Settings) -> None:
 
 
 async def _restored(settings: Settings, *, new_identity: bool, sign_out: bool) -> None:
+    from tidings.app import redis_target
     from tidings.state.restore import restored
 
     done = await restored(
         settings.database_url,
-        settings.redis_url,
-        settings.redis_prefix,
+        redis_target(settings),
         new_identity=new_identity,
         sign_out=sign_out,
         pg_partitions=settings.pg_partitions,

@@ -32,6 +32,8 @@ class Settings:
     redis_url: str | None = None
     # Every Redis key and channel starts with it: several deployments can share a Redis.
     redis_prefix: str = "tidings:"
+    # The Redis URL names one node of a Redis Cluster (docs/operations.md).
+    redis_cluster: bool = False
     # With Redis: keep the chat list there too (exact, rebuilt from SQL when
     # lost). Off: every node reads it from SQL, which is exact as well.
     redis_chat_list: bool = True
@@ -136,6 +138,8 @@ class Settings:
         return settings
 
     def check(self) -> None:
+        if self.redis_cluster and ("{" in self.redis_prefix or "}" in self.redis_prefix):
+            raise SettingsError("TIDINGS_REDIS_PREFIX must not contain { or } on a Redis Cluster")
         if not 0 <= self.port <= 65535:
             raise SettingsError("TIDINGS_PORT must be 0 to 65535 (0: any free port)")
         if self.workers < 1:

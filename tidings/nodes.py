@@ -43,6 +43,9 @@ def registry_key(prefix: str) -> str:
 
 # The field of a node's presence hash that says "this node reads its own channel".
 ROUTED_FIELD = "~routed"
+# The field of a node's presence hash with the replication id of the Redis
+# primary that took its last lease (``redis_target.FAILED_OVER``).
+PRIMARY_FIELD = "~primary"
 
 
 def presence_key(prefix: str, node: str) -> str:

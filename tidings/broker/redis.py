@@ -21,22 +21,28 @@ import logging
 from collections import deque
 
 import msgspec
-from redis import asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from tidings.broker import Subscriber, Watcher
 from tidings.broker.route import (
+    PUBLISH_EACH,
     ROUTE,
     batch_users,
     channel,
     route_arguments,
+    route_keys,
     shared_channel,
     split,
 )
 from tidings.events import Event
 from tidings.nodes import NODE_ID_LENGTH, NodeId
+from tidings.redis_target import RedisTarget
 
 log = logging.getLogger(__name__)
+
+# A Redis that is down, hung or failing over (a Cluster client's own errors
+# are not RedisErrors).
+_FAILURES = (RedisError, RedisClusterException, OSError, TimeoutError)
 
 _PUBLISH_BATCH = 512
 _MAX_BACKOFF = 5.0
@@ -48,26 +54,27 @@ _LISTEN_WAIT = 3.0
 class RedisBroker:
     def __init__(
         self,
-        url: str,
+        target: RedisTarget,
         *,
         node: NodeId,
-        prefix: str = "tidings:",
         max_backlog: int = 100_000,
         connect_timeout: float = 5.0,
         warm_up: float = 10.0,
     ) -> None:
         """``warm_up``: seconds every event goes on the shared channel after Redis
         lost the routing table; longer than presence's lease (``node_ttl / 3``)."""
-        self._url = url
-        self._prefix = prefix
+        self._target = target
+        prefix = self._prefix = target.shared
         self._node = node
         self._shared = shared_channel(prefix)
         self._own = channel(prefix, node)
+        self._route_keys = route_keys(prefix)
         self._warm_up = warm_up
-        self._redis = aioredis.Redis.from_url(
-            url, socket_connect_timeout=connect_timeout, health_check_interval=10
+        self._redis = target.connect(
+            socket_connect_timeout=connect_timeout, health_check_interval=10
         )
         self._route = self._redis.register_script(ROUTE)
+        self._publish_each = self._redis.register_script(PUBLISH_EACH)
         self._subscribers: list[Subscriber] = []
         self._watchers: list[Watcher] = []
         # Every message starts with the sending node's id.
@@ -120,7 +127,9 @@ class RedisBroker:
             await asyncio.wait_for(self._listening.wait(), self._connect_timeout * 2)
         except TimeoutError:
             await self.close()
-            raise ConnectionError(f"cannot subscribe to Redis at {self._safe_url()}") from None
+            raise ConnectionError(
+                f"cannot subscribe to Redis at {self._target.safe_url()}"
+            ) from None
 
     async def close(self) -> None:
         # Hand the other nodes what this one published last (a shutdown must
@@ -145,8 +154,13 @@ class RedisBroker:
         backoff = 0.1
         loop = asyncio.get_running_loop()
         while not self._closed:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            pubsub = None
             try:
+                # A command on the channels' slot first: on a Cluster it makes the
+                # client learn which server owns it now (after a failover), which
+                # the subscription alone does not.
+                await self._redis.exists(self._shared)
+                pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
                 await pubsub.subscribe(self._shared, self._own)
                 self._set_up(True)
                 backoff = 0.1
@@ -167,7 +181,7 @@ class RedisBroker:
                         raise ConnectionError(f"no answer from Redis for {now - heard:.0f} s")
                     elif now - heard >= _LISTEN_WAIT:
                         await pubsub.ping()  # quiet: make Redis answer (a "pong" message)
-            except (RedisError, OSError) as exc:
+            except _FAILURES as exc:
                 if self.up:
                     log.warning("lost the Redis subscription (%s); retrying", exc)
                 self._set_up(False)
@@ -176,9 +190,10 @@ class RedisBroker:
                 self._set_up(False)
             finally:
                 try:
-                    # Typed from redis-py 8.2 on, untyped before: either way mypy is quiet.
-                    await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
-                except (RedisError, OSError):
+                    if pubsub is not None:
+                        # Typed from redis-py 8.2 on, untyped before: either way mypy is quiet.
+                        await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
+                except _FAILURES:
                     pass
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, _MAX_BACKOFF)
@@ -213,7 +228,7 @@ class RedisBroker:
             try:
                 await self._send_batch(batch)
                 backoff = 0.1
-            except (RedisError, OSError) as exc:
+            except _FAILURES as exc:
                 # Keep them, in order, for the next try.
                 self._outbox.extendleft(reversed(batch))
                 log.warning("publishing to Redis failed (%s); %d events wait", exc, len(batch))
@@ -223,7 +238,8 @@ class RedisBroker:
     async def _send_batch(self, batch: list[Event]) -> None:
         users = batch_users(batch)
         answer = await self._route(
-            args=route_arguments(self._prefix, self._node, self._warm_up, users)
+            keys=self._route_keys,
+            args=route_arguments(self._prefix, self._node, self._warm_up, users),
         )
         plan = split(batch, users, answer)
         if plan is None:
@@ -236,14 +252,14 @@ class RedisBroker:
             return  # no other node holds a recipient
         encode = self._encoder.encode
         blobs = [msgspec.Raw(encode(event)) for event in batch]
-        # One transaction: a retry after a failure never sends a node its events twice.
-        pipe = self._redis.pipeline(transaction=True)
-        for node, indexes in plan.items():
-            pipe.publish(
-                channel(self._prefix, node),
-                self._node_prefix + encode([blobs[i] for i in indexes]),
-            )
-        await pipe.execute()
+        # One script, so all or nothing: a retry after a failure never sends a
+        # node its events twice (a Cluster client refuses a MULTI of PUBLISHes).
+        await self._publish_each(
+            keys=[channel(self._prefix, node) for node in plan],
+            args=[
+                self._node_prefix + encode([blobs[i] for i in indexes]) for indexes in plan.values()
+            ],
+        )
         self.publishes += len(plan)
         self.events_sent += sum(map(len, plan.values()))
 
@@ -258,7 +274,3 @@ class RedisBroker:
             log.info("listening to the other nodes through Redis")
         for watcher in self._watchers:
             watcher(up)
-
-    def _safe_url(self) -> str:
-        head, _, tail = self._url.rpartition("@")
-        return f"redis://…@{tail}" if head else self._url

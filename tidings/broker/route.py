@@ -58,15 +58,17 @@ from tidings.nodes import (
 # Users per command inside the script: Lua's unpack() overflows its C stack near 8,000.
 _CHUNK = 4000
 
+# KEYS: the registry, ``{prefix}routing:since`` (when the table was found lost).
 # ARGV: prefix, this node, warm-up seconds, the batch's users joined by commas (one
 # argument: redis-py packs each argument in Python, at a cost per argument).
-# The keys are nodes.py's: the registry, every node's presence hash and routes
-# set, and ``{prefix}routing:since`` (when the table was found lost).
+# It also reads every node's presence hash and routes set (nodes.py's names),
+# which it learns from the registry: on a Cluster all of them carry the
+# deployment's hash tag, so they live in the slot of the keys it declares.
 # Returns {0} for "use the shared channel", else {1, node, found, node, found, ...}:
 # every other routed node, with one 1 or 0 per user for whether it holds them.
 ROUTE = """
 local prefix, me, warm = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local since_key = prefix .. 'routing:since'
+local since_key = KEYS[2]
 local now = tonumber(redis.call('TIME')[1])
 local since = redis.call('GET', since_key)
 if not since then
@@ -79,7 +81,7 @@ end
 local users = {}
 for user in string.gmatch(ARGV[4], '[^,]+') do users[#users + 1] = user end
 local out = {1}
-for _, node in ipairs(redis.call('HKEYS', prefix .. 'nodes')) do
+for _, node in ipairs(redis.call('HKEYS', KEYS[1])) do
   if node ~= me then
     local presence = prefix .. 'presence:' .. node
     local routed = redis.call('HEXISTS', presence, 'MARKER') == 1
@@ -112,12 +114,19 @@ end
 return out
 """.replace("CHUNK", str(_CHUNK)).replace("MARKER", ROUTED_FIELD)
 # The script spells out nodes.py's key names; they must not drift apart.
-assert (
-    presence_key("P", "N") == "Ppresence:N"
-    and routes_key("P", "N") == "Proutes:N"
-    and registry_key("P") == "Pnodes"
-    and routing_since_key("P") == "Prouting:since"
-)
+assert presence_key("P", "N") == "Ppresence:N" and routes_key("P", "N") == "Proutes:N"
+
+# KEYS: channels, ARGV: one message for each. One script call is atomic, as a
+# MULTI of PUBLISHes is on one server; a Cluster client refuses that MULTI.
+PUBLISH_EACH = """
+for i = 1, #KEYS do redis.call('PUBLISH', KEYS[i], ARGV[i]) end
+return #KEYS
+"""
+
+
+def route_keys(prefix: str) -> list[str]:
+    """The keys the script declares (its slot on a Cluster)."""
+    return [registry_key(prefix), routing_since_key(prefix)]
 
 
 def route_arguments(prefix: str, node: str, warm_up: float, users: Sequence[UserId]) -> list[str]:

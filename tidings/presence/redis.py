@@ -13,6 +13,11 @@ written into both, and the write awaited, before the socket gets
 "this node reads its own channel"); the lease puts it back if Redis lost
 it (a restart, a FLUSHALL), and then writes everything again. One task
 makes every write, in order, so an earlier write never lands after a later one.
+
+A Redis failover (a Cluster's replica taking over, or Sentinel's) keeps the
+hash but may lose its last writes: the lease also compares the primary's
+replication id with the one it last wrote beside the marker, and writes
+everything again when it changed (``redis_target.FAILED_OVER``).
 """
 
 from __future__ import annotations
@@ -23,13 +28,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from redis import asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from tidings.errors import unavailable
 from tidings.ids import UserId
 from tidings.models import NodeStats
 from tidings.nodes import (
+    PRIMARY_FIELD,
     ROUTED_FIELD,
     NodeId,
     NodeReport,
@@ -41,26 +46,30 @@ from tidings.nodes import (
     routes_key,
 )
 from tidings.presence import LocalSockets
+from tidings.redis_target import FAILED_OVER, RedisTarget
 
 log = logging.getLogger(__name__)
+
+# A Redis that is down, hung or failing over (a Cluster client's own errors
+# are not RedisErrors).
+_FAILURES = (RedisError, RedisClusterException, OSError, TimeoutError)
 
 
 class RedisPresence:
     def __init__(
         self,
-        url: str,
+        target: RedisTarget,
         sockets: LocalSockets,
         stats: Callable[[], NodeStats],
         *,
         node: NodeId,
-        prefix: str = "tidings:",
         node_ttl: float = 15.0,
     ) -> None:
-        self._redis = aioredis.Redis.from_url(url, socket_connect_timeout=5)
+        self._redis = target.connect(socket_connect_timeout=5)
         self._sockets = sockets
         self._stats = stats
         self._node = node
-        self._prefix = prefix
+        prefix = self._prefix = target.shared
         self._key = presence_key(prefix, node)
         self._routes = routes_key(prefix, node)
         self._nodes_key = registry_key(prefix)
@@ -99,7 +108,7 @@ class RedisPresence:
             pipe.delete(self._key, self._routes)
             pipe.hdel(self._nodes_key, self._node)
             await asyncio.wait_for(pipe.execute(), 2)
-        except (RedisError, OSError, TimeoutError):
+        except _FAILURES:
             pass
         await self._redis.aclose()
 
@@ -123,14 +132,14 @@ class RedisPresence:
     async def connections(self, users: Sequence[UserId]) -> dict[UserId, int]:
         try:
             return await self._connections(users)
-        except (RedisError, OSError) as exc:
+        except _FAILURES as exc:
             raise unavailable("presence needs Redis, which does not answer") from exc
 
     async def nodes(self) -> list[NodeStats]:
         try:
             mine = self._stats()
             return [mine, *(n for n in await self._live_nodes() if n.node != self._node)]
-        except (RedisError, OSError) as exc:
+        except _FAILURES as exc:
             raise unavailable("node figures need Redis, which does not answer") from exc
 
     async def _connections(self, users: Sequence[UserId]) -> dict[UserId, int]:
@@ -169,7 +178,9 @@ class RedisPresence:
                 # Figures go out with every change of sockets, and on a lease.
                 beat = self._resync or bool(self._dirty) or now >= next_beat
                 if await self._write(beat):
-                    log.warning("presence: Redis lost this node's hash; writing it again")
+                    log.warning(
+                        "presence: Redis lost this node's hash, or failed over; writing it again"
+                    )
                     self._resync = True
                     self._waiting[:0] = waiting
                     continue
@@ -185,7 +196,7 @@ class RedisPresence:
                         await asyncio.wait_for(self._wake.wait(), max(0.05, next_beat - now))
                     except TimeoutError:
                         pass
-            except (RedisError, OSError) as exc:
+            except _FAILURES as exc:
                 log.warning("presence could not reach Redis (%s); retrying", exc)
                 self._waiting[:0] = waiting
                 self._resync = True
@@ -226,13 +237,15 @@ class RedisPresence:
             if arrived:
                 pipe.sadd(self._routes, *arrived)
         lease = int(self._ttl * 3)
+        if beat or changed or self._resync:
+            pipe.expire(self._key, lease)
+            pipe.expire(self._routes, lease)
         if beat:
             report = encode_report(NodeReport(time.time(), self._stats()))
             pipe.hset(self._nodes_key, self._node, report)
             pipe.hsetnx(self._key, ROUTED_FIELD, 1)
-        if beat or changed or self._resync:
-            pipe.expire(self._key, lease)
-            pipe.expire(self._routes, lease)
+            # In the transaction: EVALSHA (NOSCRIPT) cannot fall back to EVAL there.
+            pipe.eval(FAILED_OVER, 1, self._key, PRIMARY_FIELD)
         if not len(pipe):
             return False
         try:
@@ -249,5 +262,6 @@ class RedisPresence:
                     written[user] = count
                 else:
                     written.pop(user, None)
-        # HSETNX answers 1 when it had to put the marker back: the hash was lost.
-        return beat and bool(results[-3])
+        # HSETNX answers 1 when it had to put the marker back: the hash was lost;
+        # FAILED_OVER 1 when another primary holds it now, which may lack the last writes.
+        return beat and (bool(results[-2]) or bool(results[-1]))

@@ -16,19 +16,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from redis import asyncio as aioredis
-
 from tidings.ids import UserId
 from tidings.push.planner import WindowHolder
+from tidings.redis_target import RedisTarget
 
 # A window claimed by someone else but already expiring: look again this soon.
 _AGAIN = 0.01
 
 
 class RedisWindows:
-    def __init__(self, url: str, *, prefix: str = "tidings:") -> None:
-        self._redis = aioredis.Redis.from_url(url, socket_connect_timeout=5)
-        self._prefix = prefix
+    def __init__(self, target: RedisTarget) -> None:
+        self._redis = target.connect(socket_connect_timeout=5)
+        # The plain prefix: one key per claim, so a Cluster spreads them.
+        self._prefix = target.prefix
 
     async def claim(
         self, keys: Sequence[tuple[UserId, str, int]], window: float

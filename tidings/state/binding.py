@@ -23,11 +23,14 @@ message id, is never given to two messages.
 from __future__ import annotations
 
 import logging
-
-from redis import asyncio as aioredis
+from typing import TYPE_CHECKING
 
 from tidings.ids import ConversationId
+from tidings.redis_target import RedisTarget
 from tidings.store import Deployment, DeploymentRecord, SeqsLost
+
+if TYPE_CHECKING:
+    from tidings.redis_target import AnyRedis
 
 log = logging.getLogger(__name__)
 
@@ -35,19 +38,24 @@ log = logging.getLogger(__name__)
 CHECKED_AT_START = 1000
 
 
-def namespace(prefix: str, deployment: Deployment) -> str:
-    return f"{prefix}cl2:{deployment.name}:"
+def namespace(target: RedisTarget, deployment: Deployment) -> str:
+    """The copy's key prefix: one hash tag on a Cluster, so its scripts touch one slot."""
+    return target.own_slot(f"{target.prefix}cl2:{deployment.name}") + ":"
 
 
 async def bind(
-    redis: aioredis.Redis, prefix: str, record: DeploymentRecord, *, checked: int = CHECKED_AT_START
+    redis: AnyRedis,
+    target: RedisTarget,
+    record: DeploymentRecord,
+    *,
+    checked: int = CHECKED_AT_START,
 ) -> str:
     """The namespace of this database's copy, past any generation the database fell behind."""
     deployment = await record.current()
     while True:
-        ahead = await _copy_ahead(redis, namespace(prefix, deployment), record, checked)
+        ahead = await _copy_ahead(redis, namespace(target, deployment), record, checked)
         if not ahead:
-            return namespace(prefix, deployment)
+            return namespace(target, deployment)
         conversation, copy_seq, sql_seq = ahead
         log.warning(
             "chat list: the Redis copy has seq %d of %s, the database only %d: the database "
@@ -58,13 +66,13 @@ async def bind(
             sql_seq,
             deployment.generation,
         )
-        space = namespace(prefix, deployment)
+        space = namespace(target, deployment)
         await record.skip_lost_seqs(await lost_seqs(redis, space, record))
         deployment = await record.next_generation(deployment)
 
 
 async def _copy_ahead(
-    redis: aioredis.Redis, space: str, record: DeploymentRecord, checked: int
+    redis: AnyRedis, space: str, record: DeploymentRecord, checked: int
 ) -> tuple[str, int, int] | None:
     """One conversation whose copied head is past the database's last seq, if any."""
     epoch = await redis.get(f"{space}epoch")
@@ -86,7 +94,7 @@ async def _copy_ahead(
     return None
 
 
-async def lost_seqs(redis: aioredis.Redis, space: str, record: DeploymentRecord) -> list[SeqsLost]:
+async def lost_seqs(redis: AnyRedis, space: str, record: DeploymentRecord) -> list[SeqsLost]:
     """Every conversation whose copied head in ``space`` is past the database's last seq."""
     epoch = await redis.get(f"{space}epoch")
     if epoch is None:

@@ -16,17 +16,20 @@ by identity and generation (``state.binding``).
 from __future__ import annotations
 
 import time
-
-from redis import asyncio as aioredis
+from typing import TYPE_CHECKING
 
 from tidings.errors import unavailable
 from tidings.nodes import NodeId, decode_report, is_live, registry_key
+from tidings.redis_target import RedisTarget
 
-# ARGV: claim key, the identity seen there ('' for none), ours.
+if TYPE_CHECKING:
+    from tidings.redis_target import AnyRedis
+
+# KEYS: the claim. ARGV: the identity seen there ('' for none), ours.
 _TAKE = """
-local seen = redis.call('GET', ARGV[1]) or ''
-if seen ~= ARGV[2] then return 0 end
-redis.call('SET', ARGV[1], ARGV[3])
+local seen = redis.call('GET', KEYS[1]) or ''
+if seen ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
 return 1
 """
 
@@ -36,9 +39,10 @@ def claim_key(prefix: str) -> str:
 
 
 async def claim_prefix(
-    redis: aioredis.Redis, prefix: str, identity: str, *, node: NodeId, node_ttl: float
+    redis: AnyRedis, prefix: str, identity: str, *, node: NodeId, node_ttl: float
 ) -> None:
-    """Record ``identity`` as the prefix's deployment, or refuse: another one is running."""
+    """Record ``identity`` as the prefix's deployment, or refuse: another one is running.
+    ``prefix`` is the deployment-wide one (``RedisTarget.shared``)."""
     take = redis.register_script(_TAKE)
     key = claim_key(prefix)
     while True:
@@ -55,25 +59,23 @@ async def claim_prefix(
                     f"deployment {identity}: give it a TIDINGS_REDIS_PREFIX of its own (a node "
                     f"that was killed stops counting {node_ttl:g} s after its last report)"
                 )
-        if await take(args=[key, seen, identity]):
+        if await take(keys=[key], args=[seen, identity]):
             return
 
 
 async def claim_prefix_at(
-    url: str, prefix: str, identity: str, *, node: NodeId, node_ttl: float = 15.0
+    target: RedisTarget, identity: str, *, node: NodeId, node_ttl: float = 15.0
 ) -> None:
     """``claim_prefix`` on a connection of its own: for a node without the Redis chat list,
     whose broker and presence share the prefix all the same."""
-    redis = aioredis.Redis.from_url(url, socket_connect_timeout=5)
+    redis = target.connect(socket_connect_timeout=5)
     try:
-        await claim_prefix(redis, prefix, identity, node=node, node_ttl=node_ttl)
+        await claim_prefix(redis, target.shared, identity, node=node, node_ttl=node_ttl)
     finally:
         await redis.aclose()
 
 
-async def _live_nodes(
-    redis: aioredis.Redis, prefix: str, node: NodeId, node_ttl: float
-) -> list[str]:
+async def _live_nodes(redis: AnyRedis, prefix: str, node: NodeId, node_ttl: float) -> list[str]:
     now = time.time()
     live = []
     for name, raw in (await redis.hgetall(registry_key(prefix))).items():

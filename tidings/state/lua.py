@@ -2,12 +2,16 @@
 
 Keys, under the namespace ``{prefix}cl2:{identity}.{generation}:`` of the
 database the copy is built from (``state.binding``; the scripts take it as
-their ``prefix`` argument):
+their ``prefix`` argument, and declare its ``epoch`` as KEYS[1]: on a Redis
+Cluster the namespace is one hash tag, so every key below is in that slot):
 
 - ``epoch``: the namespace in use. Every other key lives under
   ``{epoch}:``. Changing it drops the whole cache at once (after a node
   died or lost Redis between a commit and its update); a FLUSHALL drops it
   too, and the first script to run after one opens a new namespace.
+- ``primary``: the replication id of the Redis primary that last checked
+  in (``FOLLOW_PRIMARY``): a new one drops the cache, as after a death.
+- ``{epoch}:reaped``: dead node -> the report the cache was dropped for.
 - ``{epoch}:h:{conversation}``: ``{last seq}|{shown seq}|{version}|{time}``:
   the last seq (every entry), the seq of the entry the list shows (the
   newest that is not an edit notice), the seq of the last entry that changed
@@ -43,6 +47,8 @@ Sequence numbers go through Lua numbers (doubles): exact up to 2**53.
 """
 
 from __future__ import annotations
+
+from tidings.redis_target import PRIMARY_ID
 
 # Opens a namespace when there is none (a fresh or flushed Redis).
 _EPOCH = """
@@ -330,15 +336,48 @@ return new_epoch(ARGV[1], redis.call('GET', ARGV[1] .. 'epoch') or '')
 """
 )
 
-# ARGV: prefix, nodes hash, node, its last report. A node that stopped
+# KEYS: the epoch. ARGV: prefix, node, its last report. A node that stopped
 # reporting may have died between a commit and its update: drop the cache,
-# once (the report still being the one seen makes this run once per death).
+# once per death (the new namespace records the report it was dropped for;
+# the caller then takes the report out of the registry, ``FORGET``).
 REAP = (
     _EPOCH
     + """
-if redis.call('HGET', ARGV[2], ARGV[3]) ~= ARGV[4] then return 0 end
-new_epoch(ARGV[1], redis.call('GET', ARGV[1] .. 'epoch') or '')
-redis.call('HDEL', ARGV[2], ARGV[3])
+local reaped = ARGV[1] .. epoch(ARGV[1]) .. ':reaped'
+if redis.call('HGET', reaped, ARGV[2]) == ARGV[3] then return 0 end
+reaped = ARGV[1] .. new_epoch(ARGV[1], redis.call('GET', KEYS[1]) or '') .. ':reaped'
+redis.call('HSET', reaped, ARGV[2], ARGV[3])
+redis.call('EXPIRE', reaped, 86400)
 return 1
 """
 )
+
+# KEYS: the node registry. ARGV: node, its last report. Takes the report out
+# unless the node reported again meanwhile. Apart from REAP because on a
+# Cluster the registry is in the deployment's slot, the cache in its own.
+FORGET = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+return redis.call('HDEL', KEYS[1], ARGV[1])
+"""
+
+# KEYS: the epoch. ARGV: prefix. Drops the cache when another primary holds it
+# than the one that answered this last time: a replica that took over may
+# lack the writes of the failed primary's last moments. Answers 1 if it did.
+FOLLOW_PRIMARY = (
+    _EPOCH
+    + f"""
+local id = {PRIMARY_ID}
+local key = ARGV[1] .. 'primary'
+local seen = redis.call('GET', key)
+if seen == id then return 0 end
+redis.call('SET', key, id)
+if not seen then return 0 end
+new_epoch(ARGV[1], redis.call('GET', KEYS[1]) or '')
+return 1
+"""
+)
+
+
+def epoch_key(prefix: str) -> str:
+    """The key every script declares: the namespace's epoch (its slot on a Cluster)."""
+    return f"{prefix}epoch"

@@ -39,8 +39,7 @@ from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import msgspec
-from redis import asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from tidings.chatlist import PLAIN, EntryState, chat_entry, shown_time
@@ -54,6 +53,7 @@ from tidings.ids import (
 )
 from tidings.models import NOTICE_KINDS, ChatList, Conversation, Message, iso_ms
 from tidings.nodes import NodeId, decode_report, is_live, registry_key
+from tidings.redis_target import RedisTarget
 from tidings.state import binding, lua
 from tidings.state.claim import claim_prefix
 from tidings.store import (
@@ -69,7 +69,8 @@ from tidings.store import (
 
 log = logging.getLogger(__name__)
 
-_FAILURES = (RedisError, OSError, TimeoutError)
+# A Cluster client's own errors are not RedisErrors.
+_FAILURES = (RedisError, RedisClusterException, OSError, TimeoutError)
 _BIND_FAILURES = (*_FAILURES, SQLAlchemyError)
 _PAGE_ENTRY = 8  # values per entry in PAGE's answer
 _NAMING_EVENTS = frozenset({"created", "renamed"})  # notices that carry the group's name
@@ -78,10 +79,9 @@ _NAMING_EVENTS = frozenset({"created", "renamed"})  # notices that carry the gro
 class RedisChatList:
     def __init__(
         self,
-        url: str,
+        target: RedisTarget,
         store: Store,
         *,
-        prefix: str = "tidings:",
         node: NodeId,
         node_ttl: float = 15.0,
         key_ttl: int = 3600,
@@ -89,15 +89,18 @@ class RedisChatList:
     ) -> None:
         # A hung Redis must not hold the writer: every call gives up after
         # ``timeout`` and the cache stops vouching for itself.
-        self._redis = aioredis.Redis.from_url(
-            url, socket_connect_timeout=timeout, socket_timeout=timeout, health_check_interval=10
+        self._redis = target.connect(
+            socket_connect_timeout=timeout, socket_timeout=timeout, health_check_interval=10
         )
         self._store = store
-        self._base_prefix = prefix
+        self._target = target
         # Bound at start to this database's identity and generation
         # (state.binding); until then the copy is neither read nor written.
         self._prefix = ""
-        self._nodes_key = registry_key(prefix)
+        # What every script declares: the namespace's epoch, whose slot on a
+        # Cluster holds the whole namespace (they all share its hash tag).
+        self._keys: list[str] = []
+        self._nodes_key = registry_key(target.shared)
         self._node = node
         self._node_ttl = node_ttl
         self._ttl = key_ttl
@@ -110,6 +113,8 @@ class RedisChatList:
         self._fill = self._redis.register_script(lua.FILL)
         self._bump = self._redis.register_script(lua.BUMP)
         self._reap = self._redis.register_script(lua.REAP)
+        self._forget = self._redis.register_script(lua.FORGET)
+        self._follow = self._redis.register_script(lua.FOLLOW_PRIMARY)
         # True from a failed update until the namespace has been dropped,
         # and before the namespace is bound.
         self._stale = True
@@ -194,7 +199,7 @@ class RedisChatList:
         for (user, conversation), (seq, create) in reads.items():
             args += [user, conversation, seq, create]
         try:
-            await self._apply(args=args)
+            await self._apply(keys=self._keys, args=args)
         except _FAILURES as exc:
             self._lost("updating the chat list after a commit", exc)
 
@@ -202,7 +207,7 @@ class RedisChatList:
         if not users or (self._stale and not self._dropping):
             return
         try:
-            await self._invalidate(args=[self._prefix, self._ttl, *users])
+            await self._invalidate(keys=self._keys, args=[self._prefix, self._ttl, *users])
         except _FAILURES as exc:
             self._lost("dropping the lists of members who joined or left", exc)
 
@@ -235,7 +240,7 @@ class RedisChatList:
             # change in between makes one more round).
             kept: Mapping[ConversationId, EntryState] | None = None  # awaited once
             for _ in range(4):
-                reply = await self._index(args=[self._prefix, user, self._ttl])
+                reply = await self._index(keys=self._keys, args=[self._prefix, user, self._ttl])
                 epoch, status = reply[0], reply[1]
                 if status == b"u":
                     await self._rebuild_index(user, epoch, reply[2])
@@ -251,7 +256,9 @@ class RedisChatList:
                         continue  # the namespace moved: read the index again
                     if not page:
                         return ChatList(conversations=[], total_unread=total)
-                    values = await self._page(args=[self._prefix, epoch, user, self._ttl, *page])
+                    values = await self._page(
+                        keys=self._keys, args=[self._prefix, epoch, user, self._ttl, *page]
+                    )
                     if values != 0:
                         entries = await self._entries(user, page, values, kept)
                         return ChatList(conversations=entries, total_unread=total)
@@ -270,7 +277,9 @@ class RedisChatList:
         total = index.total
         if not index.asked:
             return total
-        counts = await self._uncounted(args=[self._prefix, epoch, self._ttl, *index.asked])
+        counts = await self._uncounted(
+            keys=self._keys, args=[self._prefix, epoch, self._ttl, *index.asked]
+        )
         if counts == 0:
             return None
         for (gap, marked), uncounted in zip(index.gaps, counts, strict=True):
@@ -286,7 +295,7 @@ class RedisChatList:
             if isinstance(parse_conversation(position.conversation), GroupRef):
                 joined = f"{position.joined_seq}|{iso_ms(position.joined_at)}"
                 args += [f"j:{position.conversation}", joined]
-        await self._install(args=args)
+        await self._install(keys=self._keys, args=args)
 
     async def _fill_conversations(self, epoch: bytes, missing: list[bytes]) -> None:
         generations = {
@@ -308,7 +317,7 @@ class RedisChatList:
                 ",".join(f"{seq}:{user}" for seq, user in head.mentions),
                 named,
             ]
-        await self._fill(args=args)
+        await self._fill(keys=self._keys, args=args)
 
     async def _entries(
         self,
@@ -407,7 +416,7 @@ class RedisChatList:
                     failures = self._failures
                     self._dropping = True
                     try:
-                        await self._bump(args=[self._prefix])
+                        await self._bump(keys=self._keys, args=[self._prefix])
                     finally:
                         self._dropping = False
                     # An update that failed meanwhile may have missed the new
@@ -417,6 +426,7 @@ class RedisChatList:
                         log.info("chat list: Redis copy dropped; it is rebuilt from SQL as read")
                     continue
                 await self._reap_dead_nodes()
+                await self._follow_primary()
                 if await self._generation_moved():
                     continue
                 backoff = 0.2
@@ -436,12 +446,13 @@ class RedisChatList:
         record = self._store.deployment()
         await claim_prefix(
             self._redis,
-            self._base_prefix,
+            self._target.shared,
             (await record.current()).identity,
             node=self._node,
             node_ttl=self._node_ttl,
         )
-        self._prefix = await binding.bind(self._redis, self._base_prefix, record)
+        self._prefix = await binding.bind(self._redis, self._target, record)
+        self._keys = [lua.epoch_key(self._prefix)]
         self._bound = True
 
     async def _generation_moved(self) -> bool:
@@ -452,7 +463,7 @@ class RedisChatList:
         in it), lists come from SQL.
         """
         current = await self._store.deployment().current()
-        if binding.namespace(self._base_prefix, current) == self._prefix:
+        if binding.namespace(self._target, current) == self._prefix:
             return False
         log.warning(
             "chat list: the database is at generation %d now (restored?); "
@@ -472,12 +483,24 @@ class RedisChatList:
             name = node.decode() if isinstance(node, bytes) else node
             if name == self._node:
                 continue
-            if await self._reap(args=[self._prefix, self._nodes_key, name, raw]):
+            # The drop first, then the registry: a crash in between leaves the
+            # report there, and the next node to look finds the drop done.
+            if await self._reap(keys=self._keys, args=[self._prefix, name, raw]):
                 log.warning(
                     "chat list: node %s stopped reporting; Redis copy dropped "
                     "(it is rebuilt from SQL as read)",
                     name,
                 )
+            await self._forget(keys=[self._nodes_key], args=[name, raw])
+
+    async def _follow_primary(self) -> None:
+        """Drop the copy when another Redis primary holds it now (a failover):
+        the writes of its last moments may not have reached the replica."""
+        if await self._follow(keys=self._keys, args=[self._prefix]):
+            log.warning(
+                "chat list: Redis failed over to another primary; Redis copy dropped "
+                "(it is rebuilt from SQL as read)"
+            )
 
 
 def _joined(join: bytes) -> tuple[int, str]:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete
 
+from tidings.redis_target import RedisTarget
 from tidings.state.binding import lost_seqs, namespace
 from tidings.store import Deployment, SeqsLost
 from tidings.store.deployment import SqlDeployment
@@ -42,8 +43,7 @@ class Restored:
 
 async def restored(
     database_url: str,
-    redis_url: str | None,
-    prefix: str,
+    redis: RedisTarget | None,
     *,
     new_identity: bool = False,
     sign_out: bool = False,
@@ -56,7 +56,7 @@ async def restored(
         await upgrade(engines.writer, pg_partitions=pg_partitions)
         record = SqlDeployment(engines.writer)
         before = await record.current()
-        went_back = [] if redis_url is None else await _went_back(redis_url, prefix, before, record)
+        went_back = [] if redis is None else await _went_back(redis, before, record)
         await record.skip_lost_seqs(went_back)
         after = await record.next_generation(before, new_identity=new_identity)
         signed_out = 0
@@ -69,12 +69,10 @@ async def restored(
 
 
 async def _went_back(
-    redis_url: str, prefix: str, deployment: Deployment, record: SqlDeployment
+    target: RedisTarget, deployment: Deployment, record: SqlDeployment
 ) -> list[SeqsLost]:
-    from redis import asyncio as aioredis  # the `redis` extra
-
-    redis = aioredis.Redis.from_url(redis_url)
+    redis = target.connect()
     try:
-        return await lost_seqs(redis, namespace(prefix, deployment), record)
+        return await lost_seqs(redis, namespace(target, deployment), record)
     finally:
         await redis.aclose()
