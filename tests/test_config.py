@@ -52,3 +52,24 @@ def test_environment_variables_set_settings_and_flags_win() -> None:
 def test_a_bad_value_is_refused_at_start_with_its_name(env: dict[str, str]) -> None:
     with pytest.raises(SettingsError, match="TIDINGS_"):
         Settings.from_env(env)
+
+
+def test_a_redis_cluster_is_asked_for_and_its_prefix_and_urls_are_checked() -> None:
+    from tidings.redis_target import RedisTarget
+
+    on = {"TIDINGS_REDIS_URL": "redis://a:7000/0", "TIDINGS_REDIS_CLUSTER": "true"}
+    assert Settings.from_env(on).redis_cluster is True
+    assert Settings.from_env({"TIDINGS_REDIS_URL": "redis://a:6379/0"}).redis_cluster is False
+    # Redis hashes only a name's first {...}: the prefix must not bring its own.
+    with pytest.raises(SettingsError, match="must not contain"):
+        Settings.from_env(on | {"TIDINGS_REDIS_PREFIX": "{app}:"})
+    # Several seed nodes: a cluster's, not one server's.
+    several = "redis://a:7000/0,redis://b:7001/0"
+    assert Settings.from_env(on | {"TIDINGS_REDIS_URL": several}).redis_url == several
+    with pytest.raises(SettingsError, match="only with TIDINGS_REDIS_CLUSTER"):
+        Settings.from_env({"TIDINGS_REDIS_URL": several})
+    # The deployment's keys share one slot on a cluster; one server keeps the old names.
+    assert RedisTarget("redis://a/0", "t:", cluster=True).shared == "{t:}"
+    assert RedisTarget("redis://a/0", "t:").shared == "t:"
+    shown = RedisTarget("redis://:secret@a:7000/0,redis://:secret@b:7001/0", cluster=True)
+    assert "secret" not in shown.safe_url() and "b:7001" in shown.safe_url()

@@ -21,7 +21,7 @@ from tests.redis_cluster import RedisCluster, redis_cluster
 from tests.test_cluster import conversation_of
 from tidings.client import Client, Socket
 from tidings.client.errors import ApiError
-from tidings.harness.spawn import ServerProcess
+from tidings.harness.spawn import ServerProcess, free_port
 from tidings.nodes import PRIMARY_FIELD, presence_key, registry_key
 from tidings.redis_target import FAILED_OVER, RedisTarget
 from tidings.state import lua
@@ -68,13 +68,15 @@ async def test_keys_sit_in_the_slots_their_scripts_need(
     tmp_path: Path, spawn_server: Callable[..., ServerProcess]
 ) -> None:
     """On a Cluster the deployment's keys share one hash tag, the chat list has
-    one of its own, and the push windows none (a Cluster spreads them)."""
+    one of its own, and the push windows none (a Cluster spreads them). The
+    node's URL lists a cluster node that is down first: it starts from the next."""
     async with database_url("postgresql", tmp_path) as database:
         with redis_cluster(tmp_path / "rc") as servers:
             prefix = "tidings_t_slots:"
+            down = f"redis://127.0.0.1:{free_port()}/0"
             env = {
                 "TIDINGS_DATABASE_URL": database,
-                "TIDINGS_REDIS_URL": servers.url,
+                "TIDINGS_REDIS_URL": f"{down},{servers.url}",
                 "TIDINGS_REDIS_CLUSTER": "1",
                 "TIDINGS_REDIS_PREFIX": prefix,
             }

@@ -496,13 +496,9 @@ class Outbound:
 def backends(settings: Settings) -> str:
     """One phrase naming the backends in use, for the start-up log line."""
     database = f"database {describe(settings.database_url)}"
-    if settings.redis_url:
-        redis = describe_redis(settings.redis_url)
+    target = redis_target(settings)
+    if target is not None:
+        redis = target.safe_url() + (" (a Redis Cluster)" if target.cluster else "")
         where = "Redis (rebuilt from SQL)" if settings.redis_chat_list else "SQL"
         return f"{database}, chat list in {where}, broker Redis pub/sub at {redis}"
     return f"{database}, chat list in SQL, broker in-process"
-
-
-def describe_redis(url: str) -> str:
-    head, _, tail = url.rpartition("@")
-    return f"redis://…@{tail}" if head else url

@@ -138,6 +138,10 @@ class Settings:
         return settings
 
     def check(self) -> None:
+        if self.redis_url and "," in self.redis_url and not self.redis_cluster:
+            raise SettingsError(
+                "TIDINGS_REDIS_URL names several servers only with TIDINGS_REDIS_CLUSTER=true"
+            )
         if self.redis_cluster and ("{" in self.redis_prefix or "}" in self.redis_prefix):
             raise SettingsError("TIDINGS_REDIS_PREFIX must not contain { or } on a Redis Cluster")
         if not 0 <= self.port <= 65535:

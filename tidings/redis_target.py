@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from redis import asyncio as aioredis
@@ -57,12 +58,24 @@ class RedisTarget:
             raise ValueError(f"a Redis prefix has no braces on a Cluster: {self.prefix!r}")
 
     def connect(self, **options: Any) -> AnyRedis:
-        """A new client (a pool per server it talks to); ``options`` are redis-py's."""
+        """A new client (a pool per server it talks to); ``options`` are redis-py's.
+
+        A Cluster's URL may name several of its nodes, comma-separated (the
+        first one's credentials and options apply to all): the client starts
+        from whichever answers, so one node down does not stop a start."""
         from redis import asyncio as aioredis  # the `redis` extra
 
-        if self.cluster:
-            return aioredis.RedisCluster.from_url(self.url, **options)
-        return aioredis.Redis.from_url(self.url, **options)
+        if not self.cluster:
+            return aioredis.Redis.from_url(self.url, **options)
+        first, *others = self.url.split(",")
+        if others:
+            from redis.asyncio.cluster import ClusterNode
+
+            seeds = [urlsplit(other.strip()) for other in others]
+            options["startup_nodes"] = [
+                ClusterNode(seed.hostname or "localhost", seed.port or 6379) for seed in seeds
+            ]
+        return aioredis.RedisCluster.from_url(first, **options)
 
     @property
     def shared(self) -> str:
@@ -74,6 +87,9 @@ class RedisTarget:
         return f"{{{name}}}" if self.cluster else name
 
     def safe_url(self) -> str:
-        """The URL without its password, for messages."""
-        head, _, tail = self.url.rpartition("@")
-        return f"redis://…@{tail}" if head else self.url
+        """The URL (or URLs) without passwords, for messages."""
+        shown = []
+        for url in self.url.split(","):
+            head, _, tail = url.strip().rpartition("@")
+            shown.append(f"redis://…@{tail}" if head else url.strip())
+        return ",".join(shown)
