@@ -252,3 +252,49 @@ async def test_after_a_failover_the_copy_is_dropped_and_presence_written_again(
             assert await check() == (0, 0)  # once per failover
         finally:
             await redis.aclose()
+
+
+async def test_a_running_node_drops_its_copy_after_a_failover_it_never_saw_fail(
+    tmp_path: Path, spawn_server: Callable[..., ServerProcess]
+) -> None:
+    """``CLUSTER FAILOVER`` moves the chat list's slot to its replica with no
+    error any command could see (the client follows the MOVED answers). The
+    node notices the new primary on its next look (every 5 s) and drops the
+    copy: what the replica may lack is rebuilt from SQL."""
+    async with database_url("postgresql", tmp_path) as database:
+        with redis_cluster(tmp_path / "rc") as servers:
+            prefix = "tidings_t_follow_node:"
+            env = {
+                "TIDINGS_DATABASE_URL": database,
+                "TIDINGS_REDIS_URL": servers.url,
+                "TIDINGS_REDIS_CLUSTER": "1",
+                "TIDINGS_REDIS_PREFIX": prefix,
+            }
+            node = spawn_server(**env)
+            alice, alice_id = await account(node.url, "alice")
+            bob, bob_id = await account(node.url, "bob")
+            chat = conversation_of(alice_id, bob_id)
+            await alice.send(chat, "before")
+            assert [e.unread for e in await bob.conversations()] == [1]
+            target = RedisTarget(servers.url, prefix, cluster=True)
+            key = await chat_list_slot_key(target)
+            redis = target.connect()
+            try:
+                await asyncio.sleep(6)  # the node has looked at this primary once
+                epoch = await redis.get(key)
+                servers.promote_replica_of(servers.primary_of(key))
+                for _ in range(150):
+                    if await redis.get(key) != epoch:
+                        break
+                    await asyncio.sleep(0.1)
+                else:
+                    raise AssertionError("the copy was not dropped after the failover")
+            finally:
+                await redis.aclose()
+            await alice.send(chat, "after")
+            entries = await bob.conversations()
+            assert [
+                (e.unread, e.last_message.body if e.last_message else None) for e in entries
+            ] == [(2, "after")]
+            for client in (alice, bob):
+                await client.close()
