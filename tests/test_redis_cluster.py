@@ -29,6 +29,16 @@ from tidings.state import lua
 pytestmark = pytest.mark.slow
 
 
+def node_env(database: str, redis: str, prefix: str) -> dict[str, str]:
+    """A ``tidings serve`` node's settings on the test's database and cluster."""
+    return {
+        "TIDINGS_DATABASE_URL": database,
+        "TIDINGS_REDIS_URL": redis,
+        "TIDINGS_REDIS_CLUSTER": "1",
+        "TIDINGS_REDIS_PREFIX": prefix,
+    }
+
+
 async def account(url: str, name: str) -> tuple[Client, int]:
     client = Client(url)
     user = await client.signup(name, PASSWORD)
@@ -74,12 +84,7 @@ async def test_keys_sit_in_the_slots_their_scripts_need(
         with redis_cluster(tmp_path / "rc") as servers:
             prefix = "tidings_t_slots:"
             down = f"redis://127.0.0.1:{free_port()}/0"
-            env = {
-                "TIDINGS_DATABASE_URL": database,
-                "TIDINGS_REDIS_URL": f"{down},{servers.url}",
-                "TIDINGS_REDIS_CLUSTER": "1",
-                "TIDINGS_REDIS_PREFIX": prefix,
-            }
+            env = node_env(database, f"{down},{servers.url}", prefix)
             node = spawn_server(**env)
             alice, alice_id = await account(node.url, "alice")
             bob, bob_id = await account(node.url, "bob")
@@ -114,12 +119,7 @@ async def test_a_primary_killed_under_load_loses_no_acked_message_and_lists_come
     async with database_url("postgresql", tmp_path) as database:
         with redis_cluster(tmp_path / "rc") as servers:
             prefix = "tidings_t_failover:"
-            env = {
-                "TIDINGS_DATABASE_URL": database,
-                "TIDINGS_REDIS_URL": servers.url,
-                "TIDINGS_REDIS_CLUSTER": "1",
-                "TIDINGS_REDIS_PREFIX": prefix,
-            }
+            env = node_env(database, servers.url, prefix)
             nodes = [spawn_server(**env) for _ in range(2)]
             oracle = spawn_server(**env, TIDINGS_REDIS_CHAT_LIST="false")
             await run_failover(servers, env, nodes, oracle, prefix)
@@ -264,12 +264,7 @@ async def test_a_running_node_drops_its_copy_after_a_failover_it_never_saw_fail(
     async with database_url("postgresql", tmp_path) as database:
         with redis_cluster(tmp_path / "rc") as servers:
             prefix = "tidings_t_follow_node:"
-            env = {
-                "TIDINGS_DATABASE_URL": database,
-                "TIDINGS_REDIS_URL": servers.url,
-                "TIDINGS_REDIS_CLUSTER": "1",
-                "TIDINGS_REDIS_PREFIX": prefix,
-            }
+            env = node_env(database, servers.url, prefix)
             node = spawn_server(**env)
             alice, alice_id = await account(node.url, "alice")
             bob, bob_id = await account(node.url, "bob")
