@@ -121,3 +121,28 @@ async def test_the_first_seq_after_a_routing_gap_waits_only_the_first_hold() -> 
     assert delivered == [4, 30]
     orderer.offer(event(31))
     assert delivered == [4, 30, 31]
+
+
+async def test_another_event_of_a_conversation_waits_behind_its_held_messages() -> None:
+    """A member removed from a group right after a notice he should still see:
+    the notice is held (the first hold), so the removal waits behind it, and
+    an event of a conversation with nothing held goes at once."""
+    seen: list[str] = []
+    orderer = SeqOrderer(
+        lambda e, _arrived: seen.append(f"m{e.message.seq}"),
+        no_fetch,
+        lambda _users, _since: True,
+        first_hold=0.02,
+        gap_wait=5,
+    )
+    orderer.after("g:1", lambda: seen.append("nothing held"))
+    orderer.offer(event(7))
+    orderer.after("g:1", lambda: seen.append("removed"))
+    orderer.after("g:2", lambda: seen.append("other conversation"))
+    assert seen == ["nothing held", "other conversation"]
+    await asyncio.sleep(0.05)
+    assert seen == ["nothing held", "other conversation", "m7", "removed"]
+    orderer.offer(event(9))  # 8 is missing: 9 is held for the gap
+    orderer.after("g:1", lambda: seen.append("read 9"))
+    orderer.offer(event(8))
+    assert seen[-3:] == ["m8", "m9", "read 9"]

@@ -144,7 +144,9 @@ class Hub:
                 self._deliver_message(event, None)
         elif isinstance(event, ReadMoved):
             frame = frames.read_event(event.conversation, event.user, event.seq)
-            self._fan_out(event.recipients, frame, event.origin)
+            self._after_messages(
+                event.conversation, lambda: self._fan_out(event.recipients, frame, event.origin)
+            )
         elif isinstance(event, ConversationAdded):
             entry = self._signed_entry(event.conversation)
             self._fan_out((event.user,), frames.conversation_event(entry), None)
@@ -156,7 +158,9 @@ class Hub:
             self._fan_out(event.recipients, frame, None)
         elif isinstance(event, ConversationRemoved):
             frame = frames.conversation_removed_event(event.conversation)
-            self._fan_out((event.user,), frame, None)
+            self._after_messages(
+                event.conversation, lambda: self._fan_out((event.user,), frame, None)
+            )
         elif isinstance(event, Pushed):
             frame = frames.push_event(event.payload)
             if event.users is None:
@@ -171,6 +175,13 @@ class Hub:
                 for connection in list(connections):
                     if connection.token_hash == event.token_hash:
                         connection.close_soon(4003, "token revoked")
+
+    def _after_messages(self, conversation: str, run: Callable[[], None]) -> None:
+        """``run()`` behind the messages of ``conversation`` the orderer still holds."""
+        if self._orderer is None:
+            run()
+        else:
+            self._orderer.after(conversation, run)
 
     def _signed_entry(self, entry: Conversation) -> Conversation:
         return entry if self._links is None else self._links.entry(entry)

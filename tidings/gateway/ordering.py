@@ -54,7 +54,7 @@ Steady = Callable[[tuple[UserId, ...], float], bool]
 
 
 class _Track:
-    __slots__ = ("base", "next", "pending", "timer", "touched", "delivered_arrival")
+    __slots__ = ("base", "next", "pending", "timer", "touched", "delivered_arrival", "after")
 
     def __init__(self) -> None:
         self.base: int | None = None  # the first seq delivered here
@@ -64,6 +64,8 @@ class _Track:
         self.touched = time.monotonic()
         # The latest arrival among the events delivered so far (see the module text).
         self.delivered_arrival = 0.0
+        # Other events of the conversation, each waiting for the held seqs up to its own.
+        self.after: list[tuple[int, Callable[[], None]]] = []
 
 
 class SeqOrderer:
@@ -119,6 +121,17 @@ class SeqOrderer:
         track.pending[seq] = (event, now)
         self._flush(conversation, track)
 
+    def after(self, conversation: str, run: Callable[[], None]) -> None:
+        """``run()`` once every message of ``conversation`` held here now has gone
+        out (at once when none is held): another event about the conversation
+        (a member removed, a read moved) never overtakes a message that came
+        before it, say the notice of a change its user is still there to see."""
+        track = self._tracks.get(conversation)
+        if track is None or not track.pending:
+            run()
+            return
+        track.after.append((max(track.pending), run))
+
     def _flush(self, conversation: str, track: _Track) -> None:
         """Deliver the run of consecutive seqs from ``next``; wait for the rest."""
         assert track.next is not None
@@ -127,6 +140,8 @@ class SeqOrderer:
             track.delivered_arrival = max(track.delivered_arrival, arrived)
             self._deliver(event, track.delivered_arrival)
             track.next += 1
+        while track.after and track.after[0][0] < track.next:
+            track.after.pop(0)[1]()
         if track.pending and track.timer is None:
             self._arm(conversation, track, self._gap_wait)
         elif not track.pending and track.timer is not None:
