@@ -110,6 +110,12 @@ class RedisCluster:
                 raise RuntimeError(f"no replica took over from {dead}")
             time.sleep(0.1)
 
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait(5)
+
     def live_port(self) -> int:
         return next(port for port, p in self.processes.items() if p.poll() is None)
 
@@ -143,7 +149,7 @@ class RedisCluster:
 
 def _start(binary: str, folder: Path, port: int) -> subprocess.Popen[bytes]:
     node_dir = folder / str(port)
-    node_dir.mkdir()
+    node_dir.mkdir(parents=True)
     return subprocess.Popen(
         [
             binary,
@@ -163,14 +169,8 @@ def _start(binary: str, folder: Path, port: int) -> subprocess.Popen[bytes]:
     )  # fmt: skip
 
 
-@contextlib.contextmanager
-def redis_cluster(folder: Path) -> Iterator[RedisCluster]:
-    """Six nodes, three primaries with a replica each, ready when it returns."""
-    binary, cli = shutil.which("redis-server"), shutil.which("redis-cli")
-    if binary is None or cli is None:
-        unavailable("redis-server and redis-cli", FileNotFoundError("not on PATH"))
-    assert binary is not None
-    folder.mkdir(parents=True, exist_ok=True)
+def _create(binary: str, folder: Path) -> RedisCluster:
+    """Start six servers on free ports and join them; raises if they do not join."""
     cluster = RedisCluster(folder, _free_ports(6))
     try:
         for port in cluster.ports:
@@ -181,20 +181,44 @@ def redis_cluster(folder: Path) -> Iterator[RedisCluster]:
                     socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                     break
                 time.sleep(0.05)
-        subprocess.run(
+        created = subprocess.run(
             [
                 "redis-cli", "--cluster", "create",
                 *(f"127.0.0.1:{port}" for port in cluster.ports),
                 "--cluster-replicas", "1", "--cluster-yes",
             ],
-            check=True,
             capture_output=True,
+            text=True,
             timeout=60,
         )  # fmt: skip
+        if created.returncode != 0:
+            said = created.stdout[-500:] + created.stderr
+            raise RuntimeError(f"redis-cli --cluster create failed: {said}")
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+@contextlib.contextmanager
+def redis_cluster(folder: Path) -> Iterator[RedisCluster]:
+    """Six nodes, three primaries with a replica each, ready when it returns."""
+    binary, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if binary is None or cli is None:
+        unavailable("redis-server and redis-cli", FileNotFoundError("not on PATH"))
+    assert binary is not None
+    # A port chosen free may be taken before its server binds it (the cluster
+    # bus needs port + 10000 too, which the kernel may hand to an outgoing
+    # connection meanwhile): then start again on other ports.
+    for attempt in range(3):
+        try:
+            cluster = _create(binary, folder / f"attempt{attempt}")
+            break
+        except RuntimeError:
+            if attempt == 2:
+                raise
+    try:
         cluster.wait_ok()
         yield cluster
     finally:
-        for process in cluster.processes.values():
-            if process.poll() is None:
-                process.kill()
-                process.wait(5)
+        cluster.stop()

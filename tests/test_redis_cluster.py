@@ -25,6 +25,7 @@ from tidings.harness.spawn import ServerProcess, free_port
 from tidings.nodes import PRIMARY_FIELD, presence_key, registry_key
 from tidings.redis_target import FAILED_OVER, RedisTarget
 from tidings.state import lua
+from tidings.state.restore import restored
 
 pytestmark = pytest.mark.slow
 
@@ -291,5 +292,48 @@ async def test_a_running_node_drops_its_copy_after_a_failover_it_never_saw_fail(
             assert [
                 (e.unread, e.last_message.body if e.last_message else None) for e in entries
             ] == [(2, "after")]
+            for client in (alice, bob):
+                await client.close()
+
+
+async def test_tidings_restored_reads_a_clusters_copy_and_running_nodes_follow(
+    tmp_path: Path, spawn_server: Callable[..., ServerProcess]
+) -> None:
+    """``tidings restored`` on a Cluster: it reads the copy of the database as
+    it was (SCAN over every primary, MGET in the copy's slot), moves the
+    generation on, and the running node follows into a new namespace, whose
+    lists agree with SQL."""
+    async with database_url("postgresql", tmp_path) as database:
+        with redis_cluster(tmp_path / "rc") as servers:
+            prefix = "tidings_t_restored:"
+            node = spawn_server(**node_env(database, servers.url, prefix))
+            alice, alice_id = await account(node.url, "alice")
+            bob, bob_id = await account(node.url, "bob")
+            chat = conversation_of(alice_id, bob_id)
+            for n in range(3):
+                await alice.send(chat, f"m{n}")
+            assert [e.unread for e in await bob.conversations()] == [3]
+            target = RedisTarget(servers.url, prefix, cluster=True)
+            before = await chat_list_slot_key(target)
+            done = await restored(database, target)
+            assert (done.before.generation, done.after.generation, done.went_back) == (1, 2, [])
+            redis = target.connect()
+            try:
+                for _ in range(150):  # the node looks every lease third (5 s)
+                    await bob.conversations()
+                    keys = [k async for k in redis.scan_iter(match=f"{{{prefix}cl2:*.2}}:epoch")]
+                    if keys:
+                        break
+                    await asyncio.sleep(0.1)
+                else:
+                    raise AssertionError("the node did not follow the new generation")
+            finally:
+                await redis.aclose()
+            assert before.endswith(".1}:epoch")
+            await alice.send(chat, "after")
+            entries = await bob.conversations()
+            assert [
+                (e.unread, e.last_message.body if e.last_message else None) for e in entries
+            ] == [(4, "after")]
             for client in (alice, bob):
                 await client.close()
