@@ -49,6 +49,7 @@ from tidings.push.runtime import WebPush
 from tidings.redis_target import RedisTarget
 from tidings.service.accounts import Accounts
 from tidings.service.admin import Admin
+from tidings.service.archive import Archiver, ParquetSegments, run_schedule
 from tidings.service.chatlists import ChatLists
 from tidings.service.conversations import Conversations
 from tidings.service.files import Files
@@ -435,6 +436,17 @@ def add_files_lifecycle(
         opened.append(blobs)
         files.use_blobs(blobs)
         collector.append(asyncio.create_task(files.run_collector()))
+        # Archived history lives in the same blob store (issue 23 §3).
+        store.use_archive(ParquetSegments(blobs))
+        if settings.archive_after_seconds > 0:
+            archiver = Archiver(store.archive(), blobs)
+            collector.append(
+                asyncio.create_task(
+                    run_schedule(
+                        archiver, settings.archive_after_seconds, settings.archive_every_seconds
+                    )
+                )
+            )
 
     async def stop(_app: web.Application) -> None:
         for task in collector:

@@ -15,8 +15,8 @@ import sys
 from collections.abc import Sequence
 
 from tidings import __version__, logs
-from tidings.config import Settings, SettingsError, parse_workers
-from tidings.errors import missing_extra
+from tidings.config import Settings, SettingsError, parse_duration, parse_workers
+from tidings.errors import TidingsError, missing_extra
 
 log = logging.getLogger("tidings")
 
@@ -90,6 +90,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the database is a copy for another deployment (staging from production's backup)",
     )
 
+    archive = commands.add_parser(
+        "archive",
+        help="move old history into Parquet files in the blob store, or bring it back",
+        description=(
+            "Moves each conversation's messages sent longer ago than --older-than (never its "
+            "newest one) into compressed Parquet files in the blob store (TIDINGS_FILES_URL), "
+            "with a manifest in SQL. History, replies and catch-up read through them. Safe to "
+            "kill at any point and to run on several machines at once: a rerun finishes the job."
+        ),
+    )
+    archive.add_argument("--database", dest="database_url", help="SQLAlchemy URL")
+    archive.add_argument("--files", dest="files_url", help="blob store URL (TIDINGS_FILES_URL)")
+    archive.add_argument(
+        "--older-than",
+        type=_duration_flag,
+        help="archive messages sent longer ago than this: 180d, 12h, 30m "
+        "(default: TIDINGS_ARCHIVE_AFTER_SECONDS)",
+    )
+    archive.add_argument(
+        "--restore", action="store_true", help="bring archived messages back into the database"
+    )
+    archive.add_argument("--conversation", help="with --restore: only this conversation")
+    archive.add_argument(
+        "--newer-than",
+        type=_duration_flag,
+        help="with --restore: only the segments holding messages sent within this (30d)",
+    )
+    archive.add_argument(
+        "--segment-rows", type=int, default=None, help="messages per Parquet file (10000)"
+    )
+    archive.add_argument(
+        "--status", action="store_true", help="print what the archive holds, change nothing"
+    )
+
     commands.add_parser("bench", help="run the benchmarks (tidings bench --help)", add_help=False)
     commands.add_parser("soak", help="run the soak test (tidings soak --help)", add_help=False)
     for name in ("user", "group", "push", "stats"):
@@ -99,6 +133,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     new_identity = bool(vars(args).pop("new_identity", False))
     sign_out = bool(vars(args).pop("sign_out", False))
     listen_fd: int | None = vars(args).pop("listen_fd", None)
+    archive_options = {
+        name: vars(args).pop(name)
+        for name in (
+            "older_than",
+            "restore",
+            "conversation",
+            "newer_than",
+            "segment_rows",
+            "status",
+        )
+        if name in vars(args)
+    }
     flags = {k: v for k, v in vars(args).items() if k != "command"}
     try:
         settings = Settings.from_env(**flags)
@@ -121,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.error("cannot mark the restore: %s", missing_extra(exc.name or ""))
             return 1
         return 0
+    if args.command == "archive":
+        return _archive_command(parser, settings, **archive_options)
     if listen_fd is None and settings.workers > 1:
         from tidings.workers import refusal, supervise
 
@@ -155,6 +203,111 @@ def _workers_flag(raw: str) -> int:
         return parse_workers(raw)
     except SettingsError as exc:
         raise argparse.ArgumentTypeError(str(exc).replace("TIDINGS_WORKERS=", "")) from None
+
+
+def _duration_flag(raw: str) -> float:
+    try:
+        return parse_duration(raw)
+    except SettingsError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _archive_command(
+    parser: argparse.ArgumentParser,
+    settings: Settings,
+    *,
+    older_than: float | None,
+    restore: bool,
+    conversation: str | None,
+    newer_than: float | None,
+    segment_rows: int | None,
+    status: bool,
+) -> int:
+    if restore and older_than is not None:
+        parser.error("give --older-than or --restore, not both")
+    if not restore and (conversation is not None or newer_than is not None):
+        parser.error("--conversation and --newer-than go with --restore")
+    if segment_rows is not None and segment_rows < 1:
+        parser.error("--segment-rows must be positive")
+    if not restore and not status and older_than is None and not settings.archive_after_seconds:
+        parser.error("say how old: --older-than 180d (or set TIDINGS_ARCHIVE_AFTER_SECONDS)")
+    try:
+        asyncio.run(
+            _archive(
+                settings,
+                mode="restore" if restore else "status" if status else "archive",
+                older_than=settings.archive_after_seconds if older_than is None else older_than,
+                conversation=conversation,
+                newer_than=newer_than,
+                segment_rows=segment_rows,
+            )
+        )
+    except ModuleNotFoundError as exc:
+        log.error("cannot archive: %s", missing_extra(exc.name or ""))
+        return 1
+    except TidingsError as exc:
+        log.error("cannot archive: %s", exc.message)
+        return 1
+    return 0
+
+
+async def _archive(
+    settings: Settings,
+    *,
+    mode: str,
+    older_than: float,
+    conversation: str | None,
+    newer_than: float | None,
+    segment_rows: int | None,
+) -> None:
+    """``mode``: archive, restore, or status (report only)."""
+    from tidings.app import files_location
+    from tidings.files.url import open_blob_store
+    from tidings.ids import ConversationId
+    from tidings.models import now_ms
+    from tidings.service.archive import ROWS_PER_SEGMENT, Archiver
+    from tidings.store.sql import SqlStore
+
+    store = SqlStore.from_url(
+        settings.database_url,
+        sqlite_synchronous=settings.sqlite_synchronous,
+        pg_partitions=settings.pg_partitions,
+        search_index=False,
+    )
+    await store.open()
+    try:
+        url, base_dir = files_location(settings)
+        blobs = await open_blob_store(url, base_dir)
+        try:
+            archiver = Archiver(
+                store.archive(), blobs, rows_per_segment=segment_rows or ROWS_PER_SEGMENT
+            )
+            if mode == "archive":
+                done = await archiver.run(older_than)
+                print(
+                    f"archived {done.messages} messages of {done.conversations} conversations "
+                    f"into {done.segments} files ({done.bytes} bytes)"
+                    + (
+                        f"; {done.skipped} ranges changed meanwhile, left for the next run"
+                        if done.skipped
+                        else ""
+                    )
+                )
+            elif mode == "restore":
+                since = None if newer_than is None else now_ms() - int(newer_than * 1000)
+                done = await archiver.restore(
+                    None if conversation is None else ConversationId(conversation), since
+                )
+                print(
+                    f"restored {done.messages} messages of {done.conversations} conversations "
+                    f"from {done.segments} files"
+                )
+            segments, archived, size = await store.archive().totals()
+            print(f"the archive holds {archived} messages in {segments} files ({size} bytes)")
+        finally:
+            await blobs.close()
+    finally:
+        await store.close()
 
 
 async def _migrate(settings: Settings) -> None:

@@ -106,6 +106,12 @@ class Settings:
     # the caller's conversations, and the indexer's CPU goes to sends instead
     # (docs/benchmarks.md, stop 19: private msgs/s ~0.75 on one core with it).
     search_index: bool = True
+    # Issue 23 §3: each node moves messages older than this (seconds; "180d",
+    # "12h", "30m" or a number of seconds) into Parquet files in the blob store
+    # every ``archive_every_seconds``; 0 (the default) archives only when
+    # ``tidings archive`` runs. Reads go through the archive either way.
+    archive_after_seconds: float = 0.0
+    archive_every_seconds: float = 3600.0
     log_level: str = "INFO"
     # "text" for people, "json" for log pipelines: one JSON object per line.
     log_format: str = "text"
@@ -184,11 +190,14 @@ class Settings:
             "file_orphan_seconds",
             "rate_limit_uploads",
             "push_collapse_seconds",
+            "archive_after_seconds",
         ):
             if getattr(self, name) < 0:
                 raise SettingsError(f"TIDINGS_{name.upper()} must not be negative")
         if self.file_url_secret is not None and len(self.file_url_secret) < 16:
             raise SettingsError("TIDINGS_FILE_URL_SECRET must have at least 16 characters")
+        if self.archive_every_seconds <= 0:
+            raise SettingsError("TIDINGS_ARCHIVE_EVERY_SECONDS must be positive")
         if self.push_max_subscriptions < 1:
             raise SettingsError("TIDINGS_PUSH_MAX_SUBSCRIPTIONS must be positive")
         if not self.vapid_subject.startswith(("mailto:", "https://")):
@@ -213,8 +222,34 @@ def parse_workers(raw: str) -> int:
         ) from None
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(raw: str) -> float:
+    """Seconds from ``180d``, ``12h``, ``30m``, ``45s``, ``2w`` or a plain number of seconds."""
+    text = raw.strip().lower()
+    scale = _UNITS.get(text[-1:])
+    number = text[:-1] if scale is not None else text
+    try:
+        value = float(number) * (scale or 1)
+    except ValueError:
+        raise SettingsError(
+            f"{raw!r} is not a duration: a number with s, m, h, d or w (180d, 12h)"
+        ) from None
+    if value < 0:
+        raise SettingsError(f"{raw!r}: a duration must not be negative")
+    return value
+
+
+def _archive_after(raw: str) -> float:
+    try:
+        return parse_duration(raw)
+    except SettingsError as exc:
+        raise SettingsError(f"TIDINGS_ARCHIVE_AFTER_SECONDS: {exc}") from None
+
+
 # Settings whose text is not just their type's: parsed by their own function.
-_PARSERS = {"workers": parse_workers}
+_PARSERS = {"workers": parse_workers, "archive_after_seconds": _archive_after}
 
 
 def _coerce(name: str, raw: str, kind: object) -> Any:

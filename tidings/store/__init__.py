@@ -22,12 +22,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from tidings.chatlist import EntryChange, EntryState
 from tidings.errors import TidingsError
 from tidings.ids import ConversationId, ConversationRef, GroupId, UserId
 from tidings.models import ChatList, Conversation, Group, Message, ReplyTo, User
+
+if TYPE_CHECKING:
+    from tidings.store.archive import SegmentRows, SqlArchive
 
 
 @dataclass(frozen=True, slots=True)
@@ -486,6 +489,12 @@ class Store(Protocol):
 
     def push(self) -> PushRecord:
         """The users' push subscriptions (PROTOCOL-v2 §8)."""
+
+    def archive(self) -> SqlArchive:
+        """Archived history's manifest and moves (issue 23 §3, store/archive.py)."""
+
+    def use_archive(self, segments: SegmentRows) -> None:
+        """Read history and replies through archived segments from now on."""
 
 
 @dataclass(frozen=True, slots=True)

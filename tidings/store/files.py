@@ -36,14 +36,25 @@ from tidings.errors import unavailable
 from tidings.ids import UserId
 from tidings.models import now_ms
 from tidings.store import FileRecord, Orphan
-from tidings.store.schema import files, members, messages, secrets
+from tidings.store.schema import (
+    archive_segments,
+    archived_files,
+    files,
+    members,
+    messages,
+    secrets,
+)
 
 _IN_CHUNK = 500
 
 
 def _live_reference() -> Any:
-    """A message that carries the file (of ``files``'s row) and is not recalled."""
-    return exists().where(messages.c.file_id == files.c.id, messages.c.recall_seq.is_(None))
+    """A message that carries the file (of ``files``'s row) and is not recalled,
+    live or archived (``archived_files`` lists the archived ones)."""
+    return or_(
+        exists().where(messages.c.file_id == files.c.id, messages.c.recall_seq.is_(None)),
+        exists().where(archived_files.c.file_id == files.c.id),
+    )
 
 
 def _orphaned(cutoff: int) -> Any:
@@ -85,7 +96,23 @@ class SqlFiles:
             )
             .limit(1)
         )
-        return bool(await self._read(query))
+        if await self._read(query):
+            return True
+        archived = (
+            select(archived_files.c.seq)
+            .select_from(
+                archived_files.join(
+                    members,
+                    and_(
+                        members.c.conversation_id == archived_files.c.conversation_id,
+                        members.c.user_id == user,
+                    ),
+                )
+            )
+            .where(archived_files.c.file_id == file_id, archived_files.c.seq > members.c.joined_seq)
+            .limit(1)
+        )
+        return bool(await self._read(archived))
 
     async def live(self, file_id: str) -> bool:
         query = select(files.c.id).where(
@@ -130,6 +157,11 @@ class SqlFiles:
             )
             for row in rows:
                 known.update(k for k in (row.blob_key, row.thumbnail_key) if k is not None)
+            # The archive's segments share the blob store (store/archive.py).
+            segments = await self._read(
+                select(archive_segments.c.blob_key).where(archive_segments.c.blob_key.in_(chunk))
+            )
+            known.update(row.blob_key for row in segments)
         return known
 
     async def secret(self, name: str, make: Callable[[], str]) -> str:

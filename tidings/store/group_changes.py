@@ -45,6 +45,8 @@ from tidings.store import (
 )
 from tidings.store.schema import (
     ADMIN,
+    archive_segments,
+    archived_files,
     conversations,
     groups,
     members,
@@ -236,7 +238,9 @@ class GroupChanger:
 
     async def _delete(self, gid: GroupId, cid: ConversationId) -> None:
         """The group, its conversation, members and history go."""
-        for table in (members, messages, uncounted, mentions):
+        # Archived segments go with it: their blobs, no longer named, are swept
+        # as strays (service/files.py).
+        for table in (members, messages, uncounted, mentions, archive_segments, archived_files):
             await self.conn.execute(delete(table).where(table.c.conversation_id == cid))
         await self.conn.execute(delete(conversations).where(conversations.c.id == cid))
         await self.conn.execute(delete(groups).where(groups.c.id == gid))

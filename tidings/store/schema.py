@@ -305,3 +305,37 @@ push_subscriptions = Table(
     Index("push_subscriptions_user", "user_id", "created_at"),
     sqlite_autoincrement=True,
 )
+
+# Issue 23 §3: history beyond the hot table. A conversation's oldest messages
+# move, a range at a time, into Parquet files in the blob store; each file is
+# one row here, written in the transaction that deletes its messages from
+# ``messages`` (store/archive.py says why that is crash-safe). What is
+# archived is always a prefix of the conversation: every live message has a
+# seq above every segment's ``high_seq``.
+archive_segments = Table(
+    "archive_segments",
+    metadata,
+    Column("conversation_id", String(48), primary_key=True),
+    # The segment's first seq: two archivers racing on one conversation
+    # start at the same place, so the second's insert fails and it rolls back.
+    Column("low_seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("high_seq", BigInteger, nullable=False),
+    Column("message_count", BigInteger, nullable=False),
+    Column("first_sent_at", BigInteger, nullable=False),
+    Column("last_sent_at", BigInteger, nullable=False),
+    Column("blob_key", String(128), nullable=False, unique=True),
+    Column("blob_size", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+archived_files = Table(
+    "archived_files",
+    metadata,
+    # The archived messages that carry a file (and are not recalled): the
+    # orphan collector and file links ask here as they ask ``messages``, so
+    # archiving a message never orphans its file.
+    Column("conversation_id", String(48), primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("file_id", String(32), nullable=False),
+    Index("ix_archived_files_file_id", "file_id"),
+)

@@ -71,6 +71,7 @@ from tidings.store import (
     WriteOutcome,
     WriteRequest,
 )
+from tidings.store.archive import Segment, SegmentRows, SqlArchive
 from tidings.store.batch import BatchResult, WriteBatch
 from tidings.store.deployment import SqlDeployment
 from tidings.store.engines import Engines, create_engines
@@ -162,6 +163,10 @@ class SqlStore:
         self._reader = engines.reader
         self._dialect = engines.dialect
         self._search_index: SqliteSearchIndex | PgSearchIndex | None = None
+        # Issue 23 §3: the blobs of archived history; None until the blob store
+        # opens (app.py), and then history and replies read through it.
+        self._segments: SegmentRows | None = None
+        self._archive = SqlArchive(engines.writer, engines.reader)
         # Private conversations known to exist: never deleted, so never stale.
         self._known_private: set[str] = set()
         self._batch_engine = engines.batch
@@ -234,6 +239,14 @@ class SqlStore:
 
     def deployment(self) -> SqlDeployment:
         return SqlDeployment(self._writer)
+
+    def archive(self) -> SqlArchive:
+        """The archive's manifest and moves (store/archive.py)."""
+        return self._archive
+
+    def use_archive(self, segments: SegmentRows) -> None:
+        """Read archived history through ``segments`` from now on."""
+        self._segments = segments
 
     def files(self) -> SqlFiles:
         return SqlFiles(self._writer, self._insert_ignore)
@@ -546,17 +559,77 @@ class SqlStore:
         after: int | None,
         limit: int,
     ) -> list[Message]:
-        params = {"conversation": conversation, "member": member, "limit": limit}
-        member_only = member is not None
-        if after is not None:
-            params |= {"low": after, "high": NO_END}
-            rows = list(await self._read(HISTORY_PAGES[(member_only, OLDEST_FIRST)], params))
-        else:
-            params |= {"low": 0, "high": NO_END if before is None else before}
-            rows = await self._read(HISTORY_PAGES[(member_only, NEWEST_FIRST)], params)
-            rows = list(reversed(rows))
+        query, params = _history_query(conversation, member, before, after, limit)
+        rows: list[Any] = list(await self._read(query, params))
+        if after is None:
+            rows.reverse()
+        if self._segments is not None and _may_reach_archive(rows, before, after, limit):
+            rows = await self._through_archive(
+                self._segments, conversation, member, before, after, limit
+            )
         replies = await self._replies_of(rows)
         return [_with_reply(row, replies) for row in rows]
+
+    async def _through_archive(
+        self,
+        segments: SegmentRows,
+        conversation: ConversationId,
+        member: UserId | None,
+        before: int | None,
+        after: int | None,
+        limit: int,
+    ) -> list[Any]:
+        """A history page that may reach below the live rows, into archived segments.
+
+        The live rows, the member's join and the segments are read in one
+        snapshot, so a move committed meanwhile neither repeats nor drops a
+        message; a restore that deleted a segment's blob since is read again.
+        """
+        for attempt in (1, 2):
+            query, params = _history_query(conversation, member, before, after, limit)
+            try:
+                async with self._read_snapshot() as conn:
+                    live = list((await conn.execute(query, params)).all())
+                    floor = 0
+                    if member is not None:
+                        joined = (
+                            await conn.execute(
+                                select(members.c.joined_seq).where(
+                                    members.c.conversation_id == conversation,
+                                    members.c.user_id == member,
+                                )
+                            )
+                        ).first()
+                        if joined is None:
+                            return []
+                        floor = int(joined.joined_seq)
+                    if after is None:
+                        live.reverse()
+                        low, high = floor, live[0][1] if live else (before or NO_END)
+                        if before is not None:
+                            high = min(high, before)
+                    else:
+                        low, high = max(after, floor), live[0][1] if live else NO_END
+                    found = await self._archive.overlapping(conn, conversation, low, high)
+            except (SQLAlchemyError, OSError) as exc:
+                raise unavailable("storage is unavailable; try again") from exc
+            try:
+                archived = await _archived_rows(segments, found, low, high, limit, after is None)
+            except LookupError:
+                if attempt == 2:
+                    raise unavailable("archived history is being restored; try again") from None
+                continue
+            if after is None:
+                return (archived + live)[-limit:]
+            return (archived + live)[:limit]
+        raise AssertionError("unreachable")
+
+    def _read_snapshot(self) -> Any:
+        """A read transaction whose statements all see one committed state."""
+        engine = self._engines.snapshot
+        if self._dialect in ("postgresql", "mysql"):
+            return engine.execution_options(isolation_level="REPEATABLE READ").begin()
+        return engine.begin()
 
     async def search_messages(
         self,
@@ -643,7 +716,25 @@ class SqlStore:
             _messages_at_keys(self._dialect), keys_params(self._dialect, sorted(set(positions)))
         )
         found = [tuple(r) for r in rows]
+        if self._segments is not None and len(found) < len(set(positions)):
+            have = {(r[0], r[1]) for r in found}
+            found += await self._archived_at(
+                self._segments, [p for p in set(positions) if p not in have]
+            )
         return {(ConversationId(r[0]), r[1]): reply_from_row(r) for r in found}
+
+    async def _archived_at(
+        self, segments: SegmentRows, positions: Sequence[tuple[ConversationId, int]]
+    ) -> list[tuple[Any, ...]]:
+        """The rows at these positions that are archived (the others are gone)."""
+        held = await self._archive.holding(positions)
+        rows: list[tuple[Any, ...]] = []
+        for (_, seq), segment in held.items():
+            try:
+                rows += await segments.rows(segment, seq - 1, seq + 1)
+            except LookupError:
+                continue  # restored meanwhile: what quotes it is read again next time
+        return rows
 
     async def _replies_of(
         self, rows: Sequence[Any], offset: int = 0
@@ -954,3 +1045,62 @@ def _read_positions(dialect: str) -> Select[Any]:
 
 # The chat list: one indexed query per user. A member sees the conversation's
 # last message only if it came after the member joined.
+
+
+def _history_query(
+    conversation: ConversationId,
+    member: UserId | None,
+    before: int | None,
+    after: int | None,
+    limit: int,
+) -> tuple[Select[Any], dict[str, Any]]:
+    """A history page's live rows: oldest first above ``after``, else newest first."""
+    params: dict[str, Any] = {"conversation": conversation, "member": member, "limit": limit}
+    if after is not None:
+        params |= {"low": after, "high": NO_END}
+        return HISTORY_PAGES[(member is not None, OLDEST_FIRST)], params
+    params |= {"low": 0, "high": NO_END if before is None else before}
+    return HISTORY_PAGES[(member is not None, NEWEST_FIRST)], params
+
+
+def _may_reach_archive(
+    rows: Sequence[Any], before: int | None, after: int | None, limit: int
+) -> bool:
+    """Whether a page of live rows (oldest first) may be missing archived ones.
+
+    Archived seqs all lie below the live ones, and the newest message of a
+    conversation is always live (store/archive.py). So a page above ``after``
+    can miss some only when it does not start right at ``after + 1``, and a
+    page going back only when it came out short. A page that is settled here
+    costs no look-up at all.
+    """
+    if after is not None:
+        return bool(rows) and rows[0][1] > after + 1
+    if len(rows) >= limit:
+        return False
+    lowest = rows[0][1] if rows else (NO_END if before is None else before)
+    return bool(lowest > 1)
+
+
+async def _archived_rows(
+    segments: SegmentRows,
+    found: Sequence[Segment],
+    low: int,
+    high: int,
+    limit: int,
+    newest: bool,
+) -> list[tuple[Any, ...]]:
+    """Up to ``limit`` archived rows with ``low < seq < high``, oldest first: the
+    newest of them going back (``newest``), else the oldest."""
+    rows: list[tuple[Any, ...]] = []
+    if newest:
+        for segment in reversed(found):
+            rows = await segments.rows(segment, low, high) + rows
+            if len(rows) >= limit:
+                return rows[-limit:]
+        return rows
+    for segment in found:
+        rows += await segments.rows(segment, low, high)
+        if len(rows) >= limit:
+            return rows[:limit]
+    return rows

@@ -1,0 +1,294 @@
+"""History beyond the hot table (issue 23 §3): old messages in Parquet files.
+
+``Archiver.run`` walks every conversation and moves its messages older than
+a cut-off (never its newest one) into segments of at most
+``rows_per_segment`` rows: one zstd-compressed Parquet file each, in the
+blob store that holds uploads (a folder by default, S3 on many nodes), with
+a manifest row in SQL. ``Archiver.restore`` brings segments back. The SQL
+side and why a kill at any point loses and repeats nothing:
+store/archive.py.
+
+``ParquetSegments`` reads segments back for history (the store reads
+through it): a segment is written in row groups of ``ROW_GROUP_ROWS`` with
+seq statistics, so a page decodes one or two groups, not the file. Blobs
+are cached by key (a segment never changes: a restore deletes it), up to
+``cache_bytes``.
+
+Parquet through pyarrow (the ``archive`` extra): the format every data tool
+reads, so an archive is also an export; pyarrow is imported only when a
+segment is written or read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import secrets
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tidings.errors import unavailable
+from tidings.files import BlobNotFound, BlobStore
+from tidings.ids import ConversationId
+from tidings.models import now_ms
+from tidings.store.archive import COLUMN_NAMES, SEQ, Segment, SqlArchive
+
+log = logging.getLogger(__name__)
+
+ROW_GROUP_ROWS = 1024
+ROWS_PER_SEGMENT = 10_000
+FORMAT = "tidings.messages/1"  # the files' key-value metadata, checked on read
+_BOOLEAN = {"time_separator", "mention_all"}
+_INTEGER = {
+    "seq",
+    "sender_id",
+    "sent_at",
+    "reply_seq",
+    "forward_seq",
+    "forward_sender",
+    "target_seq",
+    "recall_seq",
+    "edited_at",
+}
+_PAGE = 500
+
+
+def _pyarrow() -> Any:
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ModuleNotFoundError:
+        raise unavailable(
+            "archived history needs pyarrow: pip install 'tidings[archive]'"
+        ) from None
+    return pyarrow
+
+
+def encode(rows: Sequence[tuple[Any, ...]]) -> bytes:
+    """Rows in ``MESSAGE_COLUMNS`` order, oldest first, as one Parquet file."""
+    pa = _pyarrow()
+    fields = []
+    for name in COLUMN_NAMES:
+        kind = pa.bool_() if name in _BOOLEAN else pa.int64() if name in _INTEGER else pa.string()
+        fields.append(pa.field(name, kind, nullable=name not in ("seq", "conversation_id")))
+    schema = pa.schema(fields, metadata={"format": FORMAT})
+    columns = list(zip(*rows, strict=True))
+    arrays = [
+        pa.array(
+            [None if v is None else bool(v) for v in column] if name in _BOOLEAN else list(column),
+            type=field.type,
+        )
+        for name, field, column in zip(COLUMN_NAMES, fields, columns, strict=True)
+    ]
+    table = pa.Table.from_arrays(arrays, schema=schema)
+    sink = io.BytesIO()
+    pa.parquet.write_table(
+        table, sink, compression="zstd", row_group_size=ROW_GROUP_ROWS, write_statistics=["seq"]
+    )
+    return sink.getvalue()
+
+
+def decode(data: bytes, low: int, high: int) -> list[tuple[Any, ...]]:
+    """The file's rows with ``low < seq < high``, oldest first, in ``MESSAGE_COLUMNS`` order."""
+    pa = _pyarrow()
+    parquet = pa.parquet.ParquetFile(io.BytesIO(data))
+    metadata = parquet.schema_arrow.metadata or {}
+    if metadata.get(b"format") != FORMAT.encode():
+        raise ValueError(f"not a segment of this version: {metadata.get(b'format')!r}")
+    seq_column = parquet.schema_arrow.get_field_index("seq")
+    groups = []
+    for index in range(parquet.num_row_groups):
+        stats = parquet.metadata.row_group(index).column(seq_column).statistics
+        if stats is not None and stats.has_min_max and (stats.max <= low or stats.min >= high):
+            continue
+        groups.append(index)
+    if not groups:
+        return []
+    table = parquet.read_row_groups(groups, columns=list(COLUMN_NAMES))
+    columns = [table.column(name).to_pylist() for name in COLUMN_NAMES]
+    return [row for row in zip(*columns, strict=True) if low < row[SEQ] < high]
+
+
+class ParquetSegments:
+    """Archived rows read from the blob store (``store.archive.SegmentRows``)."""
+
+    def __init__(self, blobs: BlobStore, *, cache_bytes: int = 64 * 1024 * 1024) -> None:
+        self._blobs = blobs
+        self._cache: OrderedDict[str, bytes] = OrderedDict()
+        self._cached = 0
+        self._limit = cache_bytes
+
+    async def rows(self, segment: Segment, low: int, high: int) -> list[tuple[Any, ...]]:
+        data = await self._bytes(segment.blob_key)
+        try:
+            return await asyncio.to_thread(decode, data, low, high)
+        except (ValueError, OSError) as exc:
+            log.error(
+                "segment %s of %s cannot be read: %s", segment.blob_key, segment.conversation, exc
+            )
+            raise unavailable("archived history cannot be read; the operator is told") from exc
+
+    async def _bytes(self, key: str) -> bytes:
+        data = self._cache.get(key)
+        if data is not None:
+            self._cache.move_to_end(key)
+            return data
+        try:
+            data = await read_blob(self._blobs, key)
+        except BlobNotFound as exc:
+            raise LookupError(key) from exc
+        if len(data) <= self._limit // 4:
+            self._cache[key] = data
+            self._cached += len(data)
+            while self._cached > self._limit:
+                _, dropped = self._cache.popitem(last=False)
+                self._cached -= len(dropped)
+        return data
+
+
+async def read_blob(blobs: BlobStore, key: str) -> bytes:
+    async with await blobs.read(key) as reader:
+        return b"".join([chunk async for chunk in reader])
+
+
+@dataclass(slots=True)
+class ArchiveReport:
+    """What a run moved (or brought back): segments, messages and their bytes."""
+
+    segments: int = 0
+    messages: int = 0
+    bytes: int = 0
+    conversations: int = 0
+    # Ranges left for the next run: changed while they were read, or taken by another archiver.
+    skipped: int = 0
+
+
+class Archiver:
+    """Moves old history into segments and back (store/archive.py: the SQL side)."""
+
+    def __init__(
+        self, archive: SqlArchive, blobs: BlobStore, *, rows_per_segment: int = ROWS_PER_SEGMENT
+    ) -> None:
+        self._archive = archive
+        self._blobs = blobs
+        self._rows_per_segment = rows_per_segment
+
+    async def run(self, older_than_seconds: float) -> ArchiveReport:
+        """Archive every conversation's messages sent more than ``older_than_seconds`` ago."""
+        cutoff = now_ms() - int(older_than_seconds * 1000)
+        report = ArchiveReport()
+        async for conversation in self._walk():
+            moved = await self.archive_conversation(conversation, cutoff, report)
+            report.conversations += 1 if moved else 0
+        return report
+
+    async def archive_conversation(
+        self, conversation: ConversationId, cutoff_ms: int, report: ArchiveReport
+    ) -> bool:
+        """Move the conversation's messages sent before ``cutoff_ms``; whether any moved."""
+        moved = False
+        while True:
+            pending = await self._archive.pending(conversation, cutoff_ms, self._rows_per_segment)
+            if pending is None:
+                return moved
+            data = encode(pending.rows)
+            key = f"archive-{secrets.token_hex(16)}"
+            await self._blobs.put(key, _once(data))
+            try:
+                segment = await self._archive.commit(pending, key, len(data))
+            except BaseException:
+                await _forget(self._blobs, key)
+                raise
+            if segment is None:
+                await _forget(self._blobs, key)
+                report.skipped += 1
+                return moved
+            moved = True
+            report.segments += 1
+            report.messages += segment.message_count
+            report.bytes += len(data)
+            if len(pending.rows) < self._rows_per_segment:
+                return moved
+
+    async def restore(
+        self, conversation: ConversationId | None = None, newer_than_ms: int | None = None
+    ) -> ArchiveReport:
+        """Bring segments back into the live table, newest first: every one of
+        ``conversation`` (or of all conversations), or only those holding
+        messages sent at or after ``newer_than_ms``."""
+        report = ArchiveReport()
+        if conversation is not None:
+            wanted: AsyncIterator[ConversationId] = _one(conversation)
+        else:
+            wanted = self._walk(archived=True)
+        async for cid in wanted:
+            restored = False
+            for segment in await self._archive.segments_of(cid):
+                if newer_than_ms is not None and segment.last_sent_at < newer_than_ms:
+                    break
+                try:
+                    data = await read_blob(self._blobs, segment.blob_key)
+                except BlobNotFound:
+                    report.skipped += 1  # restored by another run meanwhile
+                    break
+                rows = await asyncio.to_thread(decode, data, 0, 2**63 - 1)
+                if not await self._archive.restore(segment, rows):
+                    report.skipped += 1
+                    break
+                await _forget(self._blobs, segment.blob_key)
+                restored = True
+                report.segments += 1
+                report.messages += len(rows)
+                report.bytes += len(data)
+            report.conversations += 1 if restored else 0
+        return report
+
+    async def _walk(self, *, archived: bool = False) -> AsyncIterator[ConversationId]:
+        after = ""
+        while True:
+            if archived:
+                page = await self._archive.archived_conversations_after(after, _PAGE)
+            else:
+                page = await self._archive.conversations_after(after, _PAGE)
+            for conversation in page:
+                yield conversation
+            if len(page) < _PAGE:
+                return
+            after = page[-1]
+
+
+async def run_schedule(archiver: Archiver, older_than_seconds: float, every_seconds: float) -> None:
+    """Archive every ``every_seconds``, for ever (cancel the task to stop). Nodes
+    that run it together are safe (store/archive.py); a failed run is retried."""
+    while True:
+        await asyncio.sleep(every_seconds)
+        try:
+            report = await archiver.run(older_than_seconds)
+            if report.messages:
+                log.info(
+                    "archived %d messages of %d conversations in %d segments (%d bytes)",
+                    report.messages,
+                    report.conversations,
+                    report.segments,
+                    report.bytes,
+                )
+        except Exception:
+            log.exception("archiving failed; it runs again later")
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def _one(conversation: ConversationId) -> AsyncIterator[ConversationId]:
+    yield conversation
+
+
+async def _forget(blobs: BlobStore, key: str) -> None:
+    try:
+        await blobs.delete(key)
+    except Exception:  # the stray-blob sweep deletes it later
+        log.warning("could not delete blob %s; the stray-blob sweep will", key)

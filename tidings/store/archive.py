@@ -1,0 +1,363 @@
+"""The archive's SQL side (issue 23 §3): which of a conversation's oldest
+messages live in Parquet segments in the blob store, moving them there and
+back, and the look-ups history makes to read through them.
+
+What is archived is always a prefix of a conversation: seqs up to some
+``high_seq``, never its shown message (the chat list's last message stays
+live), so every live row lies above every segment.
+
+Why moving is crash-safe (``tidings archive`` may be killed at any point):
+
+1. ``pending`` reads the rows to move, after reading the conversation's
+   ``last_seq``; the archiver writes them to a blob under a fresh key.
+2. ``commit`` runs one transaction: it locks the conversation's row (the
+   lock every send, recall and edit of that conversation takes), checks that
+   no recall or edit notice above the ``last_seq`` it read targets the range
+   (so the blob holds the rows as they are now), inserts the manifest row and
+   the archived files, and deletes the range from ``messages``, checking it
+   deleted exactly the rows it wrote.
+
+A crash before (2) commits leaves a blob no manifest row names: nothing is
+lost, and the blob store's stray-blob sweep (service/files.py) deletes it
+once it is a day old. After (2) the rows are in the blob and nowhere else.
+Two archivers on one conversation start at the same seq: the manifest's
+primary key (conversation, low_seq) lets one commit, the other rolls back.
+``restore`` is the same in reverse: the rows go back into ``messages`` and
+the manifest row goes, in one transaction; the blob is deleted after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import and_, delete, func, insert, select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from tidings.errors import unavailable
+from tidings.ids import ConversationId
+from tidings.models import now_ms
+from tidings.store.rows import MESSAGE_COLUMNS
+from tidings.store.schema import (
+    archive_segments,
+    archived_files,
+    conversations,
+    messages,
+)
+
+# Where the columns sit in a row of MESSAGE_COLUMNS.
+SEQ, SENT_AT, RECALL_SEQ, FILE_ID = 1, 5, 15, 18
+COLUMN_NAMES = tuple(column.name for column in MESSAGE_COLUMNS)
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One archived range of a conversation: seqs ``low_seq``..``high_seq``, in one blob."""
+
+    conversation: ConversationId
+    low_seq: int
+    high_seq: int
+    message_count: int
+    first_sent_at: int
+    last_sent_at: int
+    blob_key: str
+    blob_size: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """Rows to archive: the oldest live messages of a conversation, oldest first,
+    read after ``seen_last_seq``."""
+
+    conversation: ConversationId
+    seen_last_seq: int
+    rows: list[tuple[Any, ...]]
+
+
+class SegmentRows(Protocol):
+    """Reads the rows a segment's blob holds (service/archive.py, Parquet)."""
+
+    async def rows(self, segment: Segment, low: int, high: int) -> list[tuple[Any, ...]]:
+        """The segment's rows with ``low < seq < high`` in ``MESSAGE_COLUMNS``
+        order, oldest first. Raises ``LookupError`` if the blob is gone."""
+        ...
+
+
+class SqlArchive:
+    """The manifest, and the transactions that move rows in and out of ``messages``."""
+
+    def __init__(self, writer: AsyncEngine, reader: AsyncEngine) -> None:
+        self._writer = writer
+        self._reader = reader
+
+    # -- archiving -----------------------------------------------------------
+
+    async def conversations_after(self, after: str, limit: int) -> list[ConversationId]:
+        """Conversation ids above ``after``, in order: what a run walks through."""
+        rows = await self._read(
+            select(conversations.c.id)
+            .where(conversations.c.id > after)
+            .order_by(conversations.c.id)
+            .limit(limit)
+        )
+        return [ConversationId(r.id) for r in rows]
+
+    async def pending(
+        self, conversation: ConversationId, cutoff_ms: int, limit: int
+    ) -> Pending | None:
+        """Up to ``limit`` of the conversation's oldest live messages sent before
+        ``cutoff_ms``, stopping at the first newer one and below the shown
+        message; None when there are none."""
+        try:
+            async with self._reader.connect() as conn:
+                head = (
+                    await conn.execute(
+                        select(conversations.c.last_seq, conversations.c.shown_seq).where(
+                            conversations.c.id == conversation
+                        )
+                    )
+                ).first()
+                if head is None:
+                    return None
+                found = await conn.execute(
+                    select(*MESSAGE_COLUMNS)
+                    .where(
+                        messages.c.conversation_id == conversation,
+                        messages.c.seq < head.shown_seq,
+                    )
+                    .order_by(messages.c.seq)
+                    .limit(limit)
+                )
+                rows: list[tuple[Any, ...]] = []
+                for row in found:
+                    if row[SENT_AT] >= cutoff_ms:
+                        break
+                    rows.append(tuple(row))
+        except (SQLAlchemyError, OSError) as exc:
+            raise unavailable("storage is unavailable; try again") from exc
+        if not rows:
+            return None
+        return Pending(conversation, int(head.last_seq), rows)
+
+    async def commit(self, pending: Pending, blob_key: str, blob_size: int) -> Segment | None:
+        """Record the blob as the rows' segment and delete them from ``messages``,
+        in one transaction; None (and nothing changed) if the rows changed since
+        they were read or another archiver got there first."""
+        rows = pending.rows
+        cid = pending.conversation
+        low, high = rows[0][SEQ], rows[-1][SEQ]
+        segment = Segment(
+            conversation=cid,
+            low_seq=low,
+            high_seq=high,
+            message_count=len(rows),
+            first_sent_at=min(r[SENT_AT] for r in rows),
+            last_sent_at=max(r[SENT_AT] for r in rows),
+            blob_key=blob_key,
+            blob_size=blob_size,
+        )
+        with_files = [
+            {"conversation_id": cid, "seq": r[SEQ], "file_id": r[FILE_ID]}
+            for r in rows
+            if r[FILE_ID] is not None and r[RECALL_SEQ] is None
+        ]
+        try:
+            async with self._writer.begin() as conn:
+                if not await self._unchanged(conn, pending, high):
+                    await conn.rollback()
+                    return None
+                await conn.execute(insert(archive_segments).values(_segment_values(segment)))
+                if with_files:
+                    await conn.execute(insert(archived_files), with_files)
+                gone = await conn.execute(
+                    delete(messages).where(
+                        messages.c.conversation_id == cid,
+                        messages.c.seq >= low,
+                        messages.c.seq <= high,
+                    )
+                )
+                if gone.rowcount != len(rows):
+                    await conn.rollback()
+                    return None
+        except IntegrityError:
+            return None  # another archiver committed this range first
+        except (SQLAlchemyError, OSError) as exc:
+            raise unavailable("storage is unavailable; try again") from exc
+        return segment
+
+    async def _unchanged(self, conn: AsyncConnection, pending: Pending, high: int) -> bool:
+        """Under the conversation's lock: no recall or edit since the read touched the range."""
+        locked = (
+            await conn.execute(
+                select(conversations.c.last_seq)
+                .where(conversations.c.id == pending.conversation)
+                .with_for_update()
+            )
+        ).first()
+        if locked is None:
+            return False  # the group was deleted
+        if locked.last_seq == pending.seen_last_seq:
+            return True
+        touched = await conn.execute(
+            select(messages.c.seq)
+            .where(
+                messages.c.conversation_id == pending.conversation,
+                messages.c.seq > pending.seen_last_seq,
+                messages.c.target_seq <= high,
+            )
+            .limit(1)
+        )
+        return touched.first() is None
+
+    # -- restoring -------------------------------------------------------------
+
+    async def segments_of(self, conversation: ConversationId) -> list[Segment]:
+        """The conversation's segments, newest first."""
+        rows = await self._read(
+            select(archive_segments)
+            .where(archive_segments.c.conversation_id == conversation)
+            .order_by(archive_segments.c.low_seq.desc())
+        )
+        return [_segment_from_row(r) for r in rows]
+
+    async def archived_conversations_after(self, after: str, limit: int) -> list[ConversationId]:
+        """Conversations with segments, ids above ``after``, in order."""
+        rows = await self._read(
+            select(archive_segments.c.conversation_id)
+            .where(archive_segments.c.conversation_id > after)
+            .group_by(archive_segments.c.conversation_id)
+            .order_by(archive_segments.c.conversation_id)
+            .limit(limit)
+        )
+        return [ConversationId(r.conversation_id) for r in rows]
+
+    async def restore(self, segment: Segment, rows: Sequence[tuple[Any, ...]]) -> bool:
+        """Put the segment's rows back into ``messages`` and forget the segment, in one
+        transaction; False (nothing changed) if it is not the conversation's
+        newest segment any more or is gone."""
+        values = [dict(zip(COLUMN_NAMES, row, strict=True)) for row in rows]
+        cid = segment.conversation
+        try:
+            async with self._writer.begin() as conn:
+                await conn.execute(
+                    select(conversations.c.last_seq)
+                    .where(conversations.c.id == cid)
+                    .with_for_update()
+                )
+                newest = (
+                    await conn.execute(
+                        select(func.max(archive_segments.c.low_seq)).where(
+                            archive_segments.c.conversation_id == cid
+                        )
+                    )
+                ).scalar()
+                if newest != segment.low_seq:
+                    await conn.rollback()
+                    return False
+                gone = await conn.execute(
+                    delete(archive_segments).where(
+                        archive_segments.c.conversation_id == cid,
+                        archive_segments.c.low_seq == segment.low_seq,
+                        archive_segments.c.blob_key == segment.blob_key,
+                    )
+                )
+                if gone.rowcount != 1:
+                    await conn.rollback()
+                    return False
+                await conn.execute(
+                    delete(archived_files).where(
+                        archived_files.c.conversation_id == cid,
+                        archived_files.c.seq >= segment.low_seq,
+                        archived_files.c.seq <= segment.high_seq,
+                    )
+                )
+                if values:
+                    await conn.execute(insert(messages), values)
+        except (SQLAlchemyError, OSError) as exc:
+            raise unavailable("storage is unavailable; try again") from exc
+        return True
+
+    # -- reading through ---------------------------------------------------------
+
+    async def overlapping(
+        self, conn: AsyncConnection, conversation: ConversationId, low: int, high: int
+    ) -> list[Segment]:
+        """The conversation's segments holding seqs with ``low < seq < high``, oldest first."""
+        rows = await conn.execute(
+            select(archive_segments)
+            .where(
+                archive_segments.c.conversation_id == conversation,
+                archive_segments.c.high_seq > low,
+                archive_segments.c.low_seq < high,
+            )
+            .order_by(archive_segments.c.low_seq)
+        )
+        return [_segment_from_row(r) for r in rows]
+
+    async def holding(
+        self, positions: Sequence[tuple[ConversationId, int]]
+    ) -> dict[tuple[ConversationId, int], Segment]:
+        """The segment that holds each position, for those archived."""
+        found: dict[tuple[ConversationId, int], Segment] = {}
+        for conversation, seq in positions:
+            rows = await self._read(
+                select(archive_segments).where(
+                    and_(
+                        archive_segments.c.conversation_id == conversation,
+                        archive_segments.c.low_seq <= seq,
+                        archive_segments.c.high_seq >= seq,
+                    )
+                )
+            )
+            if rows:
+                found[(conversation, seq)] = _segment_from_row(rows[0])
+        return found
+
+    async def totals(self) -> tuple[int, int, int]:
+        """Segments, messages and bytes in the archive."""
+        row = (
+            await self._read(
+                select(
+                    func.count(),
+                    func.coalesce(func.sum(archive_segments.c.message_count), 0),
+                    func.coalesce(func.sum(archive_segments.c.blob_size), 0),
+                )
+            )
+        )[0]
+        return int(row[0]), int(row[1]), int(row[2])
+
+    async def _read(self, query: Any) -> list[Any]:
+        try:
+            async with self._reader.connect() as conn:
+                return list((await conn.execute(query)).all())
+        except (SQLAlchemyError, OSError) as exc:
+            raise unavailable("storage is unavailable; try again") from exc
+
+
+def _segment_values(segment: Segment) -> dict[str, Any]:
+    return {
+        "conversation_id": segment.conversation,
+        "low_seq": segment.low_seq,
+        "high_seq": segment.high_seq,
+        "message_count": segment.message_count,
+        "first_sent_at": segment.first_sent_at,
+        "last_sent_at": segment.last_sent_at,
+        "blob_key": segment.blob_key,
+        "blob_size": segment.blob_size,
+        "created_at": now_ms(),
+    }
+
+
+def _segment_from_row(row: Any) -> Segment:
+    return Segment(
+        conversation=ConversationId(row.conversation_id),
+        low_seq=int(row.low_seq),
+        high_seq=int(row.high_seq),
+        message_count=int(row.message_count),
+        first_sent_at=int(row.first_sent_at),
+        last_sent_at=int(row.last_sent_at),
+        blob_key=row.blob_key,
+        blob_size=int(row.blob_size),
+    )
