@@ -19,13 +19,20 @@ import msgspec
 import pytest
 
 from tests.backends import database_url
-from tests.conftest import Account, AccountFactory, RunningServer, private
+from tests.conftest import AccountFactory, RunningServer, private
 from tidings.client import Client
 from tidings.files.disk import DiskBlobStore
-from tidings.ids import ConversationId, UserId, parse_conversation
-from tidings.models import Message
-from tidings.service.archive import ParquetSegments
-from tidings.store import SendRequest
+from tidings.ids import ConversationId, GroupId, UserId, parse_conversation
+from tidings.models import Message, now_ms
+from tidings.service.archive import Archiver, ArchiveReport, ParquetSegments
+from tidings.store import (
+    CreateGroup,
+    DeleteGroup,
+    FileRecord,
+    GroupRequest,
+    RecallRequest,
+    SendRequest,
+)
 from tidings.store.sql import SqlStore
 
 pytestmark = pytest.mark.timeout(300)
@@ -254,3 +261,104 @@ def _far_future() -> Any:
     from datetime import UTC, datetime
 
     return datetime(2999, 1, 1, tzinfo=UTC)
+
+
+# -- what may change a range while it is being moved ---------------------------------
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mysql"])
+async def test_a_recall_between_read_and_move_leaves_the_range_for_the_next_run(
+    backend: str, tmp_path: Path
+) -> None:
+    async with database_url(backend, tmp_path) as url:
+        store = SqlStore.from_url(url, search_index=False)
+        await store.open()
+        blobs = await DiskBlobStore.open(tmp_path / "files")
+        store.use_archive(ParquetSegments(blobs))
+        try:
+            [cid] = await _seed(store, conversations=1, per=30)
+            ref = parse_conversation(cid)
+            assert ref is not None
+            archive = store.archive()
+            later = now_ms() + 60_000
+
+            pending = await archive.pending(cid, later, 10)
+            assert pending is not None and [r[1] for r in pending.rows] == list(range(1, 11))
+            await store.commit_batch([RecallRequest(None, ref, 5, None, "recalled", 0)], 0)
+            assert await archive.commit(pending, "archive-" + "a" * 32, 1) is None
+            assert (await store.history(cid, None, before=None, after=0, limit=10))[4].recalled
+
+            # A recall above the range does not stop the move; the next read sees the recall.
+            pending = await archive.pending(cid, later, 3)
+            assert pending is not None
+            await store.commit_batch([RecallRequest(None, ref, 20, None, "recalled", 0)], 0)
+            archiver = Archiver(archive, blobs, rows_per_segment=3)
+            report = ArchiveReport()
+            assert await archiver.archive_conversation(cid, later, report)
+            page = await store.history(cid, None, before=None, after=0, limit=40)
+            assert [m.seq for m in page] == list(range(1, 33))  # 30 messages, 2 notices
+            assert [m.seq for m in page if m.recalled] == [5, 20]
+            assert (await archive.totals())[1] == 31  # all but the newest
+        finally:
+            await blobs.close()
+            await store.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mysql"])
+async def test_archived_files_are_kept_and_a_deleted_group_takes_its_archive_along(
+    backend: str, tmp_path: Path
+) -> None:
+    async with database_url(backend, tmp_path) as url:
+        store = SqlStore.from_url(url, search_index=False)
+        await store.open()
+        blobs = await DiskBlobStore.open(tmp_path / "files")
+        store.use_archive(ParquetSegments(blobs))
+        try:
+            owner = await store.create_user("owner", "Owner", None)
+            member = await store.create_user("member", "Member", None)
+            made = await store.change_group(
+                GroupRequest(
+                    None, UserId(owner.id), CreateGroup(UserId(owner.id), "g", (UserId(member.id),))
+                )
+            )
+            assert made.group is not None
+            ref = parse_conversation(made.conversation)
+            assert ref is not None
+            upload = FileRecord(
+                id="f" * 32,
+                uploader=UserId(owner.id),
+                name="a.txt",
+                size=1,
+                content_type="text/plain",
+                width=None,
+                height=None,
+                duration_ms=None,
+                blob_key="blob" + "0" * 28,
+                thumbnail_key=None,
+                thumbnail_type=None,
+                digest="0" * 64,
+                created_at=now_ms() - 10_000_000,
+            )
+            await store.files().add(upload)
+            await store.commit_batch(
+                [SendRequest(UserId(owner.id), ref, "", None, kind="file", file_id=upload.id)]
+                + [SendRequest(UserId(member.id), ref, f"m{i}", None) for i in range(5)],
+                0,
+            )
+            report = await Archiver(store.archive(), blobs, rows_per_segment=4).run(0)
+            assert report.messages == 6  # the notice, the file and 4 of 5 texts
+            records = store.files()
+            assert await records.visible_to(upload.id, UserId(member.id))
+            assert await records.live(upload.id)
+            assert await records.orphans(now_ms() + 10_000_000, 10) == []
+
+            await store.change_group(
+                GroupRequest(made.group and GroupId(made.group.id), None, DeleteGroup())
+            )
+            assert await store.archive().segments_of(made.conversation) == []
+            assert [o.id for o in await records.orphans(now_ms() + 10_000_000, 10)] == [upload.id]
+            stored = {key async for key in blobs.keys_older_than(_far_future())}
+            assert await records.known_keys(sorted(stored)) == set()  # the sweep takes them
+        finally:
+            await blobs.close()
+            await store.close()

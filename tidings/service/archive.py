@@ -34,7 +34,9 @@ from tidings.errors import unavailable
 from tidings.files import BlobNotFound, BlobStore
 from tidings.ids import ConversationId
 from tidings.models import now_ms
-from tidings.store.archive import COLUMN_NAMES, SEQ, Segment, SqlArchive
+from tidings.store import MESSAGE_FIELDS as COLUMN_NAMES
+from tidings.store import SEQ_FIELD as SEQ
+from tidings.store import ArchiveRecord, MessageRow, Segment
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,7 @@ def _pyarrow() -> Any:
     return pyarrow
 
 
-def encode(rows: Sequence[tuple[Any, ...]]) -> bytes:
+def encode(rows: Sequence[MessageRow]) -> bytes:
     """Rows in ``MESSAGE_COLUMNS`` order, oldest first, as one Parquet file."""
     pa = _pyarrow()
     fields = []
@@ -91,7 +93,7 @@ def encode(rows: Sequence[tuple[Any, ...]]) -> bytes:
     return sink.getvalue()
 
 
-def decode(data: bytes, low: int, high: int) -> list[tuple[Any, ...]]:
+def decode(data: bytes, low: int, high: int) -> list[MessageRow]:
     """The file's rows with ``low < seq < high``, oldest first, in ``MESSAGE_COLUMNS`` order."""
     pa = _pyarrow()
     parquet = pa.parquet.ParquetFile(io.BytesIO(data))
@@ -121,7 +123,7 @@ class ParquetSegments:
         self._cached = 0
         self._limit = cache_bytes
 
-    async def rows(self, segment: Segment, low: int, high: int) -> list[tuple[Any, ...]]:
+    async def rows(self, segment: Segment, low: int, high: int) -> list[MessageRow]:
         data = await self._bytes(segment.blob_key)
         try:
             return await asyncio.to_thread(decode, data, low, high)
@@ -170,7 +172,7 @@ class Archiver:
     """Moves old history into segments and back (store/archive.py: the SQL side)."""
 
     def __init__(
-        self, archive: SqlArchive, blobs: BlobStore, *, rows_per_segment: int = ROWS_PER_SEGMENT
+        self, archive: ArchiveRecord, blobs: BlobStore, *, rows_per_segment: int = ROWS_PER_SEGMENT
     ) -> None:
         self._archive = archive
         self._blobs = blobs

@@ -22,15 +22,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Any, Protocol
 
 from tidings.chatlist import EntryChange, EntryState
 from tidings.errors import TidingsError
 from tidings.ids import ConversationId, ConversationRef, GroupId, UserId
 from tidings.models import ChatList, Conversation, Group, Message, ReplyTo, User
-
-if TYPE_CHECKING:
-    from tidings.store.archive import SegmentRows, SqlArchive
 
 
 @dataclass(frozen=True, slots=True)
@@ -490,7 +487,7 @@ class Store(Protocol):
     def push(self) -> PushRecord:
         """The users' push subscriptions (PROTOCOL-v2 §8)."""
 
-    def archive(self) -> SqlArchive:
+    def archive(self) -> ArchiveRecord:
         """Archived history's manifest and moves (issue 23 §3, store/archive.py)."""
 
     def use_archive(self, segments: SegmentRows) -> None:
@@ -642,3 +639,100 @@ class PushRecord(Protocol):
 
     async def subscriptions(self, users: Sequence[UserId]) -> dict[UserId, list[PushSubscription]]:
         """Each of ``users``' subscriptions; users with none are left out."""
+
+
+# -- the archive (issue 23 §3; store/archive.py is the SQL side) --------------
+
+# A message row as the archive keeps it: every column of ``messages``, in this
+# order (store/rows.py's MESSAGE_COLUMNS, checked there).
+MESSAGE_FIELDS = (
+    "conversation_id",
+    "seq",
+    "sender_id",
+    "body",
+    "client_msg_id",
+    "sent_at",
+    "time_separator",
+    "kind",
+    "reply_seq",
+    "forward_conversation",
+    "forward_seq",
+    "forward_sender",
+    "mentions",
+    "mention_all",
+    "target_seq",
+    "recall_seq",
+    "edited_at",
+    "system",
+    "file_id",
+    "attachment",
+)
+SEQ_FIELD = MESSAGE_FIELDS.index("seq")
+
+MessageRow = tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One archived range of a conversation: seqs ``low_seq``..``high_seq``, in one blob."""
+
+    conversation: ConversationId
+    low_seq: int
+    high_seq: int
+    message_count: int
+    first_sent_at: int
+    last_sent_at: int
+    blob_key: str
+    blob_size: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """Rows to archive: the oldest live messages of a conversation, oldest first,
+    read after ``seen_last_seq``."""
+
+    conversation: ConversationId
+    seen_last_seq: int
+    rows: list[MessageRow]
+
+
+class SegmentRows(Protocol):
+    """Reads the rows a segment's blob holds (service/archive.py, Parquet)."""
+
+    async def rows(self, segment: Segment, low: int, high: int) -> list[MessageRow]:
+        """The segment's rows with ``low < seq < high`` in ``MESSAGE_FIELDS``
+        order, oldest first. Raises ``LookupError`` if the blob is gone."""
+        ...
+
+
+class ArchiveRecord(Protocol):
+    """The archive's manifest and the moves in and out of the live table.
+
+    Guarantees (store/archive.py says how): what is archived is a prefix of
+    each conversation, never its newest message; ``commit`` records a
+    segment and deletes its rows in one transaction, and refuses (None,
+    nothing changed) when the rows changed since ``pending`` read them or
+    another archiver recorded that range first; ``restore`` puts the rows of
+    the conversation's newest segment back and forgets it in one
+    transaction.
+    """
+
+    async def conversations_after(self, after: str, limit: int) -> list[ConversationId]: ...
+
+    async def archived_conversations_after(
+        self, after: str, limit: int
+    ) -> list[ConversationId]: ...
+
+    async def pending(
+        self, conversation: ConversationId, cutoff_ms: int, limit: int
+    ) -> Pending | None: ...
+
+    async def commit(self, pending: Pending, blob_key: str, blob_size: int) -> Segment | None: ...
+
+    async def segments_of(self, conversation: ConversationId) -> list[Segment]:
+        """Newest first."""
+
+    async def restore(self, segment: Segment, rows: Sequence[MessageRow]) -> bool: ...
+
+    async def totals(self) -> tuple[int, int, int]:
+        """Segments, messages and bytes in the archive."""

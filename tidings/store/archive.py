@@ -29,8 +29,7 @@ the manifest row goes, in one transaction; the blob is deleted after it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -39,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tidings.errors import unavailable
 from tidings.ids import ConversationId
 from tidings.models import now_ms
+from tidings.store import MESSAGE_FIELDS, MessageRow, Pending, Segment
 from tidings.store.rows import MESSAGE_COLUMNS
 from tidings.store.schema import (
     archive_segments,
@@ -50,39 +50,7 @@ from tidings.store.schema import (
 # Where the columns sit in a row of MESSAGE_COLUMNS.
 SEQ, SENT_AT, RECALL_SEQ, FILE_ID = 1, 5, 15, 18
 COLUMN_NAMES = tuple(column.name for column in MESSAGE_COLUMNS)
-
-
-@dataclass(frozen=True, slots=True)
-class Segment:
-    """One archived range of a conversation: seqs ``low_seq``..``high_seq``, in one blob."""
-
-    conversation: ConversationId
-    low_seq: int
-    high_seq: int
-    message_count: int
-    first_sent_at: int
-    last_sent_at: int
-    blob_key: str
-    blob_size: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Pending:
-    """Rows to archive: the oldest live messages of a conversation, oldest first,
-    read after ``seen_last_seq``."""
-
-    conversation: ConversationId
-    seen_last_seq: int
-    rows: list[tuple[Any, ...]]
-
-
-class SegmentRows(Protocol):
-    """Reads the rows a segment's blob holds (service/archive.py, Parquet)."""
-
-    async def rows(self, segment: Segment, low: int, high: int) -> list[tuple[Any, ...]]:
-        """The segment's rows with ``low < seq < high`` in ``MESSAGE_COLUMNS``
-        order, oldest first. Raises ``LookupError`` if the blob is gone."""
-        ...
+assert COLUMN_NAMES == MESSAGE_FIELDS, "store.MESSAGE_FIELDS must name MESSAGE_COLUMNS in order"
 
 
 class SqlArchive:
@@ -130,7 +98,7 @@ class SqlArchive:
                     .order_by(messages.c.seq)
                     .limit(limit)
                 )
-                rows: list[tuple[Any, ...]] = []
+                rows: list[MessageRow] = []
                 for row in found:
                     if row[SENT_AT] >= cutoff_ms:
                         break
@@ -233,7 +201,7 @@ class SqlArchive:
         )
         return [ConversationId(r.conversation_id) for r in rows]
 
-    async def restore(self, segment: Segment, rows: Sequence[tuple[Any, ...]]) -> bool:
+    async def restore(self, segment: Segment, rows: Sequence[MessageRow]) -> bool:
         """Put the segment's rows back into ``messages`` and forget the segment, in one
         transaction; False (nothing changed) if it is not the conversation's
         newest segment any more or is gone."""

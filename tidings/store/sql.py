@@ -67,11 +67,13 @@ from tidings.store import (
     RemoveMember,
     SearchPage,
     SearchPosition,
+    Segment,
+    SegmentRows,
     StoredMessage,
     WriteOutcome,
     WriteRequest,
 )
-from tidings.store.archive import Segment, SegmentRows, SqlArchive
+from tidings.store.archive import SqlArchive
 from tidings.store.batch import BatchResult, WriteBatch
 from tidings.store.deployment import SqlDeployment
 from tidings.store.engines import Engines, create_engines
