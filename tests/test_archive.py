@@ -20,7 +20,7 @@ import pytest
 
 from tests.backends import database_url
 from tests.conftest import AccountFactory, RunningServer, private
-from tidings.client import Client
+from tidings.client import ApiError, Client
 from tidings.files.disk import DiskBlobStore
 from tidings.ids import ConversationId, GroupId, UserId, parse_conversation
 from tidings.models import Message, now_ms
@@ -72,6 +72,28 @@ async def views(readers: Sequence[tuple[Client, str]]) -> dict[tuple[int, str, s
     return seen
 
 
+async def searches(readers: Sequence[Client], conversations: Sequence[str]) -> dict[Any, Any]:
+    """Every page of a few searches, across conversations and in each, walked by cursor."""
+    seen: dict[Any, Any] = {}
+    for index, client in enumerate(readers):
+        for q in ("message 1", "GROUP", "old.PNG", "after carol", "e"):
+            for conversation in (None, *conversations):
+                for limit in (3, 50):
+                    pages, cursor = [], None
+                    while True:
+                        try:
+                            found = await client.search_messages(q, conversation, cursor, limit)
+                        except ApiError as exc:  # not a member of that conversation
+                            pages.append(exc.code)
+                            break
+                        pages.append(unsigned(found.messages))
+                        cursor = found.next_before
+                        if cursor is None:
+                            break
+                    seen[(index, q, conversation, limit)] = pages
+    return seen
+
+
 def unsigned(page: list[Message]) -> list[Message]:
     """The page without its file links' signatures, which expire and so differ per read."""
     return [
@@ -110,6 +132,9 @@ async def test_archived_history_reads_exactly_as_before(
     readers = [(alice.client, chat), (bob.client, chat), (alice.client, room), (carol.client, room)]
     before = await views(readers)
     lists = [await a.client.chat_list() for a in (alice, bob, carol)]
+    searchers = [alice.client, bob.client, carol.client]
+    found = await searches(searchers, [chat, room])
+    assert sum(len(page) for page in found[(0, "e", None, 50)]) > 40  # it does find things
 
     database, files = server.settings.database_url, server.settings.files_url
     out = run_archive(database, files, "--older-than", "0s", "--segment-rows", "7")
@@ -117,6 +142,7 @@ async def test_archived_history_reads_exactly_as_before(
 
     assert await views(readers) == before
     assert [await a.client.chat_list() for a in (alice, bob, carol)] == lists
+    assert await searches(searchers, [chat, room]) == found
     # The photo's message is archived: its file still downloads, for a member only.
     shown = [m for m in await alice.client.messages(chat, limit=50) if m.seq == with_file.seq]
     assert shown[0].attachment is not None
@@ -126,6 +152,7 @@ async def test_archived_history_reads_exactly_as_before(
     assert "restored 61 messages of 2 conversations" in out, out
     assert "the archive holds 0 messages" in out
     assert await views(readers) == before
+    assert await searches(searchers, [chat, room]) == found
 
     # Archived again, the conversation goes on from its next seq.
     run_archive(database, files, "--older-than", "0s", "--segment-rows", "5")

@@ -26,7 +26,7 @@ import io
 import logging
 import secrets
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,9 +97,7 @@ def decode(data: bytes, low: int, high: int) -> list[MessageRow]:
     """The file's rows with ``low < seq < high``, oldest first, in ``MESSAGE_COLUMNS`` order."""
     pa = _pyarrow()
     parquet = pa.parquet.ParquetFile(io.BytesIO(data))
-    metadata = parquet.schema_arrow.metadata or {}
-    if metadata.get(b"format") != FORMAT.encode():
-        raise ValueError(f"not a segment of this version: {metadata.get(b'format')!r}")
+    _check_format(parquet)
     seq_column = parquet.schema_arrow.get_field_index("seq")
     groups = []
     for index in range(parquet.num_row_groups):
@@ -114,6 +112,33 @@ def decode(data: bytes, low: int, high: int) -> list[MessageRow]:
     return [row for row in zip(*columns, strict=True) if low < row[SEQ] < high]
 
 
+def matching(data: bytes, folded: str, above: int) -> list[MessageRow]:
+    """The file's rows above seq ``above`` whose body or attachment (lower-cased)
+    holds ``folded``; only the columns the test needs are read for every row."""
+    pa = _pyarrow()
+    import pyarrow.compute as pc
+
+    parquet = pa.parquet.ParquetFile(io.BytesIO(data))
+    _check_format(parquet)
+    probe = parquet.read(columns=["seq", "body", "attachment"])
+    hit = pc.or_kleene(
+        pc.match_substring(pc.utf8_lower(probe.column("body")), folded),
+        pc.match_substring(pc.utf8_lower(probe.column("attachment")), folded),
+    )
+    mask = pc.and_kleene(pc.greater(probe.column("seq"), above), pc.fill_null(hit, False))
+    seqs = pc.filter(probe.column("seq"), mask).to_pylist()
+    if not seqs:
+        return []
+    wanted = set(seqs)
+    return [row for row in decode(data, min(seqs) - 1, max(seqs) + 1) if row[SEQ] in wanted]
+
+
+def _check_format(parquet: Any) -> None:
+    metadata = parquet.schema_arrow.metadata or {}
+    if metadata.get(b"format") != FORMAT.encode():
+        raise ValueError(f"not a segment of this version: {metadata.get(b'format')!r}")
+
+
 class ParquetSegments:
     """Archived rows read from the blob store (``store.archive.SegmentRows``)."""
 
@@ -124,12 +149,21 @@ class ParquetSegments:
         self._limit = cache_bytes
 
     async def rows(self, segment: Segment, low: int, high: int) -> list[MessageRow]:
+        return await self._decoded(segment, decode, low, high)
+
+    async def matching(self, segment: Segment, folded: str, above: int) -> list[MessageRow]:
+        return await self._decoded(segment, matching, folded, above)
+
+    async def _decoded(
+        self, segment: Segment, read: Callable[..., list[MessageRow]], *args: Any
+    ) -> list[MessageRow]:
+        """``read(data, *args)`` on the segment's bytes, off the event loop."""
         data = await self._bytes(segment.blob_key)
         try:
-            return await asyncio.to_thread(decode, data, low, high)
+            return await asyncio.to_thread(read, data, *args)
         except (ValueError, OSError) as exc:
             log.error(
-                "segment %s of %s cannot be read: %s", segment.blob_key, segment.conversation, exc
+                "segment %s of %s is unreadable: %s", segment.blob_key, segment.conversation, exc
             )
             raise unavailable("archived history cannot be read; the operator is told") from exc
 

@@ -704,6 +704,12 @@ class SegmentRows(Protocol):
         order, oldest first. Raises ``LookupError`` if the blob is gone."""
         ...
 
+    async def matching(self, segment: Segment, folded: str, above: int) -> list[MessageRow]:
+        """The segment's rows with seq above ``above`` whose body or attachment,
+        lower-cased, holds ``folded``: a superset of a search's results there
+        (the caller re-checks each). Raises ``LookupError`` if the blob is gone."""
+        ...
+
 
 class ArchiveRecord(Protocol):
     """The archive's manifest and the moves in and out of the live table.

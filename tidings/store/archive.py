@@ -36,7 +36,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tidings.errors import unavailable
-from tidings.ids import ConversationId
+from tidings.ids import ConversationId, UserId
 from tidings.models import now_ms
 from tidings.store import MESSAGE_FIELDS, MessageRow, Pending, Segment
 from tidings.store.rows import MESSAGE_COLUMNS
@@ -44,6 +44,7 @@ from tidings.store.schema import (
     archive_segments,
     archived_files,
     conversations,
+    members,
     messages,
 )
 
@@ -282,6 +283,37 @@ class SqlArchive:
             if rows:
                 found[(conversation, seq)] = _segment_from_row(rows[0])
         return found
+
+    async def searchable(
+        self,
+        user: UserId,
+        conversation: ConversationId | None,
+        *,
+        not_after: int | None,
+        not_before: int | None,
+    ) -> list[tuple[Segment, int]]:
+        """The segments of the user's conversations (or of ``conversation``) that
+        hold messages after its join sent within the bounds, each with the
+        user's ``joined_seq`` there."""
+        query = (
+            select(archive_segments, members.c.joined_seq)
+            .join(
+                members,
+                and_(
+                    members.c.conversation_id == archive_segments.c.conversation_id,
+                    members.c.user_id == user,
+                ),
+            )
+            .where(archive_segments.c.high_seq > members.c.joined_seq)
+        )
+        if conversation is not None:
+            query = query.where(archive_segments.c.conversation_id == conversation)
+        if not_after is not None:
+            query = query.where(archive_segments.c.first_sent_at <= not_after)
+        if not_before is not None:
+            query = query.where(archive_segments.c.last_sent_at >= not_before)
+        rows = await self._read(query)
+        return [(_segment_from_row(r), int(r.joined_seq)) for r in rows]
 
     async def totals(self) -> tuple[int, int, int]:
         """Segments, messages and bytes in the archive."""

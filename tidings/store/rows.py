@@ -109,7 +109,7 @@ def message_from_row(row: Any, reply_to: ReplyTo | None = None) -> Message:
 def reply_from_row(row: Any) -> ReplyTo:
     """What a reply shows of the message at ``row`` (``MESSAGE_COLUMNS`` order)."""
     recalled = row[15] is not None
-    shown = None if recalled else preview(row[7], row[3], _file_name(row[19]))
+    shown = None if recalled else preview(row[7], row[3], attachment_name(row[19]))
     return ReplyTo(seq=row[1], sender=row[2], kind=row[7], preview=shown)
 
 
@@ -124,7 +124,8 @@ def preview(kind: str, body: str | None, file_name: str | None = None) -> str | 
     return None if body is None else body[:PREVIEW_CHARS]
 
 
-def _file_name(attachment: str | None) -> str | None:
+def attachment_name(attachment: str | None) -> str | None:
+    """The file name in a message's attachment (its JSON), if it has one."""
     if attachment is None:
         return None
     name = msgspec.json.decode(attachment).get("name")

@@ -91,6 +91,7 @@ from tidings.store.rows import (
     NO_END,
     OLDEST_FIRST,
     REPLY_SEQ,
+    attachment_name,
     chat_list_page,
     entry_from_row,
     entry_states,
@@ -113,6 +114,7 @@ from tidings.store.schema import (
     users,
 )
 from tidings.store.search import (
+    COUNTABLE_KINDS,
     MAX_TERMS,
     PG_TAILS,
     TERMS_BEGINNING,
@@ -652,13 +654,61 @@ class SqlStore:
         else:
             query, params = search_params(self._dialect, user, q, conversation, before, limit + 1)
             rows = await self._read(query, params)
+        if self._segments is not None:
+            rows = await self._search_archive(
+                self._segments, user, q, conversation, before, limit + 1, rows
+            )
         page, more = rows[:limit], len(rows) > limit
         replies = await self._replies_of(page)
-        last = page[-1] if page else None
+        last: Any = page[-1] if page else None
         after = None
         if more and last is not None:
-            after = SearchPosition(last.sent_at, ConversationId(last.conversation_id), last.seq)
+            after = SearchPosition(last[SENT_AT], ConversationId(last[0]), last[1])
         return SearchPage([_with_reply(row, replies) for row in page], after)
+
+    async def _search_archive(
+        self,
+        segments: SegmentRows,
+        user: UserId,
+        q: str,
+        conversation: ConversationId | None,
+        before: SearchPosition | None,
+        limit: int,
+        live: Sequence[Any],
+    ) -> list[Any]:
+        """The live results merged with the archived ones that sort among them.
+
+        Only segments that can hold a result of this page are read: the
+        user's conversations', after its join, sent no later than the cursor,
+        and, when the live rows fill the page, no earlier than its last one.
+        Each is filtered by the blob reader (a superset) and re-checked here
+        with the scan's own test (store/search.py).
+        """
+        floor = live[-1][SENT_AT] if len(live) >= limit else None
+        found = await self._archive.searchable(
+            user,
+            conversation,
+            not_after=None if before is None else before.sent_at,
+            not_before=floor,
+        )
+        if not found:
+            return list(live)
+        folded = q.lower()
+        cursor = None if before is None else (before.sent_at, before.conversation, before.seq)
+        merged: dict[tuple[str, int], Any] = {(r[0], r[1]): r for r in live}
+        for segment, joined in found:
+            try:
+                candidates = await segments.matching(segment, folded, joined)
+            except LookupError:
+                continue  # restored meanwhile: its rows are live again, and were searched
+            for row in candidates:
+                if not _archived_match(row, folded):
+                    continue
+                if cursor is not None and (row[SENT_AT], row[0], row[1]) >= cursor:
+                    continue
+                merged.setdefault((row[0], row[1]), row)
+        ordered = sorted(merged.values(), key=lambda r: (r[SENT_AT], r[0], r[1]), reverse=True)
+        return ordered[:limit]
 
     async def chat_list(self, user: UserId, limit: int, *, with_hidden: bool = False) -> ChatList:
         rows = await self._read(chat_list_page(user, limit, with_hidden=with_hidden))
@@ -1106,3 +1156,17 @@ async def _archived_rows(
         if len(rows) >= limit:
             return rows[:limit]
     return rows
+
+
+SENT_AT = 5  # a MESSAGE_COLUMNS row's sent_at
+
+
+def _archived_match(row: Sequence[Any], folded: str) -> bool:
+    """The scan's test (store/search.py) on an archived row: a countable message,
+    not recalled, whose text or file name holds the folded query."""
+    if row[7] not in COUNTABLE_KINDS or row[15] is not None:
+        return False
+    if row[3] is not None and folded in row[3].lower():
+        return True
+    name = attachment_name(row[19])
+    return name is not None and folded in name.lower()
