@@ -389,3 +389,39 @@ async def test_archived_files_are_kept_and_a_deleted_group_takes_its_archive_alo
         finally:
             await blobs.close()
             await store.close()
+
+
+async def test_replies_forwards_recalls_and_read_by_of_archived_messages_work(
+    server: RunningServer, make_account: AccountFactory
+) -> None:
+    """A write that names an archived message brings its range back and runs;
+    read-by reads the archived message where it is."""
+    alice, bob = await make_account(), await make_account()
+    chat = private(alice, bob)
+    team = f"g:{(await alice.client.create_group('team', [bob.id])).id}"
+    for i in range(12):
+        await alice.client.send(chat, f"chat {i}")
+        await bob.client.send(team, f"team {i}")
+    await bob.client.mark_read(chat, 6)
+    read_by = await alice.client.read_by(chat, 4)
+    database, files = server.settings.database_url, server.settings.files_url
+    out = run_archive(database, files, "--older-than", "0s", "--segment-rows", "4")
+    assert "archived 23 messages" in out, out
+
+    assert await alice.client.read_by(chat, 4) == read_by
+    assert (read_by.read_ids, read_by.unread_ids) == ([bob.id], [])
+    reply = await bob.client.send(chat, "remember this?", reply_to=10)
+    assert reply.reply_to is not None and reply.reply_to.preview == "chat 9"
+    forwarded = await bob.client.send(chat, None, forward=(team, 11))
+    assert forwarded.body == "team 9" and forwarded.forwarded_from is not None
+    async with await alice.client.connect() as socket_:
+        notice = await socket_.recall(team, 12)  # the owner recalls any message, at any time
+        assert notice.target_seq == 12
+        quoting = await socket_.send(team, "and this one", reply_to=10)
+        assert quoting.reply_to is not None and quoting.reply_to.preview == "team 8"
+    page = await alice.client.messages(team, after=10, limit=3)
+    assert [(m.seq, m.recalled) for m in page] == [(11, False), (12, True), (13, False)]
+    # What the writes needed came back; the rest of the archive stayed.
+    out = run_archive(database, files, "--status")
+    held = int(out.split("the archive holds ")[1].split()[0])
+    assert 0 < held < 23, out

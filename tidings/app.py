@@ -161,7 +161,7 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
     app.router.add_get("/ws", websocket)
     webclient.add_routes(app)
     add_lifecycle(app, settings, node, store, cluster, presence, webhooks, push, conversations, hub)
-    add_files_lifecycle(app, settings, store, files, links)
+    add_files_lifecycle(app, settings, store, files, links, conversations)
     return app
 
 
@@ -421,10 +421,16 @@ def files_location(settings: Settings) -> tuple[str, Path]:
 
 
 def add_files_lifecycle(
-    app: web.Application, settings: Settings, store: Store, files: Files, links: FileLinks
+    app: web.Application,
+    settings: Settings,
+    store: Store,
+    files: Files,
+    links: FileLinks,
+    conversations: Conversations,
 ) -> None:
     """Open the blob store after the database (the link key may live there), start
-    the orphan collector; stop both before the database closes."""
+    the orphan collector, read archived history from it (and archive on the
+    schedule, if set); stop all before the database closes."""
     collector: list[asyncio.Task[None]] = []
     opened: list[BlobStore] = []
 
@@ -438,8 +444,9 @@ def add_files_lifecycle(
         collector.append(asyncio.create_task(files.run_collector()))
         # Archived history lives in the same blob store (issue 23 §3).
         store.use_archive(ParquetSegments(blobs))
+        archiver = Archiver(store.archive(), blobs)
+        conversations.use_archive(archiver)
         if settings.archive_after_seconds > 0:
-            archiver = Archiver(store.archive(), blobs)
             collector.append(
                 asyncio.create_task(
                     run_schedule(

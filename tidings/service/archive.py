@@ -265,22 +265,47 @@ class Archiver:
             for segment in await self._archive.segments_of(cid):
                 if newer_than_ms is not None and segment.last_sent_at < newer_than_ms:
                     break
-                try:
-                    data = await read_blob(self._blobs, segment.blob_key)
-                except BlobNotFound:
-                    report.skipped += 1  # restored by another run meanwhile
+                if not await self._restore(segment, report):
                     break
-                rows = await asyncio.to_thread(decode, data, 0, 2**63 - 1)
-                if not await self._archive.restore(segment, rows):
-                    report.skipped += 1
-                    break
-                await _forget(self._blobs, segment.blob_key)
                 restored = True
-                report.segments += 1
-                report.messages += len(rows)
-                report.bytes += len(data)
             report.conversations += 1 if restored else 0
         return report
+
+    async def bring_back(self, conversation: ConversationId, seq: int) -> bool:
+        """Restore the conversation's segments, newest first, down to the one
+        holding ``seq`` (a prefix stays archived); whether ``seq`` is live now.
+
+        For a write that names an archived message (a reply, a forward, a
+        recall): the write runs on live rows, and the next archiving run
+        moves them out again.
+        """
+        report = ArchiveReport()
+        segments = await self._archive.segments_of(conversation)
+        if not segments or segments[0].high_seq < seq:
+            return False
+        for segment in segments:
+            if not await self._restore(segment, report):
+                return False
+            if segment.low_seq <= seq:
+                return True
+        return False
+
+    async def _restore(self, segment: Segment, report: ArchiveReport) -> bool:
+        """One segment back into the live table; False if another run took it first."""
+        try:
+            data = await read_blob(self._blobs, segment.blob_key)
+        except BlobNotFound:
+            report.skipped += 1  # restored by another run meanwhile
+            return False
+        rows = await asyncio.to_thread(decode, data, 0, 2**63 - 1)
+        if not await self._archive.restore(segment, rows):
+            report.skipped += 1
+            return False
+        await _forget(self._blobs, segment.blob_key)
+        report.segments += 1
+        report.messages += len(rows)
+        report.bytes += len(data)
+        return True
 
     async def _walk(self, *, archived: bool = False) -> AsyncIterator[ConversationId]:
         after = ""

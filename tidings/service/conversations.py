@@ -8,6 +8,7 @@ reads go through the group-commit writer; everything else reads the store.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from tidings.ids import (
 from tidings.metrics import Metrics
 from tidings.models import Conversation, Message, ReadBy, iso_ms, now_ms
 from tidings.ratelimit import TokenBucket
+from tidings.service.archive import Archiver
 from tidings.service.recipients import group_events, message_created, read_moved
 from tidings.service.text import without_nul
 from tidings.service.writer import GroupCommitWriter, OnFailed, OnStored, PendingWrite
@@ -105,6 +107,8 @@ class Conversations:
         self._broker = broker
         self._settings = settings
         self._user_buckets: dict[UserId, TokenBucket] = {}
+        self._archiver: Archiver | None = None
+        self._retries: set[asyncio.Task[None]] = set()
         self.writer = GroupCommitWriter(
             store,
             self._publish,
@@ -132,7 +136,52 @@ class Conversations:
         order: the WebSocket edge queues its ack there so it keeps its place
         among events.
         """
+        if self._archiver is not None and _archived_references(request):
+            on_failed = self._unarchiving(request, on_stored, on_failed, origin)
         self.writer.enqueue(request, on_stored=on_stored, on_failed=on_failed, origin=origin)
+
+    def use_archive(self, archiver: Archiver) -> None:
+        """Writes that name an archived message bring its segment back and run again."""
+        self._archiver = archiver
+
+    def _unarchiving(
+        self,
+        request: EntryRequest,
+        on_stored: OnStored,
+        on_failed: OnFailed,
+        origin: int | None,
+    ) -> OnFailed:
+        """``on_failed`` for a write that names older messages: when it failed for
+        want of one, restore those that are archived and queue it once more."""
+
+        def failed(error: TidingsError) -> None:
+            if error.code not in (ErrorCode.NOT_FOUND, ErrorCode.BAD_REQUEST):
+                on_failed(error)
+                return
+            task = asyncio.create_task(retry(error))
+            self._retries.add(task)
+            task.add_done_callback(self._retries.discard)
+
+        async def retry(error: TidingsError) -> None:
+            try:
+                brought = await self._bring_back(request)
+            except TidingsError:
+                brought = False
+            if not brought:
+                on_failed(error)
+                return
+            self.writer.enqueue(request, on_stored=on_stored, on_failed=on_failed, origin=origin)
+
+        return failed
+
+    async def _bring_back(self, request: EntryRequest) -> bool:
+        archiver = self._archiver
+        if archiver is None:
+            return False
+        brought = False
+        for conversation, seq in _archived_references(request):
+            brought = await archiver.bring_back(conversation, seq) or brought
+        return brought
 
     def send_request(
         self,
@@ -213,7 +262,16 @@ class Conversations:
         return await self.submit(request)
 
     async def submit(self, request: EntryRequest) -> StoredMessage:
-        outcome = await self.writer.submit(request)
+        try:
+            outcome = await self.writer.submit(request)
+        except TidingsError as exc:
+            # A reply, forward, recall or edit of an archived message: bring it
+            # back into the live table and run the write once more.
+            if exc.code not in (ErrorCode.NOT_FOUND, ErrorCode.BAD_REQUEST):
+                raise
+            if not _archived_references(request) or not await self._bring_back(request):
+                raise
+            outcome = await self.writer.submit(request)
         assert isinstance(outcome, StoredMessage)
         return outcome
 
@@ -469,3 +527,15 @@ def _client_msg_id(value: str | None) -> str | None:
     if not 1 <= len(value) <= MAX_CLIENT_MSG_ID:
         raise bad_request(f"client_msg_id: a string of 1 to {MAX_CLIENT_MSG_ID} characters")
     return without_nul(value, "client_msg_id")
+
+
+def _archived_references(request: EntryRequest) -> list[tuple[ConversationId, int]]:
+    """The older messages a write names, which may be archived."""
+    if isinstance(request, SendRequest):
+        named = []
+        if request.reply_to is not None:
+            named.append((ConversationId(request.conversation.id), request.reply_to))
+        if request.forward is not None:
+            named.append((request.forward.conversation, request.forward.seq))
+        return named
+    return [(ConversationId(request.conversation.id), request.target)]

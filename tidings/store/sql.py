@@ -529,6 +529,37 @@ class SqlStore:
         return {UserId(row.user_id): row.joined_seq for row in rows}
 
     async def readers(self, conversation: ConversationId, seq: int) -> Readers | None:
+        found = await self._live_readers(conversation, seq)
+        if found is None and self._segments is not None:
+            return await self._archived_readers(self._segments, conversation, seq)
+        return found
+
+    async def _archived_readers(
+        self, segments: SegmentRows, conversation: ConversationId, seq: int
+    ) -> Readers | None:
+        """``readers`` of an archived message: its sender from the segment, the rest from SQL."""
+        archived = await self._archived_at(segments, [(conversation, seq)])
+        if not archived:
+            return None
+        owner = await self._read(
+            select(groups.c.owner_id)
+            .select_from(conversations.join(groups, groups.c.id == conversations.c.group_id))
+            .where(conversations.c.id == conversation)
+        )
+        rows = await self._read(
+            select(members.c.user_id, members.c.read_seq).where(
+                members.c.conversation_id == conversation, members.c.joined_seq < seq
+            )
+        )
+        ordered = sorted((r.user_id, r.read_seq) for r in rows)
+        return Readers(
+            UserId(archived[0][2]),
+            UserId(owner[0].owner_id) if owner else None,
+            [UserId(u) for u, at in ordered if at >= seq],
+            [UserId(u) for u, at in ordered if at < seq],
+        )
+
+    async def _live_readers(self, conversation: ConversationId, seq: int) -> Readers | None:
         params = {"c": conversation, "s": seq}
         if self._dialect == "postgresql":
             # One row of two sorted arrays: a group of 5,000 is 5,000 Row
