@@ -84,14 +84,15 @@ def quantiles(took: list[float]) -> dict[str, float]:
 async def size_of(store: SqlStore, url: str, folder: Path) -> int:
     """Bytes the database holds: the file after VACUUM on SQLite, else the database's size."""
     if url.startswith("sqlite"):
-        path = folder / "bench.db"
-        plain = sqlite3.connect(path, isolation_level=None)
+        # The pages in use (a VACUUM would give the file this size back).
+        plain = sqlite3.connect(folder / "bench.db", isolation_level=None)
         try:
-            plain.execute("VACUUM")
-            plain.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            pages = plain.execute("PRAGMA page_count").fetchone()[0]
+            free = plain.execute("PRAGMA freelist_count").fetchone()[0]
+            size = plain.execute("PRAGMA page_size").fetchone()[0]
         finally:
             plain.close()
-        return path.stat().st_size
+        return int((pages - free) * size)
     engine = store._engines.writer  # noqa: SLF001 - a bench reads what it measures
     async with engine.connect() as conn:
         if url.startswith("postgresql"):
@@ -106,6 +107,22 @@ async def size_of(store: SqlStore, url: str, folder: Path) -> int:
             )
         )
         return int(row.scalar_one())
+
+
+def largest_tables(url: str, folder: Path) -> dict[str, int]:
+    """SQLite: bytes per table and index (dbstat), the five largest; elsewhere empty."""
+    if not url.startswith("sqlite"):
+        return {}
+    plain = sqlite3.connect(folder / "bench.db", isolation_level=None)
+    try:
+        rows = plain.execute(
+            "SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC LIMIT 5"
+        ).fetchall()
+    except sqlite3.Error:
+        return {}
+    finally:
+        plain.close()
+    return {str(name): int(size) for name, size in rows}
 
 
 async def main() -> None:
@@ -135,6 +152,7 @@ async def main() -> None:
             report = await Archiver(store.archive(), blobs).run(0)
             archived_s = time.perf_counter() - started
             size_after = await size_of(store, url, folder)
+            tables_after = largest_tables(url, folder)
 
             store.use_archive(ParquetSegments(blobs, cache_bytes=0))
             cold = quantiles(await pages(store, made, args.samples, rng))
@@ -158,6 +176,7 @@ async def main() -> None:
         "archive_bytes": report.bytes,
         "database_bytes_before": size_before,
         "database_bytes_after": size_after,
+        "largest_tables_after": tables_after,
         "page_live": live,
         "page_archived_uncached": cold,
         "page_archived_cached": warm,

@@ -32,6 +32,7 @@ from tidings.store import (
     GroupRequest,
     RecallRequest,
     SendRequest,
+    StoredMessage,
 )
 from tidings.store.sql import SqlStore
 
@@ -260,6 +261,15 @@ async def test_killing_the_archiver_at_any_point_loses_and_repeats_nothing(
             assert "the archive holds 0 messages" in out, out
             assert await _everything(store, ids) == truth
             await _check_segments(store, ids, blobs)
+            # The idempotency keys came back with their messages: a resend is a repeat.
+            first = truth[ids[4]][6]
+            ref = parse_conversation(ids[4])
+            assert ref is not None and first.client_msg_id is not None
+            [again] = await store.commit_batch(
+                [SendRequest(UserId(first.sender), ref, "resent", first.client_msg_id)], 0
+            )
+            assert isinstance(again, StoredMessage) and not again.fresh
+            assert again.message == first
         finally:
             await blobs.close()
             await store.close()

@@ -31,7 +31,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, select
+from sqlalchemy import and_, bindparam, delete, func, insert, select
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -43,13 +46,14 @@ from tidings.store.rows import MESSAGE_COLUMNS
 from tidings.store.schema import (
     archive_segments,
     archived_files,
+    client_msg_ids,
     conversations,
     members,
     messages,
 )
 
 # Where the columns sit in a row of MESSAGE_COLUMNS.
-SEQ, SENT_AT, RECALL_SEQ, FILE_ID = 1, 5, 15, 18
+SEQ, SENDER, CLIENT_MSG_ID, SENT_AT, RECALL_SEQ, FILE_ID = 1, 2, 4, 5, 15, 18
 COLUMN_NAMES = tuple(column.name for column in MESSAGE_COLUMNS)
 assert COLUMN_NAMES == MESSAGE_FIELDS, "store.MESSAGE_FIELDS must name MESSAGE_COLUMNS in order"
 
@@ -150,6 +154,15 @@ class SqlArchive:
                 if gone.rowcount != len(rows):
                     await conn.rollback()
                     return None
+                # Idempotency keys go with their messages (a client retries
+                # within minutes, not months); restore puts them back.
+                keys = [
+                    {"b_s": r[SENDER], "b_k": r[CLIENT_MSG_ID], "b_c": cid, "b_q": r[SEQ]}
+                    for r in rows
+                    if r[CLIENT_MSG_ID] is not None
+                ]
+                if keys:
+                    await conn.execute(_FORGET_KEY, keys)
         except IntegrityError:
             return None  # another archiver committed this range first
         except (SQLAlchemyError, OSError) as exc:
@@ -244,6 +257,18 @@ class SqlArchive:
                 )
                 if values:
                     await conn.execute(insert(messages), values)
+                keys = [
+                    {
+                        "sender_id": r[SENDER],
+                        "client_msg_id": r[CLIENT_MSG_ID],
+                        "conversation_id": cid,
+                        "seq": r[SEQ],
+                    }
+                    for r in rows
+                    if r[CLIENT_MSG_ID] is not None
+                ]
+                if keys:  # unless a new message took the key meanwhile
+                    await conn.execute(_insert_ignore(conn.dialect.name), keys)
         except (SQLAlchemyError, OSError) as exc:
             raise unavailable("storage is unavailable; try again") from exc
         return True
@@ -334,6 +359,23 @@ class SqlArchive:
                 return list((await conn.execute(query)).all())
         except (SQLAlchemyError, OSError) as exc:
             raise unavailable("storage is unavailable; try again") from exc
+
+
+# The key of an archived message, if it still names that message.
+_FORGET_KEY = delete(client_msg_ids).where(
+    client_msg_ids.c.sender_id == bindparam("b_s"),
+    client_msg_ids.c.client_msg_id == bindparam("b_k"),
+    client_msg_ids.c.conversation_id == bindparam("b_c"),
+    client_msg_ids.c.seq == bindparam("b_q"),
+)
+
+
+def _insert_ignore(dialect: str) -> Any:
+    if dialect == "sqlite":
+        return sqlite_insert(client_msg_ids).on_conflict_do_nothing()
+    if dialect == "postgresql":
+        return pg_insert(client_msg_ids).on_conflict_do_nothing()
+    return mysql_insert(client_msg_ids).prefix_with("IGNORE")
 
 
 def _segment_values(segment: Segment) -> dict[str, Any]:
