@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -54,6 +55,8 @@ from tidings.store import (
     Store,
     StoredMessage,
 )
+
+log = logging.getLogger(__name__)
 
 MAX_CLIENT_MSG_ID = 64
 DEFAULT_PAGE = 50
@@ -163,10 +166,7 @@ class Conversations:
             task.add_done_callback(self._retries.discard)
 
         async def retry(error: TidingsError) -> None:
-            try:
-                brought = await self._bring_back(request)
-            except TidingsError:
-                brought = False
+            brought = await self._bring_back(request)
             if not brought:
                 on_failed(error)
                 return
@@ -175,12 +175,18 @@ class Conversations:
         return failed
 
     async def _bring_back(self, request: EntryRequest) -> bool:
+        """Restore the archived messages the write names; whether any came back.
+        A failure here answers the write with its first refusal, never hangs it."""
         archiver = self._archiver
         if archiver is None:
             return False
         brought = False
-        for conversation, seq in _archived_references(request):
-            brought = await archiver.bring_back(conversation, seq) or brought
+        try:
+            for conversation, seq in _archived_references(request):
+                brought = await archiver.bring_back(conversation, seq) or brought
+        except Exception:
+            log.exception("could not bring archived messages back for a write")
+            return False
         return brought
 
     def send_request(
