@@ -94,6 +94,21 @@ class SqlArchive:
                 ).first()
                 if head is None:
                     return None
+                # The oldest live message first, alone: most conversations of
+                # a run have nothing old enough, and this answers for them.
+                oldest = (
+                    await conn.execute(
+                        select(messages.c.sent_at)
+                        .where(
+                            messages.c.conversation_id == conversation,
+                            messages.c.seq < head.shown_seq,
+                        )
+                        .order_by(messages.c.seq)
+                        .limit(1)
+                    )
+                ).first()
+                if oldest is None or oldest.sent_at >= cutoff_ms:
+                    return None
                 found = await conn.execute(
                     select(*MESSAGE_COLUMNS)
                     .where(

@@ -1126,10 +1126,6 @@ def _read_positions(dialect: str) -> Select[Any]:
     )
 
 
-# The chat list: one indexed query per user. A member sees the conversation's
-# last message only if it came after the member joined.
-
-
 def _history_query(
     conversation: ConversationId,
     member: UserId | None,
