@@ -39,7 +39,7 @@ from tidings.store.sql import SqlStore
 pytestmark = pytest.mark.timeout(300)
 
 
-def archive_command(database: str, files: str, *args: str) -> list[str]:
+def archive_command(database: str, files: str) -> list[str]:
     return [sys.executable, "-m", "tidings", "archive", "--database", database, "--files", files]
 
 
@@ -435,3 +435,27 @@ async def test_replies_forwards_recalls_and_read_by_of_archived_messages_work(
     out = run_archive(database, files, "--status")
     held = int(out.split("the archive holds ")[1].split()[0])
     assert 0 < held < 23, out
+
+
+def test_the_command_says_what_is_missing(tmp_path: Path) -> None:
+    database = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    files = f"file://{tmp_path / 'files'}"
+    bare = subprocess.run(
+        archive_command(database, files), capture_output=True, text=True, timeout=60
+    )
+    assert bare.returncode == 2 and "--older-than 180d" in bare.stderr
+    both = subprocess.run(
+        [*archive_command(database, files), "--older-than", "1d", "--restore"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert both.returncode == 2 and "not both" in both.stderr
+    odd = subprocess.run(
+        [*archive_command(database, files), "--older-than", "soon"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert odd.returncode == 2 and "not a duration" in odd.stderr
+    assert "the archive holds 0 messages" in run_archive(database, files, "--status")

@@ -73,3 +73,20 @@ def test_a_redis_cluster_is_asked_for_and_its_prefix_and_urls_are_checked() -> N
     assert RedisTarget("redis://a/0", "t:").shared == "t:"
     shown = RedisTarget("redis://:secret@a:7000/0,redis://:secret@b:7001/0", cluster=True)
     assert "secret" not in shown.safe_url() and "b:7001" in shown.safe_url()
+
+
+def test_archive_after_takes_a_duration() -> None:
+    def after(raw: str) -> float:
+        return Settings.from_env({"TIDINGS_ARCHIVE_AFTER_SECONDS": raw}).archive_after_seconds
+
+    assert after("180d") == 180 * 86400
+    assert after("12h") == 12 * 3600
+    assert after("30m") == 1800
+    assert after("2w") == 14 * 86400
+    assert after("90") == 90
+    assert Settings.from_env({}).archive_after_seconds == 0  # off unless asked
+    for bad in ("soon", "-3d", "12x"):
+        with pytest.raises(SettingsError, match="TIDINGS_ARCHIVE_AFTER_SECONDS"):
+            after(bad)
+    with pytest.raises(SettingsError, match="ARCHIVE_EVERY"):
+        Settings.from_env({"TIDINGS_ARCHIVE_EVERY_SECONDS": "0"})

@@ -49,7 +49,7 @@ from tidings.push.runtime import WebPush
 from tidings.redis_target import RedisTarget
 from tidings.service.accounts import Accounts
 from tidings.service.admin import Admin
-from tidings.service.archive import Archiver, ParquetSegments, run_schedule
+from tidings.service.archive import Archiver, ParquetSegments, require_pyarrow, run_schedule
 from tidings.service.chatlists import ChatLists
 from tidings.service.conversations import Conversations
 from tidings.service.files import Files
@@ -79,6 +79,8 @@ SEARCH_INDEX: web.AppKey[Callable[[], SqliteSearchIndex | PgSearchIndex | None]]
 
 
 def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> web.Application:
+    if settings.archive_after_seconds > 0:
+        require_pyarrow()  # archiving on a schedule: say so at start, not an hour later
     node = new_node_id()
     store = SqlStore.from_url(
         settings.database_url,

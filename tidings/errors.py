@@ -91,6 +91,7 @@ _EXTRAS = {
     "redis": "redis",
     "aiobotocore": "s3",
     "psutil": "bench",
+    "pyarrow": "archive",
 }
 
 

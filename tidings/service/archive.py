@@ -58,6 +58,11 @@ _INTEGER = {
 _PAGE = 500
 
 
+def require_pyarrow() -> None:
+    """Raise ``ModuleNotFoundError`` (naming pyarrow) unless it is installed."""
+    import pyarrow  # noqa: F401
+
+
 def _pyarrow() -> Any:
     try:
         import pyarrow
