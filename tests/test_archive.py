@@ -19,7 +19,7 @@ import msgspec
 import pytest
 
 from tests.backends import database_url
-from tests.conftest import AccountFactory, RunningServer, private
+from tests.conftest import PASSWORD, AccountFactory, RunningServer, ServerFactory, private
 from tidings.client import ApiError, Client
 from tidings.files.disk import DiskBlobStore
 from tidings.ids import ConversationId, GroupId, UserId, parse_conversation
@@ -459,3 +459,38 @@ def test_the_command_says_what_is_missing(tmp_path: Path) -> None:
     )
     assert odd.returncode == 2 and "not a duration" in odd.stderr
     assert "the archive holds 0 messages" in run_archive(database, files, "--status")
+
+
+@pytest.mark.parametrize("stack", ["postgresql+redis"])
+async def test_two_nodes_read_one_archive_in_s3(
+    make_server: ServerFactory, s3_files_url: str
+) -> None:
+    """Many nodes: the archive's files in S3, written by the command on any
+    machine, read (and brought back for a reply) by every node."""
+    first = await make_server(files_url=s3_files_url)
+    second = await make_server(files_url=s3_files_url)
+    alice, bob = Client(first.url), Client(second.url)
+    try:
+        a = await alice.signup("alice", PASSWORD)
+        b = await bob.signup("bob", PASSWORD)
+        await alice.login("alice", PASSWORD)
+        await bob.login("bob", PASSWORD)
+        chat = f"p:{min(a.id, b.id)}-{max(a.id, b.id)}"
+        for i in range(30):
+            await alice.send(chat, f"message {i}")
+        before = unsigned(await bob.messages(chat, limit=50))
+        out = run_archive(
+            first.settings.database_url, s3_files_url, "--older-than", "0s", "--segment-rows", "8"
+        )
+        assert "archived 29 messages" in out, out
+
+        assert unsigned(await bob.messages(chat, limit=50)) == before
+        assert unsigned(await alice.messages(chat, after=0, limit=50)) == before
+        found = await alice.search_messages("message 1", limit=50)
+        assert [m.seq for m in found.messages] == [20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 2]
+        reply = await bob.send(chat, "that one", reply_to=2)
+        assert reply.reply_to is not None and reply.reply_to.preview == "message 1"
+        assert unsigned((await alice.messages(chat, limit=50))[:-1]) == before
+    finally:
+        await alice.close()
+        await bob.close()
