@@ -98,9 +98,19 @@ def encode(rows: Sequence[MessageRow]) -> bytes:
     return sink.getvalue()
 
 
-def decode(data: bytes, low: int, high: int) -> list[MessageRow]:
-    """The file's rows with ``low < seq < high``, oldest first, in ``MESSAGE_COLUMNS`` order."""
+def decode(
+    data: bytes, low: int, high: int, limit: int | None = None, newest: bool = False
+) -> list[MessageRow]:
+    """The file's rows with ``low < seq < high``, oldest first, in ``MESSAGE_COLUMNS``
+    order; with ``limit``, only that many: the newest of them, or the oldest.
+
+    Row groups are skipped by their seq statistics, and with a limit only the
+    groups that hold the rows wanted are decoded (a page of 50 decodes one
+    or two groups of 1,024, not the file).
+    """
     pa = _pyarrow()
+    import pyarrow.compute as pc
+
     parquet = pa.parquet.ParquetFile(io.BytesIO(data))
     _check_format(parquet)
     seq_column = parquet.schema_arrow.get_field_index("seq")
@@ -110,11 +120,25 @@ def decode(data: bytes, low: int, high: int) -> list[MessageRow]:
         if stats is not None and stats.has_min_max and (stats.max <= low or stats.min >= high):
             continue
         groups.append(index)
+    if limit is not None:
+        chosen, found = [], 0
+        for index in reversed(groups) if newest else groups:
+            chosen.append(index)
+            seqs = parquet.read_row_group(index, columns=["seq"]).column("seq")
+            found += pc.sum(pc.and_(pc.greater(seqs, low), pc.less(seqs, high))).as_py() or 0
+            if found >= limit:
+                break
+        groups = sorted(chosen)
     if not groups:
         return []
     table = parquet.read_row_groups(groups, columns=list(COLUMN_NAMES))
+    seqs = table.column("seq")
+    table = table.filter(pc.and_(pc.greater(seqs, low), pc.less(seqs, high)))
+    if limit is not None and table.num_rows > limit:
+        start = table.num_rows - limit if newest else 0
+        table = table.slice(start, limit)
     columns = [table.column(name).to_pylist() for name in COLUMN_NAMES]
-    return [row for row in zip(*columns, strict=True) if low < row[SEQ] < high]
+    return list(zip(*columns, strict=True))
 
 
 def matching(data: bytes, folded: str, above: int) -> list[MessageRow]:
@@ -153,8 +177,15 @@ class ParquetSegments:
         self._cached = 0
         self._limit = cache_bytes
 
-    async def rows(self, segment: Segment, low: int, high: int) -> list[MessageRow]:
-        return await self._decoded(segment, decode, low, high)
+    async def rows(
+        self,
+        segment: Segment,
+        low: int,
+        high: int,
+        limit: int | None = None,
+        newest: bool = False,
+    ) -> list[MessageRow]:
+        return await self._decoded(segment, decode, low, high, limit, newest)
 
     async def matching(self, segment: Segment, folded: str, above: int) -> list[MessageRow]:
         return await self._decoded(segment, matching, folded, above)

@@ -699,9 +699,17 @@ class Pending:
 class SegmentRows(Protocol):
     """Reads the rows a segment's blob holds (service/archive.py, Parquet)."""
 
-    async def rows(self, segment: Segment, low: int, high: int) -> list[MessageRow]:
+    async def rows(
+        self,
+        segment: Segment,
+        low: int,
+        high: int,
+        limit: int | None = None,
+        newest: bool = False,
+    ) -> list[MessageRow]:
         """The segment's rows with ``low < seq < high`` in ``MESSAGE_FIELDS``
-        order, oldest first. Raises ``LookupError`` if the blob is gone."""
+        order, oldest first; with ``limit``, at most that many, the newest of
+        them or the oldest. Raises ``LookupError`` if the blob is gone."""
         ...
 
     async def matching(self, segment: Segment, folded: str, above: int) -> list[MessageRow]:

@@ -1174,12 +1174,12 @@ async def _archived_rows(
     rows: list[tuple[Any, ...]] = []
     if newest:
         for segment in reversed(found):
-            rows = await segments.rows(segment, low, high) + rows
+            rows = await segments.rows(segment, low, high, limit - len(rows), newest=True) + rows
             if len(rows) >= limit:
                 return rows[-limit:]
         return rows
     for segment in found:
-        rows += await segments.rows(segment, low, high)
+        rows += await segments.rows(segment, low, high, limit - len(rows))
         if len(rows) >= limit:
             return rows[:limit]
     return rows
