@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import random
 import secrets
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -361,7 +362,8 @@ async def run_schedule(archiver: Archiver, older_than_seconds: float, every_seco
     """Archive every ``every_seconds``, for ever (cancel the task to stop). Nodes
     that run it together are safe (store/archive.py); a failed run is retried."""
     while True:
-        await asyncio.sleep(every_seconds)
+        # Nodes started together would run together: each waits its own while.
+        await asyncio.sleep(every_seconds * random.uniform(0.75, 1.25))
         try:
             report = await archiver.run(older_than_seconds)
             if report.messages:

@@ -308,20 +308,25 @@ class SqlArchive:
     async def holding(
         self, positions: Sequence[tuple[ConversationId, int]]
     ) -> dict[tuple[ConversationId, int], Segment]:
-        """The segment that holds each position, for those archived."""
-        found: dict[tuple[ConversationId, int], Segment] = {}
+        """The segment that holds each position, for those archived: one query
+        per conversation."""
+        wanted: dict[ConversationId, list[int]] = {}
         for conversation, seq in positions:
+            wanted.setdefault(conversation, []).append(seq)
+        found: dict[tuple[ConversationId, int], Segment] = {}
+        for conversation, seqs in wanted.items():
             rows = await self._read(
                 select(archive_segments).where(
-                    and_(
-                        archive_segments.c.conversation_id == conversation,
-                        archive_segments.c.low_seq <= seq,
-                        archive_segments.c.high_seq >= seq,
-                    )
+                    archive_segments.c.conversation_id == conversation,
+                    archive_segments.c.low_seq <= max(seqs),
+                    archive_segments.c.high_seq >= min(seqs),
                 )
             )
-            if rows:
-                found[(conversation, seq)] = _segment_from_row(rows[0])
+            segments = [_segment_from_row(r) for r in rows]
+            for seq in seqs:
+                for segment in segments:
+                    if segment.low_seq <= seq <= segment.high_seq:
+                        found[(conversation, seq)] = segment
         return found
 
     async def searchable(

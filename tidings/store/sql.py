@@ -811,12 +811,16 @@ class SqlStore:
     ) -> list[tuple[Any, ...]]:
         """The rows at these positions that are archived (the others are gone)."""
         held = await self._archive.holding(positions)
-        rows: list[tuple[Any, ...]] = []
+        by_segment: dict[Segment, set[int]] = {}
         for (_, seq), segment in held.items():
+            by_segment.setdefault(segment, set()).add(seq)
+        rows: list[tuple[Any, ...]] = []
+        for segment, seqs in by_segment.items():
             try:
-                rows += await segments.rows(segment, seq - 1, seq + 1)
+                found = await segments.rows(segment, min(seqs) - 1, max(seqs) + 1)
             except LookupError:
                 continue  # restored meanwhile: what quotes it is read again next time
+            rows += [row for row in found if row[1] in seqs]
         return rows
 
     async def _replies_of(
