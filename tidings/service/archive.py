@@ -26,6 +26,7 @@ import io
 import logging
 import random
 import secrets
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -57,6 +58,7 @@ _INTEGER = {
     "edited_at",
 }
 _PAGE = 500
+PROGRESS_SECONDS = 10.0
 
 
 def require_pyarrow() -> None:
@@ -253,9 +255,18 @@ class Archiver:
         """Archive every conversation's messages sent more than ``older_than_seconds`` ago."""
         cutoff = now_ms() - int(older_than_seconds * 1000)
         report = ArchiveReport()
+        said = time.monotonic()
         async for conversation in self._walk():
             moved = await self.archive_conversation(conversation, cutoff, report)
             report.conversations += 1 if moved else 0
+            if time.monotonic() - said >= PROGRESS_SECONDS:  # a long run says it is alive
+                said = time.monotonic()
+                log.info(
+                    "archiving: %d messages of %d conversations so far, at %s",
+                    report.messages,
+                    report.conversations,
+                    conversation,
+                )
         return report
 
     async def archive_conversation(
