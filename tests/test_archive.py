@@ -11,7 +11,8 @@ import asyncio
 import random
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +185,23 @@ def _png() -> bytes:
 # -- the crash test -------------------------------------------------------------
 
 
+@asynccontextmanager
+async def archived_store(
+    backend: str, tmp_path: Path
+) -> AsyncIterator[tuple[str, SqlStore, DiskBlobStore]]:
+    """An empty database of ``backend`` with a store reading through a folder's archive."""
+    async with database_url(backend, tmp_path) as url:
+        store = SqlStore.from_url(url, search_index=False)
+        await store.open()
+        blobs = await DiskBlobStore.open(tmp_path / "files")
+        store.use_archive(ParquetSegments(blobs))
+        try:
+            yield url, store, blobs
+        finally:
+            await blobs.close()
+            await store.close()
+
+
 async def _seed(store: SqlStore, conversations: int, per: int) -> list[ConversationId]:
     users = [await store.create_user(f"u{i}", f"U{i}", None) for i in range(conversations + 1)]
     ids: list[ConversationId] = []
@@ -241,45 +259,37 @@ async def test_killing_the_archiver_at_any_point_loses_and_repeats_nothing(
     backend: str, tmp_path: Path
 ) -> None:
     rng = random.Random(23)
-    async with database_url(backend, tmp_path) as url:
-        store = SqlStore.from_url(url, search_index=False)
-        await store.open()
-        blobs = await DiskBlobStore.open(tmp_path / "files")
-        store.use_archive(ParquetSegments(blobs))
-        try:
-            ids = await _seed(store, conversations=12, per=1000)
-            truth = await _everything(store, ids)
-            files = f"file://{tmp_path / 'files'}"
-            command = archive_command(url, files) + ["--older-than", "0s", "--segment-rows", "11"]
+    async with archived_store(backend, tmp_path) as (url, store, blobs):
+        ids = await _seed(store, conversations=12, per=1000)
+        truth = await _everything(store, ids)
+        files = f"file://{tmp_path / 'files'}"
+        command = archive_command(url, files) + ["--older-than", "0s", "--segment-rows", "11"]
 
-            await _kill_at_random(command, runs=6, rng=rng)
-            _, archived, _ = await store.archive().totals()
-            assert 0 < archived < 12 * 999, "no kill landed mid-run: the test proves nothing"
-            assert await _everything(store, ids) == truth  # mid-way, killed: reads the same
-            out = run_archive(url, files, "--older-than", "0s", "--segment-rows", "11")
-            assert f"the archive holds {12 * 999} messages" in out, out
-            assert await _everything(store, ids) == truth
-            await _check_segments(store, ids, blobs)
+        await _kill_at_random(command, runs=6, rng=rng)
+        _, archived, _ = await store.archive().totals()
+        assert 0 < archived < 12 * 999, "no kill landed mid-run: the test proves nothing"
+        assert await _everything(store, ids) == truth  # mid-way, killed: reads the same
+        out = run_archive(url, files, "--older-than", "0s", "--segment-rows", "11")
+        assert f"the archive holds {12 * 999} messages" in out, out
+        assert await _everything(store, ids) == truth
+        await _check_segments(store, ids, blobs)
 
-            restore = archive_command(url, files) + ["--restore"]
-            await _kill_at_random(restore, runs=4, rng=rng)
-            assert await _everything(store, ids) == truth
-            out = run_archive(url, files, "--restore")
-            assert "the archive holds 0 messages" in out, out
-            assert await _everything(store, ids) == truth
-            await _check_segments(store, ids, blobs)
-            # The idempotency keys came back with their messages: a resend is a repeat.
-            first = truth[ids[4]][6]
-            ref = parse_conversation(ids[4])
-            assert ref is not None and first.client_msg_id is not None
-            [again] = await store.commit_batch(
-                [SendRequest(UserId(first.sender), ref, "resent", first.client_msg_id)], 0
-            )
-            assert isinstance(again, StoredMessage) and not again.fresh
-            assert again.message == first
-        finally:
-            await blobs.close()
-            await store.close()
+        restore = archive_command(url, files) + ["--restore"]
+        await _kill_at_random(restore, runs=4, rng=rng)
+        assert await _everything(store, ids) == truth
+        out = run_archive(url, files, "--restore")
+        assert "the archive holds 0 messages" in out, out
+        assert await _everything(store, ids) == truth
+        await _check_segments(store, ids, blobs)
+        # The idempotency keys came back with their messages: a resend is a repeat.
+        first = truth[ids[4]][6]
+        ref = parse_conversation(ids[4])
+        assert ref is not None and first.client_msg_id is not None
+        [again] = await store.commit_batch(
+            [SendRequest(UserId(first.sender), ref, "resent", first.client_msg_id)], 0
+        )
+        assert isinstance(again, StoredMessage) and not again.fresh
+        assert again.message == first
 
 
 async def _check_segments(
@@ -314,98 +324,82 @@ def _far_future() -> Any:
 async def test_a_recall_between_read_and_move_leaves_the_range_for_the_next_run(
     backend: str, tmp_path: Path
 ) -> None:
-    async with database_url(backend, tmp_path) as url:
-        store = SqlStore.from_url(url, search_index=False)
-        await store.open()
-        blobs = await DiskBlobStore.open(tmp_path / "files")
-        store.use_archive(ParquetSegments(blobs))
-        try:
-            [cid] = await _seed(store, conversations=1, per=30)
-            ref = parse_conversation(cid)
-            assert ref is not None
-            archive = store.archive()
-            later = now_ms() + 60_000
+    async with archived_store(backend, tmp_path) as (url, store, blobs):
+        [cid] = await _seed(store, conversations=1, per=30)
+        ref = parse_conversation(cid)
+        assert ref is not None
+        archive = store.archive()
+        later = now_ms() + 60_000
 
-            pending = await archive.pending(cid, later, 10)
-            assert pending is not None and [r[1] for r in pending.rows] == list(range(1, 11))
-            await store.commit_batch([RecallRequest(None, ref, 5, None, "recalled", 0)], 0)
-            assert await archive.commit(pending, "archive-" + "a" * 32, 1) is None
-            assert (await store.history(cid, None, before=None, after=0, limit=10))[4].recalled
+        pending = await archive.pending(cid, later, 10)
+        assert pending is not None and [r[1] for r in pending.rows] == list(range(1, 11))
+        await store.commit_batch([RecallRequest(None, ref, 5, None, "recalled", 0)], 0)
+        assert await archive.commit(pending, "archive-" + "a" * 32, 1) is None
+        assert (await store.history(cid, None, before=None, after=0, limit=10))[4].recalled
 
-            # A recall above the range does not stop the move; the next read sees the recall.
-            pending = await archive.pending(cid, later, 3)
-            assert pending is not None
-            await store.commit_batch([RecallRequest(None, ref, 20, None, "recalled", 0)], 0)
-            archiver = Archiver(archive, blobs, rows_per_segment=3)
-            report = ArchiveReport()
-            assert await archiver.archive_conversation(cid, later, report)
-            page = await store.history(cid, None, before=None, after=0, limit=40)
-            assert [m.seq for m in page] == list(range(1, 33))  # 30 messages, 2 notices
-            assert [m.seq for m in page if m.recalled] == [5, 20]
-            assert (await archive.totals())[1] == 31  # all but the newest
-        finally:
-            await blobs.close()
-            await store.close()
+        # A recall above the range does not stop the move; the next read sees the recall.
+        pending = await archive.pending(cid, later, 3)
+        assert pending is not None
+        await store.commit_batch([RecallRequest(None, ref, 20, None, "recalled", 0)], 0)
+        archiver = Archiver(archive, blobs, rows_per_segment=3)
+        report = ArchiveReport()
+        assert await archiver.archive_conversation(cid, later, report)
+        page = await store.history(cid, None, before=None, after=0, limit=40)
+        assert [m.seq for m in page] == list(range(1, 33))  # 30 messages, 2 notices
+        assert [m.seq for m in page if m.recalled] == [5, 20]
+        assert (await archive.totals())[1] == 31  # all but the newest
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mysql"])
 async def test_archived_files_are_kept_and_a_deleted_group_takes_its_archive_along(
     backend: str, tmp_path: Path
 ) -> None:
-    async with database_url(backend, tmp_path) as url:
-        store = SqlStore.from_url(url, search_index=False)
-        await store.open()
-        blobs = await DiskBlobStore.open(tmp_path / "files")
-        store.use_archive(ParquetSegments(blobs))
-        try:
-            owner = await store.create_user("owner", "Owner", None)
-            member = await store.create_user("member", "Member", None)
-            made = await store.change_group(
-                GroupRequest(
-                    None, UserId(owner.id), CreateGroup(UserId(owner.id), "g", (UserId(member.id),))
-                )
+    async with archived_store(backend, tmp_path) as (url, store, blobs):
+        owner = await store.create_user("owner", "Owner", None)
+        member = await store.create_user("member", "Member", None)
+        made = await store.change_group(
+            GroupRequest(
+                None, UserId(owner.id), CreateGroup(UserId(owner.id), "g", (UserId(member.id),))
             )
-            assert made.group is not None
-            ref = parse_conversation(made.conversation)
-            assert ref is not None
-            upload = FileRecord(
-                id="f" * 32,
-                uploader=UserId(owner.id),
-                name="a.txt",
-                size=1,
-                content_type="text/plain",
-                width=None,
-                height=None,
-                duration_ms=None,
-                blob_key="blob" + "0" * 28,
-                thumbnail_key=None,
-                thumbnail_type=None,
-                digest="0" * 64,
-                created_at=now_ms() - 10_000_000,
-            )
-            await store.files().add(upload)
-            await store.commit_batch(
-                [SendRequest(UserId(owner.id), ref, "", None, kind="file", file_id=upload.id)]
-                + [SendRequest(UserId(member.id), ref, f"m{i}", None) for i in range(5)],
-                0,
-            )
-            report = await Archiver(store.archive(), blobs, rows_per_segment=4).run(0)
-            assert report.messages == 6  # the notice, the file and 4 of 5 texts
-            records = store.files()
-            assert await records.visible_to(upload.id, UserId(member.id))
-            assert await records.live(upload.id)
-            assert await records.orphans(now_ms() + 10_000_000, 10) == []
+        )
+        assert made.group is not None
+        ref = parse_conversation(made.conversation)
+        assert ref is not None
+        upload = FileRecord(
+            id="f" * 32,
+            uploader=UserId(owner.id),
+            name="a.txt",
+            size=1,
+            content_type="text/plain",
+            width=None,
+            height=None,
+            duration_ms=None,
+            blob_key="blob" + "0" * 28,
+            thumbnail_key=None,
+            thumbnail_type=None,
+            digest="0" * 64,
+            created_at=now_ms() - 10_000_000,
+        )
+        await store.files().add(upload)
+        await store.commit_batch(
+            [SendRequest(UserId(owner.id), ref, "", None, kind="file", file_id=upload.id)]
+            + [SendRequest(UserId(member.id), ref, f"m{i}", None) for i in range(5)],
+            0,
+        )
+        report = await Archiver(store.archive(), blobs, rows_per_segment=4).run(0)
+        assert report.messages == 6  # the notice, the file and 4 of 5 texts
+        records = store.files()
+        assert await records.visible_to(upload.id, UserId(member.id))
+        assert await records.live(upload.id)
+        assert await records.orphans(now_ms() + 10_000_000, 10) == []
 
-            await store.change_group(
-                GroupRequest(made.group and GroupId(made.group.id), None, DeleteGroup())
-            )
-            assert await store.archive().segments_of(made.conversation) == []
-            assert [o.id for o in await records.orphans(now_ms() + 10_000_000, 10)] == [upload.id]
-            stored = {key async for key in blobs.keys_older_than(_far_future())}
-            assert await records.known_keys(sorted(stored)) == set()  # the sweep takes them
-        finally:
-            await blobs.close()
-            await store.close()
+        await store.change_group(
+            GroupRequest(made.group and GroupId(made.group.id), None, DeleteGroup())
+        )
+        assert await store.archive().segments_of(made.conversation) == []
+        assert [o.id for o in await records.orphans(now_ms() + 10_000_000, 10)] == [upload.id]
+        stored = {key async for key in blobs.keys_older_than(_far_future())}
+        assert await records.known_keys(sorted(stored)) == set()  # the sweep takes them
 
 
 async def test_replies_forwards_recalls_and_read_by_of_archived_messages_work(

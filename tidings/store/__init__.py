@@ -644,7 +644,7 @@ class PushRecord(Protocol):
 # -- the archive (issue 23 §3; store/archive.py is the SQL side) --------------
 
 # A message row as the archive keeps it: every column of ``messages``, in this
-# order (store/rows.py's MESSAGE_COLUMNS, checked there).
+# order (store/rows.py's MESSAGE_COLUMNS; store/archive.py checks they agree).
 MESSAGE_FIELDS = (
     "conversation_id",
     "seq",
