@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -152,6 +153,13 @@ async def test_archived_history_reads_exactly_as_before(
     assert await views(readers) == before
     assert [await a.client.chat_list() for a in (alice, bob, carol)] == lists
     assert await searches(searchers, [chat, room]) == found
+    # Operators see the reads that reached the archive, and where the files came from.
+    metrics = str((await alice.client.request("GET", "/metrics"))[1])
+    for source in ("store", "cache"):
+        count = re.search(
+            rf'tidings_archive_segment_reads_total{{source="{source}"}} (\S+)', metrics
+        )
+        assert count is not None and float(count.group(1)) > 0, source
     # The photo's message is archived: its file still downloads, for a member only.
     shown = [m for m in await alice.client.messages(chat, limit=50) if m.seq == with_file.seq]
     assert shown[0].attachment is not None

@@ -163,7 +163,7 @@ def build_app(settings: Settings, *, hasher: PasswordHasher | None = None) -> we
     app.router.add_get("/ws", websocket)
     webclient.add_routes(app)
     add_lifecycle(app, settings, node, store, cluster, presence, webhooks, push, conversations, hub)
-    add_files_lifecycle(app, settings, store, files, links, conversations)
+    add_files_lifecycle(app, settings, store, files, links, conversations, metrics)
     return app
 
 
@@ -429,6 +429,7 @@ def add_files_lifecycle(
     files: Files,
     links: FileLinks,
     conversations: Conversations,
+    metrics: Metrics,
 ) -> None:
     """Open the blob store after the database (the link key may live there), start
     the orphan collector, read archived history from it (and archive on the
@@ -445,14 +446,17 @@ def add_files_lifecycle(
         files.use_blobs(blobs)
         collector.append(asyncio.create_task(files.run_collector()))
         # Archived history lives in the same blob store (issue 23 §3).
-        store.use_archive(ParquetSegments(blobs))
+        store.use_archive(ParquetSegments(blobs, metrics=metrics))
         archiver = Archiver(store.archive(), blobs)
         conversations.use_archive(archiver)
         if settings.archive_after_seconds > 0:
             collector.append(
                 asyncio.create_task(
                     run_schedule(
-                        archiver, settings.archive_after_seconds, settings.archive_every_seconds
+                        archiver,
+                        settings.archive_after_seconds,
+                        settings.archive_every_seconds,
+                        metrics,
                     )
                 )
             )

@@ -107,6 +107,19 @@ class Metrics:
             "Subscriptions deleted because their push service answered 404 or 410.",
             registry=self.registry,
         )
+        # Issue 23 §3: how often reads reach archived history, and what this node moved.
+        self.archive_reads = Counter(
+            "tidings_archive_segment_reads",
+            "Archived segments read for history, replies, search or read-by, "
+            "by where the file came from (cache: this node's memory; store: the blob store).",
+            ["source"],
+            registry=self.registry,
+        )
+        self.archive_moved = Counter(
+            "tidings_archive_messages_moved",
+            "Messages this node's scheduled runs moved into archive segments.",
+            registry=self.registry,
+        )
 
     def gauge(self, name: str, documentation: str, read: Callable[[], float]) -> None:
         """A gauge computed at scrape time from live state."""

@@ -35,6 +35,7 @@ from typing import Any
 from tidings.errors import unavailable
 from tidings.files import BlobNotFound, BlobStore
 from tidings.ids import ConversationId
+from tidings.metrics import Metrics
 from tidings.models import now_ms
 from tidings.store import MESSAGE_FIELDS as COLUMN_NAMES
 from tidings.store import SEQ_FIELD as SEQ
@@ -174,8 +175,15 @@ def _check_format(parquet: Any) -> None:
 class ParquetSegments:
     """Archived rows read from the blob store (``store.archive.SegmentRows``)."""
 
-    def __init__(self, blobs: BlobStore, *, cache_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        blobs: BlobStore,
+        *,
+        cache_bytes: int = 64 * 1024 * 1024,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._blobs = blobs
+        self._metrics = metrics
         self._cache: OrderedDict[str, bytes] = OrderedDict()
         self._cached = 0
         self._limit = cache_bytes
@@ -208,6 +216,8 @@ class ParquetSegments:
 
     async def _bytes(self, key: str) -> bytes:
         data = self._cache.get(key)
+        if self._metrics is not None:
+            self._metrics.archive_reads.labels("store" if data is None else "cache").inc()
         if data is not None:
             self._cache.move_to_end(key)
             return data
@@ -369,7 +379,12 @@ class Archiver:
             after = page[-1]
 
 
-async def run_schedule(archiver: Archiver, older_than_seconds: float, every_seconds: float) -> None:
+async def run_schedule(
+    archiver: Archiver,
+    older_than_seconds: float,
+    every_seconds: float,
+    metrics: Metrics | None = None,
+) -> None:
     """Archive every ``every_seconds``, for ever (cancel the task to stop). Nodes
     that run it together are safe (store/archive.py); a failed run is retried."""
     while True:
@@ -377,6 +392,8 @@ async def run_schedule(archiver: Archiver, older_than_seconds: float, every_seco
         await asyncio.sleep(every_seconds * random.uniform(0.75, 1.25))
         try:
             report = await archiver.run(older_than_seconds)
+            if metrics is not None:
+                metrics.archive_moved.inc(report.messages)
             if report.messages:
                 log.info(
                     "archived %d messages of %d conversations in %d segments (%d bytes)",
