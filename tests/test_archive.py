@@ -8,6 +8,7 @@ the server, on the same database and blob store.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import re
 import subprocess
@@ -547,3 +548,51 @@ def test_a_segment_file_gives_back_exactly_the_rows_asked_for() -> None:
     assert [r[1] for r in matching(data, "é.png", 2000)] == [
         s for s in seqs if s > 2000 and s % 5 == 0
     ]
+
+
+async def test_a_node_archives_on_its_schedule(
+    make_server: ServerFactory, make_account: AccountFactory
+) -> None:
+    """``TIDINGS_ARCHIVE_AFTER_SECONDS``: the node moves old messages by itself,
+    and reads them back the same."""
+    server = await make_server(archive_after_seconds=1.0, archive_every_seconds=0.5)
+    alice = Client(server.url)
+    try:
+        user = await alice.signup("scheduled", PASSWORD)
+        await alice.login("scheduled", PASSWORD)
+        bob = await alice.signup("other", PASSWORD)
+        await alice.login("scheduled", PASSWORD)
+        chat = f"p:{min(user.id, bob.id)}-{max(user.id, bob.id)}"
+        for i in range(12):
+            await alice.send(chat, f"old {i}")
+        before = await alice.messages(chat, after=0, limit=50)
+        moved = 0.0
+        for _ in range(100):  # 1 s to grow old, then up to 0.625 s to the next run
+            await asyncio.sleep(0.1)
+            metrics = str((await alice.request("GET", "/metrics"))[1])
+            count = re.search(r"^tidings_archive_messages_moved_total (\S+)$", metrics, re.M)
+            moved = 0.0 if count is None else float(count.group(1))
+            if moved >= 11:
+                break
+        assert moved == 11  # all but the newest
+        assert await alice.messages(chat, after=0, limit=50) == before
+    finally:
+        await alice.close()
+
+
+def test_a_node_set_to_archive_without_pyarrow_refuses_to_start(tmp_path: Path) -> None:
+    hide = "import sys; sys.modules['pyarrow'] = None; from tidings.cli import main; "
+    done = subprocess.run(
+        [sys.executable, "-c", hide + "raise SystemExit(main(['serve', '--port', '0']))"],
+        env=os.environ
+        | {
+            "TIDINGS_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'n.db'}",
+            "TIDINGS_FILES_URL": f"file://{tmp_path / 'files'}",
+            "TIDINGS_ARCHIVE_AFTER_SECONDS": "180d",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "pip install 'tidings[archive]'" in done.stderr
