@@ -181,6 +181,8 @@ class SqlArchive:
         except IntegrityError:
             return None  # another archiver committed this range first
         except (SQLAlchemyError, OSError) as exc:
+            if _lost_a_race(exc):
+                return None  # the next run tries again
             raise unavailable("storage is unavailable; try again") from exc
         return segment
 
@@ -285,6 +287,8 @@ class SqlArchive:
                 if keys:  # unless a new message took the key meanwhile
                     await conn.execute(_insert_ignore(conn.dialect.name), keys)
         except (SQLAlchemyError, OSError) as exc:
+            if _lost_a_race(exc):
+                return False
             raise unavailable("storage is unavailable; try again") from exc
         return True
 
@@ -379,6 +383,13 @@ class SqlArchive:
                 return list((await conn.execute(query)).all())
         except (SQLAlchemyError, OSError) as exc:
             raise unavailable("storage is unavailable; try again") from exc
+
+
+def _lost_a_race(exc: BaseException) -> bool:
+    """A deadlock or serialization failure with a concurrent transaction: nothing
+    was written, and running again later is the answer."""
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    return "deadlock" in text or "could not serialize" in text
 
 
 # The key of an archived message, if it still names that message.
