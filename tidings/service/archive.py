@@ -288,7 +288,8 @@ class Archiver:
             pending = await self._archive.pending(conversation, cutoff_ms, self._rows_per_segment)
             if pending is None:
                 return moved
-            data = encode(pending.rows)
+            # Off the event loop: a node archiving on its schedule keeps serving.
+            data = await asyncio.to_thread(encode, pending.rows)
             key = f"archive-{secrets.token_hex(16)}"
             await self._blobs.put(key, _once(data))
             try:
