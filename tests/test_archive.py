@@ -8,12 +8,13 @@ the server, on the same database and blob store.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import random
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -246,21 +247,38 @@ async def _everything(store: SqlStore, ids: Sequence[ConversationId]) -> dict[st
     return found
 
 
-async def _kill_at_random(command: list[str], runs: int, rng: random.Random) -> int:
+async def _kill_at_random(
+    command: list[str],
+    runs: int,
+    rng: random.Random,
+    archived: Callable[[], Awaitable[int]],
+    total: int,
+) -> bool:
     """Start ``command`` and SIGKILL it after a random moment, ``runs`` times;
-    how many runs it finished first."""
-    finished = 0
+    whether some kill landed mid-way (the archive neither empty nor full).
+
+    A run that changed nothing was killed before it started working (slow
+    start-up on a busy machine): the next one waits longer.
+    """
+    landed, later = False, 0.0
     for _ in range(runs):
+        before = await archived()
         process = await asyncio.create_subprocess_exec(
             *command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         try:
-            await asyncio.wait_for(process.wait(), rng.uniform(0.4, 2.0))
-            finished += 1
+            await asyncio.wait_for(process.wait(), rng.uniform(0.4, 1.6) + later)
         except TimeoutError:
             process.kill()
             await process.wait()
-    return finished
+        after = await archived()
+        landed = landed or 0 < after < total
+        later += 0.5 if after == before else 0.0
+    return landed
+
+
+async def _archived_count(store: SqlStore) -> int:
+    return (await store.archive().totals())[1]
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mysql"])
@@ -269,22 +287,24 @@ async def test_killing_the_archiver_at_any_point_loses_and_repeats_nothing(
 ) -> None:
     rng = random.Random(23)
     async with archived_store(backend, tmp_path) as (url, store, blobs):
-        ids = await _seed(store, conversations=12, per=1000)
+        ids = await _seed(store, conversations=12, per=2000)
         truth = await _everything(store, ids)
         files = f"file://{tmp_path / 'files'}"
         command = archive_command(url, files) + ["--older-than", "0s", "--segment-rows", "11"]
 
-        await _kill_at_random(command, runs=6, rng=rng)
-        _, archived, _ = await store.archive().totals()
-        assert 0 < archived < 12 * 999, "no kill landed mid-run: the test proves nothing"
-        assert await _everything(store, ids) == truth  # mid-way, killed: reads the same
+        total = 12 * 1999
+        count = functools.partial(_archived_count, store)
+        landed = await _kill_at_random(command, runs=6, rng=rng, archived=count, total=total)
+        assert landed, "no kill landed mid-run: the test proves nothing"
+        assert await _everything(store, ids) == truth  # killed mid-way: reads the same
         out = run_archive(url, files, "--older-than", "0s", "--segment-rows", "11")
-        assert f"the archive holds {12 * 999} messages" in out, out
+        assert f"the archive holds {total} messages" in out, out
         assert await _everything(store, ids) == truth
         await _check_segments(store, ids, blobs)
 
         restore = archive_command(url, files) + ["--restore"]
-        await _kill_at_random(restore, runs=4, rng=rng)
+        landed = await _kill_at_random(restore, runs=4, rng=rng, archived=count, total=total)
+        assert landed, "no kill landed mid-restore: the test proves nothing"
         assert await _everything(store, ids) == truth
         out = run_archive(url, files, "--restore")
         assert "the archive holds 0 messages" in out, out
