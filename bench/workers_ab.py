@@ -90,7 +90,12 @@ def one_run(args: argparse.Namespace, count: int, bench_args: list[str]) -> int:
             wait_for_nodes(server.url, count)
             bench = [sys.executable, "-m", "tidings", "bench", "--url", server.url]
             label = f"{args.label} {count}"
+            bus = bus_messages(args.redis) if args.redis_cluster else None
             code = subprocess.call([*bench, "--label", label, *bench_args])
+            if bus is not None:
+                now = bus_messages(args.redis)
+                sent = ", ".join(f"{now[kind] - bus[kind]:,} {kind}" for kind in sorted(now))
+                print(f"{label}: cluster bus pub/sub messages: {sent}", flush=True)
         finally:
             stopped, _, drained = server.stop(timeout=60)
         if stopped != 0 or not drained:
@@ -99,6 +104,24 @@ def one_run(args: argparse.Namespace, count: int, bench_args: list[str]) -> int:
         return code
     finally:
         asyncio.run(_database(args.postgres, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+
+
+def bus_messages(url: str) -> dict[str, int]:
+    """Pub/sub messages the cluster's Redis processes sent each other over the
+    bus so far: ``publish`` (a classic PUBLISH reaches every process) and
+    ``publishshard`` (an SPUBLISH reaches its shard's replicas)."""
+    from redis.cluster import RedisCluster
+
+    client = RedisCluster.from_url(url)
+    totals = {"publish": 0, "publishshard": 0}
+    try:
+        for node in client.get_nodes():
+            info = client.cluster_info(target_nodes=node)
+            for kind in totals:
+                totals[kind] += int(info.get(f"cluster_stats_messages_{kind}_sent", 0))
+    finally:
+        client.close()
+    return totals
 
 
 def wait_for_nodes(url: str, count: int, within: float = 60) -> None:

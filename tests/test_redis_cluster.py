@@ -19,6 +19,7 @@ from tests.backends import database_url
 from tests.conftest import PASSWORD
 from tests.redis_cluster import RedisCluster, redis_cluster
 from tests.test_cluster import conversation_of
+from tests.test_routing import PUBLISHES, messages_of, spawn_nodes
 from tidings.client import Client, Socket
 from tidings.client.errors import ApiError
 from tidings.harness.spawn import ServerProcess, free_port
@@ -333,5 +334,141 @@ async def test_tidings_restored_reads_a_clusters_copy_and_running_nodes_follow(
             assert [(unread, body) for _, unread, _, body in await chat_list_of(bob)] == [
                 (4, "after")
             ]
+            for client in (alice, bob):
+                await client.close()
+
+
+def bus_publishes(servers: RedisCluster) -> dict[str, int]:
+    """Pub/sub messages the six Redis processes sent each other over the cluster
+    bus: ``publish`` (a classic PUBLISH, to every node) and ``publishshard``."""
+    totals = {"publish": 0, "publishshard": 0}
+    for port in servers.ports:
+        for line in servers.cli(port, "CLUSTER", "INFO").splitlines():
+            name, _, value = line.strip().partition(":")
+            kind = name.removeprefix("cluster_stats_messages_").removesuffix("_sent")
+            if name.endswith("_sent") and kind in totals:
+                totals[kind] += int(value)
+    return totals
+
+
+def shard_channels(servers: RedisCluster, prefix: str) -> dict[str, set[int]]:
+    """Each of the deployment's sharded channels, and the Redis processes it is subscribed on."""
+    found: dict[str, set[int]] = {}
+    for port in servers.ports:
+        if servers.processes[port].poll() is not None:
+            continue  # killed
+        for name in servers.cli(port, "PUBSUB", "SHARDCHANNELS", f"*{prefix}*").split():
+            found.setdefault(name, set()).add(port)
+    return found
+
+
+async def node_ids(target: RedisTarget) -> list[str]:
+    redis = target.connect()
+    try:
+        names = await redis.hkeys(registry_key(target.shared))
+        return sorted(n.decode() if isinstance(n, bytes) else n for n in names)
+    finally:
+        await redis.aclose()
+
+
+async def test_events_cross_only_the_shard_that_owns_their_nodes_channel(
+    tmp_path: Path, spawn_server: Callable[..., ServerProcess]
+) -> None:
+    """Sharded pub/sub: each node's channel carries the node's id as its hash
+    tag, so the nodes' channels spread over the shards, and each is read on the
+    primary that owns it. A group spread over four nodes still costs one
+    publish per other node per message, and nothing is broadcast over the
+    cluster bus (a classic PUBLISH reaches all six Redis processes): each
+    publish costs one bus message, the copy to its shard's replica."""
+    async with database_url("postgresql", tmp_path) as database:
+        with redis_cluster(tmp_path / "rc") as servers:
+            prefix = "tidings_t_shards:"
+            env = node_env(database, servers.url, prefix)
+            target = RedisTarget(servers.url, prefix, cluster=True)
+            async with contextlib.asynccontextmanager(spawn_nodes)(env, spawn_server) as nodes:
+                members = [await nodes.account(f"member{n}", n) for n in range(4)]
+                sender, _ = members[0]
+                group = await sender.create_group("spread", [uid for _, uid in members[1:]])
+                async with contextlib.AsyncExitStack() as stack:
+                    sockets = [
+                        await stack.enter_async_context(await c.connect()) for c, _ in members
+                    ]
+                    ids = await node_ids(target)
+                    subscribed = shard_channels(servers, prefix)
+                    own = {f"{prefix}events:{{{node}}}" for node in ids}
+                    assert len(ids) == 4 and set(subscribed) == own | {f"{{{prefix}}}events"}
+                    for name, ports in subscribed.items():
+                        # Each node reads its own channel; all four read the shared one.
+                        assert ports == {servers.primary_of(name)}, (name, ports)
+                    bus = bus_publishes(servers)
+                    published = sum(await nodes.metrics(PUBLISHES))
+                    count = 30
+                    for i in range(count):
+                        await sockets[0].send(f"g:{group.id}", f"g{i}")
+                    for socket in sockets[1:]:
+                        seqs = await messages_of(socket, count)
+                        assert seqs == sorted(seqs) and len(set(seqs)) == count
+                    published = sum(await nodes.metrics(PUBLISHES)) - published
+                    now = bus_publishes(servers)
+    assert published >= 3 * count
+    assert now["publish"] - bus["publish"] == 0
+    assert now["publishshard"] - bus["publishshard"] == published
+
+
+async def test_a_failover_of_a_nodes_channel_shard_closes_its_sockets_and_it_listens_again(
+    tmp_path: Path, spawn_server: Callable[..., ServerProcess]
+) -> None:
+    """Kill the primary that owns a node's channel. The node stops hearing the
+    others, so it closes its sockets (their clients catch up on reconnecting),
+    subscribes on the replica that took over, and live events reach it again;
+    no acked message is lost meanwhile."""
+    async with database_url("postgresql", tmp_path) as database:
+        with redis_cluster(tmp_path / "rc") as servers:
+            prefix = "tidings_t_shard_failover:"
+            env = node_env(database, servers.url, prefix)
+            sending, hearing = spawn_server(**env), spawn_server(**env)
+            alice, alice_id = await account(sending.url, "alice")
+            bob, bob_id = await account(hearing.url, "bob")
+            chat = conversation_of(alice_id, bob_id)
+            _, ready = await bob.request("GET", "/readyz")
+            own = f"{prefix}events:{{{ready['node']}}}"  # type: ignore[index]
+            socket = await bob.connect()
+            first = await alice.send(chat, "before")
+            event = await socket.next_event(timeout=10)
+            assert event["type"] == "message" and event["message"]["id"] == first.id  # type: ignore[index]
+            dead = servers.primary_of(own)
+            servers.kill(dead)
+            acked = [(await alice.send(chat, f"during {n}")).seq for n in range(5)]
+            closed = None
+            async with asyncio.timeout(30):
+                with contextlib.suppress(ConnectionError):
+                    while True:
+                        await socket.next_event(timeout=30)
+                closed = socket.close_code
+            assert closed is not None
+            taken = await asyncio.to_thread(servers.wait_failover, own, dead)
+            for _ in range(300):
+                if shard_channels(servers, prefix).get(own) == {taken}:
+                    break
+                await asyncio.sleep(0.2)
+            else:
+                raise AssertionError(f"{own} is not subscribed on the new primary {taken}")
+            seqs = [m.seq for m in await bob.messages(chat, after=0)]
+            assert set(acked) <= set(seqs)
+            live: Socket | None = None
+            for _ in range(100):
+                with contextlib.suppress(ConnectionError, OSError, ApiError):
+                    live = await bob.connect()
+                    break
+                await asyncio.sleep(0.2)
+            assert live is not None
+            async with live:
+                after = await alice.send(chat, "after the failover")
+                async with asyncio.timeout(30):
+                    while True:
+                        event = await live.next_event(timeout=30)
+                        if event["type"] == "message" and event["message"]["id"] == after.id:  # type: ignore[index]
+                            break
+            await socket.close()
             for client in (alice, bob):
                 await client.close()

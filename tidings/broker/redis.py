@@ -6,12 +6,20 @@ queued meanwhile is one batch: one script call finds the nodes that hold
 its recipients (``route.py``), then one PUBLISH per such node carries
 that node's events, in order, on its own channel; nodes that hold none get
 nothing. What could not be sent is kept for the next try, so a short Redis
-hiccup delays events instead of losing them. Each message starts with the
+hiccup delays events instead of losing them: a batch Redis could not route
+goes back to the queue, and messages routed but not published are tried
+again, as they are, before anything newer (a node's channel keeps its
+order). Each message starts with the
 sending node's id, so a node skips its own (on the shared channel) without
 decoding them. Another task listens on this node's channel and the shared
 one, and tells its watchers when it stops hearing the other nodes (the hub
 then closes its sockets so that clients reconnect and catch up, rather
 than silently miss events) and when it hears them again.
+
+On a Redis Cluster the channels are sharded: a node's channel carries the
+node's id as its hash tag, events go there by SPUBLISH, and each channel is
+read on a connection of its own to the shard that owns it (``shards.py``).
+A classic PUBLISH would cross the cluster bus to every Redis node.
 """
 
 from __future__ import annotations
@@ -19,8 +27,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from functools import partial
+from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
+from redis import asyncio as aioredis
 from redis.exceptions import RedisClusterException, RedisError
 
 from tidings.broker import Subscriber, Watcher
@@ -31,12 +42,17 @@ from tidings.broker.route import (
     channel,
     route_arguments,
     route_keys,
+    sharded_channel,
     shared_channel,
     split,
 )
+from tidings.broker.shards import subscribe_on_owner
 from tidings.events import Event
 from tidings.nodes import NODE_ID_LENGTH, NodeId
 from tidings.redis_target import RedisTarget
+
+if TYPE_CHECKING:
+    from redis.asyncio.client import PubSub
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +65,14 @@ _MAX_BACKOFF = 5.0
 # Seconds a quiet subscription waits before pinging Redis; three without an
 # answer count as a lost connection.
 _LISTEN_WAIT = 3.0
+
+
+class _Message(NamedTuple):
+    """One PUBLISH of a routed batch: its channel, its bytes, the events in it."""
+
+    channel: str
+    data: bytes
+    events: int
 
 
 class RedisBroker:
@@ -67,7 +91,15 @@ class RedisBroker:
         prefix = self._prefix = target.shared
         self._node = node
         self._shared = shared_channel(prefix)
-        self._own = channel(prefix, node)
+        self._sharded = target.cluster
+        self._channel_of = partial(sharded_channel if self._sharded else channel, target.prefix)
+        self._own = self._channel_of(node)
+        # What each listener hears: one subscription to both channels on one
+        # server, one per channel on a Cluster (they may sit on two shards).
+        self._listeners = (
+            [(self._shared,), (self._own,)] if self._sharded else [(self._shared, self._own)]
+        )
+        self._hearing = dict.fromkeys(self._listeners, False)
         self._route_keys = route_keys(prefix)
         self._warm_up = warm_up
         self._redis = target.connect(
@@ -82,6 +114,8 @@ class RedisBroker:
         if len(self._node_prefix) != NODE_ID_LENGTH:
             raise ValueError(f"a node id is {NODE_ID_LENGTH} characters: {node!r}")
         self._outbox: deque[Event] = deque()
+        # Routed, not yet published: retried before the next batch.
+        self._unsent: list[_Message] = []
         self._outbox_ready = asyncio.Event()
         self._outbox_empty = asyncio.Event()
         self._max_backlog = max_backlog
@@ -120,7 +154,10 @@ class RedisBroker:
     async def start(self) -> None:
         """Start listening; fails if Redis cannot be reached within the connect timeout."""
         self._tasks = [
-            asyncio.create_task(self._listen(), name="redis-broker-listen"),
+            *(
+                asyncio.create_task(self._listen(channels), name="redis-broker-listen")
+                for channels in self._listeners
+            ),
             asyncio.create_task(self._send(), name="redis-broker-send"),
         ]
         try:
@@ -134,11 +171,11 @@ class RedisBroker:
     async def close(self) -> None:
         # Hand the other nodes what this one published last (a shutdown must
         # not swallow the events of the final commits), for a bounded time.
-        if self._outbox and self._tasks:
+        if (self._outbox or self._unsent) and self._tasks:
             try:
                 await asyncio.wait_for(self._outbox_empty.wait(), 2.0)
             except TimeoutError:
-                log.warning("%d events for other nodes were not sent", len(self._outbox))
+                log.warning("%d events for other nodes were not sent", self._waiting())
         # redis-py may turn a cancellation into a connection error, which the
         # loops would retry; the flag makes them stop whatever they were doing.
         self._closed = True
@@ -150,19 +187,20 @@ class RedisBroker:
         self._tasks = []
         await self._redis.aclose()
 
-    async def _listen(self) -> None:
+    async def _listen(self, channels: tuple[str, ...]) -> None:
         backoff = 0.1
         loop = asyncio.get_running_loop()
         while not self._closed:
-            pubsub = None
+            pubsub: PubSub | None = None
+            shard: aioredis.Redis | None = None
             try:
-                # A command on the channels' slot first: on a Cluster it makes the
-                # client learn which server owns it now (after a failover), which
-                # the subscription alone does not.
-                await self._redis.exists(self._shared)
-                pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-                await pubsub.subscribe(self._shared, self._own)
-                self._set_up(True)
+                if self._sharded:
+                    assert isinstance(self._redis, aioredis.RedisCluster)
+                    shard, pubsub = await subscribe_on_owner(self._redis, *channels)
+                else:
+                    pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+                    await pubsub.subscribe(*channels)
+                self._set_up(channels, True)
                 backoff = 0.1
                 heard = loop.time()
                 while not self._closed:
@@ -175,8 +213,11 @@ class RedisBroker:
                     now = loop.time()
                     if message is not None:
                         heard = now
-                        if message["type"] == "message":
+                        kind = message["type"]
+                        if kind in ("message", "smessage"):
                             self._deliver(message["data"])
+                        elif kind == "sunsubscribe":
+                            raise ConnectionError("the channel's slot moved to another shard")
                     elif now - heard >= 3 * _LISTEN_WAIT:
                         raise ConnectionError(f"no answer from Redis for {now - heard:.0f} s")
                     elif now - heard >= _LISTEN_WAIT:
@@ -184,15 +225,17 @@ class RedisBroker:
             except _FAILURES as exc:
                 if self.up:
                     log.warning("lost the Redis subscription (%s); retrying", exc)
-                self._set_up(False)
+                self._set_up(channels, False)
             except Exception:
                 log.exception("the Redis subscription failed; retrying")
-                self._set_up(False)
+                self._set_up(channels, False)
             finally:
                 try:
                     if pubsub is not None:
                         # Typed from redis-py 8.2 on, untyped before: either way mypy is quiet.
                         await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
+                    if shard is not None:
+                        await shard.aclose()
                 except _FAILURES:
                     pass
             await asyncio.sleep(backoff)
@@ -217,53 +260,85 @@ class RedisBroker:
     async def _send(self) -> None:
         backoff = 0.1
         while not self._closed:
-            if not self._outbox:
-                self._outbox_empty.set()
-                self._outbox_ready.clear()
-                await self._outbox_ready.wait()
-                continue
-            self._outbox_empty.clear()
-            count = min(_PUBLISH_BATCH, len(self._outbox))
-            batch = [self._outbox.popleft() for _ in range(count)]
             try:
-                await self._send_batch(batch)
+                if not self._unsent:
+                    if not self._outbox:
+                        self._outbox_empty.set()
+                        self._outbox_ready.clear()
+                        await self._outbox_ready.wait()
+                        continue
+                    self._outbox_empty.clear()
+                    count = min(_PUBLISH_BATCH, len(self._outbox))
+                    batch = [self._outbox.popleft() for _ in range(count)]
+                    try:
+                        self._unsent = await self._route_batch(batch)
+                    except _FAILURES:
+                        self._outbox.extendleft(reversed(batch))  # in order, for the next try
+                        raise
+                await self._publish_unsent()
                 backoff = 0.1
             except _FAILURES as exc:
-                # Keep them, in order, for the next try.
-                self._outbox.extendleft(reversed(batch))
-                log.warning("publishing to Redis failed (%s); %d events wait", exc, len(batch))
+                log.warning("publishing to Redis failed (%s); %d events wait", exc, self._waiting())
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF)
 
-    async def _send_batch(self, batch: list[Event]) -> None:
+    def _waiting(self) -> int:
+        return len(self._outbox) + sum(message.events for message in self._unsent)
+
+    async def _route_batch(self, batch: list[Event]) -> list[_Message]:
+        """The messages that carry ``batch`` to the nodes holding its recipients."""
         users = batch_users(batch)
         answer = await self._route(
             keys=self._route_keys,
             args=route_arguments(self._prefix, self._node, self._warm_up, users),
         )
         plan = split(batch, users, answer)
-        if plan is None:
-            await self._redis.publish(self._shared, self._node_prefix + self._encoder.encode(batch))
-            self.publishes += 1
-            self.events_sent += len(batch)
-            self.shared_batches += 1
-            return
-        if not plan:
-            return  # no other node holds a recipient
         encode = self._encoder.encode
-        blobs = [msgspec.Raw(encode(event)) for event in batch]
-        # One script, so all or nothing: a retry after a failure never sends a
-        # node its events twice (a Cluster client refuses a MULTI of PUBLISHes).
-        await self._publish_each(
-            keys=[channel(self._prefix, node) for node in plan],
-            args=[
-                self._node_prefix + encode([blobs[i] for i in indexes]) for indexes in plan.values()
-            ],
-        )
-        self.publishes += len(plan)
-        self.events_sent += sum(map(len, plan.values()))
+        if plan is None:
+            return [_Message(self._shared, self._node_prefix + encode(batch), len(batch))]
+        blobs = [msgspec.Raw(encode(event)) for event in batch] if plan else []
+        return [
+            _Message(
+                self._channel_of(node),
+                self._node_prefix + encode([blobs[i] for i in indexes]),
+                len(indexes),
+            )
+            for node, indexes in plan.items()
+        ]
 
-    def _set_up(self, up: bool) -> None:
+    async def _publish_unsent(self) -> None:
+        """Publish ``_unsent``; what fails stays there and the first failure is raised."""
+        unsent = self._unsent
+        failures: list[BaseException] = []
+        if not self._sharded:
+            # One script, so all or nothing: a retry after a failure never sends
+            # a node its events twice (a Cluster client refuses a MULTI of PUBLISHes).
+            if unsent:
+                await self._publish_each(
+                    keys=[message.channel for message in unsent],
+                    args=[message.data for message in unsent],
+                )
+            self._unsent = []
+        else:
+            # Each to its own shard; only those that failed are tried again.
+            results = await asyncio.gather(
+                *(self._redis.spublish(message.channel, message.data) for message in unsent),
+                return_exceptions=True,
+            )
+            failures = [r for r in results if isinstance(r, BaseException)]
+            self._unsent = [
+                m for m, r in zip(unsent, results, strict=True) if isinstance(r, BaseException)
+            ]
+        sent = [message for message in unsent if message not in self._unsent]
+        self.publishes += len(sent)
+        self.events_sent += sum(message.events for message in sent)
+        self.shared_batches += sum(message.channel == self._shared for message in sent)
+        if failures:
+            raise failures[0]
+
+    def _set_up(self, listener: tuple[str, ...], hearing: bool) -> None:
+        self._hearing[listener] = hearing
+        up = all(self._hearing.values())
         if up == self.up:
             if up:
                 self._listening.set()

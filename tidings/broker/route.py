@@ -25,9 +25,10 @@ The script falls back to the shared channel, for the whole batch:
   marker: it reads only the shared channel) holds a recipient: a rolling
   upgrade loses no live event.
 
-Redis Cluster will need the registry and every node's keys in one slot
-(hash-tagged) or one script call per slot; this script is for a standalone
-Redis (or a primary with replicas).
+On a Redis Cluster the registry and every node's presence keys carry the
+deployment's hash tag, so the script reads one slot; each node's channel
+carries the node's own tag instead (``sharded_channel``), and the broker
+SPUBLISHes to it: an event crosses only the shard that owns that channel.
 """
 
 from __future__ import annotations
@@ -135,8 +136,15 @@ def route_arguments(prefix: str, node: str, warm_up: float, users: Sequence[User
 
 
 def channel(prefix: str, node: str) -> str:
-    """The channel only ``node`` reads."""
+    """The channel only ``node`` reads, on one Redis server."""
     return f"{prefix}events:{node}"
+
+
+def sharded_channel(prefix: str, node: str) -> str:
+    """The channel only ``node`` reads, on a Cluster: the node's id is its hash
+    tag, so the nodes' channels spread over the shards (``prefix`` is the plain
+    one, without the deployment's tag)."""
+    return f"{prefix}events:{{{node}}}"
 
 
 def shared_channel(prefix: str) -> str:
