@@ -1,6 +1,7 @@
 """Search over 1,000,000 messages on SQLite: through the index file, and the scan.
 
     PYTHONPATH=. .venv/bin/python bench/search_index.py [--messages 1000000] [--postgresql]
+        [--archive-rounds 3]
 
 One user in 1,000 conversations holding every message (generated: mixed
 Chinese and English bodies of 20-80 characters, bulk inserted), so the scan
@@ -202,6 +203,25 @@ def report(name: str, times: dict[str, list[float]]) -> None:
         print(f"{name:6s} {label:8s} n={len(ts):3d} p50 {p50:8.1f} ms  p99 {p99:8.1f} ms")
 
 
+async def archive_cost(store: SqlStore, picked: list[tuple[str, str]], rounds: int) -> None:
+    """The same searches with the archive wired in, as a node does (it is empty
+    here: the cost of asking the manifest), and without, in interleaved rounds."""
+    from tidings.files.disk import DiskBlobStore
+    from tidings.service.archive import ParquetSegments
+
+    with tempfile.TemporaryDirectory() as blobs:
+        segments = ParquetSegments(DiskBlobStore(Path(blobs)))
+        sides: dict[str, dict[str, list[float]]] = {"plain": {}, "archive": {}}
+        for _ in range(rounds):
+            for side, times in sides.items():
+                store._segments = segments if side == "archive" else None  # noqa: SLF001
+                for label, ts in (await timed(store, picked)).items():
+                    times.setdefault(label, []).extend(ts)
+        store._segments = None  # noqa: SLF001
+    for side, times in sides.items():
+        report(side, times)
+
+
 def file_sizes(folder: str, database: str) -> tuple[int, int]:
     """The index file (with its WAL) and the messages' database, in bytes."""
     index = sum(os.path.getsize(p) for p in Path(folder).glob("bench.db.search*"))
@@ -214,6 +234,12 @@ async def main() -> None:
     parser.add_argument("--searches", type=int, default=198)
     parser.add_argument("--scan-searches", type=int, default=18)
     parser.add_argument("--postgresql", action="store_true")
+    parser.add_argument(
+        "--archive-rounds",
+        type=int,
+        default=0,
+        help="also time searches with and without the (empty) archive wired in",
+    )
     args = parser.parse_args()
     print(f"nproc {os.cpu_count()}, load {os.getloadavg()}")
     if args.postgresql:
@@ -248,6 +274,8 @@ async def searches(store: SqlStore, rng: random.Random, args: argparse.Namespace
     picked = queries(rng, args.searches)
     await timed(store, picked[:6])  # warm the page cache
     report("index", await timed(store, picked))
+    if args.archive_rounds:
+        await archive_cost(store, picked, args.archive_rounds)
     # The same kind of queries by the scan (each reads every message).
     sql_module.indexable = lambda _folded: False
     sql_module.PG_MIN_INDEXED_CHARS = 10**9

@@ -310,16 +310,9 @@ class RedisBroker:
         """Publish ``_unsent``; what fails stays there and the first failure is raised."""
         unsent = self._unsent
         failures: list[BaseException] = []
-        if not self._sharded:
-            # One script, so all or nothing: a retry after a failure never sends
-            # a node its events twice (a Cluster client refuses a MULTI of PUBLISHes).
-            if unsent:
-                await self._publish_each(
-                    keys=[message.channel for message in unsent],
-                    args=[message.data for message in unsent],
-                )
-            self._unsent = []
-        else:
+        if not unsent:
+            return
+        if self._sharded:
             # Each to its own shard; only those that failed are tried again.
             results = await asyncio.gather(
                 *(self._redis.spublish(message.channel, message.data) for message in unsent),
@@ -329,7 +322,21 @@ class RedisBroker:
             self._unsent = [
                 m for m, r in zip(unsent, results, strict=True) if isinstance(r, BaseException)
             ]
-        sent = [message for message in unsent if message not in self._unsent]
+            sent = [
+                m for m, r in zip(unsent, results, strict=True) if not isinstance(r, BaseException)
+            ]
+        else:
+            if unsent[0].channel == self._shared:
+                await self._redis.publish(unsent[0].channel, unsent[0].data)
+            else:
+                # One script, so all or nothing: a retry after a failure never sends
+                # a node its events twice (a Cluster client refuses a MULTI of PUBLISHes).
+                await self._publish_each(
+                    keys=[message.channel for message in unsent],
+                    args=[message.data for message in unsent],
+                )
+            self._unsent = []
+            sent = unsent
         self.publishes += len(sent)
         self.events_sent += sum(message.events for message in sent)
         self.shared_batches += sum(message.channel == self._shared for message in sent)

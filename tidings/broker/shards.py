@@ -45,7 +45,7 @@ async def subscribe_on_owner(
     pool = aioredis.ConnectionPool(
         connection_class=node.connection_class, **dict(node.connection_kwargs)
     )
-    client = aioredis.Redis(connection_pool=pool)
+    client = aioredis.Redis.from_pool(pool)  # closing the client closes its pool
     pubsub = client.pubsub()
     try:
         await pubsub.ssubscribe(channel)

@@ -42,6 +42,7 @@ from tidings.errors import unavailable
 from tidings.ids import ConversationId, UserId
 from tidings.models import now_ms
 from tidings.store import MESSAGE_FIELDS, MessageRow, Pending, Segment
+from tidings.store.engines import lost_a_race
 from tidings.store.rows import MESSAGE_COLUMNS
 from tidings.store.schema import (
     archive_segments,
@@ -181,7 +182,7 @@ class SqlArchive:
         except IntegrityError:
             return None  # another archiver committed this range first
         except (SQLAlchemyError, OSError) as exc:
-            if _lost_a_race(exc):
+            if lost_a_race(exc):
                 return None  # the next run tries again
             raise unavailable("storage is unavailable; try again") from exc
         return segment
@@ -287,7 +288,7 @@ class SqlArchive:
                 if keys:  # unless a new message took the key meanwhile
                     await conn.execute(_insert_ignore(conn.dialect.name), keys)
         except (SQLAlchemyError, OSError) as exc:
-            if _lost_a_race(exc):
+            if lost_a_race(exc):
                 return False
             raise unavailable("storage is unavailable; try again") from exc
         return True
@@ -383,13 +384,6 @@ class SqlArchive:
                 return list((await conn.execute(query)).all())
         except (SQLAlchemyError, OSError) as exc:
             raise unavailable("storage is unavailable; try again") from exc
-
-
-def _lost_a_race(exc: BaseException) -> bool:
-    """A deadlock or serialization failure with a concurrent transaction: nothing
-    was written, and running again later is the answer."""
-    text = str(getattr(exc, "orig", None) or exc).lower()
-    return "deadlock" in text or "could not serialize" in text
 
 
 # The key of an archived message, if it still names that message.

@@ -206,3 +206,12 @@ def _configure_sqlite(
 
 def _lower(value: str | None) -> str | None:
     return None if value is None else value.lower()
+
+
+def lost_a_race(exc: BaseException) -> bool:
+    """A deadlock or serialization failure with a concurrent transaction: the
+    database rolled this one back, and running it again is the answer. The
+    drivers raise no common class for it, so the text decides (PostgreSQL,
+    MySQL/MariaDB and SQLite spell it alike)."""
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    return "deadlock" in text or "could not serialize" in text

@@ -76,7 +76,7 @@ from tidings.store import (
 from tidings.store.archive import SqlArchive
 from tidings.store.batch import BatchResult, WriteBatch
 from tidings.store.deployment import SqlDeployment
-from tidings.store.engines import Engines, create_engines
+from tidings.store.engines import Engines, create_engines, lost_a_race
 from tidings.store.files import SqlFiles
 from tidings.store.group_changes import GroupChanger, load_group
 from tidings.store.keyset import keys_params, where_keys
@@ -148,10 +148,7 @@ _BATCH_ATTEMPTS = 3
 
 def _is_race(exc: BaseException) -> bool:
     """A unique violation or deadlock between concurrent transactions: worth one more run."""
-    if isinstance(exc, IntegrityError):
-        return True
-    text = str(getattr(exc, "orig", None) or exc).lower()
-    return "deadlock" in text or "could not serialize" in text
+    return isinstance(exc, IntegrityError) or lost_a_race(exc)
 
 
 class SqlStore:
