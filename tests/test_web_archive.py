@@ -4,8 +4,6 @@ search, as if nothing had moved."""
 
 from __future__ import annotations
 
-import asyncio
-
 from tests import test_web_client
 from tests.test_archive import run_archive
 from tests.test_web_client import (
@@ -15,6 +13,7 @@ from tests.test_web_client import (
     chat,
     expect,
     screenshot,
+    scroll_to_first,
     sign_in,
 )
 from tests.test_web_search import results, search
@@ -43,14 +42,7 @@ async def test_archived_history_scrolls_back_and_is_found(
     await expect(chat(page, "Alice").locator(".chat-preview")).to_have_text("message 80")
     await chat(page, "Alice").click()
     await expect(bubbles(page).last).to_have_text("message 80")
-    for _ in range(10):
-        if await bubbles(page).count() == 80:
-            break
-        await page.locator("#messages").evaluate("box => { box.scrollTop = 0; }")
-        await asyncio.sleep(0.25)
-    await expect(bubbles(page)).to_have_count(80)
-    await expect(bubbles(page).first).to_have_text("message 1")
-    await expect(page.locator(".history-start")).to_be_visible()
+    await scroll_to_first(page, 80)
 
     await search(page, "tea")
     await expect(results(page)).to_have_count(1)

@@ -230,6 +230,19 @@ def bubbles(page: Any) -> Any:
     return page.locator("#messages .msg:not(.pending) .bubble")
 
 
+async def scroll_to_first(page: Any, count: int) -> None:
+    """Scroll the open chat to its top until ``count`` messages are loaded, as a
+    person does (each scroll to the top loads an older page), and check the first."""
+    for _ in range(10):
+        if await bubbles(page).count() == count:
+            break
+        await page.locator("#messages").evaluate("box => { box.scrollTop = 0; }")
+        await asyncio.sleep(0.25)
+    await expect(bubbles(page)).to_have_count(count)
+    await expect(bubbles(page).first).to_have_text("message 1")
+    await expect(page.locator(".history-start")).to_be_visible()
+
+
 async def send(page: Any, text: str) -> None:
     await page.fill("#compose", text)
     await page.press("#compose", "Enter")
@@ -507,14 +520,7 @@ async def test_history_scrolls_up_and_the_phone_layout(
     await expect(page.locator("#new-line ~ .msg .bubble").first).to_have_text("message 1")
     await expect(page).not_to_have_title("tidings")
     # Scrolling up loads older pages until the first message.
-    for _ in range(10):
-        if await bubbles(page).count() == 120:
-            break
-        await page.locator("#messages").evaluate("box => { box.scrollTop = 0; }")
-        await asyncio.sleep(0.25)
-    await expect(bubbles(page)).to_have_count(120)
-    await expect(bubbles(page).first).to_have_text("message 1")
-    await expect(page.locator(".history-start")).to_be_visible()
+    await scroll_to_first(page, 120)
     await page.locator("#messages").evaluate("box => { box.scrollTop = box.scrollHeight; }")
     await expect(page).to_have_title("tidings")
     await send(page, "caught up")
