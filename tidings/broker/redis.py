@@ -3,18 +3,18 @@
 ``publish`` hands an event to this node's subscribers at once, then queues
 it for the other nodes; one task sends the queue in order. Everything
 queued meanwhile is one batch: one script call finds the nodes that hold
-its recipients (``route.py``), then one PUBLISH per such node carries
-that node's events, in order, on its own channel; nodes that hold none get
+its recipients (``route.py``), then one PUBLISH per such node carries that
+node's events, in order, on its own channel; nodes that hold none get
 nothing. What could not be sent is kept for the next try, so a short Redis
 hiccup delays events instead of losing them: a batch Redis could not route
 goes back to the queue, and messages routed but not published are tried
 again, as they are, before anything newer (a node's channel keeps its
-order). Each message starts with the
-sending node's id, so a node skips its own (on the shared channel) without
-decoding them. Another task listens on this node's channel and the shared
-one, and tells its watchers when it stops hearing the other nodes (the hub
-then closes its sockets so that clients reconnect and catch up, rather
-than silently miss events) and when it hears them again.
+order). Each message starts with the sending node's id, so a node skips
+its own (on the shared channel) without decoding them. Another task
+listens on this node's channel and the shared one, and tells its watchers
+when it stops hearing the other nodes (the hub then closes its sockets so
+that clients reconnect and catch up, rather than silently miss events) and
+when it hears them again.
 
 On a Redis Cluster the channels are sharded: a node's channel carries the
 node's id as its hash tag, events go there by SPUBLISH, and each channel is

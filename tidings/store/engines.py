@@ -211,7 +211,8 @@ def _lower(value: str | None) -> str | None:
 def lost_a_race(exc: BaseException) -> bool:
     """A deadlock or serialization failure with a concurrent transaction: the
     database rolled this one back, and running it again is the answer. The
-    drivers raise no common class for it, so the text decides (PostgreSQL,
-    MySQL/MariaDB and SQLite spell it alike)."""
+    drivers raise no common class for it, so the text decides: PostgreSQL says
+    "deadlock detected" or "could not serialize access", MySQL/MariaDB
+    "Deadlock found"; SQLite, one writer at a time, says neither."""
     text = str(getattr(exc, "orig", None) or exc).lower()
     return "deadlock" in text or "could not serialize" in text
