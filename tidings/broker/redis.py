@@ -309,22 +309,22 @@ class RedisBroker:
     async def _publish_unsent(self) -> None:
         """Publish ``_unsent``; what fails stays there and the first failure is raised."""
         unsent = self._unsent
-        failures: list[BaseException] = []
         if not unsent:
             return
+        failures: list[BaseException] = []
         if self._sharded:
             # Each to its own shard; only those that failed are tried again.
             results = await asyncio.gather(
                 *(self._redis.spublish(message.channel, message.data) for message in unsent),
                 return_exceptions=True,
             )
-            failures = [r for r in results if isinstance(r, BaseException)]
-            self._unsent = [
-                m for m, r in zip(unsent, results, strict=True) if isinstance(r, BaseException)
-            ]
-            sent = [
-                m for m, r in zip(unsent, results, strict=True) if not isinstance(r, BaseException)
-            ]
+            sent, self._unsent = [], []
+            for message, result in zip(unsent, results, strict=True):
+                if isinstance(result, BaseException):
+                    failures.append(result)
+                    self._unsent.append(message)
+                else:
+                    sent.append(message)
         else:
             if unsent[0].channel == self._shared:
                 await self._redis.publish(unsent[0].channel, unsent[0].data)
