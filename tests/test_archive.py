@@ -380,6 +380,57 @@ async def test_a_recall_between_read_and_move_leaves_the_range_for_the_next_run(
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mysql"])
+@pytest.mark.parametrize("restored", ["after the live rows", "after the manifest"])
+async def test_a_restore_during_a_search_hides_no_result(
+    backend: str, restored: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restore commits in the middle of a search: between its read of the live
+    rows and its read of the manifest, or between the manifest and the blob.
+    Either way the page holds every match once, as it did before the restore."""
+    async with archived_store(backend, tmp_path) as (url, store, blobs):
+        [cid] = await _seed(store, conversations=1, per=30)
+        user = UserId(int(cid.removeprefix("p:").split("-")[0]))
+        archive = store.archive()
+        archiver = Archiver(archive, blobs, rows_per_segment=10)
+        await archiver.archive_conversation(cid, now_ms() + 60_000, ArchiveReport())
+        assert (await archive.totals())[:2] == (3, 29)  # all but the newest
+
+        async def search() -> list[int]:
+            page = await store.search_messages(
+                user, "c0 n", conversation=None, before=None, limit=50
+            )
+            assert page.next_before is None
+            return [m.seq for m in page.messages]
+
+        assert await search() == list(range(30, 0, -1))
+        store.use_archive(ParquetSegments(blobs))  # nothing cached: the blobs are read again
+        restore_once = [True]
+
+        async def restore_first(
+            original: Callable[..., Awaitable[Any]], *args: Any, **named: Any
+        ) -> Any:
+            if restore_once:
+                restore_once.clear()
+                report = await Archiver(archive, blobs).restore(cid)
+                assert report.messages == 29
+            return await original(*args, **named)
+
+        if restored == "after the live rows":
+            monkeypatch.setattr(
+                archive, "searchable", functools.partial(restore_first, archive.searchable)
+            )
+        else:
+            segments = ParquetSegments(blobs)
+            monkeypatch.setattr(
+                segments, "matching", functools.partial(restore_first, segments.matching)
+            )
+            store.use_archive(segments)
+        assert await search() == list(range(30, 0, -1))
+        assert not restore_once, "the restore did not run inside the search"
+        assert (await archive.totals())[:2] == (0, 0)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mysql"])
 async def test_archived_files_are_kept_and_a_deleted_group_takes_its_archive_along(
     backend: str, tmp_path: Path
 ) -> None:

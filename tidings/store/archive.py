@@ -336,6 +336,7 @@ class SqlArchive:
 
     async def searchable(
         self,
+        conn: AsyncConnection,
         user: UserId,
         conversation: ConversationId | None,
         *,
@@ -362,7 +363,7 @@ class SqlArchive:
             query = query.where(archive_segments.c.first_sent_at <= not_after)
         if not_before is not None:
             query = query.where(archive_segments.c.last_sent_at >= not_before)
-        rows = await self._read(query)
+        rows = await conn.execute(query)
         return [(_segment_from_row(r), int(r.joined_seq)) for r in rows]
 
     async def totals(self) -> tuple[int, int, int]:

@@ -18,7 +18,7 @@ import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Insert,
@@ -673,19 +673,19 @@ class SqlStore:
         limit: int,
     ) -> SearchPage:
         # One row more than the page: whether there is a next page, in the same read.
-        index = self._search_index
-        if isinstance(index, SqliteSearchIndex) and indexable(q.lower()):
-            rows = await self._search_indexed(user, q, conversation, before, limit + 1)
-        elif isinstance(index, PgSearchIndex) and len(q.lower()) >= PG_MIN_INDEXED_CHARS:
-            query, params = pg_indexed_search_params(user, q, conversation, before, limit + 1)
-            rows = await self._search_pg(query, params)
-        else:
-            query, params = search_params(self._dialect, user, q, conversation, before, limit + 1)
-            rows = await self._read(query, params)
-        if self._segments is not None:
-            rows = await self._search_archive(
-                self._segments, user, q, conversation, before, limit + 1, rows
-            )
+        window = _SearchWindow(user, q, conversation, before, limit + 1)
+        for attempt in (1, 2):
+            rows, found = await self._search_live(window)
+            if self._segments is None or not found:
+                break
+            try:
+                rows = await _with_archived(self._segments, window, rows, found)
+                break
+            except LookupError:
+                # A restore deleted a segment read in the snapshot after it:
+                # its rows are live now, which the snapshot did not see.
+                if attempt == 2:
+                    raise unavailable("archived history is being restored; try again") from None
         page, more = rows[:limit], len(rows) > limit
         replies = await self._replies_of(page)
         last: Any = page[-1] if page else None
@@ -694,49 +694,46 @@ class SqlStore:
             after = SearchPosition(last[SENT_AT], ConversationId(last[0]), last[1])
         return SearchPage([_with_reply(row, replies) for row in page], after)
 
-    async def _search_archive(
-        self,
-        segments: SegmentRows,
-        user: UserId,
-        q: str,
-        conversation: ConversationId | None,
-        before: SearchPosition | None,
-        limit: int,
-        live: Sequence[Any],
-    ) -> list[Any]:
-        """The live results merged with the archived ones that sort among them.
-
-        Only segments that can hold a result of this page are read: the
-        user's conversations', after its join, sent no later than the cursor,
-        and, when the live rows fill the page, no earlier than its last one.
-        Each is filtered by the blob reader (a superset) and re-checked here
-        with the scan's own test (store/search.py).
-        """
-        floor = live[-1][SENT_AT] if len(live) >= limit else None
-        found = await self._archive.searchable(
-            user,
-            conversation,
-            not_after=None if before is None else before.sent_at,
-            not_before=floor,
+    async def _search_live(
+        self, window: _SearchWindow
+    ) -> tuple[Sequence[Any], list[tuple[Segment, int]]]:
+        """The live results of the page and, with an archive, the segments that
+        may hold more, both read in one snapshot: a move or a restore committed
+        meanwhile neither repeats nor drops a message."""
+        index = self._search_index
+        folded = window.q.lower()
+        if isinstance(index, SqliteSearchIndex) and indexable(folded):
+            return await self._search_indexed(window)
+        if isinstance(index, PgSearchIndex) and len(folded) >= PG_MIN_INDEXED_CHARS:
+            return await self._search_pg(window)
+        query, params = search_params(
+            self._dialect, window.user, window.q, window.conversation, window.before, window.limit
         )
-        if not found:
-            return list(live)
-        folded = q.lower()
-        cursor = None if before is None else (before.sent_at, before.conversation, before.seq)
-        merged: dict[tuple[str, int], Any] = {(r[0], r[1]): r for r in live}
-        for segment, joined in found:
-            try:
-                candidates = await segments.matching(segment, folded, joined)
-            except LookupError:
-                continue  # restored meanwhile: its rows are live again, and were searched
-            for row in candidates:
-                if not _archived_match(row, folded):
-                    continue
-                if cursor is not None and (row[SENT_AT], row[0], row[1]) >= cursor:
-                    continue
-                merged.setdefault((row[0], row[1]), row)
-        ordered = sorted(merged.values(), key=lambda r: (r[SENT_AT], r[0], r[1]), reverse=True)
-        return ordered[:limit]
+        if self._segments is None:
+            return await self._read(query, params), []
+        try:
+            async with self._read_snapshot() as conn:
+                rows = list((await conn.execute(query, params)).all())
+                return rows, await self._searchable(conn, window, rows)
+        except (SQLAlchemyError, OSError) as exc:
+            raise unavailable("storage is unavailable; try again") from exc
+
+    async def _searchable(
+        self, conn: AsyncConnection, window: _SearchWindow, live: Sequence[Any]
+    ) -> list[tuple[Segment, int]]:
+        """The segments that can hold a result of this page: the user's
+        conversations', after its join, sent no later than the cursor, and,
+        when the live rows fill the page, no earlier than its last one."""
+        if self._segments is None:
+            return []
+        before = window.before
+        return await self._archive.searchable(
+            conn,
+            window.user,
+            window.conversation,
+            not_after=None if before is None else before.sent_at,
+            not_before=live[-1][SENT_AT] if len(live) >= window.limit else None,
+        )
 
     async def chat_list(self, user: UserId, limit: int, *, with_hidden: bool = False) -> ChatList:
         rows = await self._read(chat_list_page(user, limit, with_hidden=with_hidden))
@@ -944,53 +941,61 @@ class SqlStore:
             result = await conn.execute(query, params)
             return list(result.all())
 
-    async def _search_pg(self, query: Any, params: dict[str, Any]) -> list[Row[Any]]:
+    async def _search_pg(
+        self, window: _SearchWindow
+    ) -> tuple[list[Row[Any]], list[tuple[Segment, int]]]:
         """PostgreSQL's indexed search: the conversations with a tail, then the
-        query, in one REPEATABLE READ snapshot (store/search.py, PG_TAILS)."""
+        query, then the segments, in one REPEATABLE READ snapshot
+        (store/search.py, PG_TAILS)."""
+        query, params = pg_indexed_search_params(
+            window.user, window.q, window.conversation, window.before, window.limit
+        )
         try:
             async with self._writer.connect() as conn:
                 conn = await conn.execution_options(isolation_level="REPEATABLE READ")
                 async with conn.begin():
                     tails = await conn.execute(text(PG_TAILS), {"user": params["user"]})
                     params["tails"] = [str(row[0]) for row in tails]
-                    return list((await conn.execute(query, params)).all())
+                    rows = list((await conn.execute(query, params)).all())
+                    return rows, await self._searchable(conn, window, rows)
         except (SQLAlchemyError, OSError) as exc:
             raise unavailable("storage is unavailable; try again") from exc
 
     async def _search_indexed(
-        self,
-        user: UserId,
-        q: str,
-        conversation: ConversationId | None,
-        before: SearchPosition | None,
-        limit: int,
-    ) -> list[Row[Any]]:
+        self, window: _SearchWindow
+    ) -> tuple[list[Row[Any]], list[tuple[Segment, int]]]:
         """A search through SQLite's index file: the index's snapshot first.
 
         In one read transaction each database's WAL snapshot is taken at its
         first read. Taken in this order, ``messages`` is read at or after the
         state the index reflects, so every edit or recall the index has not
         seen has a notice above the watermark, where the search looks
-        (store/search.py).
+        (store/search.py). The segments are read in the same transaction.
         """
+        user, q, conversation, before, limit = window
         folded = q.lower()
         try:
             async with self._reader.connect() as conn:
                 if len(folded) >= 3:
                     await conn.exec_driver_sql(f"SELECT 1 FROM {ATTACHED_AS}.watermarks LIMIT 1")
-                    match = phrase(folded)
+                    match: str | None = phrase(folded)
                 else:
                     found = await conn.execute(text(TERMS_BEGINNING), terms_params(folded))
                     terms = [str(term) for term in found.scalars()]
-                    if len(terms) > MAX_TERMS:
-                        query, params = search_params(
-                            "sqlite", user, q, conversation, before, limit
-                        )
-                        return list((await conn.execute(query, params)).all())
                     # No term: a 2-character phrase, which matches no row.
-                    match = " OR ".join(phrase(term) for term in terms) or phrase(folded)
-                query, params = indexed_search_params(user, q, match, conversation, before, limit)
-                return list((await conn.execute(query, params)).all())
+                    match = (
+                        None
+                        if len(terms) > MAX_TERMS
+                        else (" OR ".join(phrase(term) for term in terms) or phrase(folded))
+                    )
+                if match is None:  # too many terms: the scan costs less than their OR
+                    query, params = search_params("sqlite", user, q, conversation, before, limit)
+                else:
+                    query, params = indexed_search_params(
+                        user, q, match, conversation, before, limit
+                    )
+                rows = list((await conn.execute(query, params)).all())
+                return rows, await self._searchable(conn, window, rows)
         except (SQLAlchemyError, OSError) as exc:
             raise unavailable("storage is unavailable; try again") from exc
 
@@ -1141,6 +1146,43 @@ def _history_query(
         return HISTORY_PAGES[(member is not None, OLDEST_FIRST)], params
     params |= {"low": 0, "high": NO_END if before is None else before}
     return HISTORY_PAGES[(member is not None, NEWEST_FIRST)], params
+
+
+class _SearchWindow(NamedTuple):
+    """One search page as asked: the user, the text, where, and how many rows."""
+
+    user: UserId
+    q: str
+    conversation: ConversationId | None
+    before: SearchPosition | None
+    limit: int
+
+
+async def _with_archived(
+    segments: SegmentRows,
+    window: _SearchWindow,
+    live: Sequence[Any],
+    found: Sequence[tuple[Segment, int]],
+) -> list[Any]:
+    """The live results merged with the archived ones of ``found`` that sort among them.
+
+    Each segment is filtered by the blob reader (a superset) and re-checked
+    here with the scan's own test (store/search.py). LookupError: a segment's
+    blob is gone (restored since the snapshot): search again.
+    """
+    folded = window.q.lower()
+    before = window.before
+    cursor = None if before is None else (before.sent_at, before.conversation, before.seq)
+    merged: dict[tuple[str, int], Any] = {(r[0], r[1]): r for r in live}
+    for segment, joined in found:
+        for row in await segments.matching(segment, folded, joined):
+            if not _archived_match(row, folded):
+                continue
+            if cursor is not None and (row[SENT_AT], row[0], row[1]) >= cursor:
+                continue
+            merged.setdefault((row[0], row[1]), row)
+    ordered = sorted(merged.values(), key=lambda r: (r[SENT_AT], r[0], r[1]), reverse=True)
+    return ordered[: window.limit]
 
 
 def _may_reach_archive(
