@@ -26,8 +26,8 @@ migrate: $(STAMP_RUN)
 	$(BIN)/tidings migrate
 
 lint: $(STAMP_DEV)
-	$(BIN)/ruff check tidings tests bench examples
-	$(BIN)/ruff format --check tidings tests bench examples
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .  # README.md's Python example too
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP_DEV)
