@@ -431,6 +431,39 @@ async def test_a_restore_during_a_search_hides_no_result(
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mysql"])
+async def test_a_restore_between_reads_keeps_quotes_and_read_by(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A quote and a read-by of an archived message look for it live, then in
+    the manifest: a restore committed between the two reads must not make it
+    look gone."""
+    async with archived_store(backend, tmp_path) as (url, store, blobs):
+        [cid] = await _seed(store, conversations=1, per=30)
+        user = UserId(int(cid.removeprefix("p:").split("-")[0]))
+        ref = parse_conversation(cid)
+        assert ref is not None
+        await store.commit_batch([SendRequest(user, ref, "about that", "quote", reply_to=3)], 0)
+        archive = store.archive()
+        await Archiver(archive, blobs).archive_conversation(cid, now_ms() + 60_000, ArchiveReport())
+        assert (await archive.totals())[1] == 30  # all but the quoting one
+
+        async def restore_first(*args: Any) -> Any:
+            await Archiver(archive, blobs).restore(cid)
+            return await holding(*args)
+
+        holding = archive.holding
+        monkeypatch.setattr(archive, "holding", restore_first)
+        [quoting] = await store.history(cid, None, before=None, after=None, limit=1)
+        assert quoting.reply_to is not None and quoting.reply_to.preview == "c0 n2"
+        assert (await archive.totals())[1] == 0, "the restore did not run between the reads"
+
+        await Archiver(archive, blobs).archive_conversation(cid, now_ms() + 60_000, ArchiveReport())
+        readers = await store.readers(cid, 3)
+        assert readers is not None and user in readers.read_ids
+        assert (await archive.totals())[1] == 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mysql"])
 async def test_archived_files_are_kept_and_a_deleted_group_takes_its_archive_along(
     backend: str, tmp_path: Path
 ) -> None:

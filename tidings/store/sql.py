@@ -528,7 +528,11 @@ class SqlStore:
     async def readers(self, conversation: ConversationId, seq: int) -> Readers | None:
         found = await self._live_readers(conversation, seq)
         if found is None and self._segments is not None:
-            return await self._archived_readers(self._segments, conversation, seq)
+            archived = await self._archived_readers(self._segments, conversation, seq)
+            if archived is not None:
+                return archived
+            # Neither: a restore committed between the reads, or no such message.
+            return await self._live_readers(conversation, seq)
         return found
 
     async def _archived_readers(
@@ -789,16 +793,25 @@ class SqlStore:
     ) -> dict[tuple[ConversationId, int], ReplyTo]:
         if not positions:
             return {}
-        rows = await self._read(
-            _messages_at_keys(self._dialect), keys_params(self._dialect, sorted(set(positions)))
-        )
-        found = [tuple(r) for r in rows]
-        if self._segments is not None and len(found) < len(set(positions)):
-            have = {(r[0], r[1]) for r in found}
-            found += await self._archived_at(
-                self._segments, [p for p in set(positions) if p not in have]
-            )
+        wanted = set(positions)
+        found = await self._live_at(wanted)
+        if self._segments is not None and len(found) < len(wanted):
+            missing = wanted - {(r[0], r[1]) for r in found}
+            archived = await self._archived_at(self._segments, list(missing))
+            found += archived
+            # Neither live nor archived: a restore committed between the two
+            # reads (its rows go live before its manifest row goes), or there
+            # is no such message. One more live read tells which.
+            missing -= {(r[0], r[1]) for r in archived}
+            if missing:
+                found += await self._live_at(missing)
         return {(ConversationId(r[0]), r[1]): reply_from_row(r) for r in found}
+
+    async def _live_at(self, positions: set[tuple[ConversationId, int]]) -> list[tuple[Any, ...]]:
+        rows = await self._read(
+            _messages_at_keys(self._dialect), keys_params(self._dialect, sorted(positions))
+        )
+        return [tuple(r) for r in rows]
 
     async def _archived_at(
         self, segments: SegmentRows, positions: Sequence[tuple[ConversationId, int]]
@@ -813,7 +826,7 @@ class SqlStore:
             try:
                 found = await segments.rows(segment, min(seqs) - 1, max(seqs) + 1)
             except LookupError:
-                continue  # restored meanwhile: what quotes it is read again next time
+                continue  # restored meanwhile: the caller reads its rows live again
             rows += [row for row in found if row[1] in seqs]
         return rows
 
