@@ -115,6 +115,12 @@ async def make_server(tmp_path: Path, stack: str) -> AsyncIterator[ServerFactory
         if broker == "redis":
             base["redis_url"] = await resources.enter_async_context(redis_url())
             base["redis_prefix"] = f"tidings_t_{secrets.token_hex(6)}:"
+        elif broker == "redis-cluster":  # a Redis Cluster of the test's own
+            from tests.redis_cluster import redis_cluster
+
+            servers = resources.enter_context(redis_cluster(tmp_path / "redis-cluster"))
+            base |= {"redis_url": servers.url, "redis_cluster": True}
+            base["redis_prefix"] = f"tidings_t_{secrets.token_hex(6)}:"
 
         async def make(**changes: Any) -> RunningServer:
             running, runner = await start_server(settings_for(tmp_path, **(base | changes)))

@@ -3,6 +3,9 @@
 The oracle is a second server on the same database with the Redis chat
 list turned off: it computes every entry from SQL (unread from history
 positions), so any drift of the Redis copy shows up as a difference.
+Each test that reads and drops keys only by name runs on one Redis server
+and on a Redis Cluster of its own; those that call the scripts themselves
+run on one server (their arguments are the one-slot layout's).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import random
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
@@ -25,12 +29,19 @@ from tests.conftest import (
     start_server,
 )
 from tidings.client import Client
+from tidings.nodes import registry_key
 from tidings.redis_target import RedisTarget
 from tidings.state import lua
 from tidings.state.redis import RedisChatList
 from tidings.store.sql import SqlStore
 
-pytestmark = pytest.mark.parametrize("stack", ["postgresql+redis"], indirect=True)
+if TYPE_CHECKING:
+    from tidings.redis_target import AnyRedis
+
+ONE_SERVER = pytest.mark.parametrize("stack", ["postgresql+redis"], indirect=True)
+BOTH = pytest.mark.parametrize(
+    "stack", ["postgresql+redis", "postgresql+redis-cluster"], indirect=True
+)
 
 
 class Pair:
@@ -73,11 +84,28 @@ async def pair(make_server: ServerFactory) -> AsyncIterator[Pair]:
     await both.close()
 
 
+def connect(server: RunningServer) -> AnyRedis:
+    """A client of the server's Redis: one server's, or the Cluster's."""
+    return target_of(server).connect()
+
+
+def target_of(server: RunningServer) -> RedisTarget:
+    settings = server.settings
+    assert settings.redis_url is not None
+    return RedisTarget(settings.redis_url, settings.redis_prefix, settings.redis_cluster)
+
+
 async def redis_keys(server: RunningServer, pattern: str) -> list[bytes]:
-    assert server.settings.redis_url is not None
-    redis = aioredis.Redis.from_url(server.settings.redis_url)
+    """The copy's keys matching ``pattern`` (after the prefix), on every primary.
+
+    On a Cluster the copy's names open with the hash tag's brace."""
+    settings = server.settings
+    brace = "{" if settings.redis_cluster else ""
+    redis = connect(server)
     try:
-        return [k async for k in redis.scan_iter(f"{server.settings.redis_prefix}{pattern}")]
+        return sorted(
+            {k async for k in redis.scan_iter(f"{brace}{settings.redis_prefix}{pattern}")}
+        )
     finally:
         await redis.aclose()
 
@@ -89,16 +117,19 @@ async def copy_namespace(server: RunningServer) -> str:
     return epochs[0].decode().removesuffix("epoch")
 
 
-async def flush(server: RunningServer) -> None:
-    """FLUSHALL, for this test's keys only (the Redis is shared with other tests)."""
-    assert server.settings.redis_url is not None
-    redis = aioredis.Redis.from_url(server.settings.redis_url)
+async def delete(server: RunningServer, keys: list[bytes]) -> None:
+    redis = connect(server)
     try:
-        keys = [k async for k in redis.scan_iter(f"{server.settings.redis_prefix}cl2:*")]
-        if keys:
-            await redis.delete(*keys)
+        await redis.delete(*keys)
     finally:
         await redis.aclose()
+
+
+async def flush(server: RunningServer) -> None:
+    """FLUSHALL, for this test's keys only (the Redis is shared with other tests)."""
+    keys = await redis_keys(server, "cl2:*")
+    if keys:
+        await delete(server, keys)
 
 
 async def metric(server: RunningServer, name: str) -> float:
@@ -116,6 +147,7 @@ def private(a: int, b: int) -> str:
     return f"p:{min(a, b)}-{max(a, b)}"
 
 
+@BOTH
 async def test_the_redis_list_is_the_sql_list(pair: Pair) -> None:
     alice, bob, carol = [await pair.user(n) for n in ("alice", "bob", "carol")]
     a, b, c = pair.ids
@@ -154,6 +186,7 @@ async def test_the_redis_list_is_the_sql_list(pair: Pair) -> None:
     assert listed[f"g:{group.id}"].last_message.kind == "system"
 
 
+@BOTH
 async def test_the_list_stays_exact_through_flushes_mid_traffic(pair: Pair) -> None:
     users = [await pair.user(f"user{n}") for n in range(6)]
     ids = pair.ids
@@ -190,6 +223,7 @@ async def test_the_list_stays_exact_through_flushes_mid_traffic(pair: Pair) -> N
     assert total > 20, "too little traffic to mean anything"
 
 
+@BOTH
 async def test_an_evicted_last_message_is_refilled(pair: Pair) -> None:
     """Under a maxmemory policy a message key may go without its head."""
     alice, bob = await pair.user("alice"), await pair.user("bob")
@@ -197,17 +231,13 @@ async def test_an_evicted_last_message_is_refilled(pair: Pair) -> None:
     await pair.assert_same()
     evicted = await redis_keys(pair.cached, f"cl2:*:m:{private(*pair.ids)}")
     assert evicted
-    assert pair.cached.settings.redis_url is not None
-    redis = aioredis.Redis.from_url(pair.cached.settings.redis_url)
-    try:
-        await redis.delete(*evicted)
-    finally:
-        await redis.aclose()
+    await delete(pair.cached, evicted)
     await pair.assert_same()
     assert (await bob.conversations())[0].last_message.body == "kept in Redis"  # type: ignore[union-attr]
     assert await redis_keys(pair.cached, f"cl2:*:m:{private(*pair.ids)}")  # refilled
 
 
+@BOTH
 async def test_an_evicted_uncounted_set_off_the_page_still_gives_the_exact_total(
     pair: Pair,
 ) -> None:
@@ -224,12 +254,7 @@ async def test_an_evicted_uncounted_set_off_the_page_still_gives_the_exact_total
     await pair.assert_same(limit=1)  # the page is carol's chat; bob's is off it
     uncounted = await redis_keys(pair.cached, f"cl2:*:x:{with_bob}")
     assert uncounted
-    assert pair.cached.settings.redis_url is not None
-    redis = aioredis.Redis.from_url(pair.cached.settings.redis_url)
-    try:
-        await redis.delete(*uncounted)
-    finally:
-        await redis.aclose()
+    await delete(pair.cached, uncounted)
     # Only alice reads: bob's own list would show his chat and refill it anyway.
     first_read = await alice.chat_list(1)
     assert first_read.total_unread == 2  # carol's 1, bob's 1 ("one" was recalled)
@@ -238,6 +263,7 @@ async def test_an_evicted_uncounted_set_off_the_page_still_gives_the_exact_total
     await pair.assert_same(limit=1)
 
 
+@ONE_SERVER
 async def test_a_rebuild_never_hides_an_update_made_during_it(pair: Pair) -> None:
     """The race the generations close: SQL read, then an update, then the install."""
     assert pair.cached.settings.redis_url is not None
@@ -261,28 +287,24 @@ async def test_a_rebuild_never_hides_an_update_made_during_it(pair: Pair) -> Non
         await redis.aclose()
 
 
+@BOTH
 async def test_a_node_that_stops_reporting_drops_the_redis_copy(pair: Pair) -> None:
     """It may have died between a commit and its update: every list is rebuilt."""
     alice, bob = await pair.user("alice"), await pair.user("bob")
     await alice.send(private(*pair.ids), "hello")
     await pair.assert_same()
     settings = pair.cached.settings
-    assert settings.redis_url is not None
-    redis = aioredis.Redis.from_url(settings.redis_url)
+    target = target_of(pair.cached)
+    redis = target.connect()
     store = SqlStore.from_url(settings.database_url)
-    watcher = RedisChatList(
-        RedisTarget(settings.redis_url, settings.redis_prefix),
-        store,
-        node="watcher",  # type: ignore[arg-type]
-        node_ttl=0.5,
-    )
+    watcher = RedisChatList(target, store, node="watcher", node_ttl=0.5)  # type: ignore[arg-type]
     try:
         await watcher._bind()  # to the namespace of this database, as the servers are
         space = await copy_namespace(pair.cached)
         epoch = await redis.get(f"{space}epoch")
         assert epoch is not None
         # A node whose last report is old: killed with SIGKILL, say.
-        nodes = f"{settings.redis_prefix}nodes"
+        nodes = registry_key(target.shared)
         live = await redis.hgetall(nodes)
         assert live, "the servers report themselves"
         await redis.hset(nodes, "dead-node", next(iter(live.values())))
@@ -299,6 +321,7 @@ async def test_a_node_that_stops_reporting_drops_the_redis_copy(pair: Pair) -> N
         await redis.aclose()
 
 
+@ONE_SERVER
 async def test_redis_unreachable_after_a_commit_serves_sql_then_drops_the_copy(
     tmp_path: Path, own_redis: Callable[[], subprocess.Popen[bytes]], stack: str
 ) -> None:
@@ -337,6 +360,7 @@ async def test_redis_unreachable_after_a_commit_serves_sql_then_drops_the_copy(
         await runner.cleanup()
 
 
+@BOTH
 async def test_an_edited_last_message_keeps_its_quote_in_the_redis_list(pair: Pair) -> None:
     """An edit's outcome carries its target as it reads now, quote included: the
     Redis list showed the edited last message without the message it quotes
@@ -354,6 +378,7 @@ async def test_an_edited_last_message_keeps_its_quote_in_the_redis_list(pair: Pa
     assert entry.last_message.reply_to.preview == "where do we meet?"
 
 
+@ONE_SERVER
 async def test_a_group_name_is_kept_in_redis_through_renames_evictions_and_other_nodes(
     pair: Pair, make_server: ServerFactory
 ) -> None:
