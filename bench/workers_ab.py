@@ -91,11 +91,14 @@ def one_run(args: argparse.Namespace, count: int, bench_args: list[str]) -> int:
             bench = [sys.executable, "-m", "tidings", "bench", "--url", server.url]
             label = f"{args.label} {count}"
             bus = bus_messages(args.redis) if args.redis_cluster else None
+            load = primaries_load(args.redis) if args.redis_cluster else None
             code = subprocess.call([*bench, "--label", label, *bench_args])
-            if bus is not None:
+            if bus is not None and load is not None:
                 now = bus_messages(args.redis)
                 sent = ", ".join(f"{now[kind] - bus[kind]:,} {kind}" for kind in sorted(now))
                 print(f"{label}: cluster bus pub/sub messages: {sent}", flush=True)
+                print(f"{label}: per primary: {load_shares(load, primaries_load(args.redis))}")
+                print(f"{label}: {slot_owners(args.redis, database + ':')}", flush=True)
         finally:
             stopped, _, drained = server.stop(timeout=60)
         if stopped != 0 or not drained:
@@ -122,6 +125,49 @@ def bus_messages(url: str) -> dict[str, int]:
     finally:
         client.close()
     return totals
+
+
+def primaries_load(url: str) -> dict[str, tuple[float, int]]:
+    """Each primary's CPU seconds (user + sys) and commands processed so far."""
+    from redis.cluster import RedisCluster
+
+    client = RedisCluster.from_url(url)
+    load: dict[str, tuple[float, int]] = {}
+    try:
+        for node in client.get_primaries():
+            info = client.info(target_nodes=node)
+            cpu = float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+            load[node.name] = (cpu, int(info["total_commands_processed"]))
+    finally:
+        client.close()
+    return load
+
+
+def slot_owners(url: str, prefix: str) -> str:
+    """Which primary holds the deployment's slot and which the chat-list copy's."""
+    from redis.cluster import RedisCluster
+
+    client = RedisCluster.from_url(url)
+    try:
+        owners = [f"deployment on {client.get_node_from_key('{' + prefix + '}').name}"]
+        for epoch in client.scan_iter(match="{" + prefix + "cl2:*epoch", count=10_000):
+            owners.append(f"chat list on {client.get_node_from_key(epoch).name}")
+    finally:
+        client.close()
+    return ", ".join(owners)
+
+
+def load_shares(before: dict[str, tuple[float, int]], after: dict[str, tuple[float, int]]) -> str:
+    """What each primary did in between, busiest first: CPU seconds and commands."""
+    done = {
+        name: (after[name][0] - cpu, after[name][1] - commands)
+        for name, (cpu, commands) in before.items()
+        if name in after
+    }
+    return ", ".join(
+        f"{name} {cpu:.2f} s CPU, {commands:,} commands"
+        for name, (cpu, commands) in sorted(done.items(), key=lambda kv: -kv[1][0])
+    )
 
 
 def wait_for_nodes(url: str, count: int, within: float = 60) -> None:
