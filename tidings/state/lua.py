@@ -263,16 +263,28 @@ UNCOUNTED = (
 local p, e, ttl = ARGV[1], ARGV[2], ARGV[3]
 if redis.call('GET', p .. 'epoch') ~= e then return 0 end
 local base = p .. e .. ':'
-local out = {}
+local sets = {}
 for i = 4, #ARGV, 2 do
-  local cid = ARGV[i]
-  local xk = base .. 'x:' .. cid
-  if redis.call('EXISTS', xk) == 0 then
-    redis.call('DEL', base .. 'h:' .. cid)
-    bump(base .. 'cg:' .. cid, ttl)
-    return 0
+  sets[#sets + 1] = base .. 'x:' .. ARGV[i]
+end
+-- One EXISTS for them all (none evicted, the usual case); else find which.
+local present = 0
+for s = 1, #sets, 500 do
+  present = present + redis.call('EXISTS', unpack(sets, s, math.min(s + 499, #sets)))
+end
+if present < #sets then
+  for i = 4, #ARGV, 2 do
+    local cid = ARGV[i]
+    if redis.call('EXISTS', base .. 'x:' .. cid) == 0 then
+      redis.call('DEL', base .. 'h:' .. cid)
+      bump(base .. 'cg:' .. cid, ttl)
+      return 0
+    end
   end
-  out[#out + 1] = redis.call('ZCOUNT', xk, '(' .. ARGV[i + 1], '+inf')
+end
+local out = {}
+for n = 1, #sets do
+  out[n] = redis.call('ZCOUNT', sets[n], '(' .. ARGV[3 + 2 * n], '+inf')  -- its read seq
 end
 return out
 """
