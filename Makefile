@@ -34,7 +34,7 @@ typecheck: $(STAMP_DEV)
 	$(BIN)/mypy
 
 test: $(STAMP_DEV) lint typecheck webcheck
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=30  # the slowest, for whoever speeds the suite up
 
 # The web client's pure modules under node --test, and every module type-checked
 # from its JSDoc by TypeScript (fetched by npx, pinned; nothing is built).
