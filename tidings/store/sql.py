@@ -995,13 +995,12 @@ class SqlStore:
                 else:
                     found = await conn.execute(text(TERMS_BEGINNING), terms_params(folded))
                     terms = [str(term) for term in found.scalars()]
-                    # No term: a 2-character phrase, which matches no row.
-                    match = (
-                        None
-                        if len(terms) > MAX_TERMS
-                        else (" OR ".join(phrase(term) for term in terms) or phrase(folded))
-                    )
-                if match is None:  # too many terms: the scan costs less than their OR
+                    if len(terms) > MAX_TERMS:
+                        match = None  # the scan costs less than their OR
+                    else:
+                        # No term: a 2-character phrase, which matches no row.
+                        match = " OR ".join(phrase(term) for term in terms) or phrase(folded)
+                if match is None:
                     query, params = search_params("sqlite", user, q, conversation, before, limit)
                 else:
                     query, params = indexed_search_params(
