@@ -16,6 +16,7 @@ from tests.conftest import PASSWORD, Account, RunningServer, ServerFactory, priv
 from tests.test_search import every_page, found
 from tidings.app import SEARCH_INDEX
 from tidings.client import Client
+from tidings.store.search import MAX_TERMS
 from tidings.store.search_index import SqliteSearchIndex
 from tidings.store.search_pg import PgSearchIndex
 
@@ -123,6 +124,20 @@ async def test_a_new_indexer_catches_up_from_the_watermarks(
     assert await indexed(index, "indexed before") == 1
     assert await indexed(index, "first words") == 0 and await indexed(index, "second words") == 1
     assert await found(bob, "words") == ["second words"]
+
+
+async def test_two_characters_that_begin_too_many_terms_are_scanned_and_all_found(
+    index: Index, alice: Account, bob: Account
+) -> None:
+    """Past MAX_TERMS trigrams beginning with the query, the OR of them would
+    cost more than the scan: the search scans, and finds the same."""
+    chat = private(alice, bob)
+    bodies = [f"qz{chr(0x4E00 + n)} item {n}" for n in range(MAX_TERMS + 10)]
+    for body in bodies:
+        await alice.client.send(chat, body)
+    await index.catch_up()
+    assert await indexed(index, bodies[-1]) == 1
+    assert sorted(await found(bob, "QZ"), key=str) == sorted(bodies)
 
 
 async def test_a_file_is_found_by_its_name_through_the_index(
