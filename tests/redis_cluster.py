@@ -78,6 +78,15 @@ class RedisCluster:
                     return int(parts[1].split(":")[1].split("@")[0])
         raise LookupError(f"no primary owns slot {slot}")
 
+    def primaries(self) -> list[int]:
+        """The ports of the primaries now."""
+        ports = []
+        for line in self.cli(self.live_port(), "CLUSTER", "NODES").splitlines():
+            parts = line.split()
+            if "master" in parts[2] and "fail" not in parts[2]:
+                ports.append(int(parts[1].split(":")[1].split("@")[0]))
+        return ports
+
     def promote_replica_of(self, primary: int, timeout: float = 30.0) -> int:
         """``CLUSTER FAILOVER`` on a replica of ``primary``: it takes over, no data lost.
         Returns the replica's port once every node agrees."""

@@ -15,7 +15,7 @@ import random
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
@@ -28,11 +28,12 @@ from tests.conftest import (
     settings_for,
     start_server,
 )
-from tidings.client import Client
+from tidings.client import ChatList, Client
 from tidings.nodes import registry_key
 from tidings.redis_target import RedisTarget
 from tidings.state import lua
 from tidings.state.redis import RedisChatList
+from tidings.state.spread import SpreadCopy
 from tidings.store.sql import SqlStore
 
 if TYPE_CHECKING:
@@ -110,6 +111,16 @@ async def redis_keys(server: RunningServer, pattern: str) -> list[bytes]:
         await redis.aclose()
 
 
+async def copy_keys(server: RunningServer, family: str, of: int | str) -> list[bytes]:
+    """The copy's keys of ``family`` (u of a user; h, m, x, n, t of a
+    conversation) for ``of`` (``*``: any). On a Cluster each user's and each
+    conversation's keys carry their own hash tag (state.spread)."""
+    if not server.settings.redis_cluster:
+        return await redis_keys(server, f"cl2:*:{family}:{of}")
+    kind = "u" if family in ("u", "ug") else "c"
+    return await redis_keys(server, f"cl2:*{kind}:{of}}}*:{family}")
+
+
 async def copy_namespace(server: RunningServer) -> str:
     """The one chat-list namespace of this test's prefix: ``{prefix}cl2:{identity}.{gen}:``."""
     epochs = await redis_keys(server, "cl2:*epoch")
@@ -159,7 +170,7 @@ async def test_the_redis_list_is_the_sql_list(pair: Pair) -> None:
     await alice.send(f"g:{group.id}", "team, listen")
     await pair.assert_same()
     # Served from Redis: the users' indexes are there now.
-    assert await redis_keys(pair.cached, f"cl2:*:u:{a}")
+    assert await copy_keys(pair.cached, "u", a)
     assert await metric(pair.cached, "tidings_chat_list_rebuilds") >= 3
     # Carol joins late: she sees the group, not the message sent before she joined.
     await alice.add_members(group.id, [c])
@@ -218,9 +229,82 @@ async def test_the_list_stays_exact_through_flushes_mid_traffic(pair: Pair) -> N
     stop.set()
     await asyncio.gather(*tasks)
     await pair.assert_same()
-    assert await redis_keys(pair.cached, "cl2:*:u:*"), "the lists were rebuilt in Redis"
+    assert await copy_keys(pair.cached, "u", "*"), "the lists were rebuilt in Redis"
     total = sum(e.last_seq for e in await users[0].conversations() if e.id.startswith("g:"))
     assert total > 20, "too little traffic to mean anything"
+
+
+@pytest.mark.parametrize("stack", ["postgresql+redis-cluster"], indirect=True)
+async def test_between_an_updates_users_and_its_conversations_no_one_sees_their_own_message_unread(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a Cluster an update lands in two steps, one script per primary each:
+    the read positions, then the conversations' heads (state.spread). A list
+    read between the two shows the sender nothing unread of its own, and the
+    peer either the old or the new count, never more."""
+    alice, bob = await pair.user("alice"), await pair.user("bob")
+    chat = private(*pair.ids)
+    await bob.send(chat, "hi")
+    await alice.mark_read(chat, 1)
+    await pair.assert_same()  # both indexes and the head are in the copy now
+    between: list[tuple[ChatList, ChatList]] = []
+    each = SpreadCopy._each
+
+    async def first_step_then_read(
+        self: SpreadCopy, script: str, epoch: bytes, groups: list[Any]
+    ) -> list[Any]:
+        answers = await each(self, script, epoch, groups)
+        if script in (lua.S_APPLY_READS, lua.S_APPLY_HEADS) and not between:
+            between.append((await alice.chat_list(), await bob.chat_list()))
+        return answers
+
+    monkeypatch.setattr(SpreadCopy, "_each", first_step_then_read)
+    await alice.send(chat, "mine")
+    [(mine, theirs)] = between
+    assert [(e.unread, mine.total_unread) for e in mine.conversations] == [(0, 0)]
+    assert [e.unread for e in theirs.conversations] in ([0], [1])
+    await pair.assert_same()
+
+
+@pytest.mark.parametrize("stack", ["postgresql+redis-cluster"], indirect=True)
+async def test_a_read_seq_read_before_an_update_whose_head_the_page_shows_is_read_again(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a Cluster a list read fetches the page's heads and the user's read
+    seqs in one round, on several primaries at once. When an update lands
+    between the two (the read seqs from before it, a page head from after),
+    the read seqs are read again: the sender never sees its own message as
+    unread."""
+    alice, bob = await pair.user("alice"), await pair.user("bob")
+    chat = private(*pair.ids)
+    await bob.send(chat, "hi")
+    await alice.mark_read(chat, 1)
+    await pair.assert_same()
+    read = SpreadCopy.read
+    sent: list[int] = []
+
+    async def update_in_between(
+        self: SpreadCopy, epoch: bytes, user: int, *args: Any
+    ) -> tuple[list[Any], list[Any], list[Any]] | None:
+        fields = args[-1]
+        before = await self.read_seqs(epoch, user, fields)
+        if not sent:
+            sent.append((await alice.send(chat, "mine")).seq)
+            for _ in range(200):  # the copy is updated after the ack
+                [head] = await self.heads(epoch, [chat.encode()])
+                if head.startswith(b"2|"):
+                    break
+                await asyncio.sleep(0.01)
+        found = await read(self, epoch, user, *args)
+        return None if found is None else (found[0], found[1], before)
+
+    monkeypatch.setattr(SpreadCopy, "read", update_in_between)
+    mine = await alice.chat_list()
+    assert sent == [2]
+    assert [(e.last_seq, e.unread) for e in mine.conversations] == [(2, 0)]
+    assert mine.total_unread == 0
+    monkeypatch.undo()
+    await pair.assert_same()
 
 
 @BOTH
@@ -229,12 +313,12 @@ async def test_an_evicted_last_message_is_refilled(pair: Pair) -> None:
     alice, bob = await pair.user("alice"), await pair.user("bob")
     await alice.send(private(*pair.ids), "kept in Redis")
     await pair.assert_same()
-    evicted = await redis_keys(pair.cached, f"cl2:*:m:{private(*pair.ids)}")
+    evicted = await copy_keys(pair.cached, "m", private(*pair.ids))
     assert evicted
     await delete(pair.cached, evicted)
     await pair.assert_same()
     assert (await bob.conversations())[0].last_message.body == "kept in Redis"  # type: ignore[union-attr]
-    assert await redis_keys(pair.cached, f"cl2:*:m:{private(*pair.ids)}")  # refilled
+    assert await copy_keys(pair.cached, "m", private(*pair.ids))  # refilled
 
 
 @BOTH
@@ -252,13 +336,13 @@ async def test_an_evicted_uncounted_set_off_the_page_still_gives_the_exact_total
     await asyncio.sleep(0.01)
     await carol.send(private(alice_id, carol_id), "newest")
     await pair.assert_same(limit=1)  # the page is carol's chat; bob's is off it
-    uncounted = await redis_keys(pair.cached, f"cl2:*:x:{with_bob}")
+    uncounted = await copy_keys(pair.cached, "x", with_bob)
     assert uncounted
     await delete(pair.cached, uncounted)
     # Only alice reads: bob's own list would show his chat and refill it anyway.
     first_read = await alice.chat_list(1)
     assert first_read.total_unread == 2  # carol's 1, bob's 1 ("one" was recalled)
-    assert await redis_keys(pair.cached, f"cl2:*:x:{with_bob}")  # refilled
+    assert await copy_keys(pair.cached, "x", with_bob)  # refilled
     assert await alice.chat_list(1) == first_read
     await pair.assert_same(limit=1)
 
@@ -389,7 +473,7 @@ async def test_a_group_name_is_kept_in_redis_through_renames_evictions_and_other
     group = await alice.create_group("team", [pair.ids[1]])
     chat = f"g:{group.id}"
     await pair.assert_same()
-    [name_key] = await redis_keys(pair.cached, f"cl2:*:t:{chat}")
+    [name_key] = await copy_keys(pair.cached, "t", chat)
     # Renamed through another node with the Redis list: seen here at once.
     far = await make_server()
     renamer = Client(far.url, token=alice.token)

@@ -27,6 +27,7 @@ from tidings.nodes import PRIMARY_FIELD, presence_key, registry_key
 from tidings.redis_target import FAILED_OVER, RedisTarget
 from tidings.state import lua
 from tidings.state.restore import restored
+from tidings.state.spread import SpreadCopy
 
 pytestmark = pytest.mark.slow
 
@@ -79,9 +80,11 @@ async def chat_list_slot_key(target: RedisTarget) -> str:
 async def test_keys_sit_in_the_slots_their_scripts_need(
     tmp_path: Path, spawn_server: Callable[..., ServerProcess]
 ) -> None:
-    """On a Cluster the deployment's keys share one hash tag, the chat list has
-    one of its own, and the push windows none (a Cluster spreads them). The
-    node's URL lists a cluster node that is down first: it starts from the next."""
+    """On a Cluster the deployment's keys share one hash tag; the chat-list
+    copy's epoch has one of its own, and each user's and each conversation's
+    keys theirs, so the copy spreads; the push windows have none (a Cluster
+    spreads them). The node's URL lists a cluster node that is down first: it
+    starts from the next."""
     async with database_url("postgresql", tmp_path) as database:
         with redis_cluster(tmp_path / "rc") as servers:
             prefix = "tidings_t_slots:"
@@ -105,9 +108,17 @@ async def test_keys_sit_in_the_slots_their_scripts_need(
             for client in (alice, bob):
                 await client.close()
     shared = {slots[k] for k in keys if k.startswith(f"{{{prefix}}}")}
-    chat_list = {slots[k] for k in keys if k.startswith(f"{{{prefix}cl2:")}
     assert f"{{{prefix}}}nodes" in keys and any("}routes:" in k for k in keys)
-    assert len(shared) == 1 and len(chat_list) == 1 and shared != chat_list
+    assert len(shared) == 1
+    [epoch] = [k for k in keys if k.startswith(f"{{{prefix}cl2:") and k.endswith("}:epoch")]
+    copy = [k for k in keys if k.startswith(f"{{{prefix}cl2:") and k != epoch]
+    tags = {k: k[1 : k.index("}")] for k in copy}
+    # Each user's and each conversation's keys in the slot of their own tag.
+    for kind, of in (("u", alice_id), ("u", bob_id), ("c", conversation_of(alice_id, bob_id))):
+        mine = {slots[k] for k, tag in tags.items() if tag.endswith(f"{kind}:{of}")}
+        assert len(mine) == 1, (kind, of, copy)
+    assert len({slots[k] for k in copy} | {slots[epoch]}) > 1
+    assert slots[epoch] not in shared
     assert all(k.startswith(("{", f"{prefix}push:")) for k in keys), keys
 
 
@@ -228,7 +239,9 @@ async def test_after_a_failover_the_copy_is_dropped_and_presence_written_again(
     command fails to say so. The chat list's check (every lease third) and
     presence's lease both compare the primary's replication id with the one
     they saw last: after ``CLUSTER FAILOVER`` the copy moves to a new epoch
-    (rebuilt from SQL) and presence writes its node's hash again."""
+    (rebuilt from SQL) and presence writes its node's hash again. (On a
+    Cluster the copy's own check is the spread one, below; this is the check
+    a single server's copy makes, run here against a real failover.)"""
     with redis_cluster(tmp_path / "rc") as servers:
         target = RedisTarget(servers.url, "tidings_t_follow:", cluster=True)
         redis = target.connect()
@@ -252,6 +265,41 @@ async def test_after_a_failover_the_copy_is_dropped_and_presence_written_again(
             assert await check() == (1, 1)
             assert await redis.get(lua.epoch_key(space)) != epoch
             assert await check() == (0, 0)  # once per failover
+        finally:
+            await redis.aclose()
+
+
+async def test_the_spread_copy_sees_a_failover_of_any_primary(
+    tmp_path: Path,
+) -> None:
+    """The copy spreads over every primary (state.spread), so its check looks
+    at each: a failover of any of them says so, once; presence's check says
+    so only for its own primary."""
+    with redis_cluster(tmp_path / "rc") as servers:
+        target = RedisTarget(servers.url, "tidings_t_follow:", cluster=True)
+        redis = target.connect()
+        try:
+            space = target.own_slot(f"{target.prefix}cl2:db.1") + ":"
+            copy = SpreadCopy(redis, 60)  # type: ignore[arg-type]
+            copy.bind(space)
+            failed_over = redis.register_script(FAILED_OVER)
+            presence = presence_key(target.shared, "node0001")
+
+            async def check() -> tuple[int, int]:
+                dropped = await copy.failed_over()
+                moved = await failed_over(keys=[presence], args=[PRIMARY_FIELD])
+                return int(dropped), int(moved)
+
+            assert await check() == (0, 0)  # the first look records the primaries
+            assert await check() == (0, 0)
+            servers.promote_replica_of(servers.primary_of(presence))
+            assert await check() == (1, 1)
+            assert await check() == (0, 0)  # once per failover
+            # A primary that holds none of presence's keys: the copy's check alone.
+            others = [p for p in servers.primaries() if p != servers.primary_of(presence)]
+            servers.promote_replica_of(others[0])
+            assert await check() == (1, 0)
+            assert await check() == (0, 0)
         finally:
             await redis.aclose()
 

@@ -23,10 +23,12 @@ message id, is never given to two messages.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from tidings.ids import ConversationId
 from tidings.redis_target import RedisTarget
+from tidings.state.spread import conversation_key, conversation_of_head, plain_of
 from tidings.store import Deployment, DeploymentRecord, SeqsLost
 
 if TYPE_CHECKING:
@@ -52,8 +54,9 @@ async def bind(
 ) -> str:
     """The namespace of this database's copy, past any generation the database fell behind."""
     deployment = await record.current()
+    spread = target.cluster
     while True:
-        ahead = await _copy_ahead(redis, namespace(target, deployment), record, checked)
+        ahead = await _copy_ahead(redis, namespace(target, deployment), record, checked, spread)
         if not ahead:
             return namespace(target, deployment)
         conversation, copy_seq, sql_seq = ahead
@@ -67,12 +70,12 @@ async def bind(
             deployment.generation,
         )
         space = namespace(target, deployment)
-        await record.skip_lost_seqs(await lost_seqs(redis, space, record))
+        await record.skip_lost_seqs(await lost_seqs(redis, space, record, spread=spread))
         deployment = await record.next_generation(deployment)
 
 
 async def _copy_ahead(
-    redis: AnyRedis, space: str, record: DeploymentRecord, checked: int
+    redis: AnyRedis, space: str, record: DeploymentRecord, checked: int, spread: bool
 ) -> tuple[str, int, int] | None:
     """One conversation whose copied head is past the database's last seq, if any."""
     epoch = await redis.get(f"{space}epoch")
@@ -81,8 +84,7 @@ async def _copy_ahead(
     recent = await record.recently_sent(checked)
     if not recent:
         return None
-    base = f"{space}{as_text(epoch)}:h:"
-    heads = await redis.mget([base + c for c in recent])
+    heads = await _heads(redis, space, as_text(epoch), recent, spread)
     last_seqs = await record.last_seqs(recent)  # after the copy: see the module's note
     for conversation, head in zip(recent, heads, strict=True):
         if head is None:
@@ -94,20 +96,32 @@ async def _copy_ahead(
     return None
 
 
-async def lost_seqs(redis: AnyRedis, space: str, record: DeploymentRecord) -> list[SeqsLost]:
-    """Every conversation whose copied head in ``space`` is past the database's last seq."""
+async def lost_seqs(
+    redis: AnyRedis, space: str, record: DeploymentRecord, *, spread: bool = False
+) -> list[SeqsLost]:
+    """Every conversation whose copied head in ``space`` is past the database's last seq.
+
+    ``spread``: the copy is laid out over a Cluster's slots (state.spread)."""
     epoch = await redis.get(f"{space}epoch")
     if epoch is None:
         return []
-    heads_prefix = f"{space}{as_text(epoch)}:h:"
-    keys = [key async for key in redis.scan_iter(f"{heads_prefix}*", count=1000)]
+    plain = plain_of(space)
+    if spread:
+        pattern = conversation_key(plain, "h", "*", as_text(epoch))
+    else:
+        pattern = f"{space}{as_text(epoch)}:h:*"
+    keys = sorted({as_text(key) async for key in redis.scan_iter(pattern, count=1000)})
+    if spread:
+        conversations = [conversation_of_head(plain, key) for key in keys]
+    else:
+        conversations = [key.removeprefix(f"{space}{as_text(epoch)}:h:") for key in keys]
     copied: dict[ConversationId, int] = {}
     for start in range(0, len(keys), 1000):
-        chunk = keys[start : start + 1000]
-        for key, head in zip(chunk, await redis.mget(chunk), strict=True):
+        chunk = conversations[start : start + 1000]
+        heads = await _heads(redis, space, as_text(epoch), chunk, spread)
+        for conversation, head in zip(chunk, heads, strict=True):
             if head is not None:
-                conversation = ConversationId(as_text(key).removeprefix(heads_prefix))
-                copied[conversation] = int(as_text(head).partition("|")[0])
+                copied[ConversationId(conversation)] = int(as_text(head).partition("|")[0])
     in_sql = await record.last_seqs(list(copied))  # after the copy: see the module's note
     return sorted(
         (
@@ -117,6 +131,16 @@ async def lost_seqs(redis: AnyRedis, space: str, record: DeploymentRecord) -> li
         ),
         key=lambda lost: lost.conversation,
     )
+
+
+async def _heads(
+    redis: AnyRedis, space: str, epoch: str, conversations: Sequence[str], spread: bool
+) -> list[Any]:
+    """The copied heads of ``conversations`` (None where there is none)."""
+    if not spread:
+        return list(await redis.mget([f"{space}{epoch}:h:{c}" for c in conversations]))
+    keys = [conversation_key(plain_of(space), "h", c, epoch) for c in conversations]
+    return list(await redis.mget_nonatomic(keys))  # type: ignore[union-attr]
 
 
 def as_text(value: bytes | str) -> str:

@@ -56,6 +56,7 @@ from tidings.nodes import NodeId, decode_report, is_live, registry_key
 from tidings.redis_target import RedisTarget
 from tidings.state import binding, lua
 from tidings.state.claim import claim_prefix
+from tidings.state.spread import SpreadCopy
 from tidings.store import (
     GroupChange,
     QueuedOutcome,
@@ -115,6 +116,8 @@ class RedisChatList:
         self._reap = self._redis.register_script(lua.REAP)
         self._forget = self._redis.register_script(lua.FORGET)
         self._follow = self._redis.register_script(lua.FOLLOW_PRIMARY)
+        # On a Cluster the copy spreads over the primaries (state.spread).
+        self._spread = SpreadCopy(self._redis, key_ttl) if target.cluster else None  # type: ignore[arg-type]
         # True from a failed update until the namespace has been dropped,
         # and before the namespace is bound.
         self._stale = True
@@ -193,12 +196,18 @@ class RedisChatList:
                 _forward(reads, (outcome.user, outcome.conversation), outcome.read_seq, False)
         if not heads and not reads:
             return
-        args: list[Any] = [self._prefix, self._ttl, len(heads)]
-        for conversation, head in heads.items():
-            args += [conversation, *head.args()]
-        for (user, conversation), (seq, create) in reads.items():
-            args += [user, conversation, seq, create]
         try:
+            if self._spread is not None:
+                await self._spread.apply(
+                    [[conversation, *head.args()] for conversation, head in heads.items()],
+                    [[user, cid, seq, create] for (user, cid), (seq, create) in reads.items()],
+                )
+                return
+            args: list[Any] = [self._prefix, self._ttl, len(heads)]
+            for conversation, head in heads.items():
+                args += [conversation, *head.args()]
+            for (user, conversation), (seq, create) in reads.items():
+                args += [user, conversation, seq, create]
             await self._apply(keys=self._keys, args=args)
         except _FAILURES as exc:
             self._lost("updating the chat list after a commit", exc)
@@ -207,7 +216,10 @@ class RedisChatList:
         if not users or (self._stale and not self._dropping):
             return
         try:
-            await self._invalidate(keys=self._keys, args=[self._prefix, self._ttl, *users])
+            if self._spread is not None:
+                await self._spread.invalidate(users)
+            else:
+                await self._invalidate(keys=self._keys, args=[self._prefix, self._ttl, *users])
         except _FAILURES as exc:
             self._lost("dropping the lists of members who joined or left", exc)
 
@@ -236,6 +248,8 @@ class RedisChatList:
         if self._stale:
             return None
         try:
+            if self._spread is not None:
+                return await self._spread_list(self._spread, user, limit, states, with_hidden)
             # At most: rebuild the index, fill its heads, then read (or a
             # change in between makes one more round).
             kept: Mapping[ConversationId, EntryState] | None = None  # awaited once
@@ -287,21 +301,80 @@ class RedisChatList:
             total += unread if unread > 0 else int(marked)
         return total
 
+    async def _spread_list(
+        self,
+        spread: SpreadCopy,
+        user: UserId,
+        limit: int,
+        states: Awaitable[Mapping[ConversationId, EntryState]],
+        with_hidden: bool,
+    ) -> ChatList | None:
+        """``chat_list`` on a Cluster (state.spread), in three rounds as on one
+        server: the user's index (and the epoch), every listed head, then the
+        page's shown messages, the uncounted seqs and the user's read seqs
+        again. An update writes read seqs before heads; reading them after
+        the heads means no head is newer than the read seq it is counted
+        against (no one sees their own message as unread)."""
+        kept: Mapping[ConversationId, EntryState] | None = None  # awaited once
+        for _ in range(4):
+            epoch, first = await spread.user_index_now(user)
+            if first[0] == b"u":
+                await self._rebuild_index(user, epoch, first[1])
+                continue
+            listed = _listed(first[1])
+            heads = await spread.heads(epoch, listed)
+            if heads[:1] == [b"c"]:
+                await self._fill_conversations(epoch, heads[1:])
+                continue
+            if kept is None:
+                kept = await states
+            index = _read_index(first[1], heads, limit, kept, with_hidden)
+            page = index.page
+            asked = index.asked[0::2]
+            fields = asked + page
+            shown_asked = [
+                (cid, index.joins.get(cid, b""), read)
+                for cid, read in zip(page, index.page_reads, strict=True)
+            ]
+            got = await spread.read(epoch, user, shown_asked, index.asked, fields)
+            if got is None:
+                continue  # something was evicted: read it all again
+            shown, above, reads = got
+            moved = any(
+                entry[0].split(b"|", 1)[0] != head.split(b"|", 1)[0]
+                for entry, head in zip(shown, index.page_heads, strict=True)
+            )
+            if moved:
+                # A page head is newer than the heads read before the read
+                # seqs were: read those again, after it.
+                reads = await spread.read_seqs(epoch, user, fields)
+            if None in reads:
+                continue  # left a conversation, or the index was dropped
+            total = _spread_total(index, above, reads[: len(asked)])
+            values = _spread_values(user, page, shown, reads[len(asked) :], index.joins)
+            entries = await self._entries(user, page, values, kept) if page else []
+            return ChatList(conversations=entries, total_unread=total)
+        return None
+
     async def _rebuild_index(self, user: UserId, epoch: bytes, generation: bytes) -> None:
         self.rebuilds += 1
-        args: list[Any] = [self._prefix, epoch, user, generation, self._ttl]
+        fields: list[Any] = []
         for position in await self._store.member_positions(user):
-            args += [position.conversation, position.read_seq]
+            fields += [position.conversation, position.read_seq]
             if isinstance(parse_conversation(position.conversation), GroupRef):
                 joined = f"{position.joined_seq}|{iso_ms(position.joined_at)}"
-                args += [f"j:{position.conversation}", joined]
+                fields += [f"j:{position.conversation}", joined]
+        if self._spread is not None:
+            await self._spread.install(epoch, user, generation, fields)
+            return
+        args: list[Any] = [self._prefix, epoch, user, generation, self._ttl, *fields]
         await self._install(keys=self._keys, args=args)
 
     async def _fill_conversations(self, epoch: bytes, missing: list[bytes]) -> None:
         generations = {
             ConversationId(missing[i].decode()): missing[i + 1] for i in range(0, len(missing), 2)
         }
-        args: list[Any] = [self._prefix, epoch, self._ttl]
+        filled: list[list[Any]] = []
         for head in await self._store.conversation_heads(list(generations)):
             message = (
                 b"" if head.last_message is None else msgspec.msgpack.encode(head.last_message)
@@ -309,14 +382,25 @@ class RedisChatList:
             sent_at = "" if head.last_sent_at is None else iso_ms(head.last_sent_at)
             # SQL is the state as of last_seq: every edit up to it is applied.
             shown = f"{head.last_seq}|{head.shown_seq}|{head.last_seq}|{sent_at}"
-            args += [head.conversation, generations[head.conversation], shown, message]
             # The name as of last_seq: read in the same statement as it.
             named = "" if head.group_name is None else f"{head.last_seq}|{head.group_name}"
-            args += [
-                ",".join(str(seq) for seq in head.uncounted),
-                ",".join(f"{seq}:{user}" for seq, user in head.mentions),
-                named,
-            ]
+            filled.append(
+                [
+                    head.conversation,
+                    generations[head.conversation],
+                    shown,
+                    message,
+                    ",".join(str(seq) for seq in head.uncounted),
+                    ",".join(f"{seq}:{user}" for seq, user in head.mentions),
+                    named,
+                ]
+            )
+        if self._spread is not None:
+            await self._spread.fill(epoch, filled)
+            return
+        args: list[Any] = [self._prefix, epoch, self._ttl]
+        for values in filled:
+            args += values
         await self._fill(keys=self._keys, args=args)
 
     async def _entries(
@@ -453,6 +537,8 @@ class RedisChatList:
         )
         self._prefix = await binding.bind(self._redis, self._target, record)
         self._keys = [lua.epoch_key(self._prefix)]
+        if self._spread is not None:
+            self._spread.bind(self._prefix)
         self._bound = True
 
     async def _generation_moved(self) -> bool:
@@ -495,12 +581,68 @@ class RedisChatList:
 
     async def _follow_primary(self) -> None:
         """Drop the copy when another Redis primary holds it now (a failover):
-        the writes of its last moments may not have reached the replica."""
+        the writes of its last moments may not have reached the replica. On a
+        Cluster, any primary: the copy spreads over all of them."""
+        if self._spread is not None:
+            if await self._spread.failed_over():
+                await self._bump(keys=self._keys, args=[self._prefix])
+                log.warning(
+                    "chat list: a Redis Cluster primary failed over; Redis copy dropped "
+                    "(it is rebuilt from SQL as read)"
+                )
+            return
         if await self._follow(keys=self._keys, args=[self._prefix]):
             log.warning(
                 "chat list: Redis failed over to another primary; Redis copy dropped "
                 "(it is rebuilt from SQL as read)"
             )
+
+
+def _spread_total(index: _Index, above: list[list[bytes]], reads: list[bytes]) -> int:
+    """total_unread as ``_total`` counts it, from ``S_READ``'s uncounted seqs
+    above the first read seqs (and '~') and the read seqs read after the
+    heads: for each entry asked, the seqs in (read seq, last seq] that count."""
+    total = index.total
+    for n, ((gap, marked), seqs, read_b) in enumerate(zip(index.gaps, above, reads, strict=True)):
+        last = int(index.asked[2 * n + 1]) + gap
+        read = int(read_b)
+        unread = last - read
+        if len(seqs) > 1:  # not just '~'
+            unread -= sum(1 for seq in seqs if seq != b"~" and read < int(seq) <= last)
+        total += unread if unread > 0 else int(marked)
+    return total
+
+
+def _spread_values(
+    user: UserId,
+    page: list[bytes],
+    shown: list[Any],
+    reads: list[bytes],
+    joins: Mapping[bytes, bytes],
+) -> list[Any]:
+    """PAGE's 8 values per entry from ``S_READ``'s answers and the read seqs
+    read after them: uncounted seqs and mentions counted above them; no peer
+    read seq (a peer's hash is in another slot: SQL gives it)."""
+    me = str(user).encode()
+    values: list[Any] = []
+    for cid, read_b, (head, message, named, above_x, above_n) in zip(
+        page, reads, shown, strict=True
+    ):
+        read = int(read_b)
+        uncounted = {seq for seq in above_x if seq != b"~" and int(seq) > read}
+        mentioned = 0
+        for mention in above_n:
+            seq, _, who = mention.partition(b":")
+            if seq != b"~" and int(seq) > read and who in (me, b"0") and seq not in uncounted:
+                mentioned += 1
+        values += [read_b, joins.get(cid, b""), head, message, b""]
+        values += [len(uncounted), mentioned, named]
+    return values
+
+
+def _listed(flat: list[bytes]) -> list[bytes]:
+    """The conversations of an index hash's fields, in the hash's order."""
+    return [f for f in flat[::2] if f != b"~" and f[:2] != b"j:"]
 
 
 def _joined(join: bytes) -> tuple[int, str]:
@@ -519,6 +661,9 @@ class _Index(NamedTuple):
     total: int  # entries not muted that are settled: marked ones with nothing above read
     asked: list[Any]  # (conversation, read seq) of entries not muted with seqs above read
     gaps: list[tuple[int, bool]]  # their last seq - read seq, and whether marked unread
+    page_reads: list[bytes]  # the page's read seqs, heads and joins, as read
+    page_heads: list[bytes]
+    joins: dict[bytes, bytes]
 
 
 def _read_index(
@@ -542,7 +687,7 @@ def _read_index(
             joins[field[2:]] = flat[i + 1]
         elif field != b"~":
             reads.append((field, flat[i + 1]))
-    keyed: list[tuple[bool, bytes, bytes]] = []
+    keyed: list[tuple[bool, bytes, bytes, bytes, bytes]] = []
     total = 0
     asked: list[Any] = []
     gaps: list[tuple[int, bool]] = []
@@ -567,11 +712,13 @@ def _read_index(
             drafted = state.draft.updated_at.encode()
             if drafted > at:
                 at = drafted
-        keyed.append((not state.pinned, at, cid))
+        keyed.append((not state.pinned, at, cid, read_b, raw))
     keyed.sort(key=lambda row: row[2])
     keyed.sort(key=lambda row: row[1], reverse=True)
     keyed.sort(key=lambda row: row[0])
-    return _Index([cid for _, _, cid in keyed[:limit]], total, asked, gaps)
+    first = keyed[:limit]
+    page = [row[2] for row in first]
+    return _Index(page, total, asked, gaps, [r[3] for r in first], [r[4] for r in first], joins)
 
 
 class _Head(NamedTuple):

@@ -73,6 +73,7 @@ async def _went_back(
 ) -> list[SeqsLost]:
     redis = target.connect()
     try:
-        return await lost_seqs(redis, namespace(target, deployment), record)
+        space = namespace(target, deployment)
+        return await lost_seqs(redis, space, record, spread=target.cluster)
     finally:
         await redis.aclose()
