@@ -71,8 +71,20 @@ def fill(scripts: dict[str, Any], prefix: str, user: int, count: int) -> bytes:
     """One user's copy of ``count`` conversations, each with unread messages."""
     epoch, status, generation = scripts["INDEX"](args=[prefix, user, 3600])
     assert status == b"u"
+    index, heads = one_users_copy(user, count)
+    for start in range(0, len(heads), 100):
+        batch = [value for head in heads[start : start + 100] for value in head]
+        scripts["FILL"](args=[prefix, epoch, 3600, *batch])
+    assert scripts["INSTALL"](args=[prefix, epoch, user, generation, 3600, *index]) == 1
+    return bytes(epoch)
+
+
+def one_users_copy(user: int, count: int) -> tuple[list[Any], list[list[Any]]]:
+    """``user``'s index fields, and FILL's 7 values for each of ``count``
+    conversations: nine in ten groups, every one unread, some with mentions
+    and recalled seqs (``bench/spread_read.py`` fills a cluster with them)."""
     index: list[Any] = []
-    batch: list[Any] = []
+    heads: list[list[Any]] = []
     for n in range(count):
         group = n % 10 != 0
         cid = f"g:{n + 100}" if group else f"p:{user}-{n + 100}"
@@ -92,18 +104,12 @@ def fill(scripts: dict[str, Any], prefix: str, user: int, count: int) -> bytes:
         uncounted = ",".join(str(s) for s in (1, last - 2) if n % 3 == 0)
         mentions = f"{last - 1}:{user},{last}:0" if n % 4 == 0 else ""
         named = f"1|group {n}" if group else ""
-        batch += [cid, b"0", f"{last}|{last}|{last}|{sent_at}", msgspec.msgpack.encode(shown)]
-        batch += [uncounted, mentions, named]
+        head = f"{last}|{last}|{last}|{sent_at}"
+        heads.append([cid, b"0", head, msgspec.msgpack.encode(shown), uncounted, mentions, named])
         index += [cid, read]
         if group:
             index += [f"j:{cid}", "1|2026-12-01T00:00:00.000Z"]
-        if len(batch) >= 7 * 100:
-            scripts["FILL"](args=[prefix, epoch, 3600, *batch])
-            batch = []
-    if batch:
-        scripts["FILL"](args=[prefix, epoch, 3600, *batch])
-    assert scripts["INSTALL"](args=[prefix, epoch, user, generation, 3600, *index]) == 1
-    return bytes(epoch)
+    return index, heads
 
 
 def read_list(

@@ -22,11 +22,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import msgspec
+from chatlist_scripts import one_users_copy  # bench/ is the script's folder
 from redis.asyncio.cluster import RedisCluster
 
 from tidings.ids import UserId
-from tidings.models import Message
 from tidings.state import redis as chat_lists
 from tidings.state.spread import SpreadCopy
 
@@ -63,31 +62,7 @@ async def run(args: argparse.Namespace) -> None:
 
 
 async def fill(copy: SpreadCopy, user: int, count: int) -> None:
-    index: list[Any] = []
-    heads: list[list[Any]] = []
-    for n in range(count):
-        group = n % 10 != 0
-        cid = f"g:{n + 100}" if group else f"p:{user}-{n + 100}"
-        last = 20 + n % 7
-        sent_at = f"2026-12-05T05:{n // 60 % 60:02d}:{n % 60:02d}.000Z"
-        shown = Message(
-            id=f"{cid}#{last}",
-            conversation=cid,
-            seq=last,
-            sender=n + 100,
-            body="a message of ordinary length, about as long as most are" * 2,
-            client_msg_id=None,
-            sent_at=sent_at,
-            time_separator=False,
-        )
-        uncounted = ",".join(str(s) for s in (1, last - 2) if n % 3 == 0)
-        mentions = f"{last - 1}:{user},{last}:0" if n % 4 == 0 else ""
-        named = f"1|group {n}" if group else ""
-        head = f"{last}|{last}|{last}|{sent_at}"
-        heads.append([cid, b"0", head, msgspec.msgpack.encode(shown), uncounted, mentions, named])
-        index += [cid, last - 1 - n % 5]
-        if group:
-            index += [f"j:{cid}", "1|2026-12-01T00:00:00.000Z"]
+    index, heads = one_users_copy(user, count)
     epoch = await copy.epoch()
     absent = await copy.user_index(epoch, user)
     await copy.install(epoch, user, absent[1], index)

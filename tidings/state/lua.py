@@ -486,38 +486,21 @@ local plain, e, ttl = ARGV[1], ARGV[2], ARGV[3]
     + _OPS
 )
 
+
+def _spread_each(call: str, step: int) -> str:
+    """A spread script that runs ``call`` for each item of ``step`` values
+    from ARGV[4] (``i`` its first)."""
+    return _SPREAD_HEAD + f"\nfor i = 4, #ARGV, {step} do\n  {call}\nend\nreturn 1\n"
+
+
 # Then 9 values per conversation, as APPLY's.
-S_APPLY_HEADS = (
-    _SPREAD_HEAD
-    + """
-for i = 4, #ARGV, 9 do
-  apply_head(i, ttl)
-end
-return 1
-"""
-)
+S_APPLY_HEADS = _spread_each("apply_head(i, ttl)", 9)
 
 # Then (user, conversation, read seq, create)..., as APPLY's.
-S_APPLY_READS = (
-    _SPREAD_HEAD
-    + """
-for i = 4, #ARGV, 4 do
-  apply_read(i, ttl)
-end
-return 1
-"""
-)
+S_APPLY_READS = _spread_each("apply_read(i, ttl)", 4)
 
 # Then user...
-S_INVALIDATE = (
-    _SPREAD_HEAD
-    + """
-for i = 4, #ARGV do
-  invalidate(ARGV[i], ttl)
-end
-return 1
-"""
-)
+S_INVALIDATE = _spread_each("invalidate(ARGV[i], ttl)", 1)
 
 # Then the user: {'u', generation} or {'ok', fields}.
 S_USER_INDEX = (
@@ -556,15 +539,7 @@ return heads
 )
 
 # Then 7 values per conversation, as FILL's.
-S_FILL = (
-    _SPREAD_HEAD
-    + """
-for i = 4, #ARGV, 7 do
-  fill(i, ttl)
-end
-return 1
-"""
-)
+S_FILL = _spread_each("fill(i, ttl)", 7)
 
 # Then the number of page entries n, n x (conversation, join, read seq),
 # then "conversation read-seq ..." (one argument, space-separated) of the
