@@ -144,14 +144,16 @@ def primaries_load(url: str) -> dict[str, tuple[float, int]]:
 
 
 def slot_owners(url: str, prefix: str) -> str:
-    """Which primary holds the deployment's slot and which the chat-list copy's."""
+    """Which primary holds the deployment's slot and which the chat-list
+    copy's epoch (the whole copy up to stop 36; since, it spreads over every
+    primary and only the epoch stays in one slot)."""
     from redis.cluster import RedisCluster
 
     client = RedisCluster.from_url(url)
     try:
         owners = [f"deployment on {client.get_node_from_key('{' + prefix + '}').name}"]
         for epoch in client.scan_iter(match="{" + prefix + "cl2:*epoch", count=10_000):
-            owners.append(f"chat list on {client.get_node_from_key(epoch).name}")
+            owners.append(f"chat-list epoch on {client.get_node_from_key(epoch).name}")
     finally:
         client.close()
     return ", ".join(owners)
