@@ -232,6 +232,18 @@ end
 
 # -- one slot (one Redis server) ---------------------------------------------
 
+# The head of the one-slot scripts that write (ARGV: prefix, ttl, ...): they
+# open a namespace when there is none.
+_ONE_SLOT_WRITE = (
+    _EPOCH
+    + """
+local p, ttl = ARGV[1], ARGV[2]
+local base = p .. epoch(p) .. ':'
+"""
+    + _ONE_SLOT
+    + _OPS
+)
+
 # ARGV: prefix, ttl, n, n x (conversation, last seq, shown seq, version, time,
 # message, uncounted seqs "a,b", mentions "seq:user,...", name "seq|name" or ''
 # when the batch does not name the group), then (user,
@@ -240,13 +252,7 @@ end
 # conversation to the user's index (the first message of a private chat);
 # group membership goes through INVALIDATE.
 APPLY = (
-    _EPOCH
-    + """
-local p, ttl = ARGV[1], ARGV[2]
-local base = p .. epoch(p) .. ':'
-"""
-    + _ONE_SLOT
-    + _OPS
+    _ONE_SLOT_WRITE
     + """
 local i = 4
 for _ = 1, tonumber(ARGV[3]) do
@@ -263,13 +269,7 @@ return 1
 
 # ARGV: prefix, ttl, user...
 INVALIDATE = (
-    _EPOCH
-    + """
-local p, ttl = ARGV[1], ARGV[2]
-local base = p .. epoch(p) .. ':'
-"""
-    + _ONE_SLOT
-    + _OPS
+    _ONE_SLOT_WRITE
     + """
 for i = 3, #ARGV do
   invalidate(ARGV[i], ttl)

@@ -332,11 +332,11 @@ class RedisChatList:
             page = index.page
             asked = index.asked[0::2]
             fields = asked + page
-            shown_asked = [
+            shown_entries = [
                 (cid, index.joins.get(cid, b""), read)
                 for cid, read in zip(page, index.page_reads, strict=True)
             ]
-            got = await spread.read(epoch, user, shown_asked, index.asked, fields)
+            got = await spread.read(epoch, user, shown_entries, index.asked, fields)
             if got is None:
                 continue  # something was evicted: read it all again
             shown, above, reads = got
