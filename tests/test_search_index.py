@@ -126,6 +126,29 @@ async def test_a_new_indexer_catches_up_from_the_watermarks(
     assert await found(bob, "words") == ["second words"]
 
 
+async def test_one_run_over_many_conversations_applies_each_ones_edits_and_recalls(
+    index: Index, alice: Account, bob: Account, carol: Account
+) -> None:
+    """A run covers every conversation behind at once; a message edited twice in
+    it is indexed once, by its last text."""
+    await index.pause()
+    with_bob, with_carol = private(alice, bob), private(alice, carol)
+    twice = await alice.client.send(with_bob, "draft one of the plan")
+    await alice.client.edit(with_bob, twice.seq, "draft two of the plan")
+    await alice.client.edit(with_bob, twice.seq, "final draft of the plan")
+    gone = await alice.client.send(with_carol, "a secret for carol")
+    await alice.client.send(with_carol, "lunch with carol at noon")
+    await alice.client.recall(with_carol, gone.seq)
+    await alice.client.send(with_bob, "lunch with bob at one")
+    index.resume()
+    await index.catch_up()
+    assert await indexed(index, "draft") == 1 and await indexed(index, "final draft") == 1
+    assert await indexed(index, "secret") == 0
+    assert await indexed(index, "lunch with") == 2
+    assert await found(bob, "draft") == ["final draft of the plan"]
+    assert await found(carol, "lunch with") == ["lunch with carol at noon"]
+
+
 async def test_two_characters_that_begin_too_many_terms_are_scanned_and_all_found(
     index: Index, alice: Account, bob: Account
 ) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -38,31 +39,43 @@ _BEHIND = (
     " WHERE c.last_seq > coalesce(w.indexed_seq, 0)"
 )
 _NAME = "json_extract_path_text(CAST({t}.attachment AS json), 'name')"
+# Every statement below takes the run's ranges as three arrays, one element per
+# conversation: a run is four statements however many conversations it covers
+# (one per conversation each was most of the indexer's cost on the node).
+_RANGES = (
+    "SELECT * FROM unnest(CAST(:cs AS varchar[]), CAST(:lows AS bigint[]),"
+    " CAST(:highs AS bigint[])) AS r(c, low, high)"
+)
 _COPY = f"""
 INSERT INTO search_docs (conversation_id, seq, sent_at, body, name)
 SELECT m.conversation_id, m.seq, m.sent_at, lower(m.body), lower({_NAME.format(t="m")})
-FROM messages m
-WHERE m.conversation_id = :c AND m.seq > :low AND m.seq <= :high
-  AND m.kind IN {_COUNTABLE} AND m.recall_seq IS NULL
+FROM ({_RANGES}) r JOIN messages m ON m.conversation_id = r.c AND m.seq > r.low AND m.seq <= r.high
+WHERE m.kind IN {_COUNTABLE} AND m.recall_seq IS NULL
 ON CONFLICT (conversation_id, seq) DO UPDATE SET body = excluded.body, name = excluded.name
 """
-# The targets of recall and edit notices in the range: out, then the edited
+# The targets of recall and edit notices in the ranges: out, then the edited
 # ones back with their text now (a notice's own body is the notice's).
-_DROP_TARGETS = """
-DELETE FROM search_docs d USING messages n
-WHERE n.conversation_id = :c AND n.seq > :low AND n.seq <= :high
-  AND n.kind IN ('edit', 'recall') AND d.conversation_id = :c AND d.seq = n.target_seq
+_NOTICES = f"""
+SELECT n.conversation_id, n.target_seq FROM ({_RANGES}) r
+JOIN messages n ON n.conversation_id = r.c AND n.seq > r.low AND n.seq <= r.high
+WHERE n.kind IN {{kinds}}
 """
+_DROP_TARGETS = f"""
+DELETE FROM search_docs d
+WHERE (d.conversation_id, d.seq) IN ({_NOTICES.format(kinds="('edit', 'recall')")})
+"""
+# IN, not a join: a message edited twice in one run is put back once (an
+# ON CONFLICT DO UPDATE may not touch one row twice in a statement).
 _PUT_EDITED = f"""
 INSERT INTO search_docs (conversation_id, seq, sent_at, body, name)
 SELECT t.conversation_id, t.seq, t.sent_at, lower(t.body), lower({_NAME.format(t="t")})
-FROM messages n JOIN messages t ON t.conversation_id = n.conversation_id AND t.seq = n.target_seq
-WHERE n.conversation_id = :c AND n.seq > :low AND n.seq <= :high AND n.kind = 'edit'
+FROM messages t
+WHERE (t.conversation_id, t.seq) IN ({_NOTICES.format(kinds="('edit')")})
   AND t.kind IN {_COUNTABLE} AND t.recall_seq IS NULL
 ON CONFLICT (conversation_id, seq) DO UPDATE SET body = excluded.body, name = excluded.name
 """
-_MOVE = """
-INSERT INTO search_watermarks (conversation_id, indexed_seq) VALUES (:c, :high)
+_MOVE = f"""
+INSERT INTO search_watermarks (conversation_id, indexed_seq) SELECT c, high FROM ({_RANGES}) r
 ON CONFLICT (conversation_id) DO UPDATE SET indexed_seq = excluded.indexed_seq
 """
 
@@ -114,20 +127,24 @@ class PgSearchIndex(Indexer):
                 query = text(_BEHIND + " AND c.id = ANY(:ids)")
                 behind = (await conn.execute(query, {"ids": sorted(named)})).all()
             budget, more = ROWS_PER_RUN, False
+            ranges: dict[str, list[Any]] = {"cs": [], "lows": [], "highs": []}
             for conversation, last_seq, indexed in behind:
                 if budget <= 0:
                     more = True
                     self._look_again(conversation)
                     continue
                 high = min(int(last_seq), int(indexed) + budget)
-                params = {"c": conversation, "low": int(indexed), "high": high}
-                for statement in (_COPY, _DROP_TARGETS, _PUT_EDITED, _MOVE):
-                    await conn.execute(text(statement), params)
+                ranges["cs"].append(conversation)
+                ranges["lows"].append(int(indexed))
+                ranges["highs"].append(high)
                 budget -= max(high - int(indexed), 1)
-                self.rows_indexed += high - int(indexed)
                 if high < int(last_seq):
                     more = True
                     self._look_again(conversation)
+            if ranges["cs"]:
+                for statement in (_COPY, _DROP_TARGETS, _PUT_EDITED, _MOVE):
+                    await conn.execute(text(statement), ranges)
+                self.rows_indexed += sum(ranges["highs"]) - sum(ranges["lows"])
             if more and named is None:
                 self._full_pass = True
             return more
