@@ -27,6 +27,8 @@ FIGURES = (
     "duplicated",
     "server_cpu_pct",
     "load_cpu_pct",
+    "database_cpu_pct",
+    "redis_cpu_pct",
 )
 
 

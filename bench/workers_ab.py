@@ -89,6 +89,8 @@ def one_run(args: argparse.Namespace, count: int, bench_args: list[str]) -> int:
         try:
             wait_for_nodes(server.url, count)
             bench = [sys.executable, "-m", "tidings", "bench", "--url", server.url]
+            if count == 1:  # one process serves: its CPU is the server's (server_cpu_pct)
+                bench += ["--server-pid", str(server.process.pid)]
             label = f"{args.label} {count}"
             bus = bus_messages(args.redis) if args.redis_cluster else None
             load = primaries_load(args.redis) if args.redis_cluster else None

@@ -21,6 +21,8 @@ HEADLINE = (
     "server_cpu_pct",
     "server_rss_mib",
     "load_cpu_pct",
+    "database_cpu_pct",
+    "redis_cpu_pct",
 )
 
 
