@@ -44,6 +44,9 @@ def test_environment_variables_set_settings_and_flags_win() -> None:
         {"TIDINGS_RATE_LIMIT_CONNECTION": "-1"},
         {"TIDINGS_SQLITE_SYNCHRONOUS": "sometimes"},
         {"TIDINGS_SEND_QUEUE_FRAMES": "10", "TIDINGS_WRITE_BATCH_MAX": "100"},
+        {"TIDINGS_WRITE_BATCH_MAX": "-1"},
+        # The default batch on PostgreSQL (3000) does not fit a queue of 2000 frames.
+        {"TIDINGS_SEND_QUEUE_FRAMES": "2000", "TIDINGS_DATABASE_URL": "postgresql://h/db"},
         {"TIDINGS_FILES_URL": "/srv/files"},
         {"TIDINGS_WORKERS": "0"},
         {"TIDINGS_WORKERS": "many"},
@@ -52,6 +55,13 @@ def test_environment_variables_set_settings_and_flags_win() -> None:
 def test_a_bad_value_is_refused_at_start_with_its_name(env: dict[str, str]) -> None:
     with pytest.raises(SettingsError, match="TIDINGS_"):
         Settings.from_env(env)
+
+
+def test_the_largest_write_batch_is_chosen_by_database_unless_set() -> None:
+    assert Settings().largest_batch == 1000
+    assert Settings.from_env({"TIDINGS_DATABASE_URL": "postgresql://h/db"}).largest_batch == 3000
+    assert Settings.from_env({"TIDINGS_DATABASE_URL": "mysql://h/db"}).largest_batch == 3000
+    assert Settings.from_env({"TIDINGS_WRITE_BATCH_MAX": "200"}).largest_batch == 200
 
 
 def test_a_redis_cluster_is_asked_for_and_its_prefix_and_urls_are_checked() -> None:

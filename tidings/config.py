@@ -98,12 +98,8 @@ class Settings:
     # Storage: SQLite's synchronous pragma; FULL makes an ack survive power loss,
     # NORMAL survives a crash of the process but not of the machine.
     sqlite_synchronous: str = "FULL"
-    # The largest group commit. On PostgreSQL and MySQL a batch's cost is
-    # mostly its round trips and the event loop's turns between them, whatever
-    # its size: 3000 over 1000 gave 1.15x the closed-loop msgs/s on both and
-    # kept up with an open 10,000/s on PostgreSQL; neutral on SQLite
-    # (docs/benchmarks.md, stop 38). Below send_queue_frames (4096).
-    write_batch_max: int = 3000
+    # The largest group commit; 0: by database (``largest_batch``).
+    write_batch_max: int = 0
     # PostgreSQL: hash partitions of the messages table, set when it is created.
     pg_partitions: int = 16
     # Message search through a text index kept beside the send path (SQLite:
@@ -148,6 +144,18 @@ class Settings:
         settings.check()
         return settings
 
+    @property
+    def largest_batch(self) -> int:
+        """The largest group commit: ``write_batch_max``, or by database. On
+        PostgreSQL and MySQL a batch costs mostly its round trips and the event
+        loop's turns between them, whatever its size: 3000 over 1000 gave about
+        1.15x the closed-loop msgs/s on both and kept up with an open 10,000/s
+        on PostgreSQL. On SQLite (one thread, no round trips) it gained nothing
+        and made a rare long stall longer (docs/benchmarks.md, stop 38)."""
+        if self.write_batch_max:
+            return self.write_batch_max
+        return 1000 if self.database_url.startswith("sqlite") else 3000
+
     def check(self) -> None:
         if self.redis_url and "," in self.redis_url and not self.redis_cluster:
             raise SettingsError(
@@ -165,7 +173,6 @@ class Settings:
             "max_frame_bytes",
             "send_queue_frames",
             "max_http_body_bytes",
-            "write_batch_max",
             "pg_partitions",
             "argon2_time_cost",
             "argon2_memory_kib",
@@ -179,7 +186,9 @@ class Settings:
             raise SettingsError(
                 "TIDINGS_WEBHOOK_URL needs TIDINGS_SERVICE_TOKEN: webhooks are signed with it"
             )
-        if self.send_queue_frames <= self.write_batch_max:
+        if self.write_batch_max < 0:
+            raise SettingsError("TIDINGS_WRITE_BATCH_MAX must be positive, or 0 (by database)")
+        if self.send_queue_frames <= self.largest_batch:
             raise SettingsError(
                 "TIDINGS_SEND_QUEUE_FRAMES must be larger than TIDINGS_WRITE_BATCH_MAX: "
                 "one commit may queue that many frames on a connection at once"

@@ -116,7 +116,7 @@ class Conversations:
             store,
             self._publish,
             separator_gap_ms=int(settings.time_separator_seconds * 1000),
-            max_batch=settings.write_batch_max,
+            max_batch=settings.largest_batch,
             metrics=metrics,
             mirror=None if state is None else state.committed,
         )

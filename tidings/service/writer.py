@@ -74,7 +74,7 @@ class GroupCommitWriter:
         publish: PublishOutcome,
         *,
         separator_gap_ms: int,
-        max_batch: int = 3000,
+        max_batch: int = 1000,
         max_pending: int = 100_000,
         metrics: Metrics | None = None,
         mirror: MirrorBatch | None = None,
