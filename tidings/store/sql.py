@@ -80,6 +80,7 @@ from tidings.store.engines import Engines, create_engines, lost_a_race
 from tidings.store.files import SqlFiles
 from tidings.store.group_changes import GroupChanger, load_group
 from tidings.store.keyset import keys_params, where_keys
+from tidings.store.loop_thread import LoopThread
 from tidings.store.migrate import upgrade
 from tidings.store.push import SqlPush
 from tidings.store.rows import (
@@ -183,6 +184,10 @@ class SqlStore:
                 "after_cursor_execute",
                 self._count_batch_statement,
             )
+        # ... and on an event loop of their own (store/loop_thread.py says why).
+        self._batch_loop = (
+            LoopThread("tidings-batch-pg") if engines.batch_writer is not None else None
+        )
         # SQLite's batches: one thread, so they run one at a time and in order.
         self._batch_thread = (
             ThreadPoolExecutor(1, thread_name_prefix="tidings-batch")
@@ -260,6 +265,10 @@ class SqlStore:
             await self._search_index.close()  # SQLite's closes with its engines
         if self._batch_thread is not None:
             self._batch_thread.shutdown(wait=True)
+        if self._batch_loop is not None:
+            # Its connection belongs to its loop: closed there, then the loop stops.
+            await self._batch_loop.run(self._batch_writer.dispose())
+            self._batch_loop.stop()
         await self._engines.dispose()
 
     async def ping(self) -> None:
@@ -289,9 +298,10 @@ class SqlStore:
                     result = await asyncio.get_running_loop().run_in_executor(
                         self._batch_thread, self._run_in_batch_thread, batch
                     )
+                elif self._batch_loop is not None:
+                    result = await self._batch_loop.run(self._run_on_batch_writer(batch, attempt))
                 else:
-                    async with self._batch_writer.begin() as conn:
-                        result = await conn.run_sync(self._run_batch, batch, attempt)
+                    result = await self._run_on_batch_writer(batch, attempt)
                 break
             except (SQLAlchemyError, OSError) as exc:
                 if attempts > 0 and _is_race(exc):
@@ -310,6 +320,10 @@ class SqlStore:
                 {o.message.conversation for o in outcomes if isinstance(o, StoredMessage)}
             )
         return outcomes
+
+    async def _run_on_batch_writer(self, batch: WriteBatch, attempt: _Attempt) -> BatchResult:
+        async with self._batch_writer.begin() as conn:
+            return await conn.run_sync(self._run_batch, batch, attempt)
 
     def _run_batch(self, conn: Connection, batch: WriteBatch, attempt: _Attempt) -> BatchResult:
         start = self._batch_statements
