@@ -267,8 +267,9 @@ class SqlStore:
             self._batch_thread.shutdown(wait=True)
         if self._batch_loop is not None:
             # Its connection belongs to its loop: closed there, then the loop stops.
-            await self._batch_loop.run(self._batch_writer.dispose())
-            self._batch_loop.stop()
+            batch_loop, self._batch_loop = self._batch_loop, None
+            await batch_loop.run(self._batch_writer.dispose())
+            batch_loop.stop()
         await self._engines.dispose()
 
     async def ping(self) -> None:
