@@ -149,6 +149,20 @@ async def test_one_run_over_many_conversations_applies_each_ones_edits_and_recal
     assert await found(carol, "lunch with") == ["lunch with carol at noon"]
 
 
+async def test_a_conversation_longer_than_one_run_is_indexed_to_its_end(
+    index: Index, alice: Account, bob: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run whose budget ends inside a conversation comes back for the rest."""
+    monkeypatch.setattr("tidings.store.search_index.ROWS_PER_RUN", 2)
+    monkeypatch.setattr("tidings.store.search_pg.ROWS_PER_RUN", 2)
+    await index.pause()
+    chat = private(alice, bob)
+    for n in range(5):
+        await alice.client.send(chat, f"long thread part {n}")
+    await index.catch_up()
+    assert await indexed(index, "long thread part") == 5
+
+
 async def test_two_characters_that_begin_too_many_terms_are_scanned_and_all_found(
     index: Index, alice: Account, bob: Account
 ) -> None:

@@ -31,9 +31,13 @@ index is never wrong, only less of a shortcut.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import sqlite3
+import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -87,6 +91,25 @@ def folded_name(attachment: str | None) -> str | None:
     return name if isinstance(name, str) else None
 
 
+# Nice value of the indexer's thread: it yields to the send path's threads
+# (nice 0) when both want the core, and still runs on what they leave.
+_INDEX_NICENESS = 10
+
+
+def _yield_to_the_send_path() -> None:
+    """Run this thread at a lower priority than the server's others (Linux only:
+    a thread id is a process id to ``setpriority`` there). The index's FTS5
+    writes are bursts of CPU with the GIL released; on a busy core they
+    otherwise take turns with the send path's commit and the event loop, and
+    every send in the burst waits (docs/benchmarks.md, stop 38). A lower
+    priority gives the index the CPU the sends leave; under sustained
+    overload it falls behind and searches scan the tail, as they do while it
+    catches up."""
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _INDEX_NICENESS)
+
+
 class SqliteSearchIndex(Indexer):
     """The indexer of one SQLite database: ``open``, ``start``, ``wake`` after commits."""
 
@@ -96,7 +119,9 @@ class SqliteSearchIndex(Indexer):
         super().__init__()
         self._database = str(Path(database).expanduser())
         self.path = index_file(self._database)
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="tidings-search-index")
+        self._thread = ThreadPoolExecutor(
+            1, thread_name_prefix="tidings-search-index", initializer=_yield_to_the_send_path
+        )
         self._conn: sqlite3.Connection | None = None
 
     # -- lifecycle ------------------------------------------------------------
@@ -174,8 +199,13 @@ class SqliteSearchIndex(Indexer):
                     more = True
                     self._look_again(conversation)  # not reached this pass
                     continue
-                done = self._index_conversation(conn, conversation, indexed, last_seq, budget)
+                done, finished = self._index_conversation(
+                    conn, conversation, indexed, last_seq, budget
+                )
                 budget -= done
+                if not finished:  # the budget ran out inside it
+                    more = True
+                    self._look_again(conversation)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -203,7 +233,8 @@ class SqliteSearchIndex(Indexer):
 
     def _index_conversation(
         self, conn: sqlite3.Connection, conversation: str, indexed: int, last_seq: int, budget: int
-    ) -> int:
+    ) -> tuple[int, bool]:
+        """Index up to ``budget`` of its rows: how many it took, and whether it is done."""
         rows = conn.execute(
             "SELECT seq, kind, body, attachment, target_seq, recall_seq, sent_at"
             " FROM tidings.messages WHERE conversation_id = ? AND seq > ? ORDER BY seq LIMIT ?",
@@ -218,13 +249,14 @@ class SqliteSearchIndex(Indexer):
                 self._put(conn, conversation, seq, sent_at, body, attachment)
         # All read (fewer than asked): the watermark is the conversation's last
         # seq in this snapshot, past any seq that has no row.
-        reached = last_seq if len(rows) < budget else rows[-1][0]
+        finished = len(rows) < budget or rows[-1][0] >= last_seq
+        reached = last_seq if finished else rows[-1][0]
         conn.execute(
             "INSERT INTO watermarks(conversation_id, indexed_seq) VALUES (?, ?)"
             " ON CONFLICT (conversation_id) DO UPDATE SET indexed_seq = excluded.indexed_seq",
             (conversation, reached),
         )
-        return max(len(rows), 1)
+        return max(len(rows), 1), finished
 
     def _refresh(self, conn: sqlite3.Connection, conversation: str, seq: int) -> None:
         """An edit's target: its text now (the notice's own body is the notice's)."""
