@@ -46,8 +46,8 @@ def service_shares(
     spent: dict[str, float] = {}
     for pid, (field, cpu, started) in after.items():
         earlier = before.get(pid)
-        kept = earlier is not None and earlier[2] == started
-        spent[field] = spent.get(field, 0.0) + cpu - (earlier[1] if kept and earlier else 0.0)
+        start = earlier[1] if earlier is not None and earlier[2] == started else 0.0
+        spent[field] = spent.get(field, 0.0) + cpu - start
     return {field: round(100 * seconds / elapsed, 1) for field, seconds in spent.items()}
 
 
