@@ -38,10 +38,17 @@ def sent(page: Any, selector: str) -> Any:
 
 
 async def box_of(locator: Any) -> dict[str, float]:
-    size: dict[str, float] = await locator.evaluate(
-        "(node) => ({width: node.offsetWidth, height: node.offsetHeight,"
-        " loaded: node.querySelector('img').naturalWidth})"
-    )
+    """The attachment's box once laid out (a node just added can measure 0 x 0
+    for a frame; seen once in CI): waits up to 5 s for a width."""
+    size: dict[str, float] = {}
+    for _ in range(50):
+        size = await locator.evaluate(
+            "(node) => ({width: node.offsetWidth, height: node.offsetHeight,"
+            " loaded: node.querySelector('img').naturalWidth})"
+        )
+        if size["width"]:
+            break
+        await asyncio.sleep(0.1)
     return size
 
 
