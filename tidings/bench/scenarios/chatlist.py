@@ -16,13 +16,13 @@ must still come in the same round trips.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import aiohttp
 
 from tidings.bench.accounts import make_user
 from tidings.bench.context import Context
+from tidings.bench.requests import measure_requests
 from tidings.bench.stats import latency_summary
 from tidings.client import Client, private_conversation
 
@@ -68,35 +68,27 @@ async def run(ctx: Context) -> dict[str, Any]:
             ctx.cache["chatlist_token"] = await _seed(ctx, session)
         client = Client(ctx.url, ctx.cache["chatlist_token"], session=session)
         params = None if o.chatlist_limit is None else o.chatlist_limit
-        samples: list[int] = []
-        sizes: set[int] = set()
         expected = min(o.conversations, o.chatlist_limit or DEFAULT_PAGE)
-        short = 0
-        warm_until = time.monotonic() + o.warmup
-        stop_at = warm_until + o.duration
 
-        async def loop() -> None:
-            nonlocal short
-            while (now := time.monotonic()) < stop_at:
-                found = await client.conversations(params)
-                if now >= warm_until:
-                    samples.append(int((time.monotonic() - now) * 1e6))
-                    sizes.add(len(found))
-                    short += len(found) < expected
+        async def page() -> int:
+            return len(await client.conversations(params))
 
         if ctx.probe is not None:
             ctx.probe.start()
-        await asyncio.gather(*(loop() for _ in range(o.http_concurrency)))
+        window = await measure_requests(
+            page, warmup=o.warmup, duration=o.duration, concurrency=o.http_concurrency
+        )
         probed = ctx.probe.stop() if ctx.probe is not None else {}
     figures: dict[str, Any] = {
         "conversations": o.conversations,
         "recalls_per_conversation": o.chatlist_recalls,
-        "entries_per_page": sorted(sizes),
-        "requests_per_s": round(len(samples) / o.duration, 1),
+        "entries_per_page": sorted(set(window.answers)),
+        "requests_per_s": window.per_second,
         "concurrency": o.http_concurrency,
-        "lost": short,  # pages with fewer entries than the user has (up to the limit)
+        # pages with fewer entries than the user has (up to the limit)
+        "lost": sum(size < expected for size in window.answers),
         "duplicated": 0,
     }
-    figures.update(latency_summary(samples))
+    figures.update(latency_summary(window.latencies_us))
     figures.update(probed)
     return figures

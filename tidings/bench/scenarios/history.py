@@ -10,16 +10,15 @@ way a client scrolls back, so pages come from all over the table.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import sys
-import time
 from typing import Any
 
 import aiohttp
 
 from tidings.bench.accounts import make_user
 from tidings.bench.context import Context
+from tidings.bench.requests import measure_requests
 from tidings.bench.seed import seed_history, seeded_counts
 from tidings.bench.stats import latency_summary
 from tidings.client import Client
@@ -59,29 +58,23 @@ async def run(ctx: Context) -> dict[str, Any]:
         token, ids, per = ctx.cache["history"]
         client = Client(ctx.url, token, session=session)
         picker = random.Random(7)
-        samples: list[int] = []
-        short = 0
-        warm_until = time.monotonic() + o.warmup
-        stop_at = warm_until + o.duration
 
-        async def loop() -> None:
-            nonlocal short
-            while (now := time.monotonic()) < stop_at:
-                before = picker.randint(o.page + 2, per + 2)  # seqs 2..per+1 are messages
-                page = await client.messages(picker.choice(ids), before=before, limit=o.page)
-                if now >= warm_until:
-                    samples.append(int((time.monotonic() - now) * 1e6))
-                    short += len(page) != o.page
+        async def page() -> int:
+            before = picker.randint(o.page + 2, per + 2)  # seqs 2..per+1 are messages
+            return len(await client.messages(picker.choice(ids), before=before, limit=o.page))
 
         if ctx.probe is not None:
             ctx.probe.start()
-        await asyncio.gather(*(loop() for _ in range(o.http_concurrency)))
+        window = await measure_requests(
+            page, warmup=o.warmup, duration=o.duration, concurrency=o.http_concurrency
+        )
         probed = ctx.probe.stop() if ctx.probe is not None else {}
+    short = sum(size != o.page for size in window.answers)
     figures: dict[str, Any] = {
         "table_messages": per * len(ids),
         "conversations": len(ids),
         "page": o.page,
-        "requests_per_s": round(len(samples) / o.duration, 1),
+        "requests_per_s": window.per_second,
         "concurrency": o.http_concurrency,
         "short_pages": short,
         "lost": short,
@@ -89,6 +82,6 @@ async def run(ctx: Context) -> dict[str, Any]:
     }
     if "history_seed_seconds" in ctx.cache:
         figures["seed_seconds"] = ctx.cache["history_seed_seconds"]
-    figures.update(latency_summary(samples))
+    figures.update(latency_summary(window.latencies_us))
     figures.update(probed)
     return figures
