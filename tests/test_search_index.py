@@ -225,3 +225,30 @@ async def test_with_the_index_off_searches_scan_and_no_index_is_kept(
         for q in ("scanned", "北京大", "北京", "京"):
             page = await bob.search_messages(q)
             assert [m.body for m in page.messages] == ["scanned from 北京大学"], q
+
+
+async def test_a_failed_run_is_retried_without_waiting_for_another_send(
+    index: Index, alice: Account, bob: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that fails (a dropped connection, a locked file) is tried again about
+    a second later on its own, not at the next send or the 30 s full pass."""
+    await index.pause()
+    await alice.client.send(private(alice, bob), "written while the index failed")
+    real_pass = index._pass
+    failures = 0
+
+    async def failing_once(*, wait: bool) -> bool:
+        nonlocal failures
+        if failures == 0:
+            failures += 1
+            raise index.retried[0]("the database went away")
+        return await real_pass(wait=wait)
+
+    monkeypatch.setattr(index, "_pass", failing_once)
+    index.resume()
+    for _ in range(100):  # 10 s: well before the 30 s full pass
+        if await indexed(index, "while the index failed") == 1:
+            break
+        await asyncio.sleep(0.1)
+    assert failures == 1
+    assert await indexed(index, "while the index failed") == 1

@@ -141,6 +141,9 @@ class Indexer(ABC):
                 log.warning("indexing for search failed (%s); retrying from the watermarks", exc)
                 self._full_pass = True
                 await asyncio.sleep(1.0)
+                # Retry after the rest below, not at the next commit or the
+                # full pass 30 s on: an idle server would leave it behind.
+                self._wakeup.set()
             # Rest (INDEX_INTERVAL says why); a close ends the rest at once.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), INDEX_INTERVAL)
