@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ from tests.conftest import (
     ServerProcess,
     private,
 )
-from tidings.client import ApiError, Client
+from tidings.client import ApiError, Client, private_conversation
 
 
 async def test_readyz_reports_each_backend(server: RunningServer) -> None:
@@ -130,3 +131,44 @@ async def test_json_logs_are_one_object_per_line_and_never_carry_a_token(
     assert any(r["logger"] == "tidings" and r["level"] == "INFO" for r in records)
     assert session.token not in text
     assert PASSWORD not in text
+
+
+def _gc_collections(text: str) -> dict[str, float]:
+    prefix = 'python_gc_collections_total{generation="'
+    return {
+        line[len(prefix)]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(prefix)
+    }
+
+
+async def test_a_burst_of_sends_sets_off_hardly_any_collection_on_a_served_node(
+    spawn_server: Callable[..., ServerProcess],
+) -> None:
+    """``tidings serve`` raises the cyclic collector's first threshold: the live
+    objects of sends in flight no longer set off young collections by the
+    hundred and full ones that walk every socket's state (a fifth of a loaded
+    core, docs/benchmarks.md stop 39). /metrics shows each generation's count."""
+    server = spawn_server()
+    async with Client(server.url) as client, aiohttp.ClientSession() as session:
+        alice = await client.signup("gc_alice", PASSWORD)
+        bob = await client.signup("gc_bob", PASSWORD)
+        await client.login("gc_alice", PASSWORD)
+        chat = private_conversation(alice.id, bob.id)
+        sockets = [await client.connect() for _ in range(4)]
+
+        async def metrics() -> dict[str, float]:
+            async with session.get(server.url + "/metrics") as answer:
+                return _gc_collections(await answer.text())
+
+        before = await metrics()
+        assert set(before) == {"0", "1", "2"}
+        for _ in range(3):  # 1,200 sends, 400 in flight at a time
+            await asyncio.gather(
+                *(ws.send(chat, f"burst {n}") for ws in sockets for n in range(100))
+            )
+        after = await metrics()
+        for ws in sockets:
+            await ws.close()
+    assert after["2"] == before["2"], (before, after)
+    assert after["0"] - before["0"] <= 5, (before, after)

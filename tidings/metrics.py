@@ -16,6 +16,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    GCCollector,
     Histogram,
     ProcessCollector,
     generate_latest,
@@ -31,6 +32,9 @@ class Metrics:
         # process_resident_memory_bytes, process_open_fds, ...: what a soak
         # run watches for growth.
         ProcessCollector(registry=self.registry)
+        # python_gc_collections_total by generation: what the collector's
+        # threshold (serve.py) keeps rare under load.
+        GCCollector(registry=self.registry)
         self.gauge("tidings_asyncio_tasks", "Live asyncio tasks in this process.", _task_count)
         self.messages = Counter(
             "tidings_messages_committed", "Messages stored (acked).", registry=self.registry

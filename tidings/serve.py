@@ -28,6 +28,18 @@ log = logging.getLogger("tidings")
 #: How often a worker checks that its supervisor still runs.
 ORPHAN_CHECK_SECONDS = 1.0
 
+#: The cyclic collector's first threshold while serving (Python's default: 700).
+#: CPython counts tracked objects made minus freed, so under load the live
+#: objects of sends in flight (thousands of messages, each a few containers)
+#: set off a young collection every few hundred of them, and with the
+#: startup heap frozen, a full one that walks every socket's state as often
+#: as the young ones promote enough: ~17 % of a loaded server's core went to
+#: the collector (docs/benchmarks.md, stop 39). At 50,000 a collection comes
+#: when that many objects more are alive than at the last one: rarely while
+#: the load holds steady, and cyclic garbage still sets one off, so memory
+#: stays bounded (a few MB of cycles at most).
+GC_YOUNG_THRESHOLD = 50_000
+
 
 class StartupError(Exception):
     """The server could not start (database, Redis or port); the message says which."""
@@ -86,6 +98,7 @@ async def serve_forever(
     # app) lives as long as the process: keep the cyclic collector off it,
     # or every full collection walks it all (docs/benchmarks.md, stop 12).
     gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     log.info("tidings %s listening on %s (%s)", __version__, address, backends(settings))
     if announce:
         print(f"tidings listening on {address}", flush=True)
