@@ -31,10 +31,10 @@ ORPHAN_CHECK_SECONDS = 1.0
 #: The cyclic collector's first threshold while serving (Python's default: 700).
 #: CPython counts tracked objects made minus freed, so under load the live
 #: objects of sends in flight (thousands of messages, each a few containers)
-#: set off a young collection every few hundred of them, and with the
-#: startup heap frozen, a full one that walks every socket's state as often
-#: as the young ones promote enough: ~17 % of a loaded server's core went to
-#: the collector (docs/benchmarks.md, stop 39). At 50,000 a collection comes
+#: set off a young collection every few dozen sends, and with the startup
+#: heap frozen, a full one that walks every socket's state as often as the
+#: young ones promote enough: 16-26 % of a loaded server's core went to the
+#: collector (docs/benchmarks.md, stop 39). At 50,000 a collection comes
 #: when that many objects more are alive than at the last one: rarely while
 #: the load holds steady, and cyclic garbage still sets one off, so memory
 #: stays bounded (a few MB of cycles at most).
