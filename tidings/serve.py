@@ -8,7 +8,6 @@ worker runs it on the listening socket the supervisor bound
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import signal
@@ -18,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tidings import __version__
+from tidings import __version__, gc_tuning
 from tidings.app import backends, build_app
 from tidings.config import Settings
 from tidings.errors import TidingsError, missing_extra
@@ -27,18 +26,6 @@ log = logging.getLogger("tidings")
 
 #: How often a worker checks that its supervisor still runs.
 ORPHAN_CHECK_SECONDS = 1.0
-
-#: The cyclic collector's first threshold while serving (Python's default: 700).
-#: CPython counts tracked objects made minus freed, so under load the live
-#: objects of sends in flight (thousands of messages, each a few containers)
-#: set off a young collection every few dozen sends, and with the startup
-#: heap frozen, a full one that walks every socket's state as often as the
-#: young ones promote enough: 16-26 % of a loaded server's core went to the
-#: collector (docs/benchmarks.md, stop 39). At 50,000 a collection comes
-#: when that many objects more are alive than at the last one: rarely while
-#: the load holds steady, and cyclic garbage still sets one off, so memory
-#: stays bounded (a few MB of cycles at most).
-GC_YOUNG_THRESHOLD = 50_000
 
 
 class StartupError(Exception):
@@ -94,11 +81,8 @@ async def serve_forever(
         loop.add_signal_handler(sig, stop.set)
     watch = None if supervisor is None else asyncio.create_task(_orphaned(supervisor, stop))
     address = _address(site, settings)
-    # What startup made (modules, SQLAlchemy's and aiohttp's tables, the
-    # app) lives as long as the process: keep the cyclic collector off it,
-    # or every full collection walks it all (docs/benchmarks.md, stop 12).
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+    # Startup made the modules, SQLAlchemy's and aiohttp's tables and the app.
+    gc_tuning.settle()
     log.info("tidings %s listening on %s (%s)", __version__, address, backends(settings))
     if announce:
         print(f"tidings listening on {address}", flush=True)

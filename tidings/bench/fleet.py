@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
+from tidings import gc_tuning
 from tidings.bench.load import Load
 from tidings.bench.spec import WorkerResult, WorkerSpec
 
@@ -52,6 +53,8 @@ async def _child_main(spec: WorkerSpec, pipe: Connection) -> None:
         pipe.send(("error", f"connect: {exc!r}"))
         load.close()
         return
+    # Its connections are made: the run's objects are what the collector sees.
+    gc_tuning.settle()
     pipe.send(("ready", load.result.connections, load.result.reconnects))
     command: tuple[Any, ...] = await loop.run_in_executor(None, pipe.recv)
     if command[0] == "start":
