@@ -33,7 +33,7 @@ class Metrics:
         # run watches for growth.
         ProcessCollector(registry=self.registry)
         # python_gc_collections_total by generation: what the collector's
-        # threshold (serve.py) keeps rare under load.
+        # threshold (gc_tuning.py) keeps rare under load.
         GCCollector(registry=self.registry)
         self.gauge("tidings_asyncio_tasks", "Live asyncio tasks in this process.", _task_count)
         self.messages = Counter(
